@@ -1,0 +1,20 @@
+"""`localopen`: the desktop app with no arguments, the terminal tool with a subcommand."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        from localopen.ui.app import run_app
+
+        return run_app()
+    from localopen.cli import run_cli
+
+    return run_cli(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The curated catalog (resources/catalog.json): loading, validation, evidence, grades."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from localopen.core.errors import LocalopenError
+from localopen.core.openness import Evidence, Grade, LicenseSource, grade
+from localopen.core.quant import estimate_file_bytes
+
+EVIDENCE_VALUES = {
+    "data_pretrain": {"open", "partial", "closed", "unknown"},
+    "data_posttrain": {"open", "partial", "closed", "n/a", "unknown"},
+    "training_code": {"open", "partial", "closed", "unknown"},
+    "report": {"peer_reviewed", "preprint", "tech_report", "none", "unknown"},
+    "intermediate_ckpts": {"true", "false", "unknown"},
+}
+REQUIRED = {
+    "id": str, "gguf_repo": str, "base_model": str, "family": str, "params_b": (int, float),
+    "context_length": int, "license": dict, "lineage": list, "evidence": dict, "quants": list,
+    "recommended_quant": str,
+}
+ARCH_FIELDS = ("n_layers", "n_embd", "n_head", "n_head_kv", "head_dim", "n_vocab")
+
+
+class CatalogError(LocalopenError):
+    """The catalog file is malformed; the message names the entry and the reason."""
+
+
+@dataclass(frozen=True)
+class Quant:
+    type: str
+    pattern: str
+    size_bytes: int | None  # exact when known from the Hub, else an estimate
+    size_is_estimate: bool
+    sha256: str | None = None
+
+
+@dataclass
+class CatalogModel:
+    raw: dict[str, Any]
+    quants: list[Quant] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.raw["id"]
+
+    @property
+    def gguf_repo(self) -> str:
+        return self.raw["gguf_repo"]
+
+    @property
+    def base_model(self) -> str:
+        return self.raw["base_model"]
+
+    @property
+    def family(self) -> str:
+        return self.raw["family"]
+
+    @property
+    def n_params(self) -> int:
+        return int(self.raw["params_b"] * 1e9)
+
+    @property
+    def context_length(self) -> int:
+        return self.raw["context_length"]
+
+    @property
+    def arch(self) -> dict[str, Any] | None:
+        return self.raw.get("arch")
+
+    @property
+    def notes(self) -> str | None:
+        return self.raw.get("notes")
+
+    @property
+    def recommended(self) -> Quant:
+        want = self.raw["recommended_quant"]
+        return next((q for q in self.quants if q.type == want), self.quants[0])
+
+    @cached_property
+    def evidence(self) -> Evidence:
+        return evidence_of(self.raw)
+
+    @cached_property
+    def grade(self) -> Grade:
+        return grade(self.evidence)
+
+    @property
+    def license_label(self) -> str:
+        lic = self.raw["license"]
+        if lic.get("id") == "other" and lic.get("name"):
+            return lic["name"]
+        return lic.get("id") or "none"
+
+    def matches(self, text: str) -> bool:
+        needle = text.lower()
+        hay = " ".join([self.id, self.gguf_repo, self.base_model, self.family, self.license_label])
+        return needle in hay.lower()
+
+
+def evidence_of(raw: dict[str, Any]) -> Evidence:
+    """Build the OPENNESS.md evidence record from one catalog entry."""
+    lic = raw["license"]
+    ev = Evidence(curated=True, gated=bool(raw.get("gated_upstream")), flags=set(raw.get("flags", [])))
+    repo_lic = raw.get("gguf_repo_license")
+    if repo_lic:
+        ev.licenses.append(LicenseSource(repo_lic, lic.get("name"), "gguf-repo", raw["gguf_repo"],
+                                         f"https://huggingface.co/{raw['gguf_repo']}"))
+    for hops, parent in enumerate(raw["lineage"], start=1):
+        ev.lineage.append(parent["repo"])
+        ev.licenses.append(LicenseSource(parent.get("license"), parent.get("license_name"),
+                                         f"base-model({hops})", parent["repo"], lic.get("url")))
+    for component in EVIDENCE_VALUES:
+        item = raw["evidence"].get(component)
+        if item:
+            setattr(ev, component, item["value"])
+            ev.sources[component] = item.get("source", "")
+            if item.get("verified") is False and component != "intermediate_ckpts":
+                ev.unverified_facts.append(component)
+    ev.sources["license"] = lic.get("source", "")
+    return ev
+
+
+def _validate(index: int, raw: Any, seen: set[str]) -> list[str]:
+    if not isinstance(raw, dict):
+        return ["is not an object"]
+    problems = []
+    for key, kind in REQUIRED.items():
+        if key not in raw:
+            problems.append(f"misses '{key}'")
+        elif not isinstance(raw[key], kind) or isinstance(raw[key], bool):
+            problems.append(f"'{key}' has the wrong type ({type(raw[key]).__name__})")
+    if problems:
+        return problems
+    if raw["id"] in seen:
+        problems.append(f"repeats the id '{raw['id']}'")
+    if "/" not in raw["gguf_repo"] or "/" not in raw["base_model"]:
+        problems.append("'gguf_repo' and 'base_model' must be Hub ids of the form owner/name")
+    if not 0 < raw["params_b"] < 2000:
+        problems.append(f"'params_b' is {raw['params_b']}, not a parameter count in billions")
+    if raw["context_length"] <= 0:
+        problems.append("'context_length' must be positive")
+    if not raw["license"].get("source"):
+        problems.append("the licence has no source URL")
+    if not raw["lineage"] or not all(isinstance(p, dict) and p.get("repo") for p in raw["lineage"]):
+        problems.append("'lineage' must list at least the base model, each with a 'repo'")
+    for component, allowed in EVIDENCE_VALUES.items():
+        item = raw["evidence"].get(component)
+        if item is None:
+            continue
+        if not isinstance(item, dict) or item.get("value") not in allowed:
+            problems.append(f"evidence '{component}' must be one of {sorted(allowed)}")
+        elif not item.get("source"):
+            problems.append(f"evidence '{component}' has no source URL")
+    if not raw["quants"]:
+        problems.append("offers no quantization")
+    for q in raw["quants"]:
+        if not isinstance(q, dict) or not q.get("type") or not q.get("pattern"):
+            problems.append("each quantization needs a 'type' and a file 'pattern'")
+            break
+    arch = raw.get("arch")
+    if arch is not None:
+        missing = [f for f in ARCH_FIELDS if not isinstance(arch.get(f), int) or arch.get(f) <= 0]
+        if missing:
+            problems.append("'arch' lacks positive integers for " + ", ".join(missing))
+    return problems
+
+
+@dataclass
+class Catalog:
+    models: list[CatalogModel]
+    checked: str
+    credits: list[dict[str, Any]]
+
+    def get(self, key: str) -> CatalogModel | None:
+        """By catalog id, GGUF repo or base model repo (case-insensitive)."""
+        key = key.lower()
+        for m in self.models:
+            if key in (m.id.lower(), m.gguf_repo.lower(), m.base_model.lower()):
+                return m
+        return None
+
+    def evidence_by_repo(self) -> dict[str, Evidence]:
+        """Evidence keyed by every repo the catalog knows (for the lineage rule on Hub cards)."""
+        out: dict[str, Evidence] = {}
+        for m in self.models:
+            out[m.base_model] = m.evidence
+            out[m.gguf_repo] = m.evidence
+        return out
+
+
+def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None = None) -> Catalog:
+    """Load and validate; raise CatalogError naming every bad entry (never skip silently).
+
+    `exact` maps "repo/filename-pattern" style keys to exact Hub sizes when known (the download
+    layer fills it); otherwise sizes are estimates from parameters × bits per weight.
+    """
+    if path is None:
+        text = resources.files("localopen.resources").joinpath("catalog.json").read_text(encoding="utf-8")
+        where = "the built-in catalog"
+    else:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CatalogError(f"Cannot read the catalog {where}: {exc.strerror or exc}.") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}).") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CatalogError(f"{where} must be an object with a 'models' list.")
+    errors: list[str] = []
+    models: list[CatalogModel] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data["models"]):
+        problems = _validate(index, raw, seen)
+        if problems:
+            name = raw.get("id", "?") if isinstance(raw, dict) else "?"
+            errors.append(f"entry #{index + 1} ({name}): " + "; ".join(problems))
+            continue
+        seen.add(raw["id"])
+        models.append(_build(raw, exact or {}))
+    if errors:
+        raise CatalogError(f"{where} has {len(errors)} malformed entr{'y' if len(errors) == 1 else 'ies'}:\n"
+                           + "\n".join(f"  - {e}" for e in errors))
+    return Catalog(models=models, checked=str(data.get("checked", "")), credits=data.get("credits", []))
+
+
+def _build(raw: dict[str, Any], exact: dict[str, dict]) -> CatalogModel:
+    model = CatalogModel(raw=raw)
+    n_params = raw["params_b"] * 1e9
+    for q in raw["quants"]:
+        known = exact.get(f"{raw['gguf_repo']}:{q['type']}")
+        if known:
+            model.quants.append(Quant(q["type"], q["pattern"], known["size"], False, known.get("sha256")))
+        else:
+            model.quants.append(Quant(q["type"], q["pattern"], estimate_file_bytes(n_params, q["type"]), True))
+    return model

@@ -1,0 +1,173 @@
+"""Will this model file fit here, and how fast could it decode? Estimated before any download.
+
+Memory model (DESIGN.md, checked against llama.cpp's own buffer report in tests):
+  weights (≈ tensor bytes, mmapped) + KV cache + compute buffer + output buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from localopen.core.gguf_header import GGUFHeader
+from localopen.core.hardware import HardwareProfile
+
+MiB = 2**20
+GiB = 2**30
+CTX_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
+RAM_HEADROOM = 0.85  # leave room for the OS and the app itself
+GPU_HEADROOM = 0.90
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs to know about a model: from a GGUF header or the catalog."""
+
+    weight_bytes: int
+    n_layers: int
+    n_head: int
+    n_head_kv: int | list[int]
+    key_length: int
+    value_length: int
+    n_vocab: int
+    n_embd: int
+    sliding_window: int | None = None
+    n_swa_layers: int = 0
+    n_attention_layers: int | None = None  # hybrid models: only these layers keep a KV cache
+    active_fraction: float = 1.0  # MoE: share of weights read per token
+
+    @classmethod
+    def from_header(cls, h: GGUFHeader, total_bytes: int | None = None) -> ModelShape:
+        n_layers = h.block_count or 1
+        head_count = h.head_count
+        n_head = max(head_count) if isinstance(head_count, list) else (head_count or 1)
+        kv = h.head_count_kv if h.head_count_kv is not None else n_head
+        swa = h.sliding_window
+        n_swa = 0
+        if swa:
+            pattern = h.arch_key("attention.sliding_window_pattern")
+            if isinstance(pattern, list):
+                n_swa = sum(1 for v in pattern[:n_layers] if v)
+            elif h.architecture.startswith("gemma3"):
+                n_swa = n_layers - n_layers // 6  # every 6th layer is global
+            elif h.architecture == "gemma2":
+                n_swa = n_layers // 2
+        return cls(
+            weight_bytes=total_bytes if total_bytes is not None else h.tensor_bytes,
+            n_layers=n_layers, n_head=n_head, n_head_kv=kv,
+            key_length=h.key_length or 128, value_length=h.value_length or 128,
+            n_vocab=h.vocab_size or 32000, n_embd=h.embedding_length or 4096,
+            sliding_window=swa, n_swa_layers=n_swa,
+        )
+
+    @classmethod
+    def from_catalog(cls, arch: dict[str, Any], weight_bytes: int, active_fraction: float = 1.0) -> ModelShape:
+        return cls(
+            weight_bytes=weight_bytes, n_layers=arch["n_layers"], n_head=arch["n_head"],
+            n_head_kv=arch["n_head_kv"], key_length=arch["head_dim"], value_length=arch["head_dim"],
+            n_vocab=arch["n_vocab"], n_embd=arch["n_embd"], sliding_window=arch.get("sliding_window"),
+            n_swa_layers=arch.get("n_swa_layers", 0), n_attention_layers=arch.get("n_attention_layers"),
+            active_fraction=active_fraction,
+        )
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    n_ctx: int
+    weights: int
+    kv_cache: int
+    compute: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.output
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n_ctx": self.n_ctx, "weights": self.weights, "kv_cache": self.kv_cache,
+                "compute": self.compute, "output": self.output, "total": self.total}
+
+
+def _pad(n: int, to: int = CTX_PAD) -> int:
+    return (n + to - 1) // to * to
+
+
+def estimate_memory(
+    shape: ModelShape, n_ctx: int, n_ubatch: int = 512, flash_attn: bool = False,
+    swa_full: bool = False, kv_bytes: float = 2.0,
+) -> MemoryEstimate:
+    """Bytes llama.cpp will allocate for this model at this context (f16 KV cache by default)."""
+    n_ctx = _pad(max(1, n_ctx))
+    ubatch = min(n_ubatch, n_ctx)
+    layers = shape.n_attention_layers if shape.n_attention_layers is not None else shape.n_layers
+    kv_heads = shape.n_head_kv
+    per_layer_heads = (kv_heads[:layers] if isinstance(kv_heads, list)
+                       else [kv_heads] * layers)
+    n_swa = min(shape.n_swa_layers, layers) if shape.sliding_window else 0
+    swa_cells = n_ctx if swa_full else min(n_ctx, _pad(shape.sliding_window + ubatch)) if n_swa else n_ctx
+    kv = 0.0
+    for index, heads in enumerate(per_layer_heads):
+        # Which layers are SWA only matters through their count; put them first.
+        cells = swa_cells if index < n_swa else n_ctx
+        kv += cells * heads * (shape.key_length + shape.value_length) * kv_bytes
+    # The compute buffer's peak is the larger of the logits of one micro-batch and, without
+    # flash attention, the attention scores of one layer (f32).
+    logits = shape.n_vocab * ubatch * 4
+    attention = 0 if flash_attn else n_ctx * ubatch * shape.n_head * 4
+    hidden = 4 * shape.n_embd * ubatch * 4
+    compute = int(max(logits, attention + hidden) * 1.005)
+    output = shape.n_vocab * 4
+    return MemoryEstimate(n_ctx=n_ctx, weights=shape.weight_bytes, kv_cache=int(kv), compute=compute, output=output)
+
+
+@dataclass(frozen=True)
+class FitVerdict:
+    code: str  # fits_gpu | fits_ram | tight | no_fit
+    label: str
+    detail: str
+    memory: MemoryEstimate
+    decode_bound_tps: float | None  # tokens/s upper bound from memory bandwidth
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.code, "label": self.label, "detail": self.detail,
+                "memory": self.memory.to_dict(), "decode_bound_tps": self.decode_bound_tps}
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def decode_bound(shape: ModelShape, bandwidth_gbs: float | None) -> float | None:
+    """tokens/s ≤ bandwidth ÷ bytes read per token (≈ the weights a dense model touches)."""
+    if not bandwidth_gbs:
+        return None
+    per_token = shape.weight_bytes * shape.active_fraction
+    return round(bandwidth_gbs * 1e9 / per_token, 1) if per_token else None
+
+
+def fit_verdict(shape: ModelShape, hw: HardwareProfile, n_ctx: int, **kwargs: Any) -> FitVerdict:
+    mem = estimate_memory(shape, n_ctx, **kwargs)
+    need = mem.total
+    bound = decode_bound(shape, hw.bandwidth_gbs)
+    if hw.gpu_offload_possible:
+        gpu = max(hw.gpus, key=lambda g: g.memory_free or g.memory_total)
+        free = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
+        if need <= free * GPU_HEADROOM:
+            return FitVerdict("fits_gpu", "fits on GPU",
+                              f"needs {human_bytes(need)} of {human_bytes(free)} free on {gpu.name}", mem, bound)
+    available = hw.ram_available
+    if need <= available * RAM_HEADROOM:
+        return FitVerdict("fits_ram", "fits in RAM",
+                          f"needs {human_bytes(need)} of {human_bytes(available)} available", mem, bound)
+    if need <= hw.ram_total * 0.95:
+        return FitVerdict("tight", "tight",
+                          f"needs {human_bytes(need)}; {human_bytes(available)} available of "
+                          f"{human_bytes(hw.ram_total)}: close other programs first", mem, bound)
+    return FitVerdict("no_fit", "will not fit",
+                      f"needs {human_bytes(need)}, more than this machine's {human_bytes(hw.ram_total)} of RAM",
+                      mem, bound)

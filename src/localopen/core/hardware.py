@@ -1,0 +1,213 @@
+"""What this machine has: CPU, SIMD features, memory, disk, GPUs, llama.cpp backends."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from localopen.core.bandwidth import measure_bandwidth
+
+X86_FEATURES = ("sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avx_vnni",
+                "amx_int8")
+ARM_FEATURES = ("asimd", "fphp", "asimddp", "sve", "sve2", "i8mm")  # asimd == NEON
+
+
+@dataclass
+class GPU:
+    name: str
+    vendor: str
+    memory_total: int  # bytes
+    memory_free: int | None
+    unified: bool = False  # Apple silicon: GPU shares system RAM
+
+
+@dataclass
+class HardwareProfile:
+    os: str
+    arch: str
+    cpu_model: str
+    cores_physical: int
+    cores_logical: int
+    simd: list[str]
+    ram_total: int
+    ram_available: int
+    disk_free: int | None
+    models_dir: str
+    gpus: list[GPU] = field(default_factory=list)
+    llama_backends: list[str] = field(default_factory=list)  # e.g. ["CPU", "CUDA"]
+    bandwidth_gbs: float | None = None
+    bandwidth_cached: bool = False
+
+    @property
+    def gpu_offload_possible(self) -> bool:
+        """A GPU is present and the installed llama.cpp build has a backend for it."""
+        gpu_backends = {"CUDA", "Vulkan", "Metal", "HIP", "SYCL"}
+        return bool(self.gpus) and bool(gpu_backends & set(self.llama_backends))
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of this machine's hardware (for caching and for saved benchmark results)."""
+        key = json.dumps([self.os, self.arch, self.cpu_model, self.cores_physical, self.cores_logical,
+                          round(self.ram_total / 2**30), [g.name for g in self.gpus]])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["gpu_offload_possible"] = self.gpu_offload_possible
+        out["fingerprint"] = self.fingerprint
+        return out
+
+
+def cpu_model() -> str:
+    system = platform.system()
+    try:
+        if system == "Linux":
+            for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+        elif system == "Darwin":
+            return _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or platform.processor()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def simd_features() -> list[str]:
+    """The instruction-set extensions llama.cpp cares about ("illegal instruction" starts here)."""
+    system, machine = platform.system(), platform.machine().lower()
+    if system == "Linux":
+        try:
+            text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return []
+        flags: set[str] = set()
+        for line in text.splitlines():
+            if line.lower().startswith(("flags", "features")):
+                flags |= set(line.split(":", 1)[1].split())
+                break
+        wanted = ARM_FEATURES if machine in ("aarch64", "arm64") else X86_FEATURES
+        flags |= {"sse3"} if "pni" in flags else set()  # Linux calls SSE3 "pni"
+        found = [f for f in wanted if f in flags]
+        return ["NEON" if f == "asimd" else f.upper() for f in found]
+    if system == "Darwin" and machine == "arm64":
+        return ["NEON"] + (["DOTPROD"] if _run(["sysctl", "-n", "hw.optional.arm.FEAT_DotProd"]) == "1" else [])
+    return []
+
+
+def _run(cmd: list[str], timeout: float = 2.0) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def detect_gpus() -> list[GPU]:
+    gpus: list[GPU] = []
+    try:  # NVIDIA through nvidia-ml-py, when installed
+        import pynvml  # type: ignore[import-not-found]
+
+        pynvml.nvmlInit()
+        try:
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+                name = pynvml.nvmlDeviceGetName(handle)
+                mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                name = name if isinstance(name, str) else name.decode()
+                gpus.append(GPU(name, "NVIDIA", int(mem.total), int(mem.free)))
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, no library, or no device: fall through
+        gpus = []
+    if not gpus and shutil.which("nvidia-smi"):
+        out = _run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"])
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) == 3 and parts[1].isdigit():
+                gpus.append(GPU(parts[0], "NVIDIA", int(parts[1]) * 2**20,
+                                int(parts[2]) * 2**20 if parts[2].isdigit() else None))
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        total = psutil.virtual_memory().total
+        # Metal's default working-set limit is about 3/4 of unified memory.
+        gpus.append(GPU("Apple GPU (unified memory)", "Apple", int(total * 0.75), None, unified=True))
+    return gpus
+
+
+BACKEND_LIBS = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "hip": "HIP", "sycl": "SYCL",
+                "blas": "BLAS", "cpu": "CPU", "opencl": "OpenCL"}
+
+
+def llama_backends() -> list[str]:
+    """Backends compiled into the installed llama-cpp-python, read from its shared libraries
+    (without importing llama_cpp, which core must not do)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.origin:
+        return []
+    lib_dir = Path(spec.origin).parent / "lib"
+    names = [p.name.lower() for p in lib_dir.iterdir()] if lib_dir.is_dir() else []
+    found = {"CPU"}
+    for name in names:
+        for key, label in BACKEND_LIBS.items():
+            if name.startswith((f"libggml-{key}", f"ggml-{key}")):
+                found.add(label)
+    if platform.system() == "Darwin" and platform.machine() == "arm64" and any("metal" in n for n in names):
+        found.add("Metal")
+    return sorted(found, key=lambda b: (b != "CPU", b))
+
+
+def disk_free(path: Path) -> int | None:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def read_profile(models_dir: Path, cache_dir: Path | None = None, measure: bool = True) -> HardwareProfile:
+    """Read the profile; the bandwidth probe runs once per machine and is cached."""
+    vm = psutil.virtual_memory()
+    profile = HardwareProfile(
+        os=f"{platform.system()} {platform.release()}",
+        arch=platform.machine(),
+        cpu_model=cpu_model(),
+        cores_physical=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        cores_logical=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        simd=simd_features(),
+        ram_total=int(vm.total),
+        ram_available=int(vm.available),
+        disk_free=disk_free(models_dir),
+        models_dir=str(models_dir),
+        gpus=detect_gpus(),
+        llama_backends=llama_backends(),
+    )
+    if measure:
+        profile.bandwidth_gbs, profile.bandwidth_cached = _cached_bandwidth(profile, cache_dir)
+    return profile
+
+
+def _cached_bandwidth(profile: HardwareProfile, cache_dir: Path | None) -> tuple[float | None, bool]:
+    cache = cache_dir / f"bandwidth-{profile.fingerprint}.json" if cache_dir else None
+    if cache and cache.exists():
+        try:
+            return float(json.loads(cache.read_text())["gbs"]), True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable cache: measure again
+    gbs = measure_bandwidth(threads=profile.cores_physical)
+    if cache:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"gbs": gbs}))
+        except OSError:
+            pass  # a read-only cache only costs a re-measure next time
+    return gbs, False

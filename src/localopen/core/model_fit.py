@@ -1,0 +1,33 @@
+"""Fit verdicts for catalog entries and local files: shapes from the catalog or a GGUF header."""
+
+from __future__ import annotations
+
+from localopen.core.catalog import CatalogModel, Quant
+from localopen.core.fit import FitVerdict, ModelShape, fit_verdict
+from localopen.core.gguf_header import GGUFHeader
+from localopen.core.hardware import HardwareProfile
+
+DEFAULT_CTX = 4096
+
+# Used only for entries without architecture data: errs on the large side (big vocabulary).
+_FALLBACK_ARCH = {"n_layers": 32, "n_embd": 4096, "n_head": 32, "n_head_kv": 8, "head_dim": 128, "n_vocab": 262144}
+
+
+def catalog_shape(model: CatalogModel, quant: Quant) -> ModelShape:
+    weight_bytes = quant.size_bytes or 0
+    active = model.raw.get("active_params_b")
+    fraction = min(1.0, active / model.raw["params_b"]) if active else 1.0
+    return ModelShape.from_catalog(model.arch or _FALLBACK_ARCH, weight_bytes, fraction)
+
+
+def catalog_fit(model: CatalogModel, hw: HardwareProfile, quant: Quant | None = None,
+                n_ctx: int | None = None) -> FitVerdict:
+    quant = quant or model.recommended
+    ctx = min(n_ctx or DEFAULT_CTX, model.context_length)
+    return fit_verdict(catalog_shape(model, quant), hw, ctx)
+
+
+def file_fit(header: GGUFHeader, hw: HardwareProfile, n_ctx: int | None = None,
+             total_bytes: int | None = None) -> FitVerdict:
+    ctx = min(n_ctx or DEFAULT_CTX, header.context_length or DEFAULT_CTX)
+    return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx)

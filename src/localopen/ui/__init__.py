@@ -1,0 +1,1 @@
+"""The Qt face of localopen (PySide6 only here)."""

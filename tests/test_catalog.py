@@ -1,0 +1,77 @@
+"""The curated catalog: size, coverage of grades, sources, and validation messages."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from localopen.core.catalog import CatalogError, load_catalog
+
+
+def test_catalog_loads_with_every_grade() -> None:
+    catalog = load_catalog()
+    assert len(catalog.models) >= 30
+    letters = Counter(m.grade.letter for m in catalog.models)
+    assert set("ABCDE") <= set(letters)
+    params = [m.raw["params_b"] for m in catalog.models]
+    assert min(params) <= 0.2 and max(params) >= 13
+
+
+def test_every_fact_has_a_source_url() -> None:
+    for m in load_catalog().models:
+        assert m.raw["license"]["source"].startswith("https://"), m.id
+        for component, item in m.raw["evidence"].items():
+            assert item["source"].startswith("https://"), (m.id, component)
+
+
+@pytest.mark.parametrize(
+    "model_id, letter",
+    [("pythia-1.4b-deduped", "A"), ("salamandra-2b-instruct", "B"), ("qwen2.5-7b-instruct", "C"),
+     ("phi-4-mini-instruct", "C"), ("deepseek-r1-distill-llama-8b", "D"), ("gemma-3-270m-it", "D"),
+     ("qwen2.5-3b-instruct", "E"), ("command-r7b-12-2024", "E")],
+)
+def test_known_grades(model_id: str, letter: str) -> None:
+    assert load_catalog().get(model_id).grade.letter == letter
+
+
+def test_lookup_by_repo_and_size_estimates() -> None:
+    catalog = load_catalog()
+    m = catalog.get("Qwen/Qwen2.5-7B-Instruct-GGUF")
+    assert m is not None and m.id == "qwen2.5-7b-instruct"
+    q = m.recommended
+    assert q.size_is_estimate and 4e9 < q.size_bytes < 5.5e9
+
+
+def _write(tmp_path: Path, models: list) -> Path:
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({"models": models}))
+    return path
+
+
+def test_malformed_entries_are_reported_with_position_and_reason(tmp_path: Path) -> None:
+    good = json.loads(resources.files("localopen.resources").joinpath("catalog.json").read_text())["models"][0]
+    broken_type = dict(good, id="broken-type", params_b="seven")
+    missing = {k: v for k, v in good.items() if k != "license"} | {"id": "missing-licence"}
+    bad_evidence = json.loads(json.dumps(good)) | {"id": "bad-evidence"}
+    bad_evidence["evidence"]["report"]["value"] = "blog-post"
+    with pytest.raises(CatalogError) as info:
+        load_catalog(_write(tmp_path, [good, broken_type, missing, bad_evidence, good]))
+    text = str(info.value)
+    assert "entry #2 (broken-type): 'params_b' has the wrong type" in text
+    assert "entry #3 (missing-licence): misses 'license'" in text
+    assert "entry #4 (bad-evidence): evidence 'report' must be one of" in text
+    assert "entry #5" in text and "repeats the id" in text
+    assert "4 malformed entries" in text
+
+
+def test_unreadable_catalog(tmp_path: Path) -> None:
+    bad = tmp_path / "catalog.json"
+    bad.write_text("{not json")
+    with pytest.raises(CatalogError, match="not valid JSON"):
+        load_catalog(bad)
+    with pytest.raises(CatalogError, match="Cannot read"):
+        load_catalog(tmp_path / "missing.json")

@@ -1,0 +1,103 @@
+"""The `localopen` command through its installed entry point, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    exe = shutil.which("localopen")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "localopen", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_entry_point_is_installed() -> None:
+    assert shutil.which("localopen"), "pip install -e . should put `localopen` on PATH"
+    out = run("--version")
+    assert out.returncode == 0 and "localopen" in out.stdout
+
+
+def test_catalog_json_and_filters() -> None:
+    out = run("catalog", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) >= 30
+    assert {"grade", "rights", "transparency", "provisional", "license", "fit"} <= set(rows[0])
+    only_e = json.loads(run("catalog", "--grade", "E", "--json").stdout)
+    assert only_e and all(r["grade"] == "E" for r in only_e)
+    found = json.loads(run("catalog", "--search", "olmo", "--json").stdout)
+    assert found and all("olmo" in r["id"] for r in found)
+    fits = json.loads(run("catalog", "--fits", "--json").stdout)
+    assert all(r["fit"]["verdict"] in ("fits_ram", "fits_gpu") for r in fits)
+    table = run("catalog")
+    assert "fit here" in table.stdout and "A · T3" in table.stdout
+
+
+def test_hw_json() -> None:
+    out = run("hw", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["cores_logical"] >= 1 and data["ram_total"] > 0 and "llama_backends" in data
+    assert "Bandwidth" in run("hw").stdout
+
+
+def test_info_on_catalog_model_and_file(tiny_gguf: Path) -> None:
+    out = run("info", "olmo-2-1124-7b-instruct")
+    assert out.returncode == 0 and "A · T3" in out.stdout and "arxiv.org" in out.stdout
+    data = json.loads(run("info", str(tiny_gguf), "--json").stdout)
+    assert data["architecture"] == "llama" and data["grade"] == "C" and data["provisional"] is True
+    assert data["fit"]["memory"]["kv_cache"] > 0
+
+
+@pytest.mark.parametrize(
+    "card, letter, rights, transparency",
+    [
+        ({"id": "a/b-GGUF", "cardData": {"license": "apache-2.0"}, "tags": []}, "C", "R3", "T0"),
+        ({"id": "a/c-GGUF", "cardData": {"license": "mit", "base_model": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"}},
+         "D", "R2", "T0"),
+        ({"id": "a/d-GGUF", "cardData": {"license": "other", "license_name": "qwen-research"}}, "E", "R1", "T0"),
+        ({"id": "a/e-GGUF", "cardData": {}}, "?", "R0", "T0"),
+    ],
+)
+def test_grade_card_json(tmp_path: Path, card: dict, letter: str, rights: str, transparency: str) -> None:
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    out = run("grade", "--card", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert (data["grade"], data["rights"], data["transparency"]) == (letter, rights, transparency)
+    assert data["provisional"] is True
+    assert "effective" in data["license"] and "source" in data["license"]
+    assert "evidence" in data
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "/nonexistent/model.gguf"], "neither a file nor a model"),
+        (["info", "/"], "folder"),
+        (["grade", "--card", "/nonexistent.json"], "Cannot read"),
+    ],
+)
+def test_bad_input_is_one_plain_line(args: list[str], message: str) -> None:
+    out = run(*args)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_card_and_not_gguf(tmp_path: Path) -> None:
+    bad = tmp_path / "card.json"
+    bad.write_text("[1, 2")
+    out = run("grade", "--card", str(bad))
+    assert out.returncode == 1 and "not valid JSON" in out.stderr and "Traceback" not in out.stderr
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"this is not a model at all, just text" * 10)
+    out = run("info", str(fake))
+    assert out.returncode == 1 and "not a GGUF file" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,80 @@
+"""The fit estimate: against llama.cpp's own buffer report, and the verdict rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localopen.core.fit import GiB, ModelShape, estimate_memory, fit_verdict
+from localopen.core.gguf_header import read_header
+from localopen.core.hardware import GPU, HardwareProfile
+
+
+def _llama_report(path: Path, n_ctx: int):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from localopen.engine import llama_log
+
+    capture = llama_log.install()
+    capture.clear()
+    llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_ubatch=512, n_batch=512, swa_full=False, verbose=False)
+    report = llama_log.parse_memory(capture.lines)
+    llm.close()
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_ctx", [1024, 8192])
+def test_estimate_within_10_percent_of_llama_cpp(gemma_path: Path, n_ctx: int) -> None:
+    estimate = estimate_memory(ModelShape.from_header(read_header(gemma_path)), n_ctx, n_ubatch=512)
+    actual = _llama_report(gemma_path, n_ctx)
+    assert actual.kv_cache > 0 and actual.compute > 0 and actual.weights > 0
+    error = abs(estimate.total - actual.total) / actual.total
+    print(f"n_ctx={n_ctx}: estimate {estimate.total / 2**20:.1f} MiB, llama.cpp {actual.total / 2**20:.1f} MiB, "
+          f"error {error:.2%} (KV {estimate.kv_cache / 2**20:.1f} vs {actual.kv_cache / 2**20:.1f})")
+    assert error < 0.10
+    assert abs(estimate.kv_cache - actual.kv_cache) / actual.kv_cache < 0.10
+
+
+def test_kv_grows_with_context_and_swa_caps_it(tiny_gguf: Path) -> None:
+    shape = ModelShape.from_header(read_header(tiny_gguf))
+    small, large = estimate_memory(shape, 256), estimate_memory(shape, 4096)
+    assert large.kv_cache == small.kv_cache * 16
+    swa = ModelShape(weight_bytes=1, n_layers=6, n_head=4, n_head_kv=1, key_length=256, value_length=256,
+                     n_vocab=1000, n_embd=640, sliding_window=512, n_swa_layers=5)
+    full = estimate_memory(swa, 32768, swa_full=True)
+    capped = estimate_memory(swa, 32768, swa_full=False)
+    assert capped.kv_cache < full.kv_cache / 4
+
+
+def _hw(ram_gb: float, available_gb: float, gpu_gb: float | None = None, backends=("CPU",)) -> HardwareProfile:
+    gpus = [GPU("Test GPU", "NVIDIA", int(gpu_gb * GiB), int(gpu_gb * GiB))] if gpu_gb else []
+    return HardwareProfile(os="Linux", arch="x86_64", cpu_model="test", cores_physical=4, cores_logical=8, simd=[],
+                           ram_total=int(ram_gb * GiB), ram_available=int(available_gb * GiB), disk_free=None,
+                           models_dir="/tmp", gpus=gpus, llama_backends=list(backends), bandwidth_gbs=50.0)
+
+
+SHAPE_4GB = ModelShape(weight_bytes=4 * GiB, n_layers=32, n_head=32, n_head_kv=8, key_length=128, value_length=128,
+                       n_vocab=32000, n_embd=4096)
+
+
+@pytest.mark.parametrize(
+    "hw, code",
+    [
+        (_hw(32, 28), "fits_ram"),
+        (_hw(8, 4), "tight"),
+        (_hw(4, 3), "no_fit"),
+        (_hw(16, 12, gpu_gb=12, backends=("CPU", "CUDA")), "fits_gpu"),
+        (_hw(16, 12, gpu_gb=12, backends=("CPU",)), "fits_ram"),  # a GPU this build cannot use
+        (_hw(16, 12, gpu_gb=2, backends=("CPU", "CUDA")), "fits_ram"),
+    ],
+)
+def test_verdicts(hw: HardwareProfile, code: str) -> None:
+    verdict = fit_verdict(SHAPE_4GB, hw, 4096)
+    assert verdict.code == code
+    assert verdict.detail
+
+
+def test_decode_bound_from_bandwidth() -> None:
+    verdict = fit_verdict(SHAPE_4GB, _hw(32, 28), 4096)
+    assert verdict.decode_bound_tps == pytest.approx(50e9 / (4 * GiB), rel=0.01)

@@ -1,0 +1,103 @@
+"""The fast GGUF header reader, on real files and on malformed ones made here."""
+
+from __future__ import annotations
+
+import struct
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from localopen.core.gguf_header import GGUFError, read_header
+
+from tiny_gguf import N_VOCAB, expected_params
+
+
+def test_tiny_model_fields(tiny_gguf: Path) -> None:
+    h = read_header(tiny_gguf)
+    assert h.architecture == "llama"
+    assert h.name == "tiny-test-llama"
+    assert h.n_params == expected_params()
+    assert h.quantization == "F32"
+    assert (h.context_length, h.block_count, h.embedding_length) == (512, 2, 64)
+    assert (h.head_count, h.head_count_kv, h.key_length, h.value_length) == (4, 2, 16, 16)
+    assert h.vocab_size == N_VOCAB
+    assert h.has_chat_template and "im_start" in (h.chat_template or "")
+    assert h.license == "apache-2.0"
+    assert 0 < h.tensor_bytes < h.file_size
+
+
+def test_real_gemma_header(gemma_path: Path) -> None:
+    start = time.perf_counter()
+    h = read_header(gemma_path)
+    elapsed = time.perf_counter() - start
+    assert h.architecture == "gemma3"
+    assert h.quantization == "Q4_K_M"
+    assert h.vocab_size == 262144
+    assert (h.block_count, h.head_count, h.head_count_kv, h.key_length) == (18, 4, 1, 256)
+    assert h.sliding_window == 512
+    assert h.context_length == 32768
+    assert h.license == "gemma"
+    assert not h.has_chat_template
+    assert 260e6 < h.n_params < 280e6
+    assert elapsed < 2.0  # GGUFReader takes tens of seconds on this vocabulary; we skip it
+
+
+def _header(version: int = 3, tensors: int = 0, kvs: int = 0) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", version, tensors, kvs)
+
+
+def _kv_string(key: str, value: bytes, claimed_len: int | None = None) -> bytes:
+    k = key.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<I", 8) + struct.pack("<Q", claimed_len or len(value)) + value
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b"GGUF", "too small"),
+        (b"NOTAGGUFFILE" * 4, "not a GGUF file"),
+        (_header(version=1) + b"\0" * 16, "version 1"),
+        (_header(version=99) + b"\0" * 16, "version 99"),
+        (_header(kvs=10**12), "metadata entries"),
+        (_header(tensors=10**12), "tensors"),
+        (_header(kvs=1) + _kv_string("general.name", b"x", claimed_len=2**60), "past the end"),
+        (_header(kvs=2) + _kv_string("general.name", b"abc"), "past the end"),
+        (_header(kvs=1) + struct.pack("<Q", 4) + b"key1" + struct.pack("<I", 77) + b"\0" * 8, "unknown value type"),
+        (_header(kvs=1) + struct.pack("<Q", 4) + b"arr1" + struct.pack("<IIQ", 9, 4, 2**40), "past the end"),
+    ],
+)
+def test_malformed_files_give_one_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(content)
+    with pytest.raises(GGUFError, match=message):
+        read_header(bad)
+
+
+def test_truncated_real_file(tmp_path: Path, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    for cut in (30, 200, 2000, 5000):
+        part = tmp_path / f"cut{cut}.gguf"
+        part.write_bytes(data[:cut])
+        with pytest.raises(GGUFError):
+            read_header(part)
+
+
+def test_huge_length_fields_allocate_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "huge.gguf"
+    bad.write_bytes(_header(kvs=1) + _kv_string("general.name", b"x" * 64, claimed_len=2**40))
+    tracemalloc.start()
+    with pytest.raises(GGUFError):
+        read_header(bad)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_directory_and_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(GGUFError, match="folder"):
+        read_header(tmp_path)
+    with pytest.raises(GGUFError, match="No file"):
+        read_header(tmp_path / "nope.gguf")
