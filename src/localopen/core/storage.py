@@ -1,0 +1,48 @@
+"""The app's SQLite database: schema versions, one connection helper."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+MIGRATIONS = [
+    # 1: benchmark results and the sha256 cache
+    """
+    CREATE TABLE bench_results (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        model_name TEXT NOT NULL,
+        model_path TEXT NOT NULL,
+        quantization TEXT,
+        test TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        backends TEXT,
+        llama_cpp_version TEXT,
+        avg_ts REAL NOT NULL,
+        stddev_ts REAL NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX bench_results_model ON bench_results(model_sha256, machine);
+    CREATE TABLE file_hashes (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    """,
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating and migrating as needed) the database at path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=10)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with conn:
+            conn.executescript(script)
+            conn.execute(f"PRAGMA user_version = {number}")
+    return conn

@@ -1,0 +1,139 @@
+"""The llama-bench protocol, run on the engine's loaded model through llama.cpp's C API.
+
+Mirrors llama.cpp's tools/llama-bench: one fresh context per test with n_ctx = n_prompt +
+n_gen, swa_full off, flash attention 'auto' by default; a warm-up run; then r repetitions,
+each after clearing the KV cache; prompt tokens in n_batch chunks, generation one token at
+a time with a synchronize after each; random token ids, BOS first when the model adds one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from localopen.core.benchstats import mean, stdev, tokens_per_second
+from localopen.engine.protocol import BenchParams
+
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+
+
+class BenchAborted(Exception):
+    pass
+
+
+def _decode(llama_cpp: Any, ctx: Any, tokens: list[int]) -> None:
+    arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+    res = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(arr, len(tokens)))
+    if res == 2:
+        raise BenchAborted()
+    if res != 0:
+        raise RuntimeError(f"llama_decode failed with code {res}")
+
+
+def _test_prompt(llama_cpp: Any, ctx: Any, vocab: Any, n_prompt: int, n_batch: int, rng: random.Random) -> None:
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    add_bos = llama_cpp.llama_vocab_get_add_bos(vocab)
+    done = 0
+    while done < n_prompt:
+        n = min(n_prompt - done, n_batch)
+        first = llama_cpp.llama_vocab_bos(vocab) if done == 0 and add_bos else rng.randrange(n_vocab)
+        _decode(llama_cpp, ctx, [first] + [rng.randrange(n_vocab) for _ in range(n - 1)])
+        done += n
+    llama_cpp.llama_synchronize(ctx)
+
+
+def _test_gen(llama_cpp: Any, ctx: Any, vocab: Any, n_gen: int, rng: random.Random) -> None:
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    token = llama_cpp.llama_vocab_bos(vocab) if llama_cpp.llama_vocab_get_add_bos(vocab) else rng.randrange(n_vocab)
+    for _ in range(n_gen):
+        _decode(llama_cpp, ctx, [token])
+        llama_cpp.llama_synchronize(ctx)
+        token = rng.randrange(n_vocab)
+
+
+def run_bench(llm: Any, params: BenchParams, stop_event: Any,
+              progress: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Run pp{n_prompt} and tg{n_gen} as llama-bench does: (one result per finished test, aborted)."""
+    import llama_cpp
+
+    model = llm.model
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    threads = params.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    desc = ctypes.create_string_buffer(256)
+    llama_cpp.llama_model_desc(model, desc, ctypes.sizeof(desc))
+    tests = [(params.n_prompt, 0)] if params.n_prompt > 0 else []
+    tests += [(0, params.n_gen)] if params.n_gen > 0 else []
+    results = []
+    for n_prompt, n_gen in tests:
+        name = f"pp{n_prompt}" if n_prompt else f"tg{n_gen}"
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = n_prompt + n_gen
+        cparams.n_batch = params.n_batch
+        cparams.n_ubatch = params.n_ubatch
+        cparams.flash_attn_type = FLASH_ATTN[params.flash_attn]
+        cparams.swa_full = False
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+
+        @llama_cpp.ggml_abort_callback
+        def _abort(_data: ctypes.c_void_p) -> bool:
+            return stop_event.is_set()
+
+        cparams.abort_callback = _abort
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a context for {name}")
+        rng = random.Random(1234)
+        samples: list[int] = []
+        aborted = False
+        try:
+            llama_cpp.llama_set_n_threads(ctx, threads, threads)
+            if progress:
+                progress(f"{name}: warm-up")
+            if n_prompt:
+                _test_prompt(llama_cpp, ctx, vocab, n_prompt, params.n_batch, rng)
+            if n_gen:
+                _test_gen(llama_cpp, ctx, vocab, 1, rng)
+            for rep in range(params.reps):
+                if stop_event.is_set():
+                    raise BenchAborted()
+                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), False)
+                start = time.perf_counter_ns()
+                if n_prompt:
+                    _test_prompt(llama_cpp, ctx, vocab, n_prompt, params.n_batch, rng)
+                if n_gen:
+                    _test_gen(llama_cpp, ctx, vocab, n_gen, rng)
+                samples.append(time.perf_counter_ns() - start)
+                if progress:
+                    progress(f"{name}: run {rep + 1}/{params.reps}")
+        except BenchAborted:
+            aborted = True
+        finally:
+            llama_cpp.llama_free(ctx)
+        if aborted:
+            return results, True
+        ts = tokens_per_second(samples, n_prompt + n_gen)
+        results.append({
+            "test": name,
+            "model_filename": llm.model_path,
+            "model_type": desc.value.decode(errors="replace"),
+            "model_size": llama_cpp.llama_model_size(model),
+            "model_n_params": llama_cpp.llama_model_n_params(model),
+            "n_batch": params.n_batch, "n_ubatch": params.n_ubatch, "n_threads": threads,
+            "type_k": "f16", "type_v": "f16", "flash_attn": params.flash_attn,
+            "n_prompt": n_prompt, "n_gen": n_gen, "n_depth": 0,
+            "test_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "avg_ns": int(mean([float(s) for s in samples])), "stddev_ns": int(stdev([float(s) for s in samples])),
+            "avg_ts": mean(ts), "stddev_ts": stdev(ts),
+            "samples_ns": samples, "samples_ts": ts,
+            # For a prompt test, the time to first token of an n_prompt-token prompt is its processing time.
+            "ttft_ms": round(mean([float(s) for s in samples]) / 1e6, 2) if n_prompt else None,
+        })
+    return results, False

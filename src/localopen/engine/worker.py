@@ -1,0 +1,403 @@
+"""The engine process: llama.cpp loaded and driven here, never in the app's process.
+
+A malformed GGUF can abort the C++ side and memory only truly returns when a process ends,
+so the app talks to this process through a pipe and survives whatever happens here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from localopen.core import chat_template
+from localopen.core.errors import LocalopenError
+from localopen.core.fit import ModelShape, estimate_memory, human_bytes
+from localopen.core.gguf_header import GGUFHeader, read_header
+from localopen.engine import llama_log
+from localopen.engine.bench_runner import run_bench
+from localopen.engine.protocol import (
+    Bench,
+    Chat,
+    Done,
+    Error,
+    Load,
+    Loaded,
+    Shutdown,
+    Token,
+    Unload,
+    Unloaded,
+)
+
+SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+
+class EngineFailure(LocalopenError):
+    def __init__(self, message: str, kind: str = "error", **details: Any) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.details = details
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory in bytes (VmHWM on Linux)."""
+    try:
+        if platform.system() == "Linux":
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        info = psutil.Process().memory_info()
+        peak = getattr(info, "peak_wset", None)  # Windows
+        if peak:
+            return int(peak)
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # macOS: bytes
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def split_parts(path: Path) -> list[Path]:
+    """All parts of a split GGUF (…-00001-of-00003.gguf), or just the file."""
+    m = SPLIT_RE.search(path.name)
+    if not m:
+        return [path]
+    total = int(m.group(2))
+    stem = path.name[: m.start()]
+    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+
+
+def _load_error_message(lines: list[str], path: Path) -> str:
+    for line in reversed(lines):
+        m = re.search(r"unknown model architecture: '([^']+)'", line)
+        if m:
+            return (f"This llama.cpp build does not know the model architecture '{m.group(1)}' of {path.name}. "
+                    "Updating llama-cpp-python may add support.")
+    for line in reversed(lines):
+        low = line.lower()
+        if "not within the file bounds" in low or "tensor data" in low and "file" in low:
+            return f"{path.name} is truncated or corrupt (its tensor data runs past the end of the file)."
+        if "failed to allocate" in low or "unable to allocate" in low or "out of memory" in low:
+            return f"Not enough memory to load {path.name}: {line.strip()}"
+    errors = [ln.strip() for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+    detail = f" llama.cpp said: {errors[-1]}" if errors else ""
+    return f"llama.cpp could not load {path.name}.{detail}"
+
+
+class Worker:
+    def __init__(self, conn: Any, stop_event: Any) -> None:
+        self.conn = conn
+        self.stop_event = stop_event
+        self.llm: Any = None
+        self.header: GGUFHeader | None = None
+        self.path: Path | None = None
+        self.load_info: dict[str, Any] = {}
+        self.capture = llama_log.install()
+        self._abort_cb = None
+
+    # -- loop ------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            try:
+                request = self.conn.recv()
+            except (EOFError, OSError):
+                return  # the app went away: end quietly
+            if isinstance(request, Shutdown):
+                self._unload()
+                return
+            try:
+                self.handle(request)
+            except EngineFailure as exc:
+                self.conn.send(Error(str(exc), exc.kind, exc.details))
+            except LocalopenError as exc:
+                self.conn.send(Error(str(exc), "error"))
+            except Exception as exc:  # noqa: BLE001 - report, keep serving
+                self.conn.send(Error(f"Unexpected engine error: {type(exc).__name__}: {exc}", "error"))
+
+    def handle(self, request: Any) -> None:
+        if isinstance(request, Load):
+            self.conn.send(Loaded(self._load(request)))
+        elif isinstance(request, Chat):
+            self.conn.send(Done(self._chat(request)))
+        elif isinstance(request, Bench):
+            self._require_model()
+            from localopen.engine.protocol import BenchDone, BenchProgress
+
+            results, aborted = run_bench(self.llm, request.params, self.stop_event,
+                                         progress=lambda msg: self.conn.send(BenchProgress(msg)))
+            for r in results:
+                r["load_time_ms"] = self.load_info.get("load_time_ms")
+                r["peak_rss_bytes"] = peak_rss()
+                r["backends"] = self.load_info.get("backend", "CPU")
+                r["n_gpu_layers"] = self.load_info.get("n_gpu_layers", 0)
+            self.conn.send(BenchDone(results, aborted))
+        elif isinstance(request, Unload):
+            self._unload()
+            self.conn.send(Unloaded())
+        else:
+            raise EngineFailure(f"Unknown request {type(request).__name__}.")
+
+    # -- load ------------------------------------------------------------------------------------
+    def _unload(self) -> None:
+        if self.llm is not None:
+            with contextlib.suppress(Exception):
+                self.llm.close()
+        self.llm, self.header, self.path, self.load_info = None, None, None, {}
+
+    def _require_model(self) -> None:
+        if self.llm is None:
+            raise EngineFailure("No model is loaded.", "load")
+
+    def _load(self, request: Load) -> dict[str, Any]:
+        import llama_cpp
+
+        self._unload()
+        path = Path(request.path).expanduser()
+        header = read_header(path)  # clear errors for missing, folder, not-GGUF, truncated header
+        parts = split_parts(path)
+        missing = [p.name for p in parts if not p.exists()]
+        if missing:
+            raise EngineFailure(f"{path.name} is one part of a split model, and parts are missing: "
+                                f"{', '.join(missing)}.", "load")
+        total_bytes = sum(p.stat().st_size for p in parts) - (header.file_size - header.tensor_bytes)
+        opts = request.options
+        if header.context_length and opts.n_ctx > header.context_length:
+            # Beyond its training context a model degrades; llama.cpp only warns, we cap.
+            opts = dataclasses.replace(opts, n_ctx=header.context_length)
+        shape = ModelShape.from_header(header, total_bytes)
+        estimate = estimate_memory(shape, opts.n_ctx, n_ubatch=opts.n_ubatch, flash_attn=opts.flash_attn)
+        available = psutil.virtual_memory().available
+        if opts.n_gpu_layers == 0 and estimate.total > available * 0.95:
+            fitting = self._largest_context(shape, available * 0.8, opts)
+            hint = f" A context of {fitting} tokens would fit." if fitting else ""
+            raise EngineFailure(
+                f"A context of {opts.n_ctx} tokens needs about {human_bytes(estimate.total)} for {path.name}; "
+                f"this machine has {human_bytes(available)} available.{hint}", "context",
+                needed=estimate.total, available=available, fitting_ctx=fitting)
+
+        threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+        self.capture.clear()
+        start = time.perf_counter()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=opts.n_ctx, n_threads=threads,
+                n_threads_batch=opts.n_threads_batch or threads, n_batch=opts.n_batch, n_ubatch=opts.n_ubatch,
+                n_gpu_layers=opts.n_gpu_layers, use_mmap=opts.use_mmap, flash_attn=opts.flash_attn,
+                swa_full=False, verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EngineFailure(_load_error_message(self.capture.lines, path), "load") from exc
+        load_ms = (time.perf_counter() - start) * 1000
+        self.llm, self.header, self.path = llm, header, path
+        self._install_abort(llm)
+
+        actual = llama_log.parse_memory(self.capture.lines)
+        devices = [d for d in actual.by_device if d not in ("CPU", "CPU_AARCH64")]
+        offloaded = re.search(r"offloaded (\d+)/(\d+) layers to GPU", "\n".join(self.capture.lines))
+        backend = ",".join(sorted({re.sub(r"\d+$", "", d) for d in devices})) or "CPU"
+        warning = None
+        if opts.n_gpu_layers != 0 and not devices:
+            warning = ("GPU offload was asked for, but this llama.cpp build has no GPU backend: running on the CPU."
+                       if not llama_cpp.llama_supports_gpu_offload() else
+                       "GPU offload was asked for, but no GPU device took any layer: running on the CPU.")
+        error = (estimate.total - actual.total) / actual.total if actual.total else None
+        vocab = llm._model.vocab  # noqa: SLF001 - needed for token texts
+        bos_id, eos_id = llm.token_bos(), llm.token_eos()
+        self.load_info = {
+            "path": str(path), "name": header.name, "architecture": header.architecture,
+            "quantization": header.quantization, "n_params": header.n_params, "file_size": total_bytes,
+            "split_parts": len(parts), "n_ctx": llm.n_ctx(), "n_ctx_train": header.context_length,
+            "n_threads": threads, "n_gpu_layers": opts.n_gpu_layers,
+            "gpu_layers_offloaded": f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else "0",
+            "backend": backend, "gpu_warning": warning, "load_time_ms": round(load_ms, 1),
+            "has_chat_template": bool(header.chat_template),
+            "template_suggestion": chat_template.suggest(header.architecture),
+            "template_options": chat_template.template_options(),
+            "memory_actual": actual.to_dict(), "memory_estimate": estimate.to_dict(),
+            "estimate_error": round(error, 4) if error is not None else None,
+            "llama_cpp_version": getattr(llama_cpp, "__version__", "?"),
+            "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+            "bos_token": self._token_text(vocab, bos_id), "eos_token": self._token_text(vocab, eos_id),
+        }
+        return self.load_info
+
+    @staticmethod
+    def _largest_context(shape: ModelShape, budget: float, opts: Any) -> int | None:
+        best = None
+        ctx = 256
+        while ctx <= opts.n_ctx:
+            if estimate_memory(shape, ctx, n_ubatch=opts.n_ubatch, flash_attn=opts.flash_attn).total <= budget:
+                best = ctx
+            ctx *= 2
+        return best
+
+    @staticmethod
+    def _token_text(vocab: Any, token: int) -> str:
+        import llama_cpp
+
+        if token < 0:
+            return ""
+        raw = llama_cpp.llama_vocab_get_text(vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def _install_abort(self, llm: Any) -> None:
+        """llama.cpp's abort callback: stops a long prompt evaluation when Stop is asked."""
+        import llama_cpp
+
+        stop = self.stop_event
+
+        @llama_cpp.ggml_abort_callback
+        def _abort(_data: ctypes.c_void_p) -> bool:
+            return stop.is_set()
+
+        llama_cpp.llama_set_abort_callback(llm.ctx, _abort, ctypes.c_void_p(0))
+        self._abort_cb = _abort  # keep the ctypes object alive
+
+    # -- chat ------------------------------------------------------------------------------------
+    def _chat(self, request: Chat) -> dict[str, Any]:
+        import llama_cpp
+
+        self._require_model()
+        llm, header = self.llm, self.header
+        assert header is not None
+        try:
+            choice = chat_template.choose(header.chat_template, request.template, header.architecture)
+        except chat_template.NoTemplateError as exc:
+            raise EngineFailure(str(exc), "no_template", options=chat_template.template_options(),
+                                suggested=chat_template.suggest(header.architecture)) from exc
+        except LocalopenError as exc:
+            raise EngineFailure(str(exc), "template") from exc
+        sampling = request.sampling
+        n_ctx = llm.n_ctx()
+        messages, dropped, tokens = self._fit_messages(request.messages, choice, sampling.max_tokens, n_ctx)
+        max_tokens = max(1, min(sampling.max_tokens, n_ctx - len(tokens)))
+
+        llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
+        prompt_len = len(tokens)
+        stop_event = self.stop_event
+
+        def should_stop(input_ids: Any, _logits: Any) -> bool:
+            # Called after each sample, before the token is yielded: a stop request drops the
+            # token in hand (the stream ends within one token), and max_tokens is exact even when
+            # llama-cpp-python holds back incomplete UTF-8.
+            return stop_event.is_set() or len(input_ids) - prompt_len >= max_tokens
+
+        start = time.perf_counter()
+        first_token_at = None
+        finish = None
+        try:
+            stream = llm.create_completion(
+                prompt=tokens, max_tokens=max_tokens + 8, temperature=sampling.temperature, top_p=sampling.top_p,
+                top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
+                seed=sampling.seed, stop=list(sampling.stop) + list(choice.stop) or None, stream=True,
+                stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
+            )
+            for chunk in stream:
+                choice_out = chunk["choices"][0]
+                text = choice_out.get("text") or ""
+                if text:
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    self.conn.send(Token(text))
+                if choice_out.get("finish_reason"):
+                    finish = choice_out["finish_reason"]
+        except RuntimeError as exc:
+            if not self.stop_event.is_set():
+                raise EngineFailure(f"Generation failed: {exc}") from exc
+            self._clear_cache()  # llama_decode was aborted mid-prompt by the abort callback
+        # Every yielded token but the last is evaluated before the next is sampled; stopping at
+        # max_tokens evaluates the last one too. So the context's growth is the answer's length
+        # (an end-of-generation token is never part of it).
+        n_gen = max(0, llm.n_tokens - prompt_len) if first_token_at or llm.n_tokens > prompt_len else 0
+        if self.stop_event.is_set():
+            finish = "cancelled"
+        elif n_gen >= max_tokens:
+            finish = "length"
+        elapsed = time.perf_counter() - start
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        return {
+            "finish_reason": finish or "stop",
+            "prompt_tokens": len(tokens),
+            "prompt_tokens_evaluated": perf.n_p_eval,
+            "completion_tokens": n_gen,
+            "ttft_ms": round((first_token_at - start) * 1000, 1) if first_token_at else None,
+            "prompt_tps": round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 2) if perf.t_p_eval_ms > 0 else None,
+            "gen_tps": round(perf.n_eval / (perf.t_eval_ms / 1000), 2) if perf.t_eval_ms > 0 else None,
+            "total_ms": round(elapsed * 1000, 1),
+            "template": choice.name,
+            "dropped_messages": dropped,
+            "n_ctx": n_ctx,
+        }
+
+    def _clear_cache(self) -> None:
+        import llama_cpp
+
+        self.llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
+
+    def _tokens_for(self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice) -> list[int]:
+        llm, info = self.llm, self.load_info
+        try:
+            prompt = chat_template.render(choice, messages, info["bos_token"], info["eos_token"])
+        except chat_template.TemplateRenderError as exc:
+            raise EngineFailure(str(exc), "template") from exc
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
+        bos = llm.token_bos()
+        if llm._model.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):  # noqa: SLF001
+            tokens = [bos, *tokens]
+        return tokens
+
+    def _fit_messages(self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice,
+                      max_tokens: int, n_ctx: int) -> tuple[list[dict[str, str]], int, list[int]]:
+        """Drop the oldest turns (never the system prompt) until prompt + answer fit the context."""
+        kept = [dict(m) for m in messages]
+        dropped = 0
+        reserve = min(max_tokens, max(16, n_ctx // 4))
+        while True:
+            tokens = self._tokens_for(kept, choice)
+            if len(tokens) + reserve <= n_ctx:
+                return kept, dropped, tokens
+            removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"]
+            if not removable:
+                raise EngineFailure(
+                    f"The message is too long for the context: {len(tokens)} tokens, and the context holds "
+                    f"{n_ctx} (with room for the answer). Shorten it or load the model with a larger context.",
+                    "context")
+            del kept[removable[0]]
+            dropped += 1
+
+
+def worker_main(conn: Any, stop_event: Any) -> None:
+    """Entry point of the engine process (started with the spawn method).
+
+    llama.cpp's log goes to a file in the app's data folder, never to the user's terminal.
+    """
+    import logging
+    import signal
+    from logging.handlers import RotatingFileHandler
+
+    from localopen.core.paths import app_paths
+
+    # Ctrl+C in a terminal reaches the whole process group: the app decides what it stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    root = logging.getLogger()
+    root.handlers.clear()
+    try:
+        log_dir = app_paths().data / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = RotatingFileHandler(log_dir / "engine.log", maxBytes=2**20, backupCount=2)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    except OSError:
+        handler = logging.NullHandler()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    Worker(conn, stop_event).serve()

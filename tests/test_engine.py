@@ -1,0 +1,265 @@
+"""The engine process with real llama.cpp: tiny models for behaviour, Gemma 270M for timing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from localopen.engine.client import Engine, EngineDied, EngineError
+from localopen.engine.protocol import BenchDone, BenchParams, Done, LoadOptions, SamplingParams, Token
+
+from tiny_gguf import write_tiny_llama
+
+pytest.importorskip("llama_cpp")
+USER = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_gguf: Path):
+    e = Engine()
+    e.start()
+    e.load(str(tiny_gguf), LoadOptions(n_ctx=512))
+    yield e
+    e.shutdown()
+
+
+def collect(events) -> tuple[list[str], dict]:
+    tokens, stats = [], {}
+    for ev in events:
+        if isinstance(ev, Token):
+            tokens.append(ev.text)
+        elif isinstance(ev, Done):
+            stats = ev.stats
+    return tokens, stats
+
+
+def test_load_reports_backend_memory_and_estimate(engine: Engine) -> None:
+    info = engine.info
+    assert info["backend"] == "CPU" and info["gpu_warning"] is None
+    assert info["memory_actual"]["total"] > 0 and info["memory_estimate"]["total"] > 0
+    assert info["estimate_error"] is not None
+    assert info["has_chat_template"] and info["n_ctx"] == 512
+    assert info["load_time_ms"] > 0
+
+
+def test_chat_streams_tokens_with_stats(engine: Engine) -> None:
+    tokens, stats = collect(engine.chat(USER, SamplingParams(max_tokens=24, seed=7)))
+    assert tokens
+    assert stats["completion_tokens"] == 24 and stats["finish_reason"] == "length"
+    assert stats["prompt_tokens"] > 10 and stats["prompt_tokens_evaluated"] > 0
+    assert stats["ttft_ms"] is not None and stats["gen_tps"] > 0 and stats["prompt_tps"] > 0
+    # Same seed, same answer: sampling parameters reach llama.cpp.
+    again, _ = collect(engine.chat(USER, SamplingParams(max_tokens=24, seed=7)))
+    assert "".join(again) == "".join(tokens)
+
+
+def test_requesting_gpu_on_cpu_build_says_so(tiny_gguf: Path) -> None:
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this build has a GPU backend")
+    e = Engine()
+    try:
+        info = e.load(str(tiny_gguf), LoadOptions(n_ctx=256, n_gpu_layers=99))
+        assert info["backend"] == "CPU"
+        assert "running on the CPU" in info["gpu_warning"]
+    finally:
+        e.shutdown()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ cycler.__init__.__globals__.os.system('touch MARKER') }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{% for m in messages %}{{ m.__class__.__init__.__globals__ }}{% endfor %}",
+    ],
+)
+def test_malicious_template_is_stopped_and_executes_nothing(tmp_path: Path, template: str) -> None:
+    path = write_tiny_llama(tmp_path / "evil.gguf", chat_template=template.replace("MARKER", str(tmp_path / "pwned")))
+    e = Engine()
+    try:
+        e.load(str(path), LoadOptions(n_ctx=256))
+        with pytest.raises(EngineError) as info:
+            collect(e.chat(USER))
+        assert info.value.kind == "template"
+        assert "unsafe" in str(info.value) or "failed" in str(info.value)
+        assert not (tmp_path / "pwned").exists()
+        # The engine survives and a known template still works.
+        tokens, stats = collect(e.chat(USER, SamplingParams(max_tokens=4), template="chatml"))
+        assert stats["completion_tokens"] == 4
+    finally:
+        e.shutdown()
+
+
+def test_model_without_template_asks_for_a_choice(tmp_path: Path) -> None:
+    path = write_tiny_llama(tmp_path / "notemplate.gguf", chat_template=None)
+    e = Engine()
+    try:
+        info = e.load(str(path), LoadOptions(n_ctx=256))
+        assert not info["has_chat_template"] and "completion" in info["template_options"]
+        with pytest.raises(EngineError) as err:
+            collect(e.chat(USER))
+        assert err.value.kind == "no_template" and "will not guess" in str(err.value)
+        assert err.value.details["suggested"] == "llama3"
+        for choice in ("completion", "chatml"):
+            _, stats = collect(e.chat(USER, SamplingParams(max_tokens=3), template=choice))
+            assert stats["template"] == choice and stats["completion_tokens"] == 3
+    finally:
+        e.shutdown()
+
+
+def test_long_conversation_drops_oldest_turns_keeps_system(engine: Engine) -> None:
+    messages = [{"role": "system", "content": "S" * 20}]
+    for i in range(20):
+        messages += [{"role": "user", "content": f"question {i} " + "x" * 40},
+                     {"role": "assistant", "content": "answer " + "y" * 40}]
+    messages.append({"role": "user", "content": "last question"})
+    _, stats = collect(engine.chat(messages, SamplingParams(max_tokens=8)))
+    assert stats["dropped_messages"] > 0
+    assert stats["prompt_tokens"] + 8 <= 512
+
+
+def test_message_longer_than_context_is_a_clear_error(engine: Engine) -> None:
+    with pytest.raises(EngineError) as err:
+        collect(engine.chat([{"role": "user", "content": "z" * 2000}]))
+    assert err.value.kind == "context" and "too long" in str(err.value)
+    _, stats = collect(engine.chat(USER, SamplingParams(max_tokens=2)))  # still usable
+    assert stats["completion_tokens"] == 2
+
+
+def test_bench_tiny(engine: Engine) -> None:
+    results = None
+    for ev in engine.bench(BenchParams(n_prompt=32, n_gen=8, reps=3)):
+        if isinstance(ev, BenchDone):
+            results = ev.results
+    assert [r["test"] for r in results] == ["pp32", "tg8"]
+    for r in results:
+        assert len(r["samples_ns"]) == 3 and len(r["samples_ts"]) == 3
+        assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0
+        assert r["model_n_params"] > 0 and r["n_batch"] == 2048 and r["n_ubatch"] == 512
+        assert r["peak_rss_bytes"] > 0 and r["load_time_ms"] > 0
+
+
+# --- bad input: one clear message each, and the engine survives -----------------------------------
+def _bad_files(tmp_path: Path, tiny_gguf: Path) -> dict[str, tuple[Path, str]]:
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("just some text, not a model " * 20)
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size // 2])
+    unknown = write_tiny_llama(tmp_path / "alien.gguf", architecture="alienformer")
+    return {
+        "missing": (tmp_path / "missing.gguf", "No file"),
+        "directory": (tmp_path, "folder"),
+        "not gguf": (not_gguf, "not a GGUF file"),
+        "truncated": (truncated, "truncated"),
+        "unknown arch": (unknown, "alienformer"),
+    }
+
+
+def test_bad_model_files(tmp_path: Path, tiny_gguf: Path) -> None:
+    e = Engine()
+    try:
+        for name, (path, message) in _bad_files(tmp_path, tiny_gguf).items():
+            with pytest.raises(EngineError) as err:
+                e.load(str(path), LoadOptions(n_ctx=256))
+            assert message in str(err.value), (name, str(err.value))
+            assert not isinstance(err.value, EngineDied), name
+        assert e.load(str(tiny_gguf), LoadOptions(n_ctx=256))["name"] == "tiny-test-llama"
+    finally:
+        e.shutdown()
+
+
+def test_context_larger_than_memory_is_refused_before_allocating(tmp_path: Path) -> None:
+    big = write_tiny_llama(tmp_path / "bigctx.gguf", extra=None)
+    # Raise the training context in a copy so the cap does not hide the request.
+    from tiny_gguf import N_CTX_TRAIN
+
+    data = big.read_bytes().replace(N_CTX_TRAIN.to_bytes(4, "little"), (1 << 30).to_bytes(4, "little"), 1)
+    big.write_bytes(data)
+    e = Engine()
+    try:
+        with pytest.raises(EngineError) as err:
+            e.load(str(big), LoadOptions(n_ctx=1 << 28))
+        assert err.value.kind == "context" and "available" in str(err.value)
+        assert e.alive
+    finally:
+        e.shutdown()
+
+
+def test_engine_killed_mid_stream_keeps_tokens_and_restarts(tiny_gguf: Path) -> None:
+    e = Engine()
+    try:
+        e.load(str(tiny_gguf), LoadOptions(n_ctx=512))
+        received: list[str] = []
+        with pytest.raises(EngineDied) as err:
+            for ev in e.chat(USER, SamplingParams(max_tokens=400)):
+                if isinstance(ev, Token):
+                    received.append(ev.text)
+                    if len(received) == 3:
+                        os.kill(e.process.pid, signal.SIGKILL)
+        assert len(received) >= 3
+        assert "was killed" in str(err.value) and "tiny" in str(err.value)
+        assert not e.alive
+        e.start()
+        e.load(str(tiny_gguf), LoadOptions(n_ctx=256))
+        _, stats = collect(e.chat(USER, SamplingParams(max_tokens=2)))
+        assert stats["completion_tokens"] == 2
+    finally:
+        e.shutdown()
+
+
+# --- the real model: stop timing, abort of a long prompt, end-to-end chat --------------------------
+@pytest.fixture(scope="module")
+def gemma_engine(gemma_path: Path):
+    e = Engine()
+    e.load(str(gemma_path), LoadOptions(n_ctx=4096))
+    yield e
+    e.shutdown()
+
+
+@pytest.mark.slow
+def test_gemma_chat_end_to_end(gemma_engine: Engine) -> None:
+    messages = [{"role": "user", "content": "Name three colours."}]
+    tokens, stats = collect(gemma_engine.chat(messages, SamplingParams(max_tokens=16, seed=1), template="gemma"))
+    assert tokens and stats["template"] == "gemma"
+    assert 1 <= stats["completion_tokens"] <= 16
+    assert stats["gen_tps"] > 1
+
+
+@pytest.mark.slow
+def test_stop_ends_stream_within_one_token(gemma_engine: Engine) -> None:
+    received = 0
+    at_stop = None
+    stats = {}
+    for ev in gemma_engine.chat(USER, SamplingParams(max_tokens=2000, temperature=1.0, seed=3), template="gemma"):
+        if isinstance(ev, Token):
+            received += 1
+            if received == 5:
+                at_stop = received
+                gemma_engine.stop()
+        elif isinstance(ev, Done):
+            stats = ev.stats
+    assert stats["finish_reason"] == "cancelled"
+    assert stats["completion_tokens"] - at_stop <= 2
+    _, again = collect(gemma_engine.chat(USER, SamplingParams(max_tokens=3), template="gemma"))
+    assert again["completion_tokens"] >= 1  # the model stays loaded and usable
+
+
+@pytest.mark.slow
+def test_stop_interrupts_long_prompt_evaluation(gemma_engine: Engine) -> None:
+    long_prompt = [{"role": "user", "content": "word " * 3000}]
+    timer = threading.Timer(0.5, gemma_engine.stop)
+    start = time.monotonic()
+    timer.start()
+    _, stats = collect(gemma_engine.chat(long_prompt, SamplingParams(max_tokens=4), template="gemma"))
+    elapsed = time.monotonic() - start
+    assert stats["finish_reason"] == "cancelled"
+    assert elapsed < 3.0  # evaluating ~3000 tokens takes ~10 s here; the abort callback cuts it short
+    _, again = collect(gemma_engine.chat(USER, SamplingParams(max_tokens=3), template="gemma"))
+    assert again["completion_tokens"] >= 1

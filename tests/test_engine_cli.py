@@ -1,0 +1,95 @@
+"""`localopen chat`, `bench` and `results` through the entry point, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import run
+
+from tiny_gguf import write_tiny_llama
+
+pytest.importorskip("llama_cpp")
+
+
+def test_chat_once_json(tiny_gguf: Path) -> None:
+    out = run("chat", str(tiny_gguf), "-p", "hi", "--max-tokens", "6", "--seed", "1", "--ctx", "256", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    for key in ("content", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_ms", "prompt_tps", "gen_tps"):
+        assert key in data
+    assert data["completion_tokens"] == 6 and data["finish_reason"] == "length"
+    assert out.stderr == ""  # nothing from llama.cpp leaks to the terminal
+
+
+def test_chat_without_template_names_the_choices(tmp_path: Path) -> None:
+    path = write_tiny_llama(tmp_path / "plain.gguf", chat_template=None)
+    out = run("chat", str(path), "-p", "hi", "--ctx", "256")
+    assert out.returncode == 1 and "--template" in out.stderr and "completion" in out.stderr
+    assert "Traceback" not in out.stderr
+    ok = run("chat", str(path), "-p", "hi", "--ctx", "256", "--template", "completion", "--max-tokens", "3", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["template"] == "completion"
+
+
+def test_chat_bad_model_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("not a model, just a note that is long enough to look like a file")
+    out = run("chat", str(fake), "-p", "hi")
+    assert out.returncode == 1 and "not a GGUF file" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_interactive_chat_ctrl_c_stops_answer_not_program(gemma_path: Path) -> None:
+    import shutil
+
+    exe = shutil.which("localopen")
+    proc = subprocess.Popen([exe, "chat", str(gemma_path), "--template", "gemma", "--max-tokens", "3000",
+                             "--temperature", "1.0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        proc.stdin.write("Tell me a long story.\n")
+        proc.stdin.flush()
+        time.sleep(4)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        time.sleep(2)
+        assert proc.poll() is None, "Ctrl+C must stop the answer, not the program"
+        proc.stdin.write("/exit\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "cancelled" in err and "Traceback" not in err
+    assert out.strip()  # the partial answer was shown
+
+
+@pytest.mark.slow
+def test_bench_saves_results_and_lists_them(gemma_path: Path) -> None:
+    out = run("bench", str(gemma_path), "-p", "32", "-n", "8", "-r", "2", "--json", timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["test"] for r in rows] == ["pp32", "tg8"]
+    for r in rows:
+        for key in ("model_filename", "model_type", "model_size", "model_n_params", "backends", "n_threads",
+                    "n_batch", "n_ubatch", "n_gpu_layers", "n_prompt", "n_gen", "avg_ns", "stddev_ns", "avg_ts",
+                    "stddev_ts", "samples_ts", "test_time", "load_time_ms", "peak_rss_bytes", "sha256", "grade"):
+            assert key in r, key
+        assert r["sha256"].startswith("a5fd3b62") and r["grade"] == "D"
+        assert len(r["samples_ts"]) == 2 and r["avg_ts"] > 0
+    assert rows[0]["ttft_ms"] > 0 and rows[0]["peak_rss_bytes"] > 200 * 2**20
+    # Re-running adds results; nothing is overwritten.
+    assert run("bench", str(gemma_path), "-p", "16", "-n", "4", "-r", "1", "--csv", timeout=300).returncode == 0
+    listed = json.loads(run("results", "--json").stdout)
+    assert len(listed) == 4 and len({r["id"] for r in listed}) == 4
+    assert json.loads(run("results", "--model", "Gemma", "--json").stdout)
+    assert json.loads(run("results", "--model", "nothing-like-this", "--json").stdout) == []
+    md = run("results").stdout
+    assert "| model |" in md and "pp32" in md and "tg8" in md
