@@ -24,7 +24,8 @@ def test_chat_once_json(tiny_gguf: Path) -> None:
     data = json.loads(out.stdout)
     for key in ("content", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_ms", "prompt_tps", "gen_tps"):
         assert key in data
-    assert data["completion_tokens"] == 6 and data["finish_reason"] == "length"
+    assert data["finish_reason"] in ("length", "stop")
+    assert data["completion_tokens"] == 6 if data["finish_reason"] == "length" else data["completion_tokens"] < 6
     assert out.stderr == ""  # nothing from llama.cpp leaks to the terminal
 
 

@@ -25,7 +25,11 @@ CHATML = (
 
 
 def write_tiny_llama(path: Path, chat_template: str | None = CHATML, license: str | None = "apache-2.0",
-                     architecture: str = "llama", seed: int = 0, extra: dict | None = None) -> Path:
+                     architecture: str = "llama", seed: int = 0, extra: dict | None = None,
+                     n_embd: int = N_EMBD, n_layer: int = N_LAYER, n_ff: int = N_FF, n_head: int = N_HEAD,
+                     n_head_kv: int = N_HEAD_KV, dtype: type = np.float32) -> Path:
+    """Write a random llama; the defaults give the tiny test model, larger sizes a synthetic one
+    for speed checks (byte vocabulary either way)."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -34,14 +38,14 @@ def write_tiny_llama(path: Path, chat_template: str | None = CHATML, license: st
     if license:
         w.add_license(license)
     w.add_context_length(N_CTX_TRAIN)
-    w.add_embedding_length(N_EMBD)
-    w.add_feed_forward_length(N_FF)
-    w.add_block_count(N_LAYER)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD_KV)
-    w.add_rope_dimension_count(N_EMBD // N_HEAD)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_block_count(n_layer)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_dimension_count(n_embd // n_head)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(0)  # all F32
+    w.add_file_type(0 if dtype == np.float32 else 1)  # all F32, or F16 matrices
     w.add_tokenizer_model("llama")
     tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{i:02X}>".encode() for i in range(256)]
     w.add_token_list(tokens)
@@ -56,23 +60,26 @@ def write_tiny_llama(path: Path, chat_template: str | None = CHATML, license: st
         w.add_string(key, value)
 
     def t(name: str, *shape: int) -> None:
-        data = rng.standard_normal(shape).astype(np.float32) * 0.2 if len(shape) > 1 else np.ones(shape, np.float32)
+        if len(shape) > 1:
+            data = (rng.standard_normal(shape, dtype=np.float32) * 0.2).astype(dtype)
+        else:
+            data = np.ones(shape, np.float32)
         w.add_tensor(name, data)
 
-    head_dim = N_EMBD // N_HEAD
-    t("token_embd.weight", N_VOCAB, N_EMBD)
-    t("output_norm.weight", N_EMBD)
-    t("output.weight", N_VOCAB, N_EMBD)
-    for i in range(N_LAYER):
-        t(f"blk.{i}.attn_norm.weight", N_EMBD)
-        t(f"blk.{i}.attn_q.weight", N_EMBD, N_EMBD)
-        t(f"blk.{i}.attn_k.weight", N_HEAD_KV * head_dim, N_EMBD)
-        t(f"blk.{i}.attn_v.weight", N_HEAD_KV * head_dim, N_EMBD)
-        t(f"blk.{i}.attn_output.weight", N_EMBD, N_EMBD)
-        t(f"blk.{i}.ffn_norm.weight", N_EMBD)
-        t(f"blk.{i}.ffn_gate.weight", N_FF, N_EMBD)
-        t(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)
-        t(f"blk.{i}.ffn_down.weight", N_EMBD, N_FF)
+    head_dim = n_embd // n_head
+    t("token_embd.weight", N_VOCAB, n_embd)
+    t("output_norm.weight", n_embd)
+    t("output.weight", N_VOCAB, n_embd)
+    for i in range(n_layer):
+        t(f"blk.{i}.attn_norm.weight", n_embd)
+        t(f"blk.{i}.attn_q.weight", n_embd, n_embd)
+        t(f"blk.{i}.attn_k.weight", n_head_kv * head_dim, n_embd)
+        t(f"blk.{i}.attn_v.weight", n_head_kv * head_dim, n_embd)
+        t(f"blk.{i}.attn_output.weight", n_embd, n_embd)
+        t(f"blk.{i}.ffn_norm.weight", n_embd)
+        t(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
+        t(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
+        t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

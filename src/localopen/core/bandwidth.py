@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 
 def measure_bandwidth(size_mib: int = 128, repeats: int = 4, threads: int = 1) -> float:
     """Copy bandwidth in GB/s (bytes read + bytes written, 1 GB = 1e9 bytes)."""
+    import numpy as np  # only when measuring: keeps numpy off the start-up path
+
     n = size_mib * 2**20 // 8
     src = np.ones(n, dtype=np.float64)
     dst = np.empty_like(src)

@@ -66,11 +66,11 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        from localopen.engine.worker import worker_main
+        from localopen.engine.child import main as child_main
 
         parent, child = self._ctx.Pipe()
         self.stop_event = self._ctx.Event()
-        self.process = self._ctx.Process(target=worker_main, args=(child, self.stop_event),
+        self.process = self._ctx.Process(target=child_main, args=(child, self.stop_event),
                                          name="localopen-engine", daemon=True)
         self.process.start()
         child.close()

@@ -200,11 +200,14 @@ class Worker:
         self._install_abort(llm)
 
         actual = llama_log.parse_memory(self.capture.lines)
-        devices = [d for d in actual.by_device if d not in ("CPU", "CPU_AARCH64")]
+        # GPU devices that hold buffers ("CUDA_Host" is pinned host memory, not the GPU).
+        devices = [d for d in actual.by_device if not d.startswith("CPU") and not d.endswith("_Host")]
         offloaded = re.search(r"offloaded (\d+)/(\d+) layers to GPU", "\n".join(self.capture.lines))
-        backend = ",".join(sorted({re.sub(r"\d+$", "", d) for d in devices})) or "CPU"
+        layers_on_gpu = int(offloaded.group(1)) if offloaded else 0
+        gpu_kinds = sorted({re.sub(r"\d+$", "", d) for d in devices})
+        backend = ",".join(gpu_kinds) if layers_on_gpu and gpu_kinds else "CPU"
         warning = None
-        if opts.n_gpu_layers != 0 and not devices:
+        if opts.n_gpu_layers != 0 and not layers_on_gpu:
             warning = ("GPU offload was asked for, but this llama.cpp build has no GPU backend: running on the CPU."
                        if not llama_cpp.llama_supports_gpu_offload() else
                        "GPU offload was asked for, but no GPU device took any layer: running on the CPU.")
@@ -217,7 +220,9 @@ class Worker:
             "split_parts": len(parts), "n_ctx": llm.n_ctx(), "n_ctx_train": header.context_length,
             "n_threads": threads, "n_gpu_layers": opts.n_gpu_layers,
             "gpu_layers_offloaded": f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else "0",
-            "backend": backend, "gpu_warning": warning, "load_time_ms": round(load_ms, 1),
+            "backend": backend, "gpu_warning": warning,
+            # With a GPU build, llama.cpp may still run large prompt batches on the GPU at 0 layers.
+            "gpu_assist": bool(devices) and not layers_on_gpu, "load_time_ms": round(load_ms, 1),
             "has_chat_template": bool(header.chat_template),
             "template_suggestion": chat_template.suggest(header.architecture),
             "template_options": chat_template.template_options(),
