@@ -43,11 +43,19 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 # --- catalog --------------------------------------------------------------------------------
-def cmd_catalog(args: argparse.Namespace) -> int:
+def _catalog():
+    """The catalog with exact sizes wherever the Hub's file lists are cached (no network)."""
     from localopen.core.catalog import load_catalog
+    from localopen.core.library import cached_files_by_repo
+    from localopen.core.storage import connect
+
+    return load_catalog(files_by_repo=cached_files_by_repo(connect(_paths().database)))
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
     from localopen.core.model_fit import catalog_fit
 
-    catalog = load_catalog()
+    catalog = _catalog()
     hw = _profile()
     rows, out = [], []
     for m in catalog.models:
@@ -78,12 +86,11 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
-    from localopen.core.catalog import load_catalog
     from localopen.core.gguf_header import read_header
     from localopen.core.model_fit import catalog_fit, file_fit
     from localopen.core.openness import evidence_from_header, grade
 
-    catalog = load_catalog()
+    catalog = _catalog()
     hw = _profile()
     target = args.model
     entry = catalog.get(target)
@@ -234,8 +241,13 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
 def run_cli(argv: list[str]) -> int:
     from localopen.engine_cli import add_engine_commands
+    from localopen.library_cli import add_library_commands
 
-    args = build_parser(add_engine_commands).parse_args(argv)
+    def extra(sub: argparse._SubParsersAction) -> None:
+        add_engine_commands(sub)
+        add_library_commands(sub)
+
+    args = build_parser(extra).parse_args(argv)
     try:
         return args.func(args)
     except LocalopenError as exc:

@@ -15,21 +15,22 @@ from localopen.core.errors import LocalopenError
 
 
 def resolve_model(name: str) -> Path:
-    """A path, or a file in the models folder whose name contains `name`."""
+    """A path, or a model in the library (by file name or part of its name or repo)."""
     path = Path(name).expanduser()
     if path.exists():
         return path
+    from localopen.core.library import find, touch
     from localopen.core.paths import app_paths
+    from localopen.core.storage import connect
 
-    models_dir = app_paths().models_dir()
-    matches = sorted(p for p in models_dir.rglob("*.gguf") if name.lower() in p.name.lower()) \
-        if models_dir.is_dir() else []
-    matches = [m for m in matches if "-of-" not in m.name or "-00001-of-" in m.name]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise LocalopenError(f"'{name}' matches several models: " + ", ".join(m.name for m in matches[:6]))
-    raise LocalopenError(f"No model file '{name}' (not a path, and nothing in {models_dir} matches).")
+    paths = app_paths()
+    conn = connect(paths.database)
+    model = find(conn, paths.models_dir(), name)
+    if model.missing:
+        raise LocalopenError(f"{model.filename} was in the library but {model.path} is gone (moved or deleted). "
+                             "Import it again from its new place, or `localopen rm` it.")
+    touch(conn, model.path)
+    return model.path
 
 
 def _load_options(args: argparse.Namespace):

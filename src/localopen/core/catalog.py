@@ -195,7 +195,8 @@ class Catalog:
         return out
 
 
-def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None = None) -> Catalog:
+def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None = None,
+                 files_by_repo: dict[str, list[tuple[str, int, str | None]]] | None = None) -> Catalog:
     """Load and validate; raise CatalogError naming every bad entry (never skip silently).
 
     `exact` maps "repo/filename-pattern" style keys to exact Hub sizes when known (the download
@@ -216,6 +217,9 @@ def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None =
         raise CatalogError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}).") from exc
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CatalogError(f"{where} must be an object with a 'models' list.")
+    if exact is None and files_by_repo:
+        exact = exact_from_hub([m for m in data["models"] if isinstance(m, dict) and "quants" in m], files_by_repo)
+    exact = exact or {}
     errors: list[str] = []
     models: list[CatalogModel] = []
     seen: set[str] = set()
@@ -226,11 +230,34 @@ def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None =
             errors.append(f"entry #{index + 1} ({name}): " + "; ".join(problems))
             continue
         seen.add(raw["id"])
-        models.append(_build(raw, exact or {}))
+        models.append(_build(raw, exact))
     if errors:
         raise CatalogError(f"{where} has {len(errors)} malformed entr{'y' if len(errors) == 1 else 'ies'}:\n"
                            + "\n".join(f"  - {e}" for e in errors))
     return Catalog(models=models, checked=str(data.get("checked", "")), credits=data.get("credits", []))
+
+
+def exact_from_hub(models: list[dict[str, Any]], files_by_repo: dict[str, list[tuple[str, int, str | None]]]
+                   ) -> dict[str, dict]:
+    """Exact sizes for catalog quantizations from cached Hub file lists (split parts summed)."""
+    import fnmatch
+
+    out: dict[str, dict] = {}
+    for raw in models:
+        files = files_by_repo.get(raw["gguf_repo"])
+        if not files:
+            continue
+        for q in raw["quants"]:
+            hits = [f for f in files if fnmatch.fnmatch(f[0].lower(), q["pattern"].lower())]
+            if not hits:
+                continue
+            split = [f for f in hits if "-of-" in f[0]]
+            chosen = split if split and len(split) == len(hits) else hits[:1]
+            out[f"{raw['gguf_repo']}:{q['type']}"] = {
+                "size": sum(f[1] or 0 for f in chosen),
+                "sha256": chosen[0][2] if len(chosen) == 1 else None,
+            }
+    return out
 
 
 def _build(raw: dict[str, Any], exact: dict[str, dict]) -> CatalogModel:

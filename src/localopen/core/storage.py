@@ -31,6 +31,30 @@ MIGRATIONS = [
         sha256 TEXT NOT NULL
     );
     """,
+    # 2: the local library and the Hub's exact file facts
+    """
+    CREATE TABLE models (
+        path TEXT PRIMARY KEY,
+        repo TEXT,
+        filename TEXT NOT NULL,
+        quant TEXT,
+        size INTEGER,
+        expected_sha256 TEXT,
+        source TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        last_used TEXT,
+        verified_at TEXT
+    );
+    CREATE TABLE hub_files (
+        repo TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        size INTEGER,
+        sha256 TEXT,
+        revision TEXT,
+        fetched_at TEXT NOT NULL,
+        PRIMARY KEY (repo, filename)
+    );
+    """,
 ]
 
 

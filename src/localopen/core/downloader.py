@@ -1,0 +1,220 @@
+"""Resumable, verified downloads over HTTP Range requests.
+
+Bytes go to `<name>.part` beside a `<name>.part.json` that records what is being fetched
+(URL, size, sha256, commit); a later run, after a pause, a crash or a kill, continues from the
+`.part` file's length. A file counts as installed only once its sha256 matches; a mismatch
+deletes the bytes and says so. Transient failures (timeouts, 5xx, resets) retry with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from localopen.core.errors import LocalopenError
+from localopen.core.hub import RemoteFile, endpoint, explain_http, token
+
+CHUNK = 1 << 20
+MARGIN_BYTES = 200 * 2**20  # keep this much free beyond the file
+
+
+class DownloadError(LocalopenError):
+    pass
+
+
+class ChecksumError(DownloadError):
+    pass
+
+
+class DiskSpaceError(DownloadError):
+    pass
+
+
+class Paused(DownloadError):
+    """The download was paused or cancelled by the caller; the .part file is kept."""
+
+
+class _Transient(Exception):
+    pass
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    bytes_per_second: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.bytes_per_second <= 0 or self.total <= 0:
+            return None
+        return (self.total - self.done) / self.bytes_per_second
+
+
+def part_paths(final: Path) -> tuple[Path, Path]:
+    return final.with_name(final.name + ".part"), final.with_name(final.name + ".part.json")
+
+
+def resolve_url(remote: RemoteFile) -> str:
+    quoted = urllib.parse.quote(remote.filename)
+    return f"{endpoint()}/{remote.repo}/resolve/{remote.revision}/{quoted}"
+
+
+class _NoAuthOnRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never send the token to another host (CDNs)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlparse(newurl).netloc != urllib.parse.urlparse(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_NoAuthOnRedirect())
+
+
+def check_disk_space(folder: Path, needed: int) -> None:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed + MARGIN_BYTES:
+        raise DiskSpaceError(
+            f"Not enough disk space in {folder}: this download needs {needed / 1e9:.2f} GB more "
+            f"(plus {MARGIN_BYTES / 1e9:.1f} GB to spare) and {free / 1e9:.2f} GB is free. "
+            "Free some space or choose another models folder in the settings.")
+
+
+def download(remote: RemoteFile, final: Path, *, on_progress: Callable[[Progress], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, timeout: float = 30.0, retries: int = 5,
+             backoff: float = 1.0, free_space_check: Callable[[Path, int], None] = check_disk_space) -> Path:
+    """Fetch `remote` into `final`, resuming any earlier .part; returns `final` once verified."""
+    if remote.size is None or not remote.sha256:
+        raise DownloadError(f"The Hub gave no size or sha256 for {remote.filename}; it cannot be verified.")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part, sidecar = part_paths(final)
+    record = {"repo": remote.repo, "filename": remote.filename, "revision": remote.revision,
+              "size": remote.size, "sha256": remote.sha256}
+    if part.exists():
+        try:
+            previous = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous != record:  # a different file or version: start again
+            part.unlink()
+    sidecar.write_text(json.dumps(record))
+    free_space_check(final.parent, remote.size - (part.stat().st_size if part.exists() else 0))
+
+    hashed = _RunningHash()
+    attempt = 0
+    while True:
+        try:
+            _fetch(remote, part, on_progress, should_stop, timeout, hashed)
+            break
+        except _Transient as exc:
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(f"Download of {remote.filename} keeps failing ({exc}); "
+                                    "run it again later: it will resume where it stopped.") from exc
+            time.sleep(min(backoff * 2 ** (attempt - 1), 30))
+    return _verify_and_install(remote, part, sidecar, final, hashed.digest_for(part))
+
+
+class _RunningHash:
+    """sha256 computed while bytes arrive, so verifying costs no second read of the file.
+    After a resume the bytes already on disk are hashed once first."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.covered = 0
+
+    def catch_up(self, part: Path, offset: int) -> None:
+        if self.covered == offset:
+            return
+        self.hasher, self.covered = hashlib.sha256(), 0
+        if offset:
+            with part.open("rb") as fh:
+                while self.covered < offset and (block := fh.read(min(8 * CHUNK, offset - self.covered))):
+                    self.update(block)
+
+    def update(self, block: bytes) -> None:
+        self.hasher.update(block)
+        self.covered += len(block)
+
+    def digest_for(self, part: Path) -> str:
+        self.catch_up(part, part.stat().st_size)
+        return self.hasher.hexdigest()
+
+
+def _fetch(remote: RemoteFile, part: Path, on_progress: Callable[[Progress], None] | None,
+           should_stop: Callable[[], bool] | None, timeout: float, hashed: _RunningHash) -> None:
+    offset = part.stat().st_size if part.exists() else 0
+    if offset >= remote.size:
+        return
+    request = urllib.request.Request(resolve_url(remote), headers={"Range": f"bytes={offset}-",
+                                                                    "User-Agent": "localopen"})
+    tok = token()
+    if tok:
+        request.add_header("Authorization", f"Bearer {tok}")
+    try:
+        response = _OPENER.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            return  # nothing left to fetch: verification decides
+        if exc.code >= 500 or exc.code == 429:
+            raise _Transient(f"HTTP {exc.code}") from exc
+        raise explain_http(exc.code, remote.repo, remote.filename) from exc
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _Transient(str(getattr(exc, "reason", exc))) from exc
+    with response:
+        if response.status == 200 and offset:
+            offset = 0  # the server ignored the range: start over rather than append garbage
+            part.write_bytes(b"")
+        hashed.catch_up(part, offset)
+        mode = "ab" if offset else "wb"
+        done, start, last_report = offset, time.monotonic(), 0.0
+        with part.open(mode) as out:
+            while True:
+                if should_stop and should_stop():
+                    raise Paused(f"Paused {remote.filename} at {done} of {remote.size} bytes.")
+                try:
+                    block = response.read(CHUNK)
+                except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                    raise _Transient(f"connection lost after {done} bytes: {exc}") from exc
+                if not block:
+                    break
+                out.write(block)
+                hashed.update(block)
+                done += len(block)
+                now = time.monotonic()
+                if on_progress and (now - last_report > 0.2 or done >= remote.size):
+                    last_report = now
+                    speed = (done - offset) / max(now - start, 1e-6)
+                    on_progress(Progress(done, remote.size, speed))
+        if done < remote.size:
+            raise _Transient(f"the connection closed after {done} of {remote.size} bytes")
+
+
+def _verify_and_install(remote: RemoteFile, part: Path, sidecar: Path, final: Path, actual: str) -> Path:
+    if actual != remote.sha256:
+        part.unlink()
+        with contextlib.suppress(OSError):
+            sidecar.unlink()
+        raise ChecksumError(
+            f"{remote.filename} arrived damaged (sha256 {actual[:12]}… instead of {remote.sha256[:12]}…). "
+            "The bytes were deleted; download it again.")
+    os.replace(part, final)
+    with contextlib.suppress(OSError):
+        sidecar.unlink()
+    return final

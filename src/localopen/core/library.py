@@ -1,0 +1,202 @@
+"""The local library: downloaded models in the models folder, and files imported by path.
+
+Imported files are not copied; a moved or deleted one is reported as missing, not a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from localopen.core.errors import LocalopenError
+from localopen.core.gguf_header import read_header
+from localopen.core.hashing import cached_sha256
+from localopen.core.hub import SPLIT_RE, RemoteFile, quant_of
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class LibraryModel:
+    path: Path
+    repo: str | None
+    filename: str
+    quant: str | None
+    size: int | None
+    expected_sha256: str | None
+    source: str  # downloaded | imported
+    added_at: str
+    last_used: str | None
+
+    @property
+    def missing(self) -> bool:
+        return not self.path.exists()
+
+    @property
+    def name(self) -> str:
+        return SPLIT_RE.sub("", self.filename).removesuffix(".gguf")
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "repo": self.repo, "filename": self.filename, "quant": self.quant,
+                "size": self.size, "expected_sha256": self.expected_sha256, "source": self.source,
+                "added_at": self.added_at, "last_used": self.last_used, "missing": self.missing}
+
+
+def _row(row: sqlite3.Row) -> LibraryModel:
+    return LibraryModel(Path(row["path"]), row["repo"], row["filename"], row["quant"], row["size"],
+                        row["expected_sha256"], row["source"], row["added_at"], row["last_used"])
+
+
+def record_hub_files(conn: sqlite3.Connection, files: list[RemoteFile]) -> None:
+    with conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO hub_files(repo, filename, size, sha256, revision, fetched_at) VALUES (?,?,?,?,?,?)",
+            [(f.repo, f.filename, f.size, f.sha256, f.revision, _now()) for f in files])
+
+
+def hub_files(conn: sqlite3.Connection, repo: str) -> list[RemoteFile]:
+    rows = conn.execute("SELECT * FROM hub_files WHERE repo = ? ORDER BY filename", (repo,)).fetchall()
+    return [RemoteFile(r["repo"], r["filename"], r["size"], r["sha256"], r["revision"] or "main") for r in rows]
+
+
+def cached_files_by_repo(conn: sqlite3.Connection) -> dict[str, list[tuple[str, int, str | None]]]:
+    """Every cached Hub file list, for exact sizes in the catalog."""
+    out: dict[str, list[tuple[str, int, str | None]]] = {}
+    for r in conn.execute("SELECT repo, filename, size, sha256 FROM hub_files"):
+        out.setdefault(r["repo"], []).append((r["filename"], r["size"], r["sha256"]))
+    return out
+
+
+def add_downloaded(conn: sqlite3.Connection, path: Path, remote: RemoteFile, total_size: int) -> None:
+    with conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO models(path, repo, filename, quant, size, expected_sha256, source, added_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (str(path), remote.repo, remote.filename, remote.quant, total_size, remote.sha256, "downloaded", _now()))
+
+
+def import_file(conn: sqlite3.Connection, path: Path) -> LibraryModel:
+    """Remember a local GGUF by path (not copied). Its header must read cleanly."""
+    path = path.expanduser().resolve()
+    header = read_header(path)  # clear error for a folder, a non-GGUF or a damaged file
+    cached_sha256(conn, path)
+    with conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO models(path, repo, filename, quant, size, expected_sha256, source, added_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (str(path), None, path.name, header.quantization, path.stat().st_size, None, "imported", _now()))
+    return get(conn, str(path))  # type: ignore[return-value]
+
+
+def get(conn: sqlite3.Connection, path: str) -> LibraryModel | None:
+    row = conn.execute("SELECT * FROM models WHERE path = ?", (path,)).fetchone()
+    return _row(row) if row else None
+
+
+def scan(conn: sqlite3.Connection, models_dir: Path) -> None:
+    """Pick up .gguf files in the models folder that the database does not know yet."""
+    if not models_dir.is_dir():
+        return
+    known = {r["path"] for r in conn.execute("SELECT path FROM models")}
+    for p in models_dir.rglob("*.gguf"):
+        m = SPLIT_RE.search(p.name)
+        if (m and m.group(1) != "00001") or str(p) in known:
+            continue
+        rel = p.relative_to(models_dir).parts
+        repo = f"{rel[0]}/{rel[1]}" if len(rel) >= 3 else None
+        with conn:
+            conn.execute("INSERT OR IGNORE INTO models(path, repo, filename, quant, size, source, added_at)"
+                         " VALUES (?,?,?,?,?,?,?)",
+                         (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "downloaded", _now()))
+
+
+def list_models(conn: sqlite3.Connection, models_dir: Path) -> list[LibraryModel]:
+    scan(conn, models_dir)
+    return [_row(r) for r in conn.execute("SELECT * FROM models ORDER BY COALESCE(last_used, added_at) DESC")]
+
+
+def find(conn: sqlite3.Connection, models_dir: Path, name: str) -> LibraryModel:
+    """One library model by path, file name, or part of its name or repo."""
+    models = list_models(conn, models_dir)
+    exact = [m for m in models if name in (str(m.path), m.filename, m.name)]
+    if len(exact) == 1:
+        return exact[0]
+    needle = name.lower()
+    matches = [m for m in models if needle in m.filename.lower() or needle in (m.repo or "").lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise LocalopenError(f"No model '{name}' in the library (see `localopen models`).")
+    raise LocalopenError(f"'{name}' matches several models: " + ", ".join(m.filename for m in matches[:6]))
+
+
+def touch(conn: sqlite3.Connection, path: Path) -> None:
+    with conn:
+        conn.execute("UPDATE models SET last_used = ? WHERE path = ?", (_now(), str(path)))
+
+
+def parts_of(path: Path) -> list[Path]:
+    m = SPLIT_RE.search(path.name)
+    if not m:
+        return [path]
+    stem, total = path.name[: m.start()], int(m.group(2))
+    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+
+
+@dataclass
+class VerifyResult:
+    ok: bool | None  # None: nothing to compare against
+    message: str
+
+
+def verify(conn: sqlite3.Connection, model: LibraryModel) -> VerifyResult:
+    if model.missing:
+        return VerifyResult(False, f"{model.path} is missing (moved or deleted).")
+    parts = parts_of(model.path)
+    expected = {f.filename: f.sha256 for f in hub_files(conn, model.repo)} if model.repo else {}
+    if model.expected_sha256:
+        expected.setdefault(model.filename, model.expected_sha256)
+    checked = 0
+    for part in parts:
+        if not part.exists():
+            return VerifyResult(False, f"Part {part.name} is missing.")
+        actual = cached_sha256(conn, part)
+        want = expected.get(part.name)
+        if want and actual != want:
+            return VerifyResult(False, f"{part.name} does not match the Hub's sha256: it is damaged; "
+                                       "delete it and download again.")
+        checked += bool(want)
+    with conn:
+        conn.execute("UPDATE models SET verified_at = ? WHERE path = ?", (_now(), str(model.path)))
+    if not checked:
+        return VerifyResult(None, "No sha256 from the Hub is known for this file; its header reads cleanly."
+                            if _header_ok(model.path) else "The file's GGUF header is damaged.")
+    return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
+
+
+def _header_ok(path: Path) -> bool:
+    try:
+        read_header(path)
+        return True
+    except LocalopenError:
+        return False
+
+
+def remove(conn: sqlite3.Connection, model: LibraryModel, models_dir: Path) -> str:
+    """Delete a downloaded model (all parts and partial downloads); forget an imported one."""
+    if model.source == "imported" and models_dir not in model.path.parents:
+        message = f"Forgot {model.filename}; the file itself stays at {model.path}."
+    else:
+        for part in parts_of(model.path):
+            for p in (part, part.with_name(part.name + ".part"), part.with_name(part.name + ".part.json")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+        message = f"Deleted {model.filename}."
+    with conn:
+        conn.execute("DELETE FROM models WHERE path = ?", (str(model.path),))
+    return message

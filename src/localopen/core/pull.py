@@ -1,0 +1,84 @@
+"""Getting one model from the Hub: which files, where they go, and the library record."""
+
+from __future__ import annotations
+
+import fnmatch
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from localopen.core.downloader import Progress, check_disk_space, download
+from localopen.core.errors import LocalopenError
+from localopen.core.hub import SPLIT_RE, Hub, RemoteFile, quant_of
+from localopen.core.library import add_downloaded, record_hub_files
+
+DEFAULT_QUANT = "Q4_K_M"
+
+
+def choose_files(files: list[RemoteFile], quant: str | None = None, filename: str | None = None,
+                 pattern: str | None = None) -> list[RemoteFile]:
+    """The GGUF file(s) to fetch: one file, or every part of a split model, in order."""
+    ggufs = [f for f in files if f.filename.endswith(".gguf")]
+    if not ggufs:
+        raise LocalopenError("This repository has no GGUF file.")
+    if filename:
+        picked = [f for f in ggufs if f.filename == filename or f.filename.endswith("/" + filename)]
+        if not picked:
+            raise LocalopenError(f"No file {filename} here. GGUF files: " + ", ".join(f.filename for f in ggufs[:12]))
+    elif pattern:
+        picked = [f for f in ggufs if fnmatch.fnmatch(f.filename.lower(), pattern.lower())]
+    else:
+        want = (quant or DEFAULT_QUANT).upper()
+        picked = [f for f in ggufs if f.quant == want]
+        if not picked:
+            offered = sorted({f.quant for f in ggufs if f.quant})
+            raise LocalopenError(f"No {want} file here. Quantizations offered: {', '.join(offered) or 'unknown'} "
+                                 "(use --quant, or --file NAME).")
+    first = picked[0]
+    m = SPLIT_RE.search(first.filename)
+    if m:  # a split model: all parts of the same stem
+        stem = first.filename[: m.start()]
+        picked = sorted((f for f in ggufs if f.filename.startswith(stem) and SPLIT_RE.search(f.filename)),
+                        key=lambda f: f.filename)
+        expected = int(m.group(2))
+        if len(picked) != expected:
+            raise LocalopenError(f"{first.filename} is split into {expected} parts but the Hub lists {len(picked)}.")
+        return picked
+    return [first]
+
+
+def target_path(models_dir: Path, remote: RemoteFile) -> Path:
+    return models_dir / remote.repo / Path(remote.filename).name
+
+
+def pull(hub: Hub, conn: sqlite3.Connection, models_dir: Path, repo: str, *, quant: str | None = None,
+         filename: str | None = None, pattern: str | None = None,
+         on_progress: Callable[[str, Progress], None] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> Path:
+    """Download (or resume) a model; returns the path to load (the first part of a split model)."""
+    files = hub.files(repo)
+    record_hub_files(conn, files)
+    chosen = choose_files(files, quant, filename, pattern)
+    total = sum(f.size or 0 for f in chosen)
+    remaining = sum((f.size or 0) - _have(target_path(models_dir, f)) for f in chosen)
+    check_disk_space(models_dir, remaining)
+    for remote in chosen:
+        final = target_path(models_dir, remote)
+        if final.exists() and final.stat().st_size == remote.size:
+            continue  # this part is installed (it was verified before it got its final name)
+        download(remote, final, should_stop=should_stop,
+                 on_progress=(lambda p, name=remote.filename: on_progress(name, p)) if on_progress else None)
+    first = target_path(models_dir, chosen[0])
+    add_downloaded(conn, first, chosen[0], total)
+    return first
+
+
+def _have(final: Path) -> int:
+    if final.exists():
+        return final.stat().st_size
+    part = final.with_name(final.name + ".part")
+    return part.stat().st_size if part.exists() else 0
+
+
+def quant_label(remote: RemoteFile) -> str:
+    return quant_of(remote.filename) or "?"

@@ -1,0 +1,217 @@
+"""A fake Hugging Face Hub on 127.0.0.1 speaking the protocol huggingface_hub and our downloader use.
+
+Routes: HEAD/GET /{repo}/resolve/{rev}/{path} (X-Repo-Commit, ETag/X-Linked-Etag = sha256,
+Content-Length/X-Linked-Size, Range -> 206 + Content-Range), GET /api/models/{repo}[/revision/{rev}],
+GET /api/models/{repo}/tree/{rev}, GET /api/models?search=... . Failure modes are switches on the
+server object so tests can script a 500, a 401, corrupted bytes, a stall, or slow streaming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class Repo:
+    id: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+    gated: bool | str = False
+    downloads: int = 0
+    likes: int = 0
+    last_modified: str = "2026-01-01T00:00:00.000Z"
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, Repo] = {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.fail_next: list[int] = []  # status codes to answer before serving normally
+        self.corrupt = False  # serve flipped bytes
+        self.stall_after: int | None = None  # stop sending after this many body bytes (then hang)
+        self.bytes_per_second: float | None = None  # throttle streaming
+        self.require_token: str | None = None  # gated repos answer 401 without it
+        self._server: ThreadingHTTPServer | None = None
+        self._stop = threading.Event()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def add(self, repo: Repo) -> Repo:
+        self.repos[repo.id] = repo
+        return repo
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakeHub:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                hub._handle(self, head=True)
+
+            def do_GET(self) -> None:  # noqa: N802
+                hub._handle(self, head=False)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # -- protocol ------------------------------------------------------------------------------
+    def _handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+        url = urlparse(h.path)
+        self.requests.append((h.command, url.path, dict(h.headers)))
+        try:
+            if self.fail_next:
+                code = self.fail_next.pop(0)
+                return self._send(h, code, b'{"error": "scripted failure"}', head)
+            m = re.match(r"^/api/models/(.+?)/tree/([^/]+)/?(.*)$", url.path)
+            if m:
+                return self._tree(h, unquote(m.group(1)), head)
+            m = re.match(r"^/api/models/(.+?)(?:/revision/([^/]+))?$", url.path)
+            if m and url.path != "/api/models":
+                return self._model_info(h, unquote(m.group(1)), parse_qs(url.query), head)
+            if url.path in ("/api/models", "/api/models/"):
+                return self._search(h, parse_qs(url.query), head)
+            m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", url.path)
+            if m:
+                return self._resolve(h, unquote(m.group(1)), unquote(m.group(3)), head)
+            self._send(h, 404, b'{"error": "not found"}', head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _send(self, h: BaseHTTPRequestHandler, code: int, body: bytes, head: bool,
+              headers: dict[str, str] | None = None, ctype: str = "application/json") -> None:
+        h.send_response(code)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        if code in (401, 403):
+            h.send_header("X-Error-Code", "GatedRepo")
+            h.send_header("X-Error-Message", "Access to this model is restricted.")
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if not head:
+            h.wfile.write(body)
+
+    def _authorized(self, h: BaseHTTPRequestHandler, repo: Repo) -> bool:
+        if not repo.gated or self.require_token is None:
+            return True
+        return h.headers.get("Authorization") == f"Bearer {self.require_token}"
+
+    def _siblings(self, repo: Repo, with_meta: bool) -> list[dict[str, Any]]:
+        out = []
+        for name, data in repo.files.items():
+            item: dict[str, Any] = {"rfilename": name}
+            if with_meta:
+                item["size"] = len(data)
+                item["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            out.append(item)
+        return out
+
+    def _info_json(self, repo: Repo, with_meta: bool) -> dict[str, Any]:
+        return {
+            "_id": "x" * 24, "id": repo.id, "modelId": repo.id, "author": repo.id.split("/")[0], "sha": COMMIT,
+            "private": False, "gated": repo.gated, "disabled": False, "downloads": repo.downloads,
+            "likes": repo.likes, "lastModified": repo.last_modified, "createdAt": "2025-01-01T00:00:00.000Z",
+            "tags": ["gguf", *repo.card.get("tags", [])], "library_name": "gguf", "cardData": repo.card,
+            "siblings": self._siblings(repo, with_meta),
+        }
+
+    def _model_info(self, h: BaseHTTPRequestHandler, repo_id: str, query: dict, head: bool) -> None:
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return self._send(h, 404, b'{"error": "Repository not found"}', head,
+                              {"X-Error-Code": "RepoNotFound"})
+        with_meta = "blobs" in query or "expand" in query and "siblings" in str(query.get("expand"))
+        self._send(h, 200, json.dumps(self._info_json(repo, with_meta=True or with_meta)).encode(), head)
+
+    def _tree(self, h: BaseHTTPRequestHandler, repo_id: str, head: bool) -> None:
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return self._send(h, 404, b'{"error": "Repository not found"}', head)
+        items = [{"type": "file", "oid": hashlib.sha1(d).hexdigest(), "size": len(d), "path": n,
+                  "lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134}}
+                 for n, d in repo.files.items()]
+        self._send(h, 200, json.dumps(items).encode(), head)
+
+    def _search(self, h: BaseHTTPRequestHandler, query: dict, head: bool) -> None:
+        text = (query.get("search") or [""])[0].lower()
+        results = [r for r in self.repos.values() if text in r.id.lower()]
+        sort = (query.get("sort") or ["downloads"])[0]
+        key = {"downloads": lambda r: r.downloads, "likes": lambda r: r.likes,
+               "lastModified": lambda r: r.last_modified}.get(sort, lambda r: r.downloads)
+        results.sort(key=key, reverse=True)
+        limit = int((query.get("limit") or [50])[0])
+        body = [self._info_json(r, with_meta=False) for r in results[:limit]]
+        self._send(h, 200, json.dumps(body).encode(), head)
+
+    def _resolve(self, h: BaseHTTPRequestHandler, repo_id: str, filename: str, head: bool) -> None:
+        repo = self.repos.get(repo_id)
+        if repo is None or filename not in repo.files:
+            return self._send(h, 404, b'{"error": "Entry not found"}', head, {"X-Error-Code": "EntryNotFound"})
+        if not self._authorized(h, repo):
+            return self._send(h, 401, b'{"error": "gated"}', head)
+        data = repo.files[filename]
+        sha = hashlib.sha256(data).hexdigest()
+        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
+                   "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes"}
+        start = 0
+        rng = h.headers.get("Range")
+        code = 200
+        if rng:
+            m = re.match(r"bytes=(\d+)-(\d*)", rng)
+            if m:
+                start = int(m.group(1))
+                if start >= len(data):
+                    return self._send(h, 416, b"", head, {"Content-Range": f"bytes */{len(data)}"})
+                code = 206
+                headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = data[start:]
+        if self.corrupt:
+            body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
+        h.send_response(code)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        if head:
+            return
+        sent = 0
+        chunk = 64 * 1024
+        while sent < len(body):
+            if self.stall_after is not None and sent >= self.stall_after:
+                self._stop.wait(60)  # hang: the client must time out
+                return
+            piece = body[sent : sent + chunk]
+            h.wfile.write(piece)
+            sent += len(piece)
+            if self.bytes_per_second:
+                time.sleep(len(piece) / self.bytes_per_second)
+
+    def count(self, prefix: str = "") -> int:
+        return sum(1 for _, path, _ in self.requests if path.startswith(prefix))

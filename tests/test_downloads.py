@@ -1,0 +1,281 @@
+"""Downloads and the library against a fake Hub on 127.0.0.1 (real HTTP, real files, real SQLite)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from localopen.core import downloader
+from localopen.core.downloader import ChecksumError, DiskSpaceError, DownloadError, download
+from localopen.core.hub import GatedError, Hub, NotFoundError, OfflineError, RemoteFile
+from localopen.core.library import find, import_file, list_models, remove, verify
+from localopen.core.paths import app_paths
+from localopen.core.pull import choose_files, pull
+from localopen.core.storage import connect
+
+from fake_hub import FakeHub, Repo
+
+REPO = "org/Tiny-GGUF"
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tiny_gguf: Path):
+    server = FakeHub().start()
+    data = tiny_gguf.read_bytes()
+    big = os.urandom(3 * 2**20)
+    server.add(Repo(REPO, files={"tiny-Q4_K_M.gguf": data, "tiny-Q8_0.gguf": data + b"\0" * 64,
+                                 "big-Q6_K.gguf": big, "README.md": b"# tiny"},
+                    card={"license": "apache-2.0", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+                    downloads=10))
+    server.add(Repo("org/Split-GGUF", files={"m-Q4_K_M-00001-of-00002.gguf": data[:1000],
+                                             "m-Q4_K_M-00002-of-00002.gguf": data[1000:]}))
+    server.add(Repo("meta/Gated-GGUF", files={"g-Q4_K_M.gguf": data}, card={"license": "llama3.2"}, gated="manual"))
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield server
+    server.stop()
+
+
+def remote_for(server: FakeHub, name: str, repo: str = REPO) -> RemoteFile:
+    data = server.repos[repo].files[name]
+    return RemoteFile(repo, name, len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_pull_verifies_and_records(hub: FakeHub, tmp_path: Path) -> None:
+    conn = connect(app_paths().database)
+    models = tmp_path / "models"
+    path = pull(Hub(), conn, models, REPO, quant="Q4_K_M")
+    assert path == models / REPO / "tiny-Q4_K_M.gguf"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(hub.repos[REPO].files[path.name]).hexdigest()
+    assert not path.with_name(path.name + ".part").exists()
+    [model] = list_models(conn, models)
+    assert model.repo == REPO and model.quant == "Q4_K_M" and model.expected_sha256
+    assert verify(conn, model).ok is True
+    # Pulling again downloads nothing.
+    before = hub.count(f"/{REPO}/resolve")
+    pull(Hub(), conn, models, REPO, quant="Q4_K_M")
+    assert hub.count(f"/{REPO}/resolve") == before
+
+
+def test_unknown_quant_lists_the_offered_ones(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="Quantizations offered: Q4_K_M, Q6_K, Q8_0"):
+        pull(Hub(), connect(app_paths().database), tmp_path, REPO, quant="Q2_K")
+
+
+def test_split_model_downloads_every_part(hub: FakeHub, tmp_path: Path) -> None:
+    conn = connect(app_paths().database)
+    first = pull(Hub(), conn, tmp_path, "org/Split-GGUF", quant="Q4_K_M")
+    assert first.name == "m-Q4_K_M-00001-of-00002.gguf"
+    joined = first.read_bytes() + first.with_name("m-Q4_K_M-00002-of-00002.gguf").read_bytes()
+    assert joined == hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00001-of-00002.gguf"] + \
+        hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00002-of-00002.gguf"]
+    assert [m.filename for m in list_models(conn, tmp_path)] == ["m-Q4_K_M-00001-of-00002.gguf"]
+    files = Hub().files("org/Split-GGUF")
+    assert [f.filename for f in choose_files(files, filename="m-Q4_K_M-00002-of-00002.gguf")] == \
+        ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"]
+
+
+def test_corrupted_bytes_leave_no_installed_file(hub: FakeHub, tmp_path: Path) -> None:
+    hub.corrupt = True
+    final = tmp_path / "tiny-Q4_K_M.gguf"
+    with pytest.raises(ChecksumError, match="damaged"):
+        download(remote_for(hub, "tiny-Q4_K_M.gguf"), final, backoff=0)
+    assert not final.exists() and not (tmp_path / "tiny-Q4_K_M.gguf.part").exists()
+
+
+def test_server_error_is_retried(hub: FakeHub, tmp_path: Path) -> None:
+    hub.fail_next = [500, 503]
+    final = download(remote_for(hub, "tiny-Q4_K_M.gguf"), tmp_path / "t.gguf", backoff=0.01)
+    assert final.exists()
+    assert hub.count(f"/{REPO}/resolve") == 3
+
+
+def test_gated_repo_says_what_to_do_and_never_prints_the_token(hub: FakeHub, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.require_token = "right-token"
+    monkeypatch.setenv("HF_TOKEN", "secret-wrong-token")
+    with pytest.raises(GatedError) as err:
+        download(remote_for(hub, "g-Q4_K_M.gguf", "meta/Gated-GGUF"), tmp_path / "g.gguf", backoff=0)
+    assert "accept its licence" in str(err.value) and "secret-wrong-token" not in str(err.value)
+    monkeypatch.setenv("HF_TOKEN", "right-token")
+    assert download(remote_for(hub, "g-Q4_K_M.gguf", "meta/Gated-GGUF"), tmp_path / "g.gguf").exists()
+
+
+def test_missing_repo_is_a_clear_404(hub: FakeHub) -> None:
+    with pytest.raises(NotFoundError, match="not found"):
+        Hub().files("nobody/nothing")
+
+
+def test_stalled_server_times_out_then_resumes(hub: FakeHub, tmp_path: Path) -> None:
+    remote = remote_for(hub, "big-Q6_K.gguf")
+    final = tmp_path / "big.gguf"
+    hub.stall_after = 1 << 20
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="keeps failing"):
+        download(remote, final, timeout=1.0, retries=1, backoff=0)
+    assert time.monotonic() - start < 20
+    part = final.with_name(final.name + ".part")
+    assert part.stat().st_size >= 1 << 20
+    hub.stall_after = None
+    download(remote, final)
+    ranges = [h.get("Range") for m, p, h in hub.requests if p.endswith("big-Q6_K.gguf") and m == "GET"]
+    assert ranges[-1] not in (None, "bytes=0-")  # resumed, not restarted
+    assert final.read_bytes() == hub.repos[REPO].files["big-Q6_K.gguf"]
+
+
+def test_download_killed_mid_way_resumes_from_part(hub: FakeHub, tmp_path: Path) -> None:
+    """Kill the process (not an exception) mid-download; the next run resumes from the .part offset."""
+    hub.bytes_per_second = 512 * 1024
+    exe = shutil.which("localopen")
+    cmd = [exe, "pull", REPO, "--file", "big-Q6_K.gguf"]
+    env = {**os.environ}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    part = app_paths().models_dir() / REPO / "big-Q6_K.gguf.part"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 600 * 1024):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    kept = part.stat().st_size
+    assert 0 < kept < 3 * 2**20
+    assert not (app_paths().models_dir() / REPO / "big-Q6_K.gguf").exists()
+    hub.bytes_per_second = None
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    final = Path(out.stdout.strip())
+    assert final.read_bytes() == hub.repos[REPO].files["big-Q6_K.gguf"]
+    last_range = [h.get("Range") for m, p, h in hub.requests if p.endswith("big-Q6_K.gguf") and m == "GET"][-1]
+    assert int(last_range.split("=")[1].rstrip("-")) >= kept - (1 << 20)  # from the .part offset (less one chunk)
+    assert int(last_range.split("=")[1].rstrip("-")) > 0
+
+
+def test_disk_too_small_is_refused_before_downloading(hub: FakeHub, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full disk cannot be made here without root mounts, so the free-space figure is faked;
+    # everything else (Hub metadata over HTTP, the refusal) is real.
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(downloader.shutil, "disk_usage", lambda p: usage._replace(free=100 * 2**20))
+    with pytest.raises(DiskSpaceError, match="Not enough disk space"):
+        pull(Hub(), connect(app_paths().database), tmp_path, REPO, quant="Q6_K")
+    assert hub.count(f"/{REPO}/resolve") == 0
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError):
+        pull(Hub(), connect(app_paths().database), tmp_path, REPO)
+    with pytest.raises(OfflineError):
+        Hub().search("tiny")
+    assert Hub({"offline": True}).settings["offline"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(OfflineError):
+        Hub({"offline": True}).files(REPO)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for args in (["catalog", "--json"], ["hw", "--json"], ["models", "--json"], ["search", "tiny"],
+                 ["pull", REPO]):
+        out = subprocess.run([shutil.which("localopen"), *args], env=env, capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in out.stderr, args
+        if args[0] in ("search", "pull"):
+            assert out.returncode == 1 and "offline" in out.stderr
+        else:
+            assert out.returncode == 0, (args, out.stderr)
+    assert hub.requests == []
+
+
+def test_search_gives_provisional_grades(hub: FakeHub) -> None:
+    out = subprocess.run([shutil.which("localopen"), "search", "gguf", "--json"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = {r["id"]: r for r in json.loads(out.stdout)}
+    assert rows[REPO]["grade"] == "C"  # Apache-2.0, but transparency from card hints alone is T0
+    assert rows[REPO]["provisional"] is True and "Q4_K_M" in rows[REPO]["quants"]
+    assert rows["meta/Gated-GGUF"]["grade"] == "D"
+
+
+def test_library_import_missing_verify_and_remove(hub: FakeHub, tmp_path: Path, tiny_gguf: Path) -> None:
+    conn = connect(app_paths().database)
+    models = app_paths().models_dir()
+    copy = tmp_path / "mine.gguf"
+    copy.write_bytes(tiny_gguf.read_bytes())
+    imported = import_file(conn, copy)
+    assert imported.source == "imported" and imported.quant == "F32"
+    copy.rename(tmp_path / "moved.gguf")
+    model = find(conn, models, "mine")
+    assert model.missing and verify(conn, model).ok is False
+    out = subprocess.run([shutil.which("localopen"), "models", "--json"], capture_output=True, text=True)
+    assert json.loads(out.stdout)[0]["missing"] is True
+    assert "stays" in remove(conn, model, models)
+    # A downloaded model that gets damaged is caught by verify, and rm deletes it with its partials.
+    path = pull(Hub(), conn, models, REPO, quant="Q8_0")
+    (path.with_name(path.name + ".part")).write_bytes(b"leftover")
+    with path.open("r+b") as fh:
+        fh.seek(100)
+        fh.write(b"XXXX")
+    downloaded = find(conn, models, "Q8_0")
+    assert verify(conn, downloaded).ok is False
+    remove(conn, downloaded, models)
+    assert not path.exists() and not path.with_name(path.name + ".part").exists()
+
+
+def test_cli_import_rejects_non_gguf(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("hello, this is not a model file at all" * 3)
+    out = subprocess.run([shutil.which("localopen"), "import", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 1 and "not a GGUF file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_catalog_uses_exact_sizes_once_known(hub: FakeHub, tmp_path: Path) -> None:
+    from localopen.core.catalog import load_catalog
+    from localopen.core.library import cached_files_by_repo, record_hub_files
+
+    conn = connect(app_paths().database)
+    record_hub_files(conn, [RemoteFile("HuggingFaceTB/SmolLM2-360M-Instruct-GGUF", "smollm2-360m-instruct-q8_0.gguf",
+                                       386404992, "ab" * 32)])
+    entry = load_catalog(files_by_repo=cached_files_by_repo(conn)).get("smollm2-360m-instruct")
+    q8 = next(q for q in entry.quants if q.type == "Q8_0")
+    assert q8.size_bytes == 386404992 and not q8.size_is_estimate and q8.sha256 == "ab" * 32
+
+
+def test_queue_runs_a_few_at_a_time_with_pause_resume_cancel(hub: FakeHub, tmp_path: Path) -> None:
+    from localopen.core.download_queue import DownloadQueue
+
+    hub.bytes_per_second = 1024 * 1024
+    db = app_paths().database
+    queue = DownloadQueue(Hub(), lambda: connect(db), tmp_path, max_parallel=1)
+    seen: list[tuple[int, str]] = []
+    queue.listeners.append(lambda job: seen.append((job.id, job.state)))
+    first = queue.add(REPO, filename="big-Q6_K.gguf")
+    second = queue.add(REPO, quant="Q4_K_M")
+    assert first.state == "running" and second.state == "queued"
+    deadline = time.monotonic() + 20
+    while first.done < 256 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    queue.pause(first)
+    queue.wait(20)
+    assert first.state == "paused" and 0 < first.done < first.total
+    assert (tmp_path / REPO / "big-Q6_K.gguf.part").exists()
+    assert second.state == "done" and second.path and second.path.exists()
+    hub.bytes_per_second = None
+    queue.resume(first)
+    queue.wait(30)
+    assert first.state == "done" and first.path.read_bytes() == hub.repos[REPO].files["big-Q6_K.gguf"]
+    assert (first.id, "paused") in seen and (first.id, "done") in seen
+    third = queue.add(REPO, quant="Q8_0")
+    queue.cancel(third)
+    queue.wait(20)
+    assert third.state == "cancelled" and not list((tmp_path / REPO).glob("*Q8_0*.part"))
+
+
+if sys.platform == "win32":  # pragma: no cover
+    pytestmark = pytest.mark.skip("signals differ on Windows")
