@@ -146,8 +146,8 @@ class FakeHub:
         if repo is None:
             return self._send(h, 404, b'{"error": "Repository not found"}', head,
                               {"X-Error-Code": "RepoNotFound"})
-        with_meta = "blobs" in query or "expand" in query and "siblings" in str(query.get("expand"))
-        self._send(h, 200, json.dumps(self._info_json(repo, with_meta=True or with_meta)).encode(), head)
+        with_meta = (query.get("blobs") or [""])[0].lower() == "true"  # files_metadata=True asks for blobs
+        self._send(h, 200, json.dumps(self._info_json(repo, with_meta=with_meta)).encode(), head)
 
     def _tree(self, h: BaseHTTPRequestHandler, repo_id: str, head: bool) -> None:
         repo = self.repos.get(repo_id)
