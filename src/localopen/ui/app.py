@@ -10,18 +10,18 @@ from localopen.core.errors import LocalopenError
 def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from localopen.core.catalog import load_catalog
-    from localopen.core.paths import app_paths
     from localopen.ui.main_window import MainWindow
+    from localopen.ui.services import Services
 
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")
     app.setOrganizationName("localopen")
+    app.setDesktopFileName("localopen")
     try:
-        catalog = load_catalog()
+        services = Services()
     except LocalopenError as exc:
         QMessageBox.critical(None, "localopen", str(exc))
         return 1
-    window = MainWindow(catalog, app_paths())
+    window = MainWindow(services)
     window.show()
     return app.exec()

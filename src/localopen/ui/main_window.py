@@ -1,102 +1,322 @@
-"""The main window: the catalog with grades and fit verdicts (the full app is built on this)."""
+"""The main window: a sidebar of sections, the machine summary line, and app-wide shortcuts."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QSettings, QSortFilterProxyModel, Qt, QThread, Signal
-from PySide6.QtWidgets import QHeaderView, QLabel, QLineEdit, QMainWindow, QTableView, QVBoxLayout, QWidget
+import json
+from collections.abc import Callable
+from pathlib import Path
 
-from localopen.core.catalog import Catalog
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QPushButton,
+    QStackedWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from localopen.core import summary as summary_mod
 from localopen.core.fit import human_bytes
-from localopen.core.hardware import HardwareProfile, read_profile
-from localopen.core.paths import AppPaths
-from localopen.ui.catalog_model import SORT_ROLE, CatalogTableModel
+from localopen.core.hardware import HardwareProfile
+from localopen.ui.engine_host import EngineThread
+from localopen.ui.explore_view import ExploreView
+from localopen.ui.services import Services
 
-
-class ProfileReader(QObject):
-    """Reads the hardware profile off the UI thread (the bandwidth probe takes a moment)."""
-
-    done = Signal(object)
-
-    def __init__(self, paths: AppPaths) -> None:
-        super().__init__()
-        self.paths = paths
-
-    def run(self) -> None:
-        self.done.emit(read_profile(self.paths.models_dir(), self.paths.cache))
+SECTIONS = ["Explore", "Library", "Chat", "Compare", "This machine"]
 
 
 class MainWindow(QMainWindow):
-    profile_ready = Signal(object)
-
-    def __init__(self, catalog: Catalog, paths: AppPaths) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__()
         self.setWindowTitle("localopen — open models on this machine")
-        self.paths = paths
-        self.model = CatalogTableModel(catalog, self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.proxy.setFilterKeyColumn(-1)
+        self.setAcceptDrops(True)
+        self.services = services
+        self.engine = EngineThread()
+        self.views: dict[str, QWidget] = {}
 
+        self.sidebar = QListWidget()
+        self.sidebar.setAccessibleName("Sections")
+        self.sidebar.addItems(SECTIONS)
+        self.sidebar.setFixedWidth(150)
+        self.sidebar.setStyleSheet("QListWidget::item { padding: 8px 6px; }")
+        self.stack = QStackedWidget()
+        self._placeholders = {}
+        for name in SECTIONS:
+            holder = QWidget()
+            QVBoxLayout(holder).setContentsMargins(0, 0, 0, 0)
+            self._placeholders[name] = holder
+            self.stack.addWidget(holder)
         self.summary = QLabel("Reading this machine…")
-        self.summary.setAccessibleName("Machine summary")
+        self.summary.setAccessibleName("What this machine can run")
         self.summary.setWordWrap(True)
-        self.search = QLineEdit(placeholderText="Search models, families, licences…")
-        self.search.setAccessibleName("Search the catalog")
-        self.search.setClearButtonEnabled(True)
-        self.search.textChanged.connect(self.proxy.setFilterFixedString)
-        self.table = QTableView()
-        self.table.setAccessibleName("Model catalog")
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(4, Qt.SortOrder.AscendingOrder)
-        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-
+        self.banner = QWidget()
+        banner_layout = QHBoxLayout(self.banner)
+        banner_layout.setContentsMargins(0, 0, 0, 0)
+        self.banner_text = QLabel()
+        self.banner_button = QPushButton("Resume")
+        self.banner_button.setAccessibleName("Resume unfinished downloads")
+        banner_layout.addWidget(self.banner_text, 1)
+        banner_layout.addWidget(self.banner_button)
+        self.banner.hide()
+        summary_button = QPushButton("Usable here: summary…")
+        summary_button.setAccessibleName("Summary of usable open models on this machine")
+        summary_button.clicked.connect(self.show_summary)
+        settings_button = QPushButton("Settings…")
+        settings_button.setAccessibleName("Settings (Ctrl+,)")
+        settings_button.clicked.connect(self.open_settings)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(summary_button)
+        top.addWidget(settings_button)
         body = QWidget()
-        layout = QVBoxLayout(body)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.search)
-        layout.addWidget(self.table)
+        layout = QHBoxLayout(body)
+        layout.addWidget(self.sidebar)
+        right = QVBoxLayout()
+        right.addLayout(top)
+        right.addWidget(self.banner)
+        right.addWidget(self.stack, 1)
+        layout.addLayout(right, 1)
         self.setCentralWidget(body)
-        self._restore()
-        self._start_profile()
 
-    def _start_profile(self) -> None:
-        self._thread = QThread(self)
-        self._reader = ProfileReader(self.paths)
-        self._reader.moveToThread(self._thread)
-        self._thread.started.connect(self._reader.run)
-        self._reader.done.connect(self._on_profile)
-        self._reader.done.connect(self._thread.quit)
-        self._thread.start()
+        self.sidebar.currentRowChanged.connect(self.show_section)
+        QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
+        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)
+        QShortcut(QKeySequence("Ctrl+,"), self, activated=self.open_settings)
+        services.profile_ready.connect(self._on_profile, Qt.ConnectionType.QueuedConnection)
+        self._restore()
+        services.read_profile_async()
+        QTimer.singleShot(0, self._offer_resume)
+
+    # -- sections (built on first use: start-up stays fast) ---------------------------------------
+    def view(self, name: str) -> QWidget:
+        if name not in self.views:
+            self.views[name] = widget = self._build(name)
+            self._placeholders[name].layout().addWidget(widget)
+            splitter_state = QSettings().value(f"splitter/{name}")
+            splitter = getattr(widget, "splitter", None)
+            if splitter is not None and splitter_state is not None:
+                splitter.restoreState(splitter_state)
+        return self.views[name]
+
+    def _build(self, name: str) -> QWidget:
+        s = self.services
+        if name == "Explore":
+            view = ExploreView(s)
+            view.download_requested.connect(self.download)
+            return view
+        if name == "Library":
+            from localopen.ui.library_view import LibraryView
+
+            view = LibraryView(s)
+            view.chat_requested.connect(self.chat_with)
+            view.bench_requested.connect(self.benchmark)
+            return view
+        if name == "Chat":
+            from localopen.ui.chat_view import ChatView
+
+            return ChatView(s, self.engine)
+        if name == "Compare":
+            from localopen.ui.compare_view import CompareView
+
+            return CompareView(s, self.engine)
+        from localopen.ui.machine_view import MachineView
+
+        return MachineView(s)
+
+    def show_section(self, index: int) -> None:
+        if index < 0:
+            return
+        name = SECTIONS[index]
+        self.view(name)
+        self.stack.setCurrentIndex(index)
+        if self.sidebar.currentRow() != index:
+            self.sidebar.setCurrentRow(index)
+
+    def goto(self, name: str) -> QWidget:
+        self.show_section(SECTIONS.index(name))
+        return self.views[name]
+
+    # -- actions -------------------------------------------------------------------------------------
+    def download(self, repo: str, pattern: str) -> None:
+        self.services.downloads.add(repo, pattern=pattern)
+        self.goto("Library")
+
+    def chat_with(self, path: str) -> None:
+        chat = self.goto("Chat")
+        chat.new_chat(path)  # type: ignore[attr-defined]
+
+    def benchmark(self, path: str) -> None:
+        compare = self.goto("Compare")
+        compare.check(path)  # type: ignore[attr-defined]
+
+    def new_chat(self) -> None:
+        self.goto("Chat").new_chat()  # type: ignore[attr-defined]
+
+    def focus_search(self) -> None:
+        current = SECTIONS[self.stack.currentIndex()]
+        view = self.views.get(current)
+        target = getattr(view, "search", None) or getattr(view, "conv_search", None)
+        if target is None:
+            target = self.goto("Explore").search  # type: ignore[attr-defined]
+        target.setFocus()
+        target.selectAll()
+
+    def open_settings(self) -> None:
+        from localopen.ui.settings_dialog import SettingsDialog
+
+        SettingsDialog(self.services, self).exec()
 
     def _on_profile(self, hw: HardwareProfile) -> None:
-        self.model.set_profile(hw)
-        fitting = [f for f in self.model.fits if f and f.code in ("fits_gpu", "fits_ram")]
-        fluent = [f for f in fitting if f.decode_bound_tps and f.decode_bound_tps >= 20]
-        gpu = ", GPU offload possible" if hw.gpu_offload_possible else ""
-        self.summary.setText(
-            f"This machine: {hw.cpu_model}, {hw.cores_physical} cores, {human_bytes(hw.ram_total)} RAM, "
-            f"{hw.bandwidth_gbs} GB/s{gpu}. {len(fitting)} of {len(self.model.fits)} catalog models fit; "
-            f"{len(fluent)} could decode at 20 tokens/s or more (bandwidth bound, before measuring)."
-        )
-        self.profile_ready.emit(hw)
+        from localopen.core import verdict
+        from localopen.core.model_fit import catalog_fit
 
+        fits = [catalog_fit(m, hw, n_ctx=int(self.services.settings["n_ctx"])) for m in self.services.catalog.models]
+        good = [f for f in fits if verdict.predicted(f, self.services.thresholds).band in ("fluent", "comfortable")]
+        fitting = [f for f in fits if f.code in ("fits_gpu", "fits_ram")]
+        gpu = "; GPU offload possible" if hw.gpu_offload_possible else ""
+        self.summary.setText(
+            f"<b>This machine:</b> {hw.cpu_model}, {hw.cores_physical} cores, {human_bytes(hw.ram_total)} RAM, "
+            f"{hw.bandwidth_gbs} GB/s memory{gpu}. {len(fitting)} of {len(fits)} catalog models fit; "
+            f"about {len(good)} should run comfortably or better (predicted, before measuring).")
+
+    def _offer_resume(self) -> None:
+        """Downloads left unfinished by an earlier run (closed or killed) can be resumed."""
+        models = self.services.paths.models_dir()
+        pending = []
+        for sidecar in models.rglob("*.part.json") if models.is_dir() else []:
+            try:
+                record = json.loads(sidecar.read_text())
+                pending.append((record["repo"], record["filename"]))
+            except (OSError, ValueError, KeyError):
+                continue
+        if not pending:
+            return
+        self.banner_text.setText(f"{len(pending)} download(s) were not finished: "
+                                 + ", ".join(f for _, f in pending[:3]))
+        self.banner_button.clicked.connect(lambda: self._resume(pending))
+        self.banner.show()
+
+    def _resume(self, pending: list[tuple[str, str]]) -> None:
+        for repo, filename in pending:
+            self.services.downloads.add(repo, filename=filename)
+        self.banner.hide()
+        self.goto("Library")
+
+    def show_summary(self) -> None:
+        rows = []
+        explore = self.view("Explore")
+        explore.reload()  # type: ignore[attr-defined]
+        for row in explore.model.rows:  # type: ignore[attr-defined]
+            if row.source != "catalog" or row.verdict is None:
+                continue
+            rows.append(summary_mod.SummaryRow(row.key, row.grade.letter, row.grade.transparency,
+                                               row.grade.rights.license_key or "none", row.verdict.band,
+                                               row.verdict.reason, row.verdict.predicted))
+        rows += self._measured_library_rows({r.name for r in rows})
+        hw = self.services.profile
+        machine = f"{hw.cpu_model}, {human_bytes(hw.ram_total)} RAM, {hw.bandwidth_gbs} GB/s" if hw else "not read yet"
+        dialog = SummaryDialog(summary_mod.to_html(rows, machine), summary_mod.markdown(rows, machine), self)
+        dialog.exec()
+
+    def _measured_library_rows(self, seen: set[str]) -> list[summary_mod.SummaryRow]:
+        """Installed models outside the catalog that were measured here (imported files, Hub repos)."""
+        from localopen.core import verdict
+        from localopen.core.errors import LocalopenError
+        from localopen.core.gguf_header import read_header
+        from localopen.core.library import list_models
+        from localopen.core.openness import evidence_from_header, grade
+        from localopen.core.usability import latest_for
+
+        s = self.services
+        if s.profile is None:
+            return []
+        out = []
+        for m in list_models(s.db, s.paths.models_dir()):
+            if m.missing or (m.repo and s.catalog.get(m.repo)):
+                continue
+            measured = latest_for(s.db, str(m.path), s.profile.fingerprint)
+            if measured is None or m.name in seen:
+                continue
+            try:
+                g = grade(evidence_from_header(read_header(m.path).metadata, s.catalog.evidence_by_repo()))
+            except LocalopenError:
+                continue
+            v = verdict.measured(measured.tg_tps, measured.pp_tps, s.thresholds)
+            out.append(summary_mod.SummaryRow(m.name, g.letter, g.transparency, g.rights.license_key or "none",
+                                              v.band, v.reason, False))
+        return out
+
+    # -- drag and drop -----------------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        urls = event.mimeData().urls()
+        if urls and all(u.toLocalFile().lower().endswith(".gguf") for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        library = self.goto("Library")
+        for url in event.mimeData().urls():
+            library.import_path(Path(url.toLocalFile()))  # type: ignore[attr-defined]
+
+    # -- state ------------------------------------------------------------------------------------------
     def _restore(self) -> None:
-        settings = QSettings("localopen", "localopen")
+        settings = QSettings()
         geometry = settings.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1100, 700)
+            self.resize(1280, 800)
+        last = settings.value("window/section", "Explore")
+        self.show_section(SECTIONS.index(last) if last in SECTIONS else 0)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        QSettings("localopen", "localopen").setValue("window/geometry", self.saveGeometry())
-        if self._thread.isRunning():
-            self._thread.quit()
-            self._thread.wait(5000)
+    def closeEvent(self, event) -> None:  # noqa: N802
+        """Quit cleanly: stop generation and downloads (their .part files stay), end the engine."""
+        settings = QSettings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/section", SECTIONS[self.stack.currentIndex()])
+        for name, widget in self.views.items():
+            splitter = getattr(widget, "splitter", None)
+            if splitter is not None:
+                settings.setValue(f"splitter/{name}", splitter.saveState())
+        self.services.shutdown()
+        self.engine.shutdown()
         super().closeEvent(event)
+
+
+class SummaryDialog(QDialog):
+    """Which open models are usable systems on this machine, grouped by grade; export HTML or Markdown."""
+
+    def __init__(self, html_text: str, markdown_text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Open models usable on this machine")
+        self.resize(900, 700)
+        self.html_text, self.markdown_text = html_text, markdown_text
+        view = QTextBrowser()
+        view.setAccessibleName("Summary")
+        view.setHtml(html_text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        for label, writer in (("Export HTML…", self._save_html), ("Export Markdown…", self._save_md)):
+            b = buttons.addButton(label, QDialogButtonBox.ButtonRole.ActionRole)
+            b.clicked.connect(writer)
+        layout = QVBoxLayout(self)
+        layout.addWidget(view)
+        layout.addWidget(buttons)
+
+    def _save(self, suffix: str, text: str, writer: Callable[[str], None] | None = None) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export summary", f"usable-models.{suffix}")
+        if path:
+            Path(path).write_text(text, encoding="utf-8")
+
+    def _save_html(self) -> None:
+        self._save("html", self.html_text)
+
+    def _save_md(self) -> None:
+        self._save("md", self.markdown_text)

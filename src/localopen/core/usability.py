@@ -1,0 +1,26 @@
+"""Measured speed of a model file on this machine, from saved benchmark results."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Measured:
+    tg_tps: float
+    pp_tps: float | None
+
+
+def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measured | None:
+    """The newest tg and pp results for this file on this machine (by path, then by its sha256)."""
+    sha_row = conn.execute("SELECT sha256 FROM file_hashes WHERE path = ?", (model_path,)).fetchone()
+    rows = conn.execute(
+        "SELECT test, record FROM bench_results WHERE machine = ? AND (model_path = ? OR model_sha256 = ?)"
+        " ORDER BY id DESC", (machine, model_path, sha_row["sha256"] if sha_row else "")).fetchall()
+    tg = next((json.loads(r["record"]) for r in rows if r["test"].startswith("tg")), None)
+    pp = next((json.loads(r["record"]) for r in rows if r["test"].startswith("pp")), None)
+    if tg is None:
+        return None
+    return Measured(tg["avg_ts"], pp["avg_ts"] if pp else None)

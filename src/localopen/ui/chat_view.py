@@ -1,0 +1,562 @@
+"""Chat: conversations kept in SQLite, streamed answers batched on a timer, stop, regenerate, edit."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from localopen.core import conversations as convs
+from localopen.core.fit import human_bytes
+from localopen.core.library import list_models, touch
+from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.ui.engine_host import EngineThread
+from localopen.ui.services import Services
+
+FLUSH_MS = 33  # ~30 Hz: tokens are batched, the transcript is never re-rendered per token
+
+
+class MessageInput(QPlainTextEdit):
+    """Enter sends, Shift+Enter makes a new line."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and \
+                not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class ChatView(QWidget):
+    def __init__(self, services: Services, engine: EngineThread) -> None:
+        super().__init__()
+        self.services, self.engine = services, engine
+        self.host = engine.host
+        self.conversation: convs.Conversation | None = None
+        self.loaded_info: dict[str, Any] = {}
+        self.loaded_key: tuple | None = None
+        self.streaming = False
+        self._pending = ""
+        self._answer = ""
+        self._queued_send: list[dict[str, str]] | None = None
+        self._edit_position: int | None = None
+
+        # -- conversations ---------------------------------------------------------------------
+        self.conv_search = QLineEdit(placeholderText="Search chats…")
+        self.conv_search.setAccessibleName("Search conversations")
+        self.conv_search.textChanged.connect(self.reload_conversations)
+        self.conv_list = QListWidget()
+        self.conv_list.setAccessibleName("Conversations")
+        self.conv_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conv_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conv_list.currentItemChanged.connect(self._on_conversation_selected)
+        new_button = QPushButton("New chat")
+        new_button.setAccessibleName("New chat (Ctrl+N)")
+        new_button.clicked.connect(self.new_chat)
+        rename_button = QPushButton("Rename")
+        rename_button.setAccessibleName("Rename the conversation")
+        rename_button.clicked.connect(self.rename_chat)
+        delete_button = QPushButton("Delete")
+        delete_button.setAccessibleName("Delete the conversation")
+        delete_button.clicked.connect(self.delete_chat)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(new_button)
+        ll.addWidget(self.conv_search)
+        ll.addWidget(self.conv_list, 1)
+        row = QHBoxLayout()
+        row.addWidget(rename_button)
+        row.addWidget(delete_button)
+        ll.addLayout(row)
+
+        # -- transcript and input --------------------------------------------------------------
+        self.model_box = QComboBox()
+        self.model_box.setAccessibleName("Model for this conversation")
+        self.model_box.setMinimumContentsLength(30)
+        self.load_button = QPushButton("Load")
+        self.load_button.setAccessibleName("Load the model")
+        self.load_button.clicked.connect(self.load_model)
+        self.status = QLabel("Choose an installed model, or download one in Explore.")
+        self.status.setAccessibleName("Model status")
+        self.status.setWordWrap(True)
+        self.notice = QFrame()
+        self.notice.setFrameShape(QFrame.Shape.StyledPanel)
+        self.notice_text = QLabel()
+        self.notice_text.setWordWrap(True)
+        self.template_box = QComboBox()
+        self.template_box.setAccessibleName("Chat template to use")
+        use_template = QPushButton("Use this")
+        use_template.setAccessibleName("Use the chosen chat template")
+        use_template.clicked.connect(self._use_template)
+        self.reload_button = QPushButton("Reload model")
+        self.reload_button.setAccessibleName("Reload the model")
+        self.reload_button.clicked.connect(self.load_model)
+        nl = QHBoxLayout(self.notice)
+        nl.addWidget(self.notice_text, 1)
+        nl.addWidget(self.template_box)
+        nl.addWidget(use_template)
+        nl.addWidget(self.reload_button)
+        self.notice.hide()
+
+        self.transcript = QTextBrowser()
+        self.transcript.setAccessibleName("Conversation")
+        self.transcript.setOpenLinks(False)
+        self.transcript.anchorClicked.connect(self._on_anchor)
+        self.input = MessageInput()
+        self.input.setAccessibleName("Message (Enter sends, Shift+Enter new line)")
+        self.input.setPlaceholderText("Message… (Enter sends, Shift+Enter for a new line)")
+        self.input.setMaximumHeight(110)
+        self.input.submitted.connect(self.send)
+        self.send_button = QPushButton("Send")
+        self.send_button.setAccessibleName("Send the message")
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setAccessibleName("Stop the answer (Esc)")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        self.regen_button = QPushButton("Regenerate")
+        self.regen_button.setAccessibleName("Regenerate the last answer")
+        self.regen_button.clicked.connect(self.regenerate)
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model"))
+        top.addWidget(self.model_box, 1)
+        top.addWidget(self.load_button)
+        cl.addLayout(top)
+        cl.addWidget(self.status)
+        cl.addWidget(self.notice)
+        cl.addWidget(self.transcript, 1)
+        cl.addWidget(self.input)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.regen_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.send_button)
+        cl.addLayout(buttons)
+
+        # -- settings panel --------------------------------------------------------------------
+        s = services.settings
+        self.system = QPlainTextEdit()
+        self.system.setAccessibleName("System prompt")
+        self.system.setPlaceholderText("System prompt (optional)")
+        self.system.setMaximumHeight(90)
+        self.temperature = self._dspin(0, 2, 0.8, "Temperature")
+        self.top_p = self._dspin(0, 1, 0.95, "Top-p")
+        self.top_k = self._spin(0, 1000, 40, "Top-k")
+        self.min_p = self._dspin(0, 1, 0.05, "Min-p")
+        self.repeat = self._dspin(0.5, 2, 1.1, "Repeat penalty")
+        self.max_tokens = self._spin(1, 32768, 512, "Max tokens")
+        self.n_ctx = self._spin(256, 1 << 20, int(s["n_ctx"]), "Context size")
+        self.threads = self._spin(0, 256, int(s["n_threads"]), "Threads (0 = automatic)")
+        self.gpu_layers = self._spin(-1, 999, int(s["n_gpu_layers"]), "GPU layers (-1 = all)")
+        self.context_meter = QProgressBar()
+        self.context_meter.setAccessibleName("Context used")
+        self.context_meter.setFormat("context %p%")
+        form = QFormLayout()
+        form.addRow("System prompt", self.system)
+        for label, w in (("Temperature", self.temperature), ("Top-p", self.top_p), ("Top-k", self.top_k),
+                         ("Min-p", self.min_p), ("Repeat penalty", self.repeat), ("Max tokens", self.max_tokens),
+                         ("Context", self.n_ctx), ("Threads", self.threads), ("GPU layers", self.gpu_layers)):
+            form.addRow(label, w)
+        form.addRow("Context used", self.context_meter)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(form)
+        right_layout.addStretch(1)
+
+        self.splitter = QSplitter()
+        self.splitter.setObjectName("chat-splitter")
+        for w in (left, center, right):
+            self.splitter.addWidget(w)
+        self.splitter.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.splitter)
+
+        self.flush_timer = QTimer(self)
+        self.flush_timer.setInterval(FLUSH_MS)
+        self.flush_timer.timeout.connect(self._flush)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+
+        h = self.host
+        h.loading.connect(self._on_loading)
+        h.loaded.connect(self._on_loaded)
+        h.token.connect(self._on_token)
+        h.done.connect(self._on_done)
+        h.failed.connect(self._on_failed)
+        services.library_changed.connect(self.reload_models)
+        self.reload_models()
+        self.reload_conversations()
+
+    # -- widgets helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _dspin(lo: float, hi: float, value: float, name: str) -> QDoubleSpinBox:
+        w = QDoubleSpinBox(minimum=lo, maximum=hi, singleStep=0.05, decimals=2, value=value)
+        w.setAccessibleName(name)
+        return w
+
+    @staticmethod
+    def _spin(lo: int, hi: int, value: int, name: str) -> QSpinBox:
+        w = QSpinBox(minimum=lo, maximum=hi, value=value)
+        w.setAccessibleName(name)
+        return w
+
+    def settings_dict(self) -> dict[str, Any]:
+        return {"system": self.system.toPlainText(), "temperature": self.temperature.value(),
+                "top_p": self.top_p.value(), "top_k": self.top_k.value(), "min_p": self.min_p.value(),
+                "repeat_penalty": self.repeat.value(), "max_tokens": self.max_tokens.value(),
+                "n_ctx": self.n_ctx.value(), "n_threads": self.threads.value(),
+                "n_gpu_layers": self.gpu_layers.value(),
+                "template": (self.conversation.settings.get("template") if self.conversation else None)}
+
+    def apply_settings(self, st: dict[str, Any]) -> None:
+        self.system.setPlainText(st.get("system", ""))
+        for key, w in (("temperature", self.temperature), ("top_p", self.top_p), ("top_k", self.top_k),
+                       ("min_p", self.min_p), ("repeat_penalty", self.repeat), ("max_tokens", self.max_tokens),
+                       ("n_ctx", self.n_ctx), ("n_threads", self.threads), ("n_gpu_layers", self.gpu_layers)):
+            if key in st:
+                w.setValue(st[key])
+
+    # -- models -------------------------------------------------------------------------------
+    def reload_models(self) -> None:
+        current = self.model_box.currentData()
+        self.model_box.clear()
+        for m in list_models(self.services.db, self.services.paths.models_dir()):
+            if not m.missing:
+                self.model_box.addItem(f"{m.name} ({m.quant or '?'}, {human_bytes(m.size)})", str(m.path))
+        if current:
+            self.select_model(current)
+
+    def select_model(self, path: str) -> None:
+        i = self.model_box.findData(path)
+        if i >= 0:
+            self.model_box.setCurrentIndex(i)
+
+    def _load_key(self) -> tuple:
+        return (self.model_box.currentData(), self.n_ctx.value(), self.threads.value(), self.gpu_layers.value())
+
+    def load_model(self) -> None:
+        path = self.model_box.currentData()
+        if not path:
+            self.status.setText("No model installed yet: download one in Explore, or drop a .gguf on the window.")
+            return
+        self.notice.hide()
+        self.loaded_key = None
+        options = LoadOptions(n_ctx=self.n_ctx.value(), n_threads=self.threads.value() or None,
+                              n_gpu_layers=self.gpu_layers.value())
+        self.host.load_requested.emit(path, options)
+
+    def _on_loading(self, path: str) -> None:
+        self.status.setText(f"Loading {Path(path).name}…")
+        self.load_button.setEnabled(False)
+
+    def _on_loaded(self, info: dict[str, Any]) -> None:
+        self.load_button.setEnabled(True)
+        self.loaded_info = info
+        self.loaded_key = self._load_key()
+        touch(self.services.db, Path(info["path"]))
+        err = info.get("estimate_error")
+        mem = info["memory_actual"]["total"]
+        text = (f"{info['name']} ({info['quantization']}) loaded in {info['load_time_ms']:.0f} ms on "
+                f"<b>{info['backend']}</b>; memory {human_bytes(mem)} (estimated "
+                f"{human_bytes(info['memory_estimate']['total'])}{f', {err:+.1%}' if err is not None else ''}).")
+        if info.get("gpu_warning"):
+            text += f" <span style='color:#c62828'>{html.escape(info['gpu_warning'])}</span>"
+        self.status.setText(text)
+        template = self.conversation.settings.get("template") if self.conversation else None
+        if not info.get("has_chat_template") and not template:
+            self._show_template_notice(info)
+            return
+        if self._queued_send is not None:
+            messages, self._queued_send = self._queued_send, None
+            self._start(messages)
+
+    def _show_template_notice(self, info: dict[str, Any]) -> None:
+        self.notice_text.setText(
+            "<b>This model has no chat template.</b> localopen will not guess one (a wrong template produces "
+            "garbage). Choose plain completion, or a known template:")
+        self.template_box.clear()
+        for option in info.get("template_options", []):
+            self.template_box.addItem(option, option)
+        self.template_box.setCurrentIndex(max(0, self.template_box.findData(info.get("template_suggestion"))))
+        self.template_box.show()
+        self.reload_button.hide()
+        self.notice.show()
+
+    def _use_template(self) -> None:
+        if self.conversation is None:
+            self.new_chat()
+        assert self.conversation is not None
+        self.conversation.settings["template"] = self.template_box.currentData()
+        convs.update(self.services.db, self.conversation.id, self.model_box.currentData(), self.settings_dict())
+        self.notice.hide()
+        if self._queued_send is not None:
+            messages, self._queued_send = self._queued_send, None
+            self._start(messages)
+
+    # -- conversations ------------------------------------------------------------------------
+    def reload_conversations(self) -> None:
+        keep = self.conversation.id if self.conversation else None
+        self.conv_list.blockSignals(True)
+        self.conv_list.clear()
+        for c in convs.list_all(self.services.db, self.conv_search.text()):
+            item = QListWidgetItem(c.title)
+            item.setData(Qt.ItemDataRole.UserRole, c.id)
+            self.conv_list.addItem(item)
+            if c.id == keep:
+                self.conv_list.setCurrentItem(item)
+        self.conv_list.blockSignals(False)
+
+    def new_chat(self, model_path: str | None = None) -> None:
+        if model_path:
+            self.select_model(model_path)
+        settings = self.settings_dict()
+        settings["template"] = None
+        self.conversation = convs.create(self.services.db, "New chat", self.model_box.currentData(), settings)
+        self.reload_conversations()
+        self.render()
+        self.input.setFocus()
+
+    def _on_conversation_selected(self, item: QListWidgetItem | None, _previous: Any = None) -> None:
+        if item is None or self.streaming:
+            return
+        self.conversation = convs.get(self.services.db, item.data(Qt.ItemDataRole.UserRole))
+        if self.conversation:
+            self.apply_settings(self.conversation.settings)
+            if self.conversation.model_path:
+                self.select_model(self.conversation.model_path)
+        self.render()
+
+    def rename_chat(self) -> None:
+        if self.conversation is None:
+            return
+        title, ok = QInputDialog.getText(self, "Rename chat", "Title", text=self.conversation.title)
+        if ok:
+            convs.rename(self.services.db, self.conversation.id, title)
+            self.conversation.title = title
+            self.reload_conversations()
+
+    def delete_chat(self) -> None:
+        if self.conversation is None:
+            return
+        if QMessageBox.question(self, "Delete chat", f"Delete '{self.conversation.title}'?") \
+                != QMessageBox.StandardButton.Yes:
+            return
+        convs.delete(self.services.db, self.conversation.id)
+        self.conversation = None
+        self.reload_conversations()
+        self.render()
+
+    # -- sending ------------------------------------------------------------------------------
+    def send(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self.streaming:
+            return
+        if self.conversation is None:
+            self.new_chat()
+        c = self.conversation
+        assert c is not None
+        if self._edit_position is not None:
+            convs.truncate_from(self.services.db, c.id, self._edit_position)
+            self._edit_position = None
+        history = convs.messages(self.services.db, c.id)
+        if not history and c.title == "New chat":
+            convs.rename(self.services.db, c.id, text[:48])
+            c.title = text[:48]
+            self.reload_conversations()
+        convs.add_message(self.services.db, c.id, "user", text)
+        self.input.clear()
+        self._request_answer()
+
+    def regenerate(self) -> None:
+        if self.conversation is None or self.streaming:
+            return
+        msgs = convs.messages(self.services.db, self.conversation.id)
+        if msgs and msgs[-1].role == "assistant":
+            convs.truncate_from(self.services.db, self.conversation.id, msgs[-1].position)
+        if convs.messages(self.services.db, self.conversation.id):
+            self._request_answer()
+
+    def _request_answer(self) -> None:
+        c = self.conversation
+        assert c is not None
+        convs.update(self.services.db, c.id, self.model_box.currentData(), self.settings_dict())
+        system = self.system.toPlainText().strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + \
+            [{"role": m.role, "content": m.content} for m in convs.messages(self.services.db, c.id)]
+        self.render()
+        if self.loaded_key != self._load_key() or self.host.model_path != self.model_box.currentData():
+            self._queued_send = messages
+            self.load_model()
+            return
+        template = c.settings.get("template")
+        if not self.loaded_info.get("has_chat_template") and not template:
+            self._queued_send = messages
+            self._show_template_notice(self.loaded_info)
+            return
+        self._start(messages)
+
+    def _start(self, messages: list[dict[str, str]]) -> None:
+        c = self.conversation
+        assert c is not None
+        sampling = SamplingParams(temperature=self.temperature.value(), top_p=self.top_p.value(),
+                                  top_k=self.top_k.value(), min_p=self.min_p.value(),
+                                  repeat_penalty=self.repeat.value(), max_tokens=self.max_tokens.value())
+        self.streaming = True
+        self._answer = self._pending = ""
+        self.stop_button.setEnabled(True)
+        self.send_button.setEnabled(False)
+        self.regen_button.setEnabled(False)
+        self._begin_stream_block()
+        self.flush_timer.start()
+        self.host.chat_requested.emit(messages, sampling, c.settings.get("template"))
+
+    def stop(self) -> None:
+        if self.streaming:
+            self.host.stop()
+
+    # -- streaming ----------------------------------------------------------------------------
+    def _on_token(self, text: str) -> None:
+        if self.streaming:
+            self._pending += text
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        chunk, self._pending = self._pending, ""
+        self._answer += chunk
+        cursor = QTextCursor(self.transcript.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(chunk)
+        bar = self.transcript.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _begin_stream_block(self) -> None:
+        cursor = QTextCursor(self.transcript.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertHtml("<p><b>Assistant</b></p>")
+        cursor.insertBlock()
+
+    def _finish(self, stats: dict[str, Any] | None, note: str | None = None) -> None:
+        self.flush_timer.stop()
+        self._flush()
+        self.streaming = False
+        self.stop_button.setEnabled(False)
+        self.send_button.setEnabled(True)
+        self.regen_button.setEnabled(True)
+        if self.conversation is not None and (self._answer or stats):
+            content = self._answer + (f"\n\n*{note}*" if note else "")
+            convs.add_message(self.services.db, self.conversation.id, "assistant", content, stats)
+        if stats and stats.get("n_ctx"):
+            used = stats["prompt_tokens"] + stats["completion_tokens"]
+            self.context_meter.setValue(min(100, int(100 * used / stats["n_ctx"])))
+        self.render()
+
+    def _on_done(self, stats: dict[str, Any]) -> None:
+        if self.streaming:
+            self._finish(stats)
+
+    def _on_failed(self, message: str, kind: str, details: dict[str, Any]) -> None:
+        self.load_button.setEnabled(True)
+        if kind == "no_template":
+            self._queued_send = self._queued_send or self._history_messages()
+            self._show_template_notice({**self.loaded_info, "template_options": details.get("options", []),
+                                        "template_suggestion": details.get("suggested")})
+            if self.streaming:
+                self.flush_timer.stop()
+                self.streaming = False
+                self.stop_button.setEnabled(False)
+                self.send_button.setEnabled(True)
+                self.render()
+            return
+        if self.streaming:
+            self._finish(None, note=f"Interrupted: {message}")
+        self.status.setText(f"<span style='color:#c62828'>{html.escape(message)}</span>")
+        if kind in ("died", "load", "context"):
+            self.loaded_key = None
+            self.notice_text.setText(f"<b>{html.escape(message)}</b>")
+            self.template_box.hide()
+            self.reload_button.show()
+            self.notice.show()
+
+    def _history_messages(self) -> list[dict[str, str]] | None:
+        if self.conversation is None:
+            return None
+        return [{"role": m.role, "content": m.content} for m in convs.messages(self.services.db, self.conversation.id)]
+
+    # -- rendering ----------------------------------------------------------------------------
+    def render(self) -> None:
+        """Render the whole conversation once (on load and after each answer, never per token)."""
+        self.transcript.clear()
+        if self.conversation is None:
+            self.transcript.setHtml("<p style='color:#777'>Start a new chat (Ctrl+N) with an installed model. "
+                                    "Everything runs on this machine, offline.</p>")
+            return
+        cursor = QTextCursor(self.transcript.document())
+        for m in convs.messages(self.services.db, self.conversation.id):
+            who = "You" if m.role == "user" else "Assistant"
+            links = f"<a href='copy:{m.position}'>Copy</a>"
+            if m.role == "user":
+                links += f" · <a href='edit:{m.position}'>Edit and resend</a>"
+            cursor.insertHtml(f"<p><b>{who}</b> <small>{links}</small></p>")
+            cursor.insertBlock()
+            cursor.insertMarkdown(m.content)
+            cursor.insertBlock()
+            if m.stats:
+                st = m.stats
+                bits = [f"{st.get('completion_tokens', 0)} tokens", st.get("finish_reason", "")]
+                if st.get("ttft_ms") is not None:
+                    bits.append(f"first token {st['ttft_ms']:.0f} ms")
+                if st.get("gen_tps"):
+                    bits.append(f"{st['gen_tps']:.1f} tokens/s")
+                if st.get("dropped_messages"):
+                    bits.append(f"{st['dropped_messages']} oldest messages dropped to fit the context")
+                cursor.insertHtml(f"<p style='color:#777'><small>{html.escape(' · '.join(bits))}</small></p>")
+                cursor.insertBlock()
+        self.transcript.moveCursor(QTextCursor.MoveOperation.End)
+
+    def _on_anchor(self, url: QUrl) -> None:
+        action, _, position = url.toString().partition(":")
+        if self.conversation is None or not position.isdigit():
+            return
+        msg = next((m for m in convs.messages(self.services.db, self.conversation.id)
+                    if m.position == int(position)), None)
+        if msg is None:
+            return
+        if action == "copy":
+            QGuiApplication.clipboard().setText(msg.content)
+            self.status.setText("Copied.")
+        elif action == "edit" and not self.streaming:
+            self.input.setPlainText(msg.content)
+            self._edit_position = msg.position
+            self.input.setFocus()
+            self.status.setText("Editing: sending replaces this message and everything after it.")

@@ -1,0 +1,84 @@
+"""Downloads in place: a bar, speed and ETA per job; pause, resume, cancel; errors in plain words."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from localopen.core.download_queue import Job
+from localopen.core.fit import human_bytes
+from localopen.ui.services import Services
+
+
+class JobRow(QWidget):
+    def __init__(self, services: Services, job: Job) -> None:
+        super().__init__()
+        self.services, self.job = services, job
+        self.title = QLabel(job.filename or job.pattern or job.quant or job.repo)
+        self.title.setToolTip(job.repo)
+        self.bar = QProgressBar()
+        self.bar.setAccessibleName(f"Download progress of {job.repo}")
+        self.bar.setRange(0, 1000)
+        self.status = QLabel("queued")
+        self.status.setWordWrap(True)
+        self.pause = QPushButton("Pause")
+        self.pause.setAccessibleName("Pause or resume this download")
+        self.pause.clicked.connect(self._toggle)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setAccessibleName("Cancel this download")
+        self.cancel.clicked.connect(lambda: self.services.downloads.cancel(self.job))
+        top = QHBoxLayout()
+        top.addWidget(QLabel(f"<b>{job.repo}</b>"))
+        top.addWidget(self.title, 1)
+        top.addWidget(self.pause)
+        top.addWidget(self.cancel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+
+    def _toggle(self) -> None:
+        q = self.services.downloads
+        if self.job.state in ("running", "queued"):
+            q.pause(self.job)
+        else:
+            q.resume(self.job)
+
+    def update_view(self) -> None:
+        j = self.job
+        if j.total:
+            self.bar.setValue(int(1000 * j.done / j.total))
+        eta = f", {j.eta_seconds:.0f} s left" if j.eta_seconds is not None and j.state == "running" else ""
+        speed = f" at {human_bytes(j.speed)}/s" if j.state == "running" and j.speed else ""
+        text = {"running": f"{human_bytes(j.done)} of {human_bytes(j.total)}{speed}{eta}",
+                "queued": "waiting for a free slot", "paused": f"paused at {human_bytes(j.done)}",
+                "done": j.message, "failed": j.message, "cancelled": j.message}.get(j.state, j.state)
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #c62828" if j.state == "failed" else "")
+        self.pause.setText("Pause" if j.state in ("running", "queued") else "Resume")
+        self.pause.setEnabled(j.state in ("running", "queued", "paused", "failed"))
+        self.cancel.setEnabled(j.state not in ("done", "cancelled"))
+
+
+class DownloadsPanel(QWidget):
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self.services = services
+        self.rows: dict[int, JobRow] = {}
+        self.empty = QLabel("No downloads. Choose a model in Explore and press Download.")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.addWidget(self.empty)
+        self.layout_.addStretch(1)
+        # Worker threads emit; Qt queues the call onto the UI thread.
+        services.job_changed.connect(self.on_job, Qt.ConnectionType.QueuedConnection)
+
+    def on_job(self, job: Job) -> None:
+        row = self.rows.get(job.id)
+        if row is None:
+            row = JobRow(self.services, job)
+            self.rows[job.id] = row
+            self.layout_.insertWidget(self.layout_.count() - 1, row)
+            self.empty.hide()
+        row.update_view()

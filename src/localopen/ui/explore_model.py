@@ -1,0 +1,167 @@
+"""Explore's table: catalog models and Hub search results, with grade, fit and verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
+
+from localopen.core.catalog import CatalogModel
+from localopen.core.fit import FitVerdict, human_bytes
+from localopen.core.openness import Grade
+from localopen.core.verdict import Verdict
+
+GRADE_COLOURS = {"A": "#2e7d32", "B": "#558b2f", "C": "#1565c0", "D": "#ef6c00", "E": "#c62828", "?": "#616161"}
+BAND_COLOURS = {"fluent": "#2e7d32", "comfortable": "#558b2f", "readable": "#ef6c00", "too slow": "#c62828",
+                "does not fit": "#c62828"}
+COLUMNS = ["Model", "Family", "Parameters", "Licence", "Openness", "Size", "Fit here", "Usable here", "Installed"]
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+@dataclass
+class ExploreRow:
+    key: str  # catalog id or Hub repo
+    repo: str
+    family: str
+    params_b: float | None
+    grade: Grade
+    size_bytes: int | None
+    size_estimate: bool
+    source: str  # catalog | hub
+    catalog: CatalogModel | None = None
+    hub_info: dict[str, Any] | None = None
+    fit: FitVerdict | None = None
+    verdict: Verdict | None = None
+    installed: bool = False
+    quants: list[str] = field(default_factory=list)
+
+
+class ExploreModel(QAbstractTableModel):
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.rows: list[ExploreRow] = []
+
+    def set_rows(self, rows: list[ExploreRow]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def refresh(self) -> None:
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1))
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        col = index.column()
+        if role == ROW_ROLE:
+            return row
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE, Qt.ItemDataRole.AccessibleTextRole):
+            return self._value(row, col, sort=role == SORT_ROLE)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if col == 4:
+                return QColor(GRADE_COLOURS[row.grade.letter])
+            if col == 7 and row.verdict and not row.verdict.predicted:
+                return QColor(BAND_COLOURS.get(row.verdict.band, "#616161"))
+            if col == 7 and row.verdict:
+                return QColor("#757575")
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == 4:
+                tip = f"{row.grade.letter} — {row.grade.label}\n" + "\n".join(row.grade.explanation)
+                return tip + ("\n(provisional: some facts not verified)" if row.grade.provisional else "")
+            if col == 6 and row.fit:
+                return row.fit.detail
+            if col == 7 and row.verdict:
+                return row.verdict.reason
+            if col == 5:
+                return "Estimated: parameters × bits per weight" if row.size_estimate else "Exact size from the Hub"
+        return None
+
+    @staticmethod
+    def _value(row: ExploreRow, col: int, sort: bool) -> Any:
+        g = row.grade
+        if col == 0:
+            return row.key
+        if col == 1:
+            return row.family
+        if col == 2:
+            if sort:
+                return row.params_b or 0.0
+            return f"{row.params_b}B" if row.params_b else "–"
+        if col == 3:
+            return g.rights.license_key or "none"
+        if col == 4:
+            if sort:
+                return "ABCDE?".index(g.letter) * 10 - g.transparency
+            return g.badge + (" *" if g.provisional else "")
+        if col == 5:
+            if sort:
+                return row.size_bytes or 0
+            return ("~" if row.size_estimate else "") + human_bytes(row.size_bytes) if row.size_bytes else "–"
+        if col == 6:
+            if sort:
+                return row.fit.memory.total if row.fit else 0
+            return row.fit.label if row.fit else ("reading this machine…" if row.source == "catalog" else "–")
+        if col == 7:
+            if sort:
+                order = ["fluent", "comfortable", "readable", "too slow", "does not fit", "unknown"]
+                return order.index(row.verdict.band) if row.verdict and row.verdict.band in order else 9
+            return row.verdict.label if row.verdict else ""
+        if col == 8:
+            return ("yes" if row.installed else "") if not sort else int(row.installed)
+        return None
+
+
+class ExploreFilter(QSortFilterProxyModel):
+    """Text, grade, 'fits this machine', size range (GB) and 'installed' filters."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.text = ""
+        self.grades: set[str] = set("ABCDE?")
+        self.fits_only = False
+        self.installed_only = False
+        self.max_size_gb: float | None = None
+        self.setSortRole(SORT_ROLE)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    def update(self, **changes: Any) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt 6.10+
+            self.beginFilterChange()
+        for key, value in changes.items():
+            setattr(self, key, value)
+        if hasattr(self, "endFilterChange"):
+            self.endFilterChange()
+        else:
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+        row: ExploreRow = self.sourceModel().rows[source_row]
+        if row.grade.letter not in self.grades:
+            return False
+        if self.fits_only and not (row.fit and row.fit.code in ("fits_gpu", "fits_ram")):
+            return False
+        if self.installed_only and not row.installed:
+            return False
+        if self.max_size_gb is not None and row.size_bytes and row.size_bytes > self.max_size_gb * 1e9:
+            return False
+        if self.text:
+            needle = self.text.lower()
+            hay = f"{row.key} {row.repo} {row.family} {row.grade.rights.license_key}".lower()
+            return needle in hay
+        return True

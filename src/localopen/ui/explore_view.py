@@ -1,0 +1,302 @@
+"""Explore: the catalog and Hub search results, filters, and a detail pane with the evidence."""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from localopen.core import verdict as verdicts
+from localopen.core.errors import LocalopenError
+from localopen.core.fit import human_bytes
+from localopen.core.hub import quant_of
+from localopen.core.library import list_models
+from localopen.core.model_fit import catalog_fit
+from localopen.core.openness import COMPONENTS, evidence_from_card, grade
+from localopen.core.usability import latest_for
+from localopen.ui.explore_model import ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
+from localopen.ui.services import Services
+
+EVIDENCE_NAMES = {"data_pretrain": "Pre-training data", "data_posttrain": "Post-training data",
+                  "training_code": "Training code", "report": "Report"}
+
+
+def _link_text(url: str) -> str:
+    """A short, readable label for a source URL: the site and the last part of the path."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    tail = parsed.path.rstrip("/").rsplit("/", 1)[-1]
+    return f"{parsed.netloc.removeprefix('www.')}/…/{tail}" if tail else parsed.netloc
+
+
+class ExploreView(QWidget):
+    hub_results = Signal(list, str)  # rows, error message (from a worker thread)
+    download_requested = Signal(str, str)  # repo, file pattern
+
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self.services = services
+        self.model = ExploreModel(self)
+        self.proxy = ExploreFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self._hub_rows: list[ExploreRow] = []
+
+        self.search = QLineEdit(placeholderText="Filter models, families, licences…  (Ctrl+F)")
+        self.search.setAccessibleName("Filter the model list")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(lambda t: self.proxy.update(text=t))
+        self.grade_box = QComboBox()
+        self.grade_box.setAccessibleName("Openness grades to show")
+        for label, grades in (("All grades", "ABCDE?"), ("A–B: open source", "AB"), ("A–C: open licence", "ABC"),
+                              ("D: restricted", "D"), ("E: non-commercial", "E"), ("?: unrated", "?")):
+            self.grade_box.addItem(label, grades)
+        self.grade_box.currentIndexChanged.connect(
+            lambda: self.proxy.update(grades=set(self.grade_box.currentData())))
+        self.fits_box = QCheckBox("Fits this machine")
+        self.fits_box.setAccessibleName("Only models that fit this machine")
+        self.fits_box.toggled.connect(lambda on: self.proxy.update(fits_only=on))
+        self.installed_box = QCheckBox("Installed")
+        self.installed_box.setAccessibleName("Only installed models")
+        self.installed_box.toggled.connect(lambda on: self.proxy.update(installed_only=on))
+        self.size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB", specialValueText="any size")
+        self.size_box.setAccessibleName("Largest file size to show")
+        self.size_box.setToolTip("Largest download size to show (0: any)")
+        self.size_box.valueChanged.connect(lambda v: self.proxy.update(max_size_gb=v or None))
+
+        self.hub_query = QLineEdit(placeholderText="Search GGUF models on the Hugging Face Hub…")
+        self.hub_query.setAccessibleName("Search the Hub")
+        self.hub_query.returnPressed.connect(self.search_hub)
+        self.hub_sort = QComboBox()
+        self.hub_sort.setAccessibleName("Sort Hub results by")
+        for label, key in (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent")):
+            self.hub_sort.addItem(label, key)
+        self.hub_button = QPushButton("Search Hub")
+        self.hub_button.setAccessibleName("Search the Hub")
+        self.hub_button.clicked.connect(self.search_hub)
+        self.hub_status = QLabel("")
+        self.hub_status.setAccessibleName("Hub search status")
+
+        self.table = QTableView()
+        self.table.setAccessibleName("Models")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(4, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self.show_detail(cur))
+
+        self.detail = QTextBrowser()
+        self.detail.setAccessibleName("Model details and openness evidence")
+        self.detail.setOpenExternalLinks(True)
+        self.quants = QTableWidget(0, 4)
+        self.quants.setAccessibleName("Files of the selected model")
+        self.quants.setHorizontalHeaderLabels(["Quantization", "Size", "Fit here", ""])
+        self.quants.verticalHeader().hide()
+        self.quants.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.quants.horizontalHeader().setStretchLastSection(True)
+
+        filters = QHBoxLayout()
+        for w in (self.search, self.grade_box, self.fits_box, self.installed_box, QLabel("Max size"), self.size_box):
+            filters.addWidget(w)
+        hub_row = QHBoxLayout()
+        for w in (self.hub_query, self.hub_sort, self.hub_button):
+            hub_row.addWidget(w)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(filters)
+        left_layout.addWidget(self.table)
+        left_layout.addLayout(hub_row)
+        left_layout.addWidget(self.hub_status)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.detail, 3)
+        right_layout.addWidget(QLabel("Files"))
+        right_layout.addWidget(self.quants, 2)
+        self.splitter = QSplitter()
+        self.splitter.setObjectName("explore-splitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([760, 520])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.splitter)
+
+        self.hub_results.connect(self._on_hub_results)
+        services.profile_ready.connect(lambda _hw: self.reload())
+        services.library_changed.connect(self.reload)
+        services.results_changed.connect(self.reload)
+        services.settings_changed.connect(self.reload)
+        self.reload()
+
+    # -- rows -----------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Rebuild rows from the catalog, the library, saved results and the machine profile."""
+        s = self.services
+        installed = {m.repo: m for m in list_models(s.db, s.paths.models_dir()) if m.repo and not m.missing}
+        rows = []
+        for m in s.catalog.models:
+            q = m.recommended
+            row = ExploreRow(m.id, m.gguf_repo, m.family, m.raw["params_b"], m.grade, q.size_bytes,
+                             q.size_is_estimate, "catalog", catalog=m, installed=m.gguf_repo in installed)
+            if s.profile is not None:
+                row.fit = catalog_fit(m, s.profile, n_ctx=int(s.settings["n_ctx"]))
+            row.verdict = self._verdict(row, installed.get(m.gguf_repo))
+            rows.append(row)
+        for row in self._hub_rows:
+            row.installed = row.repo in installed
+            row.verdict = self._verdict(row, installed.get(row.repo))
+        selected = self.selected_row()
+        self.model.set_rows(rows + [r for r in self._hub_rows if r.repo not in {x.repo for x in rows}])
+        if selected is not None:
+            self.select(selected.key)
+
+    def _verdict(self, row: ExploreRow, library_model: Any) -> verdicts.Verdict | None:
+        s = self.services
+        if library_model is not None and s.profile is not None:
+            measured = latest_for(s.db, str(library_model.path), s.profile.fingerprint)
+            if measured:
+                return verdicts.measured(measured.tg_tps, measured.pp_tps, s.thresholds)
+        return verdicts.predicted(row.fit, s.thresholds) if row.fit else None
+
+    def selected_row(self) -> ExploreRow | None:
+        index = self.table.currentIndex()
+        return index.data(ROW_ROLE) if index.isValid() else None
+
+    def select(self, key: str) -> bool:
+        for r in range(self.proxy.rowCount()):
+            if self.proxy.index(r, 0).data() == key:
+                self.table.selectRow(r)
+                return True
+        return False
+
+    # -- Hub search -----------------------------------------------------------------------------
+    def search_hub(self) -> None:
+        query, sort = self.hub_query.text().strip(), self.hub_sort.currentData()
+        self.hub_status.setText("Searching the Hub…")
+        self.hub_button.setEnabled(False)
+        known = self.services.catalog.evidence_by_repo()
+        hub = self.services.hub()
+
+        def work() -> None:
+            try:
+                found = hub.search(query, sort=sort, limit=30)
+            except LocalopenError as exc:
+                self.hub_results.emit([], str(exc))
+                return
+            rows = []
+            for info in found:
+                g = grade(evidence_from_card(info, known), provisional=True)
+                quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
+                rows.append(ExploreRow(info["id"], info["id"], "Hub", None, g, None, True, "hub", hub_info=info,
+                                       quants=quants))
+            self.hub_results.emit(rows, "")
+
+        threading.Thread(target=work, daemon=True, name="hub-search").start()
+
+    def _on_hub_results(self, rows: list[ExploreRow], error: str) -> None:
+        self.hub_button.setEnabled(True)
+        if error:
+            self.hub_status.setText(error)
+            return
+        self._hub_rows = rows
+        self.hub_status.setText(f"{len(rows)} Hub repositories (grades are provisional: from model cards alone).")
+        self.reload()
+
+    # -- detail ---------------------------------------------------------------------------------
+    def show_detail(self, index: Any) -> None:
+        row: ExploreRow | None = index.data(ROW_ROLE) if index.isValid() else None
+        self.quants.setRowCount(0)
+        if row is None:
+            self.detail.clear()
+            return
+        self.detail.setHtml(self._detail_html(row))
+        if row.catalog is not None:
+            m = row.catalog
+            for q in m.quants:
+                fit = catalog_fit(m, self.services.profile, q, int(self.services.settings["n_ctx"])) \
+                    if self.services.profile else None
+                size = ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes)
+                self._add_quant_row(q.type, size, fit.label if fit else "…", m.gguf_repo, q.pattern)
+        else:
+            for quant in row.quants:
+                self._add_quant_row(quant, "–", "–", row.repo, f"*{quant}*.gguf")
+
+    def _add_quant_row(self, quant: str, size: str, fit: str, repo: str, pattern: str) -> None:
+        r = self.quants.rowCount()
+        self.quants.insertRow(r)
+        for c, text in enumerate((quant, size, fit)):
+            self.quants.setItem(r, c, QTableWidgetItem(text))
+        button = QPushButton("Download")
+        button.setAccessibleName(f"Download {repo} {quant}")
+        button.clicked.connect(lambda _=False, rp=repo, pt=pattern: self.download_requested.emit(rp, pt))
+        self.quants.setCellWidget(r, 3, button)
+
+    def _detail_html(self, row: ExploreRow) -> str:
+        e = html.escape
+        g = row.grade
+        parts = [f"<h2>{e(row.key)}</h2>",
+                 f"<p><b style='color:{'#2e7d32' if g.letter in 'AB' else '#555'}'>{e(g.badge)}</b> — {e(g.label)}"
+                 f"{' <i>(provisional)</i>' if g.provisional else ''}</p>",
+                 f"<p>GGUF repository: <a href='https://huggingface.co/{e(row.repo)}'>{e(row.repo)}</a></p>"]
+        if row.verdict:
+            parts.append(f"<p><b>Usable here:</b> {e(row.verdict.label)} — {e(row.verdict.reason)}</p>")
+        if row.fit:
+            parts.append(f"<p><b>Fit:</b> {e(row.fit.label)} — {e(row.fit.detail)}</p>")
+        parts.append(f"<p><b>Licence:</b> {e(g.rights.reason)} (from {e(g.rights_origin)})</p>")
+        if row.catalog is not None:
+            ev = row.catalog.evidence
+            parts.append("<table cellpadding=3><tr><th align=left>Component</th><th align=left>Status</th>"
+                         "<th align=left>Source</th></tr>")
+            for c in COMPONENTS:
+                value = getattr(ev, c)
+                shown = "not verified" if value == "unknown" else value
+                if c in ev.unverified_facts:
+                    shown += " (to re-check)"
+                src = ev.sources.get(c, "")
+                parts.append(f"<tr><td>{EVIDENCE_NAMES[c]}</td><td>{e(shown)}</td>"
+                             f"<td><a href='{e(src)}' title='{e(src)}'>{e(_link_text(src))}</a></td></tr>")
+            parts.append("</table>")
+            raw = row.catalog.raw
+            badges = []
+            if raw.get("mof"):
+                badges.append(f"MOF: {e(raw['mof']['class'])} ({e(raw['mof']['scope'])})")
+            if raw.get("osai"):
+                badges.append(f"OSAI: {raw['osai']['percent']} % ({e(raw['osai']['scope'])})")
+            if raw.get("osi"):
+                badges.append(f"OSI: {e(raw['osi']['status'])}")
+            if badges:
+                parts.append("<p>" + " · ".join(badges) + "</p>")
+            if row.catalog.notes:
+                parts.append(f"<p><i>{e(row.catalog.notes)}</i></p>")
+        if g.flags:
+            parts.append(f"<p><b>Licence flags:</b> {e(', '.join(sorted(g.flags)))}</p>")
+        if g.raise_hints:
+            parts.append("<p><b>What would raise the grade:</b></p><ul>" +
+                         "".join(f"<li>{e(h)}</li>" for h in g.raise_hints) + "</ul>")
+        return "".join(parts)

@@ -1,0 +1,113 @@
+"""Settings: models folder, defaults, downloads, offline mode, verdict thresholds, Hub token."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from localopen.core.verdict import Thresholds
+from localopen.ui.services import Services
+
+
+def save_hub_token(token: str) -> Path:
+    """Store the token where huggingface_hub keeps its login (HF_HOME/token), readable by us only."""
+    from huggingface_hub import constants
+
+    path = Path(os.environ.get("HF_TOKEN_PATH") or constants.HF_TOKEN_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token.strip())
+    path.chmod(0o600)
+    return path
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, services: Services, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.services = services
+        s = services.settings
+        self.models_dir = QLineEdit(str(services.paths.models_dir()))
+        self.models_dir.setAccessibleName("Models folder")
+        browse = QPushButton("Choose…")
+        browse.setAccessibleName("Choose the models folder")
+        browse.clicked.connect(self._browse)
+        folder = QHBoxLayout()
+        folder.addWidget(self.models_dir, 1)
+        folder.addWidget(browse)
+        self.threads = QSpinBox(minimum=0, maximum=256, value=int(s["n_threads"]))
+        self.threads.setAccessibleName("Default threads (0 = physical cores)")
+        self.ctx = QSpinBox(minimum=256, maximum=1 << 20, value=int(s["n_ctx"]), singleStep=1024)
+        self.ctx.setAccessibleName("Default context size")
+        self.ngl = QSpinBox(minimum=-1, maximum=999, value=int(s["n_gpu_layers"]))
+        self.ngl.setAccessibleName("Default GPU layers (-1 = all)")
+        self.parallel = QSpinBox(minimum=1, maximum=8, value=int(s["max_parallel_downloads"]))
+        self.parallel.setAccessibleName("Downloads at a time")
+        self.offline = QCheckBox("Work offline (no request to the Hub at all)")
+        self.offline.setAccessibleName("Offline mode")
+        self.offline.setChecked(bool(s.get("offline")))
+        t = services.thresholds
+        self.thresholds = {}
+        for key, label in (("fluent_tps", "Fluent: at least tokens/s"),
+                           ("fluent_ttft_s", "Fluent: first token within s"),
+                           ("comfortable_tps", "Comfortable: tokens/s"), ("comfortable_ttft_s", "Comfortable: s"),
+                           ("readable_tps", "Readable: tokens/s"), ("readable_ttft_s", "Readable: s")):
+            box = QDoubleSpinBox(minimum=0, maximum=10000, decimals=1, value=getattr(t, key))
+            box.setAccessibleName(label)
+            self.thresholds[key] = (label, box)
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setAccessibleName("Hugging Face token")
+        self.token.setPlaceholderText("hf_… (kept where huggingface_hub keeps its login; never shown)")
+        form = QFormLayout()
+        form.addRow("Models folder", folder)
+        form.addRow("Default threads", self.threads)
+        form.addRow("Default context", self.ctx)
+        form.addRow("Default GPU layers", self.ngl)
+        form.addRow("Downloads at a time", self.parallel)
+        form.addRow("", self.offline)
+        for label, box in self.thresholds.values():
+            form.addRow(label, box)
+        form.addRow("Hugging Face token", self.token)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.note)
+        layout.addWidget(buttons)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_dir.text())
+        if folder:
+            self.models_dir.setText(folder)
+
+    def accept(self) -> None:
+        changes = {
+            "models_dir": self.models_dir.text().strip() or None, "n_threads": self.threads.value(),
+            "n_ctx": self.ctx.value(), "n_gpu_layers": self.ngl.value(),
+            "max_parallel_downloads": self.parallel.value(), "offline": self.offline.isChecked(),
+            "verdict_thresholds": Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}).to_dict(),
+        }
+        if self.token.text().strip():
+            save_hub_token(self.token.text())
+            self.token.clear()
+        self.services.save_settings(changes)
+        super().accept()

@@ -1,0 +1,241 @@
+"""The desktop app driven as real widgets (offscreen) with the real core, engine and a fake Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QAbstractSpinBox,
+    QComboBox,
+    QLineEdit,
+    QPlainTextEdit,
+)
+
+from localopen.core import conversations as convs
+from localopen.core.library import import_file, list_models
+from localopen.ui.main_window import SECTIONS, MainWindow
+from localopen.ui.services import Services
+
+from fake_hub import FakeHub, Repo
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    services = Services()
+    w = MainWindow(services)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: services.profile is not None, timeout=30000)
+    yield w
+    w.close()
+
+
+def test_every_section_opens_offline_without_a_request(window: MainWindow, qtbot, monkeypatch) -> None:
+    hub = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    try:
+        for name in SECTIONS:
+            assert window.goto(name).isVisible()
+        explore = window.goto("Explore")
+        explore.hub_query.setText("qwen")
+        explore.search_hub()
+        qtbot.waitUntil(lambda: "offline" in explore.hub_status.text().lower(), timeout=10000)
+        assert hub.requests == []
+        assert "This machine" in window.summary.text()
+    finally:
+        hub.stop()
+
+
+def test_every_control_has_an_accessible_name(window: MainWindow) -> None:
+    for name in SECTIONS:
+        window.goto(name)
+    unnamed = []
+    kinds = (QAbstractButton, QLineEdit, QComboBox, QAbstractSpinBox, QPlainTextEdit, QAbstractItemView)
+    for widget in [w for kind in kinds for w in window.findChildren(kind)]:
+        if type(widget).__name__ in ("QHeaderView", "QListView", "QTableCornerButton", "QCalendarWidget"):
+            continue
+        if widget.parent() and type(widget.parent()).__name__ in ("QComboBox", "QAbstractSpinBox"):
+            continue
+        label = widget.accessibleName() or (widget.text() if isinstance(widget, QAbstractButton) else "")
+        if not label and widget.isVisibleTo(window):
+            unnamed.append(f"{type(widget).__name__} in {type(widget.parent()).__name__}")
+    assert unnamed == []
+
+
+def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
+    ex = window.goto("Explore")
+    total = ex.proxy.rowCount()
+    assert total >= 30
+    ex.grade_box.setCurrentIndex(ex.grade_box.findData("E"))
+    assert 0 < ex.proxy.rowCount() < total
+    assert all(ex.proxy.index(r, 4).data().startswith("E") for r in range(ex.proxy.rowCount()))
+    ex.grade_box.setCurrentIndex(0)
+    ex.search.setText("qwen2.5")
+    assert all("qwen2.5" in ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount()))
+    ex.search.clear()
+    ex.size_box.setValue(1.0)
+    sizes = [ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount())]
+    assert "olmo-2-1124-13b-instruct" not in sizes and "smollm2-135m-instruct" in sizes
+    ex.size_box.setValue(0)
+    ex.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # parameters
+    first = ex.proxy.index(0, 0).data()
+    assert first == "gpt-oss-20b"
+    assert ex.select("olmo-2-1124-7b-instruct")
+    html = ex.detail.toHtml()
+    assert "Pre-training data" in html and "arxiv.org" in html and "Usable here" in html
+    assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, 3).text() == "Download"
+
+
+def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, monkeypatch, tiny_gguf: Path) -> None:
+    repo = "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF"
+    data = tiny_gguf.read_bytes() * 8
+    hub = FakeHub().start()
+    hub.add(Repo(repo, files={"smollm2-360m-instruct-q8_0.gguf": data}))
+    hub.bytes_per_second = 400 * 1024
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        ex = window.goto("Explore")
+        ex.select("smollm2-360m-instruct")
+        ex.quants.cellWidget(0, 3).click()  # Download Q8_0
+        library = window.views["Library"]
+        qtbot.waitUntil(lambda: len(library.downloads.rows) == 1, timeout=5000)
+        row = next(iter(library.downloads.rows.values()))
+        qtbot.waitUntil(lambda: row.job.done > 100_000, timeout=15000)
+        row.pause.click()
+        qtbot.waitUntil(lambda: row.job.state == "paused", timeout=10000)
+        assert row.pause.text() == "Resume" and "paused" in row.status.text()
+        hub.bytes_per_second = None
+        row.pause.click()
+        qtbot.waitUntil(lambda: row.job.state == "done", timeout=20000)
+        assert row.bar.value() == 1000
+        installed = [m for m in list_models(window.services.db, window.services.paths.models_dir()) if m.repo == repo]
+        assert installed and hashlib.sha256(installed[0].path.read_bytes()).hexdigest() == \
+            hashlib.sha256(data).hexdigest()
+        qtbot.waitUntil(lambda: library.table.rowCount() == 1, timeout=5000)
+    finally:
+        hub.stop()
+
+
+def test_drop_a_gguf_imports_it(window: MainWindow, tiny_gguf: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tiny_gguf))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    library = window.views["Library"]
+    assert library.table.rowCount() == 1 and "tiny" in library.table.item(0, 0).text()
+
+
+def _chat_with(window: MainWindow, model: Path):
+    import_file(window.services.db, model)
+    window.services.library_changed.emit()
+    chat = window.goto("Chat")
+    chat.new_chat(str(model))
+    return chat
+
+
+def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    chat = _chat_with(window, tiny_gguf)
+    chat.n_ctx.setValue(512)
+    chat.max_tokens.setValue(40)
+    chat.input.setPlainText("hello there")
+    qtbot.keyClick(chat.input, Qt.Key.Key_Return)  # Enter sends
+    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.db, chat.conversation.id)) == 2,
+                    timeout=30000)
+    first = convs.messages(window.services.db, chat.conversation.id)
+    assert first[1].role == "assistant" and first[1].stats["completion_tokens"] >= 1
+    assert "tokens" in chat.transcript.toPlainText()
+    chat.regenerate()
+    qtbot.waitUntil(lambda: not chat.streaming, timeout=30000)
+    again = convs.messages(window.services.db, chat.conversation.id)
+    assert len(again) == 2 and again[1].content != first[1].content  # a new answer replaced the old
+    chat._on_anchor(QUrl("edit:0"))
+    assert chat.input.toPlainText() == "hello there"
+    chat.input.setPlainText("hello again")
+    chat.send()
+    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.db, chat.conversation.id)) == 2,
+                    timeout=30000)
+    assert convs.messages(window.services.db, chat.conversation.id)[0].content == "hello again"
+
+
+@pytest.mark.slow
+def test_escape_stops_the_answer_and_keeps_it(window: MainWindow, qtbot, gemma_path: Path) -> None:
+    chat = _chat_with(window, gemma_path)
+    chat.max_tokens.setValue(3000)
+    chat.input.setPlainText("Tell me a long story.")
+    chat.send()
+    qtbot.waitUntil(chat.notice.isVisible, timeout=30000)  # no template in this model: choose one
+    chat.template_box.setCurrentIndex(chat.template_box.findData("gemma"))
+    chat._use_template()
+    qtbot.waitUntil(lambda: len(chat._answer) > 20, timeout=30000)
+    qtbot.keyClick(chat.input, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not chat.streaming, timeout=10000)
+    msgs = convs.messages(window.services.db, chat.conversation.id)
+    assert msgs[-1].role == "assistant" and msgs[-1].stats["finish_reason"] == "cancelled"
+    assert msgs[-1].stats["completion_tokens"] < 3000
+
+
+@pytest.mark.slow
+def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWindow, qtbot,
+                                                                 gemma_path: Path) -> None:
+    chat = _chat_with(window, gemma_path)
+    chat.conversation.settings["template"] = "gemma"
+    chat.max_tokens.setValue(3000)
+    chat.input.setPlainText("Tell me a long story.")
+    chat.send()
+    qtbot.waitUntil(lambda: len(chat._answer) > 20, timeout=30000)
+    os.kill(chat.engine.kill_engine_process().pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not chat.streaming, timeout=10000)
+    msgs = convs.messages(window.services.db, chat.conversation.id)
+    assert msgs[-1].role == "assistant" and "Interrupted" in msgs[-1].content and len(msgs[-1].content) > 20
+    assert chat.notice.isVisible() and chat.reload_button.isVisible()
+    assert "was killed" in chat.status.text()
+    chat.reload_button.click()
+    qtbot.waitUntil(lambda: "loaded in" in chat.status.text(), timeout=30000)
+
+
+def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    import_file(window.services.db, tiny_gguf)
+    window.services.library_changed.emit()
+    compare = window.goto("Compare")
+    compare.check(str(tiny_gguf.resolve()))
+    compare.n_prompt.setValue(32)
+    compare.n_gen.setValue(8)
+    compare.reps.setValue(2)
+    compare.run()
+    qtbot.waitUntil(lambda: not compare.running, timeout=60000)
+    assert compare.table.rowCount() == 1
+    assert "±" in compare.table.item(0, 3).text() and "±" in compare.table.item(0, 4).text()
+    series = compare.chart_view.chart().series()
+    assert len(series) == 1 and series[0].count() == 2
+    from localopen.core import results
+
+    assert len(results.query(window.services.db)) == 2
+
+
+def test_settings_are_saved(window: MainWindow, qtbot) -> None:
+    from localopen.core.paths import load_settings
+    from localopen.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.services, window)
+    dialog.ctx.setValue(8192)
+    dialog.offline.setChecked(True)
+    dialog.thresholds["fluent_tps"][1].setValue(25)
+    dialog.accept()
+    saved = load_settings(window.services.paths)
+    assert saved["n_ctx"] == 8192 and saved["offline"] is True
+    assert saved["verdict_thresholds"]["fluent_tps"] == 25
+    assert window.services.thresholds.fluent_tps == 25

