@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    exe = shutil.which("localopen")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "localopen", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+from cli_helpers import exe, run
 
 
 def test_entry_point_is_installed() -> None:
-    assert shutil.which("localopen"), "pip install -e . should put `localopen` on PATH"
+    assert exe()[0] != sys.executable, "pip install should have installed the `localopen` console script"
     out = run("--version")
     assert out.returncode == 0 and "localopen" in out.stdout
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import exe
 from localopen.core import downloader
 from localopen.core.downloader import ChecksumError, DiskSpaceError, DownloadError, download
 from localopen.core.hub import GatedError, Hub, NotFoundError, OfflineError, RemoteFile
@@ -136,8 +137,7 @@ def test_stalled_server_times_out_then_resumes(hub: FakeHub, tmp_path: Path) -> 
 def test_download_killed_mid_way_resumes_from_part(hub: FakeHub, tmp_path: Path) -> None:
     """Kill the process (not an exception) mid-download; the next run resumes from the .part offset."""
     hub.bytes_per_second = 512 * 1024
-    exe = shutil.which("localopen")
-    cmd = [exe, "pull", REPO, "--file", "big-Q6_K.gguf"]
+    cmd = [*exe(), "pull", REPO, "--file", "big-Q6_K.gguf"]
     env = {**os.environ}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     part = app_paths().models_dir() / REPO / "big-Q6_K.gguf.part"
@@ -184,7 +184,7 @@ def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPat
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for args in (["catalog", "--json"], ["hw", "--json"], ["models", "--json"], ["search", "tiny"],
                  ["pull", REPO]):
-        out = subprocess.run([shutil.which("localopen"), *args], env=env, capture_output=True, text=True, timeout=60)
+        out = subprocess.run([*exe(), *args], env=env, capture_output=True, text=True, timeout=60)
         assert "Traceback" not in out.stderr, args
         if args[0] in ("search", "pull"):
             assert out.returncode == 1 and "offline" in out.stderr
@@ -194,7 +194,7 @@ def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPat
 
 
 def test_search_gives_provisional_grades(hub: FakeHub) -> None:
-    out = subprocess.run([shutil.which("localopen"), "search", "gguf", "--json"], capture_output=True, text=True,
+    out = subprocess.run([*exe(), "search", "gguf", "--json"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     rows = {r["id"]: r for r in json.loads(out.stdout)}
@@ -213,7 +213,7 @@ def test_library_import_missing_verify_and_remove(hub: FakeHub, tmp_path: Path, 
     copy.rename(tmp_path / "moved.gguf")
     model = find(conn, models, "mine")
     assert model.missing and verify(conn, model).ok is False
-    out = subprocess.run([shutil.which("localopen"), "models", "--json"], capture_output=True, text=True)
+    out = subprocess.run([*exe(), "models", "--json"], capture_output=True, text=True)
     assert json.loads(out.stdout)[0]["missing"] is True
     assert "stays" in remove(conn, model, models)
     # A downloaded model that gets damaged is caught by verify, and rm deletes it with its partials.
@@ -231,7 +231,7 @@ def test_library_import_missing_verify_and_remove(hub: FakeHub, tmp_path: Path, 
 def test_cli_import_rejects_non_gguf(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_text("hello, this is not a model file at all" * 3)
-    out = subprocess.run([shutil.which("localopen"), "import", str(bad)], capture_output=True, text=True)
+    out = subprocess.run([*exe(), "import", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "not a GGUF file" in out.stderr and "Traceback" not in out.stderr
 
 

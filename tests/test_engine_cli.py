@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import run
+from cli_helpers import exe, run
 
 from tiny_gguf import write_tiny_llama
 
@@ -47,10 +47,7 @@ def test_chat_bad_model_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_interactive_chat_ctrl_c_stops_answer_not_program(gemma_path: Path) -> None:
-    import shutil
-
-    exe = shutil.which("localopen")
-    proc = subprocess.Popen([exe, "chat", str(gemma_path), "--template", "gemma", "--max-tokens", "3000",
+    proc = subprocess.Popen([*exe(), "chat", str(gemma_path), "--template", "gemma", "--max-tokens", "3000",
                              "--temperature", "1.0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
