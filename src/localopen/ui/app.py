@@ -10,9 +10,11 @@ from localopen.core.errors import LocalopenError
 def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    from localopen.ui import qt_messages
     from localopen.ui.main_window import MainWindow
     from localopen.ui.services import Services
 
+    qt_messages.install()
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")
     app.setOrganizationName("localopen")

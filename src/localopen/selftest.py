@@ -1,0 +1,122 @@
+"""`localopen --self-test`: does this install work here? (also inside the installed bundle)
+
+Loads the tiny model shipped in resources through the engine process, streams a few tokens,
+opens and closes the main window offscreen, checks that the llama.cpp build does not use CPU
+instructions this processor lacks ("illegal instruction"), and prints a short report.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from localopen import __version__
+
+# llama.cpp's system-info names -> the names the hardware profile reads from the CPU.
+_FEATURE_NAMES = {"SSE3": "SSE3", "SSSE3": "SSSE3", "AVX": "AVX", "AVX2": "AVX2", "FMA": "FMA", "F16C": "F16C",
+                  "AVX512": "AVX512F", "AVX512_VNNI": "AVX512VNNI", "AVX_VNNI": "AVX_VNNI", "NEON": "NEON"}
+
+
+def build_features(system_info: str) -> set[str]:
+    """CPU features the llama.cpp build was compiled to use ('AVX2 = 1 | ...')."""
+    return {name for name, on in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if on == "1"}
+
+
+def missing_features(system_info: str, cpu: list[str]) -> list[str]:
+    have = set(cpu)
+    return sorted(_FEATURE_NAMES[f] for f in build_features(system_info)
+                  if f in _FEATURE_NAMES and _FEATURE_NAMES[f] not in have and have)
+
+
+def run_self_test() -> int:
+    lines = [f"localopen {__version__} self-test", f"python {platform.python_version()} on "
+             f"{platform.system()} {platform.release()} ({platform.machine()})"]
+    home = tempfile.mkdtemp(prefix="localopen-selftest-")
+    os.environ["LOCALOPEN_HOME"] = home  # never touch the user's files
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from localopen.core.hardware import read_profile
+
+        hw = read_profile(Path(home), None, measure=False)
+        lines.append(f"cpu: {hw.cpu_model}; features {', '.join(hw.simd) or 'unknown'}")
+        lines.append(f"llama.cpp backends: {', '.join(hw.llama_backends) or 'none'}")
+        _engine_check(lines, hw.simd)
+        _window_check(lines)
+    except Exception as exc:  # noqa: BLE001 - the report must say what failed, in words
+        lines.append(f"FAILED: {exc}")
+        print("\n".join(lines))
+        return 1
+    lines.append("self-test passed")
+    print("\n".join(lines))
+    return 0
+
+
+def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
+    from localopen.engine.client import Engine
+    from localopen.engine.protocol import Done, LoadOptions, SamplingParams, Token
+
+    model = resources.files("localopen.resources").joinpath("selftest-tiny.gguf")
+    with resources.as_file(model) as path:
+        engine = Engine()
+        try:
+            start = time.perf_counter()
+            info = engine.load(str(path), LoadOptions(n_ctx=256, n_threads=1), timeout=120)
+            missing = missing_features(info["system_info"], cpu_features)
+            if missing:
+                raise RuntimeError(
+                    f"this llama.cpp build uses {', '.join(missing)}, which this processor lacks: it would crash "
+                    "with 'illegal instruction'. Install a build for older CPUs (see the README).")
+            tokens = 0
+            stats = {}
+            for event in engine.chat([{"role": "user", "content": "self-test"}], SamplingParams(max_tokens=8, seed=1)):
+                if isinstance(event, Token):
+                    tokens += 1
+                elif isinstance(event, Done):
+                    stats = event.stats
+            if not stats or stats["completion_tokens"] < 1:
+                raise RuntimeError("the engine streamed no token")
+            lines.append(f"engine: llama-cpp-python {info['llama_cpp_version']}, backend {info['backend']}, "
+                         f"loaded in {info['load_time_ms']:.0f} ms, streamed {stats['completion_tokens']} tokens "
+                         f"in {(time.perf_counter() - start) * 1000:.0f} ms")
+            lines.append(f"llama.cpp CPU features used: {', '.join(sorted(build_features(info['system_info'])))}")
+        finally:
+            engine.shutdown()
+
+
+def _window_check(lines: list[str]) -> None:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from localopen.ui import qt_messages
+
+    qt_messages.install()
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName("localopen-selftest")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, os.environ["LOCALOPEN_HOME"])
+    from localopen.ui.main_window import MainWindow
+    from localopen.ui.services import Services
+
+    start = time.perf_counter()
+    window = MainWindow(Services())
+    window.show()
+    app.processEvents()
+    if not window.isVisible():
+        raise RuntimeError("the main window did not open")
+    shown = (time.perf_counter() - start) * 1000
+    window.close()
+    app.processEvents()
+    lines.append(f"window: opened and closed offscreen ({shown:.0f} ms to show, Qt {_qt_version()})")
+
+
+def _qt_version() -> str:
+    from PySide6.QtCore import qVersion
+
+    return qVersion()
