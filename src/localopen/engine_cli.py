@@ -148,16 +148,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _print_stats(stats: dict[str, Any]) -> None:
-    if not stats:
-        return
-    parts = [f"{stats['completion_tokens']} tokens", f"{stats['finish_reason']}"]
-    if stats.get("ttft_ms") is not None:
-        parts.append(f"TTFT {stats['ttft_ms']:.0f} ms")
-    if stats.get("gen_tps"):
-        parts.append(f"{stats['gen_tps']:.1f} tokens/s")
-    if stats.get("dropped_messages"):
-        parts.append(f"{stats['dropped_messages']} oldest messages dropped to fit the context")
-    print(f"[{', '.join(parts)}]", file=sys.stderr)
+    from localopen.core.conversations import describe_stats
+
+    if stats:
+        print(f"[{', '.join(describe_stats(stats))}]", file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -106,3 +106,15 @@ def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int)
     """Drop this message and everything after it (regenerate, edit and resend)."""
     with conn:
         conn.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conversation_id, position))
+
+
+def describe_stats(stats: dict[str, Any]) -> list[str]:
+    """The line under an answer: tokens, how it ended, first-token time, speed, context trimming."""
+    parts = [f"{stats.get('completion_tokens', 0)} tokens", str(stats.get("finish_reason", ""))]
+    if stats.get("ttft_ms") is not None:
+        parts.append(f"first token {stats['ttft_ms']:.0f} ms")
+    if stats.get("gen_tps"):
+        parts.append(f"{stats['gen_tps']:.1f} tokens/s")
+    if stats.get("dropped_messages"):
+        parts.append(f"{stats['dropped_messages']} oldest messages dropped to fit the context")
+    return parts

@@ -10,7 +10,6 @@ from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -22,8 +21,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QSplitter,
     QTextBrowser,
     QVBoxLayout,
@@ -36,6 +33,7 @@ from localopen.core.library import list_models, touch
 from localopen.engine.protocol import LoadOptions, SamplingParams
 from localopen.ui.engine_host import EngineThread
 from localopen.ui.services import Services
+from localopen.ui.widgets import button, dspin, spin
 
 FLUSH_MS = 33  # ~30 Hz: tokens are batched, the transcript is never re-rendered per token
 
@@ -76,15 +74,9 @@ class ChatView(QWidget):
         self.conv_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.conv_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.conv_list.currentItemChanged.connect(self._on_conversation_selected)
-        new_button = QPushButton("New chat")
-        new_button.setAccessibleName("New chat (Ctrl+N)")
-        new_button.clicked.connect(self.new_chat)
-        rename_button = QPushButton("Rename")
-        rename_button.setAccessibleName("Rename the conversation")
-        rename_button.clicked.connect(self.rename_chat)
-        delete_button = QPushButton("Delete")
-        delete_button.setAccessibleName("Delete the conversation")
-        delete_button.clicked.connect(self.delete_chat)
+        new_button = button("New chat", "New chat (Ctrl+N)", lambda: self.new_chat())
+        rename_button = button("Rename", "Rename the conversation", self.rename_chat)
+        delete_button = button("Delete", "Delete the conversation", self.delete_chat)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
@@ -100,9 +92,7 @@ class ChatView(QWidget):
         self.model_box = QComboBox()
         self.model_box.setAccessibleName("Model for this conversation")
         self.model_box.setMinimumContentsLength(30)
-        self.load_button = QPushButton("Load")
-        self.load_button.setAccessibleName("Load the model")
-        self.load_button.clicked.connect(self.load_model)
+        self.load_button = button("Load", "Load the model", self.load_model)
         self.status = QLabel("Choose an installed model, or download one in Explore.")
         self.status.setAccessibleName("Model status")
         self.status.setWordWrap(True)
@@ -112,12 +102,8 @@ class ChatView(QWidget):
         self.notice_text.setWordWrap(True)
         self.template_box = QComboBox()
         self.template_box.setAccessibleName("Chat template to use")
-        use_template = QPushButton("Use this")
-        use_template.setAccessibleName("Use the chosen chat template")
-        use_template.clicked.connect(self._use_template)
-        self.reload_button = QPushButton("Reload model")
-        self.reload_button.setAccessibleName("Reload the model")
-        self.reload_button.clicked.connect(self.load_model)
+        use_template = button("Use this", "Use the chosen chat template", self._use_template)
+        self.reload_button = button("Reload model", "Reload the model", self.load_model)
         nl = QHBoxLayout(self.notice)
         nl.addWidget(self.notice_text, 1)
         nl.addWidget(self.template_box)
@@ -134,16 +120,10 @@ class ChatView(QWidget):
         self.input.setPlaceholderText("Message… (Enter sends, Shift+Enter for a new line)")
         self.input.setMaximumHeight(110)
         self.input.submitted.connect(self.send)
-        self.send_button = QPushButton("Send")
-        self.send_button.setAccessibleName("Send the message")
-        self.send_button.clicked.connect(self.send)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setAccessibleName("Stop the answer (Esc)")
-        self.stop_button.clicked.connect(self.stop)
+        self.send_button = button("Send", "Send the message", self.send)
+        self.stop_button = button("Stop", "Stop the answer (Esc)", self.stop)
         self.stop_button.setEnabled(False)
-        self.regen_button = QPushButton("Regenerate")
-        self.regen_button.setAccessibleName("Regenerate the last answer")
-        self.regen_button.clicked.connect(self.regenerate)
+        self.regen_button = button("Regenerate", "Regenerate the last answer", self.regenerate)
         center = QWidget()
         cl = QVBoxLayout(center)
         cl.setContentsMargins(0, 0, 0, 0)
@@ -169,15 +149,15 @@ class ChatView(QWidget):
         self.system.setAccessibleName("System prompt")
         self.system.setPlaceholderText("System prompt (optional)")
         self.system.setMaximumHeight(90)
-        self.temperature = self._dspin(0, 2, 0.8, "Temperature")
-        self.top_p = self._dspin(0, 1, 0.95, "Top-p")
-        self.top_k = self._spin(0, 1000, 40, "Top-k")
-        self.min_p = self._dspin(0, 1, 0.05, "Min-p")
-        self.repeat = self._dspin(0.5, 2, 1.1, "Repeat penalty")
-        self.max_tokens = self._spin(1, 32768, 512, "Max tokens")
-        self.n_ctx = self._spin(256, 1 << 20, int(s["n_ctx"]), "Context size")
-        self.threads = self._spin(0, 256, int(s["n_threads"]), "Threads (0 = automatic)")
-        self.gpu_layers = self._spin(-1, 999, int(s["n_gpu_layers"]), "GPU layers (-1 = all)")
+        self.temperature = dspin(0, 2, 0.8, "Temperature")
+        self.top_p = dspin(0, 1, 0.95, "Top-p")
+        self.top_k = spin(0, 1000, 40, "Top-k")
+        self.min_p = dspin(0, 1, 0.05, "Min-p")
+        self.repeat = dspin(0.5, 2, 1.1, "Repeat penalty")
+        self.max_tokens = spin(1, 32768, 512, "Max tokens")
+        self.n_ctx = spin(256, 1 << 20, int(s["n_ctx"]), "Context size")
+        self.threads = spin(0, 256, int(s["n_threads"]), "Threads (0 = automatic)")
+        self.gpu_layers = spin(-1, 999, int(s["n_gpu_layers"]), "GPU layers (-1 = all)")
         self.context_meter = QProgressBar()
         self.context_meter.setAccessibleName("Context used")
         self.context_meter.setFormat("context %p%")
@@ -216,19 +196,6 @@ class ChatView(QWidget):
         services.library_changed.connect(self.reload_models)
         self.reload_models()
         self.reload_conversations()
-
-    # -- widgets helpers ------------------------------------------------------------------------
-    @staticmethod
-    def _dspin(lo: float, hi: float, value: float, name: str) -> QDoubleSpinBox:
-        w = QDoubleSpinBox(minimum=lo, maximum=hi, singleStep=0.05, decimals=2, value=value)
-        w.setAccessibleName(name)
-        return w
-
-    @staticmethod
-    def _spin(lo: int, hi: int, value: int, name: str) -> QSpinBox:
-        w = QSpinBox(minimum=lo, maximum=hi, value=value)
-        w.setAccessibleName(name)
-        return w
 
     def settings_dict(self) -> dict[str, Any]:
         return {"system": self.system.toPlainText(), "temperature": self.temperature.value(),
@@ -532,14 +499,7 @@ class ChatView(QWidget):
             cursor.insertMarkdown(m.content)
             cursor.insertBlock()
             if m.stats:
-                st = m.stats
-                bits = [f"{st.get('completion_tokens', 0)} tokens", st.get("finish_reason", "")]
-                if st.get("ttft_ms") is not None:
-                    bits.append(f"first token {st['ttft_ms']:.0f} ms")
-                if st.get("gen_tps"):
-                    bits.append(f"{st['gen_tps']:.1f} tokens/s")
-                if st.get("dropped_messages"):
-                    bits.append(f"{st['dropped_messages']} oldest messages dropped to fit the context")
+                bits = convs.describe_stats(m.stats)
                 cursor.insertHtml(f"<p style='color:#777'><small>{html.escape(' · '.join(bits))}</small></p>")
                 cursor.insertBlock()
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)

@@ -19,8 +19,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -38,6 +36,7 @@ from localopen.core.openness import evidence_from_header, grade
 from localopen.engine.protocol import BenchParams, LoadOptions
 from localopen.ui.engine_host import EngineThread
 from localopen.ui.services import Services
+from localopen.ui.widgets import button, spin
 
 COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Peak memory", "Efficiency", "Verdict"]
 
@@ -52,17 +51,13 @@ class CompareView(QWidget):
 
         self.models = QListWidget()
         self.models.setAccessibleName("Installed models to compare")
-        self.n_prompt = self._spin(0, 16384, 512, "Prompt tokens (pp)")
-        self.n_gen = self._spin(0, 4096, 128, "Generated tokens (tg)")
-        self.reps = self._spin(1, 50, 5, "Repetitions")
-        self.threads = self._spin(0, 256, 0, "Threads (0 = physical cores)")
-        self.ngl = self._spin(-1, 999, int(services.settings["n_gpu_layers"]), "GPU layers")
-        self.run_button = QPushButton("Run benchmark")
-        self.run_button.setAccessibleName("Run the benchmark")
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setAccessibleName("Cancel the benchmark")
-        self.cancel_button.clicked.connect(self.cancel)
+        self.n_prompt = spin(0, 16384, 512, "Prompt tokens (pp)")
+        self.n_gen = spin(0, 4096, 128, "Generated tokens (tg)")
+        self.reps = spin(1, 50, 5, "Repetitions")
+        self.threads = spin(0, 256, 0, "Threads (0 = physical cores)")
+        self.ngl = spin(-1, 999, int(services.settings["n_gpu_layers"]), "GPU layers")
+        self.run_button = button("Run benchmark", "Run the benchmark", self.run)
+        self.cancel_button = button("Cancel", "Cancel the benchmark", self.cancel)
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Benchmark progress")
@@ -96,10 +91,7 @@ class CompareView(QWidget):
         exports = QHBoxLayout()
         for label, fmt in (("Export CSV", "csv"), ("Export JSON", "json"), ("Export Markdown", "md"),
                            ("Save chart as PNG", "png"), ("Show history", "history")):
-            b = QPushButton(label)
-            b.setAccessibleName(label)
-            b.clicked.connect(lambda _=False, f=fmt: self.export(f))
-            exports.addWidget(b)
+            exports.addWidget(button(label, label, lambda f=fmt: self.export(f)))
         exports.addStretch(1)
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -122,12 +114,6 @@ class CompareView(QWidget):
         services.library_changed.connect(self.reload_models)
         self.reload_models()
         self.show_history()
-
-    @staticmethod
-    def _spin(lo: int, hi: int, value: int, name: str) -> QSpinBox:
-        w = QSpinBox(minimum=lo, maximum=hi, value=value)
-        w.setAccessibleName(name)
-        return w
 
     @staticmethod
     def _make_chart_view() -> Any:
