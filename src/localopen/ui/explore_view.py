@@ -143,7 +143,7 @@ class ExploreView(QWidget):
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([760, 520])
+        self.splitter.setSizes([900, 400])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
