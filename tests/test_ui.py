@@ -239,3 +239,15 @@ def test_settings_are_saved(window: MainWindow, qtbot) -> None:
     assert saved["n_ctx"] == 8192 and saved["offline"] is True
     assert saved["verdict_thresholds"]["fluent_tps"] == 25
     assert window.services.thresholds.fluent_tps == 25
+
+
+def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, qtbot, tmp_path: Path) -> None:
+    from tiny_gguf import write_tiny_llama
+
+    alien = write_tiny_llama(tmp_path / "alien.gguf", architecture="alienformer")
+    chat = _chat_with(window, alien)
+    chat.load_model()
+    qtbot.waitUntil(lambda: "alienformer" in chat.status.text(), timeout=30000)
+    library = window.goto("Library")
+    qtbot.waitUntil(lambda: library.table.rowCount() == 1 and
+                    library.table.item(0, 4).text() == "does not fit", timeout=5000)

@@ -95,13 +95,6 @@ def add_message(conn: sqlite3.Connection, conversation_id: int, role: str, conte
     return Message(int(cur.lastrowid), position, role, content, stats)
 
 
-def update_message(conn: sqlite3.Connection, message_id: int, content: str,
-                   stats: dict[str, Any] | None = None) -> None:
-    with conn:
-        conn.execute("UPDATE messages SET content = ?, stats = ? WHERE id = ?",
-                     (content, json.dumps(stats) if stats else None, message_id))
-
-
 def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int) -> None:
     """Drop this message and everything after it (regenerate, edit and resend)."""
     with conn:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from localopen.core.downloader import Progress, check_disk_space, download
 from localopen.core.errors import LocalopenError
-from localopen.core.hub import SPLIT_RE, Hub, RemoteFile, quant_of
+from localopen.core.hub import SPLIT_RE, Hub, RemoteFile
 from localopen.core.library import add_downloaded, record_hub_files
 
 DEFAULT_QUANT = "Q4_K_M"
@@ -79,6 +79,3 @@ def _have(final: Path) -> int:
     part = final.with_name(final.name + ".part")
     return part.stat().st_size if part.exists() else 0
 
-
-def quant_label(remote: RemoteFile) -> str:
-    return quant_of(remote.filename) or "?"

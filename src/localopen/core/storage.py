@@ -76,6 +76,16 @@ MIGRATIONS = [
     );
     CREATE INDEX messages_conversation ON messages(conversation_id, position);
     """,
+    # 4: loads that failed on this machine (the verdict says so)
+    """
+    CREATE TABLE load_failures (
+        path TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        message TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (path, machine)
+    );
+    """,
 ]
 
 

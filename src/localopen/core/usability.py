@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -24,3 +25,20 @@ def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measu
     if tg is None:
         return None
     return Measured(tg["avg_ts"], pp["avg_ts"] if pp else None)
+
+
+def record_load_failure(conn: sqlite3.Connection, model_path: str, machine: str, message: str) -> None:
+    with conn:
+        conn.execute("INSERT OR REPLACE INTO load_failures(path, machine, message, at) VALUES (?,?,?,?)",
+                     (model_path, machine, message, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+
+
+def clear_load_failure(conn: sqlite3.Connection, model_path: str, machine: str) -> None:
+    with conn:
+        conn.execute("DELETE FROM load_failures WHERE path = ? AND machine = ?", (model_path, machine))
+
+
+def load_failure(conn: sqlite3.Connection, model_path: str, machine: str) -> str | None:
+    row = conn.execute("SELECT message FROM load_failures WHERE path = ? AND machine = ?",
+                       (model_path, machine)).fetchone()
+    return row["message"] if row else None

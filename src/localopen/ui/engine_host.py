@@ -38,6 +38,7 @@ class EngineHost(QObject):
     bench_progress = Signal(str)
     bench_done = Signal(str, list, bool)
     failed = Signal(str, str, dict)  # message, kind, details
+    load_failed = Signal(str, str)  # path, message: the model could not be loaded here
     stopped = Signal()
 
     def __init__(self) -> None:
@@ -73,6 +74,7 @@ class EngineHost(QObject):
             if isinstance(exc, EngineError) and exc.kind == "died":
                 self.engine.kill()
             self._fail(exc)
+            self._note_load_failure(path, exc)
 
     @Slot(list, object, object)
     def _chat(self, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None) -> None:
@@ -91,7 +93,11 @@ class EngineHost(QObject):
         self.engine.shutdown()
         try:
             self.engine.start()
-            self.bench_loaded.emit(self.engine.load(path, options))
+            try:
+                self.bench_loaded.emit(self.engine.load(path, options))
+            except LocalopenError as exc:
+                self._note_load_failure(path, exc)
+                raise
             for event in self.engine.bench(params):
                 if isinstance(event, BenchProgress):
                     self.bench_progress.emit(event.message)
@@ -101,6 +107,11 @@ class EngineHost(QObject):
             self._fail(exc)
         finally:
             self.engine.shutdown()
+
+    def _note_load_failure(self, path: str, exc: LocalopenError) -> None:
+        """Failures that say the model cannot run here (not a cancelled or timed-out call)."""
+        if not isinstance(exc, EngineError) or exc.kind in ("load", "context", "died"):
+            self.load_failed.emit(path, str(exc))
 
     @Slot()
     def _shutdown(self) -> None:

@@ -49,10 +49,6 @@ class ExploreModel(QAbstractTableModel):
         self.rows = rows
         self.endResetModel()
 
-    def refresh(self) -> None:
-        if self.rows:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1))
-
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
 

@@ -27,7 +27,7 @@ from localopen.core.gguf_header import read_header
 from localopen.core.library import LibraryModel, import_file, list_models, remove, verify
 from localopen.core.openness import evidence_from_header, grade
 from localopen.core.storage import connect
-from localopen.core.usability import latest_for
+from localopen.core.usability import latest_for, load_failure
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
 
@@ -100,7 +100,10 @@ class LibraryView(QWidget):
             verdict = ""
             if s.profile and not m.missing:
                 measured = latest_for(s.db, str(m.path), s.profile.fingerprint)
-                if measured:
+                failure = load_failure(s.db, str(m.path), s.profile.fingerprint)
+                if failure:
+                    verdict = verdicts.failed_load(failure).label
+                elif measured:
                     verdict = verdicts.measured(measured.tg_tps, measured.pp_tps, s.thresholds).label
             last = m.last_used or ""
             if last:

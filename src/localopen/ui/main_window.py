@@ -86,6 +86,11 @@ class MainWindow(QMainWindow):
         layout.addLayout(right, 1)
         self.setCentralWidget(body)
 
+        host = self.engine.host
+        # Slots of a UI-thread object: Qt queues these calls from the engine thread.
+        host.load_failed.connect(services.note_load_failed)
+        host.loaded.connect(services.note_loaded)
+        host.bench_loaded.connect(services.note_loaded)
         self.sidebar.currentRowChanged.connect(self.show_section)
         QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)

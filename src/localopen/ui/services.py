@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 from localopen.core import paths as paths_mod
 from localopen.core.catalog import Catalog, load_catalog
@@ -23,7 +23,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 class Services(QObject):
-    profile_ready = Signal(object)
+    profile_ready = Signal(object)  # always emitted on the UI thread
+    _profile_read = Signal(object)  # from the reading thread
     job_changed = Signal(object)  # a download Job, from a worker thread: connect with queued connections
     settings_changed = Signal()
     library_changed = Signal()
@@ -40,6 +41,7 @@ class Services(QObject):
                                        int(self.settings["max_parallel_downloads"]))
         self.downloads.listeners.append(self.job_changed.emit)
         self.job_changed.connect(self._on_job)
+        self._profile_read.connect(self._on_profile_read)
 
     def new_connection(self) -> sqlite3.Connection:
         """SQLite connections are per thread: workers get their own."""
@@ -63,10 +65,15 @@ class Services(QObject):
     def read_profile_async(self) -> None:
         """The profile's bandwidth probe takes a moment on first run: never on the UI thread."""
         def work() -> None:
-            self.profile = read_profile(self.paths.models_dir(), self.paths.cache)
-            self.profile_ready.emit(self.profile)
+            self._profile_read.emit(read_profile(self.paths.models_dir(), self.paths.cache))
 
         threading.Thread(target=work, daemon=True, name="profile").start()
+
+    @Slot(object)
+    def _on_profile_read(self, profile: HardwareProfile) -> None:
+        # Runs on the UI thread (queued): listeners may touch widgets.
+        self.profile = profile
+        self.profile_ready.emit(profile)
 
     def _on_job(self, job: Job) -> None:
         if job.state == "done":
@@ -75,6 +82,27 @@ class Services(QObject):
 
     def refresh_catalog_sizes(self) -> None:
         self.catalog = load_catalog(files_by_repo=cached_files_by_repo(self.db))
+
+    @Slot(str, str)
+    def note_load_failed(self, path: str, message: str) -> None:
+        self.note_load(path, message)
+
+    @Slot(dict)
+    def note_loaded(self, info: dict) -> None:
+        self.note_load(info["path"], None)
+
+    def note_load(self, path: str, failure: str | None) -> None:
+        """Remember whether a model loaded on this machine: a failed load makes its verdict 'does not fit'."""
+        from localopen.core import usability
+
+        machine = self.profile.fingerprint if self.profile else None
+        if machine is None:
+            return
+        if failure:
+            usability.record_load_failure(self.db, path, machine, failure)
+        else:
+            usability.clear_load_failure(self.db, path, machine)
+        self.results_changed.emit()
 
     def shutdown(self) -> None:
         self.downloads.stop_all()  # .part files stay; the next start offers to resume
