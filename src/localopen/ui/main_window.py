@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -48,11 +47,11 @@ class MainWindow(QMainWindow):
         self.sidebar.setFixedWidth(150)
         self.sidebar.setStyleSheet("QListWidget::item { padding: 8px 6px; }")
         self.stack = QStackedWidget()
-        self._placeholders = {}
+        self._section_slots = {}
         for name in SECTIONS:
             holder = QWidget()
             QVBoxLayout(holder).setContentsMargins(0, 0, 0, 0)
-            self._placeholders[name] = holder
+            self._section_slots[name] = holder
             self.stack.addWidget(holder)
         self.summary = QLabel("Reading this machine…")
         self.summary.setAccessibleName("What this machine can run")
@@ -104,7 +103,7 @@ class MainWindow(QMainWindow):
     def view(self, name: str) -> QWidget:
         if name not in self.views:
             self.views[name] = widget = self._build(name)
-            self._placeholders[name].layout().addWidget(widget)
+            self._section_slots[name].layout().addWidget(widget)
             splitter_state = QSettings().value(f"splitter/{name}")
             splitter = getattr(widget, "splitter", None)
             if splitter is not None and splitter_state is not None:
@@ -315,7 +314,7 @@ class SummaryDialog(QDialog):
         layout.addWidget(view)
         layout.addWidget(buttons)
 
-    def _save(self, suffix: str, text: str, writer: Callable[[str], None] | None = None) -> None:
+    def _save(self, suffix: str, text: str) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export summary", f"usable-models.{suffix}")
         if path:
             Path(path).write_text(text, encoding="utf-8")
