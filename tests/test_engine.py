@@ -13,7 +13,7 @@ import pytest
 from localopen.engine.client import Engine, EngineDied, EngineError
 from localopen.engine.protocol import BenchDone, BenchParams, Done, LoadOptions, SamplingParams, Token
 
-from tiny_gguf import write_tiny_llama
+from tiny_gguf import expected_params, write_tiny_llama
 
 pytest.importorskip("llama_cpp")
 USER = [{"role": "user", "content": "hello there"}]
@@ -291,5 +291,22 @@ def test_gpu_offload_when_available(tiny_gguf: Path) -> None:
         assert answered(stats, 8)
         cpu = e.load(str(tiny_gguf), LoadOptions(n_ctx=256, n_gpu_layers=0))
         assert cpu["backend"] == "CPU"
+    finally:
+        e.shutdown()
+
+
+def test_split_model_loads_through_its_first_part(tmp_path: Path) -> None:
+    write_tiny_llama(tmp_path / "split.gguf", split_max_tensors=8)
+    parts = sorted(tmp_path.glob("split-*-of-*.gguf"))
+    assert len(parts) == 3
+    e = Engine()
+    try:
+        info = e.load(str(parts[0]), LoadOptions(n_ctx=256))
+        assert info["split_parts"] == 3 and info["n_params"] == expected_params()
+        _, stats = collect(e.chat(USER, SamplingParams(max_tokens=4)))
+        assert answered(stats, 4)
+        parts[2].unlink()
+        with pytest.raises(EngineError, match="parts are missing: split-00003-of-00003.gguf"):
+            e.load(str(parts[0]), LoadOptions(n_ctx=256))
     finally:
         e.shutdown()

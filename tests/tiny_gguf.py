@@ -27,13 +27,13 @@ CHATML = (
 def write_tiny_llama(path: Path, chat_template: str | None = CHATML, license: str | None = "apache-2.0",
                      architecture: str = "llama", seed: int = 0, extra: dict | None = None,
                      n_embd: int = N_EMBD, n_layer: int = N_LAYER, n_ff: int = N_FF, n_head: int = N_HEAD,
-                     n_head_kv: int = N_HEAD_KV, dtype: type = np.float32) -> Path:
+                     n_head_kv: int = N_HEAD_KV, dtype: type = np.float32, split_max_tensors: int = 0) -> Path:
     """Write a random llama; the defaults give the tiny test model, larger sizes a synthetic one
     for speed checks (byte vocabulary either way)."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(str(path), architecture)
+    w = gguf.GGUFWriter(str(path), architecture, split_max_tensors=split_max_tensors)
     w.add_name("tiny-test-llama")
     if license:
         w.add_license(license)

@@ -167,7 +167,10 @@ class Worker:
         if missing:
             raise EngineFailure(f"{path.name} is one part of a split model, and parts are missing: "
                                 f"{', '.join(missing)}.", "load")
-        total_bytes = sum(p.stat().st_size for p in parts) - (header.file_size - header.tensor_bytes)
+        # Tensor bytes and parameters of every part (each part has its own header).
+        part_headers = [header] + [read_header(p) for p in parts[1:]]
+        total_bytes = sum(h.tensor_bytes for h in part_headers)
+        n_params = sum(h.n_params for h in part_headers)
         opts = request.options
         if header.context_length and opts.n_ctx > header.context_length:
             # Beyond its training context a model degrades; llama.cpp only warns, we cap.
@@ -216,7 +219,7 @@ class Worker:
         bos_id, eos_id = llm.token_bos(), llm.token_eos()
         self.load_info = {
             "path": str(path), "name": header.name, "architecture": header.architecture,
-            "quantization": header.quantization, "n_params": header.n_params, "file_size": total_bytes,
+            "quantization": header.quantization, "n_params": n_params, "weights_bytes": total_bytes,
             "split_parts": len(parts), "n_ctx": llm.n_ctx(), "n_ctx_train": header.context_length,
             "n_threads": threads, "n_gpu_layers": opts.n_gpu_layers,
             "gpu_layers_offloaded": f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else "0",
