@@ -49,6 +49,7 @@ def test_every_section_opens_offline_without_a_request(window: MainWindow, qtbot
         for name in SECTIONS:
             assert window.goto(name).isVisible()
         explore = window.goto("Explore")
+        explore.select("qwen3-0.6b")  # online this would fetch exact sizes; offline it must not
         explore.hub_query.setText("qwen")
         explore.search_hub()
         qtbot.waitUntil(lambda: "offline" in explore.hub_status.text().lower(), timeout=10000)
@@ -251,3 +252,20 @@ def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, q
     library = window.goto("Library")
     qtbot.waitUntil(lambda: library.table.rowCount() == 1 and
                     library.table.item(0, 4).text() == "does not fit", timeout=5000)
+
+
+def test_selecting_a_model_online_replaces_size_estimates_with_the_hubs(window: MainWindow, qtbot,
+                                                                      monkeypatch) -> None:
+    repo = "Qwen/Qwen3-0.6B-GGUF"
+    hub = FakeHub().start()
+    hub.add(Repo(repo, files={"Qwen3-0.6B-Q8_0.gguf": b"q" * 156_112}))
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        ex = window.goto("Explore")
+        ex.select("qwen3-0.6b")
+        qtbot.waitUntil(lambda: not ex.quants.item(0, 1).text().startswith("~"), timeout=10000)
+        assert ex.quants.item(0, 1).text() == "156.1 KB"
+        assert hub.count(f"/api/models/{repo}") == 1
+    finally:
+        hub.stop()

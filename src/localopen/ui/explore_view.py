@@ -51,6 +51,7 @@ def _link_text(url: str) -> str:
 
 class ExploreView(QWidget):
     hub_results = Signal(list, str)  # rows, error message (from a worker thread)
+    exact_sizes_ready = Signal(str)  # repo whose Hub file list was just cached (from a worker thread)
     download_requested = Signal(str, str)  # repo, file pattern
 
     def __init__(self, services: Services) -> None:
@@ -148,6 +149,8 @@ class ExploreView(QWidget):
         layout.addWidget(self.splitter)
 
         self.hub_results.connect(self._on_hub_results)
+        self.exact_sizes_ready.connect(self._on_exact_sizes)
+        self._asked_exact: set[str] = set()
         services.profile_ready.connect(lambda _hw: self.reload())
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
@@ -241,6 +244,8 @@ class ExploreView(QWidget):
         self.detail.setHtml(self._detail_html(row))
         if row.catalog is not None:
             m = row.catalog
+            if any(q.size_is_estimate for q in m.quants):
+                self._fetch_exact_sizes(m.gguf_repo)
             for q in m.quants:
                 fit = catalog_fit(m, self.services.profile, q, int(self.services.settings["n_ctx"])) \
                     if self.services.profile else None
@@ -249,6 +254,37 @@ class ExploreView(QWidget):
         else:
             for quant in row.quants:
                 self._add_quant_row(quant, "–", "–", row.repo, f"*{quant}*.gguf")
+
+    def _fetch_exact_sizes(self, repo: str) -> None:
+        """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
+        online (never in offline mode) and cached, so estimates give way to real figures."""
+        from localopen.core.hub import is_offline
+
+        if repo in self._asked_exact or is_offline(self.services.settings):
+            return
+        self._asked_exact.add(repo)
+        hub, connect = self.services.hub(), self.services.new_connection
+
+        def work() -> None:
+            from localopen.core.library import record_hub_files
+
+            try:
+                files = hub.files(repo)
+            except LocalopenError:
+                return  # offline or unreachable: the estimates stay, marked as such
+            conn = connect()
+            try:
+                record_hub_files(conn, files)
+            finally:
+                conn.close()
+            self.exact_sizes_ready.emit(repo)
+
+        threading.Thread(target=work, daemon=True, name="exact-sizes").start()
+
+    def _on_exact_sizes(self, repo: str) -> None:
+        self.services.refresh_catalog_sizes()
+        self.reload()
+        self.show_detail(self.table.currentIndex())
 
     def _add_quant_row(self, quant: str, size: str, fit: str, repo: str, pattern: str) -> None:
         r = self.quants.rowCount()
