@@ -115,8 +115,10 @@ class Engine:
             self.stop_event.set()
 
     # -- requests --------------------------------------------------------------------------------
-    def _send(self, request: Any) -> None:
+    def _send(self, request: Any, clear_stop: bool = False) -> None:
         self.ensure_started()
+        if clear_stop:  # a new answer or run: an old stop request must not end it
+            self.stop_event.clear()
         try:
             self.conn.send(request)
         except (OSError, BrokenPipeError) as exc:
@@ -170,13 +172,11 @@ class Engine:
 
     def chat(self, messages: list[dict[str, str]], sampling: SamplingParams | None = None,
              template: str | None = None) -> Iterator[Token | Done]:
-        self.stop_event.clear() if self.stop_event is not None else None
-        self._send(Chat(messages, sampling or SamplingParams(), template))
+        self._send(Chat(messages, sampling or SamplingParams(), template), clear_stop=True)
         yield from self.events()
 
     def bench(self, params: BenchParams | None = None) -> Iterator[BenchProgress | BenchDone]:
-        self.stop_event.clear() if self.stop_event is not None else None
-        self._send(Bench(params or BenchParams()))
+        self._send(Bench(params or BenchParams()), clear_stop=True)
         yield from self.events()
 
     def unload(self) -> None:
