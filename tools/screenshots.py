@@ -2,6 +2,7 @@
 """Launch the app, drive each section as a person would, and save a screenshot of each.
 
     xvfb-run -a -s "-screen 0 1400x900x24" python tools/screenshots.py OUTDIR [MODEL.gguf]
+    LOCALOPEN_DARK=1 …   the same with a dark palette, as a dark desktop theme gives the app
 
 With no MODEL, the Gemma 3 270M test model is used if its package is installed. Uses a fresh
 LOCALOPEN_HOME in OUTDIR so nothing of the user's is touched. For people to look at, not pixels
@@ -32,6 +33,9 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv)
+    if os.environ.get("LOCALOPEN_DARK"):
+        app.setStyle("Fusion")
+        app.setPalette(_dark_palette())
     app.setOrganizationName("localopen-screenshots")
     app.setApplicationName("localopen")
     QSettings().clear()
@@ -140,6 +144,22 @@ def main() -> int:
     timer.timeout.connect(tick)
     timer.start(300)
     return app.exec()
+
+
+def _dark_palette():
+    """What a dark desktop theme hands Qt: checks the app stays readable there."""
+    from PySide6.QtGui import QColor, QPalette
+
+    p = QPalette()
+    for role, colour in ((QPalette.ColorRole.Window, "#2b2b2b"), (QPalette.ColorRole.WindowText, "#e6e6e6"),
+                         (QPalette.ColorRole.Base, "#1e1e1e"), (QPalette.ColorRole.AlternateBase, "#2b2b2b"),
+                         (QPalette.ColorRole.Text, "#e6e6e6"), (QPalette.ColorRole.Button, "#3a3a3a"),
+                         (QPalette.ColorRole.ButtonText, "#e6e6e6"), (QPalette.ColorRole.Highlight, "#2f65ca"),
+                         (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.Link, "#7fb2ff"),
+                         (QPalette.ColorRole.ToolTipBase, "#3a3a3a"), (QPalette.ColorRole.ToolTipText, "#e6e6e6"),
+                         (QPalette.ColorRole.PlaceholderText, "#9a9a9a")):
+        p.setColor(role, QColor(colour))
+    return p
 
 
 if __name__ == "__main__":
