@@ -90,6 +90,10 @@ def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
     sizes = [ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount())]
     assert "olmo-2-1124-13b-instruct" not in sizes and "smollm2-135m-instruct" in sizes
     ex.size_box.setValue(0)
+    ex.min_size_box.setValue(8.0)
+    big = {ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount())}
+    assert "olmo-2-1124-13b-instruct" in big and "smollm2-135m-instruct" not in big
+    ex.min_size_box.setValue(0)
     ex.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # parameters
     first = ex.proxy.index(0, 0).data()
     assert first == "gpt-oss-20b"

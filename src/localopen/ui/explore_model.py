@@ -132,6 +132,7 @@ class ExploreFilter(QSortFilterProxyModel):
         self.grades: set[str] = set("ABCDE?")
         self.fits_only = False
         self.installed_only = False
+        self.min_size_gb: float | None = None
         self.max_size_gb: float | None = None
         self.setSortRole(SORT_ROLE)
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
@@ -155,6 +156,8 @@ class ExploreFilter(QSortFilterProxyModel):
         if self.installed_only and not row.installed:
             return False
         if self.max_size_gb is not None and row.size_bytes and row.size_bytes > self.max_size_gb * 1e9:
+            return False
+        if self.min_size_gb is not None and (not row.size_bytes or row.size_bytes < self.min_size_gb * 1e9):
             return False
         if self.text:
             needle = self.text.lower()

@@ -79,7 +79,10 @@ class ExploreView(QWidget):
         self.installed_box = QCheckBox("Installed")
         self.installed_box.setAccessibleName("Only installed models")
         self.installed_box.toggled.connect(lambda on: self.proxy.update(installed_only=on))
-        self.size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB", specialValueText="any size")
+        self.min_size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB", specialValueText="any")
+        self.min_size_box.setAccessibleName("Smallest file size to show")
+        self.min_size_box.valueChanged.connect(lambda v: self.proxy.update(min_size_gb=v or None))
+        self.size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB", specialValueText="any")
         self.size_box.setAccessibleName("Largest file size to show")
         self.size_box.setToolTip("Largest download size to show (0: any)")
         self.size_box.valueChanged.connect(lambda v: self.proxy.update(max_size_gb=v or None))
@@ -120,7 +123,8 @@ class ExploreView(QWidget):
         self.quants.horizontalHeader().setStretchLastSection(True)
 
         filters = QHBoxLayout()
-        for w in (self.search, self.grade_box, self.fits_box, self.installed_box, QLabel("Max size"), self.size_box):
+        for w in (self.search, self.grade_box, self.fits_box, self.installed_box, QLabel("Size"), self.min_size_box,
+                  QLabel("to"), self.size_box):
             filters.addWidget(w)
         hub_row = QHBoxLayout()
         for w in (self.hub_query, self.hub_sort, self.hub_button):
