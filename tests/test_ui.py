@@ -81,7 +81,7 @@ def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
     assert total >= 30
     ex.grade_box.setCurrentIndex(ex.grade_box.findData("E"))
     assert 0 < ex.proxy.rowCount() < total
-    assert all(ex.proxy.index(r, 4).data().startswith("E") for r in range(ex.proxy.rowCount()))
+    assert all(ex.proxy.index(r, 1).data().startswith("E") for r in range(ex.proxy.rowCount()))
     ex.grade_box.setCurrentIndex(0)
     ex.search.setText("qwen2.5")
     assert all("qwen2.5" in ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount()))
@@ -94,7 +94,7 @@ def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
     big = {ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount())}
     assert "olmo-2-1124-13b-instruct" in big and "smollm2-135m-instruct" not in big
     ex.min_size_box.setValue(0)
-    ex.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # parameters
+    ex.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)  # parameters
     first = ex.proxy.index(0, 0).data()
     assert first == "gpt-oss-20b"
     assert ex.select("olmo-2-1124-7b-instruct")

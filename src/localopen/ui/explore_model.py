@@ -16,7 +16,10 @@ from localopen.core.verdict import Verdict
 GRADE_COLOURS = {"A": "#2e7d32", "B": "#558b2f", "C": "#1565c0", "D": "#ef6c00", "E": "#c62828", "?": "#616161"}
 BAND_COLOURS = {"fluent": "#2e7d32", "comfortable": "#558b2f", "readable": "#ef6c00", "too slow": "#c62828",
                 "does not fit": "#c62828"}
-COLUMNS = ["Model", "Family", "Parameters", "Licence", "Openness", "Size", "Fit here", "Usable here", "Installed"]
+# The product's question first: how open, usable here, does it fit; then the details.
+COLUMNS = ["Model", "Openness", "Usable here", "Fit here", "Size", "Parameters", "Licence", "Family", "Installed"]
+KEYS = ["model", "openness", "usable", "fit", "size", "params", "licence", "family", "installed"]
+OPENNESS_COLUMN = KEYS.index("openness")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -64,61 +67,61 @@ class ExploreModel(QAbstractTableModel):
         if not index.isValid():
             return None
         row = self.rows[index.row()]
-        col = index.column()
+        col = KEYS[index.column()]
         if role == ROW_ROLE:
             return row
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE, Qt.ItemDataRole.AccessibleTextRole):
             return self._value(row, col, sort=role == SORT_ROLE)
         if role == Qt.ItemDataRole.ForegroundRole:
-            if col == 4:
+            if col == "openness":
                 return QColor(GRADE_COLOURS[row.grade.letter])
-            if col == 7 and row.verdict and not row.verdict.predicted:
+            if col == "usable" and row.verdict and not row.verdict.predicted:
                 return QColor(BAND_COLOURS.get(row.verdict.band, "#616161"))
-            if col == 7 and row.verdict:
+            if col == "usable" and row.verdict:
                 return QColor("#757575")
         if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 4:
+            if col == "openness":
                 tip = f"{row.grade.letter} — {row.grade.label}\n" + "\n".join(row.grade.explanation)
                 return tip + ("\n(provisional: some facts not verified)" if row.grade.provisional else "")
-            if col == 6 and row.fit:
+            if col == "fit" and row.fit:
                 return row.fit.detail
-            if col == 7 and row.verdict:
+            if col == "usable" and row.verdict:
                 return row.verdict.reason
-            if col == 5:
+            if col == "size":
                 return "Estimated: parameters × bits per weight" if row.size_estimate else "Exact size from the Hub"
         return None
 
     @staticmethod
-    def _value(row: ExploreRow, col: int, sort: bool) -> Any:
+    def _value(row: ExploreRow, col: str, sort: bool) -> Any:
         g = row.grade
-        if col == 0:
+        if col == "model":
             return row.key
-        if col == 1:
+        if col == "family":
             return row.family
-        if col == 2:
+        if col == "params":
             if sort:
                 return row.params_b or 0.0
             return f"{row.params_b}B" if row.params_b else "–"
-        if col == 3:
+        if col == "licence":
             return g.rights.license_key or "none"
-        if col == 4:
+        if col == "openness":
             if sort:
                 return "ABCDE?".index(g.letter) * 10 - g.transparency
             return g.badge + (" *" if g.provisional else "")
-        if col == 5:
+        if col == "size":
             if sort:
                 return row.size_bytes or 0
             return ("~" if row.size_estimate else "") + human_bytes(row.size_bytes) if row.size_bytes else "–"
-        if col == 6:
+        if col == "fit":
             if sort:
                 return row.fit.memory.total if row.fit else 0
             return row.fit.label if row.fit else ("reading this machine…" if row.source == "catalog" else "–")
-        if col == 7:
+        if col == "usable":
             if sort:
                 order = ["fluent", "comfortable", "readable", "too slow", "does not fit", "unknown"]
                 return order.index(row.verdict.band) if row.verdict and row.verdict.band in order else 9
             return row.verdict.label if row.verdict else ""
-        if col == 8:
+        if col == "installed":
             return ("yes" if row.installed else "") if not sort else int(row.installed)
         return None
 

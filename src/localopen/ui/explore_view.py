@@ -33,7 +33,7 @@ from localopen.core.library import list_models
 from localopen.core.model_fit import catalog_fit
 from localopen.core.openness import COMPONENTS, evidence_from_card, grade
 from localopen.core.usability import latest_for, load_failure
-from localopen.ui.explore_model import ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
+from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
 
 EVIDENCE_NAMES = {"data_pretrain": "Pre-training data", "data_posttrain": "Post-training data",
@@ -104,7 +104,7 @@ class ExploreView(QWidget):
         self.table.setAccessibleName("Models")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(4, Qt.SortOrder.AscendingOrder)
+        self.table.sortByColumn(OPENNESS_COLUMN, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
