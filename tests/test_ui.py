@@ -134,14 +134,15 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
         hub.stop()
 
 
-def test_drop_a_gguf_imports_it(window: MainWindow, tiny_gguf: Path) -> None:
+def test_drop_a_gguf_imports_it(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tiny_gguf))])
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
     library = window.views["Library"]
-    assert library.table.rowCount() == 1 and "tiny" in library.table.item(0, 0).text()
+    qtbot.waitUntil(lambda: library.table.rowCount() == 1, timeout=10000)
+    assert "tiny" in library.table.item(0, 0).text()
 
 
 def _chat_with(window: MainWindow, model: Path):

@@ -6,10 +6,11 @@ The efficiency column is measured generation speed against this machine's memory
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -42,6 +43,8 @@ COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Pe
 
 
 class CompareView(QWidget):
+    _hashed = Signal(str, list, bool, str)  # path, records, aborted, sha256 (from a worker thread)
+
     def __init__(self, services: Services, engine: EngineThread) -> None:
         super().__init__()
         self.services, self.host = services, engine.host
@@ -110,6 +113,7 @@ class CompareView(QWidget):
         self.host.bench_loaded.connect(self._on_loaded)
         self.host.bench_progress.connect(self._on_progress)
         self.host.bench_done.connect(self._on_done)
+        self._hashed.connect(self._save)
         self.host.failed.connect(self._on_failed)
         services.library_changed.connect(self.reload_models)
         self.reload_models()
@@ -195,12 +199,28 @@ class CompareView(QWidget):
         self.progress_text.setText(message)
 
     def _on_done(self, path: str, records: list[dict[str, Any]], aborted: bool) -> None:
+        """Hash the file off the UI thread (the first sha256 of a multi-GB model takes seconds)."""
+        self.progress_text.setText(f"{Path(path).name}: checking the file's sha256…")
+        connect = self.services.new_connection
+
+        def work() -> None:
+            conn = connect()
+            try:
+                sha = cached_sha256(conn, Path(path))
+            except OSError:
+                sha = ""
+            finally:
+                conn.close()
+            self._hashed.emit(path, records, aborted, sha)
+
+        threading.Thread(target=work, daemon=True, name="bench-sha256").start()
+
+    def _save(self, path: str, records: list[dict[str, Any]], aborted: bool, sha: str) -> None:
         s = self.services
         header = read_header(Path(path))
         letter = grade(evidence_from_header(header.metadata, s.catalog.evidence_by_repo()), provisional=True)
         machine = s.profile.fingerprint if s.profile else "unknown"
         info = getattr(self, "_current_info", {})
-        sha = cached_sha256(s.db, Path(path))
         for r in records:
             r.update(sha256=sha, grade=letter.letter, quantization=header.quantization, machine=machine,
                      model_name=header.name, llama_cpp_version=info.get("llama_cpp_version"),

@@ -38,11 +38,13 @@ class LibraryView(QWidget):
     chat_requested = Signal(str)
     bench_requested = Signal(str)
     verified = Signal(str, str)  # path, message (from a worker thread)
+    imported = Signal(str, bool)  # message, success (from a worker thread)
 
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.services = services
         self.models: list[LibraryModel] = []
+        self._badges: dict[str, tuple[int, str]] = {}
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setAccessibleName("Installed models")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -77,6 +79,7 @@ class LibraryView(QWidget):
         self.downloads = DownloadsPanel(services)
         layout.addWidget(self.downloads, 1)
         self.verified.connect(self._on_verified)
+        self.imported.connect(self._on_imported)
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
         services.profile_ready.connect(lambda _: self.reload())
@@ -89,14 +92,7 @@ class LibraryView(QWidget):
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(self.models))
         for r, m in enumerate(self.models):
-            letter = "?"
-            if not m.missing:
-                try:
-                    ev = s.catalog.get(m.repo).evidence if m.repo and s.catalog.get(m.repo) else \
-                        evidence_from_header(read_header(m.path).metadata, known)
-                    letter = grade(ev).badge
-                except LocalopenError:
-                    letter = "unreadable"
+            letter = "?" if m.missing else self._badge(m, known)
             verdict = ""
             if s.profile and not m.missing:
                 measured = latest_for(s.db, str(m.path), s.profile.fingerprint)
@@ -117,6 +113,26 @@ class LibraryView(QWidget):
                     item.setForeground(Qt.GlobalColor.red)
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
+
+    def _badge(self, m: LibraryModel, known: dict) -> str:
+        """The grade badge of a file, cached by path and modification time: reading a header with a
+        large vocabulary takes ~0.1 s, too long to repeat for every model on each refresh."""
+        entry = self.services.catalog.get(m.repo) if m.repo else None
+        if entry is not None:
+            return entry.grade.badge
+        try:
+            stamp = m.path.stat().st_mtime_ns
+        except OSError:
+            return "?"
+        cached = self._badges.get(str(m.path))
+        if cached and cached[0] == stamp:
+            return cached[1]
+        try:
+            badge = grade(evidence_from_header(read_header(m.path).metadata, known)).badge
+        except LocalopenError:
+            badge = "unreadable"
+        self._badges[str(m.path)] = (stamp, badge)
+        return badge
 
     def selected(self) -> LibraryModel | None:
         items = self.table.selectedItems()
@@ -174,12 +190,24 @@ class LibraryView(QWidget):
         if path:
             self.import_path(Path(path))
 
-    def import_path(self, path: Path) -> bool:
-        try:
-            model = import_file(self.services.db, path)
-        except LocalopenError as exc:
-            self.status.setText(f"Could not import {path.name}: {exc}")
-            return False
-        self.status.setText(f"Imported {model.filename}; the file stays where it is.")
-        self.services.library_changed.emit()
-        return True
+    def import_path(self, path: Path) -> None:
+        """Import in the background: the first sha256 of a multi-GB file takes seconds."""
+        self.status.setText(f"Importing {path.name}…")
+        connect = self.services.new_connection
+
+        def work() -> None:
+            conn = connect()
+            try:
+                model = import_file(conn, path)
+                self.imported.emit(f"Imported {model.filename}; the file stays where it is.", True)
+            except (LocalopenError, OSError) as exc:
+                self.imported.emit(f"Could not import {path.name}: {exc}", False)
+            finally:
+                conn.close()
+
+        threading.Thread(target=work, daemon=True, name="import").start()
+
+    def _on_imported(self, message: str, ok: bool) -> None:
+        self.status.setText(message)
+        if ok:
+            self.services.library_changed.emit()
