@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from localopen.core import results as results_mod
 from localopen.core import verdict as verdicts
+from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.gguf_header import read_header
 from localopen.core.hashing import cached_sha256
@@ -43,7 +44,7 @@ COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Pe
 
 
 class CompareView(QWidget):
-    _hashed = Signal(str, list, bool, str)  # path, records, aborted, sha256 (from a worker thread)
+    _hashed = Signal(str, list, bool, dict)  # path, records, aborted, file facts (from a worker thread)
 
     def __init__(self, services: Services, engine: EngineThread) -> None:
         super().__init__()
@@ -199,31 +200,34 @@ class CompareView(QWidget):
         self.progress_text.setText(message)
 
     def _on_done(self, path: str, records: list[dict[str, Any]], aborted: bool) -> None:
-        """Hash the file off the UI thread (the first sha256 of a multi-GB model takes seconds)."""
+        """Hash the file and read its header off the UI thread (the first sha256 of a multi-GB model
+        takes seconds; a header with a large vocabulary ~0.1 s)."""
         self.progress_text.setText(f"{Path(path).name}: checking the file's sha256…")
-        connect = self.services.new_connection
+        connect, known = self.services.new_connection, self.services.catalog.evidence_by_repo()
 
         def work() -> None:
             conn = connect()
             try:
                 sha = cached_sha256(conn, Path(path))
-            except OSError:
-                sha = ""
+                header = read_header(Path(path))
+                facts = {"sha256": sha, "quantization": header.quantization, "model_name": header.name,
+                         "grade": grade(evidence_from_header(header.metadata, known), provisional=True).letter}
+            except (OSError, LocalopenError) as exc:
+                facts = {"sha256": "", "quantization": "?", "model_name": Path(path).name, "grade": "?",
+                         "note": str(exc)}
             finally:
                 conn.close()
-            self._hashed.emit(path, records, aborted, sha)
+            self._hashed.emit(path, records, aborted, facts)
 
         threading.Thread(target=work, daemon=True, name="bench-sha256").start()
 
-    def _save(self, path: str, records: list[dict[str, Any]], aborted: bool, sha: str) -> None:
+    def _save(self, path: str, records: list[dict[str, Any]], aborted: bool, facts: dict[str, Any]) -> None:
         s = self.services
-        header = read_header(Path(path))
-        letter = grade(evidence_from_header(header.metadata, s.catalog.evidence_by_repo()), provisional=True)
         machine = s.profile.fingerprint if s.profile else "unknown"
         info = getattr(self, "_current_info", {})
         for r in records:
-            r.update(sha256=sha, grade=letter.letter, quantization=header.quantization, machine=machine,
-                     model_name=header.name, llama_cpp_version=info.get("llama_cpp_version"),
+            r.update(facts)
+            r.update(machine=machine, llama_cpp_version=info.get("llama_cpp_version"),
                      build_commit=f"llama-cpp-python {info.get('llama_cpp_version')}",
                      cpu_info=s.profile.cpu_model if s.profile else "",
                      gpu_info=", ".join(g.name for g in s.profile.gpus) if s.profile else "")
