@@ -155,11 +155,9 @@ def _print_stats(stats: dict[str, Any]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from localopen.core import results
     from localopen.core.catalog import load_catalog
-    from localopen.core.gguf_header import read_header
     from localopen.core.hardware import read_profile
-    from localopen.core.hashing import cached_sha256
-    from localopen.core.openness import evidence_from_header, grade
     from localopen.core.paths import app_paths
     from localopen.core.storage import connect
     from localopen.engine.client import Engine
@@ -176,9 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if stopped:
             break
         path = resolve_model(name)
-        header = read_header(path)
-        sha = cached_sha256(conn, path)
-        letter = grade(evidence_from_header(header.metadata, known), provisional=True).letter
+        facts = results.file_facts(conn, path, known)
         engine = Engine()  # a fresh process per model: clean peak-memory figures, crashes isolated
         try:
             info = engine.load(str(path), LoadOptions(n_ctx=256, n_threads=args.threads, n_gpu_layers=args.ngl))
@@ -187,14 +183,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"Warning: {info['gpu_warning']}", file=sys.stderr)
             with ctrl_c_stops(engine):
                 for event in engine.bench(params):
-                    stopped = _on_bench_event(event, conn, saved, hw, info, header, sha, letter) or stopped
+                    facts_here = {**facts, **results.run_facts(hw, info["llama_cpp_version"])}
+                    stopped = _on_bench_event(event, conn, saved, facts_here) or stopped
         finally:
             engine.shutdown()
     _print_results(saved, args)
     return 0
 
 
-def _on_bench_event(event, conn, saved, hw, info, header, sha, letter) -> bool:
+def _on_bench_event(event, conn, saved, facts) -> bool:
     """Print progress; enrich, save and collect results. True when the user stopped the run."""
     from localopen.core import results
     from localopen.engine.protocol import BenchDone, BenchProgress
@@ -207,10 +204,7 @@ def _on_bench_event(event, conn, saved, hw, info, header, sha, letter) -> bool:
     if event.aborted:
         print("localopen: benchmark stopped; finished tests are saved.", file=sys.stderr)
     for r in event.results:
-        r.update(sha256=sha, grade=letter, quantization=header.quantization, machine=hw.fingerprint,
-                 model_name=header.name, llama_cpp_version=info["llama_cpp_version"],
-                 build_commit=f"llama-cpp-python {info['llama_cpp_version']}",
-                 cpu_info=hw.cpu_model, gpu_info=", ".join(g.name for g in hw.gpus))
+        r.update(facts)
         r["id"] = results.save(conn, r)
         saved.append(r)
     return event.aborted

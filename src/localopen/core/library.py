@@ -141,6 +141,7 @@ def touch(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def parts_of(path: Path) -> list[Path]:
+    """All parts of a split GGUF (…-00001-of-00003.gguf), in order, or just the file."""
     m = SPLIT_RE.search(path.name)
     if not m:
         return [path]

@@ -6,7 +6,13 @@ import csv
 import io
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
+
+from localopen.core.gguf_header import read_header
+from localopen.core.hardware import HardwareProfile
+from localopen.core.hashing import cached_sha256
+from localopen.core.openness import Evidence, evidence_from_header, grade
 
 # llama-bench's own JSON field names, then localopen's additions.
 LLAMA_BENCH_FIELDS = [
@@ -17,6 +23,20 @@ LLAMA_BENCH_FIELDS = [
 ]
 LOCALOPEN_FIELDS = ["test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization",
                     "machine", "llama_cpp_version", "model_name"]
+
+
+def file_facts(conn: sqlite3.Connection, path: Path, known: dict[str, Evidence]) -> dict[str, Any]:
+    """What a saved result says about the model file: sha256, quantization, name, grade."""
+    header = read_header(path)
+    return {"sha256": cached_sha256(conn, path), "quantization": header.quantization, "model_name": header.name,
+            "grade": grade(evidence_from_header(header.metadata, known), provisional=True).letter}
+
+
+def run_facts(hw: HardwareProfile | None, llama_cpp_version: str | None) -> dict[str, Any]:
+    """What a saved result says about where it ran: machine, llama.cpp build, CPU and GPUs."""
+    return {"machine": hw.fingerprint if hw else "unknown", "llama_cpp_version": llama_cpp_version,
+            "build_commit": f"llama-cpp-python {llama_cpp_version}", "cpu_info": hw.cpu_model if hw else "",
+            "gpu_info": ", ".join(g.name for g in hw.gpus) if hw else ""}
 
 
 def save(conn: sqlite3.Connection, record: dict[str, Any]) -> int:

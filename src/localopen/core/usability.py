@@ -7,6 +7,8 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from localopen.core import verdict as verdicts
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -42,3 +44,13 @@ def load_failure(conn: sqlite3.Connection, model_path: str, machine: str) -> str
     row = conn.execute("SELECT message FROM load_failures WHERE path = ? AND machine = ?",
                        (model_path, machine)).fetchone()
     return row["message"] if row else None
+
+
+def verdict_here(conn: sqlite3.Connection, model_path: str, machine: str,
+                 thresholds: verdicts.Thresholds) -> verdicts.Verdict | None:
+    """The verdict from what happened on this machine: a failed load, else the latest measurement."""
+    failure = load_failure(conn, model_path, machine)
+    if failure:
+        return verdicts.failed_load(failure)
+    measured = latest_for(conn, model_path, machine)
+    return verdicts.measured(measured.tg_tps, measured.pp_tps, thresholds) if measured else None

@@ -22,6 +22,7 @@ from localopen.core import chat_template
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import ModelShape, estimate_memory, human_bytes
 from localopen.core.gguf_header import GGUFHeader, read_header
+from localopen.core.library import parts_of
 from localopen.engine import llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.protocol import (
@@ -36,8 +37,6 @@ from localopen.engine.protocol import (
     Unload,
     Unloaded,
 )
-
-SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 
 class EngineFailure(LocalopenError):
@@ -63,16 +62,6 @@ def peak_rss() -> int | None:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # macOS: bytes
     except (OSError, ValueError, ImportError):
         return None
-
-
-def split_parts(path: Path) -> list[Path]:
-    """All parts of a split GGUF (…-00001-of-00003.gguf), or just the file."""
-    m = SPLIT_RE.search(path.name)
-    if not m:
-        return [path]
-    total = int(m.group(2))
-    stem = path.name[: m.start()]
-    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
 
 
 def _load_error_message(lines: list[str], path: Path) -> str:
@@ -162,7 +151,7 @@ class Worker:
         self._unload()
         path = Path(request.path).expanduser()
         header = read_header(path)  # clear errors for missing, folder, not-GGUF, truncated header
-        parts = split_parts(path)
+        parts = parts_of(path)
         missing = [p.name for p in parts if not p.exists()]
         if missing:
             raise EngineFailure(f"{path.name} is one part of a split model, and parts are missing: "

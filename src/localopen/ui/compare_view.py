@@ -31,10 +31,7 @@ from localopen.core import results as results_mod
 from localopen.core import verdict as verdicts
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
-from localopen.core.gguf_header import read_header
-from localopen.core.hashing import cached_sha256
 from localopen.core.library import list_models
-from localopen.core.openness import evidence_from_header, grade
 from localopen.engine.protocol import BenchParams, LoadOptions
 from localopen.ui.engine_host import EngineThread
 from localopen.ui.services import Services
@@ -208,10 +205,7 @@ class CompareView(QWidget):
         def work() -> None:
             conn = connect()
             try:
-                sha = cached_sha256(conn, Path(path))
-                header = read_header(Path(path))
-                facts = {"sha256": sha, "quantization": header.quantization, "model_name": header.name,
-                         "grade": grade(evidence_from_header(header.metadata, known), provisional=True).letter}
+                facts = results_mod.file_facts(conn, Path(path), known)
             except (OSError, LocalopenError) as exc:
                 facts = {"sha256": "", "quantization": "?", "model_name": Path(path).name, "grade": "?",
                          "note": str(exc)}
@@ -223,14 +217,10 @@ class CompareView(QWidget):
 
     def _save(self, path: str, records: list[dict[str, Any]], aborted: bool, facts: dict[str, Any]) -> None:
         s = self.services
-        machine = s.profile.fingerprint if s.profile else "unknown"
         info = getattr(self, "_current_info", {})
+        facts = {**facts, **results_mod.run_facts(s.profile, info.get("llama_cpp_version"))}
         for r in records:
             r.update(facts)
-            r.update(machine=machine, llama_cpp_version=info.get("llama_cpp_version"),
-                     build_commit=f"llama-cpp-python {info.get('llama_cpp_version')}",
-                     cpu_info=s.profile.cpu_model if s.profile else "",
-                     gpu_info=", ".join(g.name for g in s.profile.gpus) if s.profile else "")
             r["id"] = results_mod.save(s.db, r)
         self.session.extend(records)
         self._fill(self.session)

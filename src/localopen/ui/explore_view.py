@@ -32,7 +32,7 @@ from localopen.core.hub import quant_of
 from localopen.core.library import list_models
 from localopen.core.model_fit import catalog_fit
 from localopen.core.openness import COMPONENTS, evidence_from_card, grade
-from localopen.core.usability import latest_for, load_failure
+from localopen.core.usability import verdict_here
 from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
 
@@ -186,12 +186,9 @@ class ExploreView(QWidget):
     def _verdict(self, row: ExploreRow, library_model: Any) -> verdicts.Verdict | None:
         s = self.services
         if library_model is not None and s.profile is not None:
-            failure = load_failure(s.db, str(library_model.path), s.profile.fingerprint)
-            if failure:
-                return verdicts.failed_load(failure)
-            measured = latest_for(s.db, str(library_model.path), s.profile.fingerprint)
-            if measured:
-                return verdicts.measured(measured.tg_tps, measured.pp_tps, s.thresholds)
+            here = verdict_here(s.db, str(library_model.path), s.profile.fingerprint, s.thresholds)
+            if here:
+                return here
         return verdicts.predicted(row.fit, s.thresholds) if row.fit else None
 
     def selected_row(self) -> ExploreRow | None:

@@ -20,14 +20,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.core import verdict as verdicts
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.gguf_header import read_header
 from localopen.core.library import LibraryModel, import_file, list_models, remove, verify
 from localopen.core.openness import evidence_from_header, grade
 from localopen.core.storage import connect
-from localopen.core.usability import latest_for, load_failure
+from localopen.core.usability import verdict_here
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
 
@@ -93,14 +92,9 @@ class LibraryView(QWidget):
         self.table.setRowCount(len(self.models))
         for r, m in enumerate(self.models):
             letter = "?" if m.missing else self._badge(m, known)
-            verdict = ""
-            if s.profile and not m.missing:
-                measured = latest_for(s.db, str(m.path), s.profile.fingerprint)
-                failure = load_failure(s.db, str(m.path), s.profile.fingerprint)
-                if failure:
-                    verdict = verdicts.failed_load(failure).label
-                elif measured:
-                    verdict = verdicts.measured(measured.tg_tps, measured.pp_tps, s.thresholds).label
+            here = verdict_here(s.db, str(m.path), s.profile.fingerprint, s.thresholds) \
+                if s.profile and not m.missing else None
+            verdict = here.label if here else ""
             last = m.last_used or ""
             if last:
                 last = dt.datetime.fromisoformat(last).astimezone().strftime("%Y-%m-%d %H:%M")

@@ -232,12 +232,11 @@ class MainWindow(QMainWindow):
 
     def _measured_library_rows(self, seen: set[str]) -> list[summary_mod.SummaryRow]:
         """Installed models outside the catalog that were measured here (imported files, Hub repos)."""
-        from localopen.core import verdict
         from localopen.core.errors import LocalopenError
         from localopen.core.gguf_header import read_header
         from localopen.core.library import list_models
         from localopen.core.openness import evidence_from_header, grade
-        from localopen.core.usability import latest_for
+        from localopen.core.usability import verdict_here
 
         s = self.services
         if s.profile is None:
@@ -246,14 +245,13 @@ class MainWindow(QMainWindow):
         for m in list_models(s.db, s.paths.models_dir()):
             if m.missing or (m.repo and s.catalog.get(m.repo)):
                 continue
-            measured = latest_for(s.db, str(m.path), s.profile.fingerprint)
-            if measured is None or m.name in seen:
+            v = verdict_here(s.db, str(m.path), s.profile.fingerprint, s.thresholds)
+            if v is None or m.name in seen:
                 continue
             try:
                 g = grade(evidence_from_header(read_header(m.path).metadata, s.catalog.evidence_by_repo()))
             except LocalopenError:
                 continue
-            v = verdict.measured(measured.tg_tps, measured.pp_tps, s.thresholds)
             out.append(summary_mod.SummaryRow(m.name, g.letter, g.transparency, g.rights.license_key or "none",
                                               v.band, v.reason, False))
         return out
