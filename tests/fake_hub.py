@@ -36,6 +36,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.responses: list[tuple[str, str, int]] = []  # method, path, status code
         self.fail_next: list[int] = []  # status codes to answer before serving normally
         self.corrupt = False  # serve flipped bytes
         self.stall_after: int | None = None  # stop sending after this many body bytes (then hang)
@@ -105,17 +106,27 @@ class FakeHub:
 
     def _send(self, h: BaseHTTPRequestHandler, code: int, body: bytes, head: bool,
               headers: dict[str, str] | None = None, ctype: str = "application/json") -> None:
+        self.responses.append((h.command, urlparse(h.path).path, code))
         h.send_response(code)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(body)))
-        if code in (401, 403):
-            h.send_header("X-Error-Code", "GatedRepo")
-            h.send_header("X-Error-Message", "Access to this model is restricted.")
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.end_headers()
         if not head:
             h.wfile.write(body)
+
+    def _repo_not_found(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+        """As the real Hub: logged out, a missing repository is a 401 (it might be private)."""
+        code = 404 if h.headers.get("Authorization") else 401
+        self._send(h, code, b'{"error": "Repository not found"}', head,
+                   {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+
+    def _gated(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+        """As the real Hub: 401 without a token, 403 with a token that was not granted access."""
+        code = 403 if h.headers.get("Authorization") else 401
+        self._send(h, code, b'{"error": "Access to this model is restricted."}', head,
+                   {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access to this model is restricted."})
 
     def _authorized(self, h: BaseHTTPRequestHandler, repo: Repo) -> bool:
         if not repo.gated or self.require_token is None:
@@ -144,15 +155,14 @@ class FakeHub:
     def _model_info(self, h: BaseHTTPRequestHandler, repo_id: str, query: dict, head: bool) -> None:
         repo = self.repos.get(repo_id)
         if repo is None:
-            return self._send(h, 404, b'{"error": "Repository not found"}', head,
-                              {"X-Error-Code": "RepoNotFound"})
+            return self._repo_not_found(h, head)
         with_meta = (query.get("blobs") or [""])[0].lower() == "true"  # files_metadata=True asks for blobs
         self._send(h, 200, json.dumps(self._info_json(repo, with_meta=with_meta)).encode(), head)
 
     def _tree(self, h: BaseHTTPRequestHandler, repo_id: str, head: bool) -> None:
         repo = self.repos.get(repo_id)
         if repo is None:
-            return self._send(h, 404, b'{"error": "Repository not found"}', head)
+            return self._repo_not_found(h, head)
         items = [{"type": "file", "oid": hashlib.sha1(d).hexdigest(), "size": len(d), "path": n,
                   "lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134}}
                  for n, d in repo.files.items()]
@@ -171,10 +181,12 @@ class FakeHub:
 
     def _resolve(self, h: BaseHTTPRequestHandler, repo_id: str, filename: str, head: bool) -> None:
         repo = self.repos.get(repo_id)
-        if repo is None or filename not in repo.files:
-            return self._send(h, 404, b'{"error": "Entry not found"}', head, {"X-Error-Code": "EntryNotFound"})
+        if repo is None:
+            return self._repo_not_found(h, head)
         if not self._authorized(h, repo):
-            return self._send(h, 401, b'{"error": "gated"}', head)
+            return self._gated(h, head)
+        if filename not in repo.files:
+            return self._send(h, 404, b'{"error": "Entry not found"}', head, {"X-Error-Code": "EntryNotFound"})
         data = repo.files[filename]
         sha = hashlib.sha256(data).hexdigest()
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
@@ -191,6 +203,7 @@ class FakeHub:
                 code = 206
                 headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
+        self.responses.append((h.command, urlparse(h.path).path, code))
         if self.corrupt:
             body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
         h.send_response(code)

@@ -59,7 +59,7 @@ def test_pull_verifies_and_records(hub: FakeHub, tmp_path: Path) -> None:
     assert path == models / REPO / "tiny-Q4_K_M.gguf"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(hub.repos[REPO].files[path.name]).hexdigest()
     assert not path.with_name(path.name + ".part").exists()
-    [model] = list_models(conn, models)
+    [model] = list_models(conn)
     assert model.repo == REPO and model.quant == "Q4_K_M" and model.expected_sha256
     assert verify(conn, model).ok is True
     # Pulling again downloads nothing.
@@ -80,7 +80,7 @@ def test_split_model_downloads_every_part(hub: FakeHub, tmp_path: Path) -> None:
     joined = first.read_bytes() + first.with_name("m-Q4_K_M-00002-of-00002.gguf").read_bytes()
     assert joined == hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00001-of-00002.gguf"] + \
         hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00002-of-00002.gguf"]
-    assert [m.filename for m in list_models(conn, tmp_path)] == ["m-Q4_K_M-00001-of-00002.gguf"]
+    assert [m.filename for m in list_models(conn)] == ["m-Q4_K_M-00001-of-00002.gguf"]
     files = Hub().files("org/Split-GGUF")
     assert [f.filename for f in choose_files(files, filename="m-Q4_K_M-00002-of-00002.gguf")] == \
         ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"]
@@ -112,7 +112,19 @@ def test_gated_repo_says_what_to_do_and_never_prints_the_token(hub: FakeHub, tmp
     assert download(remote_for(hub, "g-Q4_K_M.gguf", "meta/Gated-GGUF"), tmp_path / "g.gguf").exists()
 
 
-def test_missing_repo_is_a_clear_404(hub: FakeHub) -> None:
+def test_missing_repo_logged_out_is_not_found_or_private(hub: FakeHub, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Hub answers 401 (not 404) for a missing repository when logged out: that must read
+    'not found, or private', never 'gated'."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either
+    with pytest.raises(NotFoundError, match="not found on the Hub, or it is private") as err:
+        Hub().files("nobody/nothing")
+    assert "gated" not in str(err.value)
+    assert any(code == 401 for _, path, code in hub.responses if path.startswith("/api/models/nobody"))
+    with pytest.raises(NotFoundError, match="or it is private"):  # the downloader speaks HTTP itself
+        download(RemoteFile("nobody/nothing", "x-Q4_K_M.gguf", 10, "ab" * 32), tmp_path / "x.gguf", backoff=0)
+    monkeypatch.setenv("HF_TOKEN", "some-token")  # logged in, the Hub says 404
     with pytest.raises(NotFoundError, match="not found"):
         Hub().files("nobody/nothing")
 
@@ -140,7 +152,7 @@ def test_download_killed_mid_way_resumes_from_part(hub: FakeHub, tmp_path: Path)
     cmd = [*exe(), "pull", REPO, "--file", "big-Q6_K.gguf"]
     env = {**os.environ}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    part = app_paths().models_dir() / REPO / "big-Q6_K.gguf.part"
+    part = app_paths().default_models_dir / REPO / "big-Q6_K.gguf.part"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 600 * 1024):
         time.sleep(0.1)
@@ -148,7 +160,7 @@ def test_download_killed_mid_way_resumes_from_part(hub: FakeHub, tmp_path: Path)
     proc.wait(10)
     kept = part.stat().st_size
     assert 0 < kept < 3 * 2**20
-    assert not (app_paths().models_dir() / REPO / "big-Q6_K.gguf").exists()
+    assert not (app_paths().default_models_dir / REPO / "big-Q6_K.gguf").exists()
     hub.bytes_per_second = None
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -177,10 +189,9 @@ def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPat
         pull(Hub(), connect(app_paths().database), tmp_path, REPO)
     with pytest.raises(OfflineError):
         Hub().search("tiny")
-    assert Hub({"offline": True}).settings["offline"]
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     with pytest.raises(OfflineError):
-        Hub({"offline": True}).files(REPO)
+        Hub(offline=True).files(REPO)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for args in (["catalog", "--json"], ["hw", "--json"], ["models", "--json"], ["search", "tiny"],
                  ["pull", REPO]):
@@ -205,13 +216,13 @@ def test_search_gives_provisional_grades(hub: FakeHub) -> None:
 
 def test_library_import_missing_verify_and_remove(hub: FakeHub, tmp_path: Path, tiny_gguf: Path) -> None:
     conn = connect(app_paths().database)
-    models = app_paths().models_dir()
+    models = app_paths().default_models_dir
     copy = tmp_path / "mine.gguf"
     copy.write_bytes(tiny_gguf.read_bytes())
     imported = import_file(conn, copy)
     assert imported.source == "imported" and imported.quant == "F32"
     copy.rename(tmp_path / "moved.gguf")
-    model = find(conn, models, "mine")
+    model = find(conn, "mine")
     assert model.missing and verify(conn, model).ok is False
     out = subprocess.run([*exe(), "models", "--json"], capture_output=True, text=True)
     assert json.loads(out.stdout)[0]["missing"] is True
@@ -222,7 +233,7 @@ def test_library_import_missing_verify_and_remove(hub: FakeHub, tmp_path: Path, 
     with path.open("r+b") as fh:
         fh.seek(100)
         fh.write(b"XXXX")
-    downloaded = find(conn, models, "Q8_0")
+    downloaded = find(conn, "Q8_0")
     assert verify(conn, downloaded).ok is False
     remove(conn, downloaded, models)
     assert not path.exists() and not path.with_name(path.name + ".part").exists()

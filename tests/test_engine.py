@@ -41,26 +41,26 @@ def collect(events) -> tuple[list[str], dict]:
 def answered(stats: dict, max_tokens: int) -> bool:
     """The answer ran to max_tokens, or ended early on an end-of-sequence token (random weights can
     sample one): either way a well-formed answer of the right length."""
-    if stats["finish_reason"] == "length":
-        return stats["completion_tokens"] == max_tokens
-    return stats["finish_reason"] == "stop" and 0 <= stats["completion_tokens"] < max_tokens
+    if stats.finish_reason == "length":
+        return stats.completion_tokens == max_tokens
+    return stats.finish_reason == "stop" and 0 <= stats.completion_tokens < max_tokens
 
 
 def test_load_reports_backend_memory_and_estimate(engine: Engine) -> None:
     info = engine.info
-    assert info["backend"] == "CPU" and info["gpu_warning"] is None
-    assert info["memory_actual"]["total"] > 0 and info["memory_estimate"]["total"] > 0
-    assert info["estimate_error"] is not None
-    assert info["has_chat_template"] and info["n_ctx"] == 512
-    assert info["load_time_ms"] > 0
+    assert info.backend == "CPU" and info.gpu_warning is None
+    assert info.memory_actual.total > 0 and info.memory_estimate.total > 0
+    assert info.estimate_error is not None
+    assert info.has_chat_template and info.n_ctx == 512
+    assert info.load_time_ms > 0
 
 
 def test_chat_streams_tokens_with_stats(engine: Engine) -> None:
     tokens, stats = collect(engine.chat(USER, SamplingParams(max_tokens=24, seed=7)))
     assert tokens
     assert answered(stats, 24)
-    assert stats["prompt_tokens"] > 10 and stats["prompt_tokens_evaluated"] > 0
-    assert stats["ttft_ms"] is not None and stats["gen_tps"] > 0 and stats["prompt_tps"] > 0
+    assert stats.prompt_tokens > 10 and stats.prompt_tokens_evaluated > 0
+    assert stats.ttft_ms is not None and stats.gen_tps > 0 and stats.prompt_tps > 0
     # Same seed, same answer: sampling parameters reach llama.cpp.
     again, _ = collect(engine.chat(USER, SamplingParams(max_tokens=24, seed=7)))
     assert "".join(again) == "".join(tokens)
@@ -74,8 +74,8 @@ def test_requesting_gpu_on_cpu_build_says_so(tiny_gguf: Path) -> None:
     e = Engine()
     try:
         info = e.load(str(tiny_gguf), LoadOptions(n_ctx=256, n_gpu_layers=99))
-        assert info["backend"] == "CPU"
-        assert "running on the CPU" in info["gpu_warning"]
+        assert info.backend == "CPU"
+        assert "running on the CPU" in info.gpu_warning
     finally:
         e.shutdown()
 
@@ -110,14 +110,14 @@ def test_model_without_template_asks_for_a_choice(tmp_path: Path) -> None:
     e = Engine()
     try:
         info = e.load(str(path), LoadOptions(n_ctx=256))
-        assert not info["has_chat_template"] and "completion" in info["template_options"]
+        assert not info.has_chat_template and "completion" in info.template_options
         with pytest.raises(EngineError) as err:
             collect(e.chat(USER))
         assert err.value.kind == "no_template" and "will not guess" in str(err.value)
         assert err.value.details["suggested"] == "llama3"
         for choice in ("completion", "chatml"):
             _, stats = collect(e.chat(USER, SamplingParams(max_tokens=3), template=choice))
-            assert stats["template"] == choice and answered(stats, 3)
+            assert stats.template == choice and answered(stats, 3)
     finally:
         e.shutdown()
 
@@ -129,8 +129,8 @@ def test_long_conversation_drops_oldest_turns_keeps_system(engine: Engine) -> No
                      {"role": "assistant", "content": "answer " + "y" * 40}]
     messages.append({"role": "user", "content": "last question"})
     _, stats = collect(engine.chat(messages, SamplingParams(max_tokens=8)))
-    assert stats["dropped_messages"] > 0
-    assert stats["prompt_tokens"] + 8 <= 512
+    assert stats.dropped_messages > 0
+    assert stats.prompt_tokens + 8 <= 512
 
 
 def test_message_longer_than_context_is_a_clear_error(engine: Engine) -> None:
@@ -146,12 +146,12 @@ def test_bench_tiny(engine: Engine) -> None:
     for ev in engine.bench(BenchParams(n_prompt=32, n_gen=8, reps=3)):
         if isinstance(ev, BenchDone):
             results = ev.results
-    assert [r["test"] for r in results] == ["pp32", "tg8"]
+    assert [r.test for r in results] == ["pp32", "tg8"]
     for r in results:
-        assert len(r["samples_ns"]) == 3 and len(r["samples_ts"]) == 3
-        assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0
-        assert r["model_n_params"] > 0 and r["n_batch"] == 2048 and r["n_ubatch"] == 512
-        assert r["peak_rss_bytes"] > 0 and r["load_time_ms"] > 0
+        assert len(r.samples_ns) == 3 and len(r.samples_ts) == 3
+        assert r.avg_ts > 0 and r.stddev_ts >= 0
+        assert r.model_n_params > 0 and r.n_batch == 2048 and r.n_ubatch == 512
+        assert r.peak_rss_bytes > 0 and r.load_time_ms > 0
 
 
 # --- bad input: one clear message each, and the engine survives -----------------------------------
@@ -178,7 +178,7 @@ def test_bad_model_files(tmp_path: Path, tiny_gguf: Path) -> None:
                 e.load(str(path), LoadOptions(n_ctx=256))
             assert message in str(err.value), (name, str(err.value))
             assert not isinstance(err.value, EngineDied), name
-        assert e.load(str(tiny_gguf), LoadOptions(n_ctx=256))["name"] == "tiny-test-llama"
+        assert e.load(str(tiny_gguf), LoadOptions(n_ctx=256)).name == "tiny-test-llama"
     finally:
         e.shutdown()
 
@@ -236,9 +236,9 @@ def gemma_engine(gemma_path: Path):
 def test_gemma_chat_end_to_end(gemma_engine: Engine) -> None:
     messages = [{"role": "user", "content": "Name three colours."}]
     tokens, stats = collect(gemma_engine.chat(messages, SamplingParams(max_tokens=16, seed=1), template="gemma"))
-    assert tokens and stats["template"] == "gemma"
-    assert 1 <= stats["completion_tokens"] <= 16
-    assert stats["gen_tps"] > 1
+    assert tokens and stats.template == "gemma"
+    assert 1 <= stats.completion_tokens <= 16
+    assert stats.gen_tps > 1
 
 
 @pytest.mark.slow
@@ -254,10 +254,10 @@ def test_stop_ends_stream_within_one_token(gemma_engine: Engine) -> None:
                 gemma_engine.stop()
         elif isinstance(ev, Done):
             stats = ev.stats
-    assert stats["finish_reason"] == "cancelled"
-    assert stats["completion_tokens"] - at_stop <= 2
+    assert stats.finish_reason == "cancelled"
+    assert stats.completion_tokens - at_stop <= 2
     _, again = collect(gemma_engine.chat(USER, SamplingParams(max_tokens=3), template="gemma"))
-    assert again["completion_tokens"] >= 1  # the model stays loaded and usable
+    assert again.completion_tokens >= 1  # the model stays loaded and usable
 
 
 @pytest.mark.slow
@@ -268,10 +268,10 @@ def test_stop_interrupts_long_prompt_evaluation(gemma_engine: Engine) -> None:
     timer.start()
     _, stats = collect(gemma_engine.chat(long_prompt, SamplingParams(max_tokens=4), template="gemma"))
     elapsed = time.monotonic() - start
-    assert stats["finish_reason"] == "cancelled"
+    assert stats.finish_reason == "cancelled"
     assert elapsed < 3.0  # evaluating ~3000 tokens takes ~10 s here; the abort callback cuts it short
     _, again = collect(gemma_engine.chat(USER, SamplingParams(max_tokens=3), template="gemma"))
-    assert again["completion_tokens"] >= 1
+    assert again.completion_tokens >= 1
 
 
 def test_gpu_offload_when_available(tiny_gguf: Path) -> None:
@@ -285,12 +285,12 @@ def test_gpu_offload_when_available(tiny_gguf: Path) -> None:
     e = Engine()
     try:
         info = e.load(str(tiny_gguf), LoadOptions(n_ctx=256, n_gpu_layers=-1))
-        assert info["backend"] != "CPU" and info["gpu_warning"] is None
-        assert info["gpu_layers_offloaded"].split("/")[0] == info["gpu_layers_offloaded"].split("/")[1]
+        assert info.backend != "CPU" and info.gpu_warning is None
+        assert info.gpu_layers_offloaded.split("/")[0] == info.gpu_layers_offloaded.split("/")[1]
         _, stats = collect(e.chat(USER, SamplingParams(max_tokens=8)))
         assert answered(stats, 8)
         cpu = e.load(str(tiny_gguf), LoadOptions(n_ctx=256, n_gpu_layers=0))
-        assert cpu["backend"] == "CPU"
+        assert cpu.backend == "CPU"
     finally:
         e.shutdown()
 
@@ -302,7 +302,7 @@ def test_split_model_loads_through_its_first_part(tmp_path: Path) -> None:
     e = Engine()
     try:
         info = e.load(str(parts[0]), LoadOptions(n_ctx=256))
-        assert info["split_parts"] == 3 and info["n_params"] == expected_params()
+        assert info.split_parts == 3 and info.n_params == expected_params()
         _, stats = collect(e.chat(USER, SamplingParams(max_tokens=4)))
         assert answered(stats, 4)
         parts[2].unlink()

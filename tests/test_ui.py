@@ -126,7 +126,7 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
         row.pause.click()
         qtbot.waitUntil(lambda: row.job.state == "done", timeout=20000)
         assert row.bar.value() == 1000
-        installed = [m for m in list_models(window.services.db, window.services.paths.models_dir()) if m.repo == repo]
+        installed = [m for m in list_models(window.services.ctx.db) if m.repo == repo]
         assert installed and hashlib.sha256(installed[0].path.read_bytes()).hexdigest() == \
             hashlib.sha256(data).hexdigest()
         qtbot.waitUntil(lambda: library.table.rowCount() == 1, timeout=5000)
@@ -146,7 +146,7 @@ def test_drop_a_gguf_imports_it(window: MainWindow, qtbot, tiny_gguf: Path) -> N
 
 
 def _chat_with(window: MainWindow, model: Path):
-    import_file(window.services.db, model)
+    import_file(window.services.ctx.db, model)
     window.services.library_changed.emit()
     chat = window.goto("Chat")
     chat.new_chat(str(model))
@@ -159,22 +159,22 @@ def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf:
     chat.max_tokens.setValue(40)
     chat.input.setPlainText("hello there")
     qtbot.keyClick(chat.input, Qt.Key.Key_Return)  # Enter sends
-    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.db, chat.conversation.id)) == 2,
+    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.ctx.db, chat.conversation.id)) == 2,
                     timeout=30000)
-    first = convs.messages(window.services.db, chat.conversation.id)
-    assert first[1].role == "assistant" and first[1].stats["completion_tokens"] >= 1
+    first = convs.messages(window.services.ctx.db, chat.conversation.id)
+    assert first[1].role == "assistant" and first[1].stats.completion_tokens >= 1
     assert "tokens" in chat.transcript.toPlainText()
     chat.regenerate()
     qtbot.waitUntil(lambda: not chat.streaming, timeout=30000)
-    again = convs.messages(window.services.db, chat.conversation.id)
+    again = convs.messages(window.services.ctx.db, chat.conversation.id)
     assert len(again) == 2 and again[1].content != first[1].content  # a new answer replaced the old
     chat._on_anchor(QUrl("edit:0"))
     assert chat.input.toPlainText() == "hello there"
     chat.input.setPlainText("hello again")
     chat.send()
-    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.db, chat.conversation.id)) == 2,
+    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.ctx.db, chat.conversation.id)) == 2,
                     timeout=30000)
-    assert convs.messages(window.services.db, chat.conversation.id)[0].content == "hello again"
+    assert convs.messages(window.services.ctx.db, chat.conversation.id)[0].content == "hello again"
 
 
 @pytest.mark.slow
@@ -189,9 +189,9 @@ def test_escape_stops_the_answer_and_keeps_it(window: MainWindow, qtbot, gemma_p
     qtbot.waitUntil(lambda: len(chat._answer) > 20, timeout=30000)
     qtbot.keyClick(chat.input, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not chat.streaming, timeout=10000)
-    msgs = convs.messages(window.services.db, chat.conversation.id)
-    assert msgs[-1].role == "assistant" and msgs[-1].stats["finish_reason"] == "cancelled"
-    assert msgs[-1].stats["completion_tokens"] < 3000
+    msgs = convs.messages(window.services.ctx.db, chat.conversation.id)
+    assert msgs[-1].role == "assistant" and msgs[-1].stats.finish_reason == "cancelled"
+    assert msgs[-1].stats.completion_tokens < 3000
 
 
 @pytest.mark.slow
@@ -203,9 +203,9 @@ def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWi
     chat.input.setPlainText("Tell me a long story.")
     chat.send()
     qtbot.waitUntil(lambda: len(chat._answer) > 20, timeout=30000)
-    os.kill(chat.engine.kill_engine_process().pid, signal.SIGKILL)
+    os.kill(chat.session.engine.process.pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: not chat.streaming, timeout=10000)
-    msgs = convs.messages(window.services.db, chat.conversation.id)
+    msgs = convs.messages(window.services.ctx.db, chat.conversation.id)
     assert msgs[-1].role == "assistant" and "Interrupted" in msgs[-1].content and len(msgs[-1].content) > 20
     assert chat.notice.isVisible() and chat.reload_button.isVisible()
     assert "was killed" in chat.status.text()
@@ -214,7 +214,7 @@ def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWi
 
 
 def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
-    import_file(window.services.db, tiny_gguf)
+    import_file(window.services.ctx.db, tiny_gguf)
     window.services.library_changed.emit()
     compare = window.goto("Compare")
     compare.check(str(tiny_gguf.resolve()))
@@ -229,7 +229,7 @@ def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: P
     assert len(series) == 1 and series[0].count() == 2
     from localopen.core import results
 
-    assert len(results.query(window.services.db)) == 2
+    assert len(results.query(window.services.ctx.db)) == 2
 
 
 def test_settings_are_saved(window: MainWindow, qtbot) -> None:
@@ -241,10 +241,10 @@ def test_settings_are_saved(window: MainWindow, qtbot) -> None:
     dialog.offline.setChecked(True)
     dialog.thresholds["fluent_tps"][1].setValue(25)
     dialog.accept()
-    saved = load_settings(window.services.paths)
+    saved = load_settings(window.services.ctx.paths)
     assert saved["n_ctx"] == 8192 and saved["offline"] is True
     assert saved["verdict_thresholds"]["fluent_tps"] == 25
-    assert window.services.thresholds.fluent_tps == 25
+    assert window.services.ctx.thresholds.fluent_tps == 25
 
 
 def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, qtbot, tmp_path: Path) -> None:
@@ -256,7 +256,7 @@ def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, q
     qtbot.waitUntil(lambda: "alienformer" in chat.status.text(), timeout=30000)
     library = window.goto("Library")
     qtbot.waitUntil(lambda: library.table.rowCount() == 1 and
-                    library.table.item(0, 4).text() == "does not fit", timeout=5000)
+                    library.table.item(0, 4).text() == "does not fit (measured)", timeout=5000)
 
 
 def test_selecting_a_model_online_replaces_size_estimates_with_the_hubs(window: MainWindow, qtbot,

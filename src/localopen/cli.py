@@ -1,112 +1,101 @@
-"""The terminal face of localopen: the same core as the app, no Qt.
+"""The terminal face of localopen: it formats what the application layer returns, no Qt.
 
-Every expected failure is a LocalopenError and prints one plain line, never a traceback.
+Every expected failure is a LocalopenError and prints one plain line; an unexpected one prints
+one line with the log's path, and its traceback goes to the log. Never a traceback on screen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from localopen import __version__
+from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 
-Handler = Callable[[argparse.Namespace], int]
+Handler = Callable[[AppContext, argparse.Namespace], int]
+log = logging.getLogger("localopen.cli")
 
 
-def _paths():
-    from localopen.core.paths import app_paths
-
-    return app_paths()
-
-
-def _profile(measure: bool = True):
-    from localopen.core.hardware import read_profile
-
-    paths = _paths()
-    return read_profile(paths.models_dir(), paths.cache, measure=measure)
-
-
-def _print_json(obj: Any) -> None:
+def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def _size(size: int | None, estimate: bool) -> str:
+    return ("~" if estimate else "") + human_bytes(size)
+
+
 # --- catalog --------------------------------------------------------------------------------
-def _catalog():
-    """The catalog with exact sizes wherever the Hub's file lists are cached (no network)."""
-    from localopen.core.catalog import load_catalog
-    from localopen.core.library import cached_files_by_repo
-    from localopen.core.storage import connect
+def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.catalog_rows import catalog_rows
 
-    return load_catalog(files_by_repo=cached_files_by_repo(connect(_paths().database)))
-
-
-def cmd_catalog(args: argparse.Namespace) -> int:
-    from localopen.core.model_fit import catalog_fit
-
-    catalog = _catalog()
-    hw = _profile()
     rows, out = [], []
-    for m in catalog.models:
-        g = m.grade
+    for r in catalog_rows(ctx, ctx.read_profile(), n_ctx=args.ctx):
+        m, g, q, fit = r.model, r.model.grade, r.quant, r.fit
         if args.grade and g.letter not in args.grade.upper():
             continue
         if args.search and not m.matches(args.search):
             continue
-        fit = catalog_fit(m, hw, n_ctx=args.ctx)
-        if args.fits and fit.code not in ("fits_gpu", "fits_ram"):
+        if args.fits and not r.fits:
             continue
-        q = m.recommended
-        size = ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes)
+        assert fit is not None  # the profile was read above
         rows.append([m.id, g.badge + (" (prov.)" if g.provisional else ""), g.rights.license_key or "none",
-                     f"{m.raw['params_b']}B", q.type, size, fit.label,
+                     f"{m.params_b}B", q.type, _size(q.size_bytes, q.size_is_estimate), fit.label,
+                     r.verdict.label if r.verdict else "?",
                      f"≤{fit.decode_bound_tps:.0f} t/s" if fit.decode_bound_tps else "?"])
         out.append({"id": m.id, "gguf_repo": m.gguf_repo, "base_model": m.base_model, "family": m.family,
-                    "params_b": m.raw["params_b"], **g.to_dict(), "quant": q.type, "size_bytes": q.size_bytes,
-                    "size_is_estimate": q.size_is_estimate, "fit": fit.to_dict()})
+                    "params_b": m.params_b, **g.to_dict(), "quant": q.type, "size_bytes": q.size_bytes,
+                    "size_is_estimate": q.size_is_estimate, "fit": fit.to_dict(),
+                    "usable_here": r.verdict.to_dict() if r.verdict else None,
+                    "installed": str(r.installed.path) if r.installed else None})
     if args.json:
-        _print_json(out)
+        print_json(out)
         return 0
-    print(_table(rows, ["model", "grade", "licence", "params", "quant", "size", "fit here", "decode bound"]))
-    print(f"\n{len(rows)} of {len(catalog.models)} models. Grades: A open science … E non-commercial, ? unrated; "
-          "T0–T3 = transparency. '~' sizes are estimates.")
+    print(table(rows, ["model", "grade", "licence", "params", "quant", "size", "fit here", "usable here",
+                       "decode bound"]))
+    print(f"\n{len(rows)} of {len(ctx.catalog.models)} models. Grades: A open science … E non-commercial, ? unrated; "
+          "T0–T3 = transparency. '~' sizes are estimates. Usable here: measured on this machine, or predicted.")
     return 0
 
 
 # --- info -----------------------------------------------------------------------------------
-def cmd_info(args: argparse.Namespace) -> int:
-    from localopen.core.gguf_header import read_header
-    from localopen.core.model_fit import catalog_fit, file_fit
-    from localopen.core.openness import evidence_from_header, grade
+def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.catalog_rows import catalog_rows, file_row, quant_rows
 
-    catalog = _catalog()
-    hw = _profile()
+    profile = ctx.read_profile()
     target = args.model
-    entry = catalog.get(target)
+    entry = ctx.catalog.get(target)
     if entry is None and not Path(target).expanduser().exists():
         raise LocalopenError(f"'{target}' is neither a file nor a model in the catalog "
                              "(try `localopen catalog --search WORD`).")
     if entry is not None:
         g = entry.grade
-        fits = [(q, catalog_fit(entry, hw, q, args.ctx)) for q in entry.quants]
+        quants = quant_rows(ctx, entry, profile, args.ctx)
+        row = next(r for r in catalog_rows(ctx, profile, args.ctx) if r.model is entry)
         if args.json:
-            _print_json({"id": entry.id, "gguf_repo": entry.gguf_repo, "base_model": entry.base_model,
-                         **g.to_dict(entry.evidence), "mof": entry.raw.get("mof"), "osai": entry.raw.get("osai"),
-                         "quants": [{"type": q.type, "pattern": q.pattern, "size_bytes": q.size_bytes,
-                                     "size_is_estimate": q.size_is_estimate, "fit": f.to_dict()} for q, f in fits]})
+            print_json({"id": entry.id, "gguf_repo": entry.gguf_repo, "base_model": entry.base_model,
+                        **g.to_dict(entry.evidence), "mof": entry.mof, "osai": entry.osai,
+                        "usable_here": row.verdict.to_dict() if row.verdict else None,
+                        "quants": [{"type": q.quant.type, "pattern": q.quant.pattern, "size_bytes": q.quant.size_bytes,
+                                    "size_is_estimate": q.quant.size_is_estimate,
+                                    "fit": q.fit.to_dict() if q.fit else None} for q in quants]})
             return 0
-        print(f"{entry.id} — {entry.family}, {entry.raw['params_b']}B parameters, context {entry.context_length}")
+        print(f"{entry.id} — {entry.family}, {entry.params_b}B parameters, context {entry.context_length}")
         print(f"GGUF repo: {entry.gguf_repo}    base model: {entry.base_model}")
         print(f"Openness: {g.badge}  {g.label}{'  (provisional)' if g.provisional else ''}")
         for line in g.explanation:
@@ -119,20 +108,21 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"  To raise: {hint}")
         if entry.notes:
             print(f"  Note: {entry.notes}")
+        if row.verdict:
+            print(f"Usable here: {row.verdict.label} — {row.verdict.reason}")
         print("\nFiles (sizes with ~ are estimates):")
-        print(_table([[q.type, q.pattern, ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes),
-                       f.label, human_bytes(f.memory.total)] for q, f in fits],
-                     ["quant", "file pattern", "size", "fit here", "memory needed"]))
+        print(table([[q.quant.type, q.quant.pattern, _size(q.quant.size_bytes, q.quant.size_is_estimate),
+                      q.fit.label if q.fit else "?", human_bytes(q.fit.memory.total) if q.fit else "?"]
+                     for q in quants], ["quant", "file pattern", "size", "fit here", "memory needed"]))
         return 0
 
-    header = read_header(Path(target).expanduser())
-    ev = evidence_from_header(header.metadata, catalog.evidence_by_repo())
-    g = grade(ev, provisional=True)
-    fit = file_fit(header, hw, args.ctx)
+    f = file_row(ctx, Path(target).expanduser(), profile, args.ctx)
+    s, g, fit = f.header.summary(), f.grade, f.fit
+    assert fit is not None
     if args.json:
-        _print_json({**header.summary(), **g.to_dict(ev), "fit": fit.to_dict()})
+        print_json({**s, **g.to_dict(f.evidence), "fit": fit.to_dict(),
+                    "usable_here": f.verdict.to_dict() if f.verdict else None})
         return 0
-    s = header.summary()
     print(f"{s['name']} ({s['architecture']}, {s['quantization']}, {s['n_params'] / 1e9:.2f}B parameters)")
     for key in ("path", "file_size", "context_length", "block_count", "embedding_length", "head_count",
                 "head_count_kv", "key_length", "value_length", "sliding_window", "vocab_size",
@@ -147,12 +137,13 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"compute {human_bytes(m.compute)}, output {human_bytes(m.output)}")
     if fit.decode_bound_tps:
         print(f"  decode speed bound from memory bandwidth: {fit.decode_bound_tps} tokens/s")
+    if f.verdict:
+        print(f"Usable here: {f.verdict.label} — {f.verdict.reason}")
     return 0
 
 
 # --- grade ----------------------------------------------------------------------------------
-def cmd_grade(args: argparse.Namespace) -> int:
-    from localopen.core.catalog import load_catalog
+def cmd_grade(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.core.openness import evidence_from_card, grade
 
     try:
@@ -163,10 +154,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise LocalopenError(f"{args.card} is not valid JSON (line {exc.lineno}).") from exc
     if not isinstance(info, dict):
         raise LocalopenError(f"{args.card} must hold one JSON object, as model_info returns it.")
-    ev = evidence_from_card(info, load_catalog().evidence_by_repo())
+    ev = evidence_from_card(info, ctx.catalog.evidence_by_repo())
     g = grade(ev, provisional=True)
     if args.json:
-        _print_json({"id": info.get("id"), **g.to_dict(ev)})
+        print_json({"id": info.get("id"), **g.to_dict(ev)})
         return 0
     print(f"{info.get('id', '(unnamed)')}: {g.badge}  {g.label} (provisional: from model-card data alone)")
     for line in g.explanation:
@@ -179,10 +170,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 # --- hw -------------------------------------------------------------------------------------
-def cmd_hw(args: argparse.Namespace) -> int:
-    hw = _profile()
+def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
+    hw = ctx.read_profile()
     if args.json:
-        _print_json(hw.to_dict())
+        print_json(hw.to_dict())
         return 0
     print(f"OS:         {hw.os} ({hw.arch})")
     print(f"CPU:        {hw.cpu_model}, {hw.cores_physical} physical / {hw.cores_logical} logical cores")
@@ -206,23 +197,34 @@ def cmd_hw(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+# --- summary --------------------------------------------------------------------------------
+def cmd_summary(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.summary import render
+
+    print(render(ctx, "html" if args.html else "markdown", ctx.read_profile()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from localopen.engine_cli import add_engine_commands
+    from localopen.library_cli import add_library_commands
+
     parser = argparse.ArgumentParser(prog="localopen", description="Open language models: how open, "
                                      "whether they fit, how fast they run here. No arguments opens the app.")
     parser.add_argument("--version", action="version", version=f"localopen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("catalog", help="list the catalog with grades, sizes and fit on this machine")
+    p = sub.add_parser("catalog", help="list the catalog with grades, sizes, fit and usable-here verdicts")
     p.add_argument("--grade", help="only these grades, e.g. AB")
     p.add_argument("--fits", action="store_true", help="only models that fit this machine")
     p.add_argument("--search", help="text to look for in names, repos, families and licences")
-    p.add_argument("--ctx", type=int, default=None, help="context size for the fit (default 4096)")
+    p.add_argument("--ctx", type=int, default=None, help="context size for the fit (default: the setting, 4096)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_catalog)
 
     p = sub.add_parser("info", help="one model (catalog id, repo or .gguf path): evidence, files, fit")
     p.add_argument("model")
-    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--ctx", type=int, default=None, help="context size for the fit (default: the setting)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
@@ -234,25 +236,35 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
     p = sub.add_parser("hw", help="this machine: CPU, memory, GPU, llama.cpp backends, bandwidth")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_hw)
-    if extra:
-        extra(sub)
+
+    p = sub.add_parser("summary", help="one page: which open models are usable systems here, by grade")
+    p.add_argument("--html", action="store_true", help="HTML instead of Markdown")
+    p.set_defaults(func=cmd_summary)
+
+    add_engine_commands(sub)
+    add_library_commands(sub)
     return parser
 
 
 def run_cli(argv: list[str]) -> int:
-    from localopen.engine_cli import add_engine_commands
-    from localopen.library_cli import add_library_commands
+    from localopen.core.logs import setup_logging
+    from localopen.core.paths import app_paths
 
-    def extra(sub: argparse._SubParsersAction) -> None:
-        add_engine_commands(sub)
-        add_library_commands(sub)
-
-    args = build_parser(extra).parse_args(argv)
+    args = build_parser().parse_args(argv)
+    paths = app_paths()
+    log_file = setup_logging(paths)
+    log.info("localopen %s: %s", __version__, args.command)
     try:
-        return args.func(args)
+        return int(args.func(AppContext(paths), args))
     except LocalopenError as exc:
+        log.info("Failed: %s", exc)
         print(f"localopen: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nlocalopen: interrupted.", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message and the log, no traceback
+        log.exception("Unexpected error in `localopen %s`", args.command)
+        where = f" Details are in {log_file}." if log_file else ""
+        print(f"localopen: unexpected error ({type(exc).__name__}: {exc}).{where}", file=sys.stderr)
+        return 1

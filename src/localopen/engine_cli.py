@@ -7,113 +7,94 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
+from localopen.app.chat import ChatSession
+from localopen.app.context import AppContext
+from localopen.app.library import resolve_model
 from localopen.core.errors import LocalopenError
+from localopen.core.fit import human_bytes
+from localopen.core.records import AnswerStats, BenchResult, LoadInfo
+from localopen.engine.client import EngineError
+from localopen.engine.protocol import BenchParams, LoadOptions, SamplingParams
 
 
-def resolve_model(name: str) -> Path:
-    """A path, or a model in the library (by file name or part of its name or repo)."""
-    path = Path(name).expanduser()
-    if path.exists():
-        return path
-    from localopen.core.library import find, touch
-    from localopen.core.paths import app_paths
-    from localopen.core.storage import connect
-
-    paths = app_paths()
-    conn = connect(paths.database)
-    model = find(conn, paths.models_dir(), name)
-    if model.missing:
-        raise LocalopenError(f"{model.filename} was in the library but {model.path} is gone (moved or deleted). "
-                             "Import it again from its new place, or `localopen rm` it.")
-    touch(conn, model.path)
-    return model.path
-
-
-def _load_options(args: argparse.Namespace):
-    from localopen.engine.protocol import LoadOptions
-
+def _load_options(args: argparse.Namespace) -> LoadOptions:
     return LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.ngl)
 
 
-def _sampling(args: argparse.Namespace):
-    from localopen.engine.protocol import SamplingParams
-
+def _sampling(args: argparse.Namespace) -> SamplingParams:
     return SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
                           repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
                           stop=args.stop or [])
 
 
-def _print_load(info: dict[str, Any]) -> None:
-    from localopen.core.fit import human_bytes
-
-    actual, estimate = info["memory_actual"]["total"], info["memory_estimate"]["total"]
-    err = info.get("estimate_error")
-    print(f"Loaded {info['name']} ({info['quantization']}) in {info['load_time_ms']:.0f} ms on {info['backend']}; "
-          f"memory {human_bytes(actual)} (estimated {human_bytes(estimate)}"
+def _print_load(info: LoadInfo) -> None:
+    err = info.estimate_error
+    print(f"Loaded {info.name} ({info.quantization}) in {info.load_time_ms:.0f} ms on {info.backend}; "
+          f"memory {human_bytes(info.memory_actual.total)} (estimated {human_bytes(info.memory_estimate.total)}"
           f"{f', {err:+.1%}' if err is not None else ''}).", file=sys.stderr)
-    if info.get("gpu_warning"):
-        print(f"Warning: {info['gpu_warning']}", file=sys.stderr)
+    if info.gpu_warning:
+        print(f"Warning: {info.gpu_warning}", file=sys.stderr)
 
 
 @contextlib.contextmanager
-def ctrl_c_stops(engine) -> Iterator[None]:
+def ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
     """While the engine works, Ctrl+C asks it to stop (the stream then ends cleanly) instead of
     raising KeyboardInterrupt into the event stream."""
     previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *_: engine.stop())
+    signal.signal(signal.SIGINT, lambda *_: stop())
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _answer(engine, messages, sampling, template, quiet: bool) -> tuple[str, dict[str, Any]]:
-    from localopen.engine.protocol import Done, Token
-
+def _answer(session: ChatSession, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None,
+            quiet: bool) -> tuple[str, AnswerStats]:
     parts: list[str] = []
-    stats: dict[str, Any] = {}
-    with ctrl_c_stops(engine):
-        for event in engine.chat(messages, sampling, template):
-            if isinstance(event, Token):
-                parts.append(event.text)
-                if not quiet:
-                    print(event.text, end="", flush=True)
-            elif isinstance(event, Done):
-                stats = event.stats
+
+    def on_token(text: str) -> None:
+        parts.append(text)
+        if not quiet:
+            print(text, end="", flush=True)
+
+    with ctrl_c_stops(session.stop):
+        stats = session.answer(messages, sampling, template, on_token)
     if not quiet:
         print()
     return "".join(parts), stats
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    from localopen.engine.client import Engine, EngineError
+def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
+    """The model's own template, the one asked for, or the user's choice: never a silent guess."""
+    if info.has_chat_template or args.template is not None:
+        return args.template
+    if args.prompt is not None or not sys.stdin.isatty():
+        raise LocalopenError(
+            "This model has no chat template, so localopen will not guess one. Pass --template with one "
+            f"of: {', '.join(info.template_options)} (suggested: {info.template_suggestion}).")
+    print(f"This model has no chat template. Choose one of {', '.join(info.template_options)} "
+          f"[{info.template_suggestion}]: ", end="", file=sys.stderr, flush=True)
+    return input().strip() or info.template_suggestion
 
-    path = resolve_model(args.model)
-    engine = Engine()
+
+def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
+    path = resolve_model(ctx, args.model)
+    session = ChatSession(ctx)
     try:
-        info = engine.load(str(path), _load_options(args))
+        info = session.load(path, _load_options(args))
         if not args.json:
             _print_load(info)
-        template = args.template
-        if not info["has_chat_template"] and template is None:
-            if args.prompt is not None or not sys.stdin.isatty():
-                raise LocalopenError(
-                    "This model has no chat template, so localopen will not guess one. Pass --template with one "
-                    f"of: {', '.join(info['template_options'])} (suggested: {info['template_suggestion']}).")
-            print(f"This model has no chat template. Choose one of {', '.join(info['template_options'])} "
-                  f"[{info['template_suggestion']}]: ", end="", file=sys.stderr, flush=True)
-            template = input().strip() or info["template_suggestion"]
+        template = _choose_template(info, args)
         messages: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
         sampling = _sampling(args)
         if args.prompt is not None:
             messages.append({"role": "user", "content": args.prompt})
-            content, stats = _answer(engine, messages, sampling, template, quiet=args.json)
+            content, stats = _answer(session, messages, sampling, template, quiet=args.json)
             if args.json:
-                print(json.dumps({"content": content, **stats}, indent=2))
+                print(json.dumps({"content": content, **stats.to_dict()}, indent=2))
             else:
                 _print_stats(stats)
             return 0
@@ -133,104 +114,67 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 continue
             messages.append({"role": "user", "content": line})
             try:
-                content, stats = _answer(engine, messages, sampling, template, quiet=False)
+                content, stats = _answer(session, messages, sampling, template, quiet=False)
             except EngineError as exc:
                 print(f"localopen: {exc}", file=sys.stderr)
                 messages.pop()
                 if exc.kind == "died":
-                    engine.start()
-                    engine.load(str(path), _load_options(args))
+                    session.load(path, _load_options(args))
                 continue
             messages.append({"role": "assistant", "content": content})
             _print_stats(stats)
     finally:
-        engine.shutdown()
+        session.shutdown()
 
 
-def _print_stats(stats: dict[str, Any]) -> None:
-    from localopen.core.conversations import describe_stats
-
-    if stats:
-        print(f"[{', '.join(describe_stats(stats))}]", file=sys.stderr)
+def _print_stats(stats: AnswerStats) -> None:
+    print(f"[{', '.join(stats.describe())}]", file=sys.stderr)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from localopen.core import results
-    from localopen.core.catalog import load_catalog
-    from localopen.core.hardware import read_profile
-    from localopen.core.paths import app_paths
-    from localopen.core.storage import connect
-    from localopen.engine.client import Engine
-    from localopen.engine.protocol import BenchParams, LoadOptions
+def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun
 
-    paths = app_paths()
-    hw = read_profile(paths.models_dir(), paths.cache, measure=False)
-    known = load_catalog().evidence_by_repo()
-    conn = connect(paths.database)
+    ctx.read_profile()  # the bandwidth bound saved with each result needs this machine's profile
+    paths = [resolve_model(ctx, name) for name in args.models]
     params = BenchParams(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps, n_threads=args.threads)
-    saved: list[dict[str, Any]] = []
-    stopped = False
-    for name in args.models:
-        if stopped:
-            break
-        path = resolve_model(name)
-        facts = results.file_facts(conn, path, known)
-        engine = Engine()  # a fresh process per model: clean peak-memory figures, crashes isolated
-        try:
-            info = engine.load(str(path), LoadOptions(n_ctx=256, n_threads=args.threads, n_gpu_layers=args.ngl))
-            print(f"{path.name}: loaded in {info['load_time_ms']:.0f} ms on {info['backend']}", file=sys.stderr)
-            if info.get("gpu_warning"):
-                print(f"Warning: {info['gpu_warning']}", file=sys.stderr)
-            with ctrl_c_stops(engine):
-                for event in engine.bench(params):
-                    facts_here = {**facts, **results.run_facts(hw, info["llama_cpp_version"])}
-                    stopped = _on_bench_event(event, conn, saved, facts_here) or stopped
-        finally:
-            engine.shutdown()
-    _print_results(saved, args)
+    options = LoadOptions(n_ctx=BENCH_LOAD_CTX, n_threads=args.threads, n_gpu_layers=args.ngl)
+    session = BenchmarkSession(ctx)
+
+    def progress(event: LoadInfo | str) -> None:
+        if isinstance(event, LoadInfo):
+            print(f"{Path(event.path).name}: loaded in {event.load_time_ms:.0f} ms on {event.backend}", file=sys.stderr)
+            if event.gpu_warning:
+                print(f"Warning: {event.gpu_warning}", file=sys.stderr)
+        else:
+            print(f"  {event}", file=sys.stderr)
+
+    with ctrl_c_stops(session.stop):
+        runs: list[BenchRun] = session.run_all(paths, options, params, progress)
+    if any(run.aborted for run in runs):
+        print("localopen: benchmark stopped; finished tests are saved.", file=sys.stderr)
+    _print_results([r for run in runs for r in run.results], args)
     return 0
 
 
-def _on_bench_event(event, conn, saved, facts) -> bool:
-    """Print progress; enrich, save and collect results. True when the user stopped the run."""
-    from localopen.core import results
-    from localopen.engine.protocol import BenchDone, BenchProgress
-
-    if isinstance(event, BenchProgress):
-        print(f"  {event.message}", file=sys.stderr)
-        return False
-    if not isinstance(event, BenchDone):
-        return False
-    if event.aborted:
-        print("localopen: benchmark stopped; finished tests are saved.", file=sys.stderr)
-    for r in event.results:
-        r.update(facts)
-        r["id"] = results.save(conn, r)
-        saved.append(r)
-    return event.aborted
-
-
-def _print_results(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    from localopen.core import results
+def _print_results(results: list[BenchResult], args: argparse.Namespace) -> None:
+    from localopen.core import bench_format
 
     if args.json:
-        print(results.to_json(records))
+        print(bench_format.to_json(results))
     elif args.csv:
-        print(results.to_csv(records), end="")
+        print(bench_format.to_csv(results), end="")
     else:
-        print(results.markdown(records))
+        print(bench_format.to_markdown(results))
 
 
-def cmd_results(args: argparse.Namespace) -> int:
-    from localopen.core import results
-    from localopen.core.paths import app_paths
-    from localopen.core.storage import connect
+def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.benchmark import history
 
-    records = results.query(connect(app_paths().database), args.model, args.machine)
-    if not records and not (args.json or args.csv):
+    results = history(ctx, args.model, args.machine)
+    if not results and not (args.json or args.csv):
         print("No saved results yet: run `localopen bench MODEL`.", file=sys.stderr)
         return 0
-    _print_results(records, args)
+    _print_results(results, args)
     return 0
 
 

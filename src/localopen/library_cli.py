@@ -7,20 +7,11 @@ import json
 import sys
 import threading
 import time
-from typing import Any
 
+from localopen.app.context import AppContext
+from localopen.core.downloader import Progress
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
-
-
-def _context():
-    from localopen.core.hub import Hub
-    from localopen.core.paths import app_paths, load_settings
-    from localopen.core.storage import connect
-
-    paths = app_paths()
-    settings = load_settings(paths)
-    return paths, Hub(settings), connect(paths.database)
 
 
 class _Bar:
@@ -29,7 +20,7 @@ class _Bar:
     def __init__(self) -> None:
         self.last = 0.0
 
-    def __call__(self, name: str, p: Any) -> None:
+    def __call__(self, name: str, p: Progress) -> None:
         now = time.monotonic()
         if now - self.last < 0.25 and p.done < p.total:
             return
@@ -43,14 +34,12 @@ class _Bar:
               end="", file=sys.stderr, flush=True)
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
-    from localopen.core.catalog import load_catalog
+def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.core.downloader import Paused
     from localopen.core.pull import pull
 
-    paths, hub, conn = _context()
     repo, pattern, quant = args.repo, None, args.quant
-    entry = load_catalog().get(args.repo)
+    entry = ctx.catalog.get(args.repo)
     if entry is not None:
         repo = entry.gguf_repo
         if not args.file:
@@ -61,12 +50,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
             pattern, quant = chosen.pattern, None
     stop = threading.Event()
     try:
-        path = pull(hub, conn, paths.models_dir(), repo, quant=quant, filename=args.file, pattern=pattern,
+        path = pull(ctx.hub(), ctx.db, ctx.models_dir, repo, quant=quant, filename=args.file, pattern=pattern,
                     on_progress=_Bar(), should_stop=stop.is_set)
-    except KeyboardInterrupt:
-        print("\nlocalopen: paused; run the same command again to resume.", file=sys.stderr)
-        return 130
-    except Paused:
+    except (KeyboardInterrupt, Paused):
         print("\nlocalopen: paused; run the same command again to resume.", file=sys.stderr)
         return 130
     print(file=sys.stderr)
@@ -74,70 +60,66 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from localopen.core.library import list_models
+def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app import library
 
-    paths, _, conn = _context()
-    models = list_models(conn, paths.models_dir())
+    library.scan(ctx)
+    entries = library.entries(ctx, ctx.read_profile(measure=False))
     if args.json:
-        print(json.dumps([m.to_dict() for m in models], indent=2))
+        print(json.dumps([{**e.model.to_dict(), "grade": e.badge,
+                           "usable_here": e.verdict.to_dict() if e.verdict else None} for e in entries], indent=2))
         return 0
-    if not models:
+    if not entries:
         print("The library is empty: `localopen pull REPO` downloads a model, `localopen import PATH` adds one.")
         return 0
-    for m in models:
+    for e in entries:
+        m = e.model
         state = "MISSING (moved or deleted)" if m.missing else human_bytes(m.size)
-        print(f"{m.filename:50} {m.quant or '?':8} {state:12} {m.source:10} {m.repo or m.path}")
+        verdict = e.verdict.label if e.verdict else "not measured yet"
+        print(f"{m.filename:50} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} "
+              f"{m.repo or m.path}")
     return 0
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from localopen.core.library import import_file
 
-    _, _, conn = _context()
-    model = import_file(conn, Path(args.path))
+    model = import_file(ctx.db, Path(args.path))
     print(f"Imported {model.filename} ({model.quant}, {human_bytes(model.size)}); the file stays where it is.")
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.library import scan
     from localopen.core.library import find, verify
 
-    paths, _, conn = _context()
-    result = verify(conn, find(conn, paths.models_dir(), args.model))
+    scan(ctx)
+    result = verify(ctx.db, find(ctx.db, args.model))
     print(result.message)
     return 0 if result.ok is not False else 1
 
 
-def cmd_rm(args: argparse.Namespace) -> int:
+def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.library import scan
     from localopen.core.library import find, remove
 
-    paths, _, conn = _context()
-    model = find(conn, paths.models_dir(), args.model)
+    scan(ctx)
+    model = find(ctx.db, args.model)
     if not args.yes and sys.stdin.isatty():
         answer = input(f"Delete {model.filename} ({human_bytes(model.size)})? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.")
             return 0
-    print(remove(conn, model, paths.models_dir()))
+    print(remove(ctx.db, model, ctx.models_dir))
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from localopen.core.catalog import load_catalog
-    from localopen.core.hub import quant_of
-    from localopen.core.openness import evidence_from_card, grade
+def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.hub_search import search_hub
 
-    _, hub, _ = _context()
-    known = load_catalog().evidence_by_repo()
-    rows = []
-    for info in hub.search(args.query, sort=args.sort, limit=args.limit):
-        g = grade(evidence_from_card(info, known), provisional=True)
-        quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
-        rows.append({"id": info["id"], "downloads": info.get("downloads"), "likes": info.get("likes"),
-                     "last_modified": info.get("lastModified"), "quants": quants, **g.to_dict()})
+    rows = [r.to_dict() for r in search_hub(ctx, args.query, sort=args.sort, limit=args.limit)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -149,24 +131,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_refresh(args: argparse.Namespace) -> int:
+def cmd_refresh(ctx: AppContext, args: argparse.Namespace) -> int:
     """Fill exact file sizes and sha256 of catalog models from the Hub (cached for offline use)."""
-    from localopen.core.catalog import load_catalog
-    from localopen.core.hub import HubError
+    from localopen.core.hub import HubError, OfflineError
     from localopen.core.library import record_hub_files
 
-    _, hub, conn = _context()
-    catalog = load_catalog()
+    hub, catalog = ctx.hub(), ctx.catalog
     failed = 0
     for m in catalog.models:
         try:
-            record_hub_files(conn, hub.files(m.gguf_repo))
+            record_hub_files(ctx.db, hub.files(m.gguf_repo))
             print(f"ok     {m.gguf_repo}", file=sys.stderr)
+        except OfflineError:
+            raise  # no point asking for the others
         except HubError as exc:
             failed += 1
             print(f"failed {m.gguf_repo}: {exc}", file=sys.stderr)
-            if "offline" in str(exc).lower():
-                return 1
     print(f"{len(catalog.models) - failed} of {len(catalog.models)} repositories refreshed.")
     return 0 if not failed else 1
 

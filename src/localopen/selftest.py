@@ -59,7 +59,7 @@ def run_self_test() -> int:
 
 def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
     from localopen.engine.client import Engine
-    from localopen.engine.protocol import Done, LoadOptions, SamplingParams, Token
+    from localopen.engine.protocol import LoadOptions, SamplingParams
 
     model = resources.files("localopen.resources").joinpath("selftest-tiny.gguf")
     with resources.as_file(model) as path:
@@ -67,24 +67,18 @@ def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
         try:
             start = time.perf_counter()
             info = engine.load(str(path), LoadOptions(n_ctx=256, n_threads=1), timeout=120)
-            missing = missing_features(info["system_info"], cpu_features)
+            missing = missing_features(info.system_info, cpu_features)
             if missing:
                 raise RuntimeError(
                     f"this llama.cpp build uses {', '.join(missing)}, which this processor lacks: it would crash "
                     "with 'illegal instruction'. Install a build for older CPUs (see the README).")
-            tokens = 0
-            stats = {}
-            for event in engine.chat([{"role": "user", "content": "self-test"}], SamplingParams(max_tokens=8, seed=1)):
-                if isinstance(event, Token):
-                    tokens += 1
-                elif isinstance(event, Done):
-                    stats = event.stats
-            if not stats or stats["completion_tokens"] < 1:
+            stats = engine.answer([{"role": "user", "content": "self-test"}], SamplingParams(max_tokens=8, seed=1))
+            if stats.completion_tokens < 1:
                 raise RuntimeError("the engine streamed no token")
-            lines.append(f"engine: llama-cpp-python {info['llama_cpp_version']}, backend {info['backend']}, "
-                         f"loaded in {info['load_time_ms']:.0f} ms, streamed {stats['completion_tokens']} tokens "
+            lines.append(f"engine: llama-cpp-python {info.llama_cpp_version}, backend {info.backend}, "
+                         f"loaded in {info.load_time_ms:.0f} ms, streamed {stats.completion_tokens} tokens "
                          f"in {(time.perf_counter() - start) * 1000:.0f} ms")
-            lines.append(f"llama.cpp CPU features used: {', '.join(sorted(build_features(info['system_info'])))}")
+            lines.append(f"llama.cpp CPU features used: {', '.join(sorted(build_features(info.system_info)))}")
         finally:
             engine.shutdown()
 

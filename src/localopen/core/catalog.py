@@ -63,8 +63,39 @@ class CatalogModel:
         return self.raw["family"]
 
     @property
+    def params_b(self) -> float:
+        return float(self.raw["params_b"])
+
+    @property
     def n_params(self) -> int:
         return int(self.raw["params_b"] * 1e9)
+
+    @property
+    def active_fraction(self) -> float:
+        """Mixture of experts: the share of weights read per token (1.0 for dense models)."""
+        active = self.raw.get("active_params_b")
+        return min(1.0, active / self.raw["params_b"]) if active else 1.0
+
+    @property
+    def mof(self) -> dict[str, Any] | None:
+        """The Model Openness Framework badge (class, scope, source), when known."""
+        return self.raw.get("mof")
+
+    @property
+    def osai(self) -> dict[str, Any] | None:
+        """The European Open Source AI Index badge (score, scope, source), when known."""
+        return self.raw.get("osai")
+
+    def badges(self) -> list[str]:
+        """The frameworks' verdicts shown beside the grade: MOF class, OSAI score, OSI status."""
+        out = []
+        if self.mof:
+            out.append(f"MOF: {self.mof['class']} ({self.mof['scope']})")
+        if self.osai:
+            out.append(f"OSAI: {self.osai['percent']} % ({self.osai['scope']})")
+        if self.raw.get("osi"):
+            out.append(f"OSI: {self.raw['osi']['status']}")
+        return out
 
     @property
     def context_length(self) -> int:

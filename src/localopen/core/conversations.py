@@ -8,6 +8,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from localopen.core.records import AnswerStats
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -19,7 +21,7 @@ class Message:
     position: int
     role: str
     content: str
-    stats: dict[str, Any] | None = None
+    stats: AnswerStats | None = None
 
 
 @dataclass
@@ -79,18 +81,18 @@ def delete(conn: sqlite3.Connection, conversation_id: int) -> None:
 def messages(conn: sqlite3.Connection, conversation_id: int) -> list[Message]:
     rows = conn.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
                         (conversation_id,)).fetchall()
-    return [Message(r["id"], r["position"], r["role"], r["content"], json.loads(r["stats"]) if r["stats"] else None)
-            for r in rows]
+    return [Message(r["id"], r["position"], r["role"], r["content"],
+                    AnswerStats.from_dict(json.loads(r["stats"])) if r["stats"] else None) for r in rows]
 
 
 def add_message(conn: sqlite3.Connection, conversation_id: int, role: str, content: str,
-                stats: dict[str, Any] | None = None) -> Message:
+                stats: AnswerStats | None = None) -> Message:
     with conn:
         position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?",
                                 (conversation_id,)).fetchone()[0]
         cur = conn.execute("INSERT INTO messages(conversation_id, position, role, content, stats, created_at)"
                            " VALUES (?,?,?,?,?,?)", (conversation_id, position, role, content,
-                                                     json.dumps(stats) if stats else None, _now()))
+                                                     json.dumps(stats.to_dict()) if stats else None, _now()))
         conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
     return Message(int(cur.lastrowid), position, role, content, stats)
 
@@ -99,15 +101,3 @@ def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int)
     """Drop this message and everything after it (regenerate, edit and resend)."""
     with conn:
         conn.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?", (conversation_id, position))
-
-
-def describe_stats(stats: dict[str, Any]) -> list[str]:
-    """The line under an answer: tokens, how it ended, first-token time, speed, context trimming."""
-    parts = [f"{stats.get('completion_tokens', 0)} tokens", str(stats.get("finish_reason", ""))]
-    if stats.get("ttft_ms") is not None:
-        parts.append(f"first token {stats['ttft_ms']:.0f} ms")
-    if stats.get("gen_tps"):
-        parts.append(f"{stats['gen_tps']:.1f} tokens/s")
-    if stats.get("dropped_messages"):
-        parts.append(f"{stats['dropped_messages']} oldest messages dropped to fit the context")
-    return parts

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import logging
 import os
 import shutil
 import time
@@ -24,6 +25,8 @@ from pathlib import Path
 
 from localopen.core.errors import LocalopenError
 from localopen.core.hub import RemoteFile, endpoint, explain_http, token
+
+log = logging.getLogger("localopen.downloads")
 
 CHUNK = 1 << 20
 MARGIN_BYTES = 200 * 2**20  # keep this much free beyond the file
@@ -64,6 +67,18 @@ class Progress:
 
 def part_paths(final: Path) -> tuple[Path, Path]:
     return final.with_name(final.name + ".part"), final.with_name(final.name + ".part.json")
+
+
+def unfinished_downloads(models_dir: Path) -> list[tuple[str, str]]:
+    """(repo, filename) of downloads an earlier run left unfinished (disk work: a folder walk)."""
+    pending = []
+    for sidecar in models_dir.rglob("*.part.json") if models_dir.is_dir() else []:
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+            pending.append((str(record["repo"]), str(record["filename"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("Unreadable download record %s", sidecar)
+    return pending
 
 
 def resolve_url(remote: RemoteFile) -> str:
@@ -174,7 +189,7 @@ def _fetch(remote: RemoteFile, part: Path, on_progress: Callable[[Progress], Non
             return  # nothing left to fetch: verification decides
         if exc.code >= 500 or exc.code == 429:
             raise _Transient(f"HTTP {exc.code}") from exc
-        raise explain_http(exc.code, remote.repo, remote.filename) from exc
+        raise explain_http(exc.code, remote.repo, remote.filename, exc.headers.get("X-Error-Code")) from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(str(getattr(exc, "reason", exc))) from exc
     with response:

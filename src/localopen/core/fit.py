@@ -57,7 +57,7 @@ class ModelShape:
             n_layers=n_layers, n_head=n_head, n_head_kv=kv,
             key_length=h.key_length or 128, value_length=h.value_length or 128,
             n_vocab=h.vocab_size or 32000, n_embd=h.embedding_length or 4096,
-            sliding_window=swa, n_swa_layers=n_swa,
+            sliding_window=swa, n_swa_layers=n_swa, active_fraction=h.active_fraction,
         )
 
     @classmethod

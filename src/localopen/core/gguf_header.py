@@ -62,6 +62,7 @@ class GGUFHeader:
     n_params: int
     tensor_data_offset: int
     tensor_types: dict[str, int] = field(default_factory=dict)  # ggml type name -> tensor count
+    expert_params: int = 0  # parameters in mixture-of-experts expert tensors (*_exps)
 
     # --- convenient views on the metadata -------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
@@ -147,6 +148,15 @@ class GGUFHeader:
     @property
     def split_count(self) -> int:
         return _as_int(self.metadata.get("split.count")) or 1
+
+    @property
+    def active_fraction(self) -> float:
+        """Mixture of experts: the share of parameters one token uses (1.0 for dense models)."""
+        count, used = _as_int(self.arch_key("expert_count")), _as_int(self.arch_key("expert_used_count"))
+        if not self.expert_params or not self.n_params or not count or not used or used >= count:
+            return 1.0
+        dense = self.n_params - self.expert_params
+        return (dense + self.expert_params * used / count) / self.n_params
 
     @property
     def tensor_bytes(self) -> int:
@@ -280,9 +290,10 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
                 metadata[key] = value
 
     n_params = 0
+    expert_params = 0
     tensor_types: dict[str, int] = {}
     for index in range(tensor_count):
-        cur.string(f"tensor name #{index}", keep=False)
+        name = cur.string(f"tensor name #{index}") or ""
         n_dims = cur.u32(f"the dimensions of tensor #{index}")
         if n_dims > MAX_TENSOR_DIMS:
             raise GGUFError(f"{path.name} is corrupt: tensor #{index} claims {n_dims} dimensions.")
@@ -292,6 +303,8 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
         ttype = cur.u32(f"the type of tensor #{index}")
         cur.u64(f"the offset of tensor #{index}")
         n_params += elements
+        if "_exps" in name:
+            expert_params += elements
         type_name = TENSOR_TYPES.get(ttype, f"type{ttype}")
         tensor_types[type_name] = tensor_types.get(type_name, 0) + 1
 
@@ -304,7 +317,7 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     return GGUFHeader(
         path=path, file_size=size, version=version, tensor_count=tensor_count, metadata=metadata,
         array_lengths=array_lengths, n_params=n_params, tensor_data_offset=data_offset,
-        tensor_types=tensor_types,
+        tensor_types=tensor_types, expert_params=expert_params,
     )
 
 

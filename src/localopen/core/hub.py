@@ -3,16 +3,25 @@
 HF_ENDPOINT, HF_TOKEN, HF_HOME and HF_HUB_OFFLINE are read at call time (huggingface_hub reads
 some at import) and passed explicitly. Offline means no request at all. Every call has a short
 timeout so nothing blocks start-up. The token is never printed or logged.
+
+huggingface_hub's typed errors are caught by type, gated before not-found (GatedRepoError is a
+RepositoryNotFoundError). Logged out, the real Hub answers 401 for a repository that does not
+exist, so a 401 without "GatedRepo" means "not found, or private", never "gated".
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from localopen.core.errors import LocalopenError
+
+log = logging.getLogger("localopen.hub")
+_T = TypeVar("_T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 QUANT_RE = re.compile(r"(?i)(?:^|[-_.])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|BF16|F16|F32|MXFP4)(?=[-_.]|$)")
@@ -53,9 +62,9 @@ def quant_of(filename: str) -> str | None:
     return m.group(1).upper() if m else None
 
 
-def is_offline(settings: dict | None = None) -> bool:
+def is_offline(offline_setting: bool = False) -> bool:
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return env in ("1", "true", "yes", "on") or bool((settings or {}).get("offline"))
+    return env in ("1", "true", "yes", "on") or offline_setting
 
 
 def endpoint() -> str:
@@ -67,34 +76,50 @@ def token() -> str | None:
     value = os.environ.get("HF_TOKEN")
     if value:
         return value
-    try:
-        from huggingface_hub import get_token
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import LocalTokenNotFoundError
 
+    try:
         return get_token()
-    except Exception:  # noqa: BLE001 - no stored login is fine
+    except (LocalTokenNotFoundError, OSError):  # no stored login, or an unreadable one: logged out
         return None
 
 
-def explain_http(status: int, repo: str, filename: str | None = None) -> HubError:
+def _gated(repo: str) -> GatedError:
+    return GatedError(
+        f"{repo} is gated: accept its licence on https://huggingface.co/{repo} while logged in, then set "
+        "a token (HF_TOKEN, or `hf auth login`). localopen never shows or logs the token.")
+
+
+def _repo_not_found(repo: str) -> NotFoundError:
+    return NotFoundError(f"{repo} was not found on the Hub, or it is private: check the name, or log in "
+                         "(HF_TOKEN, or `hf auth login`).")
+
+
+def explain_http(status: int, repo: str, filename: str | None = None, error_code: str | None = None) -> HubError:
+    """A Hub HTTP failure in plain words, from its status and the Hub's X-Error-Code header."""
     what = f"{repo}/{filename}" if filename else repo
-    if status in (401, 403):
-        return GatedError(
-            f"{repo} is gated: accept its licence on https://huggingface.co/{repo} while logged in, then set "
-            "a token (HF_TOKEN, or `hf auth login`). localopen never shows or logs the token.")
-    if status == 404:
+    if error_code == "GatedRepo":
+        return _gated(repo)
+    if error_code == "RepoNotFound" or (status == 401 and not error_code):
+        return _repo_not_found(repo)
+    if status == 404 or error_code in ("EntryNotFound", "RevisionNotFound"):
         return NotFoundError(f"{what} was not found on the Hub (check the repository and file name).")
+    if status == 403:
+        return GatedError(f"The Hub refused access to {what} with this token: check that it may read this "
+                          "repository. localopen never shows or logs the token.")
     if status == 429:
         return HubError("The Hub is rate-limiting requests; wait a minute and try again.")
     return HubError(f"The Hub answered HTTP {status} for {what}; try again later.")
 
 
 class Hub:
-    def __init__(self, settings: dict | None = None, timeout: float = 10.0) -> None:
-        self.settings = settings or {}
+    def __init__(self, offline: bool = False, timeout: float = 10.0) -> None:
+        self.offline = offline
         self.timeout = timeout
 
     def _check_online(self) -> None:
-        if is_offline(self.settings):
+        if is_offline(self.offline):
             raise OfflineError("localopen is offline (offline setting or HF_HUB_OFFLINE): no Hub request made.")
 
     def _api(self) -> Any:
@@ -102,23 +127,42 @@ class Hub:
 
         return HfApi(endpoint=endpoint(), token=token() or False)
 
-    def _wrap(self, exc: Exception, repo: str, filename: str | None = None) -> HubError:
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-        if isinstance(status, int):
-            return explain_http(status, repo, filename)
-        name = type(exc).__name__
-        if "Offline" in name:
-            return OfflineError("The Hub cannot be reached (offline).")
-        return HubError(f"The Hub could not be reached ({name}). Check the connection, or work offline.")
+    def _call(self, what: str, call: Callable[[], _T]) -> _T:
+        """Run one huggingface_hub call; its typed errors become HubErrors in plain words."""
+        import httpx2
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RemoteEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        self._check_online()
+        try:
+            return call()
+        except GatedRepoError as exc:  # before RepositoryNotFoundError: it is one
+            raise _gated(what) from exc
+        except RepositoryNotFoundError as exc:
+            raise _repo_not_found(what) from exc
+        except (RevisionNotFoundError, RemoteEntryNotFoundError) as exc:
+            raise NotFoundError(f"{what} was not found on the Hub (check the repository and revision).") from exc
+        except OfflineModeIsEnabled as exc:
+            raise OfflineError("huggingface_hub is in offline mode (HF_HUB_OFFLINE): no Hub request made.") from exc
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            raise explain_http(status, what, None, exc.response.headers.get("X-Error-Code")
+                               if exc.response is not None else None) from exc
+        except (httpx2.TransportError, OSError) as exc:
+            log.info("Hub unreachable for %s: %s", what, exc)
+            raise OfflineError(f"The Hub could not be reached ({type(exc).__name__}). Check the connection, "
+                               "or work offline.") from exc
 
     def files(self, repo: str, revision: str | None = None) -> list[RemoteFile]:
         """Every file of a repo with exact size and sha256 (LFS)."""
-        self._check_online()
-        try:
-            info = self._api().model_info(repo, revision=revision, files_metadata=True, timeout=self.timeout)
-        except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many types
-            raise self._wrap(exc, repo) from exc
+        info = self._call(repo, lambda: self._api().model_info(repo, revision=revision, files_metadata=True,
+                                                               timeout=self.timeout))
         out = []
         for s in info.siblings or []:
             lfs = getattr(s, "lfs", None)
@@ -128,24 +172,19 @@ class Hub:
 
     def model_info(self, repo: str) -> dict[str, Any]:
         """model_info as JSON-like data (for provisional grades of repos outside the catalog)."""
-        self._check_online()
-        try:
-            info = self._api().model_info(repo, timeout=self.timeout)
-        except Exception as exc:  # noqa: BLE001
-            raise self._wrap(exc, repo) from exc
-        return _info_dict(info)
+        return _info_dict(self._call(repo, lambda: self._api().model_info(repo, timeout=self.timeout)))
 
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
-        self._check_online()
         sort_key = {"downloads": "downloads", "likes": "likes", "recent": "lastModified",
                     "lastModified": "lastModified"}.get(sort, "downloads")
-        try:
+        expand = ["cardData", "siblings", "downloads", "likes", "lastModified", "gated", "tags"]
+
+        def call() -> list[dict[str, Any]]:  # list_models is lazy: the requests happen while iterating
             found = self._api().list_models(filter="gguf", search=query or None, sort=sort_key, limit=limit,
-                                            expand=["cardData", "siblings", "downloads", "likes", "lastModified",
-                                                    "gated", "tags"])
+                                            expand=expand)
             return [_info_dict(m) for m in found]
-        except Exception as exc:  # noqa: BLE001
-            raise self._wrap(exc, query or "search") from exc
+
+        return self._call(query or "the Hub search", call)
 
 
 def _info_dict(info: Any) -> dict[str, Any]:

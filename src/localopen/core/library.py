@@ -98,11 +98,13 @@ def get(conn: sqlite3.Connection, path: str) -> LibraryModel | None:
     return _row(row) if row else None
 
 
-def scan(conn: sqlite3.Connection, models_dir: Path) -> None:
-    """Pick up .gguf files in the models folder that the database does not know yet."""
+def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
+    """Pick up .gguf files in the models folder that the database does not know yet (disk work:
+    never on a UI thread). Returns how many were added."""
     if not models_dir.is_dir():
-        return
+        return 0
     known = {r["path"] for r in conn.execute("SELECT path FROM models")}
+    added = 0
     for p in models_dir.rglob("*.gguf"):
         m = SPLIT_RE.search(p.name)
         if (m and m.group(1) != "00001") or str(p) in known:
@@ -113,16 +115,18 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> None:
             conn.execute("INSERT OR IGNORE INTO models(path, repo, filename, quant, size, source, added_at)"
                          " VALUES (?,?,?,?,?,?,?)",
                          (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "downloaded", _now()))
+        added += 1
+    return added
 
 
-def list_models(conn: sqlite3.Connection, models_dir: Path) -> list[LibraryModel]:
-    scan(conn, models_dir)
+def list_models(conn: sqlite3.Connection) -> list[LibraryModel]:
+    """The library as recorded (no disk scan: see scan())."""
     return [_row(r) for r in conn.execute("SELECT * FROM models ORDER BY COALESCE(last_used, added_at) DESC")]
 
 
-def find(conn: sqlite3.Connection, models_dir: Path, name: str) -> LibraryModel:
+def find(conn: sqlite3.Connection, name: str) -> LibraryModel:
     """One library model by path, file name, or part of its name or repo."""
-    models = list_models(conn, models_dir)
+    models = list_models(conn)
     exact = [m for m in models if name in (str(m.path), m.filename, m.name)]
     if len(exact) == 1:
         return exact[0]

@@ -15,9 +15,7 @@ _FALLBACK_ARCH = {"n_layers": 32, "n_embd": 4096, "n_head": 32, "n_head_kv": 8, 
 
 def catalog_shape(model: CatalogModel, quant: Quant) -> ModelShape:
     weight_bytes = quant.size_bytes or 0
-    active = model.raw.get("active_params_b")
-    fraction = min(1.0, active / model.raw["params_b"]) if active else 1.0
-    return ModelShape.from_catalog(model.arch or _FALLBACK_ARCH, weight_bytes, fraction)
+    return ModelShape.from_catalog(model.arch or _FALLBACK_ARCH, weight_bytes, model.active_fraction)
 
 
 def catalog_fit(model: CatalogModel, hw: HardwareProfile, quant: Quant | None = None,

@@ -17,6 +17,7 @@ class AppPaths:
     config: Path
     data: Path
     cache: Path
+    logs: Path
 
     @property
     def settings_file(self) -> Path:
@@ -30,22 +31,18 @@ class AppPaths:
     def default_models_dir(self) -> Path:
         return self.data / "models"
 
-    def models_dir(self) -> Path:
-        """The models directory: the `models_dir` setting, else <data>/models."""
-        configured = load_settings(self).get("models_dir")
-        return Path(configured).expanduser() if configured else self.default_models_dir
-
 
 def app_paths() -> AppPaths:
     """LOCALOPEN_HOME puts everything under one folder (portable installs, tests)."""
     home = os.environ.get("LOCALOPEN_HOME")
     if home:
         root = Path(home).expanduser()
-        return AppPaths(config=root / "config", data=root / "data", cache=root / "cache")
+        return AppPaths(config=root / "config", data=root / "data", cache=root / "cache", logs=root / "logs")
     return AppPaths(
         config=Path(platformdirs.user_config_dir(APP, appauthor=False)),
         data=Path(platformdirs.user_data_dir(APP, appauthor=False)),
         cache=Path(platformdirs.user_cache_dir(APP, appauthor=False)),
+        logs=Path(platformdirs.user_log_dir(APP, appauthor=False)),
     )
 
 

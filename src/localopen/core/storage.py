@@ -1,14 +1,29 @@
-"""The app's SQLite database: schema versions, one connection helper."""
+"""The app's SQLite database: schema versions, one connection helper.
+
+Each migration runs in one transaction with its version bump (SQLite's user_version is part of
+the transaction), so a migration that fails half-way leaves the database exactly as it was. The
+scripts only create what does not exist yet, so a database left half-upgraded by an older version
+(whose migrations were not transactions) is finished on the next start.
+"""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
+
+from localopen.core.errors import LocalopenError
+
+log = logging.getLogger("localopen.storage")
+
+
+class StorageError(LocalopenError):
+    """The database cannot be opened or upgraded; the message says what to do."""
 
 MIGRATIONS = [
     # 1: benchmark results and the sha256 cache
     """
-    CREATE TABLE bench_results (
+    CREATE TABLE IF NOT EXISTS bench_results (
         id INTEGER PRIMARY KEY,
         created_at TEXT NOT NULL,
         model_sha256 TEXT NOT NULL,
@@ -23,8 +38,8 @@ MIGRATIONS = [
         stddev_ts REAL NOT NULL,
         record TEXT NOT NULL
     );
-    CREATE INDEX bench_results_model ON bench_results(model_sha256, machine);
-    CREATE TABLE file_hashes (
+    CREATE INDEX IF NOT EXISTS bench_results_model ON bench_results(model_sha256, machine);
+    CREATE TABLE IF NOT EXISTS file_hashes (
         path TEXT PRIMARY KEY,
         size INTEGER NOT NULL,
         mtime_ns INTEGER NOT NULL,
@@ -33,7 +48,7 @@ MIGRATIONS = [
     """,
     # 2: the local library and the Hub's exact file facts
     """
-    CREATE TABLE models (
+    CREATE TABLE IF NOT EXISTS models (
         path TEXT PRIMARY KEY,
         repo TEXT,
         filename TEXT NOT NULL,
@@ -45,7 +60,7 @@ MIGRATIONS = [
         last_used TEXT,
         verified_at TEXT
     );
-    CREATE TABLE hub_files (
+    CREATE TABLE IF NOT EXISTS hub_files (
         repo TEXT NOT NULL,
         filename TEXT NOT NULL,
         size INTEGER,
@@ -57,7 +72,7 @@ MIGRATIONS = [
     """,
     # 3: conversations
     """
-    CREATE TABLE conversations (
+    CREATE TABLE IF NOT EXISTS conversations (
         id INTEGER PRIMARY KEY,
         title TEXT NOT NULL,
         model_path TEXT,
@@ -65,7 +80,7 @@ MIGRATIONS = [
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );
-    CREATE TABLE messages (
+    CREATE TABLE IF NOT EXISTS messages (
         id INTEGER PRIMARY KEY,
         conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
         position INTEGER NOT NULL,
@@ -74,11 +89,11 @@ MIGRATIONS = [
         stats TEXT,
         created_at TEXT NOT NULL
     );
-    CREATE INDEX messages_conversation ON messages(conversation_id, position);
+    CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, position);
     """,
     # 4: loads that failed on this machine (the verdict says so)
     """
-    CREATE TABLE load_failures (
+    CREATE TABLE IF NOT EXISTS load_failures (
         path TEXT NOT NULL,
         machine TEXT NOT NULL,
         message TEXT NOT NULL,
@@ -89,19 +104,37 @@ MIGRATIONS = [
 ]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, migrations: list[str] = MIGRATIONS) -> sqlite3.Connection:
     """Open (creating and migrating as needed) the database at path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=10)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode NORMAL never corrupts the database; it only skips an fsync per commit (each chat
-    # message is a commit, and the UI thread makes them).
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        with conn:
-            conn.executescript(script)
-            conn.execute(f"PRAGMA user_version = {number}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)  # transactions are explicit
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts the database; it only skips an fsync per commit.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageError(f"localopen cannot open its database {path}: {exc}. If the file is damaged, move it "
+                           "aside (your downloaded models are not in it) and start localopen again.") from exc
+    if version > len(migrations):
+        conn.close()
+        raise StorageError(f"The database {path} was written by a newer localopen (schema {version}; this version "
+                           f"knows {len(migrations)}). Update localopen, or move the file aside to start afresh.")
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        try:
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            log.exception("Migration %d of %s failed", number, path)
+            raise StorageError(f"localopen could not upgrade its database {path} to schema {number}: {exc}. "
+                               f"Nothing was changed (it is still at schema {number - 1}). Free some disk space "
+                               "and start again; if it keeps failing, move the file aside to start afresh and "
+                               "report the problem with the log.") from exc
+        log.info("Database %s migrated to schema %d", path, number)
+    # The rest of the code uses `with conn:` for its transactions: Python's default handling.
+    conn.isolation_level = ""
     return conn

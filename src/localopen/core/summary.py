@@ -14,9 +14,13 @@ class SummaryRow:
     grade: str
     transparency: int
     license: str
-    verdict: str
+    verdict: str  # the band
     reason: str
-    predicted: bool
+    basis: str  # predicted | measured
+
+    @property
+    def predicted(self) -> bool:
+        return self.basis == "predicted"
 
 
 def _grouped(rows: list[SummaryRow]) -> list[tuple[str, list[SummaryRow]]]:
@@ -31,13 +35,12 @@ def _grouped(rows: list[SummaryRow]) -> list[tuple[str, list[SummaryRow]]]:
 
 def markdown(rows: list[SummaryRow], machine: str) -> str:
     lines = ["# Open models on this machine", "", f"Machine: {machine}", "",
-             "Measured verdicts come from benchmarks run here; predicted ones from the fit estimate and the "
-             "memory-bandwidth bound.", ""]
+             "Each verdict says how it was obtained: measured (a benchmark or a failed load on this machine) "
+             "or predicted (the fit estimate and the memory-bandwidth bound).", ""]
     for letter, members in _grouped(rows):
         lines += [f"## {letter} — {GRADE_LABELS[letter]}", "", "| model | licence | verdict | why |",
                   "| --- | --- | --- | --- |"]
-        lines += [f"| {r.name} | {r.license} | {r.verdict}{' (predicted)' if r.predicted else ''} | {r.reason} |"
-                  for r in members]
+        lines += [f"| {r.name} | {r.license} | {r.verdict} ({r.basis}) | {r.reason} |" for r in members]
         lines.append("")
     return "\n".join(lines)
 
@@ -55,7 +58,7 @@ def to_html(rows: list[SummaryRow], machine: str) -> str:
         for r in members:
             cls = " class='p'" if r.predicted else ""
             parts.append(f"<tr{cls}><td>{e(r.name)}</td><td>{e(r.license)}</td><td>{e(r.verdict)}"
-                         f"{' (predicted)' if r.predicted else ''}</td><td>{e(r.reason)}</td></tr>")
+                         f" ({e(r.basis)})</td><td>{e(r.reason)}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)

@@ -27,8 +27,7 @@ class Thresholds:
     readable_ttft_s: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> Thresholds:
-        saved = settings.get("verdict_thresholds") or {}
+    def from_dict(cls, saved: dict[str, Any]) -> Thresholds:
         return cls(**{k: float(v) for k, v in saved.items() if k in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict[str, float]:
@@ -39,11 +38,19 @@ class Thresholds:
 class Verdict:
     band: str
     reason: str
-    predicted: bool
+    basis: str  # predicted | measured (a benchmark or a failed load on this machine)
+
+    @property
+    def predicted(self) -> bool:
+        return self.basis == "predicted"
 
     @property
     def label(self) -> str:
-        return f"{self.band} (predicted)" if self.predicted else self.band
+        """The band with how it was obtained, as every face shows it."""
+        return f"{self.band} ({self.basis})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"band": self.band, "basis": self.basis, "reason": self.reason}
 
 
 def band_for(tg_tps: float, ttft_s: float | None, t: Thresholds) -> str:
@@ -63,22 +70,22 @@ def measured(tg_tps: float, pp_tps: float | None, t: Thresholds, n_prompt: int =
     ttft = n_prompt / pp_tps if pp_tps else None
     band = band_for(tg_tps, ttft, t)
     ttft_text = f", first token after {ttft:.1f} s for a {n_prompt}-token prompt" if ttft is not None else ""
-    return Verdict(band, f"measured here: {tg_tps:.1f} tokens/s{ttft_text}", False)
+    return Verdict(band, f"measured here: {tg_tps:.1f} tokens/s{ttft_text}", "measured")
 
 
 def predicted(fit: FitVerdict | None, t: Thresholds) -> Verdict:
     if fit is None:
-        return Verdict("unknown", "this machine is not read yet", True)
+        return Verdict("unknown", "this machine is not read yet", "predicted")
     if fit.code == "no_fit":
-        return Verdict("does not fit", fit.detail, True)
+        return Verdict("does not fit", fit.detail, "predicted")
     if not fit.decode_bound_tps:
-        return Verdict("unknown", "no bandwidth measurement yet", True)
+        return Verdict("unknown", "no bandwidth measurement yet", "predicted")
     expected = fit.decode_bound_tps * PREDICTED_EFFICIENCY
     band = band_for(expected, None, t)
     tight = "; memory is tight" if fit.code == "tight" else ""
     return Verdict(band, f"predicted: about {expected:.0f} tokens/s ({PREDICTED_EFFICIENCY:.0%} of the "
-                         f"{fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound){tight}", True)
+                         f"{fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound){tight}", "predicted")
 
 
 def failed_load(message: str) -> Verdict:
-    return Verdict("does not fit", f"the load failed: {message}", False)
+    return Verdict("does not fit", f"the load failed here: {message}", "measured")

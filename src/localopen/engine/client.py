@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import multiprocessing as mp
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from localopen.core.errors import LocalopenError
+from localopen.core.records import AnswerStats, LoadInfo
 from localopen.engine.protocol import (
+    FINAL_EVENTS,
     Bench,
     BenchDone,
     BenchParams,
@@ -16,15 +21,18 @@ from localopen.engine.protocol import (
     Chat,
     Done,
     Error,
+    Event,
     Load,
     Loaded,
     LoadOptions,
+    Request,
     SamplingParams,
     Shutdown,
     Token,
     Unload,
-    Unloaded,
 )
+
+log = logging.getLogger("localopen.engine.client")
 
 
 class EngineError(LocalopenError):
@@ -54,15 +62,22 @@ def describe_exit(code: int | None) -> str:
 
 
 class Engine:
-    """One engine process. Not thread-safe: use it from one thread (the UI wraps it in a worker)."""
+    """One engine process, owned by one caller (a chat, a benchmark). Not thread-safe: use it from
+    one thread; only stop() and kill() may be called from another."""
 
     def __init__(self) -> None:
         self._ctx = mp.get_context("spawn")
         self.process: mp.process.BaseProcess | None = None
         self.conn: Any = None
         self.stop_event: Any = None
-        self.model_path: str | None = None
-        self.info: dict[str, Any] = {}
+        self.info: LoadInfo | None = None
+        self._ids = itertools.count(1)
+        self._current = 0  # the request whose events are awaited
+
+    @property
+    def model_path(self) -> str | None:
+        """The model loaded in this engine, if any."""
+        return self.info.path if self.info else None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,7 +90,8 @@ class Engine:
         self.process.start()
         child.close()
         self.conn = parent
-        self.model_path, self.info = None, {}
+        self.info = None
+        log.info("Engine process %s started", self.process.pid)
 
     @property
     def alive(self) -> bool:
@@ -102,12 +118,13 @@ class Engine:
         self.kill()
 
     def kill(self) -> None:
-        if self.process is not None and self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-        if self.conn is not None:
-            self.conn.close()
-        self.process, self.conn = None, None
+        process, conn = self.process, self.conn
+        self.process, self.conn, self.info = None, None, None
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(5)
+        if conn is not None:
+            conn.close()
 
     def stop(self) -> None:
         """Ask the current answer or benchmark to stop (within one token)."""
@@ -115,28 +132,30 @@ class Engine:
             self.stop_event.set()
 
     # -- requests --------------------------------------------------------------------------------
-    def _send(self, request: Any, clear_stop: bool = False) -> None:
+    def _send(self, request: Request, clear_stop: bool = False) -> None:
         self.ensure_started()
         if clear_stop:  # a new answer or run: an old stop request must not end it
             self.stop_event.clear()
+        request.request_id = self._current = next(self._ids)
         try:
             self.conn.send(request)
         except (OSError, BrokenPipeError) as exc:
             raise self._died() from exc
 
     def _died(self) -> EngineDied:
-        assert self.process is not None
-        self.process.join(1)
-        what = describe_exit(self.process.exitcode)
+        process = self.process
         model = self.model_path or "no model"
+        if process is not None:
+            process.join(1)
+        what = describe_exit(process.exitcode if process is not None else None)
         self.kill()
+        log.warning("Engine running %s %s", model, what)
         return EngineDied(f"The engine running {model} {what}. What was received is kept; "
                           "the engine can be started again.", "died")
 
-    def events(self, timeout: float | None = None) -> Iterator[Any]:
-        """Events until a final one (Loaded, Done, BenchDone, Unloaded); Error raises EngineError."""
-        import time
-
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Events of the current request until a final one (Loaded, Done, BenchDone, Unloaded);
+        Error raises EngineError. Events of earlier requests (abandoned after a timeout) are dropped."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.conn is None:
@@ -155,15 +174,18 @@ class Engine:
                 event = self.conn.recv()
             except (EOFError, OSError) as exc:
                 raise self._died() from exc
+            if getattr(event, "request_id", None) != self._current:
+                log.info("Dropped a late %s of request %s", type(event).__name__, getattr(event, "request_id", "?"))
+                continue
             if isinstance(event, Error):
                 raise EngineError(event.message, event.kind, event.details)
             yield event
-            if isinstance(event, (Loaded, Done, BenchDone, Unloaded)):
+            if isinstance(event, FINAL_EVENTS):
                 return
 
-    def load(self, path: str, options: LoadOptions | None = None, timeout: float | None = 600) -> dict[str, Any]:
+    def load(self, path: str, options: LoadOptions | None = None, timeout: float | None = 600) -> LoadInfo:
+        self.info = None
         self._send(Load(str(path), options or LoadOptions()))
-        self.model_path = str(path)
         for event in self.events(timeout):
             if isinstance(event, Loaded):
                 self.info = event.info
@@ -173,14 +195,29 @@ class Engine:
     def chat(self, messages: list[dict[str, str]], sampling: SamplingParams | None = None,
              template: str | None = None) -> Iterator[Token | Done]:
         self._send(Chat(messages, sampling or SamplingParams(), template), clear_stop=True)
-        yield from self.events()
+        for event in self.events():
+            assert isinstance(event, (Token, Done))
+            yield event
+
+    def answer(self, messages: list[dict[str, str]], sampling: SamplingParams | None = None,
+               template: str | None = None, on_token: Any = None) -> AnswerStats:
+        """Stream one answer, calling on_token(text) per piece; returns its stats."""
+        for event in self.chat(messages, sampling, template):
+            if isinstance(event, Token):
+                if on_token is not None:
+                    on_token(event.text)
+            else:
+                return event.stats
+        raise EngineError("The engine ended the answer without its statistics.")
 
     def bench(self, params: BenchParams | None = None) -> Iterator[BenchProgress | BenchDone]:
         self._send(Bench(params or BenchParams()), clear_stop=True)
-        yield from self.events()
+        for event in self.events():
+            assert isinstance(event, (BenchProgress, BenchDone))
+            yield event
 
     def unload(self) -> None:
         self._send(Unload())
         for _ in self.events(60):
             pass
-        self.model_path, self.info = None, {}
+        self.info = None

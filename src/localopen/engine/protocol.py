@@ -1,9 +1,16 @@
-"""The small typed protocol between the app and the engine process (picklable dataclasses)."""
+"""The small typed protocol between the app and the engine process (picklable dataclasses).
+
+Every request carries an id chosen by the client; every event the worker sends for it carries the
+same id, so an event is always tied to the request that caused it (a late event of an abandoned
+request is dropped, never taken for the answer to the next one).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from localopen.core.records import AnswerStats, BenchResult, LoadInfo
 
 
 @dataclass
@@ -43,67 +50,80 @@ class BenchParams:
 
 # --- requests ---------------------------------------------------------------------------------
 @dataclass
-class Load:
+class Request:
+    request_id: int = field(default=0, kw_only=True)
+
+
+@dataclass
+class Load(Request):
     path: str
     options: LoadOptions = field(default_factory=LoadOptions)
 
 
 @dataclass
-class Chat:
+class Chat(Request):
     messages: list[dict[str, str]]
     sampling: SamplingParams = field(default_factory=SamplingParams)
     template: str | None = None  # None/"model": the GGUF's own; else a known name or "completion"
 
 
 @dataclass
-class Bench:
+class Bench(Request):
     params: BenchParams = field(default_factory=BenchParams)
 
 
 @dataclass
-class Unload:
+class Unload(Request):
     pass
 
 
 @dataclass
-class Shutdown:
+class Shutdown(Request):
     pass
 
 
 # --- events -----------------------------------------------------------------------------------
 @dataclass
-class Loaded:
-    info: dict[str, Any]
+class Event:
+    request_id: int = field(default=0, kw_only=True)
 
 
 @dataclass
-class Token:
+class Loaded(Event):
+    info: LoadInfo
+
+
+@dataclass
+class Token(Event):
     text: str
 
 
 @dataclass
-class Done:
-    stats: dict[str, Any]
+class Done(Event):
+    stats: AnswerStats
 
 
 @dataclass
-class BenchProgress:
+class BenchProgress(Event):
     message: str
 
 
 @dataclass
-class BenchDone:
-    results: list[dict[str, Any]]
+class BenchDone(Event):
+    results: list[BenchResult]
     aborted: bool = False  # stopped by the user: results holds the tests that finished
 
 
 @dataclass
-class Error:
+class Error(Event):
     message: str
-    kind: str = "error"  # error | no_template | template | load | context | aborted
+    kind: str = "error"  # error | no_template | template | load | context | died | timeout
     details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class Unloaded:
+class Unloaded(Event):
     pass
+
+
+FINAL_EVENTS = (Loaded, Done, BenchDone, Unloaded)

@@ -6,9 +6,9 @@ so the app talks to this process through a pipe and survives whatever happens he
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
+import logging
 import os
 import platform
 import re
@@ -23,20 +23,27 @@ from localopen.core.errors import LocalopenError
 from localopen.core.fit import ModelShape, estimate_memory, human_bytes
 from localopen.core.gguf_header import GGUFHeader, read_header
 from localopen.core.library import parts_of
+from localopen.core.records import AnswerStats, LoadInfo, MemoryFigures
 from localopen.engine import llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.protocol import (
     Bench,
+    BenchDone,
+    BenchProgress,
     Chat,
     Done,
     Error,
+    Event,
     Load,
     Loaded,
+    Request,
     Shutdown,
     Token,
     Unload,
     Unloaded,
 )
+
+log = logging.getLogger("localopen.engine")
 
 
 class EngineFailure(LocalopenError):
@@ -88,9 +95,15 @@ class Worker:
         self.llm: Any = None
         self.header: GGUFHeader | None = None
         self.path: Path | None = None
-        self.load_info: dict[str, Any] = {}
+        self.load_info: LoadInfo | None = None
         self.capture = llama_log.install()
         self._abort_cb = None
+        self._request_id = 0
+
+    def send(self, event: Event) -> None:
+        """Send an event tied to the request being handled."""
+        event.request_id = self._request_id
+        self.conn.send(event)
 
     # -- loop ------------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -102,50 +115,55 @@ class Worker:
             if isinstance(request, Shutdown):
                 self._unload()
                 return
+            self._request_id = getattr(request, "request_id", 0)
             try:
                 self.handle(request)
             except EngineFailure as exc:
-                self.conn.send(Error(str(exc), exc.kind, exc.details))
+                self.send(Error(str(exc), exc.kind, exc.details))
             except LocalopenError as exc:
-                self.conn.send(Error(str(exc), "error"))
+                self.send(Error(str(exc), "error"))
             except Exception as exc:  # noqa: BLE001 - report, keep serving
-                self.conn.send(Error(f"Unexpected engine error: {type(exc).__name__}: {exc}", "error"))
+                log.exception("Unexpected engine error while handling %s", type(request).__name__)
+                self.send(Error(f"Unexpected engine error: {type(exc).__name__}: {exc}", "error"))
 
-    def handle(self, request: Any) -> None:
+    def handle(self, request: Request) -> None:
         if isinstance(request, Load):
-            self.conn.send(Loaded(self._load(request)))
+            self.send(Loaded(self._load(request)))
         elif isinstance(request, Chat):
-            self.conn.send(Done(self._chat(request)))
+            self.send(Done(self._chat(request)))
         elif isinstance(request, Bench):
             self._require_model()
-            from localopen.engine.protocol import BenchDone, BenchProgress
-
+            assert self.load_info is not None
             results, aborted = run_bench(self.llm, request.params, self.stop_event,
-                                         progress=lambda msg: self.conn.send(BenchProgress(msg)))
+                                         progress=lambda msg: self.send(BenchProgress(msg)))
             for r in results:
-                r["load_time_ms"] = self.load_info.get("load_time_ms")
-                r["peak_rss_bytes"] = peak_rss()
-                r["backends"] = self.load_info.get("backend", "CPU")
-                r["n_gpu_layers"] = self.load_info.get("n_gpu_layers", 0)
-            self.conn.send(BenchDone(results, aborted))
+                r.load_time_ms = self.load_info.load_time_ms
+                r.peak_rss_bytes = peak_rss()
+                r.backends = self.load_info.backend
+                r.n_gpu_layers = self.load_info.n_gpu_layers
+                r.llama_cpp_version = self.load_info.llama_cpp_version
+                r.build_commit = f"llama-cpp-python {self.load_info.llama_cpp_version}"
+            self.send(BenchDone(results, aborted))
         elif isinstance(request, Unload):
             self._unload()
-            self.conn.send(Unloaded())
+            self.send(Unloaded())
         else:
             raise EngineFailure(f"Unknown request {type(request).__name__}.")
 
     # -- load ------------------------------------------------------------------------------------
     def _unload(self) -> None:
         if self.llm is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self.llm.close()
-        self.llm, self.header, self.path, self.load_info = None, None, None, {}
+            except Exception:  # noqa: BLE001 - unloading must not fail; the process may end anyway
+                log.exception("Closing the model failed")
+        self.llm, self.header, self.path, self.load_info = None, None, None, None
 
     def _require_model(self) -> None:
         if self.llm is None:
             raise EngineFailure("No model is loaded.", "load")
 
-    def _load(self, request: Load) -> dict[str, Any]:
+    def _load(self, request: Load) -> LoadInfo:
         import llama_cpp
 
         self._unload()
@@ -203,27 +221,26 @@ class Worker:
             warning = ("GPU offload was asked for, but this llama.cpp build has no GPU backend: running on the CPU."
                        if not llama_cpp.llama_supports_gpu_offload() else
                        "GPU offload was asked for, but no GPU device took any layer: running on the CPU.")
-        error = (estimate.total - actual.total) / actual.total if actual.total else None
         vocab = llm._model.vocab  # noqa: SLF001 - needed for token texts
         bos_id, eos_id = llm.token_bos(), llm.token_eos()
-        self.load_info = {
-            "path": str(path), "name": header.name, "architecture": header.architecture,
-            "quantization": header.quantization, "n_params": n_params, "weights_bytes": total_bytes,
-            "split_parts": len(parts), "n_ctx": llm.n_ctx(), "n_ctx_train": header.context_length,
-            "n_threads": threads, "n_gpu_layers": opts.n_gpu_layers,
-            "gpu_layers_offloaded": f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else "0",
-            "backend": backend, "gpu_warning": warning,
-            # With a GPU build, llama.cpp may still run large prompt batches on the GPU at 0 layers.
-            "gpu_assist": bool(devices) and not layers_on_gpu, "load_time_ms": round(load_ms, 1),
-            "has_chat_template": bool(header.chat_template),
-            "template_suggestion": chat_template.suggest(header.architecture),
-            "template_options": chat_template.template_options(),
-            "memory_actual": actual.to_dict(), "memory_estimate": estimate.to_dict(),
-            "estimate_error": round(error, 4) if error is not None else None,
-            "llama_cpp_version": getattr(llama_cpp, "__version__", "?"),
-            "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
-            "bos_token": self._token_text(vocab, bos_id), "eos_token": self._token_text(vocab, eos_id),
-        }
+        self.load_info = LoadInfo(
+            path=str(path), name=header.name, architecture=header.architecture,
+            quantization=header.quantization, n_params=n_params, weights_bytes=total_bytes,
+            split_parts=len(parts), n_ctx=llm.n_ctx(), n_ctx_train=header.context_length,
+            n_threads=threads, n_gpu_layers=opts.n_gpu_layers,
+            gpu_layers_offloaded=f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else "0",
+            backend=backend, gpu_warning=warning,
+            gpu_assist=bool(devices) and not layers_on_gpu, load_time_ms=round(load_ms, 1),
+            has_chat_template=bool(header.chat_template),
+            template_suggestion=chat_template.suggest(header.architecture),
+            template_options=chat_template.template_options(),
+            memory_actual=MemoryFigures(actual.weights, actual.kv_cache, actual.compute, actual.output,
+                                        dict(actual.by_device)),
+            memory_estimate=MemoryFigures(estimate.weights, estimate.kv_cache, estimate.compute, estimate.output),
+            llama_cpp_version=getattr(llama_cpp, "__version__", "?"),
+            system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+            bos_token=self._token_text(vocab, bos_id), eos_token=self._token_text(vocab, eos_id),
+        )
         return self.load_info
 
     @staticmethod
@@ -259,7 +276,7 @@ class Worker:
         self._abort_cb = _abort  # keep the ctypes object alive
 
     # -- chat ------------------------------------------------------------------------------------
-    def _chat(self, request: Chat) -> dict[str, Any]:
+    def _chat(self, request: Chat) -> AnswerStats:
         import llama_cpp
 
         self._require_model()
@@ -303,7 +320,7 @@ class Worker:
                 if text:
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
-                    self.conn.send(Token(text))
+                    self.send(Token(text))
                 if choice_out.get("finish_reason"):
                     finish = choice_out["finish_reason"]
         except RuntimeError as exc:
@@ -320,19 +337,19 @@ class Worker:
             finish = "length"
         elapsed = time.perf_counter() - start
         perf = llama_cpp.llama_perf_context(llm.ctx)
-        return {
-            "finish_reason": finish or "stop",
-            "prompt_tokens": len(tokens),
-            "prompt_tokens_evaluated": perf.n_p_eval,
-            "completion_tokens": n_gen,
-            "ttft_ms": round((first_token_at - start) * 1000, 1) if first_token_at else None,
-            "prompt_tps": round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 2) if perf.t_p_eval_ms > 0 else None,
-            "gen_tps": round(perf.n_eval / (perf.t_eval_ms / 1000), 2) if perf.t_eval_ms > 0 else None,
-            "total_ms": round(elapsed * 1000, 1),
-            "template": choice.name,
-            "dropped_messages": dropped,
-            "n_ctx": n_ctx,
-        }
+        return AnswerStats(
+            finish_reason=finish or "stop",
+            prompt_tokens=len(tokens),
+            prompt_tokens_evaluated=perf.n_p_eval,
+            completion_tokens=n_gen,
+            ttft_ms=round((first_token_at - start) * 1000, 1) if first_token_at else None,
+            prompt_tps=round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 2) if perf.t_p_eval_ms > 0 else None,
+            gen_tps=round(perf.n_eval / (perf.t_eval_ms / 1000), 2) if perf.t_eval_ms > 0 else None,
+            total_ms=round(elapsed * 1000, 1),
+            template=choice.name,
+            dropped_messages=dropped,
+            n_ctx=n_ctx,
+        )
 
     def _clear_cache(self) -> None:
         import llama_cpp
@@ -342,8 +359,9 @@ class Worker:
 
     def _tokens_for(self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice) -> list[int]:
         llm, info = self.llm, self.load_info
+        assert info is not None
         try:
-            prompt = chat_template.render(choice, messages, info["bos_token"], info["eos_token"])
+            prompt = chat_template.render(choice, messages, info.bos_token, info.eos_token)
         except chat_template.TemplateRenderError as exc:
             raise EngineFailure(str(exc), "template") from exc
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
@@ -375,26 +393,14 @@ class Worker:
 def worker_main(conn: Any, stop_event: Any) -> None:
     """Entry point of the engine process (started with the spawn method).
 
-    llama.cpp's log goes to a file in the app's data folder, never to the user's terminal.
+    llama.cpp's log goes to the engine's log file, never to the user's terminal.
     """
-    import logging
     import signal
-    from logging.handlers import RotatingFileHandler
 
+    from localopen.core.logs import setup_logging
     from localopen.core.paths import app_paths
 
     # Ctrl+C in a terminal reaches the whole process group: the app decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    root = logging.getLogger()
-    root.handlers.clear()
-    try:
-        log_dir = app_paths().data / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = RotatingFileHandler(log_dir / "engine.log", maxBytes=2**20, backupCount=2)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    except OSError:
-        handler = logging.NullHandler()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    setup_logging(app_paths(), "engine.log")
     Worker(conn, stop_event).serve()

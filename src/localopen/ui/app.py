@@ -1,29 +1,69 @@
-"""Starting the desktop app."""
+"""Starting the desktop app: the log, a crash dialog for the unexpected, then the main window."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+import types
+from pathlib import Path
 
 from localopen.core.errors import LocalopenError
+
+log = logging.getLogger("localopen.ui")
+
+
+def _install_crash_handlers(log_file: Path | None) -> None:
+    """An unexpected error anywhere is logged with its traceback and shown in plain words with the
+    log's path; the app keeps running (a Qt slot's exception must not end it)."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    where = f"\n\nDetails are in {log_file}." if log_file else ""
+
+    def on_error(kind: type[BaseException], value: BaseException, tb: types.TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        log.error("Unexpected error", exc_info=(kind, value, tb))
+        if QApplication.instance() is not None and threading.current_thread() is threading.main_thread():
+            QMessageBox.critical(None, "localopen: unexpected error",
+                                 f"Something went wrong: {kind.__name__}: {value}{where}\n\n"
+                                 "Your conversations and downloads are kept.")
+
+    def on_thread_error(args: threading.ExceptHookArgs) -> None:
+        log.error("Unexpected error in thread %s", args.thread.name if args.thread else "?",
+                  exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+
+    sys.excepthook = on_error
+    threading.excepthook = on_thread_error
 
 
 def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    from localopen import __version__
+    from localopen.core.logs import setup_logging
+    from localopen.core.paths import app_paths
     from localopen.ui import qt_messages
-    from localopen.ui.main_window import MainWindow
-    from localopen.ui.services import Services
 
+    log_file = setup_logging(app_paths())
+    log.info("localopen %s starting", __version__)
     qt_messages.install()
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")
     app.setOrganizationName("localopen")
     app.setDesktopFileName("localopen")
+    _install_crash_handlers(log_file)
+
+    from localopen.ui.main_window import MainWindow
+    from localopen.ui.services import Services
+
     try:
         services = Services()
     except LocalopenError as exc:
+        log.error("Cannot start: %s", exc)
         QMessageBox.critical(None, "localopen", str(exc))
         return 1
     window = MainWindow(services)
     window.show()
-    return app.exec()
+    return int(app.exec())

@@ -1,4 +1,7 @@
-"""Chat: conversations kept in SQLite, streamed answers batched on a timer, stop, regenerate, edit."""
+"""Chat: conversations kept in SQLite, streamed answers batched on a timer, stop, regenerate, edit.
+
+The chat owns its engine (a ChatSession on its own thread): nothing else loads or unloads it.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +30,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app.chat import ChatSession
 from localopen.core import conversations as convs
+from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.library import list_models, touch
+from localopen.core.records import AnswerStats, LoadInfo
+from localopen.engine.client import EngineError
 from localopen.engine.protocol import LoadOptions, SamplingParams
-from localopen.ui.engine_host import EngineThread
+from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, dspin, spin
 
@@ -52,13 +59,14 @@ class MessageInput(QPlainTextEdit):
 
 
 class ChatView(QWidget):
-    def __init__(self, services: Services, engine: EngineThread) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__()
-        self.services, self.engine = services, engine
-        self.host = engine.host
+        self.services = services
+        self.session = ChatSession(services.ctx)
+        self.runner = EngineRunner("chat-engine")
         self.conversation: convs.Conversation | None = None
-        self.loaded_info: dict[str, Any] = {}
-        self.loaded_key: tuple | None = None
+        self.loaded_info: LoadInfo | None = None
+        self.loading = False
         self.streaming = False
         self._pending = ""
         self._answer = ""
@@ -144,7 +152,7 @@ class ChatView(QWidget):
         cl.addLayout(buttons)
 
         # -- settings panel --------------------------------------------------------------------
-        s = services.settings
+        s = services.ctx.settings
         self.system = QPlainTextEdit()
         self.system.setAccessibleName("System prompt")
         self.system.setPlaceholderText("System prompt (optional)")
@@ -155,9 +163,9 @@ class ChatView(QWidget):
         self.min_p = dspin(0, 1, 0.05, "Min-p")
         self.repeat = dspin(0.5, 2, 1.1, "Repeat penalty")
         self.max_tokens = spin(1, 32768, 512, "Max tokens")
-        self.n_ctx = spin(256, 1 << 20, int(s["n_ctx"]), "Context size")
-        self.threads = spin(0, 256, int(s["n_threads"]), "Threads (0 = automatic)")
-        self.gpu_layers = spin(-1, 999, int(s["n_gpu_layers"]), "GPU layers (-1 = all)")
+        self.n_ctx = spin(256, 1 << 20, s.n_ctx, "Context size")
+        self.threads = spin(0, 256, s.n_threads, "Threads (0 = automatic)")
+        self.gpu_layers = spin(-1, 999, s.n_gpu_layers, "GPU layers (-1 = all)")
         self.context_meter = QProgressBar()
         self.context_meter.setAccessibleName("Context used")
         self.context_meter.setFormat("context %p%")
@@ -187,12 +195,6 @@ class ChatView(QWidget):
         self.flush_timer.timeout.connect(self._flush)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
 
-        h = self.host
-        h.loading.connect(self._on_loading)
-        h.loaded.connect(self._on_loaded)
-        h.token.connect(self._on_token)
-        h.done.connect(self._on_done)
-        h.failed.connect(self._on_failed)
         services.library_changed.connect(self.reload_models)
         self.reload_models()
         self.reload_conversations()
@@ -217,7 +219,7 @@ class ChatView(QWidget):
     def reload_models(self) -> None:
         current = self.model_box.currentData()
         self.model_box.clear()
-        for m in list_models(self.services.db, self.services.paths.models_dir()):
+        for m in list_models(self.services.ctx.db):
             if not m.missing:
                 self.model_box.addItem(f"{m.name} ({m.quant or '?'}, {human_bytes(m.size)})", str(m.path))
         if current:
@@ -228,8 +230,9 @@ class ChatView(QWidget):
         if i >= 0:
             self.model_box.setCurrentIndex(i)
 
-    def _load_key(self) -> tuple:
-        return (self.model_box.currentData(), self.n_ctx.value(), self.threads.value(), self.gpu_layers.value())
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(n_ctx=self.n_ctx.value(), n_threads=self.threads.value() or None,
+                           n_gpu_layers=self.gpu_layers.value())
 
     def load_model(self) -> None:
         path = self.model_box.currentData()
@@ -237,44 +240,49 @@ class ChatView(QWidget):
             self.status.setText("No model installed yet: download one in Explore, or drop a .gguf on the window.")
             return
         self.notice.hide()
-        self.loaded_key = None
-        options = LoadOptions(n_ctx=self.n_ctx.value(), n_threads=self.threads.value() or None,
-                              n_gpu_layers=self.gpu_layers.value())
-        self.host.load_requested.emit(path, options)
-
-    def _on_loading(self, path: str) -> None:
+        self.loading = True
         self.status.setText(f"Loading {Path(path).name}…")
         self.load_button.setEnabled(False)
+        options, session = self.load_options(), self.session
+        self.runner.submit(lambda _emit: session.load(path, options), on_done=self._on_loaded,
+                           on_failed=self._on_load_failed)
 
-    def _on_loaded(self, info: dict[str, Any]) -> None:
+    def _on_loaded(self, info: LoadInfo) -> None:
+        self.loading = False
         self.load_button.setEnabled(True)
         self.loaded_info = info
-        self.loaded_key = self._load_key()
-        touch(self.services.db, Path(info["path"]))
-        err = info.get("estimate_error")
-        mem = info["memory_actual"]["total"]
-        text = (f"{info['name']} ({info['quantization']}) loaded in {info['load_time_ms']:.0f} ms on "
-                f"<b>{info['backend']}</b>; memory {human_bytes(mem)} (estimated "
-                f"{human_bytes(info['memory_estimate']['total'])}{f', {err:+.1%}' if err is not None else ''}).")
-        if info.get("gpu_warning"):
-            text += f" <span style='color:#c62828'>{html.escape(info['gpu_warning'])}</span>"
+        touch(self.services.ctx.db, Path(info.path))
+        self.services.results_changed.emit()  # a model that failed here before now loads
+        err = info.estimate_error
+        text = (f"{info.name} ({info.quantization}) loaded in {info.load_time_ms:.0f} ms on "
+                f"<b>{info.backend}</b>; memory {human_bytes(info.memory_actual.total)} (estimated "
+                f"{human_bytes(info.memory_estimate.total)}{f', {err:+.1%}' if err is not None else ''}).")
+        if info.gpu_warning:
+            text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
         self.status.setText(text)
         template = self.conversation.settings.get("template") if self.conversation else None
-        if not info.get("has_chat_template") and not template:
-            self._show_template_notice(info)
+        if not info.has_chat_template and not template:
+            self._show_template_notice(info.template_options, info.template_suggestion)
             return
         if self._queued_send is not None:
             messages, self._queued_send = self._queued_send, None
             self._start(messages)
 
-    def _show_template_notice(self, info: dict[str, Any]) -> None:
+    def _on_load_failed(self, error: LocalopenError) -> None:
+        self.loading = False
+        self.loaded_info = None
+        self._queued_send = None
+        self.services.results_changed.emit()  # the verdict now says it does not fit here
+        self._on_failed(error)
+
+    def _show_template_notice(self, options: list[str], suggestion: str | None) -> None:
         self.notice_text.setText(
             "<b>This model has no chat template.</b> localopen will not guess one (a wrong template produces "
             "garbage). Choose plain completion, or a known template:")
         self.template_box.clear()
-        for option in info.get("template_options", []):
+        for option in options:
             self.template_box.addItem(option, option)
-        self.template_box.setCurrentIndex(max(0, self.template_box.findData(info.get("template_suggestion"))))
+        self.template_box.setCurrentIndex(max(0, self.template_box.findData(suggestion)))
         self.template_box.show()
         self.reload_button.hide()
         self.notice.show()
@@ -284,7 +292,7 @@ class ChatView(QWidget):
             self.new_chat()
         assert self.conversation is not None
         self.conversation.settings["template"] = self.template_box.currentData()
-        convs.update(self.services.db, self.conversation.id, self.model_box.currentData(), self.settings_dict())
+        convs.update(self.services.ctx.db, self.conversation.id, self.model_box.currentData(), self.settings_dict())
         self.notice.hide()
         if self._queued_send is not None:
             messages, self._queued_send = self._queued_send, None
@@ -295,7 +303,7 @@ class ChatView(QWidget):
         keep = self.conversation.id if self.conversation else None
         self.conv_list.blockSignals(True)
         self.conv_list.clear()
-        for c in convs.list_all(self.services.db, self.conv_search.text()):
+        for c in convs.list_all(self.services.ctx.db, self.conv_search.text()):
             item = QListWidgetItem(c.title)
             item.setData(Qt.ItemDataRole.UserRole, c.id)
             self.conv_list.addItem(item)
@@ -308,7 +316,7 @@ class ChatView(QWidget):
             self.select_model(model_path)
         settings = self.settings_dict()
         settings["template"] = None
-        self.conversation = convs.create(self.services.db, "New chat", self.model_box.currentData(), settings)
+        self.conversation = convs.create(self.services.ctx.db, "New chat", self.model_box.currentData(), settings)
         self.reload_conversations()
         self.render()
         self.input.setFocus()
@@ -316,7 +324,7 @@ class ChatView(QWidget):
     def _on_conversation_selected(self, item: QListWidgetItem | None, _previous: Any = None) -> None:
         if item is None or self.streaming:
             return
-        self.conversation = convs.get(self.services.db, item.data(Qt.ItemDataRole.UserRole))
+        self.conversation = convs.get(self.services.ctx.db, item.data(Qt.ItemDataRole.UserRole))
         if self.conversation:
             self.apply_settings(self.conversation.settings)
             if self.conversation.model_path:
@@ -328,7 +336,7 @@ class ChatView(QWidget):
             return
         title, ok = QInputDialog.getText(self, "Rename chat", "Title", text=self.conversation.title)
         if ok:
-            convs.rename(self.services.db, self.conversation.id, title)
+            convs.rename(self.services.ctx.db, self.conversation.id, title)
             self.conversation.title = title
             self.reload_conversations()
 
@@ -338,7 +346,7 @@ class ChatView(QWidget):
         if QMessageBox.question(self, "Delete chat", f"Delete '{self.conversation.title}'?") \
                 != QMessageBox.StandardButton.Yes:
             return
-        convs.delete(self.services.db, self.conversation.id)
+        convs.delete(self.services.ctx.db, self.conversation.id)
         self.conversation = None
         self.reload_conversations()
         self.render()
@@ -353,42 +361,42 @@ class ChatView(QWidget):
         c = self.conversation
         assert c is not None
         if self._edit_position is not None:
-            convs.truncate_from(self.services.db, c.id, self._edit_position)
+            convs.truncate_from(self.services.ctx.db, c.id, self._edit_position)
             self._edit_position = None
-        history = convs.messages(self.services.db, c.id)
+        history = convs.messages(self.services.ctx.db, c.id)
         if not history and c.title == "New chat":
-            convs.rename(self.services.db, c.id, text[:48])
+            convs.rename(self.services.ctx.db, c.id, text[:48])
             c.title = text[:48]
             self.reload_conversations()
-        convs.add_message(self.services.db, c.id, "user", text)
+        convs.add_message(self.services.ctx.db, c.id, "user", text)
         self.input.clear()
         self._request_answer()
 
     def regenerate(self) -> None:
         if self.conversation is None or self.streaming:
             return
-        msgs = convs.messages(self.services.db, self.conversation.id)
+        msgs = convs.messages(self.services.ctx.db, self.conversation.id)
         if msgs and msgs[-1].role == "assistant":
-            convs.truncate_from(self.services.db, self.conversation.id, msgs[-1].position)
-        if convs.messages(self.services.db, self.conversation.id):
+            convs.truncate_from(self.services.ctx.db, self.conversation.id, msgs[-1].position)
+        if convs.messages(self.services.ctx.db, self.conversation.id):
             self._request_answer()
 
     def _request_answer(self) -> None:
         c = self.conversation
         assert c is not None
-        convs.update(self.services.db, c.id, self.model_box.currentData(), self.settings_dict())
+        convs.update(self.services.ctx.db, c.id, self.model_box.currentData(), self.settings_dict())
         system = self.system.toPlainText().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + \
-            [{"role": m.role, "content": m.content} for m in convs.messages(self.services.db, c.id)]
+            [{"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, c.id)]
         self.render()
-        if self.loaded_key != self._load_key() or self.host.model_path != self.model_box.currentData():
+        if self.loaded_info is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
             self._queued_send = messages
             self.load_model()
             return
         template = c.settings.get("template")
-        if not self.loaded_info.get("has_chat_template") and not template:
+        if not self.loaded_info.has_chat_template and not template:
             self._queued_send = messages
-            self._show_template_notice(self.loaded_info)
+            self._show_template_notice(self.loaded_info.template_options, self.loaded_info.template_suggestion)
             return
         self._start(messages)
 
@@ -405,11 +413,19 @@ class ChatView(QWidget):
         self.regen_button.setEnabled(False)
         self._begin_stream_block()
         self.flush_timer.start()
-        self.host.chat_requested.emit(messages, sampling, c.settings.get("template"))
+        template, session = c.settings.get("template"), self.session
+        self.runner.submit(lambda emit: session.answer(messages, sampling, template, emit),
+                           on_progress=self._on_token, on_done=self._on_done, on_failed=self._on_failed)
 
     def stop(self) -> None:
         if self.streaming:
-            self.host.stop()
+            self.session.stop()
+
+    def shutdown(self) -> None:
+        """At quit: stop the answer, end the engine process (killed if it does not end in time)."""
+        self.flush_timer.stop()
+        session = self.session
+        self.runner.shutdown(stop=session.stop, close=session.shutdown, kill=session.kill)
 
     # -- streaming ----------------------------------------------------------------------------
     def _on_token(self, text: str) -> None:
@@ -433,7 +449,7 @@ class ChatView(QWidget):
         cursor.insertHtml("<p><b>Assistant</b></p>")
         cursor.insertBlock()
 
-    def _finish(self, stats: dict[str, Any] | None, note: str | None = None) -> None:
+    def _finish(self, stats: AnswerStats | None, note: str | None = None) -> None:
         self.flush_timer.stop()
         self._flush()
         self.streaming = False
@@ -442,22 +458,23 @@ class ChatView(QWidget):
         self.regen_button.setEnabled(True)
         if self.conversation is not None and (self._answer or stats):
             content = self._answer + (f"\n\n*{note}*" if note else "")
-            convs.add_message(self.services.db, self.conversation.id, "assistant", content, stats)
-        if stats and stats.get("n_ctx"):
-            used = stats["prompt_tokens"] + stats["completion_tokens"]
-            self.context_meter.setValue(min(100, int(100 * used / stats["n_ctx"])))
+            convs.add_message(self.services.ctx.db, self.conversation.id, "assistant", content, stats)
+        if stats is not None and stats.context_used is not None:
+            self.context_meter.setValue(min(100, int(100 * stats.context_used)))
         self.render()
 
-    def _on_done(self, stats: dict[str, Any]) -> None:
+    def _on_done(self, stats: AnswerStats) -> None:
         if self.streaming:
             self._finish(stats)
 
-    def _on_failed(self, message: str, kind: str, details: dict[str, Any]) -> None:
+    def _on_failed(self, error: LocalopenError) -> None:
+        message = str(error)
+        kind = error.kind if isinstance(error, EngineError) else "error"
+        details = error.details if isinstance(error, EngineError) else {}
         self.load_button.setEnabled(True)
         if kind == "no_template":
             self._queued_send = self._queued_send or self._history_messages()
-            self._show_template_notice({**self.loaded_info, "template_options": details.get("options", []),
-                                        "template_suggestion": details.get("suggested")})
+            self._show_template_notice(details.get("options", []), details.get("suggested"))
             if self.streaming:
                 self.flush_timer.stop()
                 self.streaming = False
@@ -469,7 +486,7 @@ class ChatView(QWidget):
             self._finish(None, note=f"Interrupted: {message}")
         self.status.setText(f"<span style='color:#c62828'>{html.escape(message)}</span>")
         if kind in ("died", "load", "context"):
-            self.loaded_key = None
+            self.loaded_info = None
             self.notice_text.setText(f"<b>{html.escape(message)}</b>")
             self.template_box.hide()
             self.reload_button.show()
@@ -478,7 +495,7 @@ class ChatView(QWidget):
     def _history_messages(self) -> list[dict[str, str]] | None:
         if self.conversation is None:
             return None
-        return [{"role": m.role, "content": m.content} for m in convs.messages(self.services.db, self.conversation.id)]
+        return [{"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, self.conversation.id)]
 
     # -- rendering ----------------------------------------------------------------------------
     def render(self) -> None:
@@ -489,7 +506,7 @@ class ChatView(QWidget):
                                     "Everything runs on this machine, offline.</p>")
             return
         cursor = QTextCursor(self.transcript.document())
-        for m in convs.messages(self.services.db, self.conversation.id):
+        for m in convs.messages(self.services.ctx.db, self.conversation.id):
             who = "You" if m.role == "user" else "Assistant"
             links = f"<a href='copy:{m.position}'>Copy</a>"
             if m.role == "user":
@@ -499,7 +516,7 @@ class ChatView(QWidget):
             cursor.insertMarkdown(m.content)
             cursor.insertBlock()
             if m.stats:
-                bits = convs.describe_stats(m.stats)
+                bits = m.stats.describe()
                 cursor.insertHtml(f"<p style='color:#777'><small>{html.escape(' · '.join(bits))}</small></p>")
                 cursor.insertBlock()
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)
@@ -508,7 +525,7 @@ class ChatView(QWidget):
         action, _, position = url.toString().partition(":")
         if self.conversation is None or not position.isdigit():
             return
-        msg = next((m for m in convs.messages(self.services.db, self.conversation.id)
+        msg = next((m for m in convs.messages(self.services.ctx.db, self.conversation.id)
                     if m.position == int(position)), None)
         if msg is None:
             return

@@ -1,16 +1,16 @@
 """Compare: benchmark installed models with llama-bench's protocol, side by side, with charts.
 
-The efficiency column is measured generation speed against this machine's memory-bandwidth bound.
+Benchmarks run in engines of their own (a BenchmarkSession on its own thread), never in the
+chat's. The efficiency column is measured generation speed against this machine's
+memory-bandwidth bound, as the application layer computes it.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -27,13 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.core import results as results_mod
-from localopen.core import verdict as verdicts
+from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun, compare, history
+from localopen.core import bench_format
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.library import list_models
+from localopen.core.records import BenchResult, LoadInfo
 from localopen.engine.protocol import BenchParams, LoadOptions
-from localopen.ui.engine_host import EngineThread
+from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
 
@@ -41,14 +42,14 @@ COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Pe
 
 
 class CompareView(QWidget):
-    _hashed = Signal(str, list, bool, dict)  # path, records, aborted, file facts (from a worker thread)
-
-    def __init__(self, services: Services, engine: EngineThread) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__()
-        self.services, self.host = services, engine.host
+        self.services = services
+        self.bench = BenchmarkSession(services.ctx)
+        self.runner = EngineRunner("bench-engine")
         self.queue: list[str] = []
         self.running = False
-        self.session: list[dict[str, Any]] = []  # records of this run, in order
+        self.shown: list[BenchResult] = []  # results in the table, in order
 
         self.models = QListWidget()
         self.models.setAccessibleName("Installed models to compare")
@@ -56,7 +57,7 @@ class CompareView(QWidget):
         self.n_gen = spin(0, 4096, 128, "Generated tokens (tg)")
         self.reps = spin(1, 50, 5, "Repetitions")
         self.threads = spin(0, 256, 0, "Threads (0 = physical cores)")
-        self.ngl = spin(-1, 999, int(services.settings["n_gpu_layers"]), "GPU layers")
+        self.ngl = spin(-1, 999, services.ctx.settings.n_gpu_layers, "GPU layers")
         self.run_button = button("Run benchmark", "Run the benchmark", self.run)
         self.cancel_button = button("Cancel", "Cancel the benchmark", self.cancel)
         self.cancel_button.setEnabled(False)
@@ -108,11 +109,6 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
-        self.host.bench_loaded.connect(self._on_loaded)
-        self.host.bench_progress.connect(self._on_progress)
-        self.host.bench_done.connect(self._on_done)
-        self._hashed.connect(self._save)
-        self.host.failed.connect(self._on_failed)
         services.library_changed.connect(self.reload_models)
         self.reload_models()
         self.show_history()
@@ -132,7 +128,7 @@ class CompareView(QWidget):
         checked = {self.models.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.models.count())
                    if self.models.item(i).checkState() == Qt.CheckState.Checked}
         self.models.clear()
-        for m in list_models(self.services.db, self.services.paths.models_dir()):
+        for m in list_models(self.services.ctx.db):
             if m.missing:
                 continue
             item = QListWidgetItem(f"{m.name} ({m.quant or '?'}, {human_bytes(m.size)})")
@@ -155,7 +151,7 @@ class CompareView(QWidget):
             self.progress_text.setText("Check at least one model." if not paths else "A benchmark is running.")
             return
         self.queue = paths
-        self.session = []
+        self.shown = []
         self.running = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -170,16 +166,25 @@ class CompareView(QWidget):
             return
         path = self.queue.pop(0)
         self.progress_text.setText(f"Loading {Path(path).name}…")
-        options = LoadOptions(n_ctx=256, n_threads=self.threads.value() or None, n_gpu_layers=self.ngl.value())
+        options = LoadOptions(n_ctx=BENCH_LOAD_CTX, n_threads=self.threads.value() or None,
+                              n_gpu_layers=self.ngl.value())
         params = BenchParams(n_prompt=self.n_prompt.value(), n_gen=self.n_gen.value(), reps=self.reps.value(),
                              n_threads=self.threads.value() or None)
-        self.host.bench_requested.emit(path, options, params)
+        bench = self.bench
+        self.runner.submit(lambda emit: bench.run(Path(path), options, params, emit),
+                           on_progress=self._on_progress, on_done=self._on_done, on_failed=self._on_failed)
 
     def cancel(self) -> None:
         if self.running:
             self.queue = []
-            self.host.stop()
+            self.bench.stop()
             self.progress_text.setText("Cancelling: finished tests are kept…")
+
+    def shutdown(self) -> None:
+        """At quit: stop the run, end its engine process."""
+        self.queue = []
+        bench = self.bench
+        self.runner.shutdown(stop=bench.stop, close=lambda: None, kill=bench.kill)
 
     def _end(self, text: str) -> None:
         self.running = False
@@ -188,90 +193,50 @@ class CompareView(QWidget):
         self.progress_text.setText(text)
         self.progress.setValue(self.progress.maximum())
 
-    def _on_loaded(self, info: dict[str, Any]) -> None:
-        self._current_info = info
-        self.progress_text.setText(f"{info['name']}: loaded in {info['load_time_ms']:.0f} ms on {info['backend']}")
-
-    def _on_progress(self, message: str) -> None:
+    def _on_progress(self, event: LoadInfo | str) -> None:
+        if isinstance(event, LoadInfo):
+            self.progress_text.setText(f"{event.name}: loaded in {event.load_time_ms:.0f} ms on {event.backend}")
+            return
         self.progress.setValue(self.progress.value() + 1)
-        self.progress_text.setText(message)
+        self.progress_text.setText(event)
 
-    def _on_done(self, path: str, records: list[dict[str, Any]], aborted: bool) -> None:
-        """Hash the file and read its header off the UI thread (the first sha256 of a multi-GB model
-        takes seconds; a header with a large vocabulary ~0.1 s)."""
-        self.progress_text.setText(f"{Path(path).name}: checking the file's sha256…")
-        connect, known = self.services.new_connection, self.services.catalog.evidence_by_repo()
-
-        def work() -> None:
-            conn = connect()
-            try:
-                facts = results_mod.file_facts(conn, Path(path), known)
-            except (OSError, LocalopenError) as exc:
-                facts = {"sha256": "", "quantization": "?", "model_name": Path(path).name, "grade": "?",
-                         "note": str(exc)}
-            finally:
-                conn.close()
-            self._hashed.emit(path, records, aborted, facts)
-
-        threading.Thread(target=work, daemon=True, name="bench-sha256").start()
-
-    def _save(self, path: str, records: list[dict[str, Any]], aborted: bool, facts: dict[str, Any]) -> None:
-        s = self.services
-        info = getattr(self, "_current_info", {})
-        facts = {**facts, **results_mod.run_facts(s.profile, info.get("llama_cpp_version"))}
-        for r in records:
-            r.update(facts)
-            r["id"] = results_mod.save(s.db, r)
-        self.session.extend(records)
-        self._fill(self.session)
-        s.results_changed.emit()
-        if aborted:
+    def _on_done(self, run: BenchRun) -> None:
+        self.shown.extend(run.results)
+        self._fill(self.shown)
+        self.services.results_changed.emit()
+        if run.aborted:
             self.queue = []
             self._end("Cancelled; finished tests are saved.")
         else:
             self._next()
 
-    def _on_failed(self, message: str, kind: str, details: dict[str, Any]) -> None:
+    def _on_failed(self, error: LocalopenError) -> None:
+        self.services.results_changed.emit()  # a load that failed here changes the verdict
         if self.running:
-            self.progress_text.setText(f"<span style='color:#c62828'>{message}</span>")
+            self.progress_text.setText(f"<span style='color:#c62828'>{error}</span>")
             self._next()
 
     # -- table, chart, history, export -------------------------------------------------------------
-    def _rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One row per model: its pp and tg results side by side."""
-        by_model: dict[str, dict[str, Any]] = {}
-        for r in records:
-            row = by_model.setdefault(r["model_filename"], {"records": []})
-            row["records"].append(r)
-            row["pp" if r["n_prompt"] else "tg"] = r
-        return list(by_model.values())
-
-    def _fill(self, records: list[dict[str, Any]]) -> None:
-        s = self.services
-        rows = self._rows(records)
+    def _fill(self, results: list[BenchResult]) -> None:
+        rows = compare(results, self.services.ctx.thresholds)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
-            pp, tg = row.get("pp"), row.get("tg")
-            base = tg or pp
-            efficiency = ""
-            if tg and s.profile and s.profile.bandwidth_gbs and base["model_size"]:
-                # Dense decode reads every weight once per token: the bandwidth bound.
-                bound = s.profile.bandwidth_gbs * 1e9 / base["model_size"]
-                efficiency = f"{tg['avg_ts'] / bound:.0%} of {bound:.0f}"
-            verdict = verdicts.measured(tg["avg_ts"], pp["avg_ts"] if pp else None, s.thresholds).band if tg else ""
+            pp, tg, base = row.pp, row.tg, row.base
+            efficiency = f"{row.efficiency:.0%} of {tg.decode_bound_tps:.0f}" \
+                if row.efficiency is not None and tg and tg.decode_bound_tps else ""
             values = [
-                Path(base["model_filename"]).name, base.get("quantization", ""), base.get("grade", ""),
-                f"{pp['avg_ts']:.1f} ± {pp['stddev_ts']:.1f}" if pp else "",
-                f"{tg['avg_ts']:.1f} ± {tg['stddev_ts']:.1f}" if tg else "",
-                f"{pp['ttft_ms']:.0f} ms" if pp and pp.get("ttft_ms") else "",
-                f"{base['load_time_ms']:.0f} ms" if base.get("load_time_ms") else "",
-                human_bytes(base.get("peak_rss_bytes")), efficiency, verdict,
+                row.name, base.quantization, base.grade,
+                f"{pp.avg_ts:.1f} ± {pp.stddev_ts:.1f}" if pp else "",
+                f"{tg.avg_ts:.1f} ± {tg.stddev_ts:.1f}" if tg else "",
+                f"{pp.ttft_ms:.0f} ms" if pp and pp.ttft_ms else "",
+                f"{base.load_time_ms:.0f} ms" if base.load_time_ms else "",
+                human_bytes(base.peak_rss_bytes), efficiency, row.verdict.band if row.verdict else "",
             ]
             for c, v in enumerate(values):
                 self.table.setItem(i, c, QTableWidgetItem(v))
         self._chart(rows)
 
-    def _chart(self, rows: list[dict[str, Any]]) -> None:
+    def _chart(self, rows: list[Any]) -> None:
         from PySide6.QtCharts import QBarCategoryAxis, QBarSeries, QBarSet, QChart, QValueAxis
 
         chart = QChart()
@@ -280,10 +245,9 @@ class CompareView(QWidget):
         pp_set, tg_set = QBarSet("prompt (pp)"), QBarSet("generation (tg)")
         names = []
         for row in rows:
-            base = row.get("tg") or row.get("pp")
-            names.append(Path(base["model_filename"]).stem[:24])
-            pp_set.append(row["pp"]["avg_ts"] if "pp" in row else 0.0)
-            tg_set.append(row["tg"]["avg_ts"] if "tg" in row else 0.0)
+            names.append(Path(row.model_filename).stem[:24])
+            pp_set.append(row.pp.avg_ts if row.pp else 0.0)
+            tg_set.append(row.tg.avg_ts if row.tg else 0.0)
         series.append(pp_set)
         series.append(tg_set)
         chart.addSeries(series)
@@ -300,11 +264,11 @@ class CompareView(QWidget):
 
     def show_history(self) -> None:
         machine = self.services.profile.fingerprint if self.services.profile else None
-        records = results_mod.query(self.services.db, machine=machine)
-        if records:
-            self.session = records
-            self._fill(records)
-            self.progress_text.setText(f"{len(records)} earlier results on this machine.")
+        results = history(self.services.ctx, machine=machine)
+        if results:
+            self.shown = results
+            self._fill(results)
+            self.progress_text.setText(f"{len(results)} earlier results on this machine.")
 
     def export(self, fmt: str) -> None:
         if fmt == "history":
@@ -315,7 +279,7 @@ class CompareView(QWidget):
             if path:
                 self.chart_view.grab().save(path)
             return
-        text = {"csv": results_mod.to_csv, "json": results_mod.to_json, "md": results_mod.markdown}[fmt](self.session)
+        text = bench_format.FORMATS[fmt](self.shown)
         path, _ = QFileDialog.getSaveFileName(self, "Export results", f"results.{fmt}")
         if path:
-            Path(path).write_text(text if fmt != "json" else json.dumps(json.loads(text), indent=2))
+            Path(path).write_text(text, encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import threading
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -25,14 +24,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.core import verdict as verdicts
+from localopen.app import library
+from localopen.app.catalog_rows import catalog_rows, quant_rows, usable_here
+from localopen.app.hub_search import HubResult, search_hub
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
-from localopen.core.hub import quant_of
-from localopen.core.library import list_models
-from localopen.core.model_fit import catalog_fit
-from localopen.core.openness import COMPONENTS, evidence_from_card, grade
-from localopen.core.usability import verdict_here
+from localopen.core.hub import is_offline
+from localopen.core.library import record_hub_files
+from localopen.core.openness import COMPONENTS
+from localopen.ui.background import run_in_background
 from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
 
@@ -50,9 +50,8 @@ def _link_text(url: str) -> str:
 
 
 class ExploreView(QWidget):
-    hub_results = Signal(list, str)  # rows, error message (from a worker thread)
-    exact_sizes_ready = Signal(str)  # repo whose Hub file list was just cached (from a worker thread)
     download_requested = Signal(str, str)  # repo, file pattern
+    hub_search_finished = Signal()
 
     def __init__(self, services: Services) -> None:
         super().__init__()
@@ -152,8 +151,6 @@ class ExploreView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
-        self.hub_results.connect(self._on_hub_results)
-        self.exact_sizes_ready.connect(self._on_exact_sizes)
         self._asked_exact: set[str] = set()
         services.profile_ready.connect(lambda _hw: self.reload())
         services.library_changed.connect(self.reload)
@@ -163,33 +160,22 @@ class ExploreView(QWidget):
 
     # -- rows -----------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Rebuild rows from the catalog, the library, saved results and the machine profile."""
-        s = self.services
-        installed = {m.repo: m for m in list_models(s.db, s.paths.models_dir()) if m.repo and not m.missing}
-        rows = []
-        for m in s.catalog.models:
-            q = m.recommended
-            row = ExploreRow(m.id, m.gguf_repo, m.family, m.raw["params_b"], m.grade, q.size_bytes,
-                             q.size_is_estimate, "catalog", catalog=m, installed=m.gguf_repo in installed)
-            if s.profile is not None:
-                row.fit = catalog_fit(m, s.profile, n_ctx=int(s.settings["n_ctx"]))
-            row.verdict = self._verdict(row, installed.get(m.gguf_repo))
-            rows.append(row)
+        """Rows from the application layer: catalog models with fit and usable-here, Hub results."""
+        ctx, profile = self.services.ctx, self.services.profile
+        rows = [ExploreRow(r.model.id, r.model.gguf_repo, r.model.family, r.model.params_b, r.model.grade,
+                           r.quant.size_bytes, r.quant.size_is_estimate, "catalog", catalog=r.model, fit=r.fit,
+                           verdict=r.verdict, installed=r.installed is not None)
+                for r in catalog_rows(ctx, profile)]
+        installed = library.installed_by_repo(ctx)
         for row in self._hub_rows:
-            row.installed = row.repo in installed
-            row.verdict = self._verdict(row, installed.get(row.repo))
+            here = installed.get(row.repo)
+            row.installed = here is not None
+            row.verdict = usable_here(ctx, None, here, profile)
         selected = self.selected_row()
-        self.model.set_rows(rows + [r for r in self._hub_rows if r.repo not in {x.repo for x in rows}])
+        catalog_repos = {x.repo for x in rows}
+        self.model.set_rows(rows + [r for r in self._hub_rows if r.repo not in catalog_repos])
         if selected is not None:
             self.select(selected.key)
-
-    def _verdict(self, row: ExploreRow, library_model: Any) -> verdicts.Verdict | None:
-        s = self.services
-        if library_model is not None and s.profile is not None:
-            here = verdict_here(s.db, str(library_model.path), s.profile.fingerprint, s.thresholds)
-            if here:
-                return here
-        return verdicts.predicted(row.fit, s.thresholds) if row.fit else None
 
     def selected_row(self) -> ExploreRow | None:
         index = self.table.currentIndex()
@@ -207,33 +193,22 @@ class ExploreView(QWidget):
         query, sort = self.hub_query.text().strip(), self.hub_sort.currentData()
         self.hub_status.setText("Searching the Hub…")
         self.hub_button.setEnabled(False)
-        known = self.services.catalog.evidence_by_repo()
-        hub = self.services.hub()
+        ctx = self.services.ctx
+        run_in_background(lambda: search_hub(ctx, query, sort=sort, limit=30), self._on_hub_results,
+                          self._on_hub_failed, name="hub-search")
 
-        def work() -> None:
-            try:
-                found = hub.search(query, sort=sort, limit=30)
-            except LocalopenError as exc:
-                self.hub_results.emit([], str(exc))
-                return
-            rows = []
-            for info in found:
-                g = grade(evidence_from_card(info, known), provisional=True)
-                quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
-                rows.append(ExploreRow(info["id"], info["id"], "Hub", None, g, None, True, "hub", hub_info=info,
-                                       quants=quants))
-            self.hub_results.emit(rows, "")
-
-        threading.Thread(target=work, daemon=True, name="hub-search").start()
-
-    def _on_hub_results(self, rows: list[ExploreRow], error: str) -> None:
+    def _on_hub_failed(self, error: LocalopenError) -> None:
         self.hub_button.setEnabled(True)
-        if error:
-            self.hub_status.setText(error)
-            return
-        self._hub_rows = rows
-        self.hub_status.setText(f"{len(rows)} Hub repositories (grades are provisional: from model cards alone).")
+        self.hub_status.setText(str(error))
+        self.hub_search_finished.emit()
+
+    def _on_hub_results(self, results: list[HubResult]) -> None:
+        self.hub_button.setEnabled(True)
+        self._hub_rows = [ExploreRow(r.repo, r.repo, "Hub", None, r.grade, None, True, "hub", hub_info=r.info,
+                                     quants=r.quants) for r in results]
+        self.hub_status.setText(f"{len(results)} Hub repositories (grades are provisional: from model cards alone).")
         self.reload()
+        self.hub_search_finished.emit()
 
     # -- detail ---------------------------------------------------------------------------------
     def show_detail(self, index: Any) -> None:
@@ -247,11 +222,10 @@ class ExploreView(QWidget):
             m = row.catalog
             if any(q.size_is_estimate for q in m.quants):
                 self._fetch_exact_sizes(m.gguf_repo)
-            for q in m.quants:
-                fit = catalog_fit(m, self.services.profile, q, int(self.services.settings["n_ctx"])) \
-                    if self.services.profile else None
+            for qr in quant_rows(self.services.ctx, m):
+                q = qr.quant
                 size = ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes)
-                self._add_quant_row(q.type, size, fit.label if fit else "…", m.gguf_repo, q.pattern)
+                self._add_quant_row(q.type, size, qr.fit.label if qr.fit else "…", m.gguf_repo, q.pattern)
         else:
             for quant in row.quants:
                 self._add_quant_row(quant, "–", "–", row.repo, f"*{quant}*.gguf")
@@ -259,31 +233,19 @@ class ExploreView(QWidget):
     def _fetch_exact_sizes(self, repo: str) -> None:
         """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
         online (never in offline mode) and cached, so estimates give way to real figures."""
-        from localopen.core.hub import is_offline
-
-        if repo in self._asked_exact or is_offline(self.services.settings):
+        ctx = self.services.ctx
+        if repo in self._asked_exact or is_offline(ctx.settings.offline):
             return
         self._asked_exact.add(repo)
-        hub, connect = self.services.hub(), self.services.new_connection
 
         def work() -> None:
-            from localopen.core.library import record_hub_files
+            record_hub_files(ctx.db, ctx.hub().files(repo))
+            ctx.refresh_catalog()
 
-            try:
-                files = hub.files(repo)
-            except LocalopenError:
-                return  # offline or unreachable: the estimates stay, marked as such
-            conn = connect()
-            try:
-                record_hub_files(conn, files)
-            finally:
-                conn.close()
-            self.exact_sizes_ready.emit(repo)
+        # Offline or unreachable: the estimates stay, marked as such (the failure is logged).
+        run_in_background(work, lambda _none: self._on_exact_sizes(), lambda _error: None, name="exact-sizes")
 
-        threading.Thread(target=work, daemon=True, name="exact-sizes").start()
-
-    def _on_exact_sizes(self, repo: str) -> None:
-        self.services.refresh_catalog_sizes()
+    def _on_exact_sizes(self) -> None:
         self.reload()
         self.show_detail(self.table.currentIndex())
 
@@ -322,14 +284,7 @@ class ExploreView(QWidget):
                 parts.append(f"<tr><td>{EVIDENCE_NAMES[c]}</td><td>{e(shown)}</td>"
                              f"<td><a href='{e(src)}' title='{e(src)}'>{e(_link_text(src))}</a></td></tr>")
             parts.append("</table>")
-            raw = row.catalog.raw
-            badges = []
-            if raw.get("mof"):
-                badges.append(f"MOF: {e(raw['mof']['class'])} ({e(raw['mof']['scope'])})")
-            if raw.get("osai"):
-                badges.append(f"OSAI: {raw['osai']['percent']} % ({e(raw['osai']['scope'])})")
-            if raw.get("osi"):
-                badges.append(f"OSI: {e(raw['osi']['status'])}")
+            badges = [e(b) for b in row.catalog.badges()]
             if badges:
                 parts.append("<p>" + " · ".join(badges) + "</p>")
             if row.catalog.notes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -20,13 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app import library
+from localopen.app.library import LibraryEntry
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
-from localopen.core.gguf_header import read_header
-from localopen.core.library import LibraryModel, import_file, list_models, remove, verify
-from localopen.core.openness import evidence_from_header, grade
-from localopen.core.storage import connect
-from localopen.core.usability import verdict_here
+from localopen.core.library import LibraryModel, VerifyResult, import_file, remove, verify
+from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
 
@@ -36,14 +34,12 @@ COLUMNS = ["Model", "Quantization", "Size", "Openness", "Usable here", "Last use
 class LibraryView(QWidget):
     chat_requested = Signal(str)
     bench_requested = Signal(str)
-    verified = Signal(str, str)  # path, message (from a worker thread)
-    imported = Signal(str, bool)  # message, success (from a worker thread)
+    reloaded = Signal()  # the table shows the library as it is now
 
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.services = services
         self.models: list[LibraryModel] = []
-        self._badges: dict[str, tuple[int, str]] = {}
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setAccessibleName("Installed models")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -77,29 +73,30 @@ class LibraryView(QWidget):
         layout.addWidget(QLabel("<b>Downloads</b>"))
         self.downloads = DownloadsPanel(services)
         layout.addWidget(self.downloads, 1)
-        self.verified.connect(self._on_verified)
-        self.imported.connect(self._on_imported)
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
         services.profile_ready.connect(lambda _: self.reload())
         self.reload()
 
     def reload(self) -> None:
-        s = self.services
-        self.models = list_models(s.db, s.paths.models_dir())
-        known = s.catalog.evidence_by_repo()
+        """Grades need header reads of new files: the entries are made in the background."""
+        ctx, profile = self.services.ctx, self.services.profile
+        run_in_background(lambda: library.entries(ctx, profile), self._render, self._on_error, name="library")
+
+    def _on_error(self, error: LocalopenError) -> None:
+        self.status.setText(str(error))
+
+    def _render(self, entries: list[LibraryEntry]) -> None:
+        self.models = [e.model for e in entries]
         self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(self.models))
-        for r, m in enumerate(self.models):
-            letter = "?" if m.missing else self._badge(m, known)
-            here = verdict_here(s.db, str(m.path), s.profile.fingerprint, s.thresholds) \
-                if s.profile and not m.missing else None
-            verdict = here.label if here else ""
+        self.table.setRowCount(len(entries))
+        for r, e in enumerate(entries):
+            m = e.model
             last = m.last_used or ""
             if last:
                 last = dt.datetime.fromisoformat(last).astimezone().strftime("%Y-%m-%d %H:%M")
             values = [m.name, m.quant or "?", "missing (moved or deleted)" if m.missing else human_bytes(m.size),
-                      letter, verdict or "not measured yet", last, m.source]
+                      e.badge, e.verdict.label if e.verdict else "not measured yet", last, m.source]
             for c, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 item.setData(Qt.ItemDataRole.UserRole, str(m.path))
@@ -107,26 +104,7 @@ class LibraryView(QWidget):
                     item.setForeground(Qt.GlobalColor.red)
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
-
-    def _badge(self, m: LibraryModel, known: dict) -> str:
-        """The grade badge of a file, cached by path and modification time: reading a header with a
-        large vocabulary takes ~0.1 s, too long to repeat for every model on each refresh."""
-        entry = self.services.catalog.get(m.repo) if m.repo else None
-        if entry is not None:
-            return entry.grade.badge
-        try:
-            stamp = m.path.stat().st_mtime_ns
-        except OSError:
-            return "?"
-        cached = self._badges.get(str(m.path))
-        if cached and cached[0] == stamp:
-            return cached[1]
-        try:
-            badge = grade(evidence_from_header(read_header(m.path).metadata, known)).badge
-        except LocalopenError:
-            badge = "unreadable"
-        self._badges[str(m.path)] = (stamp, badge)
-        return badge
+        self.reloaded.emit()
 
     def selected(self) -> LibraryModel | None:
         items = self.table.selectedItems()
@@ -154,19 +132,12 @@ class LibraryView(QWidget):
         if m is None:
             return
         self.status.setText(f"Verifying {m.filename}…")
-        db_path = self.services.paths.database
+        ctx = self.services.ctx
 
-        def work() -> None:
-            try:
-                result = verify(connect(db_path), m)
-                self.verified.emit(str(m.path), result.message)
-            except (LocalopenError, OSError) as exc:
-                self.verified.emit(str(m.path), str(exc))
+        def shown(result: VerifyResult) -> None:
+            self.status.setText(f"{m.filename}: {result.message}")
 
-        threading.Thread(target=work, daemon=True, name="verify").start()
-
-    def _on_verified(self, path: str, message: str) -> None:
-        self.status.setText(f"{Path(path).name}: {message}")
+        run_in_background(lambda: verify(ctx.db, m), shown, self._on_error, name="verify")
 
     def delete_selected(self) -> None:
         m = self.selected()
@@ -176,7 +147,7 @@ class LibraryView(QWidget):
             f"delete {m.filename} ({human_bytes(m.size)}) and its partial downloads"
         answer = QMessageBox.question(self, "Delete model", f"Really {what}?")
         if answer == QMessageBox.StandardButton.Yes:
-            self.status.setText(remove(self.services.db, m, self.services.paths.models_dir()))
+            self.status.setText(remove(self.services.ctx.db, m, self.services.ctx.models_dir))
             self.services.library_changed.emit()
 
     def import_dialog(self) -> None:
@@ -187,21 +158,13 @@ class LibraryView(QWidget):
     def import_path(self, path: Path) -> None:
         """Import in the background: the first sha256 of a multi-GB file takes seconds."""
         self.status.setText(f"Importing {path.name}…")
-        connect = self.services.new_connection
+        ctx = self.services.ctx
 
-        def work() -> None:
-            conn = connect()
-            try:
-                model = import_file(conn, path)
-                self.imported.emit(f"Imported {model.filename}; the file stays where it is.", True)
-            except (LocalopenError, OSError) as exc:
-                self.imported.emit(f"Could not import {path.name}: {exc}", False)
-            finally:
-                conn.close()
-
-        threading.Thread(target=work, daemon=True, name="import").start()
-
-    def _on_imported(self, message: str, ok: bool) -> None:
-        self.status.setText(message)
-        if ok:
+        def imported(model: LibraryModel) -> None:
+            self.status.setText(f"Imported {model.filename}; the file stays where it is.")
             self.services.library_changed.emit()
+
+        def failed(error: LocalopenError) -> None:
+            self.status.setText(f"Could not import {path.name}: {error}")
+
+        run_in_background(lambda: import_file(ctx.db, path), imported, failed, name="import")

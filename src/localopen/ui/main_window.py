@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -22,10 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.core import summary as summary_mod
+from localopen.app import summary
+from localopen.app.catalog_rows import catalog_rows, machine_line
+from localopen.core.downloader import unfinished_downloads
 from localopen.core.fit import human_bytes
 from localopen.core.hardware import HardwareProfile
-from localopen.ui.engine_host import EngineThread
+from localopen.ui.background import run_in_background
 from localopen.ui.explore_view import ExploreView
 from localopen.ui.services import Services
 
@@ -38,7 +39,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("localopen — open models on this machine")
         self.setAcceptDrops(True)
         self.services = services
-        self.engine = EngineThread()
         self.views: dict[str, QWidget] = {}
 
         self.sidebar = QListWidget()
@@ -85,11 +85,6 @@ class MainWindow(QMainWindow):
         layout.addLayout(right, 1)
         self.setCentralWidget(body)
 
-        host = self.engine.host
-        # Slots of a UI-thread object: Qt queues these calls from the engine thread.
-        host.load_failed.connect(services.note_load_failed)
-        host.loaded.connect(services.note_loaded)
-        host.bench_loaded.connect(services.note_loaded)
         self.sidebar.currentRowChanged.connect(self.show_section)
         QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)
@@ -97,6 +92,7 @@ class MainWindow(QMainWindow):
         services.profile_ready.connect(self._on_profile, Qt.ConnectionType.QueuedConnection)
         self._restore()
         services.read_profile_async()
+        services.scan_library()
         QTimer.singleShot(0, self._offer_resume)
 
     # -- sections (built on first use: start-up stays fast) ---------------------------------------
@@ -126,11 +122,11 @@ class MainWindow(QMainWindow):
         if name == "Chat":
             from localopen.ui.chat_view import ChatView
 
-            return ChatView(s, self.engine)
+            return ChatView(s)
         if name == "Compare":
             from localopen.ui.compare_view import CompareView
 
-            return CompareView(s, self.engine)
+            return CompareView(s)
         from localopen.ui.machine_view import MachineView
 
         return MachineView(s)
@@ -179,28 +175,19 @@ class MainWindow(QMainWindow):
         SettingsDialog(self.services, self).exec()
 
     def _on_profile(self, hw: HardwareProfile) -> None:
-        from localopen.core import verdict
-        from localopen.core.model_fit import catalog_fit
-
-        fits = [catalog_fit(m, hw, n_ctx=int(self.services.settings["n_ctx"])) for m in self.services.catalog.models]
-        good = [f for f in fits if verdict.predicted(f, self.services.thresholds).band in ("fluent", "comfortable")]
-        fitting = [f for f in fits if f.code in ("fits_gpu", "fits_ram")]
+        line = machine_line(catalog_rows(self.services.ctx, hw))
         gpu = "; GPU offload possible" if hw.gpu_offload_possible else ""
         self.summary.setText(
             f"<b>This machine:</b> {hw.cpu_model}, {hw.cores_physical} cores, {human_bytes(hw.ram_total)} RAM, "
-            f"{hw.bandwidth_gbs} GB/s memory{gpu}. {len(fitting)} of {len(fits)} catalog models fit; "
-            f"about {len(good)} should run comfortably or better (predicted, before measuring).")
+            f"{hw.bandwidth_gbs} GB/s memory{gpu}. {line.fitting} of {line.total} catalog models fit; "
+            f"about {line.good} should run comfortably or better here.")
 
     def _offer_resume(self) -> None:
         """Downloads left unfinished by an earlier run (closed or killed) can be resumed."""
-        models = self.services.paths.models_dir()
-        pending = []
-        for sidecar in models.rglob("*.part.json") if models.is_dir() else []:
-            try:
-                record = json.loads(sidecar.read_text())
-                pending.append((record["repo"], record["filename"]))
-            except (OSError, ValueError, KeyError):
-                continue
+        models_dir = self.services.ctx.models_dir
+        run_in_background(lambda: unfinished_downloads(models_dir), self._show_resume, name="unfinished-downloads")
+
+    def _show_resume(self, pending: list[tuple[str, str]]) -> None:
         if not pending:
             return
         self.banner_text.setText(f"{len(pending)} download(s) were not finished: "
@@ -215,46 +202,9 @@ class MainWindow(QMainWindow):
         self.goto("Library")
 
     def show_summary(self) -> None:
-        rows = []
-        explore = self.view("Explore")
-        explore.reload()  # type: ignore[attr-defined]
-        for row in explore.model.rows:  # type: ignore[attr-defined]
-            if row.source != "catalog" or row.verdict is None:
-                continue
-            rows.append(summary_mod.SummaryRow(row.key, row.grade.letter, row.grade.transparency,
-                                               row.grade.rights.license_key or "none", row.verdict.band,
-                                               row.verdict.reason, row.verdict.predicted))
-        rows += self._measured_library_rows({r.name for r in rows})
-        hw = self.services.profile
-        machine = f"{hw.cpu_model}, {human_bytes(hw.ram_total)} RAM, {hw.bandwidth_gbs} GB/s" if hw else "not read yet"
-        dialog = SummaryDialog(summary_mod.to_html(rows, machine), summary_mod.markdown(rows, machine), self)
-        dialog.exec()
-
-    def _measured_library_rows(self, seen: set[str]) -> list[summary_mod.SummaryRow]:
-        """Installed models outside the catalog that were measured here (imported files, Hub repos)."""
-        from localopen.core.errors import LocalopenError
-        from localopen.core.gguf_header import read_header
-        from localopen.core.library import list_models
-        from localopen.core.openness import evidence_from_header, grade
-        from localopen.core.usability import verdict_here
-
-        s = self.services
-        if s.profile is None:
-            return []
-        out = []
-        for m in list_models(s.db, s.paths.models_dir()):
-            if m.missing or (m.repo and s.catalog.get(m.repo)):
-                continue
-            v = verdict_here(s.db, str(m.path), s.profile.fingerprint, s.thresholds)
-            if v is None or m.name in seen:
-                continue
-            try:
-                g = grade(evidence_from_header(read_header(m.path).metadata, s.catalog.evidence_by_repo()))
-            except LocalopenError:
-                continue
-            out.append(summary_mod.SummaryRow(m.name, g.letter, g.transparency, g.rights.license_key or "none",
-                                              v.band, v.reason, False))
-        return out
+        """The same page `localopen summary` prints, from the application layer."""
+        ctx, profile = self.services.ctx, self.services.profile
+        SummaryDialog(summary.render(ctx, "html", profile), summary.render(ctx, "markdown", profile), self).exec()
 
     # -- drag and drop -----------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
@@ -288,7 +238,10 @@ class MainWindow(QMainWindow):
             if splitter is not None:
                 settings.setValue(f"splitter/{name}", splitter.saveState())
         self.services.shutdown()
-        self.engine.shutdown()
+        for view in self.views.values():  # the chat's and the benchmark's engines end with their views
+            shutdown = getattr(view, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
         super().closeEvent(event)
 
 

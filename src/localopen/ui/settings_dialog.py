@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -41,8 +42,8 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.services = services
-        s = services.settings
-        self.models_dir = QLineEdit(str(services.paths.models_dir()))
+        s = services.ctx.settings
+        self.models_dir = QLineEdit(str(services.ctx.models_dir))
         self.models_dir.setAccessibleName("Models folder")
         browse = QPushButton("Choose…")
         browse.setAccessibleName("Choose the models folder")
@@ -50,18 +51,18 @@ class SettingsDialog(QDialog):
         folder = QHBoxLayout()
         folder.addWidget(self.models_dir, 1)
         folder.addWidget(browse)
-        self.threads = QSpinBox(minimum=0, maximum=256, value=int(s["n_threads"]))
+        self.threads = QSpinBox(minimum=0, maximum=256, value=s.n_threads)
         self.threads.setAccessibleName("Default threads (0 = physical cores)")
-        self.ctx = QSpinBox(minimum=256, maximum=1 << 20, value=int(s["n_ctx"]), singleStep=1024)
+        self.ctx = QSpinBox(minimum=256, maximum=1 << 20, value=s.n_ctx, singleStep=1024)
         self.ctx.setAccessibleName("Default context size")
-        self.ngl = QSpinBox(minimum=-1, maximum=999, value=int(s["n_gpu_layers"]))
+        self.ngl = QSpinBox(minimum=-1, maximum=999, value=s.n_gpu_layers)
         self.ngl.setAccessibleName("Default GPU layers (-1 = all)")
-        self.parallel = QSpinBox(minimum=1, maximum=8, value=int(s["max_parallel_downloads"]))
+        self.parallel = QSpinBox(minimum=1, maximum=8, value=s.max_parallel_downloads)
         self.parallel.setAccessibleName("Downloads at a time")
         self.offline = QCheckBox("Work offline (no request to the Hub at all)")
         self.offline.setAccessibleName("Offline mode")
-        self.offline.setChecked(bool(s.get("offline")))
-        t = services.thresholds
+        self.offline.setChecked(s.offline)
+        t = s.thresholds
         self.thresholds = {}
         for key, label in (("fluent_tps", "Fluent: at least tokens/s"),
                            ("fluent_ttft_s", "Fluent: first token within s"),
@@ -100,14 +101,16 @@ class SettingsDialog(QDialog):
             self.models_dir.setText(folder)
 
     def accept(self) -> None:
-        changes = {
-            "models_dir": self.models_dir.text().strip() or None, "n_threads": self.threads.value(),
-            "n_ctx": self.ctx.value(), "n_gpu_layers": self.ngl.value(),
-            "max_parallel_downloads": self.parallel.value(), "offline": self.offline.isChecked(),
-            "verdict_thresholds": Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}).to_dict(),
-        }
+        folder = self.models_dir.text().strip()
+        settings = dataclasses.replace(
+            self.services.ctx.settings,
+            models_dir=folder if folder and folder != str(self.services.ctx.paths.default_models_dir) else None,
+            n_threads=self.threads.value(), n_ctx=self.ctx.value(), n_gpu_layers=self.ngl.value(),
+            max_parallel_downloads=self.parallel.value(), offline=self.offline.isChecked(),
+            thresholds=Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}),
+        )
         if self.token.text().strip():
             save_hub_token(self.token.text())
             self.token.clear()
-        self.services.save_settings(changes)
+        self.services.save_settings(settings)
         super().accept()

@@ -1,0 +1,191 @@
+"""Benchmark sessions: llama-bench's protocol on installed models, results saved with what they
+are about (the file, this machine, the llama.cpp build), and their comparison side by side.
+
+Each model runs in a fresh engine process owned by the session: clean peak-memory figures, and a
+crash ends one model's run, never the engine a chat is using.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localopen.app import library
+from localopen.app.context import AppContext
+from localopen.core import results as results_db
+from localopen.core import verdict as verdicts
+from localopen.core.errors import LocalopenError
+from localopen.core.fit import ModelShape, decode_bound
+from localopen.core.gguf_header import read_header
+from localopen.core.hashing import cached_sha256
+from localopen.core.library import parts_of
+from localopen.core.records import BenchResult, LoadInfo
+from localopen.engine.client import Engine, EngineError
+from localopen.engine.protocol import BenchDone, BenchParams, BenchProgress, LoadOptions
+
+log = logging.getLogger("localopen.benchmark")
+
+# A context just large enough for the tests; llama-bench makes its own per test.
+BENCH_LOAD_CTX = 256
+
+Progress = Callable[[LoadInfo | str], None]
+
+
+@dataclass
+class BenchRun:
+    path: Path
+    load: LoadInfo | None = None
+    results: list[BenchResult] = field(default_factory=list)  # saved, with their ids
+    aborted: bool = False
+
+
+class BenchmarkSession:
+    """Runs models one at a time. run() blocks: call it from a worker thread; stop() from any."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._engine: Engine | None = None
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Stop the run in progress (finished tests are kept) and any model not yet started."""
+        self._stopped.set()
+        engine = self._engine
+        if engine is not None:
+            engine.stop()
+
+    def kill(self) -> None:
+        """Last resort at quit: end the engine process now."""
+        engine = self._engine
+        if engine is not None:
+            engine.kill()
+
+    def run_all(self, paths: list[Path], options: LoadOptions, params: BenchParams,
+                on_progress: Progress | None = None,
+                on_model_done: Callable[[BenchRun], None] | None = None,
+                on_model_failed: Callable[[Path, LocalopenError], None] | None = None) -> list[BenchRun]:
+        """Every model in turn; one that fails is reported and the next one runs."""
+        self._stopped.clear()
+        runs = []
+        for path in paths:
+            if self._stopped.is_set():
+                break
+            try:
+                run = self.run(path, options, params, on_progress, reset_stop=False)
+            except LocalopenError as exc:
+                if on_model_failed is None:
+                    raise
+                on_model_failed(path, exc)
+                continue
+            runs.append(run)
+            if on_model_done is not None:
+                on_model_done(run)
+            if run.aborted:
+                break
+        return runs
+
+    def run(self, path: Path, options: LoadOptions, params: BenchParams, on_progress: Progress | None = None,
+            reset_stop: bool = True) -> BenchRun:
+        if reset_stop:
+            self._stopped.clear()
+        run = BenchRun(Path(path))
+        engine = self._engine = Engine()
+        try:
+            try:
+                run.load = engine.load(str(path), options)
+            except LocalopenError as exc:
+                library.note_load(self.ctx, path, exc)
+                raise
+            library.note_load(self.ctx, path, None)
+            if on_progress is not None:
+                on_progress(run.load)
+            if self._stopped.is_set():
+                run.aborted = True
+                return run
+            for event in engine.bench(params):
+                if isinstance(event, BenchProgress) and on_progress is not None:
+                    on_progress(event.message)
+                elif isinstance(event, BenchDone):
+                    run.results, run.aborted = event.results, event.aborted
+        except EngineError as exc:
+            if exc.kind == "died":
+                library.note_load(self.ctx, path, exc)
+            raise
+        finally:
+            self._engine = None
+            engine.shutdown()
+        if on_progress is not None:
+            on_progress(f"{Path(path).name}: checking the file's sha256…")
+        self._describe(run)
+        for r in run.results:
+            r.id = results_db.save(self.ctx.db, r)
+        return run
+
+    def _describe(self, run: BenchRun) -> None:
+        """What each result says about the file (sha256, quantization, grade, the machine's bandwidth
+        bound for it) and about this machine."""
+        ctx = self.ctx
+        profile = ctx.profile
+        header = read_header(run.path)
+        parts = parts_of(run.path)
+        total_bytes = sum(read_header(p).tensor_bytes for p in parts[1:]) + header.tensor_bytes
+        grade = library.grade_of_path(ctx, run.path)
+        bound = decode_bound(ModelShape.from_header(header, total_bytes), profile.bandwidth_gbs if profile else None)
+        sha256 = cached_sha256(ctx.db, run.path)
+        for r in run.results:
+            r.sha256 = sha256
+            r.quantization = header.quantization
+            r.model_name = header.name
+            r.grade = grade.letter if grade else "?"
+            r.decode_bound_tps = bound
+            r.machine = ctx.machine_id()
+            r.cpu_info = profile.cpu_model if profile else ""
+            r.gpu_info = ", ".join(g.name for g in profile.gpus) if profile else ""
+
+
+@dataclass
+class ComparisonRow:
+    """One model's pp and tg results side by side, with efficiency and the measured verdict."""
+
+    model_filename: str
+    pp: BenchResult | None
+    tg: BenchResult | None
+    verdict: verdicts.Verdict | None
+
+    @property
+    def base(self) -> BenchResult:
+        result = self.tg or self.pp
+        assert result is not None
+        return result
+
+    @property
+    def name(self) -> str:
+        return Path(self.model_filename).name
+
+    @property
+    def efficiency(self) -> float | None:
+        """Measured generation speed as a share of this machine's memory-bandwidth bound."""
+        if self.tg is None or not self.tg.decode_bound_tps:
+            return None
+        return self.tg.avg_ts / self.tg.decode_bound_tps
+
+
+def compare(results: list[BenchResult], thresholds: verdicts.Thresholds) -> list[ComparisonRow]:
+    """Newest pp and tg per model file, in the order models first appear."""
+    by_model: dict[str, dict[str, BenchResult]] = {}
+    for r in results:
+        tests = by_model.setdefault(r.model_filename, {})
+        tests["pp" if r.is_prompt_test else "tg"] = r
+    rows = []
+    for filename, tests in by_model.items():
+        pp, tg = tests.get("pp"), tests.get("tg")
+        verdict = verdicts.measured(tg.avg_ts, pp.avg_ts if pp else None, thresholds) if tg else None
+        rows.append(ComparisonRow(filename, pp, tg, verdict))
+    return rows
+
+
+def history(ctx: AppContext, model: str | None = None, machine: str | None = None) -> list[BenchResult]:
+    return results_db.query(ctx.db, model, machine)

@@ -1,0 +1,82 @@
+"""A chat's engine: one engine process owned by one chat face, loaded with one model at a time.
+
+Nothing else sends requests to this engine (a benchmark has its own), so the model a user is
+chatting with stays loaded whatever else the app does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from localopen.app import library
+from localopen.app.context import AppContext
+from localopen.core.errors import LocalopenError
+from localopen.core.records import AnswerStats, LoadInfo
+from localopen.engine.client import Engine, EngineError
+from localopen.engine.protocol import LoadOptions, SamplingParams
+
+log = logging.getLogger("localopen.chat")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a load is for: the same request twice needs one load."""
+
+    path: str
+    options: LoadOptions
+
+
+class ChatSession:
+    """Owns one engine. load() and answer() block: call them from one worker thread; stop() and
+    kill() from any thread."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.engine = Engine()
+        self.loaded: LoadInfo | None = None
+        self._loaded_for: LoadRequest | None = None
+
+    def is_loaded(self, path: str, options: LoadOptions) -> bool:
+        return self.loaded is not None and self._loaded_for == LoadRequest(str(path), options) \
+            and self.engine.alive
+
+    def load(self, path: str | Path, options: LoadOptions) -> LoadInfo:
+        """Load a model (a failed load is remembered: the verdict says it does not fit here)."""
+        self.loaded, self._loaded_for = None, None
+        try:
+            info = self.engine.load(str(path), options)
+        except LocalopenError as exc:
+            if isinstance(exc, EngineError) and exc.kind == "died":
+                self.engine.kill()
+            library.note_load(self.ctx, path, exc)
+            raise
+        library.note_load(self.ctx, path, None)
+        self.loaded, self._loaded_for = info, LoadRequest(str(path), options)
+        return info
+
+    def answer(self, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None,
+               on_token: Callable[[str], None] | None = None) -> AnswerStats:
+        """Stream one answer from the loaded model; on_token gets each piece of text."""
+        if self.loaded is None or not self.engine.alive:
+            self.loaded = None
+            raise EngineError("No model is loaded: load one first.", "load")
+        try:
+            return self.engine.answer(messages, sampling, template, on_token)
+        except EngineError as exc:
+            if exc.kind == "died":
+                self.loaded, self._loaded_for = None, None
+            raise
+
+    def stop(self) -> None:
+        """Stop the answer in progress (within one token)."""
+        self.engine.stop()
+
+    def shutdown(self) -> None:
+        self.loaded, self._loaded_for = None, None
+        self.engine.shutdown()
+
+    def kill(self) -> None:
+        self.engine.kill()

@@ -1,0 +1,90 @@
+"""What every operation of the product needs: paths, settings, the database, the catalog, the Hub,
+and this machine's profile. One context per process; both faces build theirs with `AppContext()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+from localopen.app.settings import Settings
+from localopen.core.catalog import Catalog, load_catalog
+from localopen.core.hardware import HardwareProfile, read_profile
+from localopen.core.hub import Hub
+from localopen.core.library import cached_files_by_repo
+from localopen.core.paths import AppPaths, app_paths
+from localopen.core.storage import connect
+from localopen.core.verdict import Thresholds
+
+log = logging.getLogger("localopen.app")
+
+
+class AppContext:
+    """Shared state, safe to use from several threads: SQLite connections are per thread, the
+    catalog and the profile are read once (and replaced whole, never mutated)."""
+
+    def __init__(self, paths: AppPaths | None = None) -> None:
+        self.paths = paths or app_paths()
+        self.settings = Settings.load(self.paths)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._catalog: Catalog | None = None
+        self._profile: HardwareProfile | None = None
+        connect(self.paths.database).close()  # create or migrate now: a broken database fails early, clearly
+
+    # -- storage ----------------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (SQLite connections cannot cross threads)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.paths.database)
+        return conn
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.models_path(self.paths)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.settings.thresholds
+
+    def save_settings(self, settings: Settings) -> None:
+        settings.save(self.paths)
+        self.settings = settings
+
+    # -- catalog, Hub, machine --------------------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        """The curated catalog, with exact sizes wherever the Hub's file lists are cached."""
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = load_catalog(files_by_repo=cached_files_by_repo(self.db))
+            return self._catalog
+
+    def refresh_catalog(self) -> None:
+        """After new exact sizes were cached (a download, a refresh): read them into the catalog."""
+        catalog = load_catalog(files_by_repo=cached_files_by_repo(self.db))
+        with self._lock:
+            self._catalog = catalog
+
+    def hub(self) -> Hub:
+        return Hub(offline=self.settings.offline)
+
+    @property
+    def profile(self) -> HardwareProfile | None:
+        """This machine, once read (None until then)."""
+        return self._profile
+
+    def read_profile(self, measure: bool = True) -> HardwareProfile:
+        """Read this machine (the bandwidth probe runs once per machine, then is cached)."""
+        profile = read_profile(self.models_dir, self.paths.cache, measure=measure)
+        if measure or self._profile is None:
+            self._profile = profile
+        return profile
+
+    def machine_id(self) -> str:
+        """This machine's id for saved results and load failures (reads the profile if needed)."""
+        return (self._profile or self.read_profile(measure=False)).fingerprint

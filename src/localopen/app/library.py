@@ -1,0 +1,117 @@
+"""The local library as the faces show it: each installed model with its grade and usable-here verdict.
+
+Listing reads the database only; scanning the models folder and reading GGUF headers is disk
+work that the GUI runs off its UI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from localopen.app.context import AppContext
+from localopen.core import library as core_library
+from localopen.core import usability
+from localopen.core.errors import LocalopenError
+from localopen.core.gguf_header import read_header
+from localopen.core.hardware import HardwareProfile
+from localopen.core.library import LibraryModel
+from localopen.core.openness import Grade, evidence_from_header, grade
+from localopen.core.verdict import Verdict
+
+_grades: dict[tuple[str, int], Grade | None] = {}  # (path, mtime_ns) -> grade: a header read once per file
+_grades_lock = threading.Lock()
+
+
+@dataclass
+class LibraryEntry:
+    model: LibraryModel
+    grade: Grade | None  # None: the file is missing or unreadable
+    verdict: Verdict | None  # from what happened on this machine; None: not measured yet
+
+    @property
+    def badge(self) -> str:
+        if self.model.missing:
+            return "?"
+        return self.grade.badge if self.grade else "unreadable"
+
+
+def scan(ctx: AppContext) -> int:
+    """Pick up models put in the models folder by hand (disk work)."""
+    return core_library.scan(ctx.db, ctx.models_dir)
+
+
+def grade_of(ctx: AppContext, model: LibraryModel) -> Grade | None:
+    """The catalog's grade for a catalog repo, else a provisional grade from the file's own
+    metadata (the header is read once per file version)."""
+    entry = ctx.catalog.get(model.repo) if model.repo else None
+    if entry is not None:
+        return entry.grade
+    return grade_of_file(ctx, model.path)
+
+
+def grade_of_file(ctx: AppContext, path: Path) -> Grade | None:
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    with _grades_lock:
+        if key in _grades:
+            return _grades[key]
+    try:
+        found: Grade | None = grade(evidence_from_header(read_header(path).metadata, ctx.catalog.evidence_by_repo()),
+                                    provisional=True)
+    except LocalopenError:
+        found = None
+    with _grades_lock:
+        _grades[key] = found
+    return found
+
+
+def grade_of_path(ctx: AppContext, path: Path) -> Grade | None:
+    """The grade of a file, through its library record when it has one (a catalog repo's grade)."""
+    model = core_library.get(ctx.db, str(path))
+    return grade_of(ctx, model) if model is not None else grade_of_file(ctx, path)
+
+
+def note_load(ctx: AppContext, path: Path | str, error: LocalopenError | None) -> None:
+    """Remember whether a model loaded on this machine: a load that failed because the model cannot
+    run here (not a cancelled or timed-out call) makes its verdict 'does not fit'."""
+    machine = ctx.machine_id()
+    if error is None:
+        usability.clear_load_failure(ctx.db, str(path), machine)
+    elif getattr(error, "kind", "load") in ("load", "context", "died"):
+        usability.record_load_failure(ctx.db, str(path), machine, str(error))
+
+
+def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | None) -> Verdict | None:
+    if profile is None or model.missing:
+        return None
+    return usability.verdict_here(ctx.db, str(model.path), profile.fingerprint, ctx.thresholds)
+
+
+def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[LibraryEntry]:
+    """Every library model with grade and verdict (reads headers of new files: disk work)."""
+    profile = profile or ctx.profile
+    return [LibraryEntry(m, None if m.missing else grade_of(ctx, m), verdict_of(ctx, m, profile))
+            for m in core_library.list_models(ctx.db)]
+
+
+def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:
+    """Installed Hub models by repo (present on disk)."""
+    return {m.repo: m for m in core_library.list_models(ctx.db) if m.repo and not m.missing}
+
+
+def resolve_model(ctx: AppContext, name: str) -> Path:
+    """A path to a .gguf, or a model in the library (by path, file name, or part of its name or repo)."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    scan(ctx)
+    model = core_library.find(ctx.db, name)
+    if model.missing:
+        raise LocalopenError(f"{model.filename} was in the library but {model.path} is gone (moved or deleted). "
+                             "Import it again from its new place, or `localopen rm` it.")
+    core_library.touch(ctx.db, model.path)
+    return model.path

@@ -1,0 +1,46 @@
+"""The one-page summary: which open models are usable systems on this machine, by openness grade.
+The app's dialog and `localopen summary` print the same page."""
+
+from __future__ import annotations
+
+from localopen.app import catalog_rows, library
+from localopen.app.context import AppContext
+from localopen.core import summary as pages
+from localopen.core.fit import human_bytes
+from localopen.core.hardware import HardwareProfile
+from localopen.core.summary import SummaryRow
+
+
+def machine_text(profile: HardwareProfile | None) -> str:
+    if profile is None:
+        return "not read yet"
+    return f"{profile.cpu_model}, {human_bytes(profile.ram_total)} RAM, {profile.bandwidth_gbs} GB/s"
+
+
+def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> list[SummaryRow]:
+    """Every catalog model with its verdict, then installed models outside the catalog that were
+    measured here (imported files, other Hub repos)."""
+    profile = profile or ctx.profile
+    rows = []
+    for r in catalog_rows.catalog_rows(ctx, profile):
+        if r.verdict is None:
+            continue
+        g = r.model.grade
+        rows.append(SummaryRow(r.model.id, g.letter, g.transparency, g.rights.license_key or "none",
+                               r.verdict.band, r.verdict.reason, r.verdict.basis))
+    seen = {r.name for r in rows}
+    for entry in library.entries(ctx, profile):
+        m = entry.model
+        if entry.verdict is None or entry.grade is None or m.name in seen or (m.repo and ctx.catalog.get(m.repo)):
+            continue
+        g = entry.grade
+        rows.append(SummaryRow(m.name, g.letter, g.transparency, g.rights.license_key or "none",
+                               entry.verdict.band, entry.verdict.reason, entry.verdict.basis))
+    return rows
+
+
+def render(ctx: AppContext, fmt: str = "markdown", profile: HardwareProfile | None = None) -> str:
+    """The page as Markdown or HTML."""
+    profile = profile or ctx.profile
+    rows, machine = summary_rows(ctx, profile), machine_text(profile)
+    return pages.to_html(rows, machine) if fmt == "html" else pages.markdown(rows, machine)

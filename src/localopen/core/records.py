@@ -1,0 +1,195 @@
+"""Typed records for what crosses the engine's process boundary and what the output formats print.
+
+LoadInfo (a model loaded), AnswerStats (one chat answer) and BenchResult (one llama-bench test)
+are plain picklable dataclasses. Each has `to_dict()` for JSON and SQLite, and `from_dict()`
+that ignores keys it does not know (records saved by older versions still read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+_R = TypeVar("_R")
+
+
+def _from_dict(cls: type[_R], data: dict[str, Any]) -> _R:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class MemoryFigures:
+    """Bytes by kind: llama.cpp's own buffer report, or localopen's estimate of it."""
+
+    weights: int = 0
+    kv_cache: int = 0
+    compute: int = 0
+    output: int = 0
+    by_device: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.output
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "total": self.total}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryFigures:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class LoadInfo:
+    """What the engine reports once a model is loaded."""
+
+    path: str
+    name: str
+    architecture: str
+    quantization: str
+    n_params: int
+    weights_bytes: int
+    split_parts: int
+    n_ctx: int
+    n_ctx_train: int | None
+    n_threads: int
+    n_gpu_layers: int
+    gpu_layers_offloaded: str  # "17/17", or "0"
+    backend: str  # "CPU", "CUDA", "Vulkan,CUDA" ...
+    gpu_warning: str | None
+    gpu_assist: bool  # a GPU build runs large prompt batches on the GPU at 0 layers
+    load_time_ms: float
+    has_chat_template: bool
+    template_suggestion: str
+    template_options: list[str]
+    memory_actual: MemoryFigures
+    memory_estimate: MemoryFigures
+    llama_cpp_version: str
+    system_info: str = ""
+    bos_token: str = ""
+    eos_token: str = ""
+
+    @property
+    def estimate_error(self) -> float | None:
+        """How far the estimate was from llama.cpp's report (+ means over)."""
+        actual = self.memory_actual.total
+        return round((self.memory_estimate.total - actual) / actual, 4) if actual else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["memory_actual"] = self.memory_actual.to_dict()
+        out["memory_estimate"] = self.memory_estimate.to_dict()
+        out["estimate_error"] = self.estimate_error
+        return out
+
+
+@dataclass
+class AnswerStats:
+    """How one chat answer went: tokens, how it ended, speeds."""
+
+    finish_reason: str  # stop | length | cancelled
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    prompt_tps: float | None = None
+    gen_tps: float | None = None
+    total_ms: float = 0.0
+    template: str = ""
+    dropped_messages: int = 0
+    n_ctx: int = 0
+
+    @property
+    def context_used(self) -> float | None:
+        """Share of the context the conversation now fills (0..1)."""
+        return (self.prompt_tokens + self.completion_tokens) / self.n_ctx if self.n_ctx else None
+
+    def describe(self) -> list[str]:
+        """The line under an answer: tokens, how it ended, first-token time, speed, context trimming."""
+        parts = [f"{self.completion_tokens} tokens", self.finish_reason]
+        if self.ttft_ms is not None:
+            parts.append(f"first token {self.ttft_ms:.0f} ms")
+        if self.gen_tps:
+            parts.append(f"{self.gen_tps:.1f} tokens/s")
+        if self.dropped_messages:
+            parts.append(f"{self.dropped_messages} oldest messages dropped to fit the context")
+        return parts
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnswerStats:
+        return _from_dict(cls, {"finish_reason": "stop", **data})
+
+
+# llama-bench's own JSON field names, in its order; then localopen's additions.
+LLAMA_BENCH_FIELDS = (
+    "build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_filename", "model_type",
+    "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_gpu_layers",
+    "flash_attn", "n_prompt", "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts",
+    "samples_ns", "samples_ts",
+)  # fmt: skip
+LOCALOPEN_FIELDS = (
+    "test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization", "machine",
+    "llama_cpp_version", "model_name", "decode_bound_tps",
+)  # fmt: skip
+
+
+@dataclass
+class BenchResult:
+    """One llama-bench test (pp or tg) of one model, with what localopen adds to it."""
+
+    # llama-bench's fields
+    model_filename: str
+    model_type: str
+    model_size: int
+    model_n_params: int
+    n_prompt: int
+    n_gen: int
+    avg_ns: int
+    stddev_ns: int
+    avg_ts: float
+    stddev_ts: float
+    samples_ns: list[int]
+    samples_ts: list[float]
+    test_time: str
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    n_threads: int = 1
+    type_k: str = "f16"
+    type_v: str = "f16"
+    n_gpu_layers: int = 0
+    flash_attn: str = "auto"
+    n_depth: int = 0
+    build_commit: str = ""
+    build_number: int = 0
+    cpu_info: str = ""
+    gpu_info: str = ""
+    backends: str = "CPU"
+    # localopen's
+    test: str = ""  # "pp512" or "tg128"
+    load_time_ms: float | None = None
+    ttft_ms: float | None = None  # a prompt test: the time to first token of an n_prompt-token prompt
+    peak_rss_bytes: int | None = None
+    sha256: str = ""
+    grade: str = "?"
+    quantization: str = ""
+    machine: str = "unknown"
+    llama_cpp_version: str = ""
+    model_name: str = ""
+    decode_bound_tps: float | None = None  # this machine's memory-bandwidth bound for this file
+    id: int | None = None  # the row id once saved
+
+    @property
+    def is_prompt_test(self) -> bool:
+        return self.n_prompt > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        return _from_dict(cls, data)
