@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -139,6 +140,21 @@ def test_message_longer_than_context_is_a_clear_error(engine: Engine) -> None:
     assert err.value.kind == "context" and "too long" in str(err.value)
     _, stats = collect(engine.chat(USER, SamplingParams(max_tokens=2)))  # still usable
     assert answered(stats, 2)
+
+
+def test_a_late_event_of_an_abandoned_request_is_never_taken_for_the_next_answer(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Request ids: the first answer is abandoned after one token (its events keep coming); the
+    second request must get its own tokens and statistics, not the first one's."""
+    first = engine.chat(USER, SamplingParams(max_tokens=200, seed=1))
+    assert isinstance(next(first), Token)
+    first.close()  # abandoned: the worker goes on generating request 1 to its end
+    pieces: list[str] = []
+    with caplog.at_level(logging.INFO, logger="localopen.engine.client"):
+        stats = engine.answer(USER, SamplingParams(max_tokens=3, seed=2), on_token=pieces.append)
+    assert stats.completion_tokens <= 3 and len(pieces) <= 3
+    assert stats.finish_reason in ("length", "stop")
+    assert "Dropped a late Done" in caplog.text  # at least request 1's statistics came, and were dropped
 
 
 def test_bench_tiny(engine: Engine) -> None:

@@ -153,28 +153,74 @@ def _chat_with(window: MainWindow, model: Path):
     return chat
 
 
+def _messages(window: MainWindow, chat) -> list[convs.Message]:
+    return convs.messages(window.services.ctx.db, chat.conversation.id)
+
+
 def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
     chat = _chat_with(window, tiny_gguf)
     chat.n_ctx.setValue(512)
     chat.max_tokens.setValue(40)
     chat.input.setPlainText("hello there")
-    qtbot.keyClick(chat.input, Qt.Key.Key_Return)  # Enter sends
-    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.ctx.db, chat.conversation.id)) == 2,
-                    timeout=30000)
-    first = convs.messages(window.services.ctx.db, chat.conversation.id)
-    assert first[1].role == "assistant" and first[1].stats.completion_tokens >= 1
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000) as answered:
+        qtbot.keyClick(chat.input, Qt.Key.Key_Return)  # Enter sends
+    assert answered.args[0].completion_tokens >= 1
+    first = _messages(window, chat)
+    assert [m.role for m in first] == ["user", "assistant"] and first[1].stats.completion_tokens >= 1
     assert "tokens" in chat.transcript.toPlainText()
-    chat.regenerate()
-    qtbot.waitUntil(lambda: not chat.streaming, timeout=30000)
-    again = convs.messages(window.services.ctx.db, chat.conversation.id)
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000):
+        chat.regenerate()
+    again = _messages(window, chat)
     assert len(again) == 2 and again[1].content != first[1].content  # a new answer replaced the old
-    chat._on_anchor(QUrl("edit:0"))
+    chat.edit_message(0)
     assert chat.input.toPlainText() == "hello there"
     chat.input.setPlainText("hello again")
-    chat.send()
-    qtbot.waitUntil(lambda: not chat.streaming and len(convs.messages(window.services.ctx.db, chat.conversation.id)) == 2,
-                    timeout=30000)
-    assert convs.messages(window.services.ctx.db, chat.conversation.id)[0].content == "hello again"
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000):
+        chat.send()
+    assert [m.content for m in _messages(window, chat)][0] == "hello again"
+    assert len(_messages(window, chat)) == 2
+
+
+def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, tiny_gguf: Path,
+                                                    tmp_path: Path) -> None:
+    """Benchmark the model a chat has loaded, and a model that cannot load: the chat keeps its
+    model, sees none of Compare's failures, and the next message is answered."""
+    from tiny_gguf import write_tiny_llama
+
+    chat = _chat_with(window, tiny_gguf)
+    chat.n_ctx.setValue(512)
+    chat.max_tokens.setValue(8)
+    chat.input.setPlainText("first")
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000):
+        chat.send()
+    chat_engine = chat.session.engine.process.pid
+    chat_failures: list[str] = []
+    chat.failed.connect(chat_failures.append)
+
+    alien = write_tiny_llama(tmp_path / "alien.gguf", architecture="alienformer")
+    import_file(window.services.ctx.db, alien)
+    window.services.library_changed.emit()
+    compare = window.goto("Compare")
+    compare.check(str(tiny_gguf.resolve()))
+    compare.check(str(alien.resolve()))
+    compare.n_prompt.setValue(16)
+    compare.n_gen.setValue(4)
+    compare.reps.setValue(1)
+    with qtbot.waitSignal(compare.run_finished, timeout=60000):
+        compare.run()
+    assert compare.table.rowCount() == 1  # the tiny model; the alien one could not load
+    from localopen.core.usability import load_failure
+
+    assert "alienformer" in load_failure(window.services.ctx.db, str(alien.resolve()), window.services.ctx.machine_id())
+
+    window.goto("Chat")
+    assert chat.session.engine.process.pid == chat_engine  # the same engine process, still loaded
+    chat.input.setPlainText("second")
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000) as answered:
+        chat.send()
+    assert answered.args[0] is not None and answered.args[0].completion_tokens >= 1
+    assert chat_failures == []  # Compare's failed load never reached the chat
+    assert [m.role for m in _messages(window, chat)] == ["user", "assistant", "user", "assistant"]
 
 
 @pytest.mark.slow
@@ -182,14 +228,14 @@ def test_escape_stops_the_answer_and_keeps_it(window: MainWindow, qtbot, gemma_p
     chat = _chat_with(window, gemma_path)
     chat.max_tokens.setValue(3000)
     chat.input.setPlainText("Tell me a long story.")
-    chat.send()
-    qtbot.waitUntil(chat.notice.isVisible, timeout=30000)  # no template in this model: choose one
-    chat.template_box.setCurrentIndex(chat.template_box.findData("gemma"))
-    chat._use_template()
-    qtbot.waitUntil(lambda: len(chat._answer) > 20, timeout=30000)
-    qtbot.keyClick(chat.input, Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: not chat.streaming, timeout=10000)
-    msgs = convs.messages(window.services.ctx.db, chat.conversation.id)
+    with qtbot.waitSignal(chat.template_needed, timeout=30000):  # no template in this model: choose one
+        chat.send()
+    assert chat.notice.isVisible()
+    with qtbot.waitSignal(chat.answer_text, timeout=30000, check_params_cb=lambda text: len(text) > 20):
+        chat.use_template("gemma")
+    with qtbot.waitSignal(chat.answer_finished, timeout=10000):
+        qtbot.keyClick(chat.input, Qt.Key.Key_Escape)
+    msgs = _messages(window, chat)
     assert msgs[-1].role == "assistant" and msgs[-1].stats.finish_reason == "cancelled"
     assert msgs[-1].stats.completion_tokens < 3000
 
@@ -201,16 +247,17 @@ def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWi
     chat.conversation.settings["template"] = "gemma"
     chat.max_tokens.setValue(3000)
     chat.input.setPlainText("Tell me a long story.")
-    chat.send()
-    qtbot.waitUntil(lambda: len(chat._answer) > 20, timeout=30000)
-    os.kill(chat.session.engine.process.pid, signal.SIGKILL)
-    qtbot.waitUntil(lambda: not chat.streaming, timeout=10000)
-    msgs = convs.messages(window.services.ctx.db, chat.conversation.id)
+    with qtbot.waitSignal(chat.answer_text, timeout=30000, check_params_cb=lambda text: len(text) > 20):
+        chat.send()
+    with qtbot.waitSignal(chat.failed, timeout=10000):
+        os.kill(chat.session.engine.process.pid, signal.SIGKILL)
+    msgs = _messages(window, chat)
     assert msgs[-1].role == "assistant" and "Interrupted" in msgs[-1].content and len(msgs[-1].content) > 20
     assert chat.notice.isVisible() and chat.reload_button.isVisible()
     assert "was killed" in chat.status.text()
-    chat.reload_button.click()
-    qtbot.waitUntil(lambda: "loaded in" in chat.status.text(), timeout=30000)
+    with qtbot.waitSignal(chat.model_loaded, timeout=30000):
+        chat.reload_button.click()
+    assert "loaded in" in chat.status.text()
 
 
 def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
@@ -221,15 +268,17 @@ def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: P
     compare.n_prompt.setValue(32)
     compare.n_gen.setValue(8)
     compare.reps.setValue(2)
-    compare.run()
-    qtbot.waitUntil(lambda: not compare.running, timeout=60000)
+    with qtbot.waitSignal(compare.run_finished, timeout=60000):
+        compare.run()
     assert compare.table.rowCount() == 1
     assert "±" in compare.table.item(0, 3).text() and "±" in compare.table.item(0, 4).text()
     series = compare.chart_view.chart().series()
     assert len(series) == 1 and series[0].count() == 2
-    from localopen.core import results
+    from localopen.app.benchmark import history
 
-    assert len(results.query(window.services.ctx.db)) == 2
+    saved = history(window.services.ctx)
+    assert [r.test for r in saved] == ["pp32", "tg8"] and all(r.sha256 and r.decode_bound_tps for r in saved)
+    assert "% of" in compare.table.item(0, 8).text()  # efficiency against the bandwidth bound
 
 
 def test_settings_are_saved(window: MainWindow, qtbot) -> None:
@@ -252,8 +301,9 @@ def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, q
 
     alien = write_tiny_llama(tmp_path / "alien.gguf", architecture="alienformer")
     chat = _chat_with(window, alien)
-    chat.load_model()
-    qtbot.waitUntil(lambda: "alienformer" in chat.status.text(), timeout=30000)
+    with qtbot.waitSignal(chat.failed, timeout=30000):
+        chat.load_model()
+    assert "alienformer" in chat.status.text()
     library = window.goto("Library")
     qtbot.waitUntil(lambda: library.table.rowCount() == 1 and
                     library.table.item(0, 4).text() == "does not fit (measured)", timeout=5000)

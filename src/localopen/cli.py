@@ -144,7 +144,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
 
 # --- grade ----------------------------------------------------------------------------------
 def cmd_grade(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.core.openness import evidence_from_card, grade
+    from localopen.app.grading import grade_card
 
     try:
         info = json.loads(Path(args.card).read_text(encoding="utf-8"))
@@ -154,8 +154,7 @@ def cmd_grade(ctx: AppContext, args: argparse.Namespace) -> int:
         raise LocalopenError(f"{args.card} is not valid JSON (line {exc.lineno}).") from exc
     if not isinstance(info, dict):
         raise LocalopenError(f"{args.card} must hold one JSON object, as model_info returns it.")
-    ev = evidence_from_card(info, ctx.catalog.evidence_by_repo())
-    g = grade(ev, provisional=True)
+    ev, g = grade_card(ctx, info)
     if args.json:
         print_json({"id": info.get("id"), **g.to_dict(ev)})
         return 0

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from localopen.app.context import AppContext
+from localopen.app.grading import grade_card
 from localopen.core.hub import quant_of
-from localopen.core.openness import Grade, evidence_from_card, grade
+from localopen.core.openness import Grade
 
 
 @dataclass
@@ -28,10 +29,9 @@ class HubResult:
 
 def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int = 20) -> list[HubResult]:
     """Raises HubError (OfflineError when offline) in plain words."""
-    known = ctx.catalog.evidence_by_repo()
     results = []
     for info in ctx.hub().search(query, sort=sort, limit=limit):
         quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
-        results.append(HubResult(info["id"], grade(evidence_from_card(info, known), provisional=True), quants,
+        results.append(HubResult(info["id"], grade_card(ctx, info)[1], quants,
                                  info.get("downloads"), info.get("likes"), info.get("lastModified"), info))
     return results

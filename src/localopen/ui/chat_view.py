@@ -59,6 +59,13 @@ class MessageInput(QPlainTextEdit):
 
 
 class ChatView(QWidget):
+    model_loaded = Signal(object)  # LoadInfo
+    answer_started = Signal()
+    answer_text = Signal(str)  # the answer so far, at each refresh of the transcript (~30 Hz)
+    answer_finished = Signal(object)  # AnswerStats, or None when the answer was interrupted
+    template_needed = Signal()  # the model has no chat template: the user must choose one
+    failed = Signal(str)
+
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.services = services
@@ -110,7 +117,7 @@ class ChatView(QWidget):
         self.notice_text.setWordWrap(True)
         self.template_box = QComboBox()
         self.template_box.setAccessibleName("Chat template to use")
-        use_template = button("Use this", "Use the chosen chat template", self._use_template)
+        use_template = button("Use this", "Use the chosen chat template", self.use_template)
         self.reload_button = button("Reload model", "Reload the model", self.load_model)
         nl = QHBoxLayout(self.notice)
         nl.addWidget(self.notice_text, 1)
@@ -260,6 +267,7 @@ class ChatView(QWidget):
         if info.gpu_warning:
             text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
         self.status.setText(text)
+        self.model_loaded.emit(info)
         template = self.conversation.settings.get("template") if self.conversation else None
         if not info.has_chat_template and not template:
             self._show_template_notice(info.template_options, info.template_suggestion)
@@ -286,8 +294,12 @@ class ChatView(QWidget):
         self.template_box.show()
         self.reload_button.hide()
         self.notice.show()
+        self.template_needed.emit()
 
-    def _use_template(self) -> None:
+    def use_template(self, name: str | None = None) -> None:
+        """Use the template chosen in the notice (or the one named) for this conversation."""
+        if name is not None:
+            self.template_box.setCurrentIndex(max(0, self.template_box.findData(name)))
         if self.conversation is None:
             self.new_chat()
         assert self.conversation is not None
@@ -413,6 +425,7 @@ class ChatView(QWidget):
         self.regen_button.setEnabled(False)
         self._begin_stream_block()
         self.flush_timer.start()
+        self.answer_started.emit()
         template, session = c.settings.get("template"), self.session
         self.runner.submit(lambda emit: session.answer(messages, sampling, template, emit),
                            on_progress=self._on_token, on_done=self._on_done, on_failed=self._on_failed)
@@ -442,6 +455,7 @@ class ChatView(QWidget):
         cursor.insertText(chunk)
         bar = self.transcript.verticalScrollBar()
         bar.setValue(bar.maximum())
+        self.answer_text.emit(self._answer)
 
     def _begin_stream_block(self) -> None:
         cursor = QTextCursor(self.transcript.document())
@@ -462,6 +476,7 @@ class ChatView(QWidget):
         if stats is not None and stats.context_used is not None:
             self.context_meter.setValue(min(100, int(100 * stats.context_used)))
         self.render()
+        self.answer_finished.emit(stats)
 
     def _on_done(self, stats: AnswerStats) -> None:
         if self.streaming:
@@ -491,6 +506,7 @@ class ChatView(QWidget):
             self.template_box.hide()
             self.reload_button.show()
             self.notice.show()
+        self.failed.emit(message)
 
     def _history_messages(self) -> list[dict[str, str]] | None:
         if self.conversation is None:
@@ -523,16 +539,25 @@ class ChatView(QWidget):
 
     def _on_anchor(self, url: QUrl) -> None:
         action, _, position = url.toString().partition(":")
-        if self.conversation is None or not position.isdigit():
-            return
-        msg = next((m for m in convs.messages(self.services.ctx.db, self.conversation.id)
-                    if m.position == int(position)), None)
-        if msg is None:
-            return
-        if action == "copy":
+        if position.isdigit():
+            (self.copy_message if action == "copy" else self.edit_message)(int(position))
+
+    def _message_at(self, position: int) -> convs.Message | None:
+        if self.conversation is None:
+            return None
+        return next((m for m in convs.messages(self.services.ctx.db, self.conversation.id)
+                     if m.position == position), None)
+
+    def copy_message(self, position: int) -> None:
+        msg = self._message_at(position)
+        if msg is not None:
             QGuiApplication.clipboard().setText(msg.content)
             self.status.setText("Copied.")
-        elif action == "edit" and not self.streaming:
+
+    def edit_message(self, position: int) -> None:
+        """Put a message of yours back in the input: sending replaces it and everything after it."""
+        msg = self._message_at(position)
+        if msg is not None and not self.streaming:
             self.input.setPlainText(msg.content)
             self._edit_position = msg.position
             self.input.setFocus()

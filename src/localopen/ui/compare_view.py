@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -42,6 +42,8 @@ COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Pe
 
 
 class CompareView(QWidget):
+    run_finished = Signal(str)  # how the run ended, in words
+
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.services = services
@@ -192,6 +194,7 @@ class CompareView(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress_text.setText(text)
         self.progress.setValue(self.progress.maximum())
+        self.run_finished.emit(text)
 
     def _on_progress(self, event: LoadInfo | str) -> None:
         if isinstance(event, LoadInfo):

@@ -1,0 +1,110 @@
+"""The application layer both faces call: one answer per product fact, whichever face asks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from localopen.app import catalog_rows, library, summary
+from localopen.app.context import AppContext
+from localopen.app.settings import Settings
+from localopen.core.library import import_file
+from localopen.core.paths import app_paths, save_settings
+from localopen.core.usability import record_load_failure
+
+from cli_helpers import run
+
+
+def test_settings_are_typed_and_a_bad_value_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    paths = app_paths()
+    save_settings(paths, {"n_ctx": "lots", "offline": True, "n_threads": 3,
+                          "verdict_thresholds": {"fluent_tps": 30}})
+    with caplog.at_level(logging.WARNING):
+        s = Settings.load(paths)
+    assert s.n_ctx == 4096 and s.offline is True and s.n_threads == 3 and s.thresholds.fluent_tps == 30
+    assert "n_ctx" in caplog.text
+    s.n_ctx = 8192
+    s.save(paths)
+    assert Settings.load(paths).n_ctx == 8192 and Settings.load(paths).thresholds.fluent_tps == 30
+
+
+def test_the_cli_and_the_app_layer_use_the_users_context_setting() -> None:
+    """The GUI used the context setting and the CLI always 4096: one place now decides."""
+    paths = app_paths()
+    save_settings(paths, {"n_ctx": 8192})
+    ctx = AppContext()
+    rows = {r.model.id: r for r in catalog_rows.catalog_rows(ctx, ctx.read_profile())}
+    out = run("catalog", "--json")
+    assert out.returncode == 0, out.stderr
+    for entry in json.loads(out.stdout):
+        row = rows[entry["id"]]
+        assert row.fit is not None
+        assert entry["fit"]["memory"]["n_ctx"] == row.fit.memory.n_ctx
+        assert entry["usable_here"]["band"] == row.verdict.band
+        assert entry["usable_here"]["basis"] == row.verdict.basis == "predicted"
+    olmo = rows["olmo-2-1124-7b-instruct"]  # 4096-token training context: capped
+    smol = rows["smollm2-1.7b-instruct"]  # 8192
+    assert olmo.fit.memory.n_ctx == 4096 and smol.fit.memory.n_ctx == 8192
+    wider = json.loads(run("catalog", "--json", "--ctx", "2048").stdout)
+    assert {e["fit"]["memory"]["n_ctx"] for e in wider} == {2048}
+
+
+def test_a_failed_load_makes_the_installed_catalog_model_measured_does_not_fit(tiny_gguf: Path) -> None:
+    ctx = AppContext()
+    profile = ctx.read_profile(measure=False)
+    entry = ctx.catalog.get("smollm2-135m-instruct")
+    assert entry is not None
+    # A file downloaded into the models folder of a catalog repo is that catalog model, installed.
+    target = ctx.models_dir / entry.gguf_repo / "smollm2-135m-instruct-q8_0.gguf"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(tiny_gguf.read_bytes())
+    assert library.scan(ctx) == 1
+    row = next(r for r in catalog_rows.catalog_rows(ctx, profile) if r.model is entry)
+    assert row.installed is not None and row.verdict.basis == "predicted"
+    record_load_failure(ctx.db, str(target), profile.fingerprint, "out of memory")
+    row = next(r for r in catalog_rows.catalog_rows(ctx, profile) if r.model is entry)
+    assert row.verdict.band == "does not fit" and row.verdict.basis == "measured"
+
+
+def test_library_entries_grade_imported_files_once(tiny_gguf: Path, tmp_path: Path) -> None:
+    ctx = AppContext()
+    copy = tmp_path / "mine.gguf"
+    copy.write_bytes(tiny_gguf.read_bytes())
+    import_file(ctx.db, copy)
+    [entry] = library.entries(ctx)
+    assert entry.badge == "C · T0" and entry.verdict is None  # apache-2.0 in its header; nothing measured
+    copy.unlink()
+    [gone] = library.entries(ctx)
+    assert gone.model.missing and gone.badge == "?"
+
+
+def test_summary_is_the_same_page_in_the_cli_and_the_app() -> None:
+    ctx = AppContext()
+    profile = ctx.read_profile()
+    page = summary.render(ctx, "markdown", profile)
+    out = run("summary")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == page.strip()
+    assert "## A — Open science" in page and "(predicted)" in page
+    html = run("summary", "--html").stdout
+    assert html.startswith("<!doctype html>") and "Open models on this machine" in html
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_goes_to_the_log(monkeypatch: pytest.MonkeyPatch,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    from localopen import cli
+
+    def broken(_ctx: AppContext, _args: object) -> int:
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(cli, "cmd_hw", broken)  # a bug in a command, as the CLI would meet it
+    assert cli.run_cli(["hw"]) == 1
+    err = capsys.readouterr().err
+    log_file = app_paths().logs / "localopen.log"
+    assert err.count("\n") == 1 and "something nobody expected" in err and str(log_file) in err
+    assert "Traceback" not in err
+    logged = log_file.read_text()
+    assert "Traceback" in logged and "RuntimeError: something nobody expected" in logged

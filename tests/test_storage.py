@@ -1,0 +1,71 @@
+"""The database's migrations: each one whole or not at all, and a start after a failure recovers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from localopen.core.storage import MIGRATIONS, StorageError, connect
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _version(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def test_a_fresh_database_gets_every_migration(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    connect(db).close()
+    assert _version(db) == len(MIGRATIONS)
+    assert {"bench_results", "models", "conversations", "messages", "load_failures"} <= _tables(db)
+
+
+def test_a_migration_that_fails_half_way_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    conn = connect(db)
+    with conn:
+        conn.execute("INSERT INTO load_failures VALUES ('m.gguf', 'machine', 'too big', 'now')")
+    conn.close()
+    broken = [*MIGRATIONS, "CREATE TABLE half_done (x); INSERT INTO no_such_table VALUES (1);"]
+    with pytest.raises(StorageError, match=f"still at schema {len(MIGRATIONS)}"):
+        connect(db, broken)
+    assert _version(db) == len(MIGRATIONS)
+    assert "half_done" not in _tables(db)  # the first statement was rolled back with the failure
+    # The next start (with a working migration) finishes, and the data is all there.
+    fixed = [*MIGRATIONS, "CREATE TABLE IF NOT EXISTS half_done (x);"]
+    conn = connect(db, fixed)
+    assert _version(db) == len(fixed) and "half_done" in _tables(db)
+    assert conn.execute("SELECT message FROM load_failures").fetchone()[0] == "too big"
+
+
+def test_a_database_left_half_upgraded_by_an_older_version_is_finished(tmp_path: Path) -> None:
+    """Older versions ran migrations outside a transaction: tables of migration 4 could exist while
+    the schema still said 3. The next start must finish the upgrade, not fail on every start."""
+    db = tmp_path / "db.sqlite3"
+    connect(db, MIGRATIONS[:3]).close()
+    with sqlite3.connect(db) as conn:
+        conn.executescript(MIGRATIONS[3])  # applied, but the version was never bumped
+    assert _version(db) == 3
+    connect(db).close()
+    assert _version(db) == len(MIGRATIONS)
+
+
+def test_a_database_from_a_newer_version_says_what_to_do(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    connect(db, [*MIGRATIONS, "CREATE TABLE future (x);"]).close()
+    with pytest.raises(StorageError, match="newer localopen"):
+        connect(db)
+
+
+def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    db.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StorageError, match="move it aside"):
+        connect(db)

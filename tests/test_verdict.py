@@ -1,0 +1,79 @@
+"""The usable-here verdict: bands, their thresholds, and measured beating predicted."""
+
+from __future__ import annotations
+
+import pytest
+
+from localopen.core import usability, verdict
+from localopen.core.fit import FitVerdict, MemoryEstimate
+from localopen.core.records import BenchResult
+from localopen.core.results import save
+from localopen.core.storage import connect
+from localopen.core.verdict import Thresholds, band_for
+
+T = Thresholds()
+
+
+@pytest.mark.parametrize(
+    "tg, ttft, band",
+    [
+        (25.0, 0.5, "fluent"),
+        (25.0, 1.5, "comfortable"),  # fast generation, but the first token takes too long for fluent
+        (12.0, None, "comfortable"),
+        (12.0, 3.0, "readable"),
+        (5.0, 10.0, "readable"),
+        (4.9, 0.1, "too slow"),
+        (30.0, 11.0, "too slow"),  # a long wait for the first token makes a fast model too slow
+    ],
+)
+def test_bands(tg: float, ttft: float | None, band: str) -> None:
+    assert band_for(tg, ttft, T) == band
+
+
+def test_thresholds_are_the_users() -> None:
+    strict = Thresholds(fluent_tps=40, fluent_ttft_s=0.5)
+    assert band_for(30, 0.2, T) == "fluent" and band_for(30, 0.2, strict) == "comfortable"
+
+
+def test_measured_uses_the_first_token_time_of_a_512_token_prompt() -> None:
+    v = verdict.measured(tg_tps=14.1, pp_tps=30.0, t=T)  # 512 / 30 = 17 s to the first token
+    assert v.band == "too slow" and v.basis == "measured" and "17.1 s" in v.reason
+    assert v.label == "too slow (measured)"
+
+
+def _fit(code: str, bound: float | None) -> FitVerdict:
+    return FitVerdict(code, code, "detail", MemoryEstimate(4096, 1, 1, 1, 1), bound)
+
+
+def test_predicted_says_so_and_never_claims_a_fit_it_does_not_have() -> None:
+    v = verdict.predicted(_fit("fits_ram", 100.0), T)
+    assert v.basis == "predicted" and v.band == "fluent" and v.label.endswith("(predicted)")
+    assert verdict.predicted(_fit("no_fit", 100.0), T).band == "does not fit"
+    assert verdict.predicted(_fit("fits_ram", None), T).band == "unknown"
+    assert verdict.predicted(None, T).band == "unknown"
+    assert "tight" in verdict.predicted(_fit("tight", 100.0), T).reason
+
+
+def _result(test: str, avg_ts: float, path: str, machine: str) -> BenchResult:
+    n_prompt, n_gen = (512, 0) if test.startswith("pp") else (0, 128)
+    return BenchResult(model_filename=path, model_type="llama", model_size=1, model_n_params=1, n_prompt=n_prompt,
+                       n_gen=n_gen, avg_ns=1, stddev_ns=0, avg_ts=avg_ts, stddev_ts=0.0, samples_ns=[1],
+                       samples_ts=[avg_ts], test_time="2026-11-23T00:00:00+00:00", test=test, sha256="ab" * 32,
+                       machine=machine)
+
+
+def test_verdict_here_failed_load_then_measurement(tmp_path) -> None:
+    conn = connect(tmp_path / "db.sqlite3")
+    path, machine = "/models/m.gguf", "machine-a"
+    assert usability.verdict_here(conn, path, machine, T) is None  # nothing happened here yet
+    usability.record_load_failure(conn, path, machine, "not enough memory")
+    failed = usability.verdict_here(conn, path, machine, T)
+    assert failed is not None and failed.band == "does not fit" and "not enough memory" in failed.reason
+    usability.clear_load_failure(conn, path, machine)
+    save(conn, _result("pp512", 600.0, path, machine))
+    save(conn, _result("tg128", 25.0, path, machine))
+    save(conn, _result("tg128", 11.0, path, "machine-b"))  # another machine's result never counts here
+    here = usability.verdict_here(conn, path, machine, T)
+    assert here is not None and here.band == "fluent" and here.basis == "measured"
+    save(conn, _result("tg128", 6.0, path, machine))  # the newest measurement wins
+    assert usability.verdict_here(conn, path, machine, T).band == "readable"
