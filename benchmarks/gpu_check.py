@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 def main() -> int:
     from localopen.engine.client import Engine
-    from localopen.engine.protocol import BenchDone, BenchParams, Done, LoadOptions, SamplingParams
+    from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions, SamplingParams
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?")
@@ -41,19 +41,17 @@ def main() -> int:
         engine = Engine()
         try:
             info = engine.load(model, LoadOptions(n_ctx=2048, n_gpu_layers=ngl))
-            stats = {}
-            for ev in engine.chat([{"role": "user", "content": "hello"}], SamplingParams(max_tokens=64, seed=1)):
-                if isinstance(ev, Done):
-                    stats = ev.stats
+            stats = engine.answer([{"role": "user", "content": "hello"}], SamplingParams(max_tokens=64, seed=1))
             bench = []
             for ev in engine.bench(BenchParams(n_prompt=512, n_gen=128, reps=3)):
                 if isinstance(ev, BenchDone):
-                    bench = [{k: r[k] for k in ("test", "avg_ts", "stddev_ts", "backends", "n_gpu_layers",
-                                                "peak_rss_bytes")} for r in ev.results]
-            run = {"n_gpu_layers": ngl, "backend": info["backend"], "gpu_warning": info["gpu_warning"],
-                   "gpu_layers_offloaded": info["gpu_layers_offloaded"], "load_time_ms": info["load_time_ms"],
-                   "memory_actual": info["memory_actual"], "memory_estimate": info["memory_estimate"],
-                   "estimate_error": info["estimate_error"], "chat": stats, "bench": bench}
+                    bench = [{k: r.to_dict()[k] for k in ("test", "avg_ts", "stddev_ts", "backends", "n_gpu_layers",
+                                                          "peak_rss_bytes")} for r in ev.results]
+            loaded = info.to_dict()
+            run = {"n_gpu_layers": ngl, **{k: loaded[k] for k in ("backend", "gpu_warning", "gpu_layers_offloaded",
+                                                                   "load_time_ms", "memory_actual", "memory_estimate",
+                                                                   "estimate_error")},
+                   "chat": stats.to_dict(), "bench": bench}
             report["runs"].append(run)
             print(json.dumps(run, indent=1))
         finally:

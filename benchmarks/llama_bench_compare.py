@@ -67,7 +67,7 @@ def run_localopen(model: str, args: argparse.Namespace) -> dict[str, dict]:
         engine.load(model, LoadOptions(n_ctx=256, n_threads=args.t, n_gpu_layers=args.ngl))
         for event in engine.bench(BenchParams(n_prompt=args.p, n_gen=args.n, reps=args.r, n_threads=args.t)):
             if isinstance(event, BenchDone):
-                return {r["test"]: r for r in event.results}
+                return {r.test: r.to_dict() for r in event.results}
     finally:
         engine.shutdown()
     raise RuntimeError("no benchmark result")

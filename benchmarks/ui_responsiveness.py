@@ -49,7 +49,7 @@ def main() -> int:
     os.environ["HF_HUB_OFFLINE"] = "0"
 
     services = Services()
-    import_file(services.db, model)
+    import_file(services.ctx.db, model)
     window = MainWindow(services)
     window.show()
     clock = QElapsedTimer()
@@ -84,7 +84,7 @@ def main() -> int:
     chat.conversation.settings["template"] = "gemma"
     phase("model load")
     chat.load_model()
-    wait(lambda: chat.loaded_key is not None)
+    wait(lambda: chat.loaded_info is not None)
     phase("streaming chat")
     chat.max_tokens.setValue(256)
     chat.input.setPlainText("Tell me about open-source language models.")

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run
 from localopen.app import catalog_rows, library, summary
 from localopen.app.context import AppContext
 from localopen.app.settings import Settings
 from localopen.core.library import import_file
 from localopen.core.paths import app_paths, save_settings
 from localopen.core.usability import record_load_failure
-
-from cli_helpers import run
 
 
 def test_settings_are_typed_and_a_bad_value_falls_back(caplog: pytest.LogCaptureFixture) -> None:

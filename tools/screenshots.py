@@ -44,7 +44,7 @@ def main() -> int:
     from localopen.ui.services import Services
 
     services = Services()
-    import_file(services.db, model)
+    import_file(services.ctx.db, model)
     window = MainWindow(services)
     window.resize(1400, 860)
     window.show()
@@ -78,13 +78,14 @@ def main() -> int:
 
     def chat_start() -> None:
         chat = window.goto("Chat")
+        chat.answer_finished.connect(lambda _stats: state.update(answered=True))
         chat.new_chat(str(model))
         chat.input.setPlainText("What are three good uses of a small open language model on a laptop?")
         chat.send()
 
     def chat_notice() -> None:
         shot("3-chat-no-template")
-        window.views["Chat"]._use_template()
+        window.views["Chat"].use_template()
 
     def chat_done() -> None:
         shot("4-chat")
@@ -122,7 +123,7 @@ def main() -> int:
     when(lambda: True, library)
     when(lambda: True, chat_start)
     when(lambda: window.views["Chat"].notice.isVisible(), chat_notice)
-    when(lambda: not window.views["Chat"].streaming and bool(window.views["Chat"]._answer), chat_done)
+    when(lambda: bool(state.get("answered")), chat_done)
     when(lambda: True, compare_start)
     when(lambda: not window.views["Compare"].running, compare_done)
     when(lambda: True, machine)

@@ -20,7 +20,7 @@ EVIDENCE_VALUES = {
     "report": {"peer_reviewed", "preprint", "tech_report", "none", "unknown"},
     "intermediate_ckpts": {"true", "false", "unknown"},
 }
-REQUIRED = {
+REQUIRED: dict[str, type | tuple[type, ...]] = {
     "id": str, "gguf_repo": str, "base_model": str, "family": str, "params_b": (int, float),
     "context_length": int, "license": dict, "lineage": list, "evidence": dict, "quants": list,
     "recommended_quant": str,

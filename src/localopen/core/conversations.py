@@ -37,7 +37,9 @@ def create(conn: sqlite3.Connection, title: str, model_path: str | None, setting
     with conn:
         cur = conn.execute("INSERT INTO conversations(title, model_path, settings, created_at, updated_at)"
                            " VALUES (?,?,?,?,?)", (title, model_path, json.dumps(settings), _now(), _now()))
-    return get(conn, int(cur.lastrowid))  # type: ignore[return-value]
+    created = get(conn, int(cur.lastrowid or 0))
+    assert created is not None
+    return created
 
 
 def get(conn: sqlite3.Connection, conversation_id: int) -> Conversation | None:
@@ -94,7 +96,7 @@ def add_message(conn: sqlite3.Connection, conversation_id: int, role: str, conte
                            " VALUES (?,?,?,?,?,?)", (conversation_id, position, role, content,
                                                      json.dumps(stats.to_dict()) if stats else None, _now()))
         conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
-    return Message(int(cur.lastrowid), position, role, content, stats)
+    return Message(int(cur.lastrowid or 0), position, role, content, stats)
 
 
 def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int) -> None:

@@ -89,7 +89,7 @@ def resolve_url(remote: RemoteFile) -> str:
 class _NoAuthOnRedirect(urllib.request.HTTPRedirectHandler):
     """Follow redirects, but never send the token to another host (CDNs)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and urllib.parse.urlparse(newurl).netloc != urllib.parse.urlparse(req.full_url).netloc:
             new.remove_header("Authorization")
@@ -174,8 +174,10 @@ class _RunningHash:
 
 def _fetch(remote: RemoteFile, part: Path, on_progress: Callable[[Progress], None] | None,
            should_stop: Callable[[], bool] | None, timeout: float, hashed: _RunningHash) -> None:
+    size = remote.size
+    assert size is not None  # download() refuses a file without a known size
     offset = part.stat().st_size if part.exists() else 0
-    if offset >= remote.size:
+    if offset >= size:
         return
     request = urllib.request.Request(resolve_url(remote), headers={"Range": f"bytes={offset}-",
                                                                     "User-Agent": "localopen"})
@@ -202,7 +204,7 @@ def _fetch(remote: RemoteFile, part: Path, on_progress: Callable[[Progress], Non
         with part.open(mode) as out:
             while True:
                 if should_stop and should_stop():
-                    raise Paused(f"Paused {remote.filename} at {done} of {remote.size} bytes.")
+                    raise Paused(f"Paused {remote.filename} at {done} of {size} bytes.")
                 try:
                     block = response.read(CHUNK)
                 except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
@@ -213,21 +215,23 @@ def _fetch(remote: RemoteFile, part: Path, on_progress: Callable[[Progress], Non
                 hashed.update(block)
                 done += len(block)
                 now = time.monotonic()
-                if on_progress and (now - last_report > 0.2 or done >= remote.size):
+                if on_progress and (now - last_report > 0.2 or done >= size):
                     last_report = now
                     speed = (done - offset) / max(now - start, 1e-6)
-                    on_progress(Progress(done, remote.size, speed))
-        if done < remote.size:
-            raise _Transient(f"the connection closed after {done} of {remote.size} bytes")
+                    on_progress(Progress(done, size, speed))
+        if done < size:
+            raise _Transient(f"the connection closed after {done} of {size} bytes")
 
 
 def _verify_and_install(remote: RemoteFile, part: Path, sidecar: Path, final: Path, actual: str) -> Path:
-    if actual != remote.sha256:
+    expected = remote.sha256
+    assert expected is not None  # download() refuses a file without a known sha256
+    if actual != expected:
         part.unlink()
         with contextlib.suppress(OSError):
             sidecar.unlink()
         raise ChecksumError(
-            f"{remote.filename} arrived damaged (sha256 {actual[:12]}… instead of {remote.sha256[:12]}…). "
+            f"{remote.filename} arrived damaged (sha256 {actual[:12]}… instead of {expected[:12]}…). "
             "The bytes were deleted; download it again.")
     os.replace(part, final)
     with contextlib.suppress(OSError):

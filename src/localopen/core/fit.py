@@ -104,7 +104,9 @@ def estimate_memory(
     per_layer_heads = (kv_heads[:layers] if isinstance(kv_heads, list)
                        else [kv_heads] * layers)
     n_swa = min(shape.n_swa_layers, layers) if shape.sliding_window else 0
-    swa_cells = n_ctx if swa_full else min(n_ctx, _pad(shape.sliding_window + ubatch)) if n_swa else n_ctx
+    swa_cells = n_ctx
+    if n_swa and shape.sliding_window and not swa_full:
+        swa_cells = min(n_ctx, _pad(shape.sliding_window + ubatch))
     kv = 0.0
     for index, heads in enumerate(per_layer_heads):
         # Which layers are SWA only matters through their count; put them first.

@@ -275,7 +275,8 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     metadata: dict[str, Any] = {}
     array_lengths: dict[str, int] = {}
     for index in range(kv_count):
-        key = cur.string(f"metadata key #{index}")
+        # A key longer than any real one is not kept; its value is still read past.
+        key = cur.string(f"metadata key #{index}") or f"(overlong key #{index})"
         vtype = cur.u32(f"the type of '{key}'")
         if vtype == _ARRAY:
             etype = cur.u32(f"the element type of '{key}'")

@@ -114,7 +114,7 @@ def _run(cmd: list[str], timeout: float = 2.0) -> str:
 def detect_gpus() -> list[GPU]:
     gpus: list[GPU] = []
     try:  # NVIDIA through nvidia-ml-py, when installed
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
 
         pynvml.nvmlInit()
         try:

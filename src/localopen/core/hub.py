@@ -189,7 +189,7 @@ class Hub:
 
 def _info_dict(info: Any) -> dict[str, Any]:
     card = getattr(info, "card_data", None)
-    card_dict = card.to_dict() if hasattr(card, "to_dict") else (card or {})
+    card_dict = {} if card is None else card.to_dict() if hasattr(card, "to_dict") else dict(card)
     last = getattr(info, "last_modified", None)
     return {
         "id": info.id,
@@ -198,6 +198,6 @@ def _info_dict(info: Any) -> dict[str, Any]:
         "gated": getattr(info, "gated", False),
         "downloads": getattr(info, "downloads", None),
         "likes": getattr(info, "likes", None),
-        "lastModified": last.isoformat() if hasattr(last, "isoformat") else last,
+        "lastModified": last.isoformat() if last is not None and hasattr(last, "isoformat") else last,
         "files": [s.rfilename for s in (getattr(info, "siblings", None) or [])],
     }

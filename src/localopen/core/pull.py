@@ -66,11 +66,17 @@ def pull(hub: Hub, conn: sqlite3.Connection, models_dir: Path, repo: str, *, qua
         final = target_path(models_dir, remote)
         if final.exists() and final.stat().st_size == remote.size:
             continue  # this part is installed (it was verified before it got its final name)
-        download(remote, final, should_stop=should_stop,
-                 on_progress=(lambda p, name=remote.filename: on_progress(name, p)) if on_progress else None)
+        download(remote, final, should_stop=should_stop, on_progress=_named(on_progress, remote.filename))
     first = target_path(models_dir, chosen[0])
     add_downloaded(conn, first, chosen[0], total)
     return first
+
+
+def _named(on_progress: Callable[[str, Progress], None] | None, name: str) -> Callable[[Progress], None] | None:
+    """Progress of one file, reported with its name."""
+    if on_progress is None:
+        return None
+    return lambda p: on_progress(name, p)
 
 
 def _have(final: Path) -> int:

@@ -136,5 +136,5 @@ def connect(path: Path, migrations: list[str] = MIGRATIONS) -> sqlite3.Connectio
                                "report the problem with the log.") from exc
         log.info("Database %s migrated to schema %d", path, number)
     # The rest of the code uses `with conn:` for its transactions: Python's default handling.
-    conn.isolation_level = ""
+    conn.isolation_level = "DEFERRED"
     return conn

@@ -53,8 +53,9 @@ def describe_exit(code: int | None) -> str:
         return "stopped answering"
     if code < 0:
         sig = -code
-        names = {signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGABRT: "aborted inside llama.cpp",
-                 signal.SIGKILL: "was killed (out of memory, or by the system)", signal.SIGTERM: "was terminated"}
+        names: dict[int, str] = {
+            signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGABRT: "aborted inside llama.cpp",
+            signal.SIGKILL: "was killed (out of memory, or by the system)", signal.SIGTERM: "was terminated"}
         if hasattr(signal, "SIGBUS"):
             names[signal.SIGBUS] = "crashed (bus error: the model file may have changed or be damaged)"
         return names.get(sig, f"ended by signal {sig}")

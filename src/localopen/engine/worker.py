@@ -97,7 +97,7 @@ class Worker:
         self.path: Path | None = None
         self.load_info: LoadInfo | None = None
         self.capture = llama_log.install()
-        self._abort_cb = None
+        self._abort_cb: Any = None  # the ctypes callback, kept alive while the context uses it
         self._request_id = 0
 
     def send(self, event: Event) -> None:

@@ -52,7 +52,7 @@ def run_app(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")
     app.setOrganizationName("localopen")
-    app.setDesktopFileName("localopen")
+    QApplication.setDesktopFileName("localopen")
     _install_crash_handlers(log_file)
 
     from localopen.ui.main_window import MainWindow

@@ -191,8 +191,8 @@ class ChatView(QWidget):
 
         self.splitter = QSplitter()
         self.splitter.setObjectName("chat-splitter")
-        for w in (left, center, right):
-            self.splitter.addWidget(w)
+        for pane in (left, center, right):
+            self.splitter.addWidget(pane)
         self.splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
@@ -200,7 +200,7 @@ class ChatView(QWidget):
         self.flush_timer = QTimer(self)
         self.flush_timer.setInterval(FLUSH_MS)
         self.flush_timer.timeout.connect(self._flush)
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
 
         services.library_changed.connect(self.reload_models)
         self.reload_models()
@@ -330,7 +330,7 @@ class ChatView(QWidget):
         settings["template"] = None
         self.conversation = convs.create(self.services.ctx.db, "New chat", self.model_box.currentData(), settings)
         self.reload_conversations()
-        self.render()
+        self.render_conversation()
         self.input.setFocus()
 
     def _on_conversation_selected(self, item: QListWidgetItem | None, _previous: Any = None) -> None:
@@ -341,7 +341,7 @@ class ChatView(QWidget):
             self.apply_settings(self.conversation.settings)
             if self.conversation.model_path:
                 self.select_model(self.conversation.model_path)
-        self.render()
+        self.render_conversation()
 
     def rename_chat(self) -> None:
         if self.conversation is None:
@@ -361,7 +361,7 @@ class ChatView(QWidget):
         convs.delete(self.services.ctx.db, self.conversation.id)
         self.conversation = None
         self.reload_conversations()
-        self.render()
+        self.render_conversation()
 
     # -- sending ------------------------------------------------------------------------------
     def send(self) -> None:
@@ -400,7 +400,7 @@ class ChatView(QWidget):
         system = self.system.toPlainText().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + \
             [{"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, c.id)]
-        self.render()
+        self.render_conversation()
         if self.loaded_info is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
             self._queued_send = messages
             self.load_model()
@@ -475,7 +475,7 @@ class ChatView(QWidget):
             convs.add_message(self.services.ctx.db, self.conversation.id, "assistant", content, stats)
         if stats is not None and stats.context_used is not None:
             self.context_meter.setValue(min(100, int(100 * stats.context_used)))
-        self.render()
+        self.render_conversation()
         self.answer_finished.emit(stats)
 
     def _on_done(self, stats: AnswerStats) -> None:
@@ -495,7 +495,7 @@ class ChatView(QWidget):
                 self.streaming = False
                 self.stop_button.setEnabled(False)
                 self.send_button.setEnabled(True)
-                self.render()
+                self.render_conversation()
             return
         if self.streaming:
             self._finish(None, note=f"Interrupted: {message}")
@@ -514,7 +514,7 @@ class ChatView(QWidget):
         return [{"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, self.conversation.id)]
 
     # -- rendering ----------------------------------------------------------------------------
-    def render(self) -> None:
+    def render_conversation(self) -> None:
         """Render the whole conversation once (on load and after each answer, never per token)."""
         self.transcript.clear()
         if self.conversation is None:

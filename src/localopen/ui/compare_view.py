@@ -7,6 +7,7 @@ memory-bandwidth bound, as the application layer computes it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ class CompareView(QWidget):
         exports = QHBoxLayout()
         for label, fmt in (("Export CSV", "csv"), ("Export JSON", "json"), ("Export Markdown", "md"),
                            ("Save chart as PNG", "png"), ("Show history", "history")):
-            exports.addWidget(button(label, label, lambda f=fmt: self.export(f)))
+            exports.addWidget(button(label, label, functools.partial(self.export, fmt)))
         exports.addStretch(1)
         right = QWidget()
         rl = QVBoxLayout(right)

@@ -151,7 +151,9 @@ class ExploreFilter(QSortFilterProxyModel):
             self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
-        row: ExploreRow = self.sourceModel().rows[source_row]
+        model = self.sourceModel()
+        assert isinstance(model, ExploreModel)
+        row = model.rows[source_row]
         if row.grade.letter not in self.grades:
             return False
         if self.fits_only and not (row.fit and row.fit.code in ("fits_gpu", "fits_ram")):

@@ -78,10 +78,12 @@ class ExploreView(QWidget):
         self.installed_box = QCheckBox("Installed")
         self.installed_box.setAccessibleName("Only installed models")
         self.installed_box.toggled.connect(lambda on: self.proxy.update(installed_only=on))
-        self.min_size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB", specialValueText="any")
+        self.min_size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB")
+        self.min_size_box.setSpecialValueText("any")
         self.min_size_box.setAccessibleName("Smallest file size to show")
         self.min_size_box.valueChanged.connect(lambda v: self.proxy.update(min_size_gb=v or None))
-        self.size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB", specialValueText="any")
+        self.size_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, suffix=" GB")
+        self.size_box.setSpecialValueText("any")
         self.size_box.setAccessibleName("Largest file size to show")
         self.size_box.setToolTip("Largest download size to show (0: any)")
         self.size_box.valueChanged.connect(lambda v: self.proxy.update(max_size_gb=v or None))
@@ -122,8 +124,9 @@ class ExploreView(QWidget):
         self.quants.horizontalHeader().setStretchLastSection(True)
 
         filters = QHBoxLayout()
-        for w in (self.search, self.grade_box, self.fits_box, self.installed_box, QLabel("Size"), self.min_size_box,
-                  QLabel("to"), self.size_box):
+        filter_widgets: tuple[QWidget, ...] = (self.search, self.grade_box, self.fits_box, self.installed_box,
+                                               QLabel("Size"), self.min_size_box, QLabel("to"), self.size_box)
+        for w in filter_widgets:
             filters.addWidget(w)
         hub_row = QHBoxLayout()
         for w in (self.hub_query, self.hub_sort, self.hub_button):

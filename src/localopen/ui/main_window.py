@@ -47,11 +47,12 @@ class MainWindow(QMainWindow):
         self.sidebar.setFixedWidth(150)
         self.sidebar.setStyleSheet("QListWidget::item { padding: 8px 6px; }")
         self.stack = QStackedWidget()
-        self._section_slots = {}
+        self._section_slots: dict[str, QVBoxLayout] = {}  # each section's layout, filled on first use
         for name in SECTIONS:
             holder = QWidget()
-            QVBoxLayout(holder).setContentsMargins(0, 0, 0, 0)
-            self._section_slots[name] = holder
+            slot = QVBoxLayout(holder)
+            slot.setContentsMargins(0, 0, 0, 0)
+            self._section_slots[name] = slot
             self.stack.addWidget(holder)
         self.summary = QLabel("Reading this machine…")
         self.summary.setAccessibleName("What this machine can run")
@@ -86,9 +87,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(body)
 
         self.sidebar.currentRowChanged.connect(self.show_section)
-        QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
-        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.focus_search)
-        QShortcut(QKeySequence("Ctrl+,"), self, activated=self.open_settings)
+        QShortcut(QKeySequence("Ctrl+N"), self, self.new_chat)
+        QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
+        QShortcut(QKeySequence("Ctrl+,"), self, self.open_settings)
         services.profile_ready.connect(self._on_profile, Qt.ConnectionType.QueuedConnection)
         self._restore()
         services.read_profile_async()
@@ -99,7 +100,7 @@ class MainWindow(QMainWindow):
     def view(self, name: str) -> QWidget:
         if name not in self.views:
             self.views[name] = widget = self._build(name)
-            self._section_slots[name].layout().addWidget(widget)
+            self._section_slots[name].addWidget(widget)
             splitter_state = QSettings().value(f"splitter/{name}")
             splitter = getattr(widget, "splitter", None)
             if splitter is not None and splitter_state is not None:
@@ -109,16 +110,16 @@ class MainWindow(QMainWindow):
     def _build(self, name: str) -> QWidget:
         s = self.services
         if name == "Explore":
-            view = ExploreView(s)
-            view.download_requested.connect(self.download)
-            return view
+            explore = ExploreView(s)
+            explore.download_requested.connect(self.download)
+            return explore
         if name == "Library":
             from localopen.ui.library_view import LibraryView
 
-            view = LibraryView(s)
-            view.chat_requested.connect(self.chat_with)
-            view.bench_requested.connect(self.benchmark)
-            return view
+            library = LibraryView(s)
+            library.chat_requested.connect(self.chat_with)
+            library.bench_requested.connect(self.benchmark)
+            return library
         if name == "Chat":
             from localopen.ui.chat_view import ChatView
 
