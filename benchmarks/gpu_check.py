@@ -33,8 +33,17 @@ def main() -> int:
         from tiny_gguf import write_tiny_llama
 
         start = time.time()
-        model = str(write_tiny_llama(Path(tempfile.mkdtemp()) / "synthetic-1b-f16.gguf", n_embd=2048, n_layer=16,
-                                     n_ff=5632, n_head=32, n_head_kv=8, dtype=np.float16))
+        model = str(
+            write_tiny_llama(
+                Path(tempfile.mkdtemp()) / "synthetic-1b-f16.gguf",
+                n_embd=2048,
+                n_layer=16,
+                n_ff=5632,
+                n_head=32,
+                n_head_kv=8,
+                dtype=np.float16,
+            )
+        )
         print(f"wrote {model} ({Path(model).stat().st_size / 1e9:.2f} GB) in {time.time() - start:.1f} s")
     report = {"model": model, "runs": []}
     for ngl in (0, -1):
@@ -45,13 +54,31 @@ def main() -> int:
             bench = []
             for ev in engine.bench(BenchParams(n_prompt=512, n_gen=128, reps=3)):
                 if isinstance(ev, BenchDone):
-                    bench = [{k: r.to_dict()[k] for k in ("test", "avg_ts", "stddev_ts", "backends", "n_gpu_layers",
-                                                          "peak_rss_bytes")} for r in ev.results]
+                    bench = [
+                        {
+                            k: r.to_dict()[k]
+                            for k in ("test", "avg_ts", "stddev_ts", "backends", "n_gpu_layers", "peak_rss_bytes")
+                        }
+                        for r in ev.results
+                    ]
             loaded = info.to_dict()
-            run = {"n_gpu_layers": ngl, **{k: loaded[k] for k in ("backend", "gpu_warning", "gpu_layers_offloaded",
-                                                                   "load_time_ms", "memory_actual", "memory_estimate",
-                                                                   "estimate_error")},
-                   "chat": stats.to_dict(), "bench": bench}
+            run = {
+                "n_gpu_layers": ngl,
+                **{
+                    k: loaded[k]
+                    for k in (
+                        "backend",
+                        "gpu_warning",
+                        "gpu_layers_offloaded",
+                        "load_time_ms",
+                        "memory_actual",
+                        "memory_estimate",
+                        "estimate_error",
+                    )
+                },
+                "chat": stats.to_dict(),
+                "bench": bench,
+            }
             report["runs"].append(run)
             print(json.dumps(run, indent=1))
         finally:

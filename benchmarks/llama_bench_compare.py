@@ -32,25 +32,65 @@ def build_llama_bench() -> Path:
         return binary
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-d", tmp,
-                        f"llama-cpp-python=={ver}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "-d",
+                tmp,
+                f"llama-cpp-python=={ver}",
+            ],
+            check=True,
+        )
         sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         with tarfile.open(sdist) as tar:
             tar.extractall(root / "src", filter="data")
     source = next((root / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
     # Same CPU build flags as the wheel pip built (native, OpenMP); GPU flags come from CMAKE_ARGS.
     extra = os.environ.get("CMAKE_ARGS", "").split()
-    subprocess.run(["cmake", "-S", str(source), "-B", str(root / "build"), "-DCMAKE_BUILD_TYPE=Release",
-                    "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                    "-DLLAMA_BUILD_SERVER=OFF", *extra], check=True)
-    subprocess.run(["cmake", "--build", str(root / "build"), "--target", "llama-bench", "-j", str(os.cpu_count())],
-                   check=True)
+    subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(source),
+            "-B",
+            str(root / "build"),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            *extra,
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["cmake", "--build", str(root / "build"), "--target", "llama-bench", "-j", str(os.cpu_count())], check=True
+    )
     return binary
 
 
 def run_llama_bench(binary: Path, model: str, args: argparse.Namespace) -> dict[str, dict]:
-    cmd = [str(binary), "-m", model, "-p", str(args.p), "-n", str(args.n), "-r", str(args.r), "-o", "json",
-           "-ngl", str(args.ngl)]
+    cmd = [
+        str(binary),
+        "-m",
+        model,
+        "-p",
+        str(args.p),
+        "-n",
+        str(args.n),
+        "-r",
+        str(args.r),
+        "-o",
+        "json",
+        "-ngl",
+        str(args.ngl),
+    ]
     if args.t:
         cmd += ["-t", str(args.t)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

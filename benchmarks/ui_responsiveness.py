@@ -104,8 +104,9 @@ def main() -> int:
     wait(lambda: job.state in ("done", "failed"))
     phase("idle")
     probe.stop()
-    assert job.state == "done" and hashlib.sha256(job.path.read_bytes()).hexdigest() == \
-        hashlib.sha256(payload).hexdigest()
+    assert (
+        job.state == "done" and hashlib.sha256(job.path.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+    )
     window.close()
     hub.stop()
     app.quit()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time from launching `localopen` to its window being shown and the event loop running.
 
-    python benchmarks/ui_startup.py [--runs 5]     (QT_QPA_PLATFORM=offscreen works; Xvfb too)
+python benchmarks/ui_startup.py [--runs 5]     (QT_QPA_PLATFORM=offscreen works; Xvfb too)
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def main() -> int:
                 return 1
             times.append(shown - start)
     counted = times[1:]
-    print(f"window shown after: median {statistics.median(counted):.2f} s, worst {max(counted):.2f} s "
-          f"over {len(counted)} runs (process start to first event-loop turn, offline, empty library)")
+    print(
+        f"window shown after: median {statistics.median(counted):.2f} s, worst {max(counted):.2f} s "
+        f"over {len(counted)} runs (process start to first event-loop turn, offline, empty library)"
+    )
     return 0
 
 

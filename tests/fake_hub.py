@@ -104,8 +104,15 @@ class FakeHub:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _send(self, h: BaseHTTPRequestHandler, code: int, body: bytes, head: bool,
-              headers: dict[str, str] | None = None, ctype: str = "application/json") -> None:
+    def _send(
+        self,
+        h: BaseHTTPRequestHandler,
+        code: int,
+        body: bytes,
+        head: bool,
+        headers: dict[str, str] | None = None,
+        ctype: str = "application/json",
+    ) -> None:
         self.responses.append((h.command, urlparse(h.path).path, code))
         h.send_response(code)
         h.send_header("Content-Type", ctype)
@@ -119,14 +126,24 @@ class FakeHub:
     def _repo_not_found(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         """As the real Hub: logged out, a missing repository is a 401 (it might be private)."""
         code = 404 if h.headers.get("Authorization") else 401
-        self._send(h, code, b'{"error": "Repository not found"}', head,
-                   {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+        self._send(
+            h,
+            code,
+            b'{"error": "Repository not found"}',
+            head,
+            {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
+        )
 
     def _gated(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         """As the real Hub: 401 without a token, 403 with a token that was not granted access."""
         code = 403 if h.headers.get("Authorization") else 401
-        self._send(h, code, b'{"error": "Access to this model is restricted."}', head,
-                   {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access to this model is restricted."})
+        self._send(
+            h,
+            code,
+            b'{"error": "Access to this model is restricted."}',
+            head,
+            {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access to this model is restricted."},
+        )
 
     def _authorized(self, h: BaseHTTPRequestHandler, repo: Repo) -> bool:
         if not repo.gated or self.require_token is None:
@@ -145,10 +162,21 @@ class FakeHub:
 
     def _info_json(self, repo: Repo, with_meta: bool) -> dict[str, Any]:
         return {
-            "_id": "x" * 24, "id": repo.id, "modelId": repo.id, "author": repo.id.split("/")[0], "sha": COMMIT,
-            "private": False, "gated": repo.gated, "disabled": False, "downloads": repo.downloads,
-            "likes": repo.likes, "lastModified": repo.last_modified, "createdAt": "2025-01-01T00:00:00.000Z",
-            "tags": ["gguf", *repo.card.get("tags", [])], "library_name": "gguf", "cardData": repo.card,
+            "_id": "x" * 24,
+            "id": repo.id,
+            "modelId": repo.id,
+            "author": repo.id.split("/")[0],
+            "sha": COMMIT,
+            "private": False,
+            "gated": repo.gated,
+            "disabled": False,
+            "downloads": repo.downloads,
+            "likes": repo.likes,
+            "lastModified": repo.last_modified,
+            "createdAt": "2025-01-01T00:00:00.000Z",
+            "tags": ["gguf", *repo.card.get("tags", [])],
+            "library_name": "gguf",
+            "cardData": repo.card,
             "siblings": self._siblings(repo, with_meta),
         }
 
@@ -163,17 +191,27 @@ class FakeHub:
         repo = self.repos.get(repo_id)
         if repo is None:
             return self._repo_not_found(h, head)
-        items = [{"type": "file", "oid": hashlib.sha1(d).hexdigest(), "size": len(d), "path": n,
-                  "lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134}}
-                 for n, d in repo.files.items()]
+        items = [
+            {
+                "type": "file",
+                "oid": hashlib.sha1(d).hexdigest(),
+                "size": len(d),
+                "path": n,
+                "lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134},
+            }
+            for n, d in repo.files.items()
+        ]
         self._send(h, 200, json.dumps(items).encode(), head)
 
     def _search(self, h: BaseHTTPRequestHandler, query: dict, head: bool) -> None:
         text = (query.get("search") or [""])[0].lower()
         results = [r for r in self.repos.values() if text in r.id.lower()]
         sort = (query.get("sort") or ["downloads"])[0]
-        key = {"downloads": lambda r: r.downloads, "likes": lambda r: r.likes,
-               "lastModified": lambda r: r.last_modified}.get(sort, lambda r: r.downloads)
+        key = {
+            "downloads": lambda r: r.downloads,
+            "likes": lambda r: r.likes,
+            "lastModified": lambda r: r.last_modified,
+        }.get(sort, lambda r: r.downloads)
         results.sort(key=key, reverse=True)
         limit = int((query.get("limit") or [50])[0])
         body = [self._info_json(r, with_meta=False) for r in results[:limit]]
@@ -189,8 +227,13 @@ class FakeHub:
             return self._send(h, 404, b'{"error": "Entry not found"}', head, {"X-Error-Code": "EntryNotFound"})
         data = repo.files[filename]
         sha = hashlib.sha256(data).hexdigest()
-        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
-                   "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes"}
+        headers = {
+            "X-Repo-Commit": COMMIT,
+            "ETag": f'"{sha}"',
+            "X-Linked-Etag": f'"{sha}"',
+            "X-Linked-Size": str(len(data)),
+            "Accept-Ranges": "bytes",
+        }
         start = 0
         rng = h.headers.get("Range")
         code = 200

@@ -19,8 +19,7 @@ from localopen.core.usability import record_load_failure
 
 def test_settings_are_typed_and_a_bad_value_falls_back(caplog: pytest.LogCaptureFixture) -> None:
     paths = app_paths()
-    save_settings(paths, {"n_ctx": "lots", "offline": True, "n_threads": 3,
-                          "verdict_thresholds": {"fluent_tps": 30}})
+    save_settings(paths, {"n_ctx": "lots", "offline": True, "n_threads": 3, "verdict_thresholds": {"fluent_tps": 30}})
     with caplog.at_level(logging.WARNING):
         s = Settings.load(paths)
     assert s.n_ctx == 4096 and s.offline is True and s.n_threads == 3 and s.thresholds.fluent_tps == 30
@@ -92,8 +91,9 @@ def test_summary_is_the_same_page_in_the_cli_and_the_app() -> None:
     assert html.startswith("<!doctype html>") and "Open models on this machine" in html
 
 
-def test_an_unexpected_error_is_one_line_and_the_traceback_goes_to_the_log(monkeypatch: pytest.MonkeyPatch,
-                                                                             capsys: pytest.CaptureFixture) -> None:
+def test_an_unexpected_error_is_one_line_and_the_traceback_goes_to_the_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from localopen import cli
 
     def broken(_ctx: AppContext, _args: object) -> int:

@@ -30,9 +30,16 @@ def test_every_fact_has_a_source_url() -> None:
 
 @pytest.mark.parametrize(
     "model_id, letter",
-    [("pythia-1.4b-deduped", "A"), ("salamandra-2b-instruct", "B"), ("qwen2.5-7b-instruct", "C"),
-     ("phi-4-mini-instruct", "C"), ("deepseek-r1-distill-llama-8b", "D"), ("gemma-3-270m-it", "D"),
-     ("qwen2.5-3b-instruct", "E"), ("command-r7b-12-2024", "E")],
+    [
+        ("pythia-1.4b-deduped", "A"),
+        ("salamandra-2b-instruct", "B"),
+        ("qwen2.5-7b-instruct", "C"),
+        ("phi-4-mini-instruct", "C"),
+        ("deepseek-r1-distill-llama-8b", "D"),
+        ("gemma-3-270m-it", "D"),
+        ("qwen2.5-3b-instruct", "E"),
+        ("command-r7b-12-2024", "E"),
+    ],
 )
 def test_known_grades(model_id: str, letter: str) -> None:
     assert load_catalog().get(model_id).grade.letter == letter

@@ -53,8 +53,15 @@ def test_info_on_catalog_model_and_file(tiny_gguf: Path) -> None:
     "card, letter, rights, transparency",
     [
         ({"id": "a/b-GGUF", "cardData": {"license": "apache-2.0"}, "tags": []}, "C", "R3", "T0"),
-        ({"id": "a/c-GGUF", "cardData": {"license": "mit", "base_model": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"}},
-         "D", "R2", "T0"),
+        (
+            {
+                "id": "a/c-GGUF",
+                "cardData": {"license": "mit", "base_model": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"},
+            },
+            "D",
+            "R2",
+            "T0",
+        ),
         ({"id": "a/d-GGUF", "cardData": {"license": "other", "license_name": "qwen-research"}}, "E", "R1", "T0"),
         ({"id": "a/e-GGUF", "cardData": {}}, "?", "R0", "T0"),
     ],

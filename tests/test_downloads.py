@@ -33,12 +33,25 @@ def hub(monkeypatch: pytest.MonkeyPatch, tiny_gguf: Path):
     server = FakeHub().start()
     data = tiny_gguf.read_bytes()
     big = os.urandom(3 * 2**20)
-    server.add(Repo(REPO, files={"tiny-Q4_K_M.gguf": data, "tiny-Q8_0.gguf": data + b"\0" * 64,
-                                 "big-Q6_K.gguf": big, "README.md": b"# tiny"},
-                    card={"license": "apache-2.0", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
-                    downloads=10))
-    server.add(Repo("org/Split-GGUF", files={"m-Q4_K_M-00001-of-00002.gguf": data[:1000],
-                                             "m-Q4_K_M-00002-of-00002.gguf": data[1000:]}))
+    server.add(
+        Repo(
+            REPO,
+            files={
+                "tiny-Q4_K_M.gguf": data,
+                "tiny-Q8_0.gguf": data + b"\0" * 64,
+                "big-Q6_K.gguf": big,
+                "README.md": b"# tiny",
+            },
+            card={"license": "apache-2.0", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+            downloads=10,
+        )
+    )
+    server.add(
+        Repo(
+            "org/Split-GGUF",
+            files={"m-Q4_K_M-00001-of-00002.gguf": data[:1000], "m-Q4_K_M-00002-of-00002.gguf": data[1000:]},
+        )
+    )
     server.add(Repo("meta/Gated-GGUF", files={"g-Q4_K_M.gguf": data}, card={"license": "llama3.2"}, gated="manual"))
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -78,12 +91,17 @@ def test_split_model_downloads_every_part(hub: FakeHub, tmp_path: Path) -> None:
     first = pull(Hub(), conn, tmp_path, "org/Split-GGUF", quant="Q4_K_M")
     assert first.name == "m-Q4_K_M-00001-of-00002.gguf"
     joined = first.read_bytes() + first.with_name("m-Q4_K_M-00002-of-00002.gguf").read_bytes()
-    assert joined == hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00001-of-00002.gguf"] + \
-        hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00002-of-00002.gguf"]
+    assert (
+        joined
+        == hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00001-of-00002.gguf"]
+        + hub.repos["org/Split-GGUF"].files["m-Q4_K_M-00002-of-00002.gguf"]
+    )
     assert [m.filename for m in list_models(conn)] == ["m-Q4_K_M-00001-of-00002.gguf"]
     files = Hub().files("org/Split-GGUF")
-    assert [f.filename for f in choose_files(files, filename="m-Q4_K_M-00002-of-00002.gguf")] == \
-        ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"]
+    assert [f.filename for f in choose_files(files, filename="m-Q4_K_M-00002-of-00002.gguf")] == [
+        "m-Q4_K_M-00001-of-00002.gguf",
+        "m-Q4_K_M-00002-of-00002.gguf",
+    ]
 
 
 def test_corrupted_bytes_leave_no_installed_file(hub: FakeHub, tmp_path: Path) -> None:
@@ -101,8 +119,9 @@ def test_server_error_is_retried(hub: FakeHub, tmp_path: Path) -> None:
     assert hub.count(f"/{REPO}/resolve") == 3
 
 
-def test_gated_repo_says_what_to_do_and_never_prints_the_token(hub: FakeHub, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gated_repo_says_what_to_do_and_never_prints_the_token(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.require_token = "right-token"
     monkeypatch.setenv("HF_TOKEN", "secret-wrong-token")
     with pytest.raises(GatedError) as err:
@@ -112,8 +131,9 @@ def test_gated_repo_says_what_to_do_and_never_prints_the_token(hub: FakeHub, tmp
     assert download(remote_for(hub, "g-Q4_K_M.gguf", "meta/Gated-GGUF"), tmp_path / "g.gguf").exists()
 
 
-def test_missing_repo_logged_out_is_not_found_or_private(hub: FakeHub, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_repo_logged_out_is_not_found_or_private(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real Hub answers 401 (not 404) for a missing repository when logged out: that must read
     'not found, or private', never 'gated'."""
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -171,8 +191,9 @@ def test_download_killed_mid_way_resumes_from_part(hub: FakeHub, tmp_path: Path)
     assert int(last_range.split("=")[1].rstrip("-")) > 0
 
 
-def test_disk_too_small_is_refused_before_downloading(hub: FakeHub, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_too_small_is_refused_before_downloading(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A full disk cannot be made here without root mounts, so the free-space figure is faked;
     # everything else (Hub metadata over HTTP, the refusal) is real.
     usage = shutil.disk_usage(tmp_path)
@@ -193,8 +214,7 @@ def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPat
     with pytest.raises(OfflineError):
         Hub(offline=True).files(REPO)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    for args in (["catalog", "--json"], ["hw", "--json"], ["models", "--json"], ["search", "tiny"],
-                 ["pull", REPO]):
+    for args in (["catalog", "--json"], ["hw", "--json"], ["models", "--json"], ["search", "tiny"], ["pull", REPO]):
         out = subprocess.run([*exe(), *args], env=env, capture_output=True, text=True, timeout=60)
         assert "Traceback" not in out.stderr, args
         if args[0] in ("search", "pull"):
@@ -205,8 +225,7 @@ def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPat
 
 
 def test_search_gives_provisional_grades(hub: FakeHub) -> None:
-    out = subprocess.run([*exe(), "search", "gguf", "--json"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([*exe(), "search", "gguf", "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     rows = {r["id"]: r for r in json.loads(out.stdout)}
     assert rows[REPO]["grade"] == "C"  # Apache-2.0, but transparency from card hints alone is T0
@@ -251,8 +270,14 @@ def test_catalog_uses_exact_sizes_once_known(hub: FakeHub, tmp_path: Path) -> No
     from localopen.core.library import cached_files_by_repo, record_hub_files
 
     conn = connect(app_paths().database)
-    record_hub_files(conn, [RemoteFile("HuggingFaceTB/SmolLM2-360M-Instruct-GGUF", "smollm2-360m-instruct-q8_0.gguf",
-                                       386404992, "ab" * 32)])
+    record_hub_files(
+        conn,
+        [
+            RemoteFile(
+                "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF", "smollm2-360m-instruct-q8_0.gguf", 386404992, "ab" * 32
+            )
+        ],
+    )
     entry = load_catalog(files_by_repo=cached_files_by_repo(conn)).get("smollm2-360m-instruct")
     q8 = next(q for q in entry.quants if q.type == "Q8_0")
     assert q8.size_bytes == 386404992 and not q8.size_is_estimate and q8.sha256 == "ab" * 32

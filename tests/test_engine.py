@@ -126,8 +126,10 @@ def test_model_without_template_asks_for_a_choice(tmp_path: Path) -> None:
 def test_long_conversation_drops_oldest_turns_keeps_system(engine: Engine) -> None:
     messages = [{"role": "system", "content": "S" * 20}]
     for i in range(20):
-        messages += [{"role": "user", "content": f"question {i} " + "x" * 40},
-                     {"role": "assistant", "content": "answer " + "y" * 40}]
+        messages += [
+            {"role": "user", "content": f"question {i} " + "x" * 40},
+            {"role": "assistant", "content": "answer " + "y" * 40},
+        ]
     messages.append({"role": "user", "content": "last question"})
     _, stats = collect(engine.chat(messages, SamplingParams(max_tokens=8)))
     assert stats.dropped_messages > 0
@@ -143,7 +145,8 @@ def test_message_longer_than_context_is_a_clear_error(engine: Engine) -> None:
 
 
 def test_a_late_event_of_an_abandoned_request_is_never_taken_for_the_next_answer(
-        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     """Request ids: the first answer is abandoned after one token (its events keep coming); the
     second request must get its own tokens and statistics, not the first one's."""
     first = engine.chat(USER, SamplingParams(max_tokens=200, seed=1))

@@ -47,10 +47,15 @@ def test_chat_bad_model_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_interactive_chat_ctrl_c_stops_answer_not_program(gemma_path: Path) -> None:
-    proc = subprocess.Popen([*exe(), "chat", str(gemma_path), "--template", "gemma", "--max-tokens", "3000",
-                             "--temperature", "1.0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [*exe(), "chat", str(gemma_path), "--template", "gemma", "--max-tokens", "3000", "--temperature", "1.0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         proc.stdin.write("Tell me a long story.\n")
         proc.stdin.flush()
@@ -76,9 +81,29 @@ def test_bench_saves_results_and_lists_them(gemma_path: Path) -> None:
     rows = json.loads(out.stdout)
     assert [r["test"] for r in rows] == ["pp32", "tg8"]
     for r in rows:
-        for key in ("model_filename", "model_type", "model_size", "model_n_params", "backends", "n_threads",
-                    "n_batch", "n_ubatch", "n_gpu_layers", "n_prompt", "n_gen", "avg_ns", "stddev_ns", "avg_ts",
-                    "stddev_ts", "samples_ts", "test_time", "load_time_ms", "peak_rss_bytes", "sha256", "grade"):
+        for key in (
+            "model_filename",
+            "model_type",
+            "model_size",
+            "model_n_params",
+            "backends",
+            "n_threads",
+            "n_batch",
+            "n_ubatch",
+            "n_gpu_layers",
+            "n_prompt",
+            "n_gen",
+            "avg_ns",
+            "stddev_ns",
+            "avg_ts",
+            "stddev_ts",
+            "samples_ts",
+            "test_time",
+            "load_time_ms",
+            "peak_rss_bytes",
+            "sha256",
+            "grade",
+        ):
             assert key in r, key
         assert r["sha256"].startswith("a5fd3b62") and r["grade"] == "D"
         assert len(r["samples_ts"]) == 2 and r["avg_ts"] > 0

@@ -30,8 +30,10 @@ def test_estimate_within_10_percent_of_llama_cpp(gemma_path: Path, n_ctx: int) -
     actual = _llama_report(gemma_path, n_ctx)
     assert actual.kv_cache > 0 and actual.compute > 0 and actual.weights > 0
     error = abs(estimate.total - actual.total) / actual.total
-    print(f"n_ctx={n_ctx}: estimate {estimate.total / 2**20:.1f} MiB, llama.cpp {actual.total / 2**20:.1f} MiB, "
-          f"error {error:.2%} (KV {estimate.kv_cache / 2**20:.1f} vs {actual.kv_cache / 2**20:.1f})")
+    print(
+        f"n_ctx={n_ctx}: estimate {estimate.total / 2**20:.1f} MiB, llama.cpp {actual.total / 2**20:.1f} MiB, "
+        f"error {error:.2%} (KV {estimate.kv_cache / 2**20:.1f} vs {actual.kv_cache / 2**20:.1f})"
+    )
     assert error < 0.10
     assert abs(estimate.kv_cache - actual.kv_cache) / actual.kv_cache < 0.10
 
@@ -40,8 +42,18 @@ def test_kv_grows_with_context_and_swa_caps_it(tiny_gguf: Path) -> None:
     shape = ModelShape.from_header(read_header(tiny_gguf))
     small, large = estimate_memory(shape, 256), estimate_memory(shape, 4096)
     assert large.kv_cache == small.kv_cache * 16
-    swa = ModelShape(weight_bytes=1, n_layers=6, n_head=4, n_head_kv=1, key_length=256, value_length=256,
-                     n_vocab=1000, n_embd=640, sliding_window=512, n_swa_layers=5)
+    swa = ModelShape(
+        weight_bytes=1,
+        n_layers=6,
+        n_head=4,
+        n_head_kv=1,
+        key_length=256,
+        value_length=256,
+        n_vocab=1000,
+        n_embd=640,
+        sliding_window=512,
+        n_swa_layers=5,
+    )
     full = estimate_memory(swa, 32768, swa_full=True)
     capped = estimate_memory(swa, 32768, swa_full=False)
     assert capped.kv_cache < full.kv_cache / 4
@@ -49,13 +61,33 @@ def test_kv_grows_with_context_and_swa_caps_it(tiny_gguf: Path) -> None:
 
 def _hw(ram_gb: float, available_gb: float, gpu_gb: float | None = None, backends=("CPU",)) -> HardwareProfile:
     gpus = [GPU("Test GPU", "NVIDIA", int(gpu_gb * GiB), int(gpu_gb * GiB))] if gpu_gb else []
-    return HardwareProfile(os="Linux", arch="x86_64", cpu_model="test", cores_physical=4, cores_logical=8, simd=[],
-                           ram_total=int(ram_gb * GiB), ram_available=int(available_gb * GiB), disk_free=None,
-                           models_dir="/tmp", gpus=gpus, llama_backends=list(backends), bandwidth_gbs=50.0)
+    return HardwareProfile(
+        os="Linux",
+        arch="x86_64",
+        cpu_model="test",
+        cores_physical=4,
+        cores_logical=8,
+        simd=[],
+        ram_total=int(ram_gb * GiB),
+        ram_available=int(available_gb * GiB),
+        disk_free=None,
+        models_dir="/tmp",
+        gpus=gpus,
+        llama_backends=list(backends),
+        bandwidth_gbs=50.0,
+    )
 
 
-SHAPE_4GB = ModelShape(weight_bytes=4 * GiB, n_layers=32, n_head=32, n_head_kv=8, key_length=128, value_length=128,
-                       n_vocab=32000, n_embd=4096)
+SHAPE_4GB = ModelShape(
+    weight_bytes=4 * GiB,
+    n_layers=32,
+    n_head=32,
+    n_head_kv=8,
+    key_length=128,
+    value_length=128,
+    n_vocab=32000,
+    n_embd=4096,
+)
 
 
 @pytest.mark.parametrize(

@@ -64,8 +64,20 @@ def test_nothing_below_the_ui_imports_it_and_only_the_engine_imports_llama_cpp()
 
 
 # What computes a product fact (fit, grade, verdict): the application layer calls these, faces never do.
-FACT_FUNCTIONS = {"catalog_fit", "file_fit", "fit_verdict", "estimate_memory", "decode_bound", "band_for", "predicted",
-                  "measured", "verdict_here", "grade", "evidence_from_card", "evidence_from_header"}
+FACT_FUNCTIONS = {
+    "catalog_fit",
+    "file_fit",
+    "fit_verdict",
+    "estimate_memory",
+    "decode_bound",
+    "band_for",
+    "predicted",
+    "measured",
+    "verdict_here",
+    "grade",
+    "evidence_from_card",
+    "evidence_from_header",
+}
 FACT_MODULES = {"localopen.core.model_fit", "localopen.core.usability"}
 
 
@@ -73,9 +85,14 @@ def _fact_imports(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("localopen.core"):
-            found += [f"{node.module}.{a.name}" for a in node.names
-                      if a.name in FACT_FUNCTIONS or node.module in FACT_MODULES
-                      or f"{node.module}.{a.name}" in FACT_MODULES or a.name in ("verdict", "usability", "model_fit")]
+            found += [
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if a.name in FACT_FUNCTIONS
+                or node.module in FACT_MODULES
+                or f"{node.module}.{a.name}" in FACT_MODULES
+                or a.name in ("verdict", "usability", "model_fit")
+            ]
         elif isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name in FACT_MODULES]
     return found

@@ -13,7 +13,7 @@ T3 = {"data_pretrain": "open", "data_posttrain": "open", "training_code": "open"
 def ev(licenses: list[tuple], **fields: str) -> Evidence:
     e = Evidence(curated=bool(fields))
     for i, lic in enumerate(licenses):
-        lid, name = (lic if isinstance(lic, tuple) else (lic, None))
+        lid, name = lic if isinstance(lic, tuple) else (lic, None)
         e.licenses.append(LicenseSource(lid, name, "gguf-repo" if i == 0 else f"base-model({i})"))
     for key, value in fields.items():
         setattr(e, key, value)
@@ -22,10 +22,18 @@ def ev(licenses: list[tuple], **fields: str) -> Evidence:
 
 VECTORS = [
     (1, ev(["apache-2.0"], **T3), "A", 3),
-    (2, ev(["apache-2.0"], data_pretrain="open", data_posttrain="n/a", training_code="open",
-           report="peer_reviewed"), "A", 3),
-    (3, ev(["apache-2.0"], data_pretrain="open", data_posttrain="closed", training_code="open",
-           report="preprint"), "B", 2),
+    (
+        2,
+        ev(["apache-2.0"], data_pretrain="open", data_posttrain="n/a", training_code="open", report="peer_reviewed"),
+        "A",
+        3,
+    ),
+    (
+        3,
+        ev(["apache-2.0"], data_pretrain="open", data_posttrain="closed", training_code="open", report="preprint"),
+        "B",
+        2,
+    ),
     (4, ev(["apache-2.0"], data_pretrain="partial", training_code="closed", report="preprint"), "B", 2),
     (5, ev(["mit"], data_pretrain="closed", training_code="closed", report="tech_report"), "C", 1),
     (6, ev(["apache-2.0"]), "C", 0),
@@ -112,8 +120,15 @@ def test_card_weak_hints_cap_transparency() -> None:
     assert e.report == "unknown" and e.data_pretrain == "partial"
     assert grade(e).letter == "C"
     # The base model's own paper id, repeated on the card: counts as a preprint.
-    e = evidence_from_card(card("apache-2.0", base="allenai/OLMo-2-1124-7B-Instruct",
-                                tags=["arxiv:2501.00656"], datasets=["allenai/tulu-3-sft-mixture"]), known)
+    e = evidence_from_card(
+        card(
+            "apache-2.0",
+            base="allenai/OLMo-2-1124-7B-Instruct",
+            tags=["arxiv:2501.00656"],
+            datasets=["allenai/tulu-3-sft-mixture"],
+        ),
+        known,
+    )
     assert e.report == "preprint"
     g = grade(e, provisional=True)
     assert g.letter == "B" and g.transparency == 2 and g.provisional  # never A from hints alone

@@ -19,15 +19,26 @@ def _has_pyinstaller() -> bool:
     return subprocess.run([sys.executable, "-m", "PyInstaller", "--version"], capture_output=True).returncode == 0
 
 
-@pytest.mark.skipif(sys.platform != "linux" or not shutil.which("dpkg-deb") or not _has_pyinstaller(),
-                    reason="needs Linux, dpkg-deb and PyInstaller")
+@pytest.mark.skipif(
+    sys.platform != "linux" or not shutil.which("dpkg-deb") or not _has_pyinstaller(),
+    reason="needs Linux, dpkg-deb and PyInstaller",
+)
 def test_linux_bundle_deb_and_self_test(tmp_path: Path) -> None:
     # --llama installed: bundle this environment's llama.cpp (a portable build compiles for minutes).
-    build = subprocess.run(["bash", "installers/linux/build.sh", "--llama", "installed"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=1500, env={**os.environ, "PYTHON": sys.executable})
+    build = subprocess.run(
+        ["bash", "installers/linux/build.sh", "--llama", "installed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    version = next(line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
-                   if line.startswith("version = "))
+    version = next(
+        line.split('"')[1]
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version = ")
+    )
     [deb] = list((ROOT / "build").glob(f"localopen_{version}_*.deb"))
     root = tmp_path / "root"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
@@ -62,7 +73,17 @@ def test_windows_installer_script_compiles(tmp_path: Path) -> None:
     bundle.mkdir()
     (bundle / "localopen.exe").write_bytes(b"MZ placeholder for the script check")
     out_file = tmp_path / "localopen-setup.exe"
-    result = subprocess.run(["makensis", "-V2", "-DVERSION=0.1.0", f"-DSOURCE_DIR={bundle}", f"-DOUT_FILE={out_file}",
-                             str(ROOT / "installers" / "windows" / "localopen.nsi")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "makensis",
+            "-V2",
+            "-DVERSION=0.1.0",
+            f"-DSOURCE_DIR={bundle}",
+            f"-DOUT_FILE={out_file}",
+            str(ROOT / "installers" / "windows" / "localopen.nsi"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert out_file.stat().st_size > 10_000

@@ -127,8 +127,9 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
         qtbot.waitUntil(lambda: row.job.state == "done", timeout=20000)
         assert row.bar.value() == 1000
         installed = [m for m in list_models(window.services.ctx.db) if m.repo == repo]
-        assert installed and hashlib.sha256(installed[0].path.read_bytes()).hexdigest() == \
-            hashlib.sha256(data).hexdigest()
+        assert (
+            installed and hashlib.sha256(installed[0].path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+        )
         qtbot.waitUntil(lambda: library.table.rowCount() == 1, timeout=5000)
     finally:
         hub.stop()
@@ -137,8 +138,9 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
 def test_drop_a_gguf_imports_it(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tiny_gguf))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
     library = window.views["Library"]
     qtbot.waitUntil(lambda: library.table.rowCount() == 1, timeout=10000)
@@ -181,8 +183,7 @@ def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf:
     assert len(_messages(window, chat)) == 2
 
 
-def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, tiny_gguf: Path,
-                                                    tmp_path: Path) -> None:
+def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, tiny_gguf: Path, tmp_path: Path) -> None:
     """Benchmark the model a chat has loaded, and a model that cannot load: the chat keeps its
     model, sees none of Compare's failures, and the next message is answered."""
     from tiny_gguf import write_tiny_llama
@@ -241,8 +242,7 @@ def test_escape_stops_the_answer_and_keeps_it(window: MainWindow, qtbot, gemma_p
 
 
 @pytest.mark.slow
-def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWindow, qtbot,
-                                                                 gemma_path: Path) -> None:
+def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWindow, qtbot, gemma_path: Path) -> None:
     chat = _chat_with(window, gemma_path)
     chat.conversation.settings["template"] = "gemma"
     chat.max_tokens.setValue(3000)
@@ -305,12 +305,13 @@ def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, q
         chat.load_model()
     assert "alienformer" in chat.status.text()
     library = window.goto("Library")
-    qtbot.waitUntil(lambda: library.table.rowCount() == 1 and
-                    library.table.item(0, 4).text() == "does not fit (measured)", timeout=5000)
+    qtbot.waitUntil(
+        lambda: library.table.rowCount() == 1 and library.table.item(0, 4).text() == "does not fit (measured)",
+        timeout=5000,
+    )
 
 
-def test_selecting_a_model_online_replaces_size_estimates_with_the_hubs(window: MainWindow, qtbot,
-                                                                      monkeypatch) -> None:
+def test_selecting_a_model_online_replaces_size_estimates_with_the_hubs(window: MainWindow, qtbot, monkeypatch) -> None:
     repo = "Qwen/Qwen3-0.6B-GGUF"
     hub = FakeHub().start()
     hub.add(Repo(repo, files={"Qwen3-0.6B-Q8_0.gguf": b"q" * 156_112}))

@@ -56,10 +56,24 @@ def test_predicted_says_so_and_never_claims_a_fit_it_does_not_have() -> None:
 
 def _result(test: str, avg_ts: float, path: str, machine: str) -> BenchResult:
     n_prompt, n_gen = (512, 0) if test.startswith("pp") else (0, 128)
-    return BenchResult(model_filename=path, model_type="llama", model_size=1, model_n_params=1, n_prompt=n_prompt,
-                       n_gen=n_gen, avg_ns=1, stddev_ns=0, avg_ts=avg_ts, stddev_ts=0.0, samples_ns=[1],
-                       samples_ts=[avg_ts], test_time="2026-11-23T00:00:00+00:00", test=test, sha256="ab" * 32,
-                       machine=machine)
+    return BenchResult(
+        model_filename=path,
+        model_type="llama",
+        model_size=1,
+        model_n_params=1,
+        n_prompt=n_prompt,
+        n_gen=n_gen,
+        avg_ns=1,
+        stddev_ns=0,
+        avg_ts=avg_ts,
+        stddev_ts=0.0,
+        samples_ns=[1],
+        samples_ts=[avg_ts],
+        test_time="2026-11-23T00:00:00+00:00",
+        test=test,
+        sha256="ab" * 32,
+        machine=machine,
+    )
 
 
 def test_verdict_here_failed_load_then_measurement(tmp_path) -> None:

@@ -24,10 +24,21 @@ CHATML = (
 )
 
 
-def write_tiny_llama(path: Path, chat_template: str | None = CHATML, license: str | None = "apache-2.0",
-                     architecture: str = "llama", seed: int = 0, extra: dict | None = None,
-                     n_embd: int = N_EMBD, n_layer: int = N_LAYER, n_ff: int = N_FF, n_head: int = N_HEAD,
-                     n_head_kv: int = N_HEAD_KV, dtype: type = np.float32, split_max_tensors: int = 0) -> Path:
+def write_tiny_llama(
+    path: Path,
+    chat_template: str | None = CHATML,
+    license: str | None = "apache-2.0",
+    architecture: str = "llama",
+    seed: int = 0,
+    extra: dict | None = None,
+    n_embd: int = N_EMBD,
+    n_layer: int = N_LAYER,
+    n_ff: int = N_FF,
+    n_head: int = N_HEAD,
+    n_head_kv: int = N_HEAD_KV,
+    dtype: type = np.float32,
+    split_max_tensors: int = 0,
+) -> Path:
     """Write a random llama; the defaults give the tiny test model, larger sizes a synthetic one
     for speed checks (byte vocabulary either way)."""
     import gguf
@@ -89,5 +100,5 @@ def write_tiny_llama(path: Path, chat_template: str | None = CHATML, license: st
 
 def expected_params() -> int:
     head_dim = N_EMBD // N_HEAD
-    per_layer = (2 * N_EMBD + N_EMBD * N_EMBD * 2 + 2 * N_HEAD_KV * head_dim * N_EMBD + 3 * N_FF * N_EMBD)
+    per_layer = 2 * N_EMBD + N_EMBD * N_EMBD * 2 + 2 * N_HEAD_KV * head_dim * N_EMBD + 3 * N_FF * N_EMBD
     return 2 * N_VOCAB * N_EMBD + N_EMBD + N_LAYER * per_layer

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Render resources/icons/localopen.svg to the PNG sizes desktops want (and .ico / .icns inputs).
 
-    python tools/make_icons.py OUTDIR
+python tools/make_icons.py OUTDIR
 """
 
 from __future__ import annotations

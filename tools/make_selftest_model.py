@@ -20,8 +20,13 @@ def main() -> int:
     from tiny_gguf import write_tiny_llama
 
     target = ROOT / "resources" / "selftest-tiny.gguf"
-    write_tiny_llama(target, license="apache-2.0", seed=20261123, dtype=np.float16,
-                     extra={"general.description": "localopen self-test model: random weights, not a language model"})
+    write_tiny_llama(
+        target,
+        license="apache-2.0",
+        seed=20261123,
+        dtype=np.float16,
+        extra={"general.description": "localopen self-test model: random weights, not a language model"},
+    )
     print(f"wrote {target} ({target.stat().st_size} bytes)")
     return 0
 

@@ -54,22 +54,45 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
         if args.fits and not r.fits:
             continue
         assert fit is not None  # the profile was read above
-        rows.append([m.id, g.badge + (" (prov.)" if g.provisional else ""), g.rights.license_key or "none",
-                     f"{m.params_b}B", q.type, _size(q.size_bytes, q.size_is_estimate), fit.label,
-                     r.verdict.label if r.verdict else "?",
-                     f"≤{fit.decode_bound_tps:.0f} t/s" if fit.decode_bound_tps else "?"])
-        out.append({"id": m.id, "gguf_repo": m.gguf_repo, "base_model": m.base_model, "family": m.family,
-                    "params_b": m.params_b, **g.to_dict(), "quant": q.type, "size_bytes": q.size_bytes,
-                    "size_is_estimate": q.size_is_estimate, "fit": fit.to_dict(),
-                    "usable_here": r.verdict.to_dict() if r.verdict else None,
-                    "installed": str(r.installed.path) if r.installed else None})
+        rows.append(
+            [
+                m.id,
+                g.badge + (" (prov.)" if g.provisional else ""),
+                g.rights.license_key or "none",
+                f"{m.params_b}B",
+                q.type,
+                _size(q.size_bytes, q.size_is_estimate),
+                fit.label,
+                r.verdict.label if r.verdict else "?",
+                f"≤{fit.decode_bound_tps:.0f} t/s" if fit.decode_bound_tps else "?",
+            ]
+        )
+        out.append(
+            {
+                "id": m.id,
+                "gguf_repo": m.gguf_repo,
+                "base_model": m.base_model,
+                "family": m.family,
+                "params_b": m.params_b,
+                **g.to_dict(),
+                "quant": q.type,
+                "size_bytes": q.size_bytes,
+                "size_is_estimate": q.size_is_estimate,
+                "fit": fit.to_dict(),
+                "usable_here": r.verdict.to_dict() if r.verdict else None,
+                "installed": str(r.installed.path) if r.installed else None,
+            }
+        )
     if args.json:
         print_json(out)
         return 0
-    print(table(rows, ["model", "grade", "licence", "params", "quant", "size", "fit here", "usable here",
-                       "decode bound"]))
-    print(f"\n{len(rows)} of {len(ctx.catalog.models)} models. Grades: A open science … E non-commercial, ? unrated; "
-          "T0–T3 = transparency. '~' sizes are estimates. Usable here: measured on this machine, or predicted.")
+    print(
+        table(rows, ["model", "grade", "licence", "params", "quant", "size", "fit here", "usable here", "decode bound"])
+    )
+    print(
+        f"\n{len(rows)} of {len(ctx.catalog.models)} models. Grades: A open science … E non-commercial, ? unrated; "
+        "T0–T3 = transparency. '~' sizes are estimates. Usable here: measured on this machine, or predicted."
+    )
     return 0
 
 
@@ -81,19 +104,35 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     target = args.model
     entry = ctx.catalog.get(target)
     if entry is None and not Path(target).expanduser().exists():
-        raise LocalopenError(f"'{target}' is neither a file nor a model in the catalog "
-                             "(try `localopen catalog --search WORD`).")
+        raise LocalopenError(
+            f"'{target}' is neither a file nor a model in the catalog (try `localopen catalog --search WORD`)."
+        )
     if entry is not None:
         g = entry.grade
         quants = quant_rows(ctx, entry, profile, args.ctx)
         row = next(r for r in catalog_rows(ctx, profile, args.ctx) if r.model is entry)
         if args.json:
-            print_json({"id": entry.id, "gguf_repo": entry.gguf_repo, "base_model": entry.base_model,
-                        **g.to_dict(entry.evidence), "mof": entry.mof, "osai": entry.osai,
-                        "usable_here": row.verdict.to_dict() if row.verdict else None,
-                        "quants": [{"type": q.quant.type, "pattern": q.quant.pattern, "size_bytes": q.quant.size_bytes,
-                                    "size_is_estimate": q.quant.size_is_estimate,
-                                    "fit": q.fit.to_dict() if q.fit else None} for q in quants]})
+            print_json(
+                {
+                    "id": entry.id,
+                    "gguf_repo": entry.gguf_repo,
+                    "base_model": entry.base_model,
+                    **g.to_dict(entry.evidence),
+                    "mof": entry.mof,
+                    "osai": entry.osai,
+                    "usable_here": row.verdict.to_dict() if row.verdict else None,
+                    "quants": [
+                        {
+                            "type": q.quant.type,
+                            "pattern": q.quant.pattern,
+                            "size_bytes": q.quant.size_bytes,
+                            "size_is_estimate": q.quant.size_is_estimate,
+                            "fit": q.fit.to_dict() if q.fit else None,
+                        }
+                        for q in quants
+                    ],
+                }
+            )
             return 0
         print(f"{entry.id} — {entry.family}, {entry.params_b}B parameters, context {entry.context_length}")
         print(f"GGUF repo: {entry.gguf_repo}    base model: {entry.base_model}")
@@ -111,30 +150,62 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         if row.verdict:
             print(f"Usable here: {row.verdict.label} — {row.verdict.reason}")
         print("\nFiles (sizes with ~ are estimates):")
-        print(table([[q.quant.type, q.quant.pattern, _size(q.quant.size_bytes, q.quant.size_is_estimate),
-                      q.fit.label if q.fit else "?", human_bytes(q.fit.memory.total) if q.fit else "?"]
-                     for q in quants], ["quant", "file pattern", "size", "fit here", "memory needed"]))
+        print(
+            table(
+                [
+                    [
+                        q.quant.type,
+                        q.quant.pattern,
+                        _size(q.quant.size_bytes, q.quant.size_is_estimate),
+                        q.fit.label if q.fit else "?",
+                        human_bytes(q.fit.memory.total) if q.fit else "?",
+                    ]
+                    for q in quants
+                ],
+                ["quant", "file pattern", "size", "fit here", "memory needed"],
+            )
+        )
         return 0
 
     f = file_row(ctx, Path(target).expanduser(), profile, args.ctx)
     s, g, fit = f.header.summary(), f.grade, f.fit
     assert fit is not None
     if args.json:
-        print_json({**s, **g.to_dict(f.evidence), "fit": fit.to_dict(),
-                    "usable_here": f.verdict.to_dict() if f.verdict else None})
+        print_json(
+            {
+                **s,
+                **g.to_dict(f.evidence),
+                "fit": fit.to_dict(),
+                "usable_here": f.verdict.to_dict() if f.verdict else None,
+            }
+        )
         return 0
     print(f"{s['name']} ({s['architecture']}, {s['quantization']}, {s['n_params'] / 1e9:.2f}B parameters)")
-    for key in ("path", "file_size", "context_length", "block_count", "embedding_length", "head_count",
-                "head_count_kv", "key_length", "value_length", "sliding_window", "vocab_size",
-                "has_chat_template", "license"):
+    for key in (
+        "path",
+        "file_size",
+        "context_length",
+        "block_count",
+        "embedding_length",
+        "head_count",
+        "head_count_kv",
+        "key_length",
+        "value_length",
+        "sliding_window",
+        "vocab_size",
+        "has_chat_template",
+        "license",
+    ):
         print(f"  {key:18} {s[key]}")
     print(f"Openness: {g.badge} (provisional, from the file's own metadata)")
     for line in g.explanation[:1]:
         print(f"  - {line}")
     m = fit.memory
     print(f"Fit at context {m.n_ctx}: {fit.label} — {fit.detail}")
-    print(f"  weights {human_bytes(m.weights)}, KV cache {human_bytes(m.kv_cache)}, "
-          f"compute {human_bytes(m.compute)}, output {human_bytes(m.output)}")
+    print(
+        f"  weights {human_bytes(m.weights)}, KV cache {human_bytes(m.kv_cache)}, "
+        f"compute {human_bytes(m.compute)}, output {human_bytes(m.output)}"
+    )
     if fit.decode_bound_tps:
         print(f"  decode speed bound from memory bandwidth: {fit.decode_bound_tps} tokens/s")
     if f.verdict:
@@ -185,11 +256,15 @@ def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
             print(f"GPU:        {g.name} ({human_bytes(g.memory_total)}{free})")
     else:
         print("GPU:        none detected")
-    print(f"llama.cpp:  backends {', '.join(hw.llama_backends) or 'not installed'}; "
-          f"GPU offload {'possible' if hw.gpu_offload_possible else 'not possible'}")
+    print(
+        f"llama.cpp:  backends {', '.join(hw.llama_backends) or 'not installed'}; "
+        f"GPU offload {'possible' if hw.gpu_offload_possible else 'not possible'}"
+    )
     if hw.gpus and not hw.gpu_offload_possible:
-        print("            this llama.cpp build cannot use the GPU: reinstall with "
-              'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python')
+        print(
+            "            this llama.cpp build cannot use the GPU: reinstall with "
+            'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+        )
     cached = " (measured earlier)" if hw.bandwidth_cached else ""
     print(f"Bandwidth:  {hw.bandwidth_gbs} GB/s memory copy{cached}")
     print(f"Machine id: {hw.fingerprint}")
@@ -208,8 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     from localopen.engine_cli import add_engine_commands
     from localopen.library_cli import add_library_commands
 
-    parser = argparse.ArgumentParser(prog="localopen", description="Open language models: how open, "
-                                     "whether they fit, how fast they run here. No arguments opens the app.")
+    parser = argparse.ArgumentParser(
+        prog="localopen",
+        description="Open language models: how open, "
+        "whether they fit, how fast they run here. No arguments opens the app.",
+    )
     parser.add_argument("--version", action="version", version=f"localopen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -25,16 +25,26 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
 
 
 def _sampling(args: argparse.Namespace) -> SamplingParams:
-    return SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-                          repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
-                          stop=args.stop or [])
+    return SamplingParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        stop=args.stop or [],
+    )
 
 
 def _print_load(info: LoadInfo) -> None:
     err = info.estimate_error
-    print(f"Loaded {info.name} ({info.quantization}) in {info.load_time_ms:.0f} ms on {info.backend}; "
-          f"memory {human_bytes(info.memory_actual.total)} (estimated {human_bytes(info.memory_estimate.total)}"
-          f"{f', {err:+.1%}' if err is not None else ''}).", file=sys.stderr)
+    print(
+        f"Loaded {info.name} ({info.quantization}) in {info.load_time_ms:.0f} ms on {info.backend}; "
+        f"memory {human_bytes(info.memory_actual.total)} (estimated {human_bytes(info.memory_estimate.total)}"
+        f"{f', {err:+.1%}' if err is not None else ''}).",
+        file=sys.stderr,
+    )
     if info.gpu_warning:
         print(f"Warning: {info.gpu_warning}", file=sys.stderr)
 
@@ -51,8 +61,9 @@ def ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _answer(session: ChatSession, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None,
-            quiet: bool) -> tuple[str, AnswerStats]:
+def _answer(
+    session: ChatSession, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None, quiet: bool
+) -> tuple[str, AnswerStats]:
     parts: list[str] = []
 
     def on_token(text: str) -> None:
@@ -74,9 +85,15 @@ def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
     if args.prompt is not None or not sys.stdin.isatty():
         raise LocalopenError(
             "This model has no chat template, so localopen will not guess one. Pass --template with one "
-            f"of: {', '.join(info.template_options)} (suggested: {info.template_suggestion}).")
-    print(f"This model has no chat template. Choose one of {', '.join(info.template_options)} "
-          f"[{info.template_suggestion}]: ", end="", file=sys.stderr, flush=True)
+            f"of: {', '.join(info.template_options)} (suggested: {info.template_suggestion})."
+        )
+    print(
+        f"This model has no chat template. Choose one of {', '.join(info.template_options)} "
+        f"[{info.template_suggestion}]: ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
     return input().strip() or info.template_suggestion
 
 
@@ -192,8 +209,11 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a .gguf path or a model in the models folder")
     p.add_argument("-p", "--prompt", help="answer this once and exit")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--template", choices=["model", *template_options()],
-                   help="chat template: the model's own (default) or a known one")
+    p.add_argument(
+        "--template",
+        choices=["model", *template_options()],
+        help="chat template: the model's own (default) or a known one",
+    )
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--top-k", type=int, default=40)

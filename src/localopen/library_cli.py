@@ -29,9 +29,13 @@ class _Bar:
         eta = f"{p.eta_seconds:.0f} s" if p.eta_seconds is not None else "?"
         width = 24
         filled = int(width * pct / 100)
-        print(f"\r{name[:40]:40} [{'#' * filled}{'.' * (width - filled)}] {pct:5.1f}% "
-              f"{human_bytes(p.done)}/{human_bytes(p.total)} {human_bytes(p.bytes_per_second)}/s ETA {eta}   ",
-              end="", file=sys.stderr, flush=True)
+        print(
+            f"\r{name[:40]:40} [{'#' * filled}{'.' * (width - filled)}] {pct:5.1f}% "
+            f"{human_bytes(p.done)}/{human_bytes(p.total)} {human_bytes(p.bytes_per_second)}/s ETA {eta}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -45,13 +49,21 @@ def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
         if not args.file:
             chosen = next((q for q in entry.quants if q.type == (quant or entry.recommended.type).upper()), None)
             if chosen is None:
-                raise LocalopenError(f"{entry.id} offers {', '.join(q.type for q in entry.quants)}; "
-                                     f"not {quant}.")
+                raise LocalopenError(f"{entry.id} offers {', '.join(q.type for q in entry.quants)}; not {quant}.")
             pattern, quant = chosen.pattern, None
     stop = threading.Event()
     try:
-        path = pull(ctx.hub(), ctx.db, ctx.models_dir, repo, quant=quant, filename=args.file, pattern=pattern,
-                    on_progress=_Bar(), should_stop=stop.is_set)
+        path = pull(
+            ctx.hub(),
+            ctx.db,
+            ctx.models_dir,
+            repo,
+            quant=quant,
+            filename=args.file,
+            pattern=pattern,
+            on_progress=_Bar(),
+            should_stop=stop.is_set,
+        )
     except (KeyboardInterrupt, Paused):
         print("\nlocalopen: paused; run the same command again to resume.", file=sys.stderr)
         return 130
@@ -66,8 +78,15 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
     library.scan(ctx)
     entries = library.entries(ctx, ctx.read_profile(measure=False))
     if args.json:
-        print(json.dumps([{**e.model.to_dict(), "grade": e.badge,
-                           "usable_here": e.verdict.to_dict() if e.verdict else None} for e in entries], indent=2))
+        print(
+            json.dumps(
+                [
+                    {**e.model.to_dict(), "grade": e.badge, "usable_here": e.verdict.to_dict() if e.verdict else None}
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not entries:
         print("The library is empty: `localopen pull REPO` downloads a model, `localopen import PATH` adds one.")
@@ -76,8 +95,9 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
         m = e.model
         state = "MISSING (moved or deleted)" if m.missing else human_bytes(m.size)
         verdict = e.verdict.label if e.verdict else "not measured yet"
-        print(f"{m.filename:50} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} "
-              f"{m.repo or m.path}")
+        print(
+            f"{m.filename:50} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} {m.repo or m.path}"
+        )
     return 0
 
 
@@ -126,8 +146,10 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
     if not rows:
         print("No GGUF repository matches.")
     for r in rows:
-        print(f"{r['id']:55} {r['grade']} · {r['transparency']} (provisional)  {r['license']['effective'] or '-':14}"
-              f" ↓{r['downloads'] or 0:<9} {' '.join(r['quants'][:8])}")
+        print(
+            f"{r['id']:55} {r['grade']} · {r['transparency']} (provisional)  {r['license']['effective'] or '-':14}"
+            f" ↓{r['downloads'] or 0:<9} {' '.join(r['quants'][:8])}"
+        )
     return 0
 
 

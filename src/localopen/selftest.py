@@ -19,8 +19,18 @@ from pathlib import Path
 from localopen import __version__
 
 # llama.cpp's system-info names -> the names the hardware profile reads from the CPU.
-_FEATURE_NAMES = {"SSE3": "SSE3", "SSSE3": "SSSE3", "AVX": "AVX", "AVX2": "AVX2", "FMA": "FMA", "F16C": "F16C",
-                  "AVX512": "AVX512F", "AVX512_VNNI": "AVX512VNNI", "AVX_VNNI": "AVX_VNNI", "NEON": "NEON"}
+_FEATURE_NAMES = {
+    "SSE3": "SSE3",
+    "SSSE3": "SSSE3",
+    "AVX": "AVX",
+    "AVX2": "AVX2",
+    "FMA": "FMA",
+    "F16C": "F16C",
+    "AVX512": "AVX512F",
+    "AVX512_VNNI": "AVX512VNNI",
+    "AVX_VNNI": "AVX_VNNI",
+    "NEON": "NEON",
+}
 
 
 def build_features(system_info: str) -> set[str]:
@@ -30,13 +40,18 @@ def build_features(system_info: str) -> set[str]:
 
 def missing_features(system_info: str, cpu: list[str]) -> list[str]:
     have = set(cpu)
-    return sorted(_FEATURE_NAMES[f] for f in build_features(system_info)
-                  if f in _FEATURE_NAMES and _FEATURE_NAMES[f] not in have and have)
+    return sorted(
+        _FEATURE_NAMES[f]
+        for f in build_features(system_info)
+        if f in _FEATURE_NAMES and _FEATURE_NAMES[f] not in have and have
+    )
 
 
 def run_self_test() -> int:
-    lines = [f"localopen {__version__} self-test", f"python {platform.python_version()} on "
-             f"{platform.system()} {platform.release()} ({platform.machine()})"]
+    lines = [
+        f"localopen {__version__} self-test",
+        f"python {platform.python_version()} on {platform.system()} {platform.release()} ({platform.machine()})",
+    ]
     home = tempfile.mkdtemp(prefix="localopen-selftest-")
     os.environ["LOCALOPEN_HOME"] = home  # never touch the user's files
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -71,13 +86,16 @@ def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
             if missing:
                 raise RuntimeError(
                     f"this llama.cpp build uses {', '.join(missing)}, which this processor lacks: it would crash "
-                    "with 'illegal instruction'. Install a build for older CPUs (see the README).")
+                    "with 'illegal instruction'. Install a build for older CPUs (see the README)."
+                )
             stats = engine.answer([{"role": "user", "content": "self-test"}], SamplingParams(max_tokens=8, seed=1))
             if stats.completion_tokens < 1:
                 raise RuntimeError("the engine streamed no token")
-            lines.append(f"engine: llama-cpp-python {info.llama_cpp_version}, backend {info.backend}, "
-                         f"loaded in {info.load_time_ms:.0f} ms, streamed {stats.completion_tokens} tokens "
-                         f"in {(time.perf_counter() - start) * 1000:.0f} ms")
+            lines.append(
+                f"engine: llama-cpp-python {info.llama_cpp_version}, backend {info.backend}, "
+                f"loaded in {info.load_time_ms:.0f} ms, streamed {stats.completion_tokens} tokens "
+                f"in {(time.perf_counter() - start) * 1000:.0f} ms"
+            )
             lines.append(f"llama.cpp CPU features used: {', '.join(sorted(build_features(info.system_info)))}")
         finally:
             engine.shutdown()

@@ -63,10 +63,15 @@ class BenchmarkSession:
         if engine is not None:
             engine.kill()
 
-    def run_all(self, paths: list[Path], options: LoadOptions, params: BenchParams,
-                on_progress: Progress | None = None,
-                on_model_done: Callable[[BenchRun], None] | None = None,
-                on_model_failed: Callable[[Path, LocalopenError], None] | None = None) -> list[BenchRun]:
+    def run_all(
+        self,
+        paths: list[Path],
+        options: LoadOptions,
+        params: BenchParams,
+        on_progress: Progress | None = None,
+        on_model_done: Callable[[BenchRun], None] | None = None,
+        on_model_failed: Callable[[Path, LocalopenError], None] | None = None,
+    ) -> list[BenchRun]:
         """Every model in turn; one that fails is reported and the next one runs."""
         self._stopped.clear()
         runs = []
@@ -87,8 +92,14 @@ class BenchmarkSession:
                 break
         return runs
 
-    def run(self, path: Path, options: LoadOptions, params: BenchParams, on_progress: Progress | None = None,
-            reset_stop: bool = True) -> BenchRun:
+    def run(
+        self,
+        path: Path,
+        options: LoadOptions,
+        params: BenchParams,
+        on_progress: Progress | None = None,
+        reset_stop: bool = True,
+    ) -> BenchRun:
         if reset_stop:
             self._stopped.clear()
         run = BenchRun(Path(path))

@@ -59,8 +59,9 @@ def context_size(ctx: AppContext, n_ctx: int | None = None) -> int:
     return n_ctx or ctx.settings.n_ctx
 
 
-def usable_here(ctx: AppContext, fit: FitVerdict | None, installed: LibraryModel | None,
-                profile: HardwareProfile | None) -> verdicts.Verdict | None:
+def usable_here(
+    ctx: AppContext, fit: FitVerdict | None, installed: LibraryModel | None, profile: HardwareProfile | None
+) -> verdicts.Verdict | None:
     """Measured beats predicted."""
     if installed is not None:
         measured = library.verdict_of(ctx, installed, profile)
@@ -69,15 +70,15 @@ def usable_here(ctx: AppContext, fit: FitVerdict | None, installed: LibraryModel
     return verdicts.predicted(fit, ctx.thresholds) if fit is not None else None
 
 
-def quant_rows(ctx: AppContext, model: CatalogModel, profile: HardwareProfile | None = None,
-               n_ctx: int | None = None) -> list[QuantRow]:
+def quant_rows(
+    ctx: AppContext, model: CatalogModel, profile: HardwareProfile | None = None, n_ctx: int | None = None
+) -> list[QuantRow]:
     profile = profile or ctx.profile
     ctx_size = context_size(ctx, n_ctx)
     return [QuantRow(q, catalog_fit(model, profile, q, ctx_size) if profile else None) for q in model.quants]
 
 
-def catalog_rows(ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None
-                 ) -> list[CatalogRow]:
+def catalog_rows(ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> list[CatalogRow]:
     profile = profile or ctx.profile
     ctx_size = context_size(ctx, n_ctx)
     installed = library.installed_by_repo(ctx)
@@ -90,8 +91,11 @@ def catalog_rows(ctx: AppContext, profile: HardwareProfile | None = None, n_ctx:
 
 
 def machine_line(rows: list[CatalogRow]) -> MachineLine:
-    return MachineLine(total=len(rows), fitting=sum(r.fits for r in rows),
-                       good=sum(1 for r in rows if r.verdict and r.verdict.band in GOOD_BANDS))
+    return MachineLine(
+        total=len(rows),
+        fitting=sum(r.fits for r in rows),
+        good=sum(1 for r in rows if r.verdict and r.verdict.band in GOOD_BANDS),
+    )
 
 
 @dataclass
@@ -105,8 +109,7 @@ class FileRow:
     verdict: verdicts.Verdict | None
 
 
-def file_row(ctx: AppContext, path: Path, profile: HardwareProfile | None = None, n_ctx: int | None = None
-             ) -> FileRow:
+def file_row(ctx: AppContext, path: Path, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> FileRow:
     """Raises GGUFError in plain words for a file that is not a readable GGUF."""
     profile = profile or ctx.profile
     header = read_header(path)
@@ -115,5 +118,4 @@ def file_row(ctx: AppContext, path: Path, profile: HardwareProfile | None = None
     evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
     fit = file_fit(header, profile, context_size(ctx, n_ctx), total) if profile else None
     installed = core_library.get(ctx.db, str(path.resolve()))
-    return FileRow(header, evidence, grade(evidence, provisional=True), fit,
-                   usable_here(ctx, fit, installed, profile))
+    return FileRow(header, evidence, grade(evidence, provisional=True), fit, usable_here(ctx, fit, installed, profile))

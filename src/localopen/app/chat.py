@@ -40,8 +40,7 @@ class ChatSession:
         self._loaded_for: LoadRequest | None = None
 
     def is_loaded(self, path: str, options: LoadOptions) -> bool:
-        return self.loaded is not None and self._loaded_for == LoadRequest(str(path), options) \
-            and self.engine.alive
+        return self.loaded is not None and self._loaded_for == LoadRequest(str(path), options) and self.engine.alive
 
     def load(self, path: str | Path, options: LoadOptions) -> LoadInfo:
         """Load a model (a failed load is remembered: the verdict says it does not fit here)."""
@@ -57,8 +56,13 @@ class ChatSession:
         self.loaded, self._loaded_for = info, LoadRequest(str(path), options)
         return info
 
-    def answer(self, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None,
-               on_token: Callable[[str], None] | None = None) -> AnswerStats:
+    def answer(
+        self,
+        messages: list[dict[str, str]],
+        sampling: SamplingParams,
+        template: str | None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> AnswerStats:
         """Stream one answer from the loaded model; on_token gets each piece of text."""
         if self.loaded is None or not self.engine.alive:
             self.loaded = None

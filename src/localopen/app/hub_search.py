@@ -23,8 +23,14 @@ class HubResult:
     info: dict[str, Any]  # model_info as JSON-like data
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.repo, "downloads": self.downloads, "likes": self.likes,
-                "last_modified": self.last_modified, "quants": self.quants, **self.grade.to_dict()}
+        return {
+            "id": self.repo,
+            "downloads": self.downloads,
+            "likes": self.likes,
+            "last_modified": self.last_modified,
+            "quants": self.quants,
+            **self.grade.to_dict(),
+        }
 
 
 def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int = 20) -> list[HubResult]:
@@ -32,6 +38,15 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
     results = []
     for info in ctx.hub().search(query, sort=sort, limit=limit):
         quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
-        results.append(HubResult(info["id"], grade_card(ctx, info)[1], quants,
-                                 info.get("downloads"), info.get("likes"), info.get("lastModified"), info))
+        results.append(
+            HubResult(
+                info["id"],
+                grade_card(ctx, info)[1],
+                quants,
+                info.get("downloads"),
+                info.get("likes"),
+                info.get("lastModified"),
+                info,
+            )
+        )
     return results

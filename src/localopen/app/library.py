@@ -60,8 +60,9 @@ def grade_of_file(ctx: AppContext, path: Path) -> Grade | None:
         if key in _grades:
             return _grades[key]
     try:
-        found: Grade | None = grade(evidence_from_header(read_header(path).metadata, ctx.catalog.evidence_by_repo()),
-                                    provisional=True)
+        found: Grade | None = grade(
+            evidence_from_header(read_header(path).metadata, ctx.catalog.evidence_by_repo()), provisional=True
+        )
     except LocalopenError:
         found = None
     with _grades_lock:
@@ -94,8 +95,10 @@ def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | 
 def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[LibraryEntry]:
     """Every library model with grade and verdict (reads headers of new files: disk work)."""
     profile = profile or ctx.profile
-    return [LibraryEntry(m, None if m.missing else grade_of(ctx, m), verdict_of(ctx, m, profile))
-            for m in core_library.list_models(ctx.db)]
+    return [
+        LibraryEntry(m, None if m.missing else grade_of(ctx, m), verdict_of(ctx, m, profile))
+        for m in core_library.list_models(ctx.db)
+    ]
 
 
 def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:
@@ -111,7 +114,9 @@ def resolve_model(ctx: AppContext, name: str) -> Path:
     scan(ctx)
     model = core_library.find(ctx.db, name)
     if model.missing:
-        raise LocalopenError(f"{model.filename} was in the library but {model.path} is gone (moved or deleted). "
-                             "Import it again from its new place, or `localopen rm` it.")
+        raise LocalopenError(
+            f"{model.filename} was in the library but {model.path} is gone (moved or deleted). "
+            "Import it again from its new place, or `localopen rm` it."
+        )
     core_library.touch(ctx.db, model.path)
     return model.path

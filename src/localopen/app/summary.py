@@ -26,16 +26,34 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
         if r.verdict is None:
             continue
         g = r.model.grade
-        rows.append(SummaryRow(r.model.id, g.letter, g.transparency, g.rights.license_key or "none",
-                               r.verdict.band, r.verdict.reason, r.verdict.basis))
+        rows.append(
+            SummaryRow(
+                r.model.id,
+                g.letter,
+                g.transparency,
+                g.rights.license_key or "none",
+                r.verdict.band,
+                r.verdict.reason,
+                r.verdict.basis,
+            )
+        )
     seen = {r.name for r in rows}
     for entry in library.entries(ctx, profile):
         m = entry.model
         if entry.verdict is None or entry.grade is None or m.name in seen or (m.repo and ctx.catalog.get(m.repo)):
             continue
         g = entry.grade
-        rows.append(SummaryRow(m.name, g.letter, g.transparency, g.rights.license_key or "none",
-                               entry.verdict.band, entry.verdict.reason, entry.verdict.basis))
+        rows.append(
+            SummaryRow(
+                m.name,
+                g.letter,
+                g.transparency,
+                g.rights.license_key or "none",
+                entry.verdict.band,
+                entry.verdict.reason,
+                entry.verdict.basis,
+            )
+        )
     return rows
 
 

@@ -22,7 +22,7 @@ def measure_bandwidth(size_mib: int = 128, repeats: int = 4, threads: int = 1) -
     bounds = [(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
 
     def copy(span: tuple[int, int]) -> None:
-        np.copyto(dst[span[0]:span[1]], src[span[0]:span[1]])
+        np.copyto(dst[span[0] : span[1]], src[span[0] : span[1]])
 
     best = float("inf")
     with ThreadPoolExecutor(max_workers=threads) as pool:

@@ -21,8 +21,16 @@ EVIDENCE_VALUES = {
     "intermediate_ckpts": {"true", "false", "unknown"},
 }
 REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "id": str, "gguf_repo": str, "base_model": str, "family": str, "params_b": (int, float),
-    "context_length": int, "license": dict, "lineage": list, "evidence": dict, "quants": list,
+    "id": str,
+    "gguf_repo": str,
+    "base_model": str,
+    "family": str,
+    "params_b": (int, float),
+    "context_length": int,
+    "license": dict,
+    "lineage": list,
+    "evidence": dict,
+    "quants": list,
     "recommended_quant": str,
 }
 ARCH_FIELDS = ("n_layers", "n_embd", "n_head", "n_head_kv", "head_dim", "n_vocab")
@@ -141,12 +149,18 @@ def evidence_of(raw: dict[str, Any]) -> Evidence:
     ev = Evidence(curated=True, gated=bool(raw.get("gated_upstream")), flags=set(raw.get("flags", [])))
     repo_lic = raw.get("gguf_repo_license")
     if repo_lic:
-        ev.licenses.append(LicenseSource(repo_lic, lic.get("name"), "gguf-repo", raw["gguf_repo"],
-                                         f"https://huggingface.co/{raw['gguf_repo']}"))
+        ev.licenses.append(
+            LicenseSource(
+                repo_lic, lic.get("name"), "gguf-repo", raw["gguf_repo"], f"https://huggingface.co/{raw['gguf_repo']}"
+            )
+        )
     for hops, parent in enumerate(raw["lineage"], start=1):
         ev.lineage.append(parent["repo"])
-        ev.licenses.append(LicenseSource(parent.get("license"), parent.get("license_name"),
-                                         f"base-model({hops})", parent["repo"], lic.get("url")))
+        ev.licenses.append(
+            LicenseSource(
+                parent.get("license"), parent.get("license_name"), f"base-model({hops})", parent["repo"], lic.get("url")
+            )
+        )
     for component in EVIDENCE_VALUES:
         item = raw["evidence"].get(component)
         if item:
@@ -226,8 +240,11 @@ class Catalog:
         return out
 
 
-def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None = None,
-                 files_by_repo: dict[str, list[tuple[str, int, str | None]]] | None = None) -> Catalog:
+def load_catalog(
+    path: str | Path | None = None,
+    exact: dict[str, dict] | None = None,
+    files_by_repo: dict[str, list[tuple[str, int, str | None]]] | None = None,
+) -> Catalog:
     """Load and validate; raise CatalogError naming every bad entry (never skip silently).
 
     `exact` maps "repo/filename-pattern" style keys to exact Hub sizes when known (the download
@@ -263,13 +280,16 @@ def load_catalog(path: str | Path | None = None, exact: dict[str, dict] | None =
         seen.add(raw["id"])
         models.append(_build(raw, exact))
     if errors:
-        raise CatalogError(f"{where} has {len(errors)} malformed entr{'y' if len(errors) == 1 else 'ies'}:\n"
-                           + "\n".join(f"  - {e}" for e in errors))
+        raise CatalogError(
+            f"{where} has {len(errors)} malformed entr{'y' if len(errors) == 1 else 'ies'}:\n"
+            + "\n".join(f"  - {e}" for e in errors)
+        )
     return Catalog(models=models, checked=str(data.get("checked", "")), credits=data.get("credits", []))
 
 
-def exact_from_hub(models: list[dict[str, Any]], files_by_repo: dict[str, list[tuple[str, int, str | None]]]
-                   ) -> dict[str, dict]:
+def exact_from_hub(
+    models: list[dict[str, Any]], files_by_repo: dict[str, list[tuple[str, int, str | None]]]
+) -> dict[str, dict]:
     """Exact sizes for catalog quantizations from cached Hub file lists (split parts summed)."""
     import fnmatch
 

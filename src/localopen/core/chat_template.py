@@ -54,8 +54,18 @@ KNOWN_TEMPLATES: dict[str, tuple[str, list[str]]] = {
 }
 
 # A sensible suggestion per GGUF architecture when the file carries no template.
-SUGGESTED = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "llama": "llama3", "qwen2": "chatml",
-             "qwen3": "chatml", "phi3": "phi3", "mistral": "mistral", "olmo2": "chatml", "gptneox": COMPLETION}
+SUGGESTED = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "llama": "llama3",
+    "qwen2": "chatml",
+    "qwen3": "chatml",
+    "phi3": "phi3",
+    "mistral": "mistral",
+    "olmo2": "chatml",
+    "gptneox": COMPLETION,
+}
 
 
 class TemplateRenderError(LocalopenError):
@@ -104,20 +114,25 @@ def _raise_exception(message: str) -> None:
 
 
 _ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-_ENV.globals.update(raise_exception=_raise_exception,
-                    strftime_now=lambda fmt: datetime.now().strftime(str(fmt)))
+_ENV.globals.update(raise_exception=_raise_exception, strftime_now=lambda fmt: datetime.now().strftime(str(fmt)))
 
 
-def render(choice: TemplateChoice, messages: list[dict[str, Any]], bos_token: str = "", eos_token: str = "",
-           add_generation_prompt: bool = True) -> str:
+def render(
+    choice: TemplateChoice,
+    messages: list[dict[str, Any]],
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
     """Render messages to the prompt text (sandboxed; untrusted templates cannot reach Python)."""
     if choice.source is None:  # plain completion: system text, then the conversation's text as is
         parts = [m["content"] for m in messages if m.get("content")]
         return "\n\n".join(parts)
     try:
         template = _ENV.from_string(choice.source)
-        return template.render(messages=messages, bos_token=bos_token, eos_token=eos_token,
-                               add_generation_prompt=add_generation_prompt)
+        return template.render(
+            messages=messages, bos_token=bos_token, eos_token=eos_token, add_generation_prompt=add_generation_prompt
+        )
     except SecurityError as exc:
         raise TemplateRenderError(
             f"The model's chat template tried to do something unsafe and was stopped ({exc}). "

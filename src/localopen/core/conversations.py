@@ -35,8 +35,10 @@ class Conversation:
 
 def create(conn: sqlite3.Connection, title: str, model_path: str | None, settings: dict[str, Any]) -> Conversation:
     with conn:
-        cur = conn.execute("INSERT INTO conversations(title, model_path, settings, created_at, updated_at)"
-                           " VALUES (?,?,?,?,?)", (title, model_path, json.dumps(settings), _now(), _now()))
+        cur = conn.execute(
+            "INSERT INTO conversations(title, model_path, settings, created_at, updated_at) VALUES (?,?,?,?,?)",
+            (title, model_path, json.dumps(settings), _now(), _now()),
+        )
     created = get(conn, int(cur.lastrowid or 0))
     assert created is not None
     return created
@@ -46,8 +48,9 @@ def get(conn: sqlite3.Connection, conversation_id: int) -> Conversation | None:
     row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     if row is None:
         return None
-    return Conversation(row["id"], row["title"], row["model_path"], json.loads(row["settings"] or "{}"),
-                        row["updated_at"])
+    return Conversation(
+        row["id"], row["title"], row["model_path"], json.loads(row["settings"] or "{}"), row["updated_at"]
+    )
 
 
 def list_all(conn: sqlite3.Connection, search: str = "") -> list[Conversation]:
@@ -56,23 +59,30 @@ def list_all(conn: sqlite3.Connection, search: str = "") -> list[Conversation]:
         rows = conn.execute(
             "SELECT DISTINCT c.* FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
             " WHERE c.title LIKE ? OR m.content LIKE ? ORDER BY c.updated_at DESC, c.id DESC",
-            (f"%{search}%", f"%{search}%")).fetchall()
+            (f"%{search}%", f"%{search}%"),
+        ).fetchall()
     else:
         rows = conn.execute("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC").fetchall()
-    return [Conversation(r["id"], r["title"], r["model_path"], json.loads(r["settings"] or "{}"), r["updated_at"])
-            for r in rows]
+    return [
+        Conversation(r["id"], r["title"], r["model_path"], json.loads(r["settings"] or "{}"), r["updated_at"])
+        for r in rows
+    ]
 
 
 def rename(conn: sqlite3.Connection, conversation_id: int, title: str) -> None:
     with conn:
-        conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                     (title.strip() or "Untitled", _now(), conversation_id))
+        conn.execute(
+            "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+            (title.strip() or "Untitled", _now(), conversation_id),
+        )
 
 
 def update(conn: sqlite3.Connection, conversation_id: int, model_path: str | None, settings: dict[str, Any]) -> None:
     with conn:
-        conn.execute("UPDATE conversations SET model_path = ?, settings = ?, updated_at = ? WHERE id = ?",
-                     (model_path, json.dumps(settings), _now(), conversation_id))
+        conn.execute(
+            "UPDATE conversations SET model_path = ?, settings = ?, updated_at = ? WHERE id = ?",
+            (model_path, json.dumps(settings), _now(), conversation_id),
+        )
 
 
 def delete(conn: sqlite3.Connection, conversation_id: int) -> None:
@@ -81,20 +91,32 @@ def delete(conn: sqlite3.Connection, conversation_id: int) -> None:
 
 
 def messages(conn: sqlite3.Connection, conversation_id: int) -> list[Message]:
-    rows = conn.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
-                        (conversation_id,)).fetchall()
-    return [Message(r["id"], r["position"], r["role"], r["content"],
-                    AnswerStats.from_dict(json.loads(r["stats"])) if r["stats"] else None) for r in rows]
+    rows = conn.execute(
+        "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position", (conversation_id,)
+    ).fetchall()
+    return [
+        Message(
+            r["id"],
+            r["position"],
+            r["role"],
+            r["content"],
+            AnswerStats.from_dict(json.loads(r["stats"])) if r["stats"] else None,
+        )
+        for r in rows
+    ]
 
 
-def add_message(conn: sqlite3.Connection, conversation_id: int, role: str, content: str,
-                stats: AnswerStats | None = None) -> Message:
+def add_message(
+    conn: sqlite3.Connection, conversation_id: int, role: str, content: str, stats: AnswerStats | None = None
+) -> Message:
     with conn:
-        position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?",
-                                (conversation_id,)).fetchone()[0]
-        cur = conn.execute("INSERT INTO messages(conversation_id, position, role, content, stats, created_at)"
-                           " VALUES (?,?,?,?,?,?)", (conversation_id, position, role, content,
-                                                     json.dumps(stats.to_dict()) if stats else None, _now()))
+        position = conn.execute(
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()[0]
+        cur = conn.execute(
+            "INSERT INTO messages(conversation_id, position, role, content, stats, created_at) VALUES (?,?,?,?,?,?)",
+            (conversation_id, position, role, content, json.dumps(stats.to_dict()) if stats else None, _now()),
+        )
         conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
     return Message(int(cur.lastrowid or 0), position, role, content, stats)
 

@@ -43,8 +43,9 @@ Listener = Callable[[Job], None]
 
 
 class DownloadQueue:
-    def __init__(self, hub: Hub, connect: Callable[[], sqlite3.Connection], models_dir: Path,
-                 max_parallel: int = 2) -> None:
+    def __init__(
+        self, hub: Hub, connect: Callable[[], sqlite3.Connection], models_dir: Path, max_parallel: int = 2
+    ) -> None:
         self.hub, self.connect, self.models_dir = hub, connect, models_dir
         self.max_parallel = max(1, max_parallel)
         self.jobs: list[Job] = []
@@ -57,8 +58,7 @@ class DownloadQueue:
         for listener in list(self.listeners):
             listener(job)
 
-    def add(self, repo: str, quant: str | None = None, filename: str | None = None,
-            pattern: str | None = None) -> Job:
+    def add(self, repo: str, quant: str | None = None, filename: str | None = None, pattern: str | None = None) -> Job:
         with self._lock:
             job = Job(self._next_id, repo, quant, filename, pattern)
             self._next_id += 1
@@ -115,8 +115,7 @@ class DownloadQueue:
                 if job.state == "queued":
                     job.state = "running"
                     running += 1
-                    thread = threading.Thread(target=self._run, args=(job,), daemon=True,
-                                              name=f"download-{job.id}")
+                    thread = threading.Thread(target=self._run, args=(job,), daemon=True, name=f"download-{job.id}")
                     self._threads.append(thread)
                     thread.start()
 
@@ -133,8 +132,17 @@ class DownloadQueue:
             self._emit(job)
 
         try:
-            job.path = pull(self.hub, conn, self.models_dir, job.repo, quant=job.quant, filename=job.filename,
-                            pattern=job.pattern, on_progress=on_progress, should_stop=job._stop.is_set)
+            job.path = pull(
+                self.hub,
+                conn,
+                self.models_dir,
+                job.repo,
+                quant=job.quant,
+                filename=job.filename,
+                pattern=job.pattern,
+                on_progress=on_progress,
+                should_stop=job._stop.is_set,
+            )
             job.state, job.message = "done", f"Installed {job.path.name}"
             job.done = job.total = max(job.total, job.done)
         except Paused:

@@ -108,19 +108,33 @@ def check_disk_space(folder: Path, needed: int) -> None:
         raise DiskSpaceError(
             f"Not enough disk space in {folder}: this download needs {needed / 1e9:.2f} GB more "
             f"(plus {MARGIN_BYTES / 1e9:.1f} GB to spare) and {free / 1e9:.2f} GB is free. "
-            "Free some space or choose another models folder in the settings.")
+            "Free some space or choose another models folder in the settings."
+        )
 
 
-def download(remote: RemoteFile, final: Path, *, on_progress: Callable[[Progress], None] | None = None,
-             should_stop: Callable[[], bool] | None = None, timeout: float = 30.0, retries: int = 5,
-             backoff: float = 1.0, free_space_check: Callable[[Path, int], None] = check_disk_space) -> Path:
+def download(
+    remote: RemoteFile,
+    final: Path,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    timeout: float = 30.0,
+    retries: int = 5,
+    backoff: float = 1.0,
+    free_space_check: Callable[[Path, int], None] = check_disk_space,
+) -> Path:
     """Fetch `remote` into `final`, resuming any earlier .part; returns `final` once verified."""
     if remote.size is None or not remote.sha256:
         raise DownloadError(f"The Hub gave no size or sha256 for {remote.filename}; it cannot be verified.")
     final.parent.mkdir(parents=True, exist_ok=True)
     part, sidecar = part_paths(final)
-    record = {"repo": remote.repo, "filename": remote.filename, "revision": remote.revision,
-              "size": remote.size, "sha256": remote.sha256}
+    record = {
+        "repo": remote.repo,
+        "filename": remote.filename,
+        "revision": remote.revision,
+        "size": remote.size,
+        "sha256": remote.sha256,
+    }
     if part.exists():
         try:
             previous = json.loads(sidecar.read_text())
@@ -140,8 +154,10 @@ def download(remote: RemoteFile, final: Path, *, on_progress: Callable[[Progress
         except _Transient as exc:
             attempt += 1
             if attempt > retries:
-                raise DownloadError(f"Download of {remote.filename} keeps failing ({exc}); "
-                                    "run it again later: it will resume where it stopped.") from exc
+                raise DownloadError(
+                    f"Download of {remote.filename} keeps failing ({exc}); "
+                    "run it again later: it will resume where it stopped."
+                ) from exc
             time.sleep(min(backoff * 2 ** (attempt - 1), 30))
     return _verify_and_install(remote, part, sidecar, final, hashed.digest_for(part))
 
@@ -172,15 +188,22 @@ class _RunningHash:
         return self.hasher.hexdigest()
 
 
-def _fetch(remote: RemoteFile, part: Path, on_progress: Callable[[Progress], None] | None,
-           should_stop: Callable[[], bool] | None, timeout: float, hashed: _RunningHash) -> None:
+def _fetch(
+    remote: RemoteFile,
+    part: Path,
+    on_progress: Callable[[Progress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    timeout: float,
+    hashed: _RunningHash,
+) -> None:
     size = remote.size
     assert size is not None  # download() refuses a file without a known size
     offset = part.stat().st_size if part.exists() else 0
     if offset >= size:
         return
-    request = urllib.request.Request(resolve_url(remote), headers={"Range": f"bytes={offset}-",
-                                                                    "User-Agent": "localopen"})
+    request = urllib.request.Request(
+        resolve_url(remote), headers={"Range": f"bytes={offset}-", "User-Agent": "localopen"}
+    )
     tok = token()
     if tok:
         request.add_header("Authorization", f"Bearer {tok}")
@@ -232,7 +255,8 @@ def _verify_and_install(remote: RemoteFile, part: Path, sidecar: Path, final: Pa
             sidecar.unlink()
         raise ChecksumError(
             f"{remote.filename} arrived damaged (sha256 {actual[:12]}… instead of {expected[:12]}…). "
-            "The bytes were deleted; download it again.")
+            "The bytes were deleted; download it again."
+        )
     os.replace(part, final)
     with contextlib.suppress(OSError):
         sidecar.unlink()

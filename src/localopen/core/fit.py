@@ -54,19 +54,32 @@ class ModelShape:
                 n_swa = n_layers // 2
         return cls(
             weight_bytes=total_bytes if total_bytes is not None else h.tensor_bytes,
-            n_layers=n_layers, n_head=n_head, n_head_kv=kv,
-            key_length=h.key_length or 128, value_length=h.value_length or 128,
-            n_vocab=h.vocab_size or 32000, n_embd=h.embedding_length or 4096,
-            sliding_window=swa, n_swa_layers=n_swa, active_fraction=h.active_fraction,
+            n_layers=n_layers,
+            n_head=n_head,
+            n_head_kv=kv,
+            key_length=h.key_length or 128,
+            value_length=h.value_length or 128,
+            n_vocab=h.vocab_size or 32000,
+            n_embd=h.embedding_length or 4096,
+            sliding_window=swa,
+            n_swa_layers=n_swa,
+            active_fraction=h.active_fraction,
         )
 
     @classmethod
     def from_catalog(cls, arch: dict[str, Any], weight_bytes: int, active_fraction: float = 1.0) -> ModelShape:
         return cls(
-            weight_bytes=weight_bytes, n_layers=arch["n_layers"], n_head=arch["n_head"],
-            n_head_kv=arch["n_head_kv"], key_length=arch["head_dim"], value_length=arch["head_dim"],
-            n_vocab=arch["n_vocab"], n_embd=arch["n_embd"], sliding_window=arch.get("sliding_window"),
-            n_swa_layers=arch.get("n_swa_layers", 0), n_attention_layers=arch.get("n_attention_layers"),
+            weight_bytes=weight_bytes,
+            n_layers=arch["n_layers"],
+            n_head=arch["n_head"],
+            n_head_kv=arch["n_head_kv"],
+            key_length=arch["head_dim"],
+            value_length=arch["head_dim"],
+            n_vocab=arch["n_vocab"],
+            n_embd=arch["n_embd"],
+            sliding_window=arch.get("sliding_window"),
+            n_swa_layers=arch.get("n_swa_layers", 0),
+            n_attention_layers=arch.get("n_attention_layers"),
             active_fraction=active_fraction,
         )
 
@@ -84,8 +97,14 @@ class MemoryEstimate:
         return self.weights + self.kv_cache + self.compute + self.output
 
     def to_dict(self) -> dict[str, int]:
-        return {"n_ctx": self.n_ctx, "weights": self.weights, "kv_cache": self.kv_cache,
-                "compute": self.compute, "output": self.output, "total": self.total}
+        return {
+            "n_ctx": self.n_ctx,
+            "weights": self.weights,
+            "kv_cache": self.kv_cache,
+            "compute": self.compute,
+            "output": self.output,
+            "total": self.total,
+        }
 
 
 def _pad(n: int, to: int = CTX_PAD) -> int:
@@ -93,16 +112,19 @@ def _pad(n: int, to: int = CTX_PAD) -> int:
 
 
 def estimate_memory(
-    shape: ModelShape, n_ctx: int, n_ubatch: int = 512, flash_attn: bool = False,
-    swa_full: bool = False, kv_bytes: float = 2.0,
+    shape: ModelShape,
+    n_ctx: int,
+    n_ubatch: int = 512,
+    flash_attn: bool = False,
+    swa_full: bool = False,
+    kv_bytes: float = 2.0,
 ) -> MemoryEstimate:
     """Bytes llama.cpp will allocate for this model at this context (f16 KV cache by default)."""
     n_ctx = _pad(max(1, n_ctx))
     ubatch = min(n_ubatch, n_ctx)
     layers = shape.n_attention_layers if shape.n_attention_layers is not None else shape.n_layers
     kv_heads = shape.n_head_kv
-    per_layer_heads = (kv_heads[:layers] if isinstance(kv_heads, list)
-                       else [kv_heads] * layers)
+    per_layer_heads = kv_heads[:layers] if isinstance(kv_heads, list) else [kv_heads] * layers
     n_swa = min(shape.n_swa_layers, layers) if shape.sliding_window else 0
     swa_cells = n_ctx
     if n_swa and shape.sliding_window and not swa_full:
@@ -131,8 +153,13 @@ class FitVerdict:
     decode_bound_tps: float | None  # tokens/s upper bound from memory bandwidth
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.code, "label": self.label, "detail": self.detail,
-                "memory": self.memory.to_dict(), "decode_bound_tps": self.decode_bound_tps}
+        return {
+            "verdict": self.code,
+            "label": self.label,
+            "detail": self.detail,
+            "memory": self.memory.to_dict(),
+            "decode_bound_tps": self.decode_bound_tps,
+        }
 
 
 def human_bytes(n: float | None) -> str:
@@ -160,16 +187,31 @@ def fit_verdict(shape: ModelShape, hw: HardwareProfile, n_ctx: int, **kwargs: An
         gpu = max(hw.gpus, key=lambda g: g.memory_free or g.memory_total)
         free = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
         if need <= free * GPU_HEADROOM:
-            return FitVerdict("fits_gpu", "fits on GPU",
-                              f"needs {human_bytes(need)} of {human_bytes(free)} free on {gpu.name}", mem, bound)
+            return FitVerdict(
+                "fits_gpu",
+                "fits on GPU",
+                f"needs {human_bytes(need)} of {human_bytes(free)} free on {gpu.name}",
+                mem,
+                bound,
+            )
     available = hw.ram_available
     if need <= available * RAM_HEADROOM:
-        return FitVerdict("fits_ram", "fits in RAM",
-                          f"needs {human_bytes(need)} of {human_bytes(available)} available", mem, bound)
+        return FitVerdict(
+            "fits_ram", "fits in RAM", f"needs {human_bytes(need)} of {human_bytes(available)} available", mem, bound
+        )
     if need <= hw.ram_total * 0.95:
-        return FitVerdict("tight", "tight",
-                          f"needs {human_bytes(need)}; {human_bytes(available)} available of "
-                          f"{human_bytes(hw.ram_total)}: close other programs first", mem, bound)
-    return FitVerdict("no_fit", "will not fit",
-                      f"needs {human_bytes(need)}, more than this machine's {human_bytes(hw.ram_total)} of RAM",
-                      mem, bound)
+        return FitVerdict(
+            "tight",
+            "tight",
+            f"needs {human_bytes(need)}; {human_bytes(available)} available of "
+            f"{human_bytes(hw.ram_total)}: close other programs first",
+            mem,
+            bound,
+        )
+    return FitVerdict(
+        "no_fit",
+        "will not fit",
+        f"needs {human_bytes(need)}, more than this machine's {human_bytes(hw.ram_total)} of RAM",
+        mem,
+        bound,
+    )

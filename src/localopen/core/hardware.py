@@ -16,8 +16,19 @@ import psutil
 
 from localopen.core.bandwidth import measure_bandwidth
 
-X86_FEATURES = ("sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avx_vnni",
-                "amx_int8")
+X86_FEATURES = (
+    "sse3",
+    "ssse3",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vnni",
+    "avx_vnni",
+    "amx_int8",
+)
 ARM_FEATURES = ("asimd", "fphp", "asimddp", "sve", "sve2", "i8mm")  # asimd == NEON
 
 
@@ -56,8 +67,17 @@ class HardwareProfile:
     @property
     def fingerprint(self) -> str:
         """Stable id of this machine's hardware (for caching and for saved benchmark results)."""
-        key = json.dumps([self.os, self.arch, self.cpu_model, self.cores_physical, self.cores_logical,
-                          round(self.ram_total / 2**30), [g.name for g in self.gpus]])
+        key = json.dumps(
+            [
+                self.os,
+                self.arch,
+                self.cpu_model,
+                self.cores_physical,
+                self.cores_logical,
+                round(self.ram_total / 2**30),
+                [g.name for g in self.gpus],
+            ]
+        )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -133,8 +153,11 @@ def detect_gpus() -> list[GPU]:
         for line in out.splitlines():
             parts = [p.strip() for p in line.split(",")]
             if len(parts) == 3 and parts[1].isdigit():
-                gpus.append(GPU(parts[0], "NVIDIA", int(parts[1]) * 2**20,
-                                int(parts[2]) * 2**20 if parts[2].isdigit() else None))
+                gpus.append(
+                    GPU(
+                        parts[0], "NVIDIA", int(parts[1]) * 2**20, int(parts[2]) * 2**20 if parts[2].isdigit() else None
+                    )
+                )
     if platform.system() == "Darwin" and platform.machine() == "arm64":
         total = psutil.virtual_memory().total
         # Metal's default working-set limit is about 3/4 of unified memory.
@@ -142,8 +165,16 @@ def detect_gpus() -> list[GPU]:
     return gpus
 
 
-BACKEND_LIBS = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "hip": "HIP", "sycl": "SYCL",
-                "blas": "BLAS", "cpu": "CPU", "opencl": "OpenCL"}
+BACKEND_LIBS = {
+    "cuda": "CUDA",
+    "vulkan": "Vulkan",
+    "metal": "Metal",
+    "hip": "HIP",
+    "sycl": "SYCL",
+    "blas": "BLAS",
+    "cpu": "CPU",
+    "opencl": "OpenCL",
+}
 
 
 def llama_backends() -> list[str]:

@@ -25,6 +25,8 @@ def cached_sha256(conn: sqlite3.Connection, path: Path) -> str:
         return row["sha256"]
     value = sha256_file(path)
     with conn:
-        conn.execute("INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-                     (str(path), st.st_size, st.st_mtime_ns, value))
+        conn.execute(
+            "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+            (str(path), st.st_size, st.st_mtime_ns, value),
+        )
     return value

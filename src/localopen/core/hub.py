@@ -88,12 +88,14 @@ def token() -> str | None:
 def _gated(repo: str) -> GatedError:
     return GatedError(
         f"{repo} is gated: accept its licence on https://huggingface.co/{repo} while logged in, then set "
-        "a token (HF_TOKEN, or `hf auth login`). localopen never shows or logs the token.")
+        "a token (HF_TOKEN, or `hf auth login`). localopen never shows or logs the token."
+    )
 
 
 def _repo_not_found(repo: str) -> NotFoundError:
-    return NotFoundError(f"{repo} was not found on the Hub, or it is private: check the name, or log in "
-                         "(HF_TOKEN, or `hf auth login`).")
+    return NotFoundError(
+        f"{repo} was not found on the Hub, or it is private: check the name, or log in (HF_TOKEN, or `hf auth login`)."
+    )
 
 
 def explain_http(status: int, repo: str, filename: str | None = None, error_code: str | None = None) -> HubError:
@@ -106,8 +108,10 @@ def explain_http(status: int, repo: str, filename: str | None = None, error_code
     if status == 404 or error_code in ("EntryNotFound", "RevisionNotFound"):
         return NotFoundError(f"{what} was not found on the Hub (check the repository and file name).")
     if status == 403:
-        return GatedError(f"The Hub refused access to {what} with this token: check that it may read this "
-                          "repository. localopen never shows or logs the token.")
+        return GatedError(
+            f"The Hub refused access to {what} with this token: check that it may read this "
+            "repository. localopen never shows or logs the token."
+        )
     if status == 429:
         return HubError("The Hub is rate-limiting requests; wait a minute and try again.")
     return HubError(f"The Hub answered HTTP {status} for {what}; try again later.")
@@ -152,22 +156,32 @@ class Hub:
             raise OfflineError("huggingface_hub is in offline mode (HF_HUB_OFFLINE): no Hub request made.") from exc
         except HfHubHTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
-            raise explain_http(status, what, None, exc.response.headers.get("X-Error-Code")
-                               if exc.response is not None else None) from exc
+            raise explain_http(
+                status, what, None, exc.response.headers.get("X-Error-Code") if exc.response is not None else None
+            ) from exc
         except (httpx2.TransportError, OSError) as exc:
             log.info("Hub unreachable for %s: %s", what, exc)
-            raise OfflineError(f"The Hub could not be reached ({type(exc).__name__}). Check the connection, "
-                               "or work offline.") from exc
+            raise OfflineError(
+                f"The Hub could not be reached ({type(exc).__name__}). Check the connection, or work offline."
+            ) from exc
 
     def files(self, repo: str, revision: str | None = None) -> list[RemoteFile]:
         """Every file of a repo with exact size and sha256 (LFS)."""
-        info = self._call(repo, lambda: self._api().model_info(repo, revision=revision, files_metadata=True,
-                                                               timeout=self.timeout))
+        info = self._call(
+            repo, lambda: self._api().model_info(repo, revision=revision, files_metadata=True, timeout=self.timeout)
+        )
         out = []
         for s in info.siblings or []:
             lfs = getattr(s, "lfs", None)
-            out.append(RemoteFile(repo, s.rfilename, getattr(s, "size", None) or (lfs.size if lfs else None),
-                                  lfs.sha256 if lfs else None, info.sha or revision or "main"))
+            out.append(
+                RemoteFile(
+                    repo,
+                    s.rfilename,
+                    getattr(s, "size", None) or (lfs.size if lfs else None),
+                    lfs.sha256 if lfs else None,
+                    info.sha or revision or "main",
+                )
+            )
         return out
 
     def model_info(self, repo: str) -> dict[str, Any]:
@@ -175,13 +189,18 @@ class Hub:
         return _info_dict(self._call(repo, lambda: self._api().model_info(repo, timeout=self.timeout)))
 
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
-        sort_key = {"downloads": "downloads", "likes": "likes", "recent": "lastModified",
-                    "lastModified": "lastModified"}.get(sort, "downloads")
+        sort_key = {
+            "downloads": "downloads",
+            "likes": "likes",
+            "recent": "lastModified",
+            "lastModified": "lastModified",
+        }.get(sort, "downloads")
         expand = ["cardData", "siblings", "downloads", "likes", "lastModified", "gated", "tags"]
 
         def call() -> list[dict[str, Any]]:  # list_models is lazy: the requests happen while iterating
-            found = self._api().list_models(filter="gguf", search=query or None, sort=sort_key, limit=limit,
-                                            expand=expand)
+            found = self._api().list_models(
+                filter="gguf", search=query or None, sort=sort_key, limit=limit, expand=expand
+            )
             return [_info_dict(m) for m in found]
 
         return self._call(query or "the Hub search", call)

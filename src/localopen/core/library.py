@@ -42,21 +42,40 @@ class LibraryModel:
         return SPLIT_RE.sub("", self.filename).removesuffix(".gguf")
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "repo": self.repo, "filename": self.filename, "quant": self.quant,
-                "size": self.size, "expected_sha256": self.expected_sha256, "source": self.source,
-                "added_at": self.added_at, "last_used": self.last_used, "missing": self.missing}
+        return {
+            "path": str(self.path),
+            "repo": self.repo,
+            "filename": self.filename,
+            "quant": self.quant,
+            "size": self.size,
+            "expected_sha256": self.expected_sha256,
+            "source": self.source,
+            "added_at": self.added_at,
+            "last_used": self.last_used,
+            "missing": self.missing,
+        }
 
 
 def _row(row: sqlite3.Row) -> LibraryModel:
-    return LibraryModel(Path(row["path"]), row["repo"], row["filename"], row["quant"], row["size"],
-                        row["expected_sha256"], row["source"], row["added_at"], row["last_used"])
+    return LibraryModel(
+        Path(row["path"]),
+        row["repo"],
+        row["filename"],
+        row["quant"],
+        row["size"],
+        row["expected_sha256"],
+        row["source"],
+        row["added_at"],
+        row["last_used"],
+    )
 
 
 def record_hub_files(conn: sqlite3.Connection, files: list[RemoteFile]) -> None:
     with conn:
         conn.executemany(
             "INSERT OR REPLACE INTO hub_files(repo, filename, size, sha256, revision, fetched_at) VALUES (?,?,?,?,?,?)",
-            [(f.repo, f.filename, f.size, f.sha256, f.revision, _now()) for f in files])
+            [(f.repo, f.filename, f.size, f.sha256, f.revision, _now()) for f in files],
+        )
 
 
 def hub_files(conn: sqlite3.Connection, repo: str) -> list[RemoteFile]:
@@ -77,7 +96,8 @@ def add_downloaded(conn: sqlite3.Connection, path: Path, remote: RemoteFile, tot
         conn.execute(
             "INSERT OR REPLACE INTO models(path, repo, filename, quant, size, expected_sha256, source, added_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (str(path), remote.repo, remote.filename, remote.quant, total_size, remote.sha256, "downloaded", _now()))
+            (str(path), remote.repo, remote.filename, remote.quant, total_size, remote.sha256, "downloaded", _now()),
+        )
 
 
 def import_file(conn: sqlite3.Connection, path: Path) -> LibraryModel:
@@ -89,7 +109,8 @@ def import_file(conn: sqlite3.Connection, path: Path) -> LibraryModel:
         conn.execute(
             "INSERT OR REPLACE INTO models(path, repo, filename, quant, size, expected_sha256, source, added_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (str(path), None, path.name, header.quantization, path.stat().st_size, None, "imported", _now()))
+            (str(path), None, path.name, header.quantization, path.stat().st_size, None, "imported", _now()),
+        )
     return get(conn, str(path))  # type: ignore[return-value]
 
 
@@ -112,9 +133,11 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
         rel = p.relative_to(models_dir).parts
         repo = f"{rel[0]}/{rel[1]}" if len(rel) >= 3 else None
         with conn:
-            conn.execute("INSERT OR IGNORE INTO models(path, repo, filename, quant, size, source, added_at)"
-                         " VALUES (?,?,?,?,?,?,?)",
-                         (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "downloaded", _now()))
+            conn.execute(
+                "INSERT OR IGNORE INTO models(path, repo, filename, quant, size, source, added_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "downloaded", _now()),
+            )
         added += 1
     return added
 
@@ -173,14 +196,19 @@ def verify(conn: sqlite3.Connection, model: LibraryModel) -> VerifyResult:
         actual = cached_sha256(conn, part)
         want = expected.get(part.name)
         if want and actual != want:
-            return VerifyResult(False, f"{part.name} does not match the Hub's sha256: it is damaged; "
-                                       "delete it and download again.")
+            return VerifyResult(
+                False, f"{part.name} does not match the Hub's sha256: it is damaged; delete it and download again."
+            )
         checked += bool(want)
     with conn:
         conn.execute("UPDATE models SET verified_at = ? WHERE path = ?", (_now(), str(model.path)))
     if not checked:
-        return VerifyResult(None, "No sha256 from the Hub is known for this file; its header reads cleanly."
-                            if _header_ok(model.path) else "The file's GGUF header is damaged.")
+        return VerifyResult(
+            None,
+            "No sha256 from the Hub is known for this file; its header reads cleanly."
+            if _header_ok(model.path)
+            else "The file's GGUF header is damaged.",
+        )
     return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
 
 

@@ -6,16 +6,58 @@ import re
 from dataclasses import dataclass
 
 R3_IDS = {
-    "apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "isc", "mpl-2.0",
-    "gpl-2.0", "gpl-3.0", "lgpl-2.1", "lgpl-3.0", "agpl-3.0", "epl-1.0", "epl-2.0", "eupl-1.1",
-    "ecl-2.0", "afl-3.0", "artistic-2.0", "bsl-1.0", "ms-pl", "ncsa", "osl-3.0", "postgresql",
-    "unlicense", "zlib", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0",
-    "cc-by-sa-3.0", "cc-by-sa-4.0", "cdla-permissive-1.0", "cdla-permissive-2.0", "cdla-sharing-1.0",
-    "odc-by", "odbl", "pddl",
+    "apache-2.0",
+    "mit",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "bsd-3-clause-clear",
+    "isc",
+    "mpl-2.0",
+    "gpl-2.0",
+    "gpl-3.0",
+    "lgpl-2.1",
+    "lgpl-3.0",
+    "agpl-3.0",
+    "epl-1.0",
+    "epl-2.0",
+    "eupl-1.1",
+    "ecl-2.0",
+    "afl-3.0",
+    "artistic-2.0",
+    "bsl-1.0",
+    "ms-pl",
+    "ncsa",
+    "osl-3.0",
+    "postgresql",
+    "unlicense",
+    "zlib",
+    "cc0-1.0",
+    "cc-by-2.0",
+    "cc-by-2.5",
+    "cc-by-3.0",
+    "cc-by-4.0",
+    "cc-by-sa-3.0",
+    "cc-by-sa-4.0",
+    "cdla-permissive-1.0",
+    "cdla-permissive-2.0",
+    "cdla-sharing-1.0",
+    "odc-by",
+    "odbl",
+    "pddl",
 }
 R2_IDS = {
-    "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "llama4", "gemma", "openrail",
-    "openrail++", "bigscience-openrail-m", "bigscience-bloom-rail-1.0", "bigcode-openrail-m",
+    "llama2",
+    "llama3",
+    "llama3.1",
+    "llama3.2",
+    "llama3.3",
+    "llama4",
+    "gemma",
+    "openrail",
+    "openrail++",
+    "bigscience-openrail-m",
+    "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m",
     "creativeml-openrail-m",
 }
 R1_IDS = {"cc-by-nd-4.0", "deepfloyd-if-license"}
@@ -24,8 +66,14 @@ R1_PREFIXES = ("cc-by-nc-",)  # covers cc-by-nc-*, cc-by-nc-sa-*, cc-by-nc-nd-*
 # `other` licences are told apart by their license_name.
 OTHER_NAMES = {
     "openmdw": 3,
-    "qwen": 2, "deepseek": 2, "falcon-llm-license": 2, "nvidia-open-model-license": 2,
-    "qwen-research": 1, "mrl": 1, "exaone": 1, "apple-amlr": 1,
+    "qwen": 2,
+    "deepseek": 2,
+    "falcon-llm-license": 2,
+    "nvidia-open-model-license": 2,
+    "qwen-research": 1,
+    "mrl": 1,
+    "exaone": 1,
+    "apple-amlr": 1,
 }
 
 # What each restrictive licence imposes (shown as flags; OPENNESS.md "flags").
@@ -48,10 +96,18 @@ LICENSE_FLAGS = {
 
 # Free-text spellings met in GGUF headers and old cards.
 _ALIASES = {
-    "apache 2.0": "apache-2.0", "apache2": "apache-2.0", "apache-2": "apache-2.0",
-    "apache license 2.0": "apache-2.0", "apache license, version 2.0": "apache-2.0",
-    "mit license": "mit", "llama 2": "llama2", "llama 3": "llama3", "llama 3.1": "llama3.1",
-    "llama 3.2": "llama3.2", "llama 3.3": "llama3.3", "gemma terms of use": "gemma",
+    "apache 2.0": "apache-2.0",
+    "apache2": "apache-2.0",
+    "apache-2": "apache-2.0",
+    "apache license 2.0": "apache-2.0",
+    "apache license, version 2.0": "apache-2.0",
+    "mit license": "mit",
+    "llama 2": "llama2",
+    "llama 3": "llama3",
+    "llama 3.1": "llama3.1",
+    "llama 3.2": "llama3.2",
+    "llama 3.3": "llama3.3",
+    "gemma terms of use": "gemma",
 }
 
 

@@ -18,14 +18,16 @@ def catalog_shape(model: CatalogModel, quant: Quant) -> ModelShape:
     return ModelShape.from_catalog(model.arch or _FALLBACK_ARCH, weight_bytes, model.active_fraction)
 
 
-def catalog_fit(model: CatalogModel, hw: HardwareProfile, quant: Quant | None = None,
-                n_ctx: int | None = None) -> FitVerdict:
+def catalog_fit(
+    model: CatalogModel, hw: HardwareProfile, quant: Quant | None = None, n_ctx: int | None = None
+) -> FitVerdict:
     quant = quant or model.recommended
     ctx = min(n_ctx or DEFAULT_CTX, model.context_length)
     return fit_verdict(catalog_shape(model, quant), hw, ctx)
 
 
-def file_fit(header: GGUFHeader, hw: HardwareProfile, n_ctx: int | None = None,
-             total_bytes: int | None = None) -> FitVerdict:
+def file_fit(
+    header: GGUFHeader, hw: HardwareProfile, n_ctx: int | None = None, total_bytes: int | None = None
+) -> FitVerdict:
     ctx = min(n_ctx or DEFAULT_CTX, header.context_length or DEFAULT_CTX)
     return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx)

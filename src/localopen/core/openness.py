@@ -73,7 +73,7 @@ class Grade:
 
     @property
     def badge(self) -> str:
-        """"D · T3": the letter with transparency beside it, as the rubric asks."""
+        """ "D · T3": the letter with transparency beside it, as the rubric asks."""
         return f"{self.letter} · T{self.transparency}"
 
     def to_dict(self, evidence: Evidence | None = None) -> dict[str, Any]:
@@ -160,9 +160,15 @@ def grade(ev: Evidence, provisional: bool = False) -> Grade:
     if unverified:
         explanation.append("Not verified (counted as closed): " + ", ".join(unverified) + ".")
     return Grade(
-        letter=letter, rights=rights, rights_origin=origin, transparency=t,
-        provisional=provisional or not ev.curated or bool(ev.unverified_facts), flags=flags, explanation=explanation,
-        raise_hints=_raise_hints(rights.level, t, ev), unverified=unverified,
+        letter=letter,
+        rights=rights,
+        rights_origin=origin,
+        transparency=t,
+        provisional=provisional or not ev.curated or bool(ev.unverified_facts),
+        flags=flags,
+        explanation=explanation,
+        raise_hints=_raise_hints(rights.level, t, ev),
+        unverified=unverified,
     )
 
 
@@ -193,8 +199,10 @@ def _raise_hints(r: int, t: int, ev: Evidence) -> list[str]:
     if r == 0:
         hints.append("State a recognised licence on the model (or its base) to be graded at all.")
     elif r < 3:
-        hints.append("Release the weights under an OSI-approved licence (e.g. Apache-2.0 or MIT) "
-                     "to move above D; the letter is capped by the licence whatever the transparency.")
+        hints.append(
+            "Release the weights under an OSI-approved licence (e.g. Apache-2.0 or MIT) "
+            "to move above D; the letter is capped by the licence whatever the transparency."
+        )
     if t < 3:
         missing = []
         if ev.data_pretrain != "open":
@@ -213,9 +221,7 @@ def _raise_hints(r: int, t: int, ev: Evidence) -> list[str]:
 ARXIV_TEMPLATE_PAPER = "1910.09700"  # the model-card template's carbon paper; never evidence
 
 
-def evidence_from_card(
-    info: dict[str, Any], known_bases: dict[str, Evidence] | None = None
-) -> Evidence:
+def evidence_from_card(info: dict[str, Any], known_bases: dict[str, Evidence] | None = None) -> Evidence:
     """A provisional evidence record from Hub model-card data alone (model_info JSON).
 
     R comes from the card's licence and the licences of bases the catalog knows; T only
@@ -227,8 +233,13 @@ def evidence_from_card(
     repo = info.get("id") or info.get("modelId") or "(unnamed)"
     ev = Evidence(gated=bool(info.get("gated")) and info.get("gated") != "false")
     ev.licenses.append(
-        LicenseSource(card.get("license"), card.get("license_name"), "gguf-repo", repo,
-                      card.get("license_link") or f"https://huggingface.co/{repo}")
+        LicenseSource(
+            card.get("license"),
+            card.get("license_name"),
+            "gguf-repo",
+            repo,
+            card.get("license_link") or f"https://huggingface.co/{repo}",
+        )
     )
     bases = card.get("base_model") or []
     if isinstance(bases, str):
@@ -242,8 +253,11 @@ def evidence_from_card(
         # The catalog knows this base: inherit its licences one hop further down the chain.
         for source in known.licenses:
             hops = _hops(source.origin) + 1
-            ev.licenses.append(LicenseSource(source.license_id, source.license_name,
-                                             f"base-model({hops})", source.repo or base, source.url))
+            ev.licenses.append(
+                LicenseSource(
+                    source.license_id, source.license_name, f"base-model({hops})", source.repo or base, source.url
+                )
+            )
         ev.lineage.extend(r for r in known.lineage if r not in ev.lineage)
         base_arxiv |= {v.rsplit("/", 1)[-1] for k, v in known.sources.items() if "arxiv.org" in v}
     datasets = card.get("datasets") or []
@@ -263,7 +277,7 @@ def evidence_from_card(
 def _hops(origin: str) -> int:
     if origin.startswith("base-model(") and origin.endswith(")"):
         try:
-            return int(origin[len("base-model("):-1])
+            return int(origin[len("base-model(") : -1])
         except ValueError:
             return 1
     return 0
@@ -278,20 +292,32 @@ def evidence_from_header(metadata: dict[str, Any], known: dict[str, Evidence] | 
     ev = Evidence()
     lic = metadata.get("general.license")
     if lic:
-        ev.licenses.append(LicenseSource(str(lic), metadata.get("general.license.name"), "gguf-header",
-                                         None, metadata.get("general.license.link")))
+        ev.licenses.append(
+            LicenseSource(
+                str(lic),
+                metadata.get("general.license.name"),
+                "gguf-header",
+                None,
+                metadata.get("general.license.link"),
+            )
+        )
     count = metadata.get("general.base_model.count")
     for i in range(count if isinstance(count, int) and 0 < count <= 16 else 0):
         url = str(metadata.get(f"general.base_model.{i}.repo_url") or "")
         org = metadata.get(f"general.base_model.{i}.organization")
         name = metadata.get(f"general.base_model.{i}.name")
-        repo = url.split("huggingface.co/", 1)[1].strip("/") if "huggingface.co/" in url else (
-            f"{org}/{name}" if org and name else None)
+        repo = (
+            url.split("huggingface.co/", 1)[1].strip("/")
+            if "huggingface.co/" in url
+            else (f"{org}/{name}" if org and name else None)
+        )
         if not repo:
             continue
         ev.lineage.append(repo)
         base = next((e for r, e in known.items() if r.lower() == repo.lower()), None)
         if base:
-            ev.licenses += [LicenseSource(s.license_id, s.license_name, f"base-model({_hops(s.origin) + 1})",
-                                          s.repo, s.url) for s in base.licenses]
+            ev.licenses += [
+                LicenseSource(s.license_id, s.license_name, f"base-model({_hops(s.origin) + 1})", s.repo, s.url)
+                for s in base.licenses
+            ]
     return ev

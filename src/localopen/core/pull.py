@@ -15,8 +15,9 @@ from localopen.core.library import add_downloaded, record_hub_files
 DEFAULT_QUANT = "Q4_K_M"
 
 
-def choose_files(files: list[RemoteFile], quant: str | None = None, filename: str | None = None,
-                 pattern: str | None = None) -> list[RemoteFile]:
+def choose_files(
+    files: list[RemoteFile], quant: str | None = None, filename: str | None = None, pattern: str | None = None
+) -> list[RemoteFile]:
     """The GGUF file(s) to fetch: one file, or every part of a split model, in order."""
     ggufs = [f for f in files if f.filename.endswith(".gguf")]
     if not ggufs:
@@ -32,14 +33,17 @@ def choose_files(files: list[RemoteFile], quant: str | None = None, filename: st
         picked = [f for f in ggufs if f.quant == want]
         if not picked:
             offered = sorted({f.quant for f in ggufs if f.quant})
-            raise LocalopenError(f"No {want} file here. Quantizations offered: {', '.join(offered) or 'unknown'} "
-                                 "(use --quant, or --file NAME).")
+            raise LocalopenError(
+                f"No {want} file here. Quantizations offered: {', '.join(offered) or 'unknown'} "
+                "(use --quant, or --file NAME)."
+            )
     first = picked[0]
     m = SPLIT_RE.search(first.filename)
     if m:  # a split model: all parts of the same stem
         stem = first.filename[: m.start()]
-        picked = sorted((f for f in ggufs if f.filename.startswith(stem) and SPLIT_RE.search(f.filename)),
-                        key=lambda f: f.filename)
+        picked = sorted(
+            (f for f in ggufs if f.filename.startswith(stem) and SPLIT_RE.search(f.filename)), key=lambda f: f.filename
+        )
         expected = int(m.group(2))
         if len(picked) != expected:
             raise LocalopenError(f"{first.filename} is split into {expected} parts but the Hub lists {len(picked)}.")
@@ -51,10 +55,18 @@ def target_path(models_dir: Path, remote: RemoteFile) -> Path:
     return models_dir / remote.repo / Path(remote.filename).name
 
 
-def pull(hub: Hub, conn: sqlite3.Connection, models_dir: Path, repo: str, *, quant: str | None = None,
-         filename: str | None = None, pattern: str | None = None,
-         on_progress: Callable[[str, Progress], None] | None = None,
-         should_stop: Callable[[], bool] | None = None) -> Path:
+def pull(
+    hub: Hub,
+    conn: sqlite3.Connection,
+    models_dir: Path,
+    repo: str,
+    *,
+    quant: str | None = None,
+    filename: str | None = None,
+    pattern: str | None = None,
+    on_progress: Callable[[str, Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
     """Download (or resume) a model; returns the path to load (the first part of a split model)."""
     files = hub.files(repo)
     record_hub_files(conn, files)
@@ -84,4 +96,3 @@ def _have(final: Path) -> int:
         return final.stat().st_size
     part = final.with_name(final.name + ".part")
     return part.stat().st_size if part.exists() else 0
-

@@ -16,9 +16,20 @@ def save(conn: sqlite3.Connection, result: BenchResult) -> int:
         cur = conn.execute(
             "INSERT INTO bench_results(created_at, model_sha256, model_name, model_path, quantization, test, machine,"
             " backends, llama_cpp_version, avg_ts, stddev_ts, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (result.test_time, result.sha256, result.model_name, result.model_filename, result.quantization,
-             result.test, result.machine, result.backends, result.llama_cpp_version, result.avg_ts,
-             result.stddev_ts, json.dumps(record)),
+            (
+                result.test_time,
+                result.sha256,
+                result.model_name,
+                result.model_filename,
+                result.quantization,
+                result.test,
+                result.machine,
+                result.backends,
+                result.llama_cpp_version,
+                result.avg_ts,
+                result.stddev_ts,
+                json.dumps(record),
+            ),
         )
     return int(cur.lastrowid or 0)
 

@@ -20,6 +20,7 @@ log = logging.getLogger("localopen.storage")
 class StorageError(LocalopenError):
     """The database cannot be opened or upgraded; the message says what to do."""
 
+
 MIGRATIONS = [
     # 1: benchmark results and the sha256 cache
     """
@@ -116,12 +117,16 @@ def connect(path: Path, migrations: list[str] = MIGRATIONS) -> sqlite3.Connectio
         conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except (sqlite3.Error, OSError) as exc:
-        raise StorageError(f"localopen cannot open its database {path}: {exc}. If the file is damaged, move it "
-                           "aside (your downloaded models are not in it) and start localopen again.") from exc
+        raise StorageError(
+            f"localopen cannot open its database {path}: {exc}. If the file is damaged, move it "
+            "aside (your downloaded models are not in it) and start localopen again."
+        ) from exc
     if version > len(migrations):
         conn.close()
-        raise StorageError(f"The database {path} was written by a newer localopen (schema {version}; this version "
-                           f"knows {len(migrations)}). Update localopen, or move the file aside to start afresh.")
+        raise StorageError(
+            f"The database {path} was written by a newer localopen (schema {version}; this version "
+            f"knows {len(migrations)}). Update localopen, or move the file aside to start afresh."
+        )
     for number, script in enumerate(migrations[version:], start=version + 1):
         try:
             conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
@@ -130,10 +135,12 @@ def connect(path: Path, migrations: list[str] = MIGRATIONS) -> sqlite3.Connectio
                 conn.execute("ROLLBACK")
             conn.close()
             log.exception("Migration %d of %s failed", number, path)
-            raise StorageError(f"localopen could not upgrade its database {path} to schema {number}: {exc}. "
-                               f"Nothing was changed (it is still at schema {number - 1}). Free some disk space "
-                               "and start again; if it keeps failing, move the file aside to start afresh and "
-                               "report the problem with the log.") from exc
+            raise StorageError(
+                f"localopen could not upgrade its database {path} to schema {number}: {exc}. "
+                f"Nothing was changed (it is still at schema {number - 1}). Free some disk space "
+                "and start again; if it keeps failing, move the file aside to start afresh and "
+                "report the problem with the log."
+            ) from exc
         log.info("Database %s migrated to schema %d", path, number)
     # The rest of the code uses `with conn:` for its transactions: Python's default handling.
     conn.isolation_level = "DEFERRED"

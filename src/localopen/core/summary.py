@@ -34,12 +34,22 @@ def _grouped(rows: list[SummaryRow]) -> list[tuple[str, list[SummaryRow]]]:
 
 
 def markdown(rows: list[SummaryRow], machine: str) -> str:
-    lines = ["# Open models on this machine", "", f"Machine: {machine}", "",
-             "Each verdict says how it was obtained: measured (a benchmark or a failed load on this machine) "
-             "or predicted (the fit estimate and the memory-bandwidth bound).", ""]
+    lines = [
+        "# Open models on this machine",
+        "",
+        f"Machine: {machine}",
+        "",
+        "Each verdict says how it was obtained: measured (a benchmark or a failed load on this machine) "
+        "or predicted (the fit estimate and the memory-bandwidth bound).",
+        "",
+    ]
     for letter, members in _grouped(rows):
-        lines += [f"## {letter} — {GRADE_LABELS[letter]}", "", "| model | licence | verdict | why |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            f"## {letter} — {GRADE_LABELS[letter]}",
+            "",
+            "| model | licence | verdict | why |",
+            "| --- | --- | --- | --- |",
+        ]
         lines += [f"| {r.name} | {r.license} | {r.verdict} ({r.basis}) | {r.reason} |" for r in members]
         lines.append("")
     return "\n".join(lines)
@@ -47,18 +57,25 @@ def markdown(rows: list[SummaryRow], machine: str) -> str:
 
 def to_html(rows: list[SummaryRow], machine: str) -> str:
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Open models on this machine</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
-             "width:100%}td,th{border-bottom:1px solid #ccc;padding:4px 8px;text-align:left}"
-             ".p{color:#777}</style></head><body>",
-             "<h1>Open models on this machine</h1>", f"<p>Machine: {e(machine)}</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Open models on this machine</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
+        "width:100%}td,th{border-bottom:1px solid #ccc;padding:4px 8px;text-align:left}"
+        ".p{color:#777}</style></head><body>",
+        "<h1>Open models on this machine</h1>",
+        f"<p>Machine: {e(machine)}</p>",
+    ]
     for letter, members in _grouped(rows):
-        parts.append(f"<h2>{letter} — {e(GRADE_LABELS[letter])}</h2><table>"
-                     "<tr><th>model</th><th>licence</th><th>verdict</th><th>why</th></tr>")
+        parts.append(
+            f"<h2>{letter} — {e(GRADE_LABELS[letter])}</h2><table>"
+            "<tr><th>model</th><th>licence</th><th>verdict</th><th>why</th></tr>"
+        )
         for r in members:
             cls = " class='p'" if r.predicted else ""
-            parts.append(f"<tr{cls}><td>{e(r.name)}</td><td>{e(r.license)}</td><td>{e(r.verdict)}"
-                         f" ({e(r.basis)})</td><td>{e(r.reason)}</td></tr>")
+            parts.append(
+                f"<tr{cls}><td>{e(r.name)}</td><td>{e(r.license)}</td><td>{e(r.verdict)}"
+                f" ({e(r.basis)})</td><td>{e(r.reason)}</td></tr>"
+            )
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)

@@ -21,7 +21,9 @@ def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measu
     sha_row = conn.execute("SELECT sha256 FROM file_hashes WHERE path = ?", (model_path,)).fetchone()
     rows = conn.execute(
         "SELECT test, record FROM bench_results WHERE machine = ? AND (model_path = ? OR model_sha256 = ?)"
-        " ORDER BY id DESC", (machine, model_path, sha_row["sha256"] if sha_row else "")).fetchall()
+        " ORDER BY id DESC",
+        (machine, model_path, sha_row["sha256"] if sha_row else ""),
+    ).fetchall()
     tg = next((json.loads(r["record"]) for r in rows if r["test"].startswith("tg")), None)
     pp = next((json.loads(r["record"]) for r in rows if r["test"].startswith("pp")), None)
     if tg is None:
@@ -31,8 +33,10 @@ def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measu
 
 def record_load_failure(conn: sqlite3.Connection, model_path: str, machine: str, message: str) -> None:
     with conn:
-        conn.execute("INSERT OR REPLACE INTO load_failures(path, machine, message, at) VALUES (?,?,?,?)",
-                     (model_path, machine, message, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+        conn.execute(
+            "INSERT OR REPLACE INTO load_failures(path, machine, message, at) VALUES (?,?,?,?)",
+            (model_path, machine, message, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
+        )
 
 
 def clear_load_failure(conn: sqlite3.Connection, model_path: str, machine: str) -> None:
@@ -41,13 +45,15 @@ def clear_load_failure(conn: sqlite3.Connection, model_path: str, machine: str) 
 
 
 def load_failure(conn: sqlite3.Connection, model_path: str, machine: str) -> str | None:
-    row = conn.execute("SELECT message FROM load_failures WHERE path = ? AND machine = ?",
-                       (model_path, machine)).fetchone()
+    row = conn.execute(
+        "SELECT message FROM load_failures WHERE path = ? AND machine = ?", (model_path, machine)
+    ).fetchone()
     return row["message"] if row else None
 
 
-def verdict_here(conn: sqlite3.Connection, model_path: str, machine: str,
-                 thresholds: verdicts.Thresholds) -> verdicts.Verdict | None:
+def verdict_here(
+    conn: sqlite3.Connection, model_path: str, machine: str, thresholds: verdicts.Thresholds
+) -> verdicts.Verdict | None:
     """The verdict from what happened on this machine: a failed load, else the latest measurement."""
     failure = load_failure(conn, model_path, machine)
     if failure:

@@ -83,8 +83,12 @@ def predicted(fit: FitVerdict | None, t: Thresholds) -> Verdict:
     expected = fit.decode_bound_tps * PREDICTED_EFFICIENCY
     band = band_for(expected, None, t)
     tight = "; memory is tight" if fit.code == "tight" else ""
-    return Verdict(band, f"predicted: about {expected:.0f} tokens/s ({PREDICTED_EFFICIENCY:.0%} of the "
-                         f"{fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound){tight}", "predicted")
+    return Verdict(
+        band,
+        f"predicted: about {expected:.0f} tokens/s ({PREDICTED_EFFICIENCY:.0%} of the "
+        f"{fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound){tight}",
+        "predicted",
+    )
 
 
 def failed_load(message: str) -> Verdict:

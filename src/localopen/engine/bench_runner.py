@@ -59,8 +59,9 @@ def _test_gen(llama_cpp: Any, ctx: Any, vocab: Any, n_gen: int, rng: random.Rand
         token = rng.randrange(n_vocab)
 
 
-def run_bench(llm: Any, params: BenchParams, stop_event: Any,
-              progress: Callable[[str], None] | None = None) -> tuple[list[BenchResult], bool]:
+def run_bench(
+    llm: Any, params: BenchParams, stop_event: Any, progress: Callable[[str], None] | None = None
+) -> tuple[list[BenchResult], bool]:
     """Run pp{n_prompt} and tg{n_gen} as llama-bench does: (one result per finished test, aborted)."""
     import llama_cpp
 
@@ -122,20 +123,31 @@ def run_bench(llm: Any, params: BenchParams, stop_event: Any,
             return results, True
         ts = tokens_per_second(samples, n_prompt + n_gen)
         avg_ns = mean([float(x) for x in samples])
-        results.append(BenchResult(
-            test=name,
-            model_filename=llm.model_path,
-            model_type=desc.value.decode(errors="replace"),
-            model_size=llama_cpp.llama_model_size(model),
-            model_n_params=llama_cpp.llama_model_n_params(model),
-            n_batch=params.n_batch, n_ubatch=params.n_ubatch, n_threads=threads,
-            type_k="f16", type_v="f16", flash_attn=params.flash_attn,
-            n_prompt=n_prompt, n_gen=n_gen, n_depth=0,
-            test_time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            avg_ns=int(avg_ns), stddev_ns=int(stdev([float(x) for x in samples])),
-            avg_ts=mean(ts), stddev_ts=stdev(ts),
-            samples_ns=samples, samples_ts=ts,
-            # For a prompt test, the time to first token of an n_prompt-token prompt is its processing time.
-            ttft_ms=round(avg_ns / 1e6, 2) if n_prompt else None,
-        ))
+        results.append(
+            BenchResult(
+                test=name,
+                model_filename=llm.model_path,
+                model_type=desc.value.decode(errors="replace"),
+                model_size=llama_cpp.llama_model_size(model),
+                model_n_params=llama_cpp.llama_model_n_params(model),
+                n_batch=params.n_batch,
+                n_ubatch=params.n_ubatch,
+                n_threads=threads,
+                type_k="f16",
+                type_v="f16",
+                flash_attn=params.flash_attn,
+                n_prompt=n_prompt,
+                n_gen=n_gen,
+                n_depth=0,
+                test_time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                avg_ns=int(avg_ns),
+                stddev_ns=int(stdev([float(x) for x in samples])),
+                avg_ts=mean(ts),
+                stddev_ts=stdev(ts),
+                samples_ns=samples,
+                samples_ts=ts,
+                # For a prompt test, the time to first token of an n_prompt-token prompt is its processing time.
+                ttft_ms=round(avg_ns / 1e6, 2) if n_prompt else None,
+            )
+        )
     return results, False

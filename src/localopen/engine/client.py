@@ -54,8 +54,11 @@ def describe_exit(code: int | None) -> str:
     if code < 0:
         sig = -code
         names: dict[int, str] = {
-            signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGABRT: "aborted inside llama.cpp",
-            signal.SIGKILL: "was killed (out of memory, or by the system)", signal.SIGTERM: "was terminated"}
+            signal.SIGSEGV: "crashed (segmentation fault)",
+            signal.SIGABRT: "aborted inside llama.cpp",
+            signal.SIGKILL: "was killed (out of memory, or by the system)",
+            signal.SIGTERM: "was terminated",
+        }
         if hasattr(signal, "SIGBUS"):
             names[signal.SIGBUS] = "crashed (bus error: the model file may have changed or be damaged)"
         return names.get(sig, f"ended by signal {sig}")
@@ -86,8 +89,9 @@ class Engine:
 
         parent, child = self._ctx.Pipe()
         self.stop_event = self._ctx.Event()
-        self.process = self._ctx.Process(target=child_main, args=(child, self.stop_event),
-                                         name="localopen-engine", daemon=True)
+        self.process = self._ctx.Process(
+            target=child_main, args=(child, self.stop_event), name="localopen-engine", daemon=True
+        )
         self.process.start()
         child.close()
         self.conn = parent
@@ -151,8 +155,9 @@ class Engine:
         what = describe_exit(process.exitcode if process is not None else None)
         self.kill()
         log.warning("Engine running %s %s", model, what)
-        return EngineDied(f"The engine running {model} {what}. What was received is kept; "
-                          "the engine can be started again.", "died")
+        return EngineDied(
+            f"The engine running {model} {what}. What was received is kept; the engine can be started again.", "died"
+        )
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Events of the current request until a final one (Loaded, Done, BenchDone, Unloaded);
@@ -193,15 +198,21 @@ class Engine:
                 return event.info
         raise EngineError("The engine ended the load without an answer.")
 
-    def chat(self, messages: list[dict[str, str]], sampling: SamplingParams | None = None,
-             template: str | None = None) -> Iterator[Token | Done]:
+    def chat(
+        self, messages: list[dict[str, str]], sampling: SamplingParams | None = None, template: str | None = None
+    ) -> Iterator[Token | Done]:
         self._send(Chat(messages, sampling or SamplingParams(), template), clear_stop=True)
         for event in self.events():
             assert isinstance(event, (Token, Done))
             yield event
 
-    def answer(self, messages: list[dict[str, str]], sampling: SamplingParams | None = None,
-               template: str | None = None, on_token: Any = None) -> AnswerStats:
+    def answer(
+        self,
+        messages: list[dict[str, str]],
+        sampling: SamplingParams | None = None,
+        template: str | None = None,
+        on_token: Any = None,
+    ) -> AnswerStats:
         """Stream one answer, calling on_token(text) per piece; returns its stats."""
         for event in self.chat(messages, sampling, template):
             if isinstance(event, Token):

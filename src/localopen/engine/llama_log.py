@@ -76,9 +76,15 @@ class MemoryReport:
         return self.weights + self.kv_cache + self.compute + self.output
 
     def to_dict(self) -> dict:
-        return {"weights": self.weights, "kv_cache": self.kv_cache, "compute": self.compute,
-                "output": self.output, "total": self.total, "by_device": self.by_device,
-                "flash_attn": self.flash_attn}
+        return {
+            "weights": self.weights,
+            "kv_cache": self.kv_cache,
+            "compute": self.compute,
+            "output": self.output,
+            "total": self.total,
+            "by_device": self.by_device,
+            "flash_attn": self.flash_attn,
+        }
 
 
 _BUFFER = re.compile(r"^\s*(?:\S+:\s+)?(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")

@@ -75,8 +75,10 @@ def _load_error_message(lines: list[str], path: Path) -> str:
     for line in reversed(lines):
         m = re.search(r"unknown model architecture: '([^']+)'", line)
         if m:
-            return (f"This llama.cpp build does not know the model architecture '{m.group(1)}' of {path.name}. "
-                    "Updating llama-cpp-python may add support.")
+            return (
+                f"This llama.cpp build does not know the model architecture '{m.group(1)}' of {path.name}. "
+                "Updating llama-cpp-python may add support."
+            )
     for line in reversed(lines):
         low = line.lower()
         if "not within the file bounds" in low or "tensor data" in low and "file" in low:
@@ -134,8 +136,9 @@ class Worker:
         elif isinstance(request, Bench):
             self._require_model()
             assert self.load_info is not None
-            results, aborted = run_bench(self.llm, request.params, self.stop_event,
-                                         progress=lambda msg: self.send(BenchProgress(msg)))
+            results, aborted = run_bench(
+                self.llm, request.params, self.stop_event, progress=lambda msg: self.send(BenchProgress(msg))
+            )
             for r in results:
                 r.load_time_ms = self.load_info.load_time_ms
                 r.peak_rss_bytes = peak_rss()
@@ -172,8 +175,9 @@ class Worker:
         parts = parts_of(path)
         missing = [p.name for p in parts if not p.exists()]
         if missing:
-            raise EngineFailure(f"{path.name} is one part of a split model, and parts are missing: "
-                                f"{', '.join(missing)}.", "load")
+            raise EngineFailure(
+                f"{path.name} is one part of a split model, and parts are missing: {', '.join(missing)}.", "load"
+            )
         # Tensor bytes and parameters of every part (each part has its own header).
         part_headers = [header] + [read_header(p) for p in parts[1:]]
         total_bytes = sum(h.tensor_bytes for h in part_headers)
@@ -190,18 +194,29 @@ class Worker:
             hint = f" A context of {fitting} tokens would fit." if fitting else ""
             raise EngineFailure(
                 f"A context of {opts.n_ctx} tokens needs about {human_bytes(estimate.total)} for {path.name}; "
-                f"this machine has {human_bytes(available)} available.{hint}", "context",
-                needed=estimate.total, available=available, fitting_ctx=fitting)
+                f"this machine has {human_bytes(available)} available.{hint}",
+                "context",
+                needed=estimate.total,
+                available=available,
+                fitting_ctx=fitting,
+            )
 
         threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         self.capture.clear()
         start = time.perf_counter()
         try:
             llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=opts.n_ctx, n_threads=threads,
-                n_threads_batch=opts.n_threads_batch or threads, n_batch=opts.n_batch, n_ubatch=opts.n_ubatch,
-                n_gpu_layers=opts.n_gpu_layers, use_mmap=opts.use_mmap, flash_attn=opts.flash_attn,
-                swa_full=False, verbose=False,
+                model_path=str(path),
+                n_ctx=opts.n_ctx,
+                n_threads=threads,
+                n_threads_batch=opts.n_threads_batch or threads,
+                n_batch=opts.n_batch,
+                n_ubatch=opts.n_ubatch,
+                n_gpu_layers=opts.n_gpu_layers,
+                use_mmap=opts.use_mmap,
+                flash_attn=opts.flash_attn,
+                swa_full=False,
+                verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineFailure(_load_error_message(self.capture.lines, path), "load") from exc
@@ -218,28 +233,41 @@ class Worker:
         backend = ",".join(gpu_kinds) if layers_on_gpu and gpu_kinds else "CPU"
         warning = None
         if opts.n_gpu_layers != 0 and not layers_on_gpu:
-            warning = ("GPU offload was asked for, but this llama.cpp build has no GPU backend: running on the CPU."
-                       if not llama_cpp.llama_supports_gpu_offload() else
-                       "GPU offload was asked for, but no GPU device took any layer: running on the CPU.")
+            warning = (
+                "GPU offload was asked for, but this llama.cpp build has no GPU backend: running on the CPU."
+                if not llama_cpp.llama_supports_gpu_offload()
+                else "GPU offload was asked for, but no GPU device took any layer: running on the CPU."
+            )
         vocab = llm._model.vocab  # noqa: SLF001 - needed for token texts
         bos_id, eos_id = llm.token_bos(), llm.token_eos()
         self.load_info = LoadInfo(
-            path=str(path), name=header.name, architecture=header.architecture,
-            quantization=header.quantization, n_params=n_params, weights_bytes=total_bytes,
-            split_parts=len(parts), n_ctx=llm.n_ctx(), n_ctx_train=header.context_length,
-            n_threads=threads, n_gpu_layers=opts.n_gpu_layers,
+            path=str(path),
+            name=header.name,
+            architecture=header.architecture,
+            quantization=header.quantization,
+            n_params=n_params,
+            weights_bytes=total_bytes,
+            split_parts=len(parts),
+            n_ctx=llm.n_ctx(),
+            n_ctx_train=header.context_length,
+            n_threads=threads,
+            n_gpu_layers=opts.n_gpu_layers,
             gpu_layers_offloaded=f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else "0",
-            backend=backend, gpu_warning=warning,
-            gpu_assist=bool(devices) and not layers_on_gpu, load_time_ms=round(load_ms, 1),
+            backend=backend,
+            gpu_warning=warning,
+            gpu_assist=bool(devices) and not layers_on_gpu,
+            load_time_ms=round(load_ms, 1),
             has_chat_template=bool(header.chat_template),
             template_suggestion=chat_template.suggest(header.architecture),
             template_options=chat_template.template_options(),
-            memory_actual=MemoryFigures(actual.weights, actual.kv_cache, actual.compute, actual.output,
-                                        dict(actual.by_device)),
+            memory_actual=MemoryFigures(
+                actual.weights, actual.kv_cache, actual.compute, actual.output, dict(actual.by_device)
+            ),
             memory_estimate=MemoryFigures(estimate.weights, estimate.kv_cache, estimate.compute, estimate.output),
             llama_cpp_version=getattr(llama_cpp, "__version__", "?"),
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
-            bos_token=self._token_text(vocab, bos_id), eos_token=self._token_text(vocab, eos_id),
+            bos_token=self._token_text(vocab, bos_id),
+            eos_token=self._token_text(vocab, eos_id),
         )
         return self.load_info
 
@@ -285,8 +313,12 @@ class Worker:
         try:
             choice = chat_template.choose(header.chat_template, request.template, header.architecture)
         except chat_template.NoTemplateError as exc:
-            raise EngineFailure(str(exc), "no_template", options=chat_template.template_options(),
-                                suggested=chat_template.suggest(header.architecture)) from exc
+            raise EngineFailure(
+                str(exc),
+                "no_template",
+                options=chat_template.template_options(),
+                suggested=chat_template.suggest(header.architecture),
+            ) from exc
         except LocalopenError as exc:
             raise EngineFailure(str(exc), "template") from exc
         sampling = request.sampling
@@ -309,9 +341,16 @@ class Worker:
         finish = None
         try:
             stream = llm.create_completion(
-                prompt=tokens, max_tokens=max_tokens + 8, temperature=sampling.temperature, top_p=sampling.top_p,
-                top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
-                seed=sampling.seed, stop=list(sampling.stop) + list(choice.stop) or None, stream=True,
+                prompt=tokens,
+                max_tokens=max_tokens + 8,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                min_p=sampling.min_p,
+                repeat_penalty=sampling.repeat_penalty,
+                seed=sampling.seed,
+                stop=list(sampling.stop) + list(choice.stop) or None,
+                stream=True,
                 stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             )
             for chunk in stream:
@@ -370,8 +409,9 @@ class Worker:
             tokens = [bos, *tokens]
         return tokens
 
-    def _fit_messages(self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice,
-                      max_tokens: int, n_ctx: int) -> tuple[list[dict[str, str]], int, list[int]]:
+    def _fit_messages(
+        self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice, max_tokens: int, n_ctx: int
+    ) -> tuple[list[dict[str, str]], int, list[int]]:
         """Drop the oldest turns (never the system prompt) until prompt + answer fit the context."""
         kept = [dict(m) for m in messages]
         dropped = 0
@@ -385,7 +425,8 @@ class Worker:
                 raise EngineFailure(
                     f"The message is too long for the context: {len(tokens)} tokens, and the context holds "
                     f"{n_ctx} (with room for the answer). Shorten it or load the model with a larger context.",
-                    "context")
+                    "context",
+                )
             del kept[removable[0]]
             dropped += 1
 

@@ -26,13 +26,18 @@ def _install_crash_handlers(log_file: Path | None) -> None:
             return
         log.error("Unexpected error", exc_info=(kind, value, tb))
         if QApplication.instance() is not None and threading.current_thread() is threading.main_thread():
-            QMessageBox.critical(None, "localopen: unexpected error",
-                                 f"Something went wrong: {kind.__name__}: {value}{where}\n\n"
-                                 "Your conversations and downloads are kept.")
+            QMessageBox.critical(
+                None,
+                "localopen: unexpected error",
+                f"Something went wrong: {kind.__name__}: {value}{where}\n\nYour conversations and downloads are kept.",
+            )
 
     def on_thread_error(args: threading.ExceptHookArgs) -> None:
-        log.error("Unexpected error in thread %s", args.thread.name if args.thread else "?",
-                  exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+        log.error(
+            "Unexpected error in thread %s",
+            args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+        )
 
     sys.excepthook = on_error
     threading.excepthook = on_thread_error

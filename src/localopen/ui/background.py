@@ -42,8 +42,12 @@ class _Relay(QObject):
 _pending: set[_Relay] = set()  # relays waiting for their result (kept alive until it arrives)
 
 
-def run_in_background(work: Callable[[], Any], on_done: Callable[[Any], None],
-                      on_failed: Callable[[LocalopenError], None] | None = None, name: str = "background") -> None:
+def run_in_background(
+    work: Callable[[], Any],
+    on_done: Callable[[Any], None],
+    on_failed: Callable[[LocalopenError], None] | None = None,
+    name: str = "background",
+) -> None:
     """Call work() in a thread; on_done(result) or on_failed(error) then run on the UI thread.
     An unexpected exception is logged with its traceback and reported as a plain error."""
     relay = _Relay(on_done, on_failed)

@@ -51,8 +51,10 @@ class MessageInput(QPlainTextEdit):
     submitted = Signal()
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and \
-                not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+        if (
+            event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+            and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
             self.submitted.emit()
             return
         super().keyPressEvent(event)
@@ -178,9 +180,17 @@ class ChatView(QWidget):
         self.context_meter.setFormat("context %p%")
         form = QFormLayout()
         form.addRow("System prompt", self.system)
-        for label, w in (("Temperature", self.temperature), ("Top-p", self.top_p), ("Top-k", self.top_k),
-                         ("Min-p", self.min_p), ("Repeat penalty", self.repeat), ("Max tokens", self.max_tokens),
-                         ("Context", self.n_ctx), ("Threads", self.threads), ("GPU layers", self.gpu_layers)):
+        for label, w in (
+            ("Temperature", self.temperature),
+            ("Top-p", self.top_p),
+            ("Top-k", self.top_k),
+            ("Min-p", self.min_p),
+            ("Repeat penalty", self.repeat),
+            ("Max tokens", self.max_tokens),
+            ("Context", self.n_ctx),
+            ("Threads", self.threads),
+            ("GPU layers", self.gpu_layers),
+        ):
             form.addRow(label, w)
         form.addRow("Context used", self.context_meter)
         right = QWidget()
@@ -207,18 +217,33 @@ class ChatView(QWidget):
         self.reload_conversations()
 
     def settings_dict(self) -> dict[str, Any]:
-        return {"system": self.system.toPlainText(), "temperature": self.temperature.value(),
-                "top_p": self.top_p.value(), "top_k": self.top_k.value(), "min_p": self.min_p.value(),
-                "repeat_penalty": self.repeat.value(), "max_tokens": self.max_tokens.value(),
-                "n_ctx": self.n_ctx.value(), "n_threads": self.threads.value(),
-                "n_gpu_layers": self.gpu_layers.value(),
-                "template": (self.conversation.settings.get("template") if self.conversation else None)}
+        return {
+            "system": self.system.toPlainText(),
+            "temperature": self.temperature.value(),
+            "top_p": self.top_p.value(),
+            "top_k": self.top_k.value(),
+            "min_p": self.min_p.value(),
+            "repeat_penalty": self.repeat.value(),
+            "max_tokens": self.max_tokens.value(),
+            "n_ctx": self.n_ctx.value(),
+            "n_threads": self.threads.value(),
+            "n_gpu_layers": self.gpu_layers.value(),
+            "template": (self.conversation.settings.get("template") if self.conversation else None),
+        }
 
     def apply_settings(self, st: dict[str, Any]) -> None:
         self.system.setPlainText(st.get("system", ""))
-        for key, w in (("temperature", self.temperature), ("top_p", self.top_p), ("top_k", self.top_k),
-                       ("min_p", self.min_p), ("repeat_penalty", self.repeat), ("max_tokens", self.max_tokens),
-                       ("n_ctx", self.n_ctx), ("n_threads", self.threads), ("n_gpu_layers", self.gpu_layers)):
+        for key, w in (
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("top_k", self.top_k),
+            ("min_p", self.min_p),
+            ("repeat_penalty", self.repeat),
+            ("max_tokens", self.max_tokens),
+            ("n_ctx", self.n_ctx),
+            ("n_threads", self.threads),
+            ("n_gpu_layers", self.gpu_layers),
+        ):
             if key in st:
                 w.setValue(st[key])
 
@@ -238,8 +263,9 @@ class ChatView(QWidget):
             self.model_box.setCurrentIndex(i)
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(n_ctx=self.n_ctx.value(), n_threads=self.threads.value() or None,
-                           n_gpu_layers=self.gpu_layers.value())
+        return LoadOptions(
+            n_ctx=self.n_ctx.value(), n_threads=self.threads.value() or None, n_gpu_layers=self.gpu_layers.value()
+        )
 
     def load_model(self) -> None:
         path = self.model_box.currentData()
@@ -251,8 +277,9 @@ class ChatView(QWidget):
         self.status.setText(f"Loading {Path(path).name}…")
         self.load_button.setEnabled(False)
         options, session = self.load_options(), self.session
-        self.runner.submit(lambda _emit: session.load(path, options), on_done=self._on_loaded,
-                           on_failed=self._on_load_failed)
+        self.runner.submit(
+            lambda _emit: session.load(path, options), on_done=self._on_loaded, on_failed=self._on_load_failed
+        )
 
     def _on_loaded(self, info: LoadInfo) -> None:
         self.loading = False
@@ -261,9 +288,11 @@ class ChatView(QWidget):
         touch(self.services.ctx.db, Path(info.path))
         self.services.results_changed.emit()  # a model that failed here before now loads
         err = info.estimate_error
-        text = (f"{info.name} ({info.quantization}) loaded in {info.load_time_ms:.0f} ms on "
-                f"<b>{info.backend}</b>; memory {human_bytes(info.memory_actual.total)} (estimated "
-                f"{human_bytes(info.memory_estimate.total)}{f', {err:+.1%}' if err is not None else ''}).")
+        text = (
+            f"{info.name} ({info.quantization}) loaded in {info.load_time_ms:.0f} ms on "
+            f"<b>{info.backend}</b>; memory {human_bytes(info.memory_actual.total)} (estimated "
+            f"{human_bytes(info.memory_estimate.total)}{f', {err:+.1%}' if err is not None else ''})."
+        )
         if info.gpu_warning:
             text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
         self.status.setText(text)
@@ -286,7 +315,8 @@ class ChatView(QWidget):
     def _show_template_notice(self, options: list[str], suggestion: str | None) -> None:
         self.notice_text.setText(
             "<b>This model has no chat template.</b> localopen will not guess one (a wrong template produces "
-            "garbage). Choose plain completion, or a known template:")
+            "garbage). Choose plain completion, or a known template:"
+        )
         self.template_box.clear()
         for option in options:
             self.template_box.addItem(option, option)
@@ -355,8 +385,10 @@ class ChatView(QWidget):
     def delete_chat(self) -> None:
         if self.conversation is None:
             return
-        if QMessageBox.question(self, "Delete chat", f"Delete '{self.conversation.title}'?") \
-                != QMessageBox.StandardButton.Yes:
+        if (
+            QMessageBox.question(self, "Delete chat", f"Delete '{self.conversation.title}'?")
+            != QMessageBox.StandardButton.Yes
+        ):
             return
         convs.delete(self.services.ctx.db, self.conversation.id)
         self.conversation = None
@@ -398,8 +430,9 @@ class ChatView(QWidget):
         assert c is not None
         convs.update(self.services.ctx.db, c.id, self.model_box.currentData(), self.settings_dict())
         system = self.system.toPlainText().strip()
-        messages = ([{"role": "system", "content": system}] if system else []) + \
-            [{"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, c.id)]
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, c.id)
+        ]
         self.render_conversation()
         if self.loaded_info is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
             self._queued_send = messages
@@ -415,9 +448,14 @@ class ChatView(QWidget):
     def _start(self, messages: list[dict[str, str]]) -> None:
         c = self.conversation
         assert c is not None
-        sampling = SamplingParams(temperature=self.temperature.value(), top_p=self.top_p.value(),
-                                  top_k=self.top_k.value(), min_p=self.min_p.value(),
-                                  repeat_penalty=self.repeat.value(), max_tokens=self.max_tokens.value())
+        sampling = SamplingParams(
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            top_k=self.top_k.value(),
+            min_p=self.min_p.value(),
+            repeat_penalty=self.repeat.value(),
+            max_tokens=self.max_tokens.value(),
+        )
         self.streaming = True
         self._answer = self._pending = ""
         self.stop_button.setEnabled(True)
@@ -427,8 +465,12 @@ class ChatView(QWidget):
         self.flush_timer.start()
         self.answer_started.emit()
         template, session = c.settings.get("template"), self.session
-        self.runner.submit(lambda emit: session.answer(messages, sampling, template, emit),
-                           on_progress=self._on_token, on_done=self._on_done, on_failed=self._on_failed)
+        self.runner.submit(
+            lambda emit: session.answer(messages, sampling, template, emit),
+            on_progress=self._on_token,
+            on_done=self._on_done,
+            on_failed=self._on_failed,
+        )
 
     def stop(self) -> None:
         if self.streaming:
@@ -511,15 +553,19 @@ class ChatView(QWidget):
     def _history_messages(self) -> list[dict[str, str]] | None:
         if self.conversation is None:
             return None
-        return [{"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, self.conversation.id)]
+        return [
+            {"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, self.conversation.id)
+        ]
 
     # -- rendering ----------------------------------------------------------------------------
     def render_conversation(self) -> None:
         """Render the whole conversation once (on load and after each answer, never per token)."""
         self.transcript.clear()
         if self.conversation is None:
-            self.transcript.setHtml("<p style='color:#777'>Start a new chat (Ctrl+N) with an installed model. "
-                                    "Everything runs on this machine, offline.</p>")
+            self.transcript.setHtml(
+                "<p style='color:#777'>Start a new chat (Ctrl+N) with an installed model. "
+                "Everything runs on this machine, offline.</p>"
+            )
             return
         cursor = QTextCursor(self.transcript.document())
         for m in convs.messages(self.services.ctx.db, self.conversation.id):
@@ -545,8 +591,9 @@ class ChatView(QWidget):
     def _message_at(self, position: int) -> convs.Message | None:
         if self.conversation is None:
             return None
-        return next((m for m in convs.messages(self.services.ctx.db, self.conversation.id)
-                     if m.position == position), None)
+        return next(
+            (m for m in convs.messages(self.services.ctx.db, self.conversation.id) if m.position == position), None
+        )
 
     def copy_message(self, position: int) -> None:
         msg = self._message_at(position)

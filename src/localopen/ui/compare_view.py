@@ -69,8 +69,13 @@ class CompareView(QWidget):
         self.progress_text = QLabel("")
         self.progress_text.setWordWrap(True)
         form = QFormLayout()
-        for label, w in (("Prompt (pp)", self.n_prompt), ("Generate (tg)", self.n_gen), ("Repetitions", self.reps),
-                         ("Threads", self.threads), ("GPU layers", self.ngl)):
+        for label, w in (
+            ("Prompt (pp)", self.n_prompt),
+            ("Generate (tg)", self.n_gen),
+            ("Repetitions", self.reps),
+            ("Threads", self.threads),
+            ("GPU layers", self.ngl),
+        ):
             form.addRow(label, w)
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -94,8 +99,13 @@ class CompareView(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.chart_view = self._make_chart_view()
         exports = QHBoxLayout()
-        for label, fmt in (("Export CSV", "csv"), ("Export JSON", "json"), ("Export Markdown", "md"),
-                           ("Save chart as PNG", "png"), ("Show history", "history")):
+        for label, fmt in (
+            ("Export CSV", "csv"),
+            ("Export JSON", "json"),
+            ("Export Markdown", "md"),
+            ("Save chart as PNG", "png"),
+            ("Show history", "history"),
+        ):
             exports.addWidget(button(label, label, functools.partial(self.export, fmt)))
         exports.addStretch(1)
         right = QWidget()
@@ -128,8 +138,11 @@ class CompareView(QWidget):
         return view
 
     def reload_models(self) -> None:
-        checked = {self.models.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.models.count())
-                   if self.models.item(i).checkState() == Qt.CheckState.Checked}
+        checked = {
+            self.models.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.models.count())
+            if self.models.item(i).checkState() == Qt.CheckState.Checked
+        }
         self.models.clear()
         for m in list_models(self.services.ctx.db):
             if m.missing:
@@ -148,8 +161,11 @@ class CompareView(QWidget):
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> None:
-        paths = [self.models.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.models.count())
-                 if self.models.item(i).checkState() == Qt.CheckState.Checked]
+        paths = [
+            self.models.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.models.count())
+            if self.models.item(i).checkState() == Qt.CheckState.Checked
+        ]
         if not paths or self.running:
             self.progress_text.setText("Check at least one model." if not paths else "A benchmark is running.")
             return
@@ -169,13 +185,22 @@ class CompareView(QWidget):
             return
         path = self.queue.pop(0)
         self.progress_text.setText(f"Loading {Path(path).name}…")
-        options = LoadOptions(n_ctx=BENCH_LOAD_CTX, n_threads=self.threads.value() or None,
-                              n_gpu_layers=self.ngl.value())
-        params = BenchParams(n_prompt=self.n_prompt.value(), n_gen=self.n_gen.value(), reps=self.reps.value(),
-                             n_threads=self.threads.value() or None)
+        options = LoadOptions(
+            n_ctx=BENCH_LOAD_CTX, n_threads=self.threads.value() or None, n_gpu_layers=self.ngl.value()
+        )
+        params = BenchParams(
+            n_prompt=self.n_prompt.value(),
+            n_gen=self.n_gen.value(),
+            reps=self.reps.value(),
+            n_threads=self.threads.value() or None,
+        )
         bench = self.bench
-        self.runner.submit(lambda emit: bench.run(Path(path), options, params, emit),
-                           on_progress=self._on_progress, on_done=self._on_done, on_failed=self._on_failed)
+        self.runner.submit(
+            lambda emit: bench.run(Path(path), options, params, emit),
+            on_progress=self._on_progress,
+            on_done=self._on_done,
+            on_failed=self._on_failed,
+        )
 
     def cancel(self) -> None:
         if self.running:
@@ -226,15 +251,22 @@ class CompareView(QWidget):
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             pp, tg, base = row.pp, row.tg, row.base
-            efficiency = f"{row.efficiency:.0%} of {tg.decode_bound_tps:.0f}" \
-                if row.efficiency is not None and tg and tg.decode_bound_tps else ""
+            efficiency = (
+                f"{row.efficiency:.0%} of {tg.decode_bound_tps:.0f}"
+                if row.efficiency is not None and tg and tg.decode_bound_tps
+                else ""
+            )
             values = [
-                row.name, base.quantization, base.grade,
+                row.name,
+                base.quantization,
+                base.grade,
                 f"{pp.avg_ts:.1f} ± {pp.stddev_ts:.1f}" if pp else "",
                 f"{tg.avg_ts:.1f} ± {tg.stddev_ts:.1f}" if tg else "",
                 f"{pp.ttft_ms:.0f} ms" if pp and pp.ttft_ms else "",
                 f"{base.load_time_ms:.0f} ms" if base.load_time_ms else "",
-                human_bytes(base.peak_rss_bytes), efficiency, row.verdict.band if row.verdict else "",
+                human_bytes(base.peak_rss_bytes),
+                efficiency,
+                row.verdict.band if row.verdict else "",
             ]
             for c, v in enumerate(values):
                 self.table.setItem(i, c, QTableWidgetItem(v))

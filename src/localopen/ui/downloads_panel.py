@@ -51,9 +51,14 @@ class JobRow(QWidget):
             self.bar.setValue(int(1000 * j.done / j.total))
         eta = f", {j.eta_seconds:.0f} s left" if j.eta_seconds is not None and j.state == "running" else ""
         speed = f" at {human_bytes(j.speed)}/s" if j.state == "running" and j.speed else ""
-        text = {"running": f"{human_bytes(j.done)} of {human_bytes(j.total)}{speed}{eta}",
-                "queued": "waiting for a free slot", "paused": f"paused at {human_bytes(j.done)}",
-                "done": j.message, "failed": j.message, "cancelled": j.message}.get(j.state, j.state)
+        text = {
+            "running": f"{human_bytes(j.done)} of {human_bytes(j.total)}{speed}{eta}",
+            "queued": "waiting for a free slot",
+            "paused": f"paused at {human_bytes(j.done)}",
+            "done": j.message,
+            "failed": j.message,
+            "cancelled": j.message,
+        }.get(j.state, j.state)
         self.status.setText(text)
         self.status.setStyleSheet("color: #c62828" if j.state == "failed" else "")
         self.pause.setText("Pause" if j.state in ("running", "queued") else "Resume")

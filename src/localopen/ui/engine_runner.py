@@ -27,8 +27,12 @@ class Job(QObject):
     done = Signal(object)
     failed = Signal(object)  # a LocalopenError
 
-    def __init__(self, on_progress: Callable[[Any], None] | None, on_done: Callable[[Any], None] | None,
-                 on_failed: Callable[[LocalopenError], None] | None) -> None:
+    def __init__(
+        self,
+        on_progress: Callable[[Any], None] | None,
+        on_done: Callable[[Any], None] | None,
+        on_failed: Callable[[LocalopenError], None] | None,
+    ) -> None:
         super().__init__()
         self.finished = False
         self._callbacks = (on_progress, on_done, on_failed)
@@ -86,18 +90,24 @@ class EngineRunner:
         self._jobs: list[Job] = []  # kept alive until they finish
         self.thread.start()
 
-    def submit(self, work: Work, on_progress: Callable[[Any], None] | None = None,
-               on_done: Callable[[Any], None] | None = None,
-               on_failed: Callable[[LocalopenError], None] | None = None) -> Job:
+    def submit(
+        self,
+        work: Work,
+        on_progress: Callable[[Any], None] | None = None,
+        on_done: Callable[[Any], None] | None = None,
+        on_failed: Callable[[LocalopenError], None] | None = None,
+    ) -> Job:
         """Queue work(emit_progress) on the runner's thread; the callbacks run on the UI thread."""
         job = Job(on_progress, on_done, on_failed)
         self._jobs = [j for j in self._jobs if not j.finished] + [job]
         self._worker.run.emit(job, work)
         return job
 
-    def shutdown(self, stop: Callable[[], None], close: Callable[[], None], kill: Callable[[], None],
-                 timeout_ms: int = 10000) -> None:
+    def shutdown(
+        self, stop: Callable[[], None], close: Callable[[], None], kill: Callable[[], None], timeout_ms: int = 10000
+    ) -> None:
         """At quit: stop what runs, close the engine on its thread, and kill it if that takes too long."""
+
         def close_and_quit(_emit: Callable[[Any], None]) -> None:
             try:
                 close()

@@ -14,8 +14,13 @@ from localopen.core.openness import Grade
 from localopen.core.verdict import Verdict
 
 GRADE_COLOURS = {"A": "#2e7d32", "B": "#558b2f", "C": "#1565c0", "D": "#ef6c00", "E": "#c62828", "?": "#616161"}
-BAND_COLOURS = {"fluent": "#2e7d32", "comfortable": "#558b2f", "readable": "#ef6c00", "too slow": "#c62828",
-                "does not fit": "#c62828"}
+BAND_COLOURS = {
+    "fluent": "#2e7d32",
+    "comfortable": "#558b2f",
+    "readable": "#ef6c00",
+    "too slow": "#c62828",
+    "does not fit": "#c62828",
+}
 # The product's question first: how open, usable here, does it fit; then the details.
 COLUMNS = ["Model", "Openness", "Usable here", "Fit here", "Size", "Parameters", "Licence", "Family", "Installed"]
 KEYS = ["model", "openness", "usable", "fit", "size", "params", "licence", "family", "installed"]

@@ -36,8 +36,12 @@ from localopen.ui.background import run_in_background
 from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
 
-EVIDENCE_NAMES = {"data_pretrain": "Pre-training data", "data_posttrain": "Post-training data",
-                  "training_code": "Training code", "report": "Report"}
+EVIDENCE_NAMES = {
+    "data_pretrain": "Pre-training data",
+    "data_posttrain": "Post-training data",
+    "training_code": "Training code",
+    "report": "Report",
+}
 
 
 def _link_text(url: str) -> str:
@@ -67,11 +71,16 @@ class ExploreView(QWidget):
         self.search.textChanged.connect(lambda t: self.proxy.update(text=t))
         self.grade_box = QComboBox()
         self.grade_box.setAccessibleName("Openness grades to show")
-        for label, grades in (("All grades", "ABCDE?"), ("A–B: open source", "AB"), ("A–C: open licence", "ABC"),
-                              ("D: restricted", "D"), ("E: non-commercial", "E"), ("?: unrated", "?")):
+        for label, grades in (
+            ("All grades", "ABCDE?"),
+            ("A–B: open source", "AB"),
+            ("A–C: open licence", "ABC"),
+            ("D: restricted", "D"),
+            ("E: non-commercial", "E"),
+            ("?: unrated", "?"),
+        ):
             self.grade_box.addItem(label, grades)
-        self.grade_box.currentIndexChanged.connect(
-            lambda: self.proxy.update(grades=set(self.grade_box.currentData())))
+        self.grade_box.currentIndexChanged.connect(lambda: self.proxy.update(grades=set(self.grade_box.currentData())))
         self.fits_box = QCheckBox("Fits this machine")
         self.fits_box.setAccessibleName("Only models that fit this machine")
         self.fits_box.toggled.connect(lambda on: self.proxy.update(fits_only=on))
@@ -124,8 +133,16 @@ class ExploreView(QWidget):
         self.quants.horizontalHeader().setStretchLastSection(True)
 
         filters = QHBoxLayout()
-        filter_widgets: tuple[QWidget, ...] = (self.search, self.grade_box, self.fits_box, self.installed_box,
-                                               QLabel("Size"), self.min_size_box, QLabel("to"), self.size_box)
+        filter_widgets: tuple[QWidget, ...] = (
+            self.search,
+            self.grade_box,
+            self.fits_box,
+            self.installed_box,
+            QLabel("Size"),
+            self.min_size_box,
+            QLabel("to"),
+            self.size_box,
+        )
         for w in filter_widgets:
             filters.addWidget(w)
         hub_row = QHBoxLayout()
@@ -165,10 +182,23 @@ class ExploreView(QWidget):
     def reload(self) -> None:
         """Rows from the application layer: catalog models with fit and usable-here, Hub results."""
         ctx, profile = self.services.ctx, self.services.profile
-        rows = [ExploreRow(r.model.id, r.model.gguf_repo, r.model.family, r.model.params_b, r.model.grade,
-                           r.quant.size_bytes, r.quant.size_is_estimate, "catalog", catalog=r.model, fit=r.fit,
-                           verdict=r.verdict, installed=r.installed is not None)
-                for r in catalog_rows(ctx, profile)]
+        rows = [
+            ExploreRow(
+                r.model.id,
+                r.model.gguf_repo,
+                r.model.family,
+                r.model.params_b,
+                r.model.grade,
+                r.quant.size_bytes,
+                r.quant.size_is_estimate,
+                "catalog",
+                catalog=r.model,
+                fit=r.fit,
+                verdict=r.verdict,
+                installed=r.installed is not None,
+            )
+            for r in catalog_rows(ctx, profile)
+        ]
         installed = library.installed_by_repo(ctx)
         for row in self._hub_rows:
             here = installed.get(row.repo)
@@ -197,8 +227,12 @@ class ExploreView(QWidget):
         self.hub_status.setText("Searching the Hub…")
         self.hub_button.setEnabled(False)
         ctx = self.services.ctx
-        run_in_background(lambda: search_hub(ctx, query, sort=sort, limit=30), self._on_hub_results,
-                          self._on_hub_failed, name="hub-search")
+        run_in_background(
+            lambda: search_hub(ctx, query, sort=sort, limit=30),
+            self._on_hub_results,
+            self._on_hub_failed,
+            name="hub-search",
+        )
 
     def _on_hub_failed(self, error: LocalopenError) -> None:
         self.hub_button.setEnabled(True)
@@ -207,8 +241,10 @@ class ExploreView(QWidget):
 
     def _on_hub_results(self, results: list[HubResult]) -> None:
         self.hub_button.setEnabled(True)
-        self._hub_rows = [ExploreRow(r.repo, r.repo, "Hub", None, r.grade, None, True, "hub", hub_info=r.info,
-                                     quants=r.quants) for r in results]
+        self._hub_rows = [
+            ExploreRow(r.repo, r.repo, "Hub", None, r.grade, None, True, "hub", hub_info=r.info, quants=r.quants)
+            for r in results
+        ]
         self.hub_status.setText(f"{len(results)} Hub repositories (grades are provisional: from model cards alone).")
         self.reload()
         self.hub_search_finished.emit()
@@ -265,10 +301,12 @@ class ExploreView(QWidget):
     def _detail_html(self, row: ExploreRow) -> str:
         e = html.escape
         g = row.grade
-        parts = [f"<h2>{e(row.key)}</h2>",
-                 f"<p><b style='color:{'#2e7d32' if g.letter in 'AB' else '#555'}'>{e(g.badge)}</b> — {e(g.label)}"
-                 f"{' <i>(provisional)</i>' if g.provisional else ''}</p>",
-                 f"<p>GGUF repository: <a href='https://huggingface.co/{e(row.repo)}'>{e(row.repo)}</a></p>"]
+        parts = [
+            f"<h2>{e(row.key)}</h2>",
+            f"<p><b style='color:{'#2e7d32' if g.letter in 'AB' else '#555'}'>{e(g.badge)}</b> — {e(g.label)}"
+            f"{' <i>(provisional)</i>' if g.provisional else ''}</p>",
+            f"<p>GGUF repository: <a href='https://huggingface.co/{e(row.repo)}'>{e(row.repo)}</a></p>",
+        ]
         if row.verdict:
             parts.append(f"<p><b>Usable here:</b> {e(row.verdict.label)} — {e(row.verdict.reason)}</p>")
         if row.fit:
@@ -276,16 +314,20 @@ class ExploreView(QWidget):
         parts.append(f"<p><b>Licence:</b> {e(g.rights.reason)} (from {e(g.rights_origin)})</p>")
         if row.catalog is not None:
             ev = row.catalog.evidence
-            parts.append("<table cellpadding=3><tr><th align=left>Component</th><th align=left>Status</th>"
-                         "<th align=left>Source</th></tr>")
+            parts.append(
+                "<table cellpadding=3><tr><th align=left>Component</th><th align=left>Status</th>"
+                "<th align=left>Source</th></tr>"
+            )
             for c in COMPONENTS:
                 value = getattr(ev, c)
                 shown = "not verified" if value == "unknown" else value
                 if c in ev.unverified_facts:
                     shown += " (to re-check)"
                 src = ev.sources.get(c, "")
-                parts.append(f"<tr><td>{EVIDENCE_NAMES[c]}</td><td>{e(shown)}</td>"
-                             f"<td><a href='{e(src)}' title='{e(src)}'>{e(_link_text(src))}</a></td></tr>")
+                parts.append(
+                    f"<tr><td>{EVIDENCE_NAMES[c]}</td><td>{e(shown)}</td>"
+                    f"<td><a href='{e(src)}' title='{e(src)}'>{e(_link_text(src))}</a></td></tr>"
+                )
             parts.append("</table>")
             badges = [e(b) for b in row.catalog.badges()]
             if badges:
@@ -295,6 +337,9 @@ class ExploreView(QWidget):
         if g.flags:
             parts.append(f"<p><b>Licence flags:</b> {e(', '.join(sorted(g.flags)))}</p>")
         if g.raise_hints:
-            parts.append("<p><b>What would raise the grade:</b></p><ul>" +
-                         "".join(f"<li>{e(h)}</li>" for h in g.raise_hints) + "</ul>")
+            parts.append(
+                "<p><b>What would raise the grade:</b></p><ul>"
+                + "".join(f"<li>{e(h)}</li>" for h in g.raise_hints)
+                + "</ul>"
+            )
         return "".join(parts)

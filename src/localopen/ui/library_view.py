@@ -52,12 +52,13 @@ class LibraryView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.doubleClicked.connect(lambda _: self._emit(self.chat_requested))
         buttons = QHBoxLayout()
-        for text, slot, name in (("Chat", lambda: self._emit(self.chat_requested), "Chat with the selected model"),
-                                 ("Benchmark", lambda: self._emit(self.bench_requested),
-                                  "Benchmark the selected model"),
-                                 ("Verify", self.verify_selected, "Verify the selected model's sha256"),
-                                 ("Delete…", self.delete_selected, "Delete the selected model"),
-                                 ("Import GGUF…", self.import_dialog, "Import a GGUF file")):
+        for text, slot, name in (
+            ("Chat", lambda: self._emit(self.chat_requested), "Chat with the selected model"),
+            ("Benchmark", lambda: self._emit(self.bench_requested), "Benchmark the selected model"),
+            ("Verify", self.verify_selected, "Verify the selected model's sha256"),
+            ("Delete…", self.delete_selected, "Delete the selected model"),
+            ("Import GGUF…", self.import_dialog, "Import a GGUF file"),
+        ):
             b = QPushButton(text)
             b.setAccessibleName(name)
             b.clicked.connect(slot)
@@ -95,8 +96,15 @@ class LibraryView(QWidget):
             last = m.last_used or ""
             if last:
                 last = dt.datetime.fromisoformat(last).astimezone().strftime("%Y-%m-%d %H:%M")
-            values = [m.name, m.quant or "?", "missing (moved or deleted)" if m.missing else human_bytes(m.size),
-                      e.badge, e.verdict.label if e.verdict else "not measured yet", last, m.source]
+            values = [
+                m.name,
+                m.quant or "?",
+                "missing (moved or deleted)" if m.missing else human_bytes(m.size),
+                e.badge,
+                e.verdict.label if e.verdict else "not measured yet",
+                last,
+                m.source,
+            ]
             for c, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 item.setData(Qt.ItemDataRole.UserRole, str(m.path))
@@ -144,8 +152,11 @@ class LibraryView(QWidget):
         m = self.selected()
         if m is None:
             return
-        what = "forget this imported model (the file stays)" if m.source == "imported" else \
-            f"delete {m.filename} ({human_bytes(m.size)}) and its partial downloads"
+        what = (
+            "forget this imported model (the file stays)"
+            if m.source == "imported"
+            else f"delete {m.filename} ({human_bytes(m.size)}) and its partial downloads"
+        )
         answer = QMessageBox.question(self, "Delete model", f"Really {what}?")
         if answer == QMessageBox.StandardButton.Yes:
             self.status.setText(remove(self.services.ctx.db, m, self.services.ctx.models_dir))

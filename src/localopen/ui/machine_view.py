@@ -13,8 +13,8 @@ from localopen.ui.services import Services
 GPU_HELP = (
     "<h3>GPU acceleration</h3><p>llama.cpp uses the GPU only if llama-cpp-python was built for it. "
     "Reinstall it with the backend you need, then restart localopen:</p>"
-    "<pre>CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python   # NVIDIA\n"
-    "CMAKE_ARGS=\"-DGGML_VULKAN=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python  # AMD, Intel, "
+    '<pre>CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python   # NVIDIA\n'
+    'CMAKE_ARGS="-DGGML_VULKAN=on" pip install --force-reinstall --no-cache-dir llama-cpp-python  # AMD, Intel, '
     "NVIDIA</pre><p>On Macs with Apple silicon, Metal is on by default. Then set <i>GPU layers</i> "
     "(-1 = all) in the settings or the chat panel.</p>"
 )
@@ -53,8 +53,12 @@ class MachineView(QWidget):
         table = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(v)}</td></tr>" for k, v in rows)
         bound = ""
         if hw.bandwidth_gbs:
-            bound = (f"<p>With {hw.bandwidth_gbs} GB/s, a 4 GB model can decode at most about "
-                     f"{hw.bandwidth_gbs / 4:.0f} tokens/s here, a 1 GB model about {hw.bandwidth_gbs:.0f}.</p>")
+            bound = (
+                f"<p>With {hw.bandwidth_gbs} GB/s, a 4 GB model can decode at most about "
+                f"{hw.bandwidth_gbs / 4:.0f} tokens/s here, a 1 GB model about {hw.bandwidth_gbs:.0f}.</p>"
+            )
         help_html = "" if hw.gpu_offload_possible else GPU_HELP
-        self.view.setHtml(f"<h2>This machine</h2><table cellpadding=4>{table}</table>{bound}{help_html}"
-                          f"<p style='color:#777'>Machine id {e(hw.fingerprint)}</p>")
+        self.view.setHtml(
+            f"<h2>This machine</h2><table cellpadding=4>{table}</table>{bound}{help_html}"
+            f"<p style='color:#777'>Machine id {e(hw.fingerprint)}</p>"
+        )

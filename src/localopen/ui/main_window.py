@@ -181,7 +181,8 @@ class MainWindow(QMainWindow):
         self.summary.setText(
             f"<b>This machine:</b> {hw.cpu_model}, {hw.cores_physical} cores, {human_bytes(hw.ram_total)} RAM, "
             f"{hw.bandwidth_gbs} GB/s memory{gpu}. {line.fitting} of {line.total} catalog models fit; "
-            f"about {line.good} should run comfortably or better here.")
+            f"about {line.good} should run comfortably or better here."
+        )
 
     def _offer_resume(self) -> None:
         """Downloads left unfinished by an earlier run (closed or killed) can be resumed."""
@@ -191,8 +192,9 @@ class MainWindow(QMainWindow):
     def _show_resume(self, pending: list[tuple[str, str]]) -> None:
         if not pending:
             return
-        self.banner_text.setText(f"{len(pending)} download(s) were not finished: "
-                                 + ", ".join(f for _, f in pending[:3]))
+        self.banner_text.setText(
+            f"{len(pending)} download(s) were not finished: " + ", ".join(f for _, f in pending[:3])
+        )
         self.banner_button.clicked.connect(lambda: self._resume(pending))
         self.banner.show()
 

@@ -29,8 +29,12 @@ class Services(QObject):
     def __init__(self, ctx: AppContext | None = None) -> None:
         super().__init__()
         self.ctx = ctx or AppContext()
-        self.downloads = DownloadQueue(self.ctx.hub(), lambda: connect(self.ctx.paths.database), self.ctx.models_dir,
-                                       self.ctx.settings.max_parallel_downloads)
+        self.downloads = DownloadQueue(
+            self.ctx.hub(),
+            lambda: connect(self.ctx.paths.database),
+            self.ctx.models_dir,
+            self.ctx.settings.max_parallel_downloads,
+        )
         self.downloads.listeners.append(self.job_changed.emit)
         self.job_changed.connect(self._on_job)
         self._profile_read.connect(self._on_profile_read)

@@ -64,10 +64,14 @@ class SettingsDialog(QDialog):
         self.offline.setChecked(s.offline)
         t = s.thresholds
         self.thresholds = {}
-        for key, label in (("fluent_tps", "Fluent: at least tokens/s"),
-                           ("fluent_ttft_s", "Fluent: first token within s"),
-                           ("comfortable_tps", "Comfortable: tokens/s"), ("comfortable_ttft_s", "Comfortable: s"),
-                           ("readable_tps", "Readable: tokens/s"), ("readable_ttft_s", "Readable: s")):
+        for key, label in (
+            ("fluent_tps", "Fluent: at least tokens/s"),
+            ("fluent_ttft_s", "Fluent: first token within s"),
+            ("comfortable_tps", "Comfortable: tokens/s"),
+            ("comfortable_ttft_s", "Comfortable: s"),
+            ("readable_tps", "Readable: tokens/s"),
+            ("readable_ttft_s", "Readable: s"),
+        ):
             box = QDoubleSpinBox(minimum=0, maximum=10000, decimals=1, value=getattr(t, key))
             box.setAccessibleName(label)
             self.thresholds[key] = (label, box)
@@ -105,8 +109,11 @@ class SettingsDialog(QDialog):
         settings = dataclasses.replace(
             self.services.ctx.settings,
             models_dir=folder if folder and folder != str(self.services.ctx.paths.default_models_dir) else None,
-            n_threads=self.threads.value(), n_ctx=self.ctx.value(), n_gpu_layers=self.ngl.value(),
-            max_parallel_downloads=self.parallel.value(), offline=self.offline.isChecked(),
+            n_threads=self.threads.value(),
+            n_ctx=self.ctx.value(),
+            n_gpu_layers=self.ngl.value(),
+            max_parallel_downloads=self.parallel.value(),
+            offline=self.offline.isChecked(),
             thresholds=Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}),
         )
         if self.token.text().strip():
