@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QLineEdit,
     QPlainTextEdit,
+    QTextBrowser,
 )
 
 from localopen.core import conversations as convs
@@ -279,6 +280,19 @@ def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: P
     saved = history(window.services.ctx)
     assert [r.test for r in saved] == ["pp32", "tg8"] and all(r.sha256 and r.decode_bound_tps for r in saved)
     assert "% of" in compare.table.item(0, 8).text()  # efficiency against the bandwidth bound
+
+
+def test_the_apps_summary_is_the_page_the_cli_prints(window: MainWindow, qtbot) -> None:
+    from cli_helpers import run
+
+    with qtbot.waitSignal(window.summary_shown, timeout=30000) as shown:
+        window.show_summary()
+    dialog = shown.args[0]
+    out = run("summary")
+    assert out.returncode == 0, out.stderr
+    assert dialog.markdown_text.strip() == out.stdout.strip()
+    assert "Open models on this machine" in dialog.findChild(QTextBrowser).toPlainText()
+    dialog.reject()
 
 
 def test_settings_are_saved(window: MainWindow, qtbot) -> None:

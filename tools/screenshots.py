@@ -107,17 +107,14 @@ def main() -> int:
         QTimer.singleShot(100, summary)
 
     def summary() -> None:
-        from PySide6.QtWidgets import QDialog
-
-        def grab_dialog() -> None:
-            dialog = next(w for w in app.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible())
+        def grab_dialog(dialog) -> None:
             shot("7-summary", dialog)
             dialog.reject()
+            window.close()
+            app.quit()
 
-        QTimer.singleShot(500, grab_dialog)
+        window.summary_shown.connect(lambda dialog: QTimer.singleShot(300, lambda: grab_dialog(dialog)))
         window.show_summary()
-        window.close()
-        app.quit()
 
     when(lambda: services.profile is not None, explore)
     when(lambda: True, library)

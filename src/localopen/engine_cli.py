@@ -176,12 +176,8 @@ def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
 def _print_results(results: list[BenchResult], args: argparse.Namespace) -> None:
     from localopen.core import bench_format
 
-    if args.json:
-        print(bench_format.to_json(results))
-    elif args.csv:
-        print(bench_format.to_csv(results), end="")
-    else:
-        print(bench_format.to_markdown(results))
+    fmt = "json" if args.json else "csv" if args.csv else "table" if args.table else "md"
+    print(bench_format.FORMATS[fmt](results), end="" if fmt == "csv" else "\n")
 
 
 def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -200,6 +196,7 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--json", action="store_true", help="llama-bench JSON field names, plus localopen's")
     group.add_argument("--csv", action="store_true")
     group.add_argument("--md", action="store_true", help="markdown table (the default)")
+    group.add_argument("--table", action="store_true", help="plain aligned columns")
 
 
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:

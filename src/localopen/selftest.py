@@ -7,6 +7,7 @@ instructions this processor lacks ("illegal instruction"), and prints a short re
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -64,6 +65,7 @@ def run_self_test() -> int:
         _engine_check(lines, hw.simd)
         _window_check(lines)
     except Exception as exc:  # noqa: BLE001 - the report must say what failed, in words
+        logging.getLogger("localopen.selftest").exception("Self-test failed")
         lines.append(f"FAILED: {exc}")
         print("\n".join(lines))
         return 1

@@ -6,6 +6,7 @@ Listeners are called from worker threads; the Qt layer turns them into signals.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from localopen.core.downloader import Paused, Progress, part_paths
 from localopen.core.errors import LocalopenError
 from localopen.core.hub import Hub
 from localopen.core.pull import choose_files, pull, target_path
+
+log = logging.getLogger("localopen.downloads")
 
 
 @dataclass
@@ -155,10 +158,10 @@ class DownloadQueue:
         except LocalopenError as exc:
             job.state, job.message = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - a worker thread must never die silently
-            job.state, job.message = "failed", f"Unexpected error: {exc}"
+            log.exception("Download of %s failed unexpectedly", job.repo)
+            job.state, job.message = "failed", f"Unexpected error ({type(exc).__name__}: {exc}); see the log."
         finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+            conn.close()
         self._emit(job)
         self._schedule()
 

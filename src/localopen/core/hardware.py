@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import platform
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 import psutil
 
 from localopen.core.bandwidth import measure_bandwidth
+
+log = logging.getLogger("localopen.hardware")
 
 X86_FEATURES = (
     "sse3",
@@ -147,6 +150,7 @@ def detect_gpus() -> list[GPU]:
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no driver, no library, or no device: fall through
+        log.info("NVML found no usable GPU", exc_info=True)
         gpus = []
     if not gpus and shutil.which("nvidia-smi"):
         out = _run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
@@ -34,6 +34,8 @@ SECTIONS = ["Explore", "Library", "Chat", "Compare", "This machine"]
 
 
 class MainWindow(QMainWindow):
+    summary_shown = Signal(object)  # the SummaryDialog, once open
+
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.setWindowTitle("localopen — open models on this machine")
@@ -205,9 +207,19 @@ class MainWindow(QMainWindow):
         self.goto("Library")
 
     def show_summary(self) -> None:
-        """The same page `localopen summary` prints, from the application layer."""
+        """The same page `localopen summary` prints, from the application layer (made in the
+        background: it reads the headers of installed files it has not graded yet)."""
         ctx, profile = self.services.ctx, self.services.profile
-        SummaryDialog(summary.render(ctx, "html", profile), summary.render(ctx, "markdown", profile), self).exec()
+        run_in_background(
+            lambda: (summary.render(ctx, "html", profile), summary.render(ctx, "markdown", profile)),
+            self._show_summary_dialog,
+            name="summary",
+        )
+
+    def _show_summary_dialog(self, pages: tuple[str, str]) -> None:
+        dialog = SummaryDialog(*pages, parent=self)
+        dialog.open()
+        self.summary_shown.emit(dialog)
 
     # -- drag and drop -----------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
