@@ -1,6 +1,6 @@
 """Will this model file fit here, and how fast could it decode? Estimated before any download.
 
-Memory model (DESIGN.md, checked against llama.cpp's own buffer report in tests):
+Memory model (docs/DESIGN.md, checked against llama.cpp's own buffer report in tests):
   weights (≈ tensor bytes, mmapped) + KV cache + compute buffer + output buffer.
 """
 

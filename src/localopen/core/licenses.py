@@ -1,4 +1,4 @@
-"""Licence ids -> rights level (R0..R3), per the rubric in OPENNESS.md."""
+"""Licence ids -> rights level (R0..R3), per the rubric in docs/OPENNESS.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The openness grade: rights (from the effective licence) × transparency (from evidence).
 
-Implements ../shared/OPENNESS.md. `unknown` always counts as the worst value.
+Implements docs/OPENNESS.md. `unknown` always counts as the worst value.
 """
 
 from __future__ import annotations
