@@ -184,6 +184,24 @@ def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf:
     assert len(_messages(window, chat)) == 2
 
 
+def test_a_model_without_template_uses_the_one_the_user_picks(window: MainWindow, qtbot, tmp_path: Path) -> None:
+    from tiny_gguf import write_tiny_llama
+
+    plain = write_tiny_llama(tmp_path / "plain.gguf", chat_template=None)
+    chat = _chat_with(window, plain)
+    chat.n_ctx.setValue(512)
+    chat.max_tokens.setValue(4)
+    chat.input.setPlainText("hello")
+    with qtbot.waitSignal(chat.template_needed, timeout=30000):
+        chat.send()
+    chat.template_box.setCurrentIndex(chat.template_box.findData("chatml"))  # not the suggestion
+    assert chat.template_box.currentData() == "chatml"
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000) as answered:
+        qtbot.mouseClick(chat.use_template_button, Qt.MouseButton.LeftButton)
+    assert chat.conversation.settings["template"] == "chatml"
+    assert answered.args[0].template == "chatml"
+
+
 def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, tiny_gguf: Path, tmp_path: Path) -> None:
     """Benchmark the model a chat has loaded, and a model that cannot load: the chat keeps its
     model, sees none of Compare's failures, and the next message is answered."""

@@ -119,12 +119,13 @@ class ChatView(QWidget):
         self.notice_text.setWordWrap(True)
         self.template_box = QComboBox()
         self.template_box.setAccessibleName("Chat template to use")
-        use_template = button("Use this", "Use the chosen chat template", self.use_template)
+        # Not connected directly: clicked(bool) would arrive as use_template's `name`.
+        self.use_template_button = button("Use this", "Use the chosen chat template", lambda: self.use_template())
         self.reload_button = button("Reload model", "Reload the model", self.load_model)
         nl = QHBoxLayout(self.notice)
         nl.addWidget(self.notice_text, 1)
         nl.addWidget(self.template_box)
-        nl.addWidget(use_template)
+        nl.addWidget(self.use_template_button)
         nl.addWidget(self.reload_button)
         self.notice.hide()
 
