@@ -71,8 +71,11 @@ def main() -> int:
         ex.select("olmo-2-1124-7b-instruct")
         shot("1-explore")
 
+    def library_open() -> None:
+        view = window.goto("Library")
+        view.reloaded.connect(lambda: state.update(library_shown=True))
+
     def library() -> None:
-        window.goto("Library")
         window.views["Library"].table.selectRow(0)
         shot("2-library")
 
@@ -117,7 +120,8 @@ def main() -> int:
         window.show_summary()
 
     when(lambda: services.profile is not None, explore)
-    when(lambda: True, library)
+    when(lambda: True, library_open)
+    when(lambda: bool(state.get("library_shown")), library)
     when(lambda: True, chat_start)
     when(lambda: window.views["Chat"].notice.isVisible(), chat_notice)
     when(lambda: bool(state.get("answered")), chat_done)

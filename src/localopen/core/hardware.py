@@ -149,7 +149,9 @@ def detect_gpus() -> list[GPU]:
                 gpus.append(GPU(name, "NVIDIA", int(mem.total), int(mem.free)))
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no driver, no library, or no device: fall through
+    except ImportError:
+        pass  # nvidia-ml-py is optional: nvidia-smi below is tried instead
+    except Exception:  # noqa: BLE001 - no driver, or no device: fall through
         log.info("NVML found no usable GPU", exc_info=True)
         gpus = []
     if not gpus and shutil.which("nvidia-smi"):
