@@ -10,7 +10,8 @@ import contextlib
 import ctypes
 import logging
 import re
-from dataclasses import dataclass, field
+
+from localopen.core.records import MemoryFigures
 
 log = logging.getLogger("localopen.llama")
 
@@ -60,43 +61,13 @@ def install() -> LogCapture:
     return _capture
 
 
-@dataclass
-class MemoryReport:
-    """What llama.cpp says it allocated, in bytes, by kind and by device."""
-
-    weights: int = 0
-    kv_cache: int = 0
-    compute: int = 0
-    output: int = 0
-    by_device: dict[str, int] = field(default_factory=dict)
-    flash_attn: bool | None = None
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.output
-
-    def to_dict(self) -> dict:
-        return {
-            "weights": self.weights,
-            "kv_cache": self.kv_cache,
-            "compute": self.compute,
-            "output": self.output,
-            "total": self.total,
-            "by_device": self.by_device,
-            "flash_attn": self.flash_attn,
-        }
-
-
 _BUFFER = re.compile(r"^\s*(?:\S+:\s+)?(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")
 
 
-def parse_memory(lines: list[str]) -> MemoryReport:
+def parse_memory(lines: list[str]) -> MemoryFigures:
     """Read 'load_tensors: CUDA0 model buffer size = 235.16 MiB' style lines."""
-    report = MemoryReport()
+    report = MemoryFigures()
     for line in lines:
-        if "flash_attn" in line and "=" in line and "llama_context" in line:
-            value = line.split("=", 1)[1].strip().lower()
-            report.flash_attn = value in ("enabled", "1", "true", "on")
         m = _BUFFER.match(line)
         if not m:
             continue

@@ -260,9 +260,7 @@ class Worker:
             has_chat_template=bool(header.chat_template),
             template_suggestion=chat_template.suggest(header.architecture),
             template_options=chat_template.template_options(),
-            memory_actual=MemoryFigures(
-                actual.weights, actual.kv_cache, actual.compute, actual.output, dict(actual.by_device)
-            ),
+            memory_actual=actual,
             memory_estimate=MemoryFigures(estimate.weights, estimate.kv_cache, estimate.compute, estimate.output),
             llama_cpp_version=getattr(llama_cpp, "__version__", "?"),
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
