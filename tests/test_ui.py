@@ -121,12 +121,13 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
         row = next(iter(library.downloads.rows.values()))
         qtbot.waitUntil(lambda: row.job.done > 100_000, timeout=15000)
         row.pause.click()
-        qtbot.waitUntil(lambda: row.job.state == "paused", timeout=10000)
-        assert row.pause.text() == "Resume" and "paused" in row.status.text()
+        # The row shows what the queued job_changed signal tells it: wait for what the user sees.
+        qtbot.waitUntil(lambda: row.pause.text() == "Resume", timeout=10000)
+        assert row.job.state == "paused" and "paused" in row.status.text()
         hub.bytes_per_second = None
         row.pause.click()
-        qtbot.waitUntil(lambda: row.job.state == "done", timeout=20000)
-        assert row.bar.value() == 1000
+        qtbot.waitUntil(lambda: row.status.text().startswith("Installed"), timeout=20000)  # verified, in place
+        assert row.job.state == "done" and row.bar.value() == 1000
         installed = [m for m in list_models(window.services.ctx.db) if m.repo == repo]
         assert (
             installed and hashlib.sha256(installed[0].path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()

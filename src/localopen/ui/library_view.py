@@ -40,6 +40,7 @@ class LibraryView(QWidget):
         super().__init__()
         self.services = services
         self.models: list[LibraryModel] = []
+        self._reloads = 0  # only the newest reload's entries are shown
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setAccessibleName("Installed models")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -82,7 +83,14 @@ class LibraryView(QWidget):
     def reload(self) -> None:
         """Grades need header reads of new files: the entries are made in the background."""
         ctx, profile = self.services.ctx, self.services.profile
-        run_in_background(lambda: library.entries(ctx, profile), self._render, self._on_error, name="library")
+        self._reloads += 1
+        number = self._reloads
+
+        def render(entries: list[LibraryEntry]) -> None:
+            if number == self._reloads:
+                self._render(entries)
+
+        run_in_background(lambda: library.entries(ctx, profile), render, self._on_error, name="library")
 
     def _on_error(self, error: LocalopenError) -> None:
         self.status.setText(str(error))

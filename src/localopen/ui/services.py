@@ -20,7 +20,6 @@ log = logging.getLogger("localopen.ui")
 
 class Services(QObject):
     profile_ready = Signal(object)  # always emitted on the UI thread
-    _profile_read = Signal(object)  # from the reading thread
     job_changed = Signal(object)  # a download Job, from a worker thread: connect with queued connections
     settings_changed = Signal()
     library_changed = Signal()
@@ -37,7 +36,6 @@ class Services(QObject):
         )
         self.downloads.listeners.append(self.job_changed.emit)
         self.job_changed.connect(self._on_job)
-        self._profile_read.connect(self._on_profile_read)
 
     @property
     def profile(self) -> HardwareProfile | None:
@@ -53,11 +51,7 @@ class Services(QObject):
 
     def read_profile_async(self) -> None:
         """The profile's bandwidth probe takes a moment on first run: never on the UI thread."""
-        run_in_background(self.ctx.read_profile, self._profile_read.emit, name="profile")
-
-    @Slot(object)
-    def _on_profile_read(self, profile: HardwareProfile) -> None:
-        self.profile_ready.emit(profile)
+        run_in_background(self.ctx.read_profile, self.profile_ready.emit, name="profile")
 
     def scan_library(self) -> None:
         """Pick up models put in the models folder by hand (disk work, in the background)."""
