@@ -102,3 +102,26 @@ def test_bad_card_and_not_gguf(tmp_path: Path) -> None:
     fake.write_bytes(b"this is not a model at all, just text" * 10)
     out = run("info", str(fake))
     assert out.returncode == 1 and "not a GGUF file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_truncated_model_is_reported_with_both_sizes_everywhere(tmp_path: Path, tiny_gguf: Path) -> None:
+    """Before, `info` on such a file exited 0 with 1.9 MB of weights and an 8,000 tokens/s bound."""
+    data = tiny_gguf.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    expected, actual = f"{len(data):,}", f"{len(data) * 2 // 3:,}"
+    for args in (["info", str(cut)], ["info", str(cut), "--json"], ["import", str(cut)]):
+        out = run(*args)
+        assert out.returncode == 1, args
+        assert "truncated" in out.stderr and expected in out.stderr and actual in out.stderr
+        assert out.stdout == "" and "Traceback" not in out.stderr
+    # A file that was whole when imported and was cut later: the library and verify say so.
+    whole = tmp_path / "later-cut.gguf"
+    whole.write_bytes(data)
+    assert run("import", str(whole)).returncode == 0
+    whole.write_bytes(data[: len(data) // 2])
+    models = json.loads(run("models", "--json").stdout)
+    [entry] = [m for m in models if m["filename"] == "later-cut.gguf"]
+    assert entry["grade"] == "damaged" and "truncated" in entry["problem"]
+    verified = run("verify", "later-cut")
+    assert verified.returncode == 1 and "truncated" in verified.stdout

@@ -101,3 +101,31 @@ def test_directory_and_missing_path(tmp_path: Path) -> None:
         read_header(tmp_path)
     with pytest.raises(GGUFError, match="No file"):
         read_header(tmp_path / "nope.gguf")
+
+
+def test_block_sizes_are_ggmls() -> None:
+    """Where tensor data ends depends on these: they must be ggml's (the gguf package's table)."""
+    from gguf.constants import GGML_QUANT_SIZES
+
+    from localopen.core.gguf_header import TENSOR_BLOCKS
+
+    known = {t.value: size for t, size in GGML_QUANT_SIZES.items()}
+    assert {k: known[k] for k in TENSOR_BLOCKS} == TENSOR_BLOCKS
+
+
+def test_intact_header_with_tensor_data_cut_short_is_truncated(
+    tmp_path: Path, tiny_gguf: Path, gemma_path: Path
+) -> None:
+    from localopen.core.gguf_header import GGUFTruncatedError
+
+    data = tiny_gguf.read_bytes()
+    header_end = read_header(tiny_gguf).tensor_data_offset
+    for keep in (header_end + 1, len(data) // 2, len(data) - 1):  # the header is whole every time
+        cut = tmp_path / f"cut{keep}.gguf"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(GGUFTruncatedError, match="truncated") as err:
+            read_header(cut)
+        assert (err.value.expected, err.value.actual) == (len(data), keep)
+        assert f"{len(data):,}" in str(err.value) and f"{keep:,}" in str(err.value)
+    assert read_header(tiny_gguf).file_size == len(data)  # an intact file is exactly as long as it says
+    assert read_header(gemma_path).quantization == "Q4_K_M"  # and a real quantized file passes

@@ -358,3 +358,18 @@ def test_selecting_a_model_online_replaces_size_estimates_with_the_hubs(window: 
         assert hub.count(f"/api/models/{repo}") == 1
     finally:
         hub.stop()
+
+
+def test_the_library_shows_a_truncated_file_as_damaged(
+    window: MainWindow, qtbot, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    copy = tmp_path / "cut-later.gguf"
+    copy.write_bytes(tiny_gguf.read_bytes())
+    import_file(window.services.ctx.db, copy)
+    copy.write_bytes(tiny_gguf.read_bytes()[:100_000])  # an interrupted copy over the imported file
+    library = window.goto("Library")
+    with qtbot.waitSignal(library.reloaded, timeout=10000):
+        window.services.library_changed.emit()
+    assert library.table.item(0, 3).text() == "damaged"
+    usable = library.table.item(0, 4)
+    assert usable.text() == "cannot be used: damaged" and "truncated" in usable.toolTip()

@@ -81,7 +81,12 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 [
-                    {**e.model.to_dict(), "grade": e.badge, "usable_here": e.verdict.to_dict() if e.verdict else None}
+                    {
+                        **e.model.to_dict(),
+                        "grade": e.badge,
+                        "usable_here": e.verdict.to_dict() if e.verdict else None,
+                        "problem": e.problem,
+                    }
                     for e in entries
                 ],
                 indent=2,
@@ -98,6 +103,8 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
         print(
             f"{m.filename:50} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} {m.repo or m.path}"
         )
+        if e.problem:
+            print(f"    {e.problem}")
     return 0
 
 

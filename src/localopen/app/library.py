@@ -14,27 +14,29 @@ from localopen.app.context import AppContext
 from localopen.core import library as core_library
 from localopen.core import usability
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf_header import read_header
+from localopen.core.gguf_header import GGUFError, read_header
 from localopen.core.hardware import HardwareProfile
 from localopen.core.library import LibraryModel
 from localopen.core.openness import Grade, evidence_from_header, grade
 from localopen.core.verdict import Verdict
 
-_grades: dict[tuple[str, int], Grade | None] = {}  # (path, mtime_ns) -> grade: a header read once per file
+# (path, mtime_ns) -> the file's grade, or why its header cannot be trusted: read once per file version.
+_grades: dict[tuple[str, int], Grade | GGUFError] = {}
 _grades_lock = threading.Lock()
 
 
 @dataclass
 class LibraryEntry:
     model: LibraryModel
-    grade: Grade | None  # None: the file is missing or unreadable
+    grade: Grade | None  # None: the file is missing or damaged
     verdict: Verdict | None  # from what happened on this machine; None: not measured yet
+    problem: str | None = None  # why the file cannot be used (truncated, not a GGUF, ...)
 
     @property
     def badge(self) -> str:
         if self.model.missing:
             return "?"
-        return self.grade.badge if self.grade else "unreadable"
+        return self.grade.badge if self.grade else "damaged"
 
 
 def scan(ctx: AppContext) -> int:
@@ -44,27 +46,35 @@ def scan(ctx: AppContext) -> int:
 
 def grade_of(ctx: AppContext, model: LibraryModel) -> Grade | None:
     """The catalog's grade for a catalog repo, else a provisional grade from the file's own
-    metadata (the header is read once per file version)."""
+    metadata (the header is read once per file version); None for a damaged file."""
+    found = _checked_grade(ctx, model.path)
+    if isinstance(found, GGUFError):
+        return None
     entry = ctx.catalog.get(model.repo) if model.repo else None
-    if entry is not None:
-        return entry.grade
-    return grade_of_file(ctx, model.path)
+    return entry.grade if entry is not None else found
 
 
 def grade_of_file(ctx: AppContext, path: Path) -> Grade | None:
+    found = _checked_grade(ctx, path)
+    return None if isinstance(found, GGUFError) else found
+
+
+def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
+    """The file's provisional grade, or why its header cannot be trusted (a truncated file, ...)."""
     try:
         key = (str(path), path.stat().st_mtime_ns)
-    except OSError:
-        return None
+    except OSError as exc:
+        return GGUFError(f"{path.name} cannot be read: {exc.strerror or exc}.")
     with _grades_lock:
         if key in _grades:
             return _grades[key]
+    found: Grade | GGUFError
     try:
-        found: Grade | None = grade(
+        found = grade(
             evidence_from_header(read_header(path).metadata, ctx.catalog.evidence_by_repo()), provisional=True
         )
-    except LocalopenError:
-        found = None
+    except GGUFError as exc:
+        found = exc
     with _grades_lock:
         _grades[key] = found
     return found
@@ -95,10 +105,13 @@ def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | 
 def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[LibraryEntry]:
     """Every library model with grade and verdict (reads headers of new files: disk work)."""
     profile = profile or ctx.profile
-    return [
-        LibraryEntry(m, None if m.missing else grade_of(ctx, m), verdict_of(ctx, m, profile))
-        for m in core_library.list_models(ctx.db)
-    ]
+    out = []
+    for m in core_library.list_models(ctx.db):
+        checked = None if m.missing else _checked_grade(ctx, m.path)
+        problem = str(checked) if isinstance(checked, GGUFError) else None
+        usable = checked is not None and problem is None
+        out.append(LibraryEntry(m, grade_of(ctx, m) if usable else None, verdict_of(ctx, m, profile), problem))
+    return out
 
 
 def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:

@@ -111,8 +111,29 @@ TENSOR_TYPES = {
 }
 
 
+# ggml type -> (elements per block, bytes per block): where each tensor's data ends (ggml's type traits).
+TENSOR_BLOCKS = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17),
+}  # fmt: skip
+
+
 class GGUFError(LocalopenError):
     """The file is not a GGUF model this reader can trust."""
+
+
+class GGUFTruncatedError(GGUFError):
+    """The header is intact but the tensor data it describes runs past the end of the file."""
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{name} is truncated: its tensors need {expected:,} bytes but the file has {actual:,} "
+            f"({actual / expected:.0%}). It is an interrupted copy or download: download or copy it again."
+        )
+        self.expected, self.actual = expected, actual
 
 
 @dataclass
@@ -353,6 +374,8 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
                 metadata[key] = value
 
     n_params = 0
+    data_end = 0  # where the last tensor's data ends, relative to the start of the data section
+    unknown_type = False
     expert_params = 0
     tensor_types: dict[str, int] = {}
     for index in range(tensor_count):
@@ -364,7 +387,12 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
         for _ in range(n_dims):
             elements *= cur.u64(f"a dimension of tensor #{index}")
         ttype = cur.u32(f"the type of tensor #{index}")
-        cur.u64(f"the offset of tensor #{index}")
+        offset = cur.u64(f"the offset of tensor #{index}")
+        block = TENSOR_BLOCKS.get(ttype)
+        if block is None:
+            unknown_type = True  # a type this reader does not know: where its data ends is unknown
+        else:
+            data_end = max(data_end, offset + -(-elements // block[0]) * block[1])
         n_params += elements
         if "_exps" in name:
             expert_params += elements
@@ -377,6 +405,9 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     data_offset = (cur.pos + alignment - 1) // alignment * alignment
     if tensor_count and data_offset > size:
         raise GGUFError(f"The file {path.name} is truncated: it ends before its tensor data.")
+    if tensor_count and not unknown_type and data_offset + data_end > size:
+        # Every size and speed figure comes from this header: never from one whose data is missing.
+        raise GGUFTruncatedError(path.name, data_offset + data_end, size)
     return GGUFHeader(
         path=path,
         file_size=size,

@@ -203,21 +203,12 @@ def verify(conn: sqlite3.Connection, model: LibraryModel) -> VerifyResult:
     with conn:
         conn.execute("UPDATE models SET verified_at = ? WHERE path = ?", (_now(), str(model.path)))
     if not checked:
-        return VerifyResult(
-            None,
-            "No sha256 from the Hub is known for this file; its header reads cleanly."
-            if _header_ok(model.path)
-            else "The file's GGUF header is damaged.",
-        )
+        try:
+            read_header(model.path)  # also checks that its tensor data fits in the file
+        except LocalopenError as exc:
+            return VerifyResult(False, str(exc))
+        return VerifyResult(None, "No sha256 from the Hub is known for this file; its header and size check out.")
     return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
-
-
-def _header_ok(path: Path) -> bool:
-    try:
-        read_header(path)
-        return True
-    except LocalopenError:
-        return False
 
 
 def remove(conn: sqlite3.Connection, model: LibraryModel, models_dir: Path) -> str:

@@ -104,20 +104,22 @@ class LibraryView(QWidget):
             last = m.last_used or ""
             if last:
                 last = dt.datetime.fromisoformat(last).astimezone().strftime("%Y-%m-%d %H:%M")
+            usable = e.verdict.label if e.verdict else "not measured yet"
             values = [
                 m.name,
                 m.quant or "?",
                 "missing (moved or deleted)" if m.missing else human_bytes(m.size),
                 e.badge,
-                e.verdict.label if e.verdict else "not measured yet",
+                "cannot be used: damaged" if e.problem else usable,
                 last,
                 m.source,
             ]
             for c, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 item.setData(Qt.ItemDataRole.UserRole, str(m.path))
-                if m.missing:
+                if m.missing or e.problem:
                     item.setForeground(Qt.GlobalColor.red)
+                    item.setToolTip(e.problem or f"{m.path} is missing")
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.reloaded.emit()
