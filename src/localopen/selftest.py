@@ -103,7 +103,25 @@ def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
             engine.shutdown()
 
 
+def _desktop_check(lines: list[str]) -> None:
+    """Whether a real window could open here: the X11 plugin's system libraries (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    from localopen.ui.platform_check import install_advice, missing_libraries, xcb_plugin
+
+    plugin = xcb_plugin()
+    missing = missing_libraries(plugin) if plugin else []
+    if missing:
+        lines.append(
+            f"desktop: WARNING, X11 windows need missing system libraries: {', '.join(missing)}\n"
+            f"{install_advice(missing)}"
+        )
+    else:
+        lines.append("desktop: the X11 platform plugin's system libraries are present")
+
+
 def _window_check(lines: list[str]) -> None:
+    _desktop_check(lines)
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication

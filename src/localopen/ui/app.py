@@ -50,9 +50,14 @@ def run_app(argv: list[str] | None = None) -> int:
     from localopen.core.logs import setup_logging
     from localopen.core.paths import app_paths
     from localopen.ui import qt_messages
+    from localopen.ui.platform_check import platform_problem
 
     log_file = setup_logging(app_paths())
     log.info("localopen %s starting", __version__)
+    problem = platform_problem()
+    if problem is not None:  # Qt would abort without a word: say what is missing instead
+        print(problem, file=sys.stderr)
+        return 1
     qt_messages.install()
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")

@@ -1,0 +1,67 @@
+"""A first launch never fails silently: a missing display or system library is said in plain words."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import run
+from localopen.ui.platform_check import install_advice, xcb_plugin
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 platform plugin is Linux's")
+
+
+def _desktop_env(**extra: str) -> dict[str, str]:
+    """The environment of a user starting the app from a desktop (not the tests' offscreen Qt)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "DISPLAY")}
+    return {**env, **extra}
+
+
+def _plugin_missing_a_library(tmp_path: Path) -> Path:
+    """A copy of Qt's xcb plugin whose libxcb-cursor dependency cannot be found, as on a fresh Debian
+    without libxcb-cursor0 (the name is changed in place: same length, a valid ELF file)."""
+    original = xcb_plugin()
+    assert original is not None
+    data = original.read_bytes()
+    assert b"libxcb-cursor.so.0\x00" in data
+    platforms = tmp_path / "plugins" / "platforms"
+    platforms.mkdir(parents=True)
+    (platforms / "libqxcb.so").write_bytes(data.replace(b"libxcb-cursor.so.0\x00", b"libxcb-cursoX.so.0\x00"))
+    return tmp_path / "plugins"
+
+
+def test_missing_system_libraries_are_named_with_the_command_to_install_them(tmp_path: Path) -> None:
+    plugins = _plugin_missing_a_library(tmp_path)
+    qt_lib = xcb_plugin().parents[2] / "lib"  # the copy finds Qt's own libraries as the original does
+    env = _desktop_env(DISPLAY=":77", QT_PLUGIN_PATH=str(plugins), LD_LIBRARY_PATH=str(qt_lib))
+    out = run(env=env)
+    assert out.returncode == 1
+    assert "cannot open its window" in out.stderr and "libxcb-cursoX.so.0" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert "libQt6" not in out.stderr  # only what is really missing is named
+
+
+def test_install_advice_names_each_systems_packages() -> None:
+    advice = install_advice(["libxcb-cursor.so.0", "libxcb-icccm.so.4", "libEGL.so.1", "libweird.so.3"])
+    assert "sudo apt install libegl1 libxcb-cursor0 libxcb-icccm4" in advice
+    assert "sudo dnf install libglvnd-egl xcb-util-cursor xcb-util-wm" in advice
+    assert "sudo pacman -S libglvnd xcb-util-cursor xcb-util-wm" in advice
+    assert "libweird.so.3" in advice
+
+
+def test_no_display_says_what_to_do_instead() -> None:
+    out = run(env=_desktop_env())
+    assert out.returncode == 1
+    assert "no display" in out.stderr and "QT_QPA_PLATFORM=offscreen" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_the_self_test_reports_missing_desktop_libraries(tmp_path: Path) -> None:
+    plugins = _plugin_missing_a_library(tmp_path)
+    qt_lib = xcb_plugin().parents[2] / "lib"
+    env = {**os.environ, "QT_PLUGIN_PATH": str(plugins), "LD_LIBRARY_PATH": str(qt_lib)}
+    out = run("--self-test", env=env, timeout=120)
+    assert "missing system libraries: libxcb-cursoX.so.0" in out.stdout
