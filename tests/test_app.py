@@ -107,3 +107,17 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_goes_to_the_log(
     assert "Traceback" not in err
     logged = log_file.read_text()
     assert "Traceback" in logged and "RuntimeError: something nobody expected" in logged
+
+
+def test_diagnostics_for_a_bug_report_never_show_the_hub_token() -> None:
+    import os
+
+    secret = "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"
+    log_file = app_paths().logs / "localopen.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(f"2026-11-23 INFO localopen.hub: a careless line with {secret} in it\n", encoding="utf-8")
+    out = run("diagnostics", env={**os.environ, "HF_TOKEN": secret})
+    assert out.returncode == 0, out.stderr
+    assert "localopen 0.1.0" in out.stdout and "llama-cpp-python" in out.stdout and str(log_file) in out.stdout
+    assert "a careless line" in out.stdout and "[token hidden]" in out.stdout
+    assert secret not in out.stdout

@@ -65,3 +65,29 @@ def test_the_self_test_reports_missing_desktop_libraries(tmp_path: Path) -> None
     env = {**os.environ, "QT_PLUGIN_PATH": str(plugins), "LD_LIBRARY_PATH": str(qt_lib)}
     out = run("--self-test", env=env, timeout=120)
     assert "missing system libraries: libxcb-cursoX.so.0" in out.stdout
+
+
+def _debian_packages_the_plugin_needs() -> set[str]:
+    """Every Debian package behind a system library the installed xcb plugin loads (ldd, resolved)."""
+    import subprocess
+
+    from localopen.ui.platform_check import PACKAGES
+
+    plugin = xcb_plugin()
+    assert plugin is not None
+    out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, timeout=20).stdout
+    names = {line.split()[0] for line in out.splitlines() if "=>" in line}
+    return {PACKAGES[name][0] for name in names if name in PACKAGES}
+
+
+def test_readme_and_deb_name_every_library_the_window_needs() -> None:
+    root = Path(__file__).parents[1]
+    needed = _debian_packages_the_plugin_needs()
+    assert {"libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libegl1"} <= needed
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    apt_line = readme[readme.index("sudo apt install lib") :].split("```")[0]
+    control = (root / "installers" / "linux" / "control.in").read_text(encoding="utf-8")
+    depends = next(line for line in control.splitlines() if line.startswith("Depends:"))
+    for package in needed:
+        assert f" {package}" in apt_line, f"README's apt line lacks {package}"
+        assert f" {package}," in depends + ",", f"the .deb's Depends lacks {package}"

@@ -314,6 +314,19 @@ def test_the_apps_summary_is_the_page_the_cli_prints(window: MainWindow, qtbot) 
     dialog.reject()
 
 
+def test_about_shows_the_log_and_copies_diagnostics(window: MainWindow, qtbot) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    from localopen.ui.about_dialog import AboutDialog
+
+    dialog = AboutDialog(window.services, window)
+    assert str(window.services.ctx.paths.logs / "localopen.log") in dialog.findChild(QTextBrowser).toPlainText()
+    report = dialog.copy_diagnostics()
+    assert QGuiApplication.clipboard().text() == report
+    assert report.startswith("localopen ") and "Qt 6." in report and "Last 40 lines of the log" in report
+    assert dialog.copied.text() == "Diagnostics copied to the clipboard."
+
+
 def test_settings_are_saved(window: MainWindow, qtbot) -> None:
     from localopen.core.paths import load_settings
     from localopen.ui.settings_dialog import SettingsDialog

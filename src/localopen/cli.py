@@ -279,6 +279,14 @@ def cmd_summary(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- diagnostics ----------------------------------------------------------------------------
+def cmd_diagnostics(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.diagnostics import diagnostics
+
+    print(diagnostics(ctx))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from localopen.engine_cli import add_engine_commands
     from localopen.library_cli import add_library_commands
@@ -317,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="one page: which open models are usable systems here, by grade")
     p.add_argument("--html", action="store_true", help="HTML instead of Markdown")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("diagnostics", help="versions, this machine and the log's last lines, for a bug report")
+    p.set_defaults(func=cmd_diagnostics)
 
     add_engine_commands(sub)
     add_library_commands(sub)

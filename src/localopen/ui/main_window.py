@@ -71,6 +71,9 @@ class MainWindow(QMainWindow):
         summary_button = QPushButton("Usable here: summary…")
         summary_button.setAccessibleName("Summary of usable open models on this machine")
         summary_button.clicked.connect(self.show_summary)
+        about_button = QPushButton("About…")
+        about_button.setAccessibleName("About localopen, the log and diagnostics")
+        about_button.clicked.connect(self.open_about)
         settings_button = QPushButton("Settings…")
         settings_button.setAccessibleName("Settings (Ctrl+,)")
         settings_button.clicked.connect(self.open_settings)
@@ -78,6 +81,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.summary, 1)
         top.addWidget(summary_button)
         top.addWidget(settings_button)
+        top.addWidget(about_button)
         body = QWidget()
         layout = QHBoxLayout(body)
         layout.addWidget(self.sidebar)
@@ -171,6 +175,11 @@ class MainWindow(QMainWindow):
             target = self.goto("Explore").search  # type: ignore[attr-defined]
         target.setFocus()
         target.selectAll()
+
+    def open_about(self) -> None:
+        from localopen.ui.about_dialog import AboutDialog
+
+        AboutDialog(self.services, self).open()
 
     def open_settings(self) -> None:
         from localopen.ui.settings_dialog import SettingsDialog
