@@ -4,11 +4,17 @@ Routes: HEAD/GET /{repo}/resolve/{rev}/{path} (X-Repo-Commit, ETag/X-Linked-Etag
 Content-Length/X-Linked-Size, Range -> 206 + Content-Range), GET /api/models/{repo}[/revision/{rev}],
 GET /api/models/{repo}/tree/{rev}, GET /api/models?search=... . Failure modes are switches on the
 server object so tests can script a 500, a 401, corrupted bytes, a stall, or slow streaming.
+
+With use_cdn(), /resolve/ answers as the Hub does for Xet-stored files: 302 to a signed URL on a
+second host (127.0.0.2) that expires, refuses an Authorization header, and answers a range-less
+GET of a large file with 400.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -19,6 +25,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@functools.lru_cache(maxsize=64)
+def sha256_of(data: bytes) -> str:
+    """Once per file: the real Hub does not hash a file per request, and a benchmark must not pay it."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -42,6 +54,7 @@ class FakeHub:
         self.stall_after: int | None = None  # stop sending after this many body bytes (then hang)
         self.bytes_per_second: float | None = None  # throttle streaming
         self.require_token: str | None = None  # gated repos answer 401 without it
+        self.cdn: FakeCdn | None = None
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
 
@@ -75,8 +88,15 @@ class FakeHub:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
+    def use_cdn(self, ttl: float = 3600.0, rangeless_limit: int = 1 << 20) -> FakeCdn:
+        """Serve file bytes from a second host through signed URLs valid for `ttl` seconds."""
+        self.cdn = FakeCdn(self, ttl, rangeless_limit).start()
+        return self.cdn
+
     def stop(self) -> None:
         self._stop.set()
+        if self.cdn:
+            self.cdn.stop()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -156,7 +176,7 @@ class FakeHub:
             item: dict[str, Any] = {"rfilename": name}
             if with_meta:
                 item["size"] = len(data)
-                item["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                item["lfs"] = {"sha256": sha256_of(data), "size": len(data), "pointerSize": 134}
             out.append(item)
         return out
 
@@ -197,7 +217,7 @@ class FakeHub:
                 "oid": hashlib.sha1(d).hexdigest(),
                 "size": len(d),
                 "path": n,
-                "lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134},
+                "lfs": {"oid": sha256_of(d), "size": len(d), "pointerSize": 134},
             }
             for n, d in repo.files.items()
         ]
@@ -226,7 +246,7 @@ class FakeHub:
         if filename not in repo.files:
             return self._send(h, 404, b'{"error": "Entry not found"}', head, {"X-Error-Code": "EntryNotFound"})
         data = repo.files[filename]
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256_of(data)
         headers = {
             "X-Repo-Commit": COMMIT,
             "ETag": f'"{sha}"',
@@ -234,18 +254,27 @@ class FakeHub:
             "X-Linked-Size": str(len(data)),
             "Accept-Ranges": "bytes",
         }
-        start = 0
+        if self.cdn is not None:  # Xet: the bytes are elsewhere, behind a signed URL
+            headers["X-Xet-Hash"] = hashlib.sha1(data).hexdigest()  # not the sha256: never verify against it
+            headers["Location"] = self.cdn.signed_url(repo_id, filename)
+            return self._send(h, 302, b"", head, headers)
+        self.serve_bytes(h, data, head, headers)
+
+    def serve_bytes(self, h: BaseHTTPRequestHandler, data: bytes, head: bool, headers: dict[str, str]) -> None:
+        """The body of a file, honouring Range (206) and the failure switches."""
+        start, end = 0, len(data) - 1
         rng = h.headers.get("Range")
         code = 200
         if rng:
             m = re.match(r"bytes=(\d+)-(\d*)", rng)
             if m:
                 start = int(m.group(1))
+                end = min(int(m.group(2)), len(data) - 1) if m.group(2) else len(data) - 1
                 if start >= len(data):
                     return self._send(h, 416, b"", head, {"Content-Range": f"bytes */{len(data)}"})
                 code = 206
-                headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        body = data[start:]
+                headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        body = data[start : end + 1]
         self.responses.append((h.command, urlparse(h.path).path, code))
         if self.corrupt:
             body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
@@ -271,3 +300,88 @@ class FakeHub:
 
     def count(self, prefix: str = "") -> int:
         return sum(1 for _, path, _ in self.requests if path.startswith(prefix))
+
+
+class FakeCdn:
+    """The storage host a Xet-backed /resolve/ redirects to (see use_cdn)."""
+
+    SECRET = b"fake-cdn-secret"
+
+    def __init__(self, hub: FakeHub, ttl: float, rangeless_limit: int) -> None:
+        self.hub, self.ttl, self.rangeless_limit = hub, ttl, rangeless_limit
+        self.requests: list[tuple[str, dict[str, str], int]] = []  # path, headers, status
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> FakeCdn:
+        cdn = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                cdn._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _sign(self, path: str, expires: int) -> str:
+        return hmac.new(self.SECRET, f"{path}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def signed_url(self, repo: str, filename: str) -> str:
+        assert self._server is not None
+        path = f"/xet/{repo}/{filename}"
+        expires = int(time.time() + self.ttl)
+        return (
+            f"http://127.0.0.2:{self._server.server_address[1]}{path}?expires={expires}&sig={self._sign(path, expires)}"
+        )
+
+    def _refuse(self, h: BaseHTTPRequestHandler, code: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlparse(h.path)
+        query = parse_qs(url.query)
+        expires = int((query.get("expires") or ["0"])[0])
+        status = 200
+        try:
+            m = re.match(r"^/xet/(.+?/[^/]+)/(.+)$", url.path)
+            repo = self.hub.repos.get(unquote(m.group(1))) if m else None
+            data = repo.files.get(unquote(m.group(2))) if repo and m else None
+            if h.headers.get("Authorization"):
+                status = 400  # a presigned URL takes no other credentials (and must never see the token)
+                return self._refuse(h, status, "Only one auth mechanism allowed")
+            if not hmac.compare_digest(self._sign(url.path, expires), (query.get("sig") or [""])[0]):
+                status = 403
+                return self._refuse(h, status, "Signature does not match")
+            if time.time() > expires:
+                status = 403
+                return self._refuse(h, status, "Request has expired")
+            if data is None:
+                status = 404
+                return self._refuse(h, status, "Not found")
+            if not h.headers.get("Range") and len(data) > self.rangeless_limit:
+                status = 400
+                return self._refuse(h, status, "Range required for large objects")
+            status = 206 if h.headers.get("Range") else 200
+            self.requests.append((url.path, dict(h.headers), status))  # before the body: the client may finish first
+            self.hub.serve_bytes(h, data, False, {"Accept-Ranges": "bytes"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            if status not in (200, 206):
+                self.requests.append((url.path, dict(h.headers), status))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -187,8 +188,9 @@ def test_download_killed_mid_way_resumes_from_part(hub: FakeHub, tmp_path: Path)
     final = Path(out.stdout.strip())
     assert final.read_bytes() == hub.repos[REPO].files["big-Q6_K.gguf"]
     last_range = [h.get("Range") for m, p, h in hub.requests if p.endswith("big-Q6_K.gguf") and m == "GET"][-1]
-    assert int(last_range.split("=")[1].rstrip("-")) >= kept - (1 << 20)  # from the .part offset (less one chunk)
-    assert int(last_range.split("=")[1].rstrip("-")) > 0
+    first, last = (int(x) for x in last_range.split("=")[1].split("-"))
+    assert first >= kept - (1 << 20) and first > 0  # from the .part offset (less one chunk)
+    assert last == len(hub.repos[REPO].files["big-Q6_K.gguf"]) - 1  # a bounded range, as the CDN wants
 
 
 def test_disk_too_small_is_refused_before_downloading(
@@ -315,3 +317,65 @@ def test_queue_runs_a_few_at_a_time_with_pause_resume_cancel(hub: FakeHub, tmp_p
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("signals differ on Windows")
+
+
+# --- downloads the way the Hub serves GGUF files now: Xet storage behind signed CDN URLs -------------
+def _cdn_ranges(cdn) -> list[tuple[int, int]]:
+    """(first, last) byte of every range the CDN served."""
+    out = []
+    for _path, headers, status in cdn.requests:
+        if status == 206:
+            first, last = headers["Range"].split("=")[1].split("-")
+            out.append((int(first), int(last)))
+    return out
+
+
+def test_a_redirect_to_the_cdn_never_carries_the_token(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cdn = hub.use_cdn()
+    hub.require_token = "right-token"
+    monkeypatch.setenv("HF_TOKEN", "right-token")
+    remote = remote_for(hub, "g-Q4_K_M.gguf", "meta/Gated-GGUF")
+    final = download(remote, tmp_path / "g.gguf", request_span=64 * 1024)
+    assert final.read_bytes() == hub.repos["meta/Gated-GGUF"].files["g-Q4_K_M.gguf"]
+    resolves = [h for m, p, h in hub.requests if "/resolve/" in p]
+    assert resolves and all(h.get("Authorization") == "Bearer right-token" for h in resolves)
+    assert cdn.requests and all("Authorization" not in headers for _p, headers, _s in cdn.requests)
+    assert all(re.fullmatch(r"bytes=\d+-\d+", headers["Range"]) for _p, headers, _s in cdn.requests)
+    spans = _cdn_ranges(cdn)
+    assert len(spans) > 1 and spans[0][0] == 0 and spans[-1][1] == remote.size - 1
+    assert len(resolves) == 1  # the signed URL is reused while it is valid
+
+
+def test_an_expired_signature_is_resolved_again_and_the_download_continues(hub: FakeHub, tmp_path: Path) -> None:
+    cdn = hub.use_cdn(ttl=2)
+    hub.bytes_per_second = 768 * 1024  # 3 MiB take ~4 s: the signed URL expires on the way
+    remote = remote_for(hub, "big-Q6_K.gguf")
+    final = download(remote, tmp_path / "big.gguf", request_span=256 * 1024, backoff=0)
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == remote.sha256  # the API's sha256, not X-Xet-Hash
+    assert any(status == 403 for _p, _h, status in cdn.requests)  # the CDN refused an expired URL ...
+    assert hub.count(f"/{REPO}/resolve") >= 2  # ... and the Hub gave a fresh one
+    spans = _cdn_ranges(cdn)
+    covered = [b for first, last in spans for b in (first, last)]
+    assert sorted(spans) == spans and covered[0] == 0 and covered[-1] == remote.size - 1
+    assert all(spans[i][0] == spans[i - 1][1] + 1 for i in range(1, len(spans)))  # each byte fetched once
+
+
+def test_the_fake_cdn_refuses_what_the_real_one_refuses(hub: FakeHub) -> None:
+    """The test double must be strict: a range-less GET of a large file and a token are refused."""
+    import urllib.error
+    import urllib.request
+
+    cdn = hub.use_cdn()
+    url = cdn.signed_url(REPO, "big-Q6_K.gguf")
+    with pytest.raises(urllib.error.HTTPError) as rangeless:
+        urllib.request.urlopen(url, timeout=10)
+    assert rangeless.value.code == 400
+    with pytest.raises(urllib.error.HTTPError) as with_token:
+        urllib.request.urlopen(
+            urllib.request.Request(url, headers={"Range": "bytes=0-9", "Authorization": "Bearer x"}), timeout=10
+        )
+    assert with_token.value.code == 400
+    ok = urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=0-9"}), timeout=10)
+    assert ok.status == 206 and ok.read() == hub.repos[REPO].files["big-Q6_K.gguf"][:10]

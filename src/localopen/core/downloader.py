@@ -29,6 +29,11 @@ from localopen.core.hub import RemoteFile, endpoint, explain_http, token
 log = logging.getLogger("localopen.downloads")
 
 CHUNK = 1 << 20
+# Bytes asked for per request. The Hub serves GGUF files from Xet storage: /resolve/ answers 302
+# to a signed CDN URL that takes Range requests and expires after about an hour, and a
+# range-less GET of a very large file has been seen to fail with 400. Bounded ranges also mean
+# an expired signature costs at most one span before the URL is resolved again.
+REQUEST_SPAN = 64 * 2**20
 MARGIN_BYTES = 200 * 2**20  # keep this much free beyond the file
 
 
@@ -50,6 +55,10 @@ class Paused(DownloadError):
 
 class _Transient(Exception):
     pass
+
+
+class _Expired(Exception):
+    """The signed CDN URL was refused (its signature expired): resolve it again and continue."""
 
 
 @dataclass
@@ -122,6 +131,7 @@ def download(
     retries: int = 5,
     backoff: float = 1.0,
     free_space_check: Callable[[Path, int], None] = check_disk_space,
+    request_span: int = REQUEST_SPAN,
 ) -> Path:
     """Fetch `remote` into `final`, resuming any earlier .part; returns `final` once verified."""
     if remote.size is None or not remote.sha256:
@@ -149,7 +159,7 @@ def download(
     attempt = 0
     while True:
         try:
-            _fetch(remote, part, on_progress, should_stop, timeout, hashed)
+            _fetch(remote, part, on_progress, should_stop, timeout, hashed, request_span)
             break
         except _Transient as exc:
             attempt += 1
@@ -195,55 +205,76 @@ def _fetch(
     should_stop: Callable[[], bool] | None,
     timeout: float,
     hashed: _RunningHash,
+    request_span: int,
 ) -> None:
+    """Append the missing bytes to `part`, one bounded Range request at a time."""
     size = remote.size
     assert size is not None  # download() refuses a file without a known size
     offset = part.stat().st_size if part.exists() else 0
-    if offset >= size:
-        return
-    request = urllib.request.Request(
-        resolve_url(remote), headers={"Range": f"bytes={offset}-", "User-Agent": "localopen"}
-    )
+    hashed.catch_up(part, offset)
+    signed_url: str | None = None  # where /resolve/ sent us: reused until it is refused
+    start, last_report, started_at = offset, 0.0, time.monotonic()
+    while offset < size:
+        end = min(offset + request_span, size) - 1
+        try:
+            signed_url, response = _open_range(remote, signed_url, offset, end, timeout)
+        except _Expired:
+            log.info("Signed URL for %s refused at byte %d: resolving again", remote.filename, offset)
+            signed_url, response = _open_range(remote, None, offset, end, timeout)
+        if response is None:
+            return  # 416: nothing left to fetch; verification decides
+        with response:
+            if response.status == 200:
+                if offset:  # the server ignored the range: start over rather than append garbage
+                    part.write_bytes(b"")
+                    hashed.catch_up(part, 0)
+                    offset = start = 0
+                end = size - 1
+            with part.open("ab" if offset else "wb") as out:
+                while offset <= end:
+                    if should_stop and should_stop():
+                        raise Paused(f"Paused {remote.filename} at {offset} of {size} bytes.")
+                    try:
+                        block = response.read(min(CHUNK, end + 1 - offset))
+                    except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                        raise _Transient(f"connection lost after {offset} bytes: {exc}") from exc
+                    if not block:
+                        raise _Transient(f"the connection closed after {offset} of {size} bytes")
+                    out.write(block)
+                    hashed.update(block)
+                    offset += len(block)
+                    now = time.monotonic()
+                    if on_progress and (now - last_report > 0.2 or offset >= size):
+                        last_report = now
+                        on_progress(Progress(offset, size, (offset - start) / max(now - started_at, 1e-6)))
+
+
+def _open_range(
+    remote: RemoteFile, signed_url: str | None, first: int, last: int, timeout: float
+) -> tuple[str | None, http.client.HTTPResponse | None]:
+    """Open bytes first..last: through /resolve/ (with the token; a redirect to another host drops
+    it) when no signed URL is known yet, else from the signed URL (never with the token).
+    Returns the URL to reuse and the response (None: the range is past the end)."""
+    url = signed_url or resolve_url(remote)
+    request = urllib.request.Request(url, headers={"Range": f"bytes={first}-{last}", "User-Agent": "localopen"})
     tok = token()
-    if tok:
+    if tok and signed_url is None:
         request.add_header("Authorization", f"Bearer {tok}")
     try:
         response = _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:
-            return  # nothing left to fetch: verification decides
+        if exc.code == 416 and first:
+            return signed_url, None
+        if signed_url is not None and exc.code in (400, 401, 403, 410):
+            raise _Expired() from exc  # a signed URL past its time: the Hub gives a fresh one
         if exc.code >= 500 or exc.code == 429:
             raise _Transient(f"HTTP {exc.code}") from exc
         raise explain_http(exc.code, remote.repo, remote.filename, exc.headers.get("X-Error-Code")) from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(str(getattr(exc, "reason", exc))) from exc
-    with response:
-        if response.status == 200 and offset:
-            offset = 0  # the server ignored the range: start over rather than append garbage
-            part.write_bytes(b"")
-        hashed.catch_up(part, offset)
-        mode = "ab" if offset else "wb"
-        done, start, last_report = offset, time.monotonic(), 0.0
-        with part.open(mode) as out:
-            while True:
-                if should_stop and should_stop():
-                    raise Paused(f"Paused {remote.filename} at {done} of {size} bytes.")
-                try:
-                    block = response.read(CHUNK)
-                except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-                    raise _Transient(f"connection lost after {done} bytes: {exc}") from exc
-                if not block:
-                    break
-                out.write(block)
-                hashed.update(block)
-                done += len(block)
-                now = time.monotonic()
-                if on_progress and (now - last_report > 0.2 or done >= size):
-                    last_report = now
-                    speed = (done - offset) / max(now - start, 1e-6)
-                    on_progress(Progress(done, size, speed))
-        if done < size:
-            raise _Transient(f"the connection closed after {done} of {size} bytes")
+    final_url = response.geturl()
+    redirected = urllib.parse.urlparse(final_url).netloc != urllib.parse.urlparse(url).netloc
+    return (final_url if redirected else signed_url), response
 
 
 def _verify_and_install(remote: RemoteFile, part: Path, sidecar: Path, final: Path, actual: str) -> Path:
