@@ -114,10 +114,7 @@ def main() -> int:
     for name, worst in stats["worst"].items():
         if name != "idle":
             print(f"  {name:16} {worst:5d} ms")
-    sys.stdout.flush()
-    # Leave without the interpreter's final garbage collection: tearing down Qt objects that
-    # were never run under app.exec() in arbitrary order can crash shiboken (seen here).
-    os._exit(0)
+    return 0
 
 
 if __name__ == "__main__":

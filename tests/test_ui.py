@@ -386,3 +386,24 @@ def test_the_library_shows_a_truncated_file_as_damaged(
     assert library.table.item(0, 3).text() == "damaged"
     usable = library.table.item(0, 4)
     assert usable.text() == "cannot be used: damaged" and "truncated" in usable.toolTip()
+
+
+def test_quitting_leaves_no_engine_process(qtbot, tmp_path: Path, tiny_gguf: Path) -> None:
+    import psutil
+
+    def engines() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    window = MainWindow(Services())
+    qtbot.addWidget(window)
+    window.show()
+    chat = _chat_with(window, tiny_gguf)
+    chat.max_tokens.setValue(4)
+    chat.input.setPlainText("hi")
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000):
+        chat.send()
+    assert engines()  # the chat's engine runs
+    window.close()
+    qtbot.waitUntil(lambda: not engines(), timeout=10000)
