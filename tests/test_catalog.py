@@ -82,3 +82,24 @@ def test_unreadable_catalog(tmp_path: Path) -> None:
         load_catalog(bad)
     with pytest.raises(CatalogError, match="Cannot read"):
         load_catalog(tmp_path / "missing.json")
+
+
+def test_a_quantization_pattern_matches_only_that_quantization() -> None:
+    """*Q6_K*.gguf used to take Q6_K_L's size (listed first), and *F16* took BF16's."""
+    from localopen.core.catalog import load_catalog
+
+    repo = "bartowski/OLMo-2-1124-13B-Instruct-GGUF"
+    files = [
+        ("OLMo-2-1124-13B-Instruct-Q6_K_L.gguf", 12_000_000_000, "aa" * 32),
+        ("OLMo-2-1124-13B-Instruct-Q6_K.gguf", 11_000_000_000, "bb" * 32),
+    ]
+    entry = load_catalog(files_by_repo={repo: files}).get("olmo-2-1124-13b-instruct")
+    q6 = next(q for q in entry.quants if q.type == "Q6_K")
+    assert (q6.size_bytes, q6.sha256, q6.size_is_estimate) == (11_000_000_000, "bb" * 32, False)
+
+
+def test_non_commercial_creative_commons_licences_carry_their_flags() -> None:
+    from localopen.core.catalog import load_catalog
+
+    command_r = load_catalog().get("command-r7b-12-2024")
+    assert command_r.grade.letter == "E" and "noncommercial" in command_r.grade.flags

@@ -379,3 +379,9 @@ def test_the_fake_cdn_refuses_what_the_real_one_refuses(hub: FakeHub) -> None:
     assert with_token.value.code == 400
     ok = urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=0-9"}), timeout=10)
     assert ok.status == 206 and ok.read() == hub.repos[REPO].files["big-Q6_K.gguf"][:10]
+
+
+def test_a_catalog_pattern_downloads_exactly_its_quantization() -> None:
+    files = [RemoteFile("r/x", n, 10, "ab" * 32) for n in ("m-Q6_K_L.gguf", "m-Q6_K.gguf", "m-BF16.gguf", "m-F16.gguf")]
+    assert [f.filename for f in choose_files(files, pattern="*Q6_K*.gguf")] == ["m-Q6_K.gguf"]
+    assert [f.filename for f in choose_files(files, pattern="*F16*.gguf")] == ["m-F16.gguf"]

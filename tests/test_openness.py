@@ -137,3 +137,12 @@ def test_card_weak_hints_cap_transparency() -> None:
 def test_card_unknown_licence_is_unrated() -> None:
     g = grade(evidence_from_card(card("other", name="acme-license")), provisional=True)
     assert g.letter == "?"
+
+
+def test_creative_commons_nc_and_nd_flags() -> None:
+    from localopen.core.licenses import flags_of
+
+    assert flags_of("cc-by-nc-4.0") == {"noncommercial"}
+    assert flags_of("cc-by-nc-nd-4.0") == {"noncommercial", "no_derivatives"}
+    assert flags_of("cc-by-nd-4.0") == {"no_derivatives"}
+    assert flags_of("cc-by-4.0") == set() and flags_of("cc-by-sa-4.0") == set()

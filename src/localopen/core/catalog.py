@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core.errors import LocalopenError
+from localopen.core.hub import matches_quant
 from localopen.core.openness import Evidence, Grade, LicenseSource, grade
 from localopen.core.quant import estimate_file_bytes
 
@@ -291,15 +292,13 @@ def exact_from_hub(
     models: list[dict[str, Any]], files_by_repo: dict[str, list[tuple[str, int, str | None]]]
 ) -> dict[str, dict]:
     """Exact sizes for catalog quantizations from cached Hub file lists (split parts summed)."""
-    import fnmatch
-
     out: dict[str, dict] = {}
     for raw in models:
         files = files_by_repo.get(raw["gguf_repo"])
         if not files:
             continue
         for q in raw["quants"]:
-            hits = [f for f in files if fnmatch.fnmatch(f[0].lower(), q["pattern"].lower())]
+            hits = [f for f in files if matches_quant(f[0], q["pattern"])]
             if not hits:
                 continue
             split = [f for f in hits if "-of-" in f[0]]

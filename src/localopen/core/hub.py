@@ -11,6 +11,7 @@ exist, so a 401 without "GatedRepo" means "not found, or private", never "gated"
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
@@ -55,6 +56,15 @@ class RemoteFile:
     @property
     def quant(self) -> str | None:
         return quant_of(self.filename)
+
+
+def matches_quant(filename: str, pattern: str) -> bool:
+    """A file matches a catalog pattern such as *Q6_K*.gguf only with exactly that quantization:
+    not Q6_K_L, and *F16* never BF16."""
+    if not fnmatch.fnmatch(filename.lower(), pattern.lower()):
+        return False
+    wanted = quant_of(pattern.replace("*", "-"))
+    return wanted is None or quant_of(filename) == wanted
 
 
 def quant_of(filename: str) -> str | None:

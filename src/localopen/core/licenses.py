@@ -159,4 +159,9 @@ def rights_of(key: str) -> Rights:
 
 
 def flags_of(key: str) -> set[str]:
-    return set(LICENSE_FLAGS.get(key, set()))
+    flags = set(LICENSE_FLAGS.get(key, set()))
+    if key.startswith("cc-by-nc"):  # the whole Creative Commons NonCommercial family
+        flags.add("noncommercial")
+    if key.startswith("cc-by") and "-nd" in key:  # NoDerivatives, alone or with NC
+        flags.add("no_derivatives")
+    return flags

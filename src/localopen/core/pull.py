@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from localopen.core.downloader import Progress, check_disk_space, download
 from localopen.core.errors import LocalopenError
-from localopen.core.hub import SPLIT_RE, Hub, RemoteFile
+from localopen.core.hub import SPLIT_RE, Hub, RemoteFile, matches_quant
 from localopen.core.library import add_downloaded, record_hub_files
 
 DEFAULT_QUANT = "Q4_K_M"
@@ -27,7 +26,7 @@ def choose_files(
         if not picked:
             raise LocalopenError(f"No file {filename} here. GGUF files: " + ", ".join(f.filename for f in ggufs[:12]))
     elif pattern:
-        picked = [f for f in ggufs if fnmatch.fnmatch(f.filename.lower(), pattern.lower())]
+        picked = [f for f in ggufs if matches_quant(f.filename, pattern)]
     else:
         want = (quant or DEFAULT_QUANT).upper()
         picked = [f for f in ggufs if f.quant == want]
