@@ -125,3 +125,16 @@ def test_a_truncated_model_is_reported_with_both_sizes_everywhere(tmp_path: Path
     assert entry["grade"] == "damaged" and "truncated" in entry["problem"]
     verified = run("verify", "later-cut")
     assert verified.returncode == 1 and "truncated" in verified.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`localopen catalog | head -3`: no 'unexpected error', no traceback."""
+    import subprocess
+
+    from cli_helpers import exe
+
+    proc = subprocess.Popen([*exe(), "catalog"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first line (the table fits in a pipe's buffer)
+    _, err = proc.communicate(timeout=60)
+    assert err.decode() == "" and proc.returncode in (0, 141)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -351,6 +352,11 @@ def run_cli(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("\nlocalopen: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`localopen catalog | head`): end quietly, as Unix tools do. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message and the log, no traceback
         log.exception("Unexpected error in `localopen %s`", args.command)
         where = f" Details are in {log_file}." if log_file else ""
