@@ -103,3 +103,20 @@ def test_non_commercial_creative_commons_licences_carry_their_flags() -> None:
 
     command_r = load_catalog().get("command-r7b-12-2024")
     assert command_r.grade.letter == "E" and "noncommercial" in command_r.grade.flags
+
+
+def test_catalog_audit_guards() -> None:
+    """Every recommended file is a sensible download (at most twice the Q4_K_M estimate; Gemma 2 2B
+    recommended 10.4 GB of F32), and every MOF or OSAI figure says which model it was read for."""
+    from localopen.core.catalog import load_catalog
+    from localopen.core.quant import estimate_file_bytes
+
+    problems = []
+    for m in load_catalog().models:
+        q4 = estimate_file_bytes(m.n_params, "Q4_K_M")
+        if (m.recommended.size_bytes or 0) > 2 * q4:
+            problems.append(f"{m.id}: recommends {m.recommended.type}")
+        for name, badge in (("mof", m.mof), ("osai", m.osai)):
+            if badge and not (badge.get("scope") and badge.get("source")):
+                problems.append(f"{m.id}: {name} figure without scope or source")
+    assert problems == []
