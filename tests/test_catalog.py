@@ -120,3 +120,13 @@ def test_catalog_audit_guards() -> None:
             if badge and not (badge.get("scope") and badge.get("source")):
                 problems.append(f"{m.id}: {name} figure without scope or source")
     assert problems == []
+
+
+def test_gemma3_sliding_window_layers_follow_the_every_sixth_rule() -> None:
+    """The catalog's count must agree with the rule the GGUF path applies to Gemma 3 headers."""
+    from localopen.core.catalog import load_catalog
+
+    for m in load_catalog().models:
+        arch = m.arch or {}
+        if m.family == "Gemma 3" and arch.get("sliding_window"):
+            assert arch["n_swa_layers"] == arch["n_layers"] - arch["n_layers"] // 6, m.id
