@@ -11,16 +11,17 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localopen import __version__
-from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 
-Handler = Callable[[AppContext, argparse.Namespace], int]
+if TYPE_CHECKING:
+    from localopen.app.context import AppContext
+
 log = logging.getLogger("localopen.cli")
 
 
@@ -336,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_cli(argv: list[str]) -> int:
+    from localopen.app.context import AppContext
     from localopen.core.logs import setup_logging
     from localopen.core.paths import app_paths
 

@@ -9,15 +9,16 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from localopen.app.chat import ChatSession
-from localopen.app.context import AppContext
-from localopen.app.library import resolve_model
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.records import AnswerStats, BenchResult, LoadInfo
-from localopen.engine.client import EngineError
 from localopen.engine.protocol import BenchParams, LoadOptions, SamplingParams
+
+if TYPE_CHECKING:  # the engine client and sessions load only for the commands that run a model
+    from localopen.app.chat import ChatSession
+    from localopen.app.context import AppContext
 
 
 def _load_options(args: argparse.Namespace) -> LoadOptions:
@@ -98,6 +99,10 @@ def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
 
 
 def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.chat import ChatSession
+    from localopen.app.library import resolve_model
+    from localopen.engine.client import EngineError
+
     path = resolve_model(ctx, args.model)
     session = ChatSession(ctx)
     try:
@@ -150,6 +155,7 @@ def _print_stats(stats: AnswerStats) -> None:
 
 def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun
+    from localopen.app.library import resolve_model
 
     ctx.read_profile()  # the bandwidth bound saved with each result needs this machine's profile
     paths = [resolve_model(ctx, name) for name in args.models]

@@ -7,11 +7,14 @@ import json
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from localopen.app.context import AppContext
-from localopen.core.downloader import Progress
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
+
+if TYPE_CHECKING:
+    from localopen.app.context import AppContext
+    from localopen.core.downloader import Progress
 
 
 class _Bar:
