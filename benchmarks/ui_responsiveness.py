@@ -84,7 +84,7 @@ def main() -> int:
     chat.conversation.settings["template"] = "gemma"
     phase("model load")
     chat.load_model()
-    wait(lambda: chat.loaded_info is not None)
+    wait(lambda: chat.session.loaded is not None)
     phase("streaming chat")
     chat.max_tokens.setValue(256)
     chat.input.setPlainText("Tell me about open-source language models.")

@@ -100,7 +100,7 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.catalog_rows import catalog_rows, file_row, quant_rows
+    from localopen.app.catalog_rows import catalog_row, file_row, quant_rows
 
     profile = ctx.read_profile()
     target = args.model
@@ -112,7 +112,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     if entry is not None:
         g = entry.grade
         quants = quant_rows(ctx, entry, profile, args.ctx)
-        row = next(r for r in catalog_rows(ctx, profile, args.ctx) if r.model is entry)
+        row = catalog_row(ctx, entry, profile, args.ctx)
         if args.json:
             print_json(
                 {

@@ -19,9 +19,8 @@ from localopen.core import results as results_db
 from localopen.core import verdict as verdicts
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import ModelShape, decode_bound
-from localopen.core.gguf_header import read_header
 from localopen.core.hashing import cached_sha256
-from localopen.core.library import parts_of
+from localopen.core.library import read_part_headers
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.engine.client import Engine, EngineError
 from localopen.engine.protocol import BenchDone, BenchParams, BenchProgress, LoadOptions
@@ -64,31 +63,16 @@ class BenchmarkSession:
             engine.kill()
 
     def run_all(
-        self,
-        paths: list[Path],
-        options: LoadOptions,
-        params: BenchParams,
-        on_progress: Progress | None = None,
-        on_model_done: Callable[[BenchRun], None] | None = None,
-        on_model_failed: Callable[[Path, LocalopenError], None] | None = None,
+        self, paths: list[Path], options: LoadOptions, params: BenchParams, on_progress: Progress | None = None
     ) -> list[BenchRun]:
-        """Every model in turn; one that fails is reported and the next one runs."""
+        """Every model in turn, until one is stopped; a failure ends the run (its message says why)."""
         self._stopped.clear()
-        runs = []
+        runs: list[BenchRun] = []
         for path in paths:
             if self._stopped.is_set():
                 break
-            try:
-                run = self.run(path, options, params, on_progress, reset_stop=False)
-            except LocalopenError as exc:
-                if on_model_failed is None:
-                    raise
-                on_model_failed(path, exc)
-                continue
-            runs.append(run)
-            if on_model_done is not None:
-                on_model_done(run)
-            if run.aborted:
+            runs.append(self.run(path, options, params, on_progress, reset_stop=False))
+            if runs[-1].aborted:
                 break
         return runs
 
@@ -140,9 +124,8 @@ class BenchmarkSession:
         bound for it) and about this machine."""
         ctx = self.ctx
         profile = ctx.profile
-        header = read_header(run.path)
-        parts = parts_of(run.path)
-        total_bytes = sum(read_header(p).tensor_bytes for p in parts[1:]) + header.tensor_bytes
+        headers = read_part_headers(run.path)
+        header, total_bytes = headers[0], sum(h.tensor_bytes for h in headers)
         grade = library.grade_of_path(ctx, run.path)
         bound = decode_bound(ModelShape.from_header(header, total_bytes), profile.bandwidth_gbs if profile else None)
         sha256 = cached_sha256(ctx.db, run.path)

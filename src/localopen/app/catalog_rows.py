@@ -16,9 +16,9 @@ from localopen.core import library as core_library
 from localopen.core import verdict as verdicts
 from localopen.core.catalog import CatalogModel, Quant
 from localopen.core.fit import FitVerdict
-from localopen.core.gguf_header import GGUFHeader, read_header
+from localopen.core.gguf_header import GGUFHeader
 from localopen.core.hardware import HardwareProfile
-from localopen.core.library import LibraryModel, parts_of
+from localopen.core.library import LibraryModel, read_part_headers
 from localopen.core.model_fit import catalog_fit, file_fit
 from localopen.core.openness import Evidence, Grade, evidence_from_header, grade
 
@@ -78,16 +78,23 @@ def quant_rows(
     return [QuantRow(q, catalog_fit(model, profile, q, ctx_size) if profile else None) for q in model.quants]
 
 
-def catalog_rows(ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> list[CatalogRow]:
+def catalog_row(
+    ctx: AppContext,
+    model: CatalogModel,
+    profile: HardwareProfile | None = None,
+    n_ctx: int | None = None,
+    installed: dict[str, LibraryModel] | None = None,
+) -> CatalogRow:
     profile = profile or ctx.profile
-    ctx_size = context_size(ctx, n_ctx)
+    installed = library.installed_by_repo(ctx) if installed is None else installed
+    fit = catalog_fit(model, profile, n_ctx=context_size(ctx, n_ctx)) if profile else None
+    here = installed.get(model.gguf_repo)
+    return CatalogRow(model, model.recommended, fit, usable_here(ctx, fit, here, profile), here)
+
+
+def catalog_rows(ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> list[CatalogRow]:
     installed = library.installed_by_repo(ctx)
-    rows = []
-    for m in ctx.catalog.models:
-        fit = catalog_fit(m, profile, n_ctx=ctx_size) if profile else None
-        here = installed.get(m.gguf_repo)
-        rows.append(CatalogRow(m, m.recommended, fit, usable_here(ctx, fit, here, profile), here))
-    return rows
+    return [catalog_row(ctx, m, profile, n_ctx, installed) for m in ctx.catalog.models]
 
 
 def machine_line(rows: list[CatalogRow]) -> MachineLine:
@@ -112,9 +119,8 @@ class FileRow:
 def file_row(ctx: AppContext, path: Path, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> FileRow:
     """Raises GGUFError in plain words for a file that is not a readable GGUF."""
     profile = profile or ctx.profile
-    header = read_header(path)
-    parts = parts_of(path)
-    total = header.tensor_bytes + sum(read_header(p).tensor_bytes for p in parts[1:] if p.exists())
+    headers = read_part_headers(path)
+    header, total = headers[0], sum(h.tensor_bytes for h in headers)
     evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
     fit = file_fit(header, profile, context_size(ctx, n_ctx), total) if profile else None
     installed = core_library.get(ctx.db, str(path.resolve()))

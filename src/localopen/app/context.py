@@ -32,7 +32,8 @@ class AppContext:
         self._lock = threading.Lock()
         self._catalog: Catalog | None = None
         self._profile: HardwareProfile | None = None
-        connect(self.paths.database).close()  # create or migrate now: a broken database fails early, clearly
+        # This thread's connection, made now: a database that cannot be opened or migrated fails early, clearly.
+        self._local.conn = connect(self.paths.database)
 
     # -- storage ----------------------------------------------------------------------------------
     @property

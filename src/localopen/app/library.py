@@ -44,19 +44,10 @@ def scan(ctx: AppContext) -> int:
     return core_library.scan(ctx.db, ctx.models_dir)
 
 
-def grade_of(ctx: AppContext, model: LibraryModel) -> Grade | None:
-    """The catalog's grade for a catalog repo, else a provisional grade from the file's own
-    metadata (the header is read once per file version); None for a damaged file."""
-    found = _checked_grade(ctx, model.path)
-    if isinstance(found, GGUFError):
-        return None
+def _catalog_grade(ctx: AppContext, model: LibraryModel) -> Grade | None:
+    """A file downloaded from a catalog repo has the catalog's (curated) grade."""
     entry = ctx.catalog.get(model.repo) if model.repo else None
-    return entry.grade if entry is not None else found
-
-
-def grade_of_file(ctx: AppContext, path: Path) -> Grade | None:
-    found = _checked_grade(ctx, path)
-    return None if isinstance(found, GGUFError) else found
+    return entry.grade if entry is not None else None
 
 
 def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
@@ -81,9 +72,13 @@ def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
 
 
 def grade_of_path(ctx: AppContext, path: Path) -> Grade | None:
-    """The grade of a file, through its library record when it has one (a catalog repo's grade)."""
+    """The grade of a file: the catalog's for a catalog repo, else a provisional one from its own
+    metadata; None for a damaged file."""
+    checked = _checked_grade(ctx, path)
+    if isinstance(checked, GGUFError):
+        return None
     model = core_library.get(ctx.db, str(path))
-    return grade_of(ctx, model) if model is not None else grade_of_file(ctx, path)
+    return (_catalog_grade(ctx, model) if model is not None else None) or checked
 
 
 def note_load(ctx: AppContext, path: Path | str, error: LocalopenError | None) -> None:
@@ -108,9 +103,11 @@ def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[Lib
     out = []
     for m in core_library.list_models(ctx.db):
         checked = None if m.missing else _checked_grade(ctx, m.path)
-        problem = str(checked) if isinstance(checked, GGUFError) else None
-        usable = checked is not None and problem is None
-        out.append(LibraryEntry(m, grade_of(ctx, m) if usable else None, verdict_of(ctx, m, profile), problem))
+        if checked is None or isinstance(checked, GGUFError):
+            grade_here, problem = None, (str(checked) if checked is not None else None)
+        else:
+            grade_here, problem = _catalog_grade(ctx, m) or checked, None
+        out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem))
     return out
 
 

@@ -57,7 +57,8 @@ def to_csv(results: Sequence[BenchResult]) -> str:
 def to_json(results: Sequence[BenchResult]) -> str:
     """llama-bench's JSON field names, then localopen's, then the saved id."""
     fields = [*LLAMA_BENCH_FIELDS, *LOCALOPEN_FIELDS, "id"]
-    return json.dumps([{k: r.to_dict()[k] for k in fields} for r in results], indent=2)
+    records = [r.to_dict() for r in results]
+    return json.dumps([{k: d[k] for k in fields} for d in records], indent=2)
 
 
 FORMATS = {"md": to_markdown, "table": to_table, "csv": to_csv, "json": to_json}

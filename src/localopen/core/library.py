@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf_header import read_header
+from localopen.core.gguf_header import GGUFHeader, read_header
 from localopen.core.hashing import cached_sha256
 from localopen.core.hub import SPLIT_RE, RemoteFile, quant_of
 
@@ -174,6 +174,12 @@ def parts_of(path: Path) -> list[Path]:
         return [path]
     stem, total = path.name[: m.start()], int(m.group(2))
     return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+
+
+def read_part_headers(path: Path) -> list[GGUFHeader]:
+    """The headers of every present part of a (split) model, first part first: weights and
+    parameters are their sums. The first part is always read (a missing one is a clear error)."""
+    return [read_header(p) for p in parts_of(path) if p == path or p.exists()]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import logging
 import multiprocessing as mp
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from localopen.core.errors import LocalopenError
@@ -211,7 +211,7 @@ class Engine:
         messages: list[dict[str, str]],
         sampling: SamplingParams | None = None,
         template: str | None = None,
-        on_token: Any = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> AnswerStats:
         """Stream one answer, calling on_token(text) per piece; returns its stats."""
         for event in self.chat(messages, sampling, template):

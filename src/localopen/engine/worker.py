@@ -21,8 +21,8 @@ import psutil
 from localopen.core import chat_template
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import ModelShape, estimate_memory, human_bytes
-from localopen.core.gguf_header import GGUFHeader, read_header
-from localopen.core.library import parts_of
+from localopen.core.gguf_header import GGUFHeader
+from localopen.core.library import parts_of, read_part_headers
 from localopen.core.records import AnswerStats, LoadInfo, MemoryFigures
 from localopen.engine import llama_log
 from localopen.engine.bench_runner import run_bench
@@ -171,15 +171,15 @@ class Worker:
 
         self._unload()
         path = Path(request.path).expanduser()
-        header = read_header(path)  # clear errors for missing, folder, not-GGUF, truncated header
+        # Clear errors for a missing file, a folder, not a GGUF, a truncated one; each part has its own header.
+        part_headers = read_part_headers(path)
+        header = part_headers[0]
         parts = parts_of(path)
         missing = [p.name for p in parts if not p.exists()]
         if missing:
             raise EngineFailure(
                 f"{path.name} is one part of a split model, and parts are missing: {', '.join(missing)}.", "load"
             )
-        # Tensor bytes and parameters of every part (each part has its own header).
-        part_headers = [header] + [read_header(p) for p in parts[1:]]
         total_bytes = sum(h.tensor_bytes for h in part_headers)
         n_params = sum(h.n_params for h in part_headers)
         opts = request.options

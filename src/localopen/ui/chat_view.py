@@ -62,7 +62,6 @@ class MessageInput(QPlainTextEdit):
 
 class ChatView(QWidget):
     model_loaded = Signal(object)  # LoadInfo
-    answer_started = Signal()
     answer_text = Signal(str)  # the answer so far, at each refresh of the transcript (~30 Hz)
     answer_finished = Signal(object)  # AnswerStats, or None when the answer was interrupted
     template_needed = Signal()  # the model has no chat template: the user must choose one
@@ -74,8 +73,6 @@ class ChatView(QWidget):
         self.session = ChatSession(services.ctx)
         self.runner = EngineRunner("chat-engine")
         self.conversation: convs.Conversation | None = None
-        self.loaded_info: LoadInfo | None = None
-        self.loading = False
         self.streaming = False
         self._pending = ""
         self._answer = ""
@@ -274,7 +271,6 @@ class ChatView(QWidget):
             self.status.setText("No model installed yet: download one in Explore, or drop a .gguf on the window.")
             return
         self.notice.hide()
-        self.loading = True
         self.status.setText(f"Loading {Path(path).name}…")
         self.load_button.setEnabled(False)
         options, session = self.load_options(), self.session
@@ -283,9 +279,7 @@ class ChatView(QWidget):
         )
 
     def _on_loaded(self, info: LoadInfo) -> None:
-        self.loading = False
         self.load_button.setEnabled(True)
-        self.loaded_info = info
         touch(self.services.ctx.db, Path(info.path))
         self.services.results_changed.emit()  # a model that failed here before now loads
         err = info.estimate_error
@@ -307,8 +301,6 @@ class ChatView(QWidget):
             self._start(messages)
 
     def _on_load_failed(self, error: LocalopenError) -> None:
-        self.loading = False
-        self.loaded_info = None
         self._queued_send = None
         self.services.results_changed.emit()  # the verdict now says it does not fit here
         self._on_failed(error)
@@ -435,14 +427,15 @@ class ChatView(QWidget):
             {"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, c.id)
         ]
         self.render_conversation()
-        if self.loaded_info is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
+        loaded = self.session.loaded  # the session is the one place that knows which model is loaded
+        if loaded is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
             self._queued_send = messages
             self.load_model()
             return
         template = c.settings.get("template")
-        if not self.loaded_info.has_chat_template and not template:
+        if not loaded.has_chat_template and not template:
             self._queued_send = messages
-            self._show_template_notice(self.loaded_info.template_options, self.loaded_info.template_suggestion)
+            self._show_template_notice(loaded.template_options, loaded.template_suggestion)
             return
         self._start(messages)
 
@@ -464,7 +457,6 @@ class ChatView(QWidget):
         self.regen_button.setEnabled(False)
         self._begin_stream_block()
         self.flush_timer.start()
-        self.answer_started.emit()
         template, session = c.settings.get("template"), self.session
         self.runner.submit(
             lambda emit: session.answer(messages, sampling, template, emit),
@@ -544,7 +536,6 @@ class ChatView(QWidget):
             self._finish(None, note=f"Interrupted: {message}")
         self.status.setText(f"<span style='color:#c62828'>{html.escape(message)}</span>")
         if kind in ("died", "load", "context"):
-            self.loaded_info = None
             self.notice_text.setText(f"<b>{html.escape(message)}</b>")
             self.template_box.hide()
             self.reload_button.show()

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun, compare, history
+from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun, ComparisonRow, compare, history
 from localopen.core import bench_format
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
@@ -272,7 +272,7 @@ class CompareView(QWidget):
                 self.table.setItem(i, c, QTableWidgetItem(v))
         self._chart(rows)
 
-    def _chart(self, rows: list[Any]) -> None:
+    def _chart(self, rows: list[ComparisonRow]) -> None:
         from PySide6.QtCharts import QBarCategoryAxis, QBarSeries, QBarSet, QChart, QValueAxis
 
         chart = QChart()

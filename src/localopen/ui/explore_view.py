@@ -55,7 +55,6 @@ def _link_text(url: str) -> str:
 
 class ExploreView(QWidget):
     download_requested = Signal(str, str)  # repo, file pattern
-    hub_search_finished = Signal()
 
     def __init__(self, services: Services) -> None:
         super().__init__()
@@ -237,7 +236,6 @@ class ExploreView(QWidget):
     def _on_hub_failed(self, error: LocalopenError) -> None:
         self.hub_button.setEnabled(True)
         self.hub_status.setText(str(error))
-        self.hub_search_finished.emit()
 
     def _on_hub_results(self, results: list[HubResult]) -> None:
         self.hub_button.setEnabled(True)
@@ -247,7 +245,6 @@ class ExploreView(QWidget):
         ]
         self.hub_status.setText(f"{len(results)} Hub repositories (grades are provisional: from model cards alone).")
         self.reload()
-        self.hub_search_finished.emit()
 
     # -- detail ---------------------------------------------------------------------------------
     def show_detail(self, index: Any) -> None:
