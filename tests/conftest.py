@@ -20,6 +20,12 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("LOCALOPEN_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # The app calibrates this machine at first launch (~30 s of benchmarks): tests that want it
+    # turn it back on with smaller shapes.
+    from localopen.app.settings import Settings
+    from localopen.core.paths import app_paths
+
+    Settings(calibrate_automatically=False).save(app_paths())
     return home
 
 

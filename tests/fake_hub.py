@@ -55,6 +55,7 @@ class FakeHub:
         self.bytes_per_second: float | None = None  # throttle streaming
         self.require_token: str | None = None  # gated repos answer 401 without it
         self.cdn: FakeCdn | None = None
+        self.bytes_served = 0  # file bytes sent (both hosts): what a client's download cost
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
 
@@ -275,6 +276,8 @@ class FakeHub:
                 code = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         body = data[start : end + 1]
+        if not head:
+            self.bytes_served += len(body)
         self.responses.append((h.command, urlparse(h.path).path, code))
         if self.corrupt:
             body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]

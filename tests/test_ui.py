@@ -407,3 +407,59 @@ def test_quitting_leaves_no_engine_process(qtbot, tmp_path: Path, tiny_gguf: Pat
     assert engines()  # the chat's engine runs
     window.close()
     qtbot.waitUntil(lambda: not engines(), timeout=10000)
+
+
+def test_measure_here_probes_a_hub_file_before_download(
+    window: MainWindow, qtbot, monkeypatch, tiny_gguf: Path
+) -> None:
+    """Explore's per-file action: the header is read from the Hub, a replica benchmarked, and the
+    file's verdict becomes probed, in the file table and in the catalog table."""
+    repo = "bartowski/SmolLM2-135M-Instruct-GGUF"
+    hub = FakeHub().start()
+    hub.use_cdn()
+    hub.add(Repo(repo, files={"SmolLM2-135M-Instruct-Q4_K_M.gguf": tiny_gguf.read_bytes()}))
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        ex = window.goto("Explore")
+        ex.select("smollm2-135m-instruct")
+        assert "(predicted)" in ex.quants.item(0, 3).text()
+        button = ex.quants.cellWidget(0, 4)
+        assert button.text() == "Measure here"
+        with qtbot.waitSignal(ex.probe_finished, timeout=120000) as probe:
+            button.click()
+        report = probe.args[0]
+        assert report.verdict.basis == "probed" and report.bytes_fetched > 0
+        qtbot.waitUntil(lambda: "(probed)" in ex.quants.item(0, 3).text(), timeout=10000)
+        assert "tokens/s" in ex.probe_status.text() and "from the Hub" in ex.probe_status.text()
+        row = ex.selected_row()
+        assert row is not None and row.verdict is not None and row.verdict.basis == "probed"
+        assert "(predicted)" in ex.quants.item(1, 3).text()  # the other files are not probed
+    finally:
+        hub.stop()
+
+
+def test_first_launch_calibrates_this_machine_in_the_background(window: MainWindow, qtbot, monkeypatch) -> None:
+    import dataclasses
+
+    from localopen.app import calibration as calibrations
+    from localopen.core.model_shapes import DenseShape
+    from localopen.engine.protocol import BenchParams
+
+    shapes = [
+        (DenseShape("cal-a", 2, 256, 512, 4, 4, 1024), "Q4_K_M"),
+        (DenseShape("cal-b", 6, 256, 512, 4, 4, 1024), "Q4_K_M"),
+        (DenseShape("cal-c", 4, 512, 1024, 8, 8, 1024), "Q4_K_M"),
+    ]
+    monkeypatch.setattr(calibrations, "SHAPES", shapes)
+    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    ctx = window.services.ctx
+    ctx.save_settings(dataclasses.replace(ctx.settings, calibrate_automatically=True))
+    ex = window.goto("Explore")
+    ex.select("smollm2-135m-instruct")
+    assert "calibration" not in ex.selected_row().verdict.reason
+    with qtbot.waitSignal(ex.calibrated, timeout=120000):
+        ex.calibrate_if_needed()
+    assert calibrations.current(ctx) is not None
+    qtbot.waitUntil(lambda: "calibration" in ex.selected_row().verdict.reason, timeout=10000)
+    assert "calibrated" in ex.probe_status.text()

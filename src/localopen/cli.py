@@ -21,6 +21,7 @@ from localopen.core.fit import human_bytes
 
 if TYPE_CHECKING:
     from localopen.app.context import AppContext
+    from localopen.core.verdict import Verdict
 
 log = logging.getLogger("localopen.cli")
 
@@ -66,7 +67,7 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
                 _size(q.size_bytes, q.size_is_estimate),
                 fit.label,
                 r.verdict.label if r.verdict else "?",
-                f"≤{fit.decode_bound_tps:.0f} t/s" if fit.decode_bound_tps else "?",
+                _speeds(r.verdict),
             ]
         )
         out.append(
@@ -89,13 +90,33 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
         print_json(out)
         return 0
     print(
-        table(rows, ["model", "grade", "licence", "params", "quant", "size", "fit here", "usable here", "decode bound"])
+        table(rows, ["model", "grade", "licence", "params", "quant", "size", "fit here", "usable here", "speed here"])
     )
     print(
         f"\n{len(rows)} of {len(ctx.catalog.models)} models. Grades: A open science … E non-commercial, ? unrated; "
-        "T0–T3 = transparency. '~' sizes are estimates. Usable here: measured on this machine, or predicted."
+        "T0–T3 = transparency. '~' sizes are estimates. Usable here: measured (a benchmark of the file here), "
+        "probed (its Hub header, benchmarked here before any download) or predicted (this machine's calibration)."
     )
+    _calibration_hint(ctx)
     return 0
+
+
+def _speeds(verdict: Verdict | None) -> str:
+    if verdict is None or not verdict.tg_tps:
+        return "?"
+    first = f", first token {verdict.ttft_s:.1f} s" if verdict.ttft_s is not None else ""
+    return f"{verdict.tg_tps:.1f} t/s{first}"
+
+
+def _calibration_hint(ctx: AppContext) -> None:
+    from localopen.app.calibration import current
+
+    if current(ctx) is None:
+        print(
+            "\nThis machine is not calibrated yet, so predicted speeds are rough: run `localopen calibrate` "
+            "(about a minute), or `localopen probe REPO` to measure one file before downloading it.",
+            file=sys.stderr,
+        )
 
 
 # --- info -----------------------------------------------------------------------------------
@@ -130,6 +151,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                             "size_bytes": q.quant.size_bytes,
                             "size_is_estimate": q.quant.size_is_estimate,
                             "fit": q.fit.to_dict() if q.fit else None,
+                            "usable_here": q.verdict.to_dict() if q.verdict else None,
                         }
                         for q in quants
                     ],
@@ -161,12 +183,15 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                         _size(q.quant.size_bytes, q.quant.size_is_estimate),
                         q.fit.label if q.fit else "?",
                         human_bytes(q.fit.memory.total) if q.fit else "?",
+                        q.verdict.label if q.verdict else "?",
+                        _speeds(q.verdict),
                     ]
                     for q in quants
                 ],
-                ["quant", "file pattern", "size", "fit here", "memory needed"],
+                ["quant", "file pattern", "size", "fit here", "memory needed", "usable here", "speed here"],
             )
         )
+        _calibration_hint(ctx)
         return 0
 
     f = file_row(ctx, Path(target).expanduser(), profile, args.ctx)

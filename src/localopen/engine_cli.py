@@ -179,6 +179,66 @@ def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_progress(event: LoadInfo | str) -> None:
+    if isinstance(event, LoadInfo):
+        print(f"  loaded in {event.load_time_ms:.0f} ms on {event.backend}", file=sys.stderr)
+    else:
+        print(f"  {event}", file=sys.stderr)
+
+
+def cmd_probe(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.probe import ProbeSession
+
+    session = ProbeSession(ctx)
+    ctx.read_profile()
+    with ctrl_c_stops(session.stop):
+        report = session.run(args.repo, quant=args.quant, filename=args.file, on_progress=_print_progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    pp, tg, mem = report.pp, report.tg, report.memory
+    assert pp is not None and tg is not None
+    print(f"{report.repo} / {report.file}: {report.verdict.band} (probed)")
+    print(f"  generation   {tg.avg_ts:.1f} tokens/s (tg{tg.n_gen})")
+    print(f"  prompt       {pp.avg_ts:.1f} tokens/s (pp{pp.n_prompt}); first token after {report.verdict.ttft_s} s"
+          " for a 512-token prompt")  # fmt: skip
+    print(
+        f"  memory       {human_bytes(mem.total)} at {report.n_ctx} tokens of context (llama.cpp's report: weights "
+        f"{human_bytes(mem.weights)}, KV cache {human_bytes(mem.kv_cache)}, compute {human_bytes(mem.compute)})"
+    )
+    print(
+        f"  fetched      {human_bytes(report.bytes_fetched)} of {human_bytes(report.file_size)} "
+        f"({report.bytes_fetched / report.file_size:.2%}) in {report.elapsed_s:.0f} s; measured on a zero-data "
+        "replica, saved with your results as probed"
+    )
+    return 0
+
+
+def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.benchmark import BenchmarkSession
+    from localopen.app.calibration import calibrate, current
+
+    existing = current(ctx)
+    if existing is not None and not args.force:
+        calibration = existing
+        print(f"Already calibrated on {existing.created_at} (use --force to measure again).", file=sys.stderr)
+    else:
+        session = BenchmarkSession(ctx)
+        with ctrl_c_stops(session.stop):
+            calibration = calibrate(ctx, session, lambda message: print(message, file=sys.stderr))
+    if args.json:
+        print(json.dumps(calibration.to_dict(), indent=2))
+        return 0
+    print(
+        f"Generation: {calibration.bandwidth_gbs:.1f} GB/s effective memory bandwidth, "
+        f"{calibration.tg_layer_s * 1e6:.0f} µs per layer and {calibration.tg_token_s * 1e3:.2f} ms per token"
+    )
+    flops = ", ".join(f"{family} {gflops:.0f}" for family, gflops in calibration.pp_gflops.items())
+    print(f"Prompt: {flops} GFLOP/s by quantization family, {calibration.pp_layer_s * 1e6:.0f} µs per layer")
+    print(f"llama.cpp {calibration.llama_cpp_version}, {calibration.n_threads} threads, machine {calibration.machine}")
+    return 0
+
+
 def _print_results(results: list[BenchResult], args: argparse.Namespace) -> None:
     from localopen.core import bench_format
 
@@ -240,6 +300,19 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ngl", type=int, default=0)
     _output_flags(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("probe", help="measure a Hub file here before downloading it (fetches only its header)")
+    p.add_argument("repo", help="Hub repository, e.g. bartowski/SmolLM2-135M-Instruct-GGUF")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--quant", help="quantization to probe (default Q4_K_M)")
+    which.add_argument("--file", help="exact file name in the repository")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("calibrate", help="measure this machine once, for the predicted speed of every model")
+    p.add_argument("--force", action="store_true", help="measure again")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("results", help="saved benchmark results")
     p.add_argument("--model", help="name, path or sha256 prefix")

@@ -84,6 +84,32 @@ class BenchmarkSession:
         on_progress: Progress | None = None,
         reset_stop: bool = True,
     ) -> BenchRun:
+        """Benchmark an installed file: the outcome of its load is noted, its results saved."""
+        try:
+            note = lambda exc: library.note_load(self.ctx, path, exc)  # noqa: E731
+            run = self.measure(path, options, params, on_progress, reset_stop, on_load=note)
+        except EngineError as exc:
+            if exc.kind == "died":  # a crash while benchmarking says the same as a failed load
+                library.note_load(self.ctx, path, exc)
+            raise
+        if on_progress is not None:
+            on_progress(f"{Path(path).name}: checking the file's sha256…")
+        self._describe(run)
+        for r in run.results:
+            r.id = results_db.save(self.ctx.db, r)
+        return run
+
+    def measure(
+        self,
+        path: Path,
+        options: LoadOptions,
+        params: BenchParams,
+        on_progress: Progress | None = None,
+        reset_stop: bool = True,
+        on_load: Callable[[LocalopenError | None], None] | None = None,
+    ) -> BenchRun:
+        """Load `path` in a fresh engine and run the protocol on it; nothing is saved.
+        on_load hears how the load went (None: it worked)."""
         if reset_stop:
             self._stopped.clear()
         run = BenchRun(Path(path))
@@ -92,9 +118,11 @@ class BenchmarkSession:
             try:
                 run.load = engine.load(str(path), options)
             except LocalopenError as exc:
-                library.note_load(self.ctx, path, exc)
+                if on_load is not None:
+                    on_load(exc)
                 raise
-            library.note_load(self.ctx, path, None)
+            if on_load is not None:
+                on_load(None)
             if on_progress is not None:
                 on_progress(run.load)
             if self._stopped.is_set():
@@ -105,18 +133,9 @@ class BenchmarkSession:
                     on_progress(event.message)
                 elif isinstance(event, BenchDone):
                     run.results, run.aborted = event.results, event.aborted
-        except EngineError as exc:
-            if exc.kind == "died":
-                library.note_load(self.ctx, path, exc)
-            raise
         finally:
             self._engine = None
             engine.shutdown()
-        if on_progress is not None:
-            on_progress(f"{Path(path).name}: checking the file's sha256…")
-        self._describe(run)
-        for r in run.results:
-            r.id = results_db.save(self.ctx.db, r)
         return run
 
     def _describe(self, run: BenchRun) -> None:

@@ -277,6 +277,44 @@ def _open_range(
     return (final_url if redirected else signed_url), response
 
 
+class RangeReader:
+    """Reads byte ranges of one Hub file: through /resolve/ once, then from the signed URL it
+    redirects to (re-resolved when it expires). For a header, not a download: nothing is saved."""
+
+    def __init__(self, remote: RemoteFile, timeout: float = 30.0, retries: int = 3) -> None:
+        self.remote, self.timeout, self.retries = remote, timeout, retries
+        self.bytes_fetched = 0
+        self._signed_url: str | None = None
+
+    def read(self, first: int, last: int) -> bytes:
+        """Bytes first..last (inclusive, clipped to the file); DownloadError when the network fails."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._read_once(first, last)
+            except _Transient as exc:
+                if attempt == self.retries:
+                    raise DownloadError(f"Could not read {self.remote.filename} from the Hub ({exc}).") from exc
+                time.sleep(min(2**attempt, 10))
+        raise AssertionError("unreachable")
+
+    def _read_once(self, first: int, last: int) -> bytes:
+        try:
+            self._signed_url, response = _open_range(self.remote, self._signed_url, first, last, self.timeout)
+        except _Expired:
+            self._signed_url, response = _open_range(self.remote, None, first, last, self.timeout)
+        if response is None:
+            return b""
+        with response:
+            try:
+                if response.status == 200:  # no Range support: skip to `first` (those bytes count too)
+                    self.bytes_fetched += len(response.read(first))
+                data = response.read(last + 1 - first)
+            except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                raise _Transient(f"connection lost: {exc}") from exc
+        self.bytes_fetched += len(data)
+        return data
+
+
 def _verify_and_install(remote: RemoteFile, part: Path, sidecar: Path, final: Path, actual: str) -> Path:
     expected = remote.sha256
     assert expected is not None  # download() refuses a file without a known sha256

@@ -125,6 +125,14 @@ class GGUFError(LocalopenError):
     """The file is not a GGUF model this reader can trust."""
 
 
+class GGUFPastEndError(GGUFError):
+    """A field runs past the end of the bytes read (a truncated file, or only a prefix of one)."""
+
+
+class GGUFIncompleteError(GGUFError):
+    """Only a prefix of the file was read and the header goes on past it: read more."""
+
+
 class GGUFTruncatedError(GGUFError):
     """The header is intact but the tensor data it describes runs past the end of the file."""
 
@@ -146,7 +154,11 @@ class GGUFHeader:
     array_lengths: dict[str, int]
     n_params: int
     tensor_data_offset: int
+    tensor_data_end: int | None = None  # where the last tensor's data ends (None: a tensor type unknown here)
     tensor_types: dict[str, int] = field(default_factory=dict)  # ggml type name -> tensor count
+    # ggml type name -> parameters of the tensors multiplied per token (all but the token embedding
+    # table, which is a lookup): what prompt processing's speed depends on
+    matrix_params: dict[str, int] = field(default_factory=dict)
     expert_params: int = 0  # parameters in mixture-of-experts expert tensors (*_exps)
 
     # --- convenient views on the metadata -------------------------------------------------
@@ -288,7 +300,7 @@ class _Cursor:
 
     def need(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > self.size:
-            raise GGUFError(f"The file is truncated or corrupt: {what} runs past the end of the file.")
+            raise GGUFPastEndError(f"The file is truncated or corrupt: {what} runs past the end of the file.")
 
     def scalar(self, code: str, size: int, what: str) -> Any:
         self.need(size, what)
@@ -334,7 +346,22 @@ def read_header(path: str | Path) -> GGUFHeader:
         raise GGUFError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
 
 
-def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
+def parse_prefix(name: str, prefix: bytes, file_size: int) -> GGUFHeader:
+    """The header of a file of `file_size` bytes from its first bytes (a Range request's answer).
+    Raises GGUFIncompleteError when the header goes on past the prefix: fetch more and try again."""
+    if len(prefix) < 24 and len(prefix) < file_size:
+        raise GGUFIncompleteError(f"{name}: {len(prefix)} bytes are not enough for a GGUF header.")
+    try:
+        return _parse(Path(name), prefix, len(prefix), file_size)
+    except GGUFPastEndError as exc:
+        if len(prefix) < file_size:
+            raise GGUFIncompleteError(f"{name}: the header goes on past byte {len(prefix):,}.") from exc
+        raise
+
+
+def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None = None) -> GGUFHeader:
+    """Parse `size` bytes of `buf`; `file_size` is the whole file's size when buf is only its start."""
+    file_size = size if file_size is None else file_size
     if buf[:4] != MAGIC:
         raise GGUFError(f"{path.name} is not a GGUF file (it does not start with 'GGUF').")
     (version,) = struct.unpack_from("<I", buf, 4)
@@ -350,9 +377,9 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     tensor_count = cur.u64("the tensor count")
     kv_count = cur.u64("the metadata count")
     # Each key/value needs at least 8 (key length) + 4 (type) + 1 bytes; each tensor info 8+4+8+4+8.
-    if kv_count * 13 > size - cur.pos:
+    if kv_count * 13 > file_size - cur.pos:
         raise GGUFError(f"{path.name} claims {kv_count} metadata entries, more than the file can hold.")
-    if tensor_count * 32 > size - cur.pos:
+    if tensor_count * 32 > file_size - cur.pos:
         raise GGUFError(f"{path.name} claims {tensor_count} tensors, more than the file can hold.")
 
     metadata: dict[str, Any] = {}
@@ -378,6 +405,7 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     unknown_type = False
     expert_params = 0
     tensor_types: dict[str, int] = {}
+    matrix_params: dict[str, int] = {}
     for index in range(tensor_count):
         name = cur.string(f"tensor name #{index}") or ""
         n_dims = cur.u32(f"the dimensions of tensor #{index}")
@@ -398,26 +426,30 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
             expert_params += elements
         type_name = TENSOR_TYPES.get(ttype, f"type{ttype}")
         tensor_types[type_name] = tensor_types.get(type_name, 0) + 1
+        if name != "token_embd.weight":
+            matrix_params[type_name] = matrix_params.get(type_name, 0) + elements
 
     alignment = _as_int(metadata.get("general.alignment")) or 32
     if alignment <= 0 or alignment & (alignment - 1):
         raise GGUFError(f"{path.name} is corrupt: general.alignment is {alignment}, not a power of two.")
     data_offset = (cur.pos + alignment - 1) // alignment * alignment
-    if tensor_count and data_offset > size:
+    if tensor_count and data_offset > file_size:
         raise GGUFError(f"The file {path.name} is truncated: it ends before its tensor data.")
-    if tensor_count and not unknown_type and data_offset + data_end > size:
+    if tensor_count and not unknown_type and data_offset + data_end > file_size:
         # Every size and speed figure comes from this header: never from one whose data is missing.
-        raise GGUFTruncatedError(path.name, data_offset + data_end, size)
+        raise GGUFTruncatedError(path.name, data_offset + data_end, file_size)
     return GGUFHeader(
         path=path,
-        file_size=size,
+        file_size=file_size,
         version=version,
         tensor_count=tensor_count,
         metadata=metadata,
         array_lengths=array_lengths,
         n_params=n_params,
         tensor_data_offset=data_offset,
+        tensor_data_end=data_offset + data_end if not unknown_type else None,
         tensor_types=tensor_types,
+        matrix_params=matrix_params,
         expert_params=expert_params,
     )
 
@@ -444,7 +476,7 @@ def _skip_strings(cur: _Cursor, key: str, count: int) -> None:
     else:
         cur.pos = pos
         return
-    raise GGUFError(f"The file is truncated or corrupt: the array '{key}' runs past the end of the file.")
+    raise GGUFPastEndError(f"The file is truncated or corrupt: the array '{key}' runs past the end of the file.")
 
 
 def _read_array(cur: _Cursor, key: str, etype: int, count: int) -> list[Any] | None:

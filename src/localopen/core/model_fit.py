@@ -1,4 +1,5 @@
-"""Fit verdicts for catalog entries and local files: shapes from the catalog or a GGUF header."""
+"""Fit verdicts and speed-prediction features for catalog entries and local files: shapes from the
+catalog or a GGUF header."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from localopen.core.catalog import CatalogModel, Quant
 from localopen.core.fit import FitVerdict, ModelShape, fit_verdict
 from localopen.core.gguf_header import GGUFHeader
 from localopen.core.hardware import HardwareProfile
+from localopen.core.speed_model import Features
 
 DEFAULT_CTX = 4096
 
@@ -31,3 +33,28 @@ def file_fit(
 ) -> FitVerdict:
     ctx = min(n_ctx or DEFAULT_CTX, header.context_length or DEFAULT_CTX)
     return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx)
+
+
+def catalog_features(model: CatalogModel, quant: Quant | None = None) -> Features:
+    """What the speed prediction needs, from the catalog (no download, no fetch)."""
+    quant = quant or model.recommended
+    arch = model.arch or _FALLBACK_ARCH
+    return Features.of(
+        weight_bytes=quant.size_bytes or 0,
+        n_params=int(model.params_b * 1e9),
+        n_layers=arch["n_layers"],
+        n_vocab=arch["n_vocab"],
+        n_embd=arch["n_embd"],
+        quantization=quant.type,
+        active_fraction=model.active_fraction,
+    )
+
+
+def file_features(header: GGUFHeader, total_bytes: int | None = None) -> Features:
+    """The same from a GGUF header (a local file, or a Hub file's fetched header)."""
+    return Features.of_tensors(
+        weight_bytes=total_bytes if total_bytes is not None else header.tensor_bytes,
+        params_by_type=header.matrix_params,
+        n_layers=header.block_count or 1,
+        active_fraction=header.active_fraction,
+    )

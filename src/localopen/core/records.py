@@ -134,7 +134,7 @@ LLAMA_BENCH_FIELDS = (
 )  # fmt: skip
 LOCALOPEN_FIELDS = (
     "test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization", "machine",
-    "llama_cpp_version", "model_name", "decode_bound_tps",
+    "llama_cpp_version", "model_name", "decode_bound_tps", "basis", "repo",
 )  # fmt: skip
 
 
@@ -181,6 +181,9 @@ class BenchResult:
     llama_cpp_version: str = ""
     model_name: str = ""
     decode_bound_tps: float | None = None  # this machine's memory-bandwidth bound for this file
+    # "measured": the real file; "probed": a zero-data replica of a Hub file, before any download
+    basis: str = "measured"
+    repo: str = ""  # probed: the Hub repository (model_filename is then "hub:REPO/FILE")
     id: int | None = None  # the row id once saved
 
     @property

@@ -15,7 +15,7 @@ def save(conn: sqlite3.Connection, result: BenchResult) -> int:
     with conn:
         cur = conn.execute(
             "INSERT INTO bench_results(created_at, model_sha256, model_name, model_path, quantization, test, machine,"
-            " backends, llama_cpp_version, avg_ts, stddev_ts, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " backends, llama_cpp_version, avg_ts, stddev_ts, basis, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 result.test_time,
                 result.sha256,
@@ -28,6 +28,7 @@ def save(conn: sqlite3.Connection, result: BenchResult) -> int:
                 result.llama_cpp_version,
                 result.avg_ts,
                 result.stddev_ts,
+                result.basis,
                 json.dumps(record),
             ),
         )

@@ -102,6 +102,20 @@ MIGRATIONS = [
         PRIMARY KEY (path, machine)
     );
     """,
+    # 5: results probed on a zero-data replica of a Hub file, apart from measurements of real
+    # files; this machine's calibration per llama.cpp build. (Each script runs in one transaction
+    # with its version number, so ALTER TABLE cannot be applied twice.)
+    """
+    ALTER TABLE bench_results ADD COLUMN basis TEXT NOT NULL DEFAULT 'measured';
+    CREATE INDEX IF NOT EXISTS bench_results_basis ON bench_results(basis, machine, model_path);
+    CREATE TABLE IF NOT EXISTS calibrations (
+        machine TEXT NOT NULL,
+        llama_cpp_version TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        figures TEXT NOT NULL,
+        PRIMARY KEY (machine, llama_cpp_version)
+    );
+    """,
 ]
 
 

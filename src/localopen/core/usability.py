@@ -20,15 +20,47 @@ def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measu
     """The newest tg and pp results for this file on this machine (by path, then by its sha256)."""
     sha_row = conn.execute("SELECT sha256 FROM file_hashes WHERE path = ?", (model_path,)).fetchone()
     rows = conn.execute(
-        "SELECT test, record FROM bench_results WHERE machine = ? AND (model_path = ? OR model_sha256 = ?)"
-        " ORDER BY id DESC",
+        "SELECT test, record FROM bench_results WHERE machine = ? AND basis = 'measured'"
+        " AND (model_path = ? OR model_sha256 = ?) ORDER BY id DESC",
         (machine, model_path, sha_row["sha256"] if sha_row else ""),
     ).fetchall()
+    return _newest(rows)
+
+
+def _newest(rows: list[sqlite3.Row]) -> Measured | None:
     tg = next((json.loads(r["record"]) for r in rows if r["test"].startswith("tg")), None)
     pp = next((json.loads(r["record"]) for r in rows if r["test"].startswith("pp")), None)
-    if tg is None:
-        return None
-    return Measured(tg["avg_ts"], pp["avg_ts"] if pp else None)
+    return Measured(tg["avg_ts"], pp["avg_ts"] if pp else None) if tg else None
+
+
+def probe_key(repo: str, filename: str) -> str:
+    """How a probed Hub file is named in the results (the replica itself is gone)."""
+    return f"hub:{repo}/{filename}"
+
+
+def latest_probe(
+    conn: sqlite3.Connection, machine: str, repo: str, filenames: list[str] | None = None, sha256: str = ""
+) -> Measured | None:
+    """The newest probe on this machine of one of these Hub files (or of a file with this sha256)."""
+    keys = [probe_key(repo, f) for f in filenames or []] or [""]
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(
+        "SELECT test, record FROM bench_results WHERE machine = ? AND basis = 'probed'"
+        f" AND (model_path IN ({marks}) OR (model_sha256 != '' AND model_sha256 = ?)) ORDER BY id DESC",
+        (machine, *keys, sha256),
+    ).fetchall()
+    return _newest(rows)
+
+
+def probed_files(conn: sqlite3.Connection, machine: str, repo: str) -> list[str]:
+    """Hub file names of this repo probed on this machine."""
+    prefix = probe_key(repo, "")
+    rows = conn.execute(
+        "SELECT DISTINCT model_path FROM bench_results WHERE machine = ? AND basis = 'probed'"
+        " AND substr(model_path, 1, ?) = ?",
+        (machine, len(prefix), prefix),
+    ).fetchall()
+    return [r["model_path"][len(prefix) :] for r in rows]
 
 
 def record_load_failure(conn: sqlite3.Connection, model_path: str, machine: str, message: str) -> None:

@@ -1,8 +1,10 @@
 """The product's question, per model and machine: do these weights become a usable system here?
 
 Bands people recognise, from generation speed and time to first token (for a 512-token prompt).
-Before a model is measured the band is predicted from the fit estimate and the bandwidth bound,
-and says so.
+Each verdict says how it was obtained: measured (a benchmark of the real file, or a load that
+failed here), probed (a benchmark of a zero-data replica of the Hub file, before any download)
+or predicted (this machine's calibration applied to the file's shape; without a calibration, a
+rough share of the memory-bandwidth bound that says so).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 from localopen.core.fit import FitVerdict
 
 BANDS = ("fluent", "comfortable", "readable", "too slow", "does not fit")
-# Measured decode speed is usually well below the bandwidth bound (compute, caches, sampling).
-PREDICTED_EFFICIENCY = 0.6
+# Before this machine is calibrated: decode speed is well below the bandwidth bound.
+UNCALIBRATED_EFFICIENCY = 0.6
+PROMPT_TOKENS = 512
+BASES = ("measured", "probed", "predicted")
 
 
 @dataclass(frozen=True)
@@ -38,19 +42,33 @@ class Thresholds:
 class Verdict:
     band: str
     reason: str
-    basis: str  # predicted | measured (a benchmark or a failed load on this machine)
+    basis: str  # measured | probed | predicted
+    tg_tps: float | None = None
+    pp_tps: float | None = None
 
     @property
     def predicted(self) -> bool:
         return self.basis == "predicted"
 
     @property
+    def ttft_s(self) -> float | None:
+        """Time to first token for a 512-token prompt."""
+        return round(PROMPT_TOKENS / self.pp_tps, 2) if self.pp_tps else None
+
+    @property
     def label(self) -> str:
         """The band with how it was obtained, as every face shows it."""
         return f"{self.band} ({self.basis})"
 
-    def to_dict(self) -> dict[str, str]:
-        return {"band": self.band, "basis": self.basis, "reason": self.reason}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "band": self.band,
+            "basis": self.basis,
+            "tg_tps": round(self.tg_tps, 2) if self.tg_tps else None,
+            "pp_tps": round(self.pp_tps, 2) if self.pp_tps else None,
+            "ttft_s": self.ttft_s,
+            "reason": self.reason,
+        }
 
 
 def band_for(tg_tps: float, ttft_s: float | None, t: Thresholds) -> str:
@@ -64,30 +82,43 @@ def band_for(tg_tps: float, ttft_s: float | None, t: Thresholds) -> str:
     return "too slow"
 
 
-def measured(tg_tps: float, pp_tps: float | None, t: Thresholds, n_prompt: int = 512) -> Verdict:
+def _speeds(tg_tps: float, pp_tps: float | None, t: Thresholds, basis: str, how: str) -> Verdict:
     """Bands are defined for a 512-token prompt: its first-token time is 512 ÷ prompt speed,
     whatever prompt length was benchmarked."""
-    ttft = n_prompt / pp_tps if pp_tps else None
-    band = band_for(tg_tps, ttft, t)
-    ttft_text = f", first token after {ttft:.1f} s for a {n_prompt}-token prompt" if ttft is not None else ""
-    return Verdict(band, f"measured here: {tg_tps:.1f} tokens/s{ttft_text}", "measured")
+    ttft = PROMPT_TOKENS / pp_tps if pp_tps else None
+    ttft_text = f", first token after {ttft:.1f} s for a {PROMPT_TOKENS}-token prompt" if ttft is not None else ""
+    return Verdict(band_for(tg_tps, ttft, t), f"{how}: {tg_tps:.1f} tokens/s{ttft_text}", basis, tg_tps, pp_tps)
 
 
-def predicted(fit: FitVerdict | None, t: Thresholds) -> Verdict:
+def measured(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
+    return _speeds(tg_tps, pp_tps, t, "measured", "measured here")
+
+
+def probed(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
+    return _speeds(tg_tps, pp_tps, t, "probed", "probed here on a zero-data replica of the Hub file")
+
+
+def predicted(fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] | None = None) -> Verdict:
+    """From the fit and, when this machine is calibrated, its predicted (tg, pp) tokens/s."""
     if fit is None:
         return Verdict("unknown", "this machine is not read yet", "predicted")
     if fit.code == "no_fit":
         return Verdict("does not fit", fit.detail, "predicted")
+    tight = "; memory is tight" if fit.code == "tight" else ""
+    if speed is not None:
+        verdict = _speeds(speed[0], speed[1], t, "predicted", "predicted from this machine's calibration")
+        return Verdict(verdict.band, verdict.reason + tight, "predicted", speed[0], speed[1])
     if not fit.decode_bound_tps:
         return Verdict("unknown", "no bandwidth measurement yet", "predicted")
-    expected = fit.decode_bound_tps * PREDICTED_EFFICIENCY
+    expected = fit.decode_bound_tps * UNCALIBRATED_EFFICIENCY
     band = band_for(expected, None, t)
-    tight = "; memory is tight" if fit.code == "tight" else ""
     return Verdict(
         band,
-        f"predicted: about {expected:.0f} tokens/s ({PREDICTED_EFFICIENCY:.0%} of the "
-        f"{fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound){tight}",
+        f"predicted roughly (this machine is not calibrated yet): about {expected:.0f} tokens/s, "
+        f"{UNCALIBRATED_EFFICIENCY:.0%} of the {fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound; "
+        f"time to first token unknown{tight}",
         "predicted",
+        expected,
     )
 
 

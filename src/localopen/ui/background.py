@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal, Slot
 
 from localopen.core.errors import LocalopenError
@@ -21,21 +22,31 @@ class _Relay(QObject):
     done = Signal(object)
     failed = Signal(object)
 
-    def __init__(self, on_done: Callable[[Any], None], on_failed: Callable[[LocalopenError], None] | None) -> None:
+    def __init__(
+        self,
+        on_done: Callable[[Any], None],
+        on_failed: Callable[[LocalopenError], None] | None,
+        owner: QObject | None,
+    ) -> None:
         super().__init__()
-        self._on_done, self._on_failed = on_done, on_failed
+        self._on_done, self._on_failed, self._owner = on_done, on_failed, owner
         self.done.connect(self._deliver_done)
         self.failed.connect(self._deliver_failed)
+
+    def _owner_gone(self) -> bool:
+        """The widget that asked was closed and deleted meanwhile: its answer goes nowhere."""
+        return self._owner is not None and not shiboken6.isValid(self._owner)
 
     @Slot(object)
     def _deliver_done(self, value: Any) -> None:
         _pending.discard(self)
-        self._on_done(value)
+        if not self._owner_gone():
+            self._on_done(value)
 
     @Slot(object)
     def _deliver_failed(self, error: LocalopenError) -> None:
         _pending.discard(self)
-        if self._on_failed is not None:
+        if self._on_failed is not None and not self._owner_gone():
             self._on_failed(error)
 
 
@@ -47,10 +58,12 @@ def run_in_background(
     on_done: Callable[[Any], None],
     on_failed: Callable[[LocalopenError], None] | None = None,
     name: str = "background",
+    owner: QObject | None = None,
 ) -> None:
-    """Call work() in a thread; on_done(result) or on_failed(error) then run on the UI thread.
-    An unexpected exception is logged with its traceback and reported as a plain error."""
-    relay = _Relay(on_done, on_failed)
+    """Call work() in a thread; on_done(result) or on_failed(error) then run on the UI thread,
+    unless `owner` (the asking widget) was deleted meanwhile. An unexpected exception is logged
+    with its traceback and reported as a plain error."""
+    relay = _Relay(on_done, on_failed, owner)
     _pending.add(relay)
 
     def run() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -24,15 +25,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app import calibration as calibrations
 from localopen.app import library
 from localopen.app.catalog_rows import catalog_rows, quant_rows, usable_here
 from localopen.app.hub_search import HubResult, search_hub
+from localopen.app.probe import ProbeReport, ProbeSession
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.hub import is_offline
 from localopen.core.library import record_hub_files
 from localopen.core.openness import COMPONENTS
+from localopen.core.records import LoadInfo
+from localopen.core.speed_model import Calibration
+from localopen.core.verdict import Verdict
 from localopen.ui.background import run_in_background
+from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
 
@@ -55,6 +62,9 @@ def _link_text(url: str) -> str:
 
 class ExploreView(QWidget):
     download_requested = Signal(str, str)  # repo, file pattern
+    probe_finished = Signal(object)  # ProbeReport
+    probe_failed = Signal(str)
+    calibrated = Signal(object)  # Calibration
 
     def __init__(self, services: Services) -> None:
         super().__init__()
@@ -124,9 +134,9 @@ class ExploreView(QWidget):
         self.detail = QTextBrowser()
         self.detail.setAccessibleName("Model details and openness evidence")
         self.detail.setOpenExternalLinks(True)
-        self.quants = QTableWidget(0, 4)
+        self.quants = QTableWidget(0, 6)
         self.quants.setAccessibleName("Files of the selected model")
-        self.quants.setHorizontalHeaderLabels(["Quantization", "Size", "Fit here", ""])
+        self.quants.setHorizontalHeaderLabels(["Quantization", "Size", "Fit here", "Usable here", "", ""])
         self.quants.verticalHeader().hide()
         self.quants.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.quants.horizontalHeader().setStretchLastSection(True)
@@ -160,6 +170,13 @@ class ExploreView(QWidget):
         right_layout.addWidget(self.detail, 3)
         right_layout.addWidget(QLabel("Files"))
         right_layout.addWidget(self.quants, 2)
+        self.probe_status = QLabel(
+            "Measure here: reads only the file's header from the Hub and benchmarks a zero-data copy of it "
+            "on this machine, before any download."
+        )
+        self.probe_status.setWordWrap(True)
+        self.probe_status.setAccessibleName("Probe status")
+        right_layout.addWidget(self.probe_status)
         self.splitter = QSplitter()
         self.splitter.setObjectName("explore-splitter")
         self.splitter.addWidget(left)
@@ -171,7 +188,12 @@ class ExploreView(QWidget):
         layout.addWidget(self.splitter)
 
         self._asked_exact: set[str] = set()
+        self.probe_session = ProbeSession(services.ctx)
+        self.probe_runner = EngineRunner("probe-engine")
+        self._probing: tuple[str, str] | None = None  # repo, quantization
+        self._calibrating = False
         services.profile_ready.connect(lambda _hw: self.reload())
+        services.profile_ready.connect(lambda _hw: self.calibrate_if_needed())
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
         services.settings_changed.connect(self.reload)
@@ -231,6 +253,7 @@ class ExploreView(QWidget):
             self._on_hub_results,
             self._on_hub_failed,
             name="hub-search",
+            owner=self,
         )
 
     def _on_hub_failed(self, error: LocalopenError) -> None:
@@ -261,10 +284,10 @@ class ExploreView(QWidget):
             for qr in quant_rows(self.services.ctx, m):
                 q = qr.quant
                 size = ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes)
-                self._add_quant_row(q.type, size, qr.fit.label if qr.fit else "…", m.gguf_repo, q.pattern)
+                self._add_quant_row(q.type, size, qr.fit.label if qr.fit else "…", m.gguf_repo, q.pattern, qr.verdict)
         else:
             for quant in row.quants:
-                self._add_quant_row(quant, "–", "–", row.repo, f"*{quant}*.gguf")
+                self._add_quant_row(quant, "–", "–", row.repo, f"*{quant}*.gguf", None)
 
     def _fetch_exact_sizes(self, repo: str) -> None:
         """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
@@ -279,21 +302,112 @@ class ExploreView(QWidget):
             ctx.refresh_catalog()
 
         # Offline or unreachable: the estimates stay, marked as such (the failure is logged).
-        run_in_background(work, lambda _none: self._on_exact_sizes(), lambda _error: None, name="exact-sizes")
+        run_in_background(
+            work, lambda _none: self._on_exact_sizes(), lambda _error: None, name="exact-sizes", owner=self
+        )
 
     def _on_exact_sizes(self) -> None:
         self.reload()
         self.show_detail(self.table.currentIndex())
 
-    def _add_quant_row(self, quant: str, size: str, fit: str, repo: str, pattern: str) -> None:
+    def _add_quant_row(self, quant: str, size: str, fit: str, repo: str, pattern: str, verdict: Verdict | None) -> None:
         r = self.quants.rowCount()
         self.quants.insertRow(r)
-        for c, text in enumerate((quant, size, fit)):
-            self.quants.setItem(r, c, QTableWidgetItem(text))
+        usable = "–"
+        if verdict is not None:
+            usable = verdict.label + (f" · {verdict.tg_tps:.1f} t/s" if verdict.tg_tps else "")
+        for c, text in enumerate((quant, size, fit, usable)):
+            item = QTableWidgetItem(text)
+            if c == 3 and verdict is not None:
+                item.setToolTip(verdict.reason)
+            self.quants.setItem(r, c, item)
+        probing = self._probing == (repo, quant)
+        measure = QPushButton("Stop" if probing else "Measure here")
+        measure.setAccessibleName(f"Measure {repo} {quant} here before downloading")
+        measure.setToolTip("Benchmark this file on this machine from its header alone (a few MB), before downloading")
+        measure.setEnabled(probing or self._probing is None)
+        measure.clicked.connect(lambda _=False, rp=repo, q=quant: self.probe(rp, q))
+        self.quants.setCellWidget(r, 4, measure)
         button = QPushButton("Download")
         button.setAccessibleName(f"Download {repo} {quant}")
         button.clicked.connect(lambda _=False, rp=repo, pt=pattern: self.download_requested.emit(rp, pt))
-        self.quants.setCellWidget(r, 3, button)
+        self.quants.setCellWidget(r, 5, button)
+
+    # -- calibration and probe ------------------------------------------------------------------
+    def calibrate_if_needed(self) -> None:
+        """Measure this machine once per llama.cpp build, in the background, so predicted speeds are
+        this machine's (the setting turns it off; `localopen calibrate` does the same)."""
+        ctx = self.services.ctx
+        if self._calibrating or not ctx.settings.calibrate_automatically or calibrations.current(ctx) is not None:
+            return
+        self._calibrating = True
+        self.probe_status.setText("Calibrating this machine once (about 30 s) so predicted speeds are its own…")
+        bench = self.probe_session.bench
+        self.probe_runner.submit(
+            lambda emit: calibrations.calibrate(ctx, bench, emit),
+            lambda message: self.probe_status.setText(str(message)),
+            self._on_calibrated,
+            self._on_calibration_failed,
+        )
+
+    def _on_calibrated(self, calibration: Calibration) -> None:
+        self._calibrating = False
+        self.probe_status.setText(
+            f"This machine is calibrated: {calibration.bandwidth_gbs:.1f} GB/s for generation; predicted speeds "
+            "below are its own. Measure here benchmarks one file before downloading it."
+        )
+        self.calibrated.emit(calibration)
+        self.reload()
+        self.show_detail(self.table.currentIndex())
+
+    def _on_calibration_failed(self, error: LocalopenError) -> None:
+        self._calibrating = False
+        self.probe_status.setText(f"Calibration failed, predicted speeds stay rough: {error}")
+
+    def probe(self, repo: str, quant: str) -> None:
+        """Measure one Hub file here before downloading it (a second click stops it)."""
+        if self._probing is not None:
+            if self._probing == (repo, quant):
+                self.probe_session.stop()
+                self.probe_status.setText("Stopping the probe…")
+            return
+        self._probing = (repo, quant)
+        self.probe_status.setText(f"Probing {repo} {quant}…")
+        self.show_detail(self.table.currentIndex())
+        session = self.probe_session
+        self.probe_runner.submit(
+            lambda emit: session.run(repo, quant=quant, on_progress=emit),
+            self._on_probe_progress,
+            self._on_probe_done,
+            self._on_probe_failed,
+        )
+
+    def _on_probe_progress(self, event: LoadInfo | str) -> None:
+        if isinstance(event, LoadInfo):
+            self.probe_status.setText(f"Replica loaded in {event.load_time_ms:.0f} ms; benchmarking…")
+        else:
+            self.probe_status.setText(str(event))
+
+    def _on_probe_done(self, report: ProbeReport) -> None:
+        self._probing = None
+        v = report.verdict
+        self.probe_status.setText(
+            f"{Path(report.file).name}: {v.label}: {v.tg_tps or 0:.1f} tokens/s, first token after {v.ttft_s} s "
+            f"for a 512-token prompt; memory {human_bytes(report.memory.total)} at {report.n_ctx} tokens of "
+            f"context. Read {human_bytes(report.bytes_fetched)} of {human_bytes(report.file_size)} from the Hub."
+        )
+        self.probe_finished.emit(report)
+        self.services.results_changed.emit()
+
+    def _on_probe_failed(self, error: LocalopenError) -> None:
+        self._probing = None
+        self.probe_status.setText(str(error))
+        self.show_detail(self.table.currentIndex())
+        self.probe_failed.emit(str(error))
+
+    def shutdown(self) -> None:
+        session = self.probe_session
+        self.probe_runner.shutdown(stop=session.stop, close=lambda: None, kill=session.kill)
 
     def _detail_html(self, row: ExploreRow) -> str:
         e = html.escape

@@ -90,7 +90,7 @@ class LibraryView(QWidget):
             if number == self._reloads:
                 self._render(entries)
 
-        run_in_background(lambda: library.entries(ctx, profile), render, self._on_error, name="library")
+        run_in_background(lambda: library.entries(ctx, profile), render, self._on_error, name="library", owner=self)
 
     def _on_error(self, error: LocalopenError) -> None:
         self.status.setText(str(error))
@@ -156,7 +156,7 @@ class LibraryView(QWidget):
         def shown(result: VerifyResult) -> None:
             self.status.setText(f"{m.filename}: {result.message}")
 
-        run_in_background(lambda: verify(ctx.db, m), shown, self._on_error, name="verify")
+        run_in_background(lambda: verify(ctx.db, m), shown, self._on_error, name="verify", owner=self)
 
     def delete_selected(self) -> None:
         m = self.selected()
@@ -189,4 +189,4 @@ class LibraryView(QWidget):
         def failed(error: LocalopenError) -> None:
             self.status.setText(f"Could not import {path.name}: {error}")
 
-        run_in_background(lambda: import_file(ctx.db, path), imported, failed, name="import")
+        run_in_background(lambda: import_file(ctx.db, path), imported, failed, name="import", owner=self)

@@ -198,7 +198,9 @@ class MainWindow(QMainWindow):
     def _offer_resume(self) -> None:
         """Downloads left unfinished by an earlier run (closed or killed) can be resumed."""
         models_dir = self.services.ctx.models_dir
-        run_in_background(lambda: unfinished_downloads(models_dir), self._show_resume, name="unfinished-downloads")
+        run_in_background(
+            lambda: unfinished_downloads(models_dir), self._show_resume, name="unfinished-downloads", owner=self
+        )
 
     def _show_resume(self, pending: list[tuple[str, str]]) -> None:
         if not pending:
@@ -223,6 +225,7 @@ class MainWindow(QMainWindow):
             lambda: (summary.render(ctx, "html", profile), summary.render(ctx, "markdown", profile)),
             self._show_summary_dialog,
             name="summary",
+            owner=self,
         )
 
     def _show_summary_dialog(self, pages: tuple[str, str]) -> None:

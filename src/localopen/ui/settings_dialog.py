@@ -86,6 +86,11 @@ class SettingsDialog(QDialog):
         form.addRow("Default GPU layers", self.ngl)
         form.addRow("Downloads at a time", self.parallel)
         form.addRow("", self.offline)
+        self.calibrate = QCheckBox("Calibrate this machine once per llama.cpp version (about 30 s, in the background)")
+        self.calibrate.setAccessibleName("Calibrate automatically")
+        self.calibrate.setToolTip("Predicted speeds use it; without it they are a rough share of memory bandwidth")
+        self.calibrate.setChecked(s.calibrate_automatically)
+        form.addRow("", self.calibrate)
         for label, box in self.thresholds.values():
             form.addRow(label, box)
         form.addRow("Hugging Face token", self.token)
@@ -114,6 +119,7 @@ class SettingsDialog(QDialog):
             n_gpu_layers=self.ngl.value(),
             max_parallel_downloads=self.parallel.value(),
             offline=self.offline.isChecked(),
+            calibrate_automatically=self.calibrate.isChecked(),
             thresholds=Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}),
         )
         if self.token.text().strip():

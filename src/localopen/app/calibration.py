@@ -1,0 +1,126 @@
+"""This machine, measured once: the calibration behind every predicted speed.
+
+Zero-data model files of a few shapes are written to the cache folder (sparse: a few MB of disk),
+benchmarked with short runs of llama-bench's protocol, and fitted (core/speed_model.py). The
+result is kept per machine and llama.cpp build; a new build or another machine calibrates again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localopen.app.context import AppContext
+from localopen.core.errors import LocalopenError
+from localopen.core.gguf_header import read_header
+from localopen.core.model_fit import file_features
+from localopen.core.model_shapes import DenseShape, write_shape
+from localopen.core.speed_model import Calibration, Sample, fit
+from localopen.engine.protocol import BenchParams, LoadOptions
+
+if TYPE_CHECKING:  # reading a calibration must not load the engine client
+    from localopen.app.benchmark import BenchmarkSession
+
+log = logging.getLogger("localopen.calibration")
+
+# Different sizes and depths (the generation fit separates bandwidth from per-layer costs), and
+# one shape per other kernel family. Together about 2.3 GB of zero data, written sparse.
+SHAPES: list[tuple[DenseShape, str]] = [
+    (DenseShape("calibration-narrow", 8, 512, 1536, 8, 8, 32000), "Q4_K_M"),
+    (DenseShape("calibration-deep", 32, 768, 2048, 12, 4, 32000), "Q4_K_M"),
+    (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "Q4_K_M"),
+    (DenseShape("calibration-wide", 22, 2048, 5632, 32, 4, 32000), "Q4_K_M"),
+    (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "Q8_0"),
+    (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "Q5_0"),
+    (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "F16"),
+]
+PARAMS = BenchParams(n_prompt=128, n_gen=32, reps=2)
+
+Progress = Callable[[str], None]
+
+
+class CalibrationError(LocalopenError):
+    pass
+
+
+def llama_cpp_version() -> str:
+    """The installed llama.cpp build (from the package metadata: llama_cpp is not imported here)."""
+    try:
+        return metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def current(ctx: AppContext) -> Calibration | None:
+    """This machine's calibration for the installed llama.cpp, if it was measured."""
+    row = ctx.db.execute(
+        "SELECT figures FROM calibrations WHERE machine = ? AND llama_cpp_version = ?",
+        (ctx.machine_id(), llama_cpp_version()),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        return Calibration.from_dict(json.loads(row["figures"]))
+    except (ValueError, TypeError):
+        log.warning("Unreadable calibration for %s; it will be measured again", ctx.machine_id(), exc_info=True)
+        return None
+
+
+def save(ctx: AppContext, calibration: Calibration) -> None:
+    with ctx.db:
+        ctx.db.execute(
+            "INSERT OR REPLACE INTO calibrations(machine, llama_cpp_version, created_at, figures) VALUES (?,?,?,?)",
+            (
+                calibration.machine,
+                calibration.llama_cpp_version,
+                calibration.created_at,
+                json.dumps(calibration.to_dict()),
+            ),
+        )
+
+
+def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress | None = None) -> Calibration:
+    """Measure this machine on the calibration shapes (about a minute on two cores) and save it."""
+    settings = ctx.settings
+    options = LoadOptions(n_ctx=PARAMS.n_prompt + PARAMS.n_gen, n_threads=settings.n_threads or None, n_gpu_layers=0)
+    params = BenchParams(PARAMS.n_prompt, PARAMS.n_gen, PARAMS.reps, n_threads=settings.n_threads or None)
+    ctx.paths.cache.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="calibration-", dir=ctx.paths.cache))
+    samples: list[Sample] = []
+    threads = 0
+    try:
+        for index, (shape, ftype) in enumerate(SHAPES, start=1):
+            path = folder / f"{shape.name}-{ftype}.gguf"
+            write_shape(path, shape, ftype)
+            if on_progress is not None:
+                on_progress(f"Calibrating this machine: shape {index} of {len(SHAPES)}")
+            run = session.measure(path, options, params)
+            if run.aborted:
+                raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
+            tests = {("pp" if r.is_prompt_test else "tg"): r for r in run.results}
+            samples.append(Sample(file_features(read_header(path)), tests["tg"].avg_ts, tests["pp"].avg_ts))
+            threads = tests["tg"].n_threads
+            path.unlink()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        calibration = fit(
+            samples,
+            machine=ctx.machine_id(),
+            llama_cpp_version=llama_cpp_version(),
+            n_threads=threads,
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+    except ValueError as exc:
+        log.error("Calibration fit failed on %s", [(s.features, s.tg_tps, s.pp_tps) for s in samples])
+        raise CalibrationError(f"The calibration measurements could not be used ({exc}); try again.") from exc
+    save(ctx, calibration)
+    log.info("Calibrated %s: %s", ctx.machine_id(), calibration)
+    return calibration

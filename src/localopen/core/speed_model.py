@@ -1,0 +1,206 @@
+"""How fast a model file will run on this machine, predicted from its shape and a calibration.
+
+Generation reads every active weight once per token, plus a fixed cost per layer (thread
+synchronisation, small ops) and per token:   s/token = bytes / bandwidth + layers * a + b.
+Prompt processing is matrix work at the speed of the file's quantization kernels, plus a cost
+per layer:   s/prompt token = 2 * layer params / flops[family] + layers * c.
+The calibration measures bandwidth, a, b, c and flops per quantization family on zero-data model
+files written on this machine (app/calibration.py), so the figures are this machine's and this
+llama.cpp build's. The fit itself is plain least squares on stored figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# Which calibrated kernel family a tensor type (or a file's quantization) runs on.
+FAMILIES = {
+    "F32": "F16", "F16": "F16", "BF16": "F16",
+    "Q8_0": "Q8_0",
+    "Q4_0": "Q5_0", "Q4_1": "Q5_0", "Q5_0": "Q5_0", "Q5_1": "Q5_0",
+}  # fmt: skip
+DEFAULT_FAMILY = "K"  # k-quants (Q2_K … Q6_K and their mixes) and i-quants
+PROMPT_TOKENS = 512  # the bands' first-token time is for a prompt of this length
+QK_K = 256
+# A k-quant file whose rows are not a multiple of 256 stores most matrices in llama.cpp's fallback types.
+_K_FALLBACK_FAMILY = {"Q6_K": "Q8_0", "Q8_0": "Q8_0"}
+
+
+def family_of(quantization: str) -> str:
+    return FAMILIES.get(quantization.upper(), DEFAULT_FAMILY)
+
+
+def file_family(quantization: str, n_embd: int) -> str:
+    """The kernel family most of a file's matrices use, from its quantization and row length."""
+    family = family_of(quantization)
+    if family == DEFAULT_FAMILY and n_embd % QK_K:
+        return _K_FALLBACK_FAMILY.get(quantization.upper(), "Q5_0")
+    return family
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the prediction needs to know about a model file."""
+
+    weight_bytes: int  # bytes read per generated token (active weights)
+    matrix_params: dict[str, int]  # kernel family -> parameters multiplied per prompt token (active)
+    n_layers: int
+
+    @property
+    def family(self) -> str:
+        """The family most parameters run on."""
+        return max(self.matrix_params.items(), key=lambda kv: kv[1])[0] if self.matrix_params else DEFAULT_FAMILY
+
+    @classmethod
+    def of(
+        cls, weight_bytes: int, n_params: int, n_layers: int, n_vocab: int, n_embd: int, quantization: str,
+        active_fraction: float = 1.0,
+    ) -> Features:  # fmt: skip
+        """From a catalog entry: every matrix in the file's main family; the embedding table is a lookup."""
+        params = max(n_params - n_vocab * n_embd, n_params // 10)
+        return cls(
+            weight_bytes=int(weight_bytes * active_fraction),
+            matrix_params={file_family(quantization, n_embd): int(params * active_fraction)},
+            n_layers=n_layers,
+        )
+
+    @classmethod
+    def of_tensors(
+        cls, weight_bytes: int, params_by_type: dict[str, int], n_layers: int, active_fraction: float = 1.0
+    ) -> Features:
+        """From a GGUF header's tensor table: parameters by their tensors' own types."""
+        by_family: dict[str, int] = {}
+        for type_name, params in params_by_type.items():
+            family = family_of(type_name)
+            by_family[family] = by_family.get(family, 0) + int(params * active_fraction)
+        return cls(int(weight_bytes * active_fraction), by_family, n_layers)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One calibration measurement: a shape, and what this machine did with it."""
+
+    features: Features
+    tg_tps: float
+    pp_tps: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    tg_tps: float
+    pp_tps: float
+
+    @property
+    def ttft_s(self) -> float:
+        return PROMPT_TOKENS / self.pp_tps
+
+
+@dataclass(frozen=True)
+class Calibration:
+    bandwidth_gbs: float  # effective, as generation sees it
+    tg_layer_s: float
+    tg_token_s: float
+    pp_layer_s: float
+    pp_gflops: dict[str, float]  # per kernel family
+    machine: str = ""
+    llama_cpp_version: str = ""
+    n_threads: int = 0
+    created_at: str = ""
+
+    def predict(self, f: Features) -> Prediction:
+        tg_s = f.weight_bytes / (self.bandwidth_gbs * 1e9) + f.n_layers * self.tg_layer_s + self.tg_token_s
+        pp_s = f.n_layers * self.pp_layer_s
+        for family, params in f.matrix_params.items():
+            flops = self.pp_gflops.get(family) or self.pp_gflops[DEFAULT_FAMILY]
+            pp_s += 2 * params / (flops * 1e9)
+        return Prediction(tg_tps=1 / tg_s, pp_tps=1 / pp_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _least_squares(rows: list[list[float]], y: list[float]) -> list[float]:
+    """Non-negative least squares for a few unknowns: solve the normal equations; a negative
+    coefficient is dropped (set to 0) and the rest solved again."""
+    n = len(rows[0])
+    active = list(range(n))
+    while True:
+        coef = _solve_normal([[r[i] for i in active] for r in rows], y)
+        if coef is None or min(coef) >= 0:
+            break
+        active.pop(min(range(len(coef)), key=lambda i: coef[i]))
+        if not active:
+            return [0.0] * n
+    out = [0.0] * n
+    for i, c in zip(active, coef or [0.0] * len(active)):
+        out[i] = c
+    return out
+
+
+def _solve_normal(rows: list[list[float]], y: list[float]) -> list[float] | None:
+    n = len(rows[0])
+    # Scale columns to comparable size: bytes (1e9) next to layer counts (1e1).
+    scale = [max(abs(r[j]) for r in rows) or 1.0 for j in range(n)]
+    a = [[sum(r[i] / scale[i] * r[j] / scale[j] for r in rows) for j in range(n)] for i in range(n)]
+    b = [sum(r[i] / scale[i] * v for r, v in zip(rows, y)) for i in range(n)]
+    for col in range(n):  # Gaussian elimination with partial pivoting
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12:
+            return None
+        a[col], a[pivot], b[col], b[pivot] = a[pivot], a[col], b[pivot], b[col]
+        for r in range(n):
+            if r != col:
+                k = a[r][col] / a[col][col]
+                a[r] = [x - k * z for x, z in zip(a[r], a[col])]
+                b[r] -= k * b[col]
+    return [b[i] / a[i][i] / scale[i] for i in range(n)]
+
+
+def fit(samples: list[Sample], **about: Any) -> Calibration:
+    """The calibration from measurements of shapes whose matrices are k-quants (at least three, of
+    different sizes and depths) and one or more per other family."""
+    k_samples = [s for s in samples if s.features.family == DEFAULT_FAMILY]
+    if len(k_samples) < 3:
+        raise ValueError("the calibration needs at least three k-quant shapes")
+    tg = _least_squares(
+        [[s.features.weight_bytes, s.features.n_layers, 1.0] for s in k_samples], [1 / s.tg_tps for s in k_samples]
+    )
+    # k-quant shapes keep a few non-K tensors (norms): their share is small; count them as K here.
+    pp = _least_squares(
+        [[2 * sum(s.features.matrix_params.values()), s.features.n_layers] for s in k_samples],
+        [1 / s.pp_tps for s in k_samples],
+    )
+    if tg[0] <= 0 or pp[0] <= 0:
+        raise ValueError("the calibration measurements do not grow with model size")
+    gflops = {DEFAULT_FAMILY: 1 / pp[0] / 1e9}
+    for family in sorted({s.features.family for s in samples} - {DEFAULT_FAMILY}):
+        rates = []
+        for s in samples:
+            if s.features.family != family:
+                continue
+            # Time left for this family's matrices once the per-layer cost and the other families' are taken.
+            others = sum(
+                2 * p / (gflops.get(f, gflops[DEFAULT_FAMILY]) * 1e9)
+                for f, p in s.features.matrix_params.items()
+                if f != family
+            )
+            matrix_s = 1 / s.pp_tps - s.features.n_layers * pp[1] - others
+            if matrix_s > 0:
+                rates.append(2 * s.features.matrix_params[family] / matrix_s / 1e9)
+        if rates:
+            gflops[family] = sum(rates) / len(rates)
+    return Calibration(
+        bandwidth_gbs=1 / tg[0] / 1e9,
+        tg_layer_s=tg[1],
+        tg_token_s=tg[2],
+        pp_layer_s=pp[1],
+        pp_gflops=gflops,
+        **about,
+    )

@@ -1,0 +1,344 @@
+"""Usable here, known before the download: header-only probes of Hub files, zero-data replicas,
+the machine's calibration and the calibrated prediction (measured > probed > predicted)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localopen.app import calibration as calibrations
+from localopen.app.benchmark import BenchmarkSession
+from localopen.app.catalog_rows import catalog_row, quant_rows
+from localopen.app.context import AppContext
+from localopen.app.probe import ProbeRefused, ProbeSession
+from localopen.core import usability
+from localopen.core.catalog import CatalogModel
+from localopen.core.gguf_header import GGUFIncompleteError, parse_prefix, read_header
+from localopen.core.gguf_writer import GGML_TYPES
+from localopen.core.hub import RemoteFile
+from localopen.core.model_shapes import DenseShape, tensors, write_shape
+from localopen.core.records import BenchResult
+from localopen.core.replica import ReplicaError, check_size, fetch_header, supports_sparse, write_replica
+from localopen.core.speed_model import Calibration, Features, Sample, fit
+from localopen.engine.protocol import BenchParams, LoadOptions
+
+from fake_hub import FakeHub, Repo
+from tiny_gguf import write_tiny_llama
+
+TINY_SHAPES = [
+    (DenseShape("cal-a", 2, 256, 512, 4, 4, 1024), "Q4_K_M"),
+    (DenseShape("cal-b", 6, 256, 512, 4, 4, 1024), "Q4_K_M"),
+    (DenseShape("cal-c", 4, 512, 1024, 8, 8, 1024), "Q4_K_M"),
+    (DenseShape("cal-c", 4, 512, 1024, 8, 8, 1024), "Q8_0"),
+]
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch):
+    server = FakeHub().start()
+    server.use_cdn()  # as the real Hub serves GGUF files: 302 to a signed URL on another host
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield server
+    server.stop()
+
+
+def _remote(repo: str, name: str, data: bytes) -> RemoteFile:
+    return RemoteFile(repo, name, len(data), hashlib.sha256(data).hexdigest())
+
+
+# --- header and replica -------------------------------------------------------------------------
+def test_parse_prefix_asks_for_more_until_the_tensor_table_is_complete(tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    full = read_header(tiny_gguf)
+    with pytest.raises(GGUFIncompleteError):
+        parse_prefix("tiny.gguf", data[:2000], len(data))
+    header = parse_prefix("tiny.gguf", data[: full.tensor_data_offset], len(data))
+    assert header.n_params == full.n_params and header.tensor_data_offset == full.tensor_data_offset
+    assert header.tensor_data_end is not None and header.tensor_data_end <= len(data) < header.tensor_data_end + 32
+
+
+def test_size_mismatch_between_header_and_hub_is_refused(tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    header = parse_prefix("tiny.gguf", data, len(data))
+    check_size(header, _remote("o/r", "tiny.gguf", data))
+    with pytest.raises(ReplicaError, match="do not match"):
+        check_size(header, RemoteFile("o/r", "tiny.gguf", len(data) + 4096, "0" * 64))
+
+
+def test_zero_data_shapes_are_real_ggufs_and_sparse(tmp_path: Path) -> None:
+    """The calibration's files, read back by the gguf package: names, shapes and llama.cpp's
+    Q4_K_M types (Q6_K for output and some attn_v/ffn_down; Q5_0 where a row is not 256-aligned)."""
+    gguf = pytest.importorskip("gguf")
+    shape = DenseShape("t", 8, 576, 1536, 9, 3, 4096)
+    path = tmp_path / "t.gguf"
+    size = write_shape(path, shape, "Q4_K_M")
+    assert path.stat().st_size == size
+    if supports_sparse(tmp_path):
+        assert path.stat().st_blocks * 512 < size / 4
+    reader = gguf.GGUFReader(str(path))
+    specs = {t.name: t for t in tensors(shape, "Q4_K_M")}
+    assert {t.name for t in reader.tensors} == set(specs)
+    for t in reader.tensors:
+        spec = specs[t.name]
+        assert tuple(int(n) for n in t.shape) == spec.shape
+        assert int(t.tensor_type) == spec.ggml_type
+    types = {t.name: int(t.tensor_type) for t in reader.tensors}
+    assert types["output.weight"] == GGML_TYPES["Q8_0"]  # Q6_K wanted, 576 is not a multiple of 256
+    assert types["blk.0.ffn_down.weight"] == GGML_TYPES["Q6_K"]  # rows of 1536: Q6_K as wanted
+    assert types["blk.1.ffn_down.weight"] == GGML_TYPES["Q4_K"]
+    assert types["blk.0.attn_q.weight"] == GGML_TYPES["Q5_0"]
+    header = read_header(path)
+    assert header.n_params == sum(int(t.n_elements) for t in reader.tensors)
+
+
+def test_fetch_header_reads_a_few_megabytes_through_the_cdn(hub: FakeHub, gemma_path: Path) -> None:
+    data = gemma_path.read_bytes()
+    hub.add(Repo("g/G-GGUF", {"g-Q4_K_M.gguf": data}))
+    got = fetch_header(_remote("g/G-GGUF", "g-Q4_K_M.gguf", data))
+    assert got.header.architecture == "gemma3"
+    assert got.prefix == data[: got.header.tensor_data_offset]
+    assert got.bytes_fetched == hub.bytes_served < len(data) * 0.05
+    assert all("Authorization" not in headers for _path, headers, _status in hub.cdn.requests)  # type: ignore[union-attr]
+
+
+# --- the speed model ----------------------------------------------------------------------------
+def _features(n_bytes: float, params: float, layers: int, family: str = "K") -> Features:
+    return Features(int(n_bytes), {family: int(params)}, layers)
+
+
+def test_calibration_fit_recovers_the_machine_it_was_measured_on() -> None:
+    machine = Calibration(
+        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=1e-3, pp_layer_s=30e-6, pp_gflops={"K": 150.0, "Q8_0": 90.0}
+    )
+    shapes = [
+        _features(20e6, 30e6, 8),
+        _features(150e6, 200e6, 32),
+        _features(300e6, 500e6, 24),
+        _features(700e6, 1.1e9, 22),
+        _features(400e6, 350e6, 24, "Q8_0"),
+    ]
+    samples = [Sample(f, machine.predict(f).tg_tps, machine.predict(f).pp_tps) for f in shapes]
+    got = fit(samples)
+    assert got.bandwidth_gbs == pytest.approx(20.0, rel=1e-6)
+    assert got.tg_layer_s == pytest.approx(40e-6, rel=1e-6)
+    assert got.tg_token_s == pytest.approx(1e-3, rel=1e-6)
+    assert got.pp_gflops["K"] == pytest.approx(150.0, rel=1e-6)
+    assert got.pp_gflops["Q8_0"] == pytest.approx(90.0, rel=1e-6)
+    big = _features(4.6e9, 7e9, 28)  # a 7B model, far outside the calibration shapes
+    assert got.predict(big).tg_tps == pytest.approx(machine.predict(big).tg_tps, rel=1e-6)
+
+
+def test_calibration_fit_drops_a_term_that_would_go_negative() -> None:
+    """Noise must not give a negative per-layer cost (it would make deep models look faster)."""
+    samples = [
+        Sample(_features(20e6, 30e6, 8), 200.0, 900.0),
+        Sample(_features(150e6, 200e6, 32), 80.0, 280.0),
+        Sample(_features(300e6, 500e6, 24), 45.0, 140.0),
+        Sample(_features(700e6, 1.1e9, 22), 20.0, 64.0),
+    ]
+    got = fit(samples)
+    assert got.tg_layer_s >= 0 and got.tg_token_s >= 0 and got.pp_layer_s >= 0
+    with pytest.raises(ValueError):
+        fit(samples[:2])
+
+
+# --- the probe, end to end ----------------------------------------------------------------------
+def _ctx_with_profile() -> AppContext:
+    ctx = AppContext()
+    ctx.read_profile(measure=False)
+    return ctx
+
+
+@pytest.mark.slow
+def test_probe_of_the_gemma_file_fetches_little_and_matches_the_real_file(
+    hub: FakeHub, gemma_path: Path, tmp_path: Path
+) -> None:
+    data = gemma_path.read_bytes()
+    repo = "ggml-org/gemma-3-270m-it-GGUF"  # the catalog's repo: its rows then show the probe
+    hub.add(Repo(repo, {"gemma-3-270m-it-Q8_0.gguf": data}))
+    ctx = _ctx_with_profile()
+    session = ProbeSession(ctx)
+    messages: list[object] = []
+    report = session.run(repo, quant="Q8_0", on_progress=messages.append)
+
+    assert report.bytes_fetched == hub.bytes_served < 0.10 * len(data)  # a 253 MB file: only its header
+    assert report.file_size == len(data) and report.parts == 1
+    assert report.memory.weights > 0.95 * (len(data) - read_header(gemma_path).tensor_data_offset)
+    assert report.memory.kv_cache > 0 and report.n_ctx == ctx.settings.n_ctx
+    assert report.verdict.basis == "probed" and report.verdict.ttft_s is not None
+    assert not list(ctx.paths.cache.glob("probe-*")), "the replica is deleted"
+    as_json = report.to_dict()
+    for key in ("repo", "file", "file_size", "bytes_fetched", "pp_tps", "tg_tps", "ttft_s", "memory", "band"):
+        assert as_json[key] is not None, key
+    assert as_json["basis"] == "probed" and set(as_json["memory"]) >= {"weights", "kv_cache", "compute", "total"}
+
+    # Saved as probed, under the Hub file's name and sha256: never a measurement of a real file.
+    saved = ctx.db.execute("SELECT basis, model_path, model_sha256 FROM bench_results").fetchall()
+    assert {(r["basis"], r["model_path"]) for r in saved} == {("probed", f"hub:{repo}/gemma-3-270m-it-Q8_0.gguf")}
+    assert saved[0]["model_sha256"] == hashlib.sha256(data).hexdigest()
+    assert usability.latest_for(ctx.db, str(gemma_path), ctx.machine_id()) is None
+    model = ctx.catalog.get("gemma-3-270m-it")
+    assert model is not None
+    row = catalog_row(ctx, model)
+    assert row.verdict is not None and row.verdict.basis == "probed"
+    assert row.verdict.tg_tps == pytest.approx(report.tg.avg_ts)  # type: ignore[union-attr]
+
+    # The replica benchmarks like the real file. The real file is copied first: like a download
+    # (and the replica) its pages are then freshly written; an old copy of it in the page cache
+    # measured up to 20 % slower at generation here. Median of four interleaved runs each. The bar
+    # is 25 %, not the 15 % aimed for: on this machine's two shared cores the median prompt speed of
+    # the same file moved between runs of this test by up to 20 % (324-399 tokens/s), and a flaky
+    # test would hide real regressions. benchmarks/probe_accuracy.py reports the measured agreement.
+    real_copy = tmp_path / gemma_path.name
+    shutil.copyfile(gemma_path, real_copy)
+    replica = write_replica([fetch_header(_remote(repo, "gemma-3-270m-it-Q8_0.gguf", data))], tmp_path / "replica")
+    params = BenchParams(n_prompt=128, n_gen=32, reps=3)
+    speeds: dict[tuple[Path, str], list[float]] = {}
+    for path in (real_copy, replica) * 4:
+        run = BenchmarkSession(ctx).measure(path, LoadOptions(n_ctx=params.n_prompt + params.n_gen), params)
+        for r in run.results:
+            speeds.setdefault((path, "pp" if r.is_prompt_test else "tg"), []).append(r.avg_ts)
+    for test in ("pp", "tg"):
+        replica_speed, real_speed = (
+            statistics.median(speeds[(replica, test)]),
+            statistics.median(speeds[(real_copy, test)]),
+        )
+        assert replica_speed == pytest.approx(real_speed, rel=0.25), (test, speeds)
+
+
+def test_probe_of_a_split_model_reads_every_part(hub: FakeHub, tmp_path: Path) -> None:
+    write_tiny_llama(tmp_path / "tiny-Q4_K_M.gguf", split_max_tensors=8)
+    parts = sorted(tmp_path.glob("tiny-Q4_K_M-*-of-*.gguf"))
+    assert len(parts) > 1
+    hub.add(Repo("o/Split-GGUF", {p.name: p.read_bytes() for p in parts}))
+    ctx = _ctx_with_profile()
+    report = ProbeSession(ctx).run("o/Split-GGUF", quant="Q4_K_M")
+    assert report.parts == len(parts)
+    assert report.file_size == sum(p.stat().st_size for p in parts)
+    assert {path for path, _headers, _status in hub.cdn.requests} == {  # type: ignore[union-attr]
+        f"/xet/o/Split-GGUF/{p.name}" for p in parts
+    }
+    assert report.tg is not None and report.tg.avg_ts > 0
+
+
+def test_probe_of_a_file_that_does_not_match_its_header_benchmarks_nothing(hub: FakeHub, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    hub.add(Repo("o/Cut-GGUF", {"cut-Q4_K_M.gguf": data[: len(data) - 5000]}))
+    ctx = _ctx_with_profile()
+    with pytest.raises(ReplicaError, match="truncated|do not match"):
+        ProbeSession(ctx).run("o/Cut-GGUF", quant="Q4_K_M")
+    assert ctx.db.execute("SELECT COUNT(*) FROM bench_results").fetchone()[0] == 0
+
+
+def test_probe_that_cannot_fit_in_memory_is_refused(hub: FakeHub, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    hub.add(Repo("o/Tiny-GGUF", {"tiny-Q4_K_M.gguf": data}))
+    ctx = _ctx_with_profile()
+    assert ctx.profile is not None
+    ctx._profile = dataclasses.replace(ctx.profile, ram_total=2**20, ram_available=0, gpus=[])
+    with pytest.raises(ProbeRefused, match="cannot run here"):
+        ProbeSession(ctx).run("o/Tiny-GGUF", quant="Q4_K_M")
+    assert not list(ctx.paths.cache.glob("probe-*"))
+
+
+def test_cli_probe_json(hub: FakeHub, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    hub.add(Repo("o/Tiny-GGUF", {"tiny-Q4_K_M.gguf": data}))
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0"}
+    out = subprocess.run(
+        [sys.executable, "-m", "localopen", "probe", "o/Tiny-GGUF", "--file", "tiny-Q4_K_M.gguf", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["repo"] == "o/Tiny-GGUF" and got["file"] == "tiny-Q4_K_M.gguf" and got["basis"] == "probed"
+    assert got["file_size"] == len(data) and 0 < got["bytes_fetched"] <= len(data)
+    assert (
+        got["tg_tps"] > 0
+        and got["pp_tps"] > 0
+        and got["ttft_s"] == pytest.approx(512 / got["pp_tps"], rel=0.01, abs=0.01)
+    )
+    assert got["memory"]["total"] > 0 and got["band"]
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "localopen", "probe", "o/Tiny-GGUF", "--quant", "Q2_K"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert missing.returncode != 0 and "No Q2_K file here" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# --- calibration and the three bases ------------------------------------------------------------
+def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
+    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    ctx = _ctx_with_profile()
+    model = ctx.catalog.get("smollm2-135m-instruct")
+    assert isinstance(model, CatalogModel)
+    before = catalog_row(ctx, model).verdict
+    assert before is not None and before.basis == "predicted" and "calibration" not in before.reason
+
+    calibration = calibrations.calibrate(ctx, BenchmarkSession(ctx))
+    assert calibration.bandwidth_gbs > 0 and calibration.pp_gflops["K"] > 0 and "Q8_0" in calibration.pp_gflops
+    assert calibrations.current(ctx) == calibration
+    assert not list(ctx.paths.cache.glob("calibration-*")), "the calibration files are deleted"
+
+    after = catalog_row(ctx, model).verdict
+    assert after is not None and after.basis == "predicted" and "calibration" in after.reason
+    assert after.tg_tps and after.pp_tps and after.ttft_s
+    rows = quant_rows(ctx, model)
+    speeds = {r.quant.type: r.verdict.tg_tps for r in rows if r.verdict}
+    assert speeds["Q4_K_M"] > speeds["F16"]  # fewer bytes per token: faster generation
+
+
+def _result(basis: str, test: str, ts: float, path: str, sha: str, machine: str) -> BenchResult:
+    n_prompt, n_gen = (512, 0) if test.startswith("pp") else (0, 128)
+    return BenchResult(
+        model_filename=path, model_type="t", model_size=1, model_n_params=1, n_prompt=n_prompt, n_gen=n_gen,
+        avg_ns=1, stddev_ns=0, avg_ts=ts, stddev_ts=0.0, samples_ns=[1], samples_ts=[ts], test_time="2026-11-23",
+        test=test, basis=basis, sha256=sha, machine=machine,
+    )  # fmt: skip
+
+
+def test_measured_beats_probed_beats_predicted(tiny_gguf: Path) -> None:
+    from localopen.core import results as results_db
+    from localopen.core.library import add_downloaded
+
+    ctx = _ctx_with_profile()
+    model = ctx.catalog.get("smollm2-135m-instruct")
+    assert model is not None
+    machine = ctx.machine_id()
+    sha = "ab" * 32
+    key = usability.probe_key(model.gguf_repo, "SmolLM2-135M-Instruct-Q4_K_M.gguf")
+    assert catalog_row(ctx, model).verdict.basis == "predicted"  # type: ignore[union-attr]
+    for test, ts in (("pp128", 400.0), ("tg32", 60.0)):
+        results_db.save(ctx.db, _result("probed", test, ts, key, sha, machine))
+    probed = catalog_row(ctx, model).verdict
+    assert probed is not None and probed.basis == "probed" and probed.tg_tps == 60.0
+    assert probed.label == f"{probed.band} (probed)"
+
+    # Downloaded: the probe still stands until the real file is measured...
+    remote = RemoteFile(model.gguf_repo, "SmolLM2-135M-Instruct-Q4_K_M.gguf", tiny_gguf.stat().st_size, sha)
+    add_downloaded(ctx.db, tiny_gguf, remote, remote.size)
+    assert catalog_row(ctx, model).verdict.basis == "probed"  # type: ignore[union-attr]
+    # ...and a measurement of the real file wins.
+    for test, ts in (("pp512", 300.0), ("tg128", 42.0)):
+        results_db.save(ctx.db, _result("measured", test, ts, str(tiny_gguf), sha, machine))
+    measured = catalog_row(ctx, model).verdict
+    assert measured is not None and measured.basis == "measured" and measured.tg_tps == 42.0
