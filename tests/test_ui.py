@@ -55,7 +55,8 @@ def test_every_section_opens_offline_without_a_request(window: MainWindow, qtbot
         explore.search_hub()
         qtbot.waitUntil(lambda: "offline" in explore.hub_status.text().lower(), timeout=10000)
         assert hub.requests == []
-        assert "This machine" in window.summary.text()
+        # The fixture waits for the profile; its signal reaches the window on a later event loop turn.
+        qtbot.waitUntil(lambda: "This machine" in window.summary.text(), timeout=10000)
     finally:
         hub.stop()
 
@@ -101,7 +102,7 @@ def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
     assert ex.select("olmo-2-1124-7b-instruct")
     html = ex.detail.toHtml()
     assert "Pre-training data" in html and "arxiv.org" in html and "Usable here" in html
-    assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, 3).text() == "Download"
+    assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, 5).text() == "Download"
 
 
 def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, monkeypatch, tiny_gguf: Path) -> None:
@@ -115,7 +116,7 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
     try:
         ex = window.goto("Explore")
         ex.select("smollm2-360m-instruct")
-        ex.quants.cellWidget(0, 3).click()  # Download Q8_0
+        ex.quants.cellWidget(0, 5).click()  # Download Q8_0
         library = window.views["Library"]
         qtbot.waitUntil(lambda: len(library.downloads.rows) == 1, timeout=5000)
         row = next(iter(library.downloads.rows.values()))
@@ -304,6 +305,7 @@ def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: P
 def test_the_apps_summary_is_the_page_the_cli_prints(window: MainWindow, qtbot) -> None:
     from cli_helpers import run
 
+    qtbot.waitUntil(lambda: "This machine" in window.summary.text(), timeout=10000)
     with qtbot.waitSignal(window.summary_shown, timeout=30000) as shown:
         window.show_summary()
     dialog = shown.args[0]

@@ -176,7 +176,9 @@ class ComparisonRow:
 
     @property
     def name(self) -> str:
-        return Path(self.model_filename).name
+        """The file's name; a probe says so (it measured a zero-data replica of a Hub file)."""
+        name = Path(self.model_filename).name
+        return f"{name} (probed)" if self.base.basis == "probed" else name
 
     @property
     def efficiency(self) -> float | None:
@@ -195,7 +197,10 @@ def compare(results: list[BenchResult], thresholds: verdicts.Thresholds) -> list
     rows = []
     for filename, tests in by_model.items():
         pp, tg = tests.get("pp"), tests.get("tg")
-        verdict = verdicts.measured(tg.avg_ts, pp.avg_ts if pp else None, thresholds) if tg else None
+        verdict = None
+        if tg is not None:
+            judge = verdicts.probed if tg.basis == "probed" else verdicts.measured
+            verdict = judge(tg.avg_ts, pp.avg_ts if pp else None, thresholds)
         rows.append(ComparisonRow(filename, pp, tg, verdict))
     return rows
 

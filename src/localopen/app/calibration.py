@@ -35,13 +35,14 @@ log = logging.getLogger("localopen.calibration")
 SHAPES: list[tuple[DenseShape, str]] = [
     (DenseShape("calibration-narrow", 8, 512, 1536, 8, 8, 32000), "Q4_K_M"),
     (DenseShape("calibration-deep", 32, 768, 2048, 12, 4, 32000), "Q4_K_M"),
+    (DenseShape("calibration-deep-narrow", 40, 512, 1536, 8, 8, 32000), "Q4_K_M"),
     (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "Q4_K_M"),
     (DenseShape("calibration-wide", 22, 2048, 5632, 32, 4, 32000), "Q4_K_M"),
     (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "Q8_0"),
     (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "Q5_0"),
     (DenseShape("calibration-medium", 24, 1024, 2816, 16, 8, 32000), "F16"),
 ]
-PARAMS = BenchParams(n_prompt=128, n_gen=32, reps=2)
+PARAMS = BenchParams(n_prompt=128, n_gen=64, reps=3)
 
 Progress = Callable[[str], None]
 
@@ -106,6 +107,7 @@ def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress 
                 raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
             tests = {("pp" if r.is_prompt_test else "tg"): r for r in run.results}
             samples.append(Sample(file_features(read_header(path)), tests["tg"].avg_ts, tests["pp"].avg_ts))
+            log.info("Calibration %s %s: tg %.2f pp %.2f", shape.name, ftype, tests["tg"].avg_ts, tests["pp"].avg_ts)
             threads = tests["tg"].n_threads
             path.unlink()
     finally:

@@ -16,7 +16,7 @@ class SummaryRow:
     license: str
     verdict: str  # the band
     reason: str
-    basis: str  # predicted | measured
+    basis: str  # measured | probed | predicted
 
     @property
     def predicted(self) -> bool:
@@ -39,8 +39,9 @@ def markdown(rows: list[SummaryRow], machine: str) -> str:
         "",
         f"Machine: {machine}",
         "",
-        "Each verdict says how it was obtained: measured (a benchmark or a failed load on this machine) "
-        "or predicted (the fit estimate and the memory-bandwidth bound).",
+        "Each verdict says how it was obtained: measured (a benchmark of the downloaded file, or a failed "
+        "load, on this machine), probed (the Hub file's header benchmarked here as a zero-data replica, "
+        "before any download) or predicted (the file's shape and this machine's calibration).",
         "",
     ]
     for letter, members in _grouped(rows):

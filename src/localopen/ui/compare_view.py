@@ -266,7 +266,7 @@ class CompareView(QWidget):
                 f"{base.load_time_ms:.0f} ms" if base.load_time_ms else "",
                 human_bytes(base.peak_rss_bytes),
                 efficiency,
-                row.verdict.band if row.verdict else "",
+                row.verdict.label if row.verdict else "",
             ]
             for c, v in enumerate(values):
                 self.table.setItem(i, c, QTableWidgetItem(v))
@@ -281,7 +281,7 @@ class CompareView(QWidget):
         pp_set, tg_set = QBarSet("prompt (pp)"), QBarSet("generation (tg)")
         names = []
         for row in rows:
-            names.append(Path(row.model_filename).stem[:24])
+            names.append(row.name.removesuffix(".gguf")[:28])
             pp_set.append(row.pp.avg_ts if row.pp else 0.0)
             tg_set.append(row.tg.avg_ts if row.tg else 0.0)
         series.append(pp_set)
