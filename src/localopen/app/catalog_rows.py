@@ -108,7 +108,7 @@ def quant_rows(
     profile = profile or ctx.profile
     ctx_size = context_size(ctx, n_ctx)
     calibration = calibrations.current(ctx)
-    probed = usability.probed_files(ctx.db, ctx.machine_id(), model.gguf_repo)
+    probed = usability.probed_files(ctx.db, ctx.machine_id()).get(model.gguf_repo, [])
     installed = library.installed_by_repo(ctx).get(model.gguf_repo)
     rows = []
     for q in model.quants:
@@ -127,15 +127,16 @@ def catalog_row(
     n_ctx: int | None = None,
     installed: dict[str, LibraryModel] | None = None,
     calibration: Calibration | None = None,
+    probed: dict[str, list[str]] | None = None,
 ) -> CatalogRow:
     profile = profile or ctx.profile
     installed = library.installed_by_repo(ctx) if installed is None else installed
     calibration = calibration or calibrations.current(ctx)
+    probed = usability.probed_files(ctx.db, ctx.machine_id()) if probed is None else probed
     quant = model.recommended
     fit = catalog_fit(model, profile, n_ctx=context_size(ctx, n_ctx)) if profile else None
     here = installed.get(model.gguf_repo)
-    probed = usability.probed_files(ctx.db, ctx.machine_id(), model.gguf_repo)
-    probe = _probe_of(ctx, model, quant, profile, probed)
+    probe = _probe_of(ctx, model, quant, profile, probed.get(model.gguf_repo, []))
     verdict = usable_here(ctx, fit, here, profile, probe, catalog_features(model, quant), calibration)
     return CatalogRow(model, quant, fit, verdict, here)
 
@@ -143,7 +144,8 @@ def catalog_row(
 def catalog_rows(ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> list[CatalogRow]:
     installed = library.installed_by_repo(ctx)
     calibration = calibrations.current(ctx)
-    return [catalog_row(ctx, m, profile, n_ctx, installed, calibration) for m in ctx.catalog.models]
+    probed = usability.probed_files(ctx.db, ctx.machine_id())
+    return [catalog_row(ctx, m, profile, n_ctx, installed, calibration, probed) for m in ctx.catalog.models]
 
 
 def machine_line(rows: list[CatalogRow]) -> MachineLine:

@@ -52,15 +52,16 @@ def latest_probe(
     return _newest(rows)
 
 
-def probed_files(conn: sqlite3.Connection, machine: str, repo: str) -> list[str]:
-    """Hub file names of this repo probed on this machine."""
-    prefix = probe_key(repo, "")
+def probed_files(conn: sqlite3.Connection, machine: str) -> dict[str, list[str]]:
+    """Hub file names probed on this machine, by repo (one query for the whole catalog)."""
     rows = conn.execute(
-        "SELECT DISTINCT model_path FROM bench_results WHERE machine = ? AND basis = 'probed'"
-        " AND substr(model_path, 1, ?) = ?",
-        (machine, len(prefix), prefix),
+        "SELECT DISTINCT model_path FROM bench_results WHERE machine = ? AND basis = 'probed'", (machine,)
     ).fetchall()
-    return [r["model_path"][len(prefix) :] for r in rows]
+    by_repo: dict[str, list[str]] = {}
+    for row in rows:
+        repo, _, filename = row["model_path"].removeprefix("hub:").rpartition("/")
+        by_repo.setdefault(repo, []).append(filename)
+    return by_repo
 
 
 def record_load_failure(conn: sqlite3.Connection, model_path: str, machine: str, message: str) -> None:

@@ -82,12 +82,13 @@ def band_for(tg_tps: float, ttft_s: float | None, t: Thresholds) -> str:
     return "too slow"
 
 
-def _speeds(tg_tps: float, pp_tps: float | None, t: Thresholds, basis: str, how: str) -> Verdict:
+def _speeds(tg_tps: float, pp_tps: float | None, t: Thresholds, basis: str, how: str, tail: str = "") -> Verdict:
     """Bands are defined for a 512-token prompt: its first-token time is 512 ÷ prompt speed,
     whatever prompt length was benchmarked."""
     ttft = PROMPT_TOKENS / pp_tps if pp_tps else None
     ttft_text = f", first token after {ttft:.1f} s for a {PROMPT_TOKENS}-token prompt" if ttft is not None else ""
-    return Verdict(band_for(tg_tps, ttft, t), f"{how}: {tg_tps:.1f} tokens/s{ttft_text}", basis, tg_tps, pp_tps)
+    reason = f"{how}: {tg_tps:.1f} tokens/s{ttft_text}{tail}"
+    return Verdict(band_for(tg_tps, ttft, t), reason, basis, tg_tps, pp_tps)
 
 
 def measured(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
@@ -106,8 +107,7 @@ def predicted(fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] 
         return Verdict("does not fit", fit.detail, "predicted")
     tight = "; memory is tight" if fit.code == "tight" else ""
     if speed is not None:
-        verdict = _speeds(speed[0], speed[1], t, "predicted", "predicted from this machine's calibration")
-        return Verdict(verdict.band, verdict.reason + tight, "predicted", speed[0], speed[1])
+        return _speeds(speed[0], speed[1], t, "predicted", "predicted from this machine's calibration", tight)
     if not fit.decode_bound_tps:
         return Verdict("unknown", "no bandwidth measurement yet", "predicted")
     expected = fit.decode_bound_tps * UNCALIBRATED_EFFICIENCY
