@@ -183,7 +183,7 @@ class ExploreView(QWidget):
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([900, 400])
+        self.splitter.setSizes([690, 610])  # the file table's actions fit without scrolling
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -192,8 +192,8 @@ class ExploreView(QWidget):
         self.probe_runner = EngineRunner("probe-engine")
         self._probing: tuple[str, str] | None = None  # repo, quantization
         self._calibrating = False
-        services.profile_ready.connect(lambda _hw: self.reload())
-        services.profile_ready.connect(lambda _hw: self.calibrate_if_needed())
+        # Bound methods, not lambdas: Qt disconnects them when this view is deleted.
+        services.profile_ready.connect(self._on_profile)
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
         services.settings_changed.connect(self.reload)
@@ -313,9 +313,7 @@ class ExploreView(QWidget):
     def _add_quant_row(self, quant: str, size: str, fit: str, repo: str, pattern: str, verdict: Verdict | None) -> None:
         r = self.quants.rowCount()
         self.quants.insertRow(r)
-        usable = "–"
-        if verdict is not None:
-            usable = verdict.label + (f" · {verdict.tg_tps:.1f} t/s" if verdict.tg_tps else "")
+        usable = verdict.label if verdict is not None else "–"  # its speeds are in the tooltip
         for c, text in enumerate((quant, size, fit, usable)):
             item = QTableWidgetItem(text)
             if c == 3 and verdict is not None:
@@ -332,6 +330,10 @@ class ExploreView(QWidget):
         button.setAccessibleName(f"Download {repo} {quant}")
         button.clicked.connect(lambda _=False, rp=repo, pt=pattern: self.download_requested.emit(rp, pt))
         self.quants.setCellWidget(r, 5, button)
+
+    def _on_profile(self, _hw: object) -> None:
+        self.reload()
+        self.calibrate_if_needed()
 
     # -- calibration and probe ------------------------------------------------------------------
     def calibrate_if_needed(self) -> None:

@@ -77,7 +77,10 @@ class LibraryView(QWidget):
         layout.addWidget(self.downloads, 1)
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
-        services.profile_ready.connect(lambda _: self.reload())
+        services.profile_ready.connect(self._on_profile)  # a bound method: disconnected with the view
+        self.reload()
+
+    def _on_profile(self, _hw: object) -> None:
         self.reload()
 
     def reload(self) -> None:
