@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants  # noqa: F401 - reads HF_HUB_OFFLINE once, at import: before any test sets it
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

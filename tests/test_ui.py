@@ -186,6 +186,41 @@ def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf:
     assert len(_messages(window, chat)) == 2
 
 
+def test_a_reasoning_models_thinking_is_shown_apart_and_stored_apart(window: MainWindow, qtbot, tmp_path: Path) -> None:
+    from tiny_gguf import REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama
+
+    model = write_scripted_llama(tmp_path / "thinker.gguf", REASONING_SCRIPT, REASONING_SPECIAL)
+    chat = _chat_with(window, model)
+    chat.n_ctx.setValue(512)
+    chat.input.setPlainText("What is 2 + 2?")
+    thinking: list[str] = []
+    answers: list[str] = []
+    chat.thinking_text.connect(thinking.append)
+    chat.answer_text.connect(answers.append)
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000) as answered:
+        chat.send()
+    assert chat.thinking.isEnabled()  # the template has a switch (enable_thinking)
+    stats = answered.args[0]
+    assert stats.reasoning_tokens == 3 and stats.answer_tokens == 3
+    # Streamed apart: the Thinking section got the reasoning, the answer never saw it.
+    assert thinking and thinking[-1] == "Adding two and two"
+    assert answers[-1] == "The answer is four." and not any("Adding" in a for a in answers)
+    stored = _messages(window, chat)[-1]
+    assert (stored.reasoning, stored.content) == ("Adding two and two", "The answer is four.")
+    # Collapsed once answered: one line with its figures; a click opens it.
+    text = chat.transcript.toPlainText()
+    assert "▸ Thinking (3 tokens" in text and "Adding two and two" not in text
+    chat.toggle_thinking(stored.position)
+    assert "▾ Thinking" in chat.transcript.toPlainText() and "Adding two and two" in chat.transcript.toPlainText()
+    # The next turn: turning thinking off reaches the template (a longer prompt: an empty think block).
+    chat.thinking.setChecked(False)
+    chat.input.setPlainText("And 3 + 3?")
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000) as second:
+        chat.send()
+    assert convs.get(window.services.ctx.db, chat.conversation.id).settings["thinking"] is False
+    assert second.args[0].prompt_tokens > stats.prompt_tokens
+
+
 def test_a_model_without_template_uses_the_one_the_user_picks(window: MainWindow, qtbot, tmp_path: Path) -> None:
     from tiny_gguf import write_tiny_llama
 

@@ -102,3 +102,95 @@ def expected_params() -> int:
     head_dim = N_EMBD // N_HEAD
     per_layer = 2 * N_EMBD + N_EMBD * N_EMBD * 2 + 2 * N_HEAD_KV * head_dim * N_EMBD + 3 * N_FF * N_EMBD
     return 2 * N_VOCAB * N_EMBD + N_EMBD + N_LAYER * per_layer
+
+
+# A reasoning template as Qwen3 writes it (trimmed): thinking switch, reasoning kept for the turn.
+THINKING_CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' and m.reasoning_content and loop.last %}"
+    "<think>\n{{ m.reasoning_content }}\n</think>\n\n{% endif %}{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+
+
+def write_scripted_llama(
+    path: Path,
+    script: list[str],
+    special: dict[str, int],
+    chat_template: str = THINKING_CHATML,
+    start: str = "<0x0A>",
+    eos: str = "<|im_end|>",
+) -> Path:
+    """A tiny llama that always says `script`, token by token, after the token `start`.
+
+    Its blocks add nothing (zero attention output and feed-forward down projections), so the
+    next token depends on the current one alone: each token of the chain has a one-hot embedding
+    and the output row of its successor points at it. Extra tokens (the script's words,
+    `special`'s names with their GGUF token types: 3 control, 4 user-defined) follow the byte
+    vocabulary. Sampling at any usual temperature still follows the script.
+    """
+    import gguf
+
+    extra = list(dict.fromkeys([*special, *script]))
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + extra
+    types = [2, 3, 3] + [6] * 256 + [special.get(t, 4) for t in extra]
+    index = {t: i for i, t in enumerate(tokens)}
+    chain = [start, *script]
+    assert len(set(chain)) == len(chain), "each token of the chain must be distinct"
+    n_vocab, n_embd = len(tokens), N_EMBD
+    assert len(chain) < n_embd // 2
+    rng = np.random.default_rng(0)
+    embd = np.zeros((n_vocab, n_embd), np.float32)
+    embd[:, n_embd // 2 :] = rng.standard_normal((n_vocab, n_embd - n_embd // 2)) * 0.1
+    output = np.zeros((n_vocab, n_embd), np.float32)
+    output[:, n_embd // 2 :] = rng.standard_normal((n_vocab, n_embd - n_embd // 2)) * 0.01
+    for slot, (current, following) in enumerate(zip(chain, chain[1:], strict=False)):
+        embd[index[current]] = 0.0
+        embd[index[current], slot] = 1.0
+        output[index[following], slot] = 10.0
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny-scripted-llama")
+    w.add_license("apache-2.0")
+    w.add_context_length(N_CTX_TRAIN)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(N_FF)
+    w.add_block_count(N_LAYER)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_HEAD_KV)
+    w.add_rope_dimension_count(n_embd // N_HEAD)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(0)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([t.encode() for t in tokens])
+    w.add_token_scores([0.0] * n_vocab)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(index[eos])
+    w.add_unk_token_id(0)
+    w.add_chat_template(chat_template)
+    head_dim = n_embd // N_HEAD
+    w.add_tensor("token_embd.weight", embd)
+    w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    w.add_tensor("output.weight", output)
+    for i in range(N_LAYER):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, np.float32))
+        w.add_tensor(f"blk.{i}.attn_q.weight", rng.standard_normal((n_embd, n_embd)).astype(np.float32) * 0.1)
+        w.add_tensor(f"blk.{i}.attn_k.weight", rng.standard_normal((N_HEAD_KV * head_dim, n_embd)).astype(np.float32))
+        w.add_tensor(f"blk.{i}.attn_v.weight", rng.standard_normal((N_HEAD_KV * head_dim, n_embd)).astype(np.float32))
+        w.add_tensor(f"blk.{i}.attn_output.weight", np.zeros((n_embd, n_embd), np.float32))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, np.float32))
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", rng.standard_normal((N_FF, n_embd)).astype(np.float32) * 0.1)
+        w.add_tensor(f"blk.{i}.ffn_up.weight", rng.standard_normal((N_FF, n_embd)).astype(np.float32) * 0.1)
+        w.add_tensor(f"blk.{i}.ffn_down.weight", np.zeros((n_embd, N_FF), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# The reasoning model of the end-to-end tests: it thinks, then answers, then ends its turn.
+REASONING_SPECIAL = {"<|im_start|>": 3, "<|im_end|>": 3, "<think>": 4, "</think>": 4}
+REASONING_SCRIPT = ["<think>", "Adding", " two and two", "</think>", "The answer", " is four.", "<|im_end|>"]

@@ -97,6 +97,37 @@ def main() -> int:
 
     def chat_done() -> None:
         shot("4-chat")
+        # A reasoning model: a scripted tiny one (tests/tiny_gguf.py) that thinks, then answers.
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from tiny_gguf import REASONING_SPECIAL, write_scripted_llama
+
+        script = [
+            "<think>",
+            "The user asks what 2 + 2 is.",
+            " Adding two and two gives four;",
+            " a one-line answer is enough, with the sum shown.",
+            "</think>",
+            "**Four.**",
+            " Two plus two equals 4.",
+            "<|im_end|>",
+        ]
+        thinker = write_scripted_llama(out / "tiny-thinker.gguf", script, REASONING_SPECIAL)
+        import_file(services.ctx.db, thinker)
+        services.library_changed.emit()
+        chat = window.views["Chat"]
+        chat.answer_finished.connect(lambda _stats: state.update(thought=True))
+        chat.new_chat(str(thinker))
+        chat.input.setPlainText("What is 2 + 2?")
+        chat.send()
+
+    def chat_thinking_done() -> None:
+        chat = window.views["Chat"]
+        shot("4b-chat-thinking")
+        from localopen.core import conversations as convs
+
+        last = convs.messages(services.ctx.db, chat.conversation.id)[-1]
+        chat.toggle_thinking(last.position)
+        shot("4c-chat-thinking-open")
 
     def compare_start() -> None:
         cmp_ = window.goto("Compare")
@@ -138,6 +169,7 @@ def main() -> int:
     when(lambda: True, chat_start)
     when(lambda: window.views["Chat"].notice.isVisible(), chat_notice)
     when(lambda: bool(state.get("answered")), chat_done)
+    when(lambda: bool(state.get("thought")), chat_thinking_done)
     when(lambda: True, compare_start)
     when(lambda: not window.views["Compare"].running, compare_done)
     when(lambda: True, machine)

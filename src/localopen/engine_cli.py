@@ -9,11 +9,11 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
-from localopen.core.records import AnswerStats, BenchResult, LoadInfo
+from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo
 from localopen.engine.protocol import BenchParams, LoadOptions, SamplingParams
 
 if TYPE_CHECKING:  # the engine client and sessions load only for the commands that run a model
@@ -62,21 +62,40 @@ def ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _answer(
-    session: ChatSession, messages: list[dict[str, str]], sampling: SamplingParams, template: str | None, quiet: bool
-) -> tuple[str, AnswerStats]:
-    parts: list[str] = []
+DIM, RESET = "\033[2m", "\033[0m"
 
-    def on_token(text: str) -> None:
-        parts.append(text)
-        if not quiet:
-            print(text, end="", flush=True)
+
+def _answer(
+    session: ChatSession,
+    messages: list[dict[str, Any]],
+    sampling: SamplingParams,
+    template: str | None,
+    quiet: bool,
+    thinking: bool | None,
+) -> tuple[str, str, AnswerStats]:
+    """Stream one answer: the answer to stdout; the reasoning dimmed on a terminal, else to stderr
+    (so a pipe gets the answer alone), and not at all with --no-thinking (thinking=False)."""
+    answer: list[str] = []
+    reasoning: list[str] = []
+    tty = sys.stdout.isatty()
+    reasoning_out = sys.stdout if tty else sys.stderr
+
+    def on_piece(piece: AnswerPiece) -> None:
+        (reasoning if piece.reasoning else answer).append(piece.text)
+        if quiet or (piece.reasoning and thinking is False):
+            return
+        if piece.reasoning:
+            print(f"{DIM}{piece.text}{RESET}" if tty else piece.text, end="", file=reasoning_out, flush=True)
+            return
+        if reasoning and thinking is not False and len(answer) == 1:
+            print(file=reasoning_out)  # a line between the thinking and the answer
+        print(piece.text, end="", flush=True)
 
     with ctrl_c_stops(session.stop):
-        stats = session.answer(messages, sampling, template, on_token)
+        stats = session.answer(messages, sampling, template, on_piece, thinking)
     if not quiet:
         print()
-    return "".join(parts), stats
+    return "".join(answer), "".join(reasoning), stats
 
 
 def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
@@ -86,7 +105,8 @@ def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
     if args.prompt is not None or not sys.stdin.isatty():
         raise LocalopenError(
             "This model has no chat template, so localopen will not guess one. Pass --template with one "
-            f"of: {', '.join(info.template_options)} (suggested: {info.template_suggestion})."
+            f"of: {', '.join(info.template_options)} (suggested: {info.template_suggestion}, because "
+            f"{info.template_suggestion_reason})."
         )
     print(
         f"This model has no chat template. Choose one of {', '.join(info.template_options)} "
@@ -99,7 +119,7 @@ def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
 
 
 def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.chat import ChatSession
+    from localopen.app.chat import ChatSession, template_messages
     from localopen.app.library import resolve_model
     from localopen.engine.client import EngineError
 
@@ -110,13 +130,15 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
         if not args.json:
             _print_load(info)
         template = _choose_template(info, args)
-        messages: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+        turns: list[tuple[str, str, str]] = []  # (role, content, reasoning)
         sampling = _sampling(args)
+        thinking = False if args.no_thinking else None
         if args.prompt is not None:
-            messages.append({"role": "user", "content": args.prompt})
-            content, stats = _answer(session, messages, sampling, template, quiet=args.json)
+            turns.append(("user", args.prompt, ""))
+            messages = template_messages(args.system or "", turns)
+            content, reasoning, stats = _answer(session, messages, sampling, template, args.json, thinking)
             if args.json:
-                print(json.dumps({"content": content, **stats.to_dict()}, indent=2))
+                print(json.dumps({"content": content, "reasoning": reasoning, **stats.to_dict()}, indent=2))
             else:
                 _print_stats(stats)
             return 0
@@ -130,20 +152,21 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
             if line.strip() in ("/exit", "/quit"):
                 return 0
             if line.strip() == "/reset":
-                messages = messages[:1] if args.system else []
+                turns = []
                 continue
             if not line.strip():
                 continue
-            messages.append({"role": "user", "content": line})
+            turns.append(("user", line, ""))
             try:
-                content, stats = _answer(session, messages, sampling, template, quiet=False)
+                messages = template_messages(args.system or "", turns)
+                content, reasoning, stats = _answer(session, messages, sampling, template, False, thinking)
             except EngineError as exc:
                 print(f"localopen: {exc}", file=sys.stderr)
-                messages.pop()
+                turns.pop()
                 if exc.kind == "died":
                     session.load(path, _load_options(args))
                 continue
-            messages.append({"role": "assistant", "content": content})
+            turns.append(("assistant", content, reasoning))
             _print_stats(stats)
     finally:
         session.shutdown()
@@ -288,7 +311,12 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--ngl", type=int, default=0, help="layers to offload to the GPU (-1: all)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--no-thinking",
+        action="store_true",
+        help="turn a reasoning model's thinking off where its template allows, and never print reasoning",
+    )
+    p.add_argument("--json", action="store_true", help="the answer, its reasoning and statistics as JSON")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("bench", help="measure throughput as llama-bench does; results are saved")

@@ -10,15 +10,30 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localopen.app import library
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
-from localopen.core.records import AnswerStats, LoadInfo
+from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.client import Engine, EngineError
 from localopen.engine.protocol import LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.chat")
+
+
+def template_messages(system: str, turns: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """The conversation as a chat template reads it: the system prompt, then (role, content,
+    reasoning) turns. A past answer's reasoning goes under the fields templates read
+    (reasoning_content, thinking): a template that wants it back (Qwen3 for the current turn,
+    gpt-oss) takes it, every other one ignores it. It is never mixed into the content."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system.strip() else []
+    for role, content, reasoning in turns:
+        message: dict[str, Any] = {"role": role, "content": content}
+        if role == "assistant" and reasoning:
+            message["reasoning_content"] = reasoning
+        messages.append(message)
+    return messages
 
 
 @dataclass(frozen=True)
@@ -58,17 +73,19 @@ class ChatSession:
 
     def answer(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         sampling: SamplingParams,
         template: str | None,
-        on_token: Callable[[str], None] | None = None,
+        on_piece: Callable[[AnswerPiece], None] | None = None,
+        thinking: bool | None = None,
     ) -> AnswerStats:
-        """Stream one answer from the loaded model; on_token gets each piece of text."""
+        """Stream one answer from the loaded model; on_piece gets each piece of reasoning or answer.
+        `thinking` turns the model's thinking on or off where its template has a switch."""
         if self.loaded is None or not self.engine.alive:
             self.loaded = None
             raise EngineError("No model is loaded: load one first.", "load")
         try:
-            return self.engine.answer(messages, sampling, template, on_token)
+            return self.engine.answer(messages, sampling, template, on_piece, thinking)
         except EngineError as exc:
             if exc.kind == "died":
                 self.loaded, self._loaded_for = None, None

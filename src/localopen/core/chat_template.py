@@ -1,15 +1,31 @@
-"""Chat templates: rendered only in jinja2's immutable sandbox, because they come from model files.
+"""Chat templates: rendered as transformers renders them, in jinja2's immutable sandbox.
 
-A model without a template never silently gets a wrong one: the caller must choose
-plain completion or one of the known templates below.
+Model makers test their templates with transformers' chat-template renderer, so the environment
+here is that one (loop controls, the {% generation %} tag, transformers' tojson, raise_exception,
+strftime_now, a safe dict and namespace) and the variables are the ones it passes (messages, tools,
+documents, add_generation_prompt, the special tokens, and template switches such as
+enable_thinking). Templates come from model files: the sandbox lets them call no Python.
+
+A model without a template never silently gets a wrong one: the caller must choose plain
+completion or one of the known templates below; `suggest` names the likeliest from the file's
+metadata.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import jinja2
+import jinja2.ext
+import jinja2.meta
+import jinja2.nodes
+import jinja2.parser
+import jinja2.utils
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -53,8 +69,33 @@ KNOWN_TEMPLATES: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
-# A sensible suggestion per GGUF architecture when the file carries no template.
-SUGGESTED = {
+# Texts that end a turn in the formats models use. One that the template itself writes is a stop
+# string: a model whose file does not mark it as end-of-generation still stops there, and the
+# marker never reaches the answer. (gpt-oss's <|end|> only ends a channel: see `traits`.)
+END_MARKERS = (
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<|return|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|END_OF_TURN_TOKEN|>",
+    "<｜end▁of▁sentence｜>",
+    "<|im_end_of_turn|>",
+    "<turn|>",
+)
+
+# When the file has no template: token names that identify a format, most specific first.
+_FORMAT_TOKENS = (
+    ("<|start_header_id|>", "llama3"),
+    ("<start_of_turn>", "gemma"),
+    ("<|im_start|>", "chatml"),
+    ("<|assistant|>", "phi3"),
+    ("[INST]", "mistral"),
+)
+# And the architecture's usual format when no token says more.
+_ARCHITECTURE_FORMATS = {
     "gemma": "gemma",
     "gemma2": "gemma",
     "gemma3": "gemma",
@@ -66,6 +107,7 @@ SUGGESTED = {
     "olmo2": "chatml",
     "gptneox": COMPLETION,
 }
+_TOKENIZER_FORMATS = {"llama3": "llama3", "llama-bpe": "llama3", "qwen2": "chatml", "smollm": "chatml"}
 
 
 class TemplateRenderError(LocalopenError):
@@ -83,23 +125,48 @@ class TemplateChoice:
     stop: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Suggestion:
+    name: str
+    reason: str  # in plain words: which metadata points to it
+
+
+@dataclass(frozen=True)
+class TemplateTraits:
+    """What a template reads and writes, found in its source."""
+
+    thinking_switch: str | None  # the variable that turns thinking on or off: enable_thinking | thinking
+    harmony: bool  # gpt-oss's channel format (<|channel|>analysis … <|end|>)
+    end_markers: tuple[str, ...]  # end-of-turn texts the template writes (stop strings)
+
+
 def template_options() -> list[str]:
     return [COMPLETION, *KNOWN_TEMPLATES]
 
 
-def suggest(architecture: str) -> str:
-    return SUGGESTED.get(architecture, "chatml")
+def suggest(architecture: str, tokenizer_pre: str = "", has_token: Callable[[str], bool] | None = None) -> Suggestion:
+    """The likeliest known format for a file without a template, from its metadata: tokens
+    that only one format uses first, then the tokenizer's pre-type, then the architecture."""
+    if has_token is not None:
+        for token, name in _FORMAT_TOKENS:
+            if has_token(token):
+                return Suggestion(name, f"its vocabulary has the {token} token")
+    if tokenizer_pre in _TOKENIZER_FORMATS:
+        return Suggestion(_TOKENIZER_FORMATS[tokenizer_pre], f"its tokenizer is {tokenizer_pre}")
+    if architecture in _ARCHITECTURE_FORMATS:
+        return Suggestion(_ARCHITECTURE_FORMATS[architecture], f"its architecture is {architecture}")
+    return Suggestion("chatml", "the most common format (nothing in the file says more)")
 
 
-def choose(model_template: str | None, requested: str | None, architecture: str = "") -> TemplateChoice:
+def choose(model_template: str | None, requested: str | None, suggestion: Suggestion | None = None) -> TemplateChoice:
     """The template to use: the model's own unless the user picked another; never a silent guess."""
     if requested in (None, "model"):
         if model_template:
             return TemplateChoice("model", model_template)
+        hint = f" Suggested: {suggestion.name}, because {suggestion.reason}." if suggestion else ""
         raise NoTemplateError(
             "This model has no chat template, so localopen will not guess one. Choose plain completion "
-            f"or a known template ({', '.join(KNOWN_TEMPLATES)}); suggested for {architecture or 'this model'}: "
-            f"{suggest(architecture)}."
+            f"or a known template ({', '.join(KNOWN_TEMPLATES)}).{hint}"
         )
     if requested == COMPLETION:
         return TemplateChoice(COMPLETION, None)
@@ -109,29 +176,152 @@ def choose(model_template: str | None, requested: str | None, architecture: str 
     raise LocalopenError(f"Unknown chat template '{requested}'. Choose one of: {', '.join(template_options())}.")
 
 
+_THINKING_SWITCHES = ("enable_thinking", "thinking")
+
+
+def traits(source: str | None) -> TemplateTraits:
+    """Read what a template supports from its text (a variable it reads, a marker it writes)."""
+    if not source:
+        return TemplateTraits(None, False, ())
+    try:
+        # The variables the template reads from its context (not message fields, not strings).
+        reads = jinja2.meta.find_undeclared_variables(_ENV.parse(source))
+    except TemplateError:
+        reads = set()
+    switch = next((name for name in _THINKING_SWITCHES if name in reads), None)
+    harmony = "<|channel|>" in source
+    markers = tuple(m for m in END_MARKERS if m in source and not (harmony and m == "<|end|>"))
+    return TemplateTraits(switch, harmony, markers)
+
+
+# -- the environment ---------------------------------------------------------------------------
+class _GenerationTag(jinja2.ext.Extension):
+    """{% generation %}…{% endgeneration %}: transformers marks the assistant's tokens with it for
+    training; rendering keeps the body as is."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> list[jinja2.nodes.Node]:
+        next(parser.stream)
+        return list(parser.parse_statements(("name:endgeneration",), drop_needle=True))
+
+
+class _TemplateDict:
+    """`dict` for templates, without the type's attributes (as transformers restricts it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _TemplateNamespace(jinja2.utils.Namespace):
+    """A namespace that refuses underscore names, which lead to Python internals."""
+
+    def __init__(*args: Any, **kwargs: Any) -> None:  # noqa: N805 - jinja's own signature trick
+        self, rest = args[0], args[1:]
+        attrs = dict(*rest, **kwargs)
+        for name in attrs:
+            _TemplateNamespace._check(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _TemplateNamespace._check(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise SecurityError(f"a template may not set the underscore attribute {name!r} on a namespace")
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(message)
 
 
-_ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-_ENV.globals.update(raise_exception=_raise_exception, strftime_now=lambda fmt: datetime.now().strftime(str(fmt)))
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
+    # transformers' tojson: no HTML escaping, and indent/separators honoured (jinja's escapes <>&').
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(str(fmt))
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals.update(
+        raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_TemplateDict(), namespace=_TemplateNamespace
+    )
+    return env
+
+
+_ENV = _environment()
+
+
+@lru_cache(maxsize=16)
+def _compile(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+# A message's reasoning goes to a template under each name templates read it by (as transformers
+# does): Qwen3, DeepSeek and most read reasoning_content, gpt-oss reads thinking.
+_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+
+
+def _plain(value: Any) -> Any:
+    """Only JSON types reach a template: nothing with methods the sandbox does not know."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for message in messages:
+        m = _plain(message)
+        reasoning = next((m[k] for k in _REASONING_FIELDS if m.get(k)), None)
+        if reasoning is not None:
+            m = {"thinking": reasoning, **m, "reasoning_content": reasoning}
+        else:
+            for key in _REASONING_FIELDS:
+                m.pop(key, None)  # an empty reasoning is no reasoning
+        out.append(m)
+    return out
 
 
 def render(
     choice: TemplateChoice,
-    messages: list[dict[str, Any]],
-    bos_token: str = "",
-    eos_token: str = "",
+    messages: Sequence[Mapping[str, Any]],
+    special_tokens: Mapping[str, str] | None = None,
     add_generation_prompt: bool = True,
+    switches: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render messages to the prompt text (sandboxed; untrusted templates cannot reach Python)."""
+    """Render messages to the prompt text as transformers would (sandboxed: untrusted templates
+    cannot reach Python). `special_tokens`: bos_token, eos_token… as the file defines them;
+    `switches`: variables such as enable_thinking."""
     if choice.source is None:  # plain completion: system text, then the conversation's text as is
-        parts = [m["content"] for m in messages if m.get("content")]
+        parts = [str(m["content"]) for m in messages if m.get("content")]
         return "\n\n".join(parts)
     try:
-        template = _ENV.from_string(choice.source)
+        template = _compile(choice.source)
         return template.render(
-            messages=messages, bos_token=bos_token, eos_token=eos_token, add_generation_prompt=add_generation_prompt
+            messages=template_messages(messages),
+            tools=None,
+            documents=None,
+            add_generation_prompt=add_generation_prompt,
+            **_plain(dict(special_tokens or {})),
+            **_plain(dict(switches or {})),
         )
     except SecurityError as exc:
         raise TemplateRenderError(
@@ -140,5 +330,5 @@ def render(
         ) from exc
     except TemplateError as exc:
         raise TemplateRenderError(f"The chat template failed: {exc}. Choose a known template instead.") from exc
-    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
         raise TemplateRenderError(f"The chat template failed: {exc}. Choose a known template instead.") from exc

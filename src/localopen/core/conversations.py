@@ -22,6 +22,7 @@ class Message:
     role: str
     content: str
     stats: AnswerStats | None = None
+    reasoning: str = ""  # a reasoning model's thinking before this answer
 
 
 @dataclass
@@ -101,24 +102,39 @@ def messages(conn: sqlite3.Connection, conversation_id: int) -> list[Message]:
             r["role"],
             r["content"],
             AnswerStats.from_dict(json.loads(r["stats"])) if r["stats"] else None,
+            r["reasoning"],
         )
         for r in rows
     ]
 
 
 def add_message(
-    conn: sqlite3.Connection, conversation_id: int, role: str, content: str, stats: AnswerStats | None = None
+    conn: sqlite3.Connection,
+    conversation_id: int,
+    role: str,
+    content: str,
+    stats: AnswerStats | None = None,
+    reasoning: str = "",
 ) -> Message:
     with conn:
         position = conn.execute(
             "SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?", (conversation_id,)
         ).fetchone()[0]
         cur = conn.execute(
-            "INSERT INTO messages(conversation_id, position, role, content, stats, created_at) VALUES (?,?,?,?,?,?)",
-            (conversation_id, position, role, content, json.dumps(stats.to_dict()) if stats else None, _now()),
+            "INSERT INTO messages(conversation_id, position, role, content, stats, created_at, reasoning)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (
+                conversation_id,
+                position,
+                role,
+                content,
+                json.dumps(stats.to_dict()) if stats else None,
+                _now(),
+                reasoning,
+            ),
         )
         conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
-    return Message(int(cur.lastrowid or 0), position, role, content, stats)
+    return Message(int(cur.lastrowid or 0), position, role, content, stats, reasoning)
 
 
 def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int) -> None:

@@ -62,14 +62,15 @@ class LoadInfo:
     gpu_assist: bool  # a GPU build runs large prompt batches on the GPU at 0 layers
     load_time_ms: float
     has_chat_template: bool
-    template_suggestion: str
+    template_suggestion: str  # for a file without a template: the likeliest known one…
     template_options: list[str]
     memory_actual: MemoryFigures
     memory_estimate: MemoryFigures
     llama_cpp_version: str
     system_info: str = ""
-    bos_token: str = ""
-    eos_token: str = ""
+    template_suggestion_reason: str = ""  # …and which metadata points to it
+    special_tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token… as templates name them
+    thinking_switch: str | None = None  # the template variable that turns thinking on/off, if any
 
     @property
     def estimate_error(self) -> float | None:
@@ -85,21 +86,38 @@ class LoadInfo:
         return out
 
 
+@dataclass(frozen=True)
+class AnswerPiece:
+    """A piece of a streamed answer: text of the answer proper, or of the model's reasoning."""
+
+    text: str
+    reasoning: bool = False
+
+
 @dataclass
 class AnswerStats:
     """How one chat answer went: tokens, how it ended, speeds."""
 
-    finish_reason: str  # stop | length | cancelled
+    finish_reason: str  # stop (the model ended its turn) | length (max_tokens) | cancelled
     prompt_tokens: int = 0
     prompt_tokens_evaluated: int = 0
-    completion_tokens: int = 0
-    ttft_ms: float | None = None
+    completion_tokens: int = 0  # reasoning and answer together
+    ttft_ms: float | None = None  # to the first token of the stream (reasoning or answer)
     prompt_tps: float | None = None
-    gen_tps: float | None = None
+    gen_tps: float | None = None  # the whole stream
     total_ms: float = 0.0
     template: str = ""
     dropped_messages: int = 0
     n_ctx: int = 0
+    max_tokens: int = 0
+    reasoning_tokens: int = 0
+    reasoning_ms: float | None = None  # from the first reasoning token to the first answer token (or the end)
+    answer_ttft_ms: float | None = None  # to the first token of the answer proper
+    answer_tps: float | None = None  # the answer's tokens alone
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.completion_tokens - self.reasoning_tokens
 
     @property
     def context_used(self) -> float | None:
@@ -108,14 +126,31 @@ class AnswerStats:
 
     def describe(self) -> list[str]:
         """The line under an answer: tokens, how it ended, first-token time, speed, context trimming."""
-        parts = [f"{self.completion_tokens} tokens", self.finish_reason]
+        tokens = f"{self.completion_tokens} tokens"
+        if self.reasoning_tokens:
+            tokens += f" ({self.reasoning_tokens} thinking, {self.answer_tokens} answer)"
+        parts = [tokens, self.ending]
         if self.ttft_ms is not None:
             parts.append(f"first token {self.ttft_ms:.0f} ms")
+        if self.reasoning_tokens and self.answer_ttft_ms is not None:
+            parts.append(f"answer after {self.answer_ttft_ms / 1000:.1f} s")
         if self.gen_tps:
             parts.append(f"{self.gen_tps:.1f} tokens/s")
+        if self.reasoning_tokens and self.answer_tps:
+            parts.append(f"answer {self.answer_tps:.1f} tokens/s")
         if self.dropped_messages:
             parts.append(f"{self.dropped_messages} oldest messages dropped to fit the context")
         return parts
+
+    @property
+    def ending(self) -> str:
+        """How the answer ended, in words: the model, the token limit, or the user."""
+        if self.finish_reason == "length":
+            limit = f"the {self.max_tokens}-token" if self.max_tokens else "the"
+            return f"cut off at {limit} limit (not by the model): raise Max tokens for longer answers"
+        if self.finish_reason == "cancelled":
+            return "stopped by you"
+        return "complete"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

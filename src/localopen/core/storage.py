@@ -116,6 +116,10 @@ MIGRATIONS = [
         PRIMARY KEY (machine, llama_cpp_version)
     );
     """,
+    # 6: a reasoning model's thinking, kept apart from its answer
+    """
+    ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

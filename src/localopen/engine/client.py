@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from localopen.core.errors import LocalopenError
-from localopen.core.records import AnswerStats, LoadInfo
+from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.protocol import (
     FINAL_EVENTS,
     Bench,
@@ -199,25 +199,30 @@ class Engine:
         raise EngineError("The engine ended the load without an answer.")
 
     def chat(
-        self, messages: list[dict[str, str]], sampling: SamplingParams | None = None, template: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        sampling: SamplingParams | None = None,
+        template: str | None = None,
+        thinking: bool | None = None,
     ) -> Iterator[Token | Done]:
-        self._send(Chat(messages, sampling or SamplingParams(), template), clear_stop=True)
+        self._send(Chat(messages, sampling or SamplingParams(), template, thinking), clear_stop=True)
         for event in self.events():
             assert isinstance(event, (Token, Done))
             yield event
 
     def answer(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         sampling: SamplingParams | None = None,
         template: str | None = None,
-        on_token: Callable[[str], None] | None = None,
+        on_piece: Callable[[AnswerPiece], None] | None = None,
+        thinking: bool | None = None,
     ) -> AnswerStats:
-        """Stream one answer, calling on_token(text) per piece; returns its stats."""
-        for event in self.chat(messages, sampling, template):
+        """Stream one answer, calling on_piece per piece of reasoning or answer; returns its stats."""
+        for event in self.chat(messages, sampling, template, thinking):
             if isinstance(event, Token):
-                if on_token is not None:
-                    on_token(event.text)
+                if on_piece is not None:
+                    on_piece(AnswerPiece(event.text, event.reasoning))
             else:
                 return event.stats
         raise EngineError("The engine ended the answer without its statistics.")

@@ -62,9 +62,10 @@ class Load(Request):
 
 @dataclass
 class Chat(Request):
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]  # role, content, and for past answers their reasoning
     sampling: SamplingParams = field(default_factory=SamplingParams)
     template: str | None = None  # None/"model": the GGUF's own; else a known name or "completion"
+    thinking: bool | None = None  # turn thinking on/off where the template has a switch; None: its default
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Loaded(Event):
 @dataclass
 class Token(Event):
     text: str
+    reasoning: bool = False  # part of the model's thinking, not of its answer
 
 
 @dataclass

@@ -6,11 +6,13 @@ so the app talks to this process through a pipe and survives whatever happens he
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import dataclasses
 import logging
 import os
 import platform
+import random
 import re
 import time
 from pathlib import Path
@@ -19,11 +21,12 @@ from typing import Any
 import psutil
 
 from localopen.core import chat_template
+from localopen.core.answer_stream import AnswerStream
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import ModelShape, estimate_memory, human_bytes
 from localopen.core.gguf_header import GGUFHeader
 from localopen.core.library import parts_of, read_part_headers
-from localopen.core.records import AnswerStats, LoadInfo, MemoryFigures
+from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.engine import llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.protocol import (
@@ -44,6 +47,16 @@ from localopen.engine.protocol import (
 )
 
 log = logging.getLogger("localopen.engine")
+
+
+# The special tokens GGUF names (tokenizer.ggml.<key>_token_id), by the names templates use.
+SPECIAL_TOKEN_KEYS = {
+    "unk_token": "unknown",
+    "pad_token": "padding",
+    "sep_token": "seperator",  # GGUF's spelling
+    "cls_token": "cls",
+    "mask_token": "mask",
+}
 
 
 class EngineFailure(LocalopenError):
@@ -238,8 +251,9 @@ class Worker:
                 if not llama_cpp.llama_supports_gpu_offload()
                 else "GPU offload was asked for, but no GPU device took any layer: running on the CPU."
             )
-        vocab = llm._model.vocab  # noqa: SLF001 - needed for token texts
-        bos_id, eos_id = llm.token_bos(), llm.token_eos()
+        suggestion = chat_template.suggest(
+            header.architecture, str(header.get("tokenizer.ggml.pre", "")), lambda text: self._is_one_token(llm, text)
+        )
         self.load_info = LoadInfo(
             path=str(path),
             name=header.name,
@@ -258,14 +272,15 @@ class Worker:
             gpu_assist=bool(devices) and not layers_on_gpu,
             load_time_ms=round(load_ms, 1),
             has_chat_template=bool(header.chat_template),
-            template_suggestion=chat_template.suggest(header.architecture),
+            template_suggestion=suggestion.name,
+            template_suggestion_reason=suggestion.reason,
             template_options=chat_template.template_options(),
             memory_actual=actual,
             memory_estimate=MemoryFigures(estimate.weights, estimate.kv_cache, estimate.compute, estimate.output),
             llama_cpp_version=getattr(llama_cpp, "__version__", "?"),
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
-            bos_token=self._token_text(vocab, bos_id),
-            eos_token=self._token_text(vocab, eos_id),
+            special_tokens=self._special_tokens(llm, header),
+            thinking_switch=chat_template.traits(header.chat_template).thinking_switch,
         )
         return self.load_info
 
@@ -280,13 +295,27 @@ class Worker:
         return best
 
     @staticmethod
-    def _token_text(vocab: Any, token: int) -> str:
+    def _special_tokens(llm: Any, header: GGUFHeader) -> dict[str, str]:
+        """The special tokens a template may name, as transformers passes them (bos_token, …)."""
         import llama_cpp
 
-        if token < 0:
-            return ""
-        raw = llama_cpp.llama_vocab_get_text(vocab, token)
-        return raw.decode("utf-8", errors="replace") if raw else ""
+        vocab = llm._model.vocab  # noqa: SLF001
+        ids = {"bos_token": llm.token_bos(), "eos_token": llm.token_eos()}
+        for name, key in SPECIAL_TOKEN_KEYS.items():
+            value = header.get(f"tokenizer.ggml.{key}_token_id")
+            if isinstance(value, int) and not isinstance(value, bool):
+                ids.setdefault(name, value)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        out = {}
+        for name, token in ids.items():
+            if 0 <= token < n_vocab:
+                raw = llama_cpp.llama_vocab_get_text(vocab, token)
+                out[name] = raw.decode("utf-8", errors="replace") if raw else ""
+        return out
+
+    @staticmethod
+    def _is_one_token(llm: Any, text: str) -> bool:
+        return len(llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
 
     def _install_abort(self, llm: Any) -> None:
         """llama.cpp's abort callback: stops a long prompt evaluation when Stop is asked."""
@@ -306,87 +335,103 @@ class Worker:
         import llama_cpp
 
         self._require_model()
-        llm, header = self.llm, self.header
-        assert header is not None
+        llm, header, info = self.llm, self.header, self.load_info
+        assert header is not None and info is not None
+        suggestion = chat_template.Suggestion(info.template_suggestion, info.template_suggestion_reason)
         try:
-            choice = chat_template.choose(header.chat_template, request.template, header.architecture)
+            choice = chat_template.choose(header.chat_template, request.template, suggestion)
         except chat_template.NoTemplateError as exc:
             raise EngineFailure(
                 str(exc),
                 "no_template",
                 options=chat_template.template_options(),
-                suggested=chat_template.suggest(header.architecture),
+                suggested=suggestion.name,
+                reason=suggestion.reason,
             ) from exc
         except LocalopenError as exc:
             raise EngineFailure(str(exc), "template") from exc
+        traits = chat_template.traits(choice.source)
+        switches = {}
+        if traits.thinking_switch and request.thinking is not None:
+            switches[traits.thinking_switch] = request.thinking
         sampling = request.sampling
         n_ctx = llm.n_ctx()
-        messages, dropped, tokens = self._fit_messages(request.messages, choice, sampling.max_tokens, n_ctx)
+        dropped, tokens, prompt = self._fit_messages(request.messages, choice, switches, sampling.max_tokens, n_ctx)
         max_tokens = max(1, min(sampling.max_tokens, n_ctx - len(tokens)))
-
+        stream = AnswerStream(
+            [*sampling.stop, *choice.stop, *traits.end_markers],
+            prompt if choice.source is not None else "",
+            traits.harmony,
+        )
+        llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
-        prompt_len = len(tokens)
-        stop_event = self.stop_event
-
-        def should_stop(input_ids: Any, _logits: Any) -> bool:
-            # Called after each sample, before the token is yielded: a stop request drops the
-            # token in hand (the stream ends within one token), and max_tokens is exact even when
-            # llama-cpp-python holds back incomplete UTF-8.
-            return stop_event.is_set() or len(input_ids) - prompt_len >= max_tokens
-
-        start = time.perf_counter()
-        first_token_at = None
-        finish = None
+        vocab = llm._model.vocab  # noqa: SLF001 - token attributes and pieces
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Tokens whose text is never part of an answer (AnswerStream still sees reasoning tags among them).
+        hidden = llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN | llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        clock = _AnswerClock(time.perf_counter())
+        finish = "stop"
+        n_gen = 0
         try:
-            stream = llm.create_completion(
-                prompt=tokens,
-                max_tokens=max_tokens + 8,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
+            generator = llm.generate(
+                tokens,
                 top_k=sampling.top_k,
+                top_p=sampling.top_p,
                 min_p=sampling.min_p,
+                temp=sampling.temperature,
                 repeat_penalty=sampling.repeat_penalty,
-                seed=sampling.seed,
-                stop=list(sampling.stop) + list(choice.stop) or None,
-                stream=True,
-                stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             )
-            for chunk in stream:
-                choice_out = chunk["choices"][0]
-                text = choice_out.get("text") or ""
-                if text:
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                    self.send(Token(text))
-                if choice_out.get("finish_reason"):
-                    finish = choice_out["finish_reason"]
+            for token in generator:
+                # A stop request drops the token in hand: the stream ends within one token.
+                if self.stop_event.is_set():
+                    break
+                clock.token(time.perf_counter())
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break  # the model ended its turn; the end token itself is never shown
+                clock.last = time.perf_counter()
+                n_gen += 1
+                control = bool(llama_cpp.llama_vocab_get_attr(vocab, token) & hidden)
+                pieces = stream.feed(decoder.decode(_piece(vocab, token)), control)
+                self._send_pieces(pieces, stream, clock)
+                if stream.stopped:
+                    break
+                if n_gen >= max_tokens:
+                    finish = "length"
+                    break
+            generator.close()
+            self._send_pieces(stream.feed(decoder.decode(b"", final=True)) + stream.finish(), stream, clock)
         except RuntimeError as exc:
             if not self.stop_event.is_set():
                 raise EngineFailure(f"Generation failed: {exc}") from exc
             self._clear_cache()  # llama_decode was aborted mid-prompt by the abort callback
-        # Every yielded token but the last is evaluated before the next is sampled; stopping at
-        # max_tokens evaluates the last one too. So the context's growth is the answer's length
-        # (an end-of-generation token is never part of it).
-        n_gen = max(0, llm.n_tokens - prompt_len) if first_token_at or llm.n_tokens > prompt_len else 0
         if self.stop_event.is_set():
             finish = "cancelled"
-        elif n_gen >= max_tokens:
-            finish = "length"
-        elapsed = time.perf_counter() - start
         perf = llama_cpp.llama_perf_context(llm.ctx)
         return AnswerStats(
-            finish_reason=finish or "stop",
+            finish_reason=finish,
             prompt_tokens=len(tokens),
             prompt_tokens_evaluated=perf.n_p_eval,
             completion_tokens=n_gen,
-            ttft_ms=round((first_token_at - start) * 1000, 1) if first_token_at else None,
+            ttft_ms=clock.ms(clock.first),
             prompt_tps=round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 2) if perf.t_p_eval_ms > 0 else None,
             gen_tps=round(perf.n_eval / (perf.t_eval_ms / 1000), 2) if perf.t_eval_ms > 0 else None,
-            total_ms=round(elapsed * 1000, 1),
+            total_ms=clock.ms(time.perf_counter()) or 0.0,
             template=choice.name,
             dropped_messages=dropped,
             n_ctx=n_ctx,
+            max_tokens=max_tokens,
+            reasoning_tokens=clock.reasoning_tokens,
+            reasoning_ms=clock.reasoning_ms(),
+            answer_ttft_ms=clock.ms(clock.first_answer),
+            answer_tps=clock.answer_tps(),
         )
+
+    def _send_pieces(self, pieces: list[AnswerPiece], stream: AnswerStream, clock: _AnswerClock) -> None:
+        """Send the visible pieces; the token that produced them counts as reasoning or answer."""
+        for piece in pieces:
+            if piece.text:
+                self.send(Token(piece.text, piece.reasoning))
+        clock.attribute(pieces, stream.in_reasoning)
 
     def _clear_cache(self) -> None:
         import llama_cpp
@@ -394,30 +439,38 @@ class Worker:
         self.llm.reset()
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
 
-    def _tokens_for(self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice) -> list[int]:
+    def _tokens_for(
+        self, messages: list[dict[str, Any]], choice: chat_template.TemplateChoice, switches: dict[str, Any]
+    ) -> tuple[list[int], str]:
         llm, info = self.llm, self.load_info
         assert info is not None
         try:
-            prompt = chat_template.render(choice, messages, info.bos_token, info.eos_token)
+            prompt = chat_template.render(choice, messages, info.special_tokens, True, switches)
         except chat_template.TemplateRenderError as exc:
             raise EngineFailure(str(exc), "template") from exc
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
         bos = llm.token_bos()
         if llm._model.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):  # noqa: SLF001
             tokens = [bos, *tokens]
-        return tokens
+        return tokens, prompt
 
     def _fit_messages(
-        self, messages: list[dict[str, str]], choice: chat_template.TemplateChoice, max_tokens: int, n_ctx: int
-    ) -> tuple[list[dict[str, str]], int, list[int]]:
-        """Drop the oldest turns (never the system prompt) until prompt + answer fit the context."""
+        self,
+        messages: list[dict[str, Any]],
+        choice: chat_template.TemplateChoice,
+        switches: dict[str, Any],
+        max_tokens: int,
+        n_ctx: int,
+    ) -> tuple[int, list[int], str]:
+        """Drop the oldest turns (never the system prompt) until prompt + answer fit the context;
+        returns how many were dropped, the prompt's tokens and its text."""
         kept = [dict(m) for m in messages]
         dropped = 0
         reserve = min(max_tokens, max(16, n_ctx // 4))
         while True:
-            tokens = self._tokens_for(kept, choice)
+            tokens, prompt = self._tokens_for(kept, choice, switches)
             if len(tokens) + reserve <= n_ctx:
-                return kept, dropped, tokens
+                return dropped, tokens, prompt
             removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"]
             if not removable:
                 raise EngineFailure(
@@ -427,6 +480,63 @@ class Worker:
                 )
             del kept[removable[0]]
             dropped += 1
+
+
+def _piece(vocab: Any, token: int) -> bytes:
+    """A token's bytes, control tokens included (AnswerStream decides what is shown)."""
+    import llama_cpp
+
+    size = 64
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, True)
+        if n >= 0:
+            return buf.raw[:n]
+        size = -n
+
+
+class _AnswerClock:
+    """When the stream's first token, its reasoning and its answer came, and how many tokens each had."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.first: float | None = None
+        self.first_reasoning: float | None = None
+        self.first_answer: float | None = None
+        self.last = start
+        self.reasoning_tokens = 0
+        self.answer_tokens_after_first = 0  # answer tokens after the first one that showed text
+
+    def token(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+
+    def attribute(self, pieces: list[AnswerPiece], in_reasoning: bool) -> None:
+        """Count the last token: the kind of text it produced, or (none shown) the stream's state."""
+        texts = [p for p in pieces if p.text]
+        answer = any(not p.reasoning for p in texts) if texts else not in_reasoning
+        if answer:
+            if self.first_answer is not None:
+                self.answer_tokens_after_first += 1
+            elif texts:
+                self.first_answer = self.last
+        else:
+            self.reasoning_tokens += 1
+            if self.first_reasoning is None:
+                self.first_reasoning = self.last
+
+    def ms(self, moment: float | None) -> float | None:
+        return round((moment - self.start) * 1000, 1) if moment is not None else None
+
+    def reasoning_ms(self) -> float | None:
+        if self.first_reasoning is None:
+            return None
+        return round(((self.first_answer or self.last) - self.first_reasoning) * 1000, 1)
+
+    def answer_tps(self) -> float | None:
+        if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
+            return None
+        return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
 
 
 def worker_main(conn: Any, stop_event: Any) -> None:

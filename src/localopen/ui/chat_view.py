@@ -6,12 +6,22 @@ The chat owns its engine (a ChatSession on its own thread): nothing else loads o
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import (
+    QColor,
+    QGuiApplication,
+    QKeySequence,
+    QShortcut,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QFrame,
@@ -30,12 +40,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app.chat import ChatSession
+from localopen.app.chat import ChatSession, template_messages
 from localopen.core import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.library import list_models, touch
-from localopen.core.records import AnswerStats, LoadInfo
+from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.client import EngineError
 from localopen.engine.protocol import LoadOptions, SamplingParams
 from localopen.ui.engine_runner import EngineRunner
@@ -43,6 +53,42 @@ from localopen.ui.services import Services
 from localopen.ui.widgets import button, dspin, spin
 
 FLUSH_MS = 33  # ~30 Hz: tokens are batched, the transcript is never re-rendered per token
+
+
+def _thinking_format() -> QTextCharFormat:
+    fmt = QTextCharFormat()
+    fmt.setForeground(QColor("#777777"))
+    fmt.setFontItalic(True)
+    return fmt
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+class _LiveThinking:
+    """The Thinking section of the answer being streamed: open while the model thinks, one
+    line once the answer starts."""
+
+    def __init__(self) -> None:
+        self.start: int | None = None  # where the section begins in the transcript
+        self.began_at = 0.0
+        self.tokens = 0
+        self.collapsed = False
+        self.format = _thinking_format()
+
+    def begin(self, cursor: QTextCursor) -> None:
+        self.start = cursor.position()
+        self.began_at = time.perf_counter()
+        cursor.insertText("▾ Thinking…\n", self.format)
+
+    def collapse(self, cursor: QTextCursor) -> None:
+        assert self.start is not None
+        cursor.setPosition(self.start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        took = _duration((time.perf_counter() - self.began_at) * 1000)
+        cursor.insertText(f"▸ Thinking ({self.tokens} tokens, {took})\n", self.format)
+        self.collapsed = True
 
 
 class MessageInput(QPlainTextEdit):
@@ -63,6 +109,7 @@ class MessageInput(QPlainTextEdit):
 class ChatView(QWidget):
     model_loaded = Signal(object)  # LoadInfo
     answer_text = Signal(str)  # the answer so far, at each refresh of the transcript (~30 Hz)
+    thinking_text = Signal(str)  # the reasoning so far, while the Thinking section streams
     answer_finished = Signal(object)  # AnswerStats, or None when the answer was interrupted
     template_needed = Signal()  # the model has no chat template: the user must choose one
     failed = Signal(str)
@@ -74,9 +121,12 @@ class ChatView(QWidget):
         self.runner = EngineRunner("chat-engine")
         self.conversation: convs.Conversation | None = None
         self.streaming = False
-        self._pending = ""
+        self._pending: list[AnswerPiece] = []
         self._answer = ""
-        self._queued_send: list[dict[str, str]] | None = None
+        self._reasoning = ""
+        self._live = _LiveThinking()
+        self._expanded: set[int] = set()  # positions of answers whose Thinking section is open
+        self._queued_send: list[dict[str, Any]] | None = None
         self._edit_position: int | None = None
 
         # -- conversations ---------------------------------------------------------------------
@@ -173,6 +223,11 @@ class ChatView(QWidget):
         self.n_ctx = spin(256, 1 << 20, s.n_ctx, "Context size")
         self.threads = spin(0, 256, s.n_threads, "Threads (0 = automatic)")
         self.gpu_layers = spin(-1, 999, s.n_gpu_layers, "GPU layers (-1 = all)")
+        self.thinking = QCheckBox("Think before answering")
+        self.thinking.setAccessibleName("Thinking")
+        self.thinking.setChecked(True)
+        self.thinking.setEnabled(False)
+        self.thinking.setToolTip("Load a reasoning model whose chat template has a thinking switch to use this.")
         self.context_meter = QProgressBar()
         self.context_meter.setAccessibleName("Context used")
         self.context_meter.setFormat("context %p%")
@@ -188,6 +243,7 @@ class ChatView(QWidget):
             ("Context", self.n_ctx),
             ("Threads", self.threads),
             ("GPU layers", self.gpu_layers),
+            ("Thinking", self.thinking),
         ):
             form.addRow(label, w)
         form.addRow("Context used", self.context_meter)
@@ -226,6 +282,7 @@ class ChatView(QWidget):
             "n_ctx": self.n_ctx.value(),
             "n_threads": self.threads.value(),
             "n_gpu_layers": self.gpu_layers.value(),
+            "thinking": self.thinking.isChecked(),
             "template": (self.conversation.settings.get("template") if self.conversation else None),
         }
 
@@ -244,6 +301,7 @@ class ChatView(QWidget):
         ):
             if key in st:
                 w.setValue(st[key])
+        self.thinking.setChecked(bool(st.get("thinking", True)))
 
     # -- models -------------------------------------------------------------------------------
     def reload_models(self) -> None:
@@ -291,24 +349,40 @@ class ChatView(QWidget):
         if info.gpu_warning:
             text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
         self.status.setText(text)
+        self._show_thinking_switch(info)
         self.model_loaded.emit(info)
         template = self.conversation.settings.get("template") if self.conversation else None
         if not info.has_chat_template and not template:
-            self._show_template_notice(info.template_options, info.template_suggestion)
+            self._show_template_notice(info.template_options, info.template_suggestion, info.template_suggestion_reason)
             return
         if self._queued_send is not None:
             messages, self._queued_send = self._queued_send, None
             self._start(messages)
+
+    def _show_thinking_switch(self, info: LoadInfo) -> None:
+        self.thinking.setEnabled(info.thinking_switch is not None)
+        self.thinking.setToolTip(
+            f"This model's chat template turns thinking on or off ({info.thinking_switch}). Off: faster "
+            "answers without the reasoning."
+            if info.thinking_switch
+            else "This model's chat template has no thinking switch: a reasoning model still shows its "
+            "thinking apart from its answer."
+        )
 
     def _on_load_failed(self, error: LocalopenError) -> None:
         self._queued_send = None
         self.services.results_changed.emit()  # the verdict now says it does not fit here
         self._on_failed(error)
 
-    def _show_template_notice(self, options: list[str], suggestion: str | None) -> None:
+    def _show_template_notice(self, options: list[str], suggestion: str | None, reason: str = "") -> None:
+        why = (
+            f" Suggested: <b>{html.escape(suggestion)}</b>, because {html.escape(reason)}."
+            if suggestion and reason
+            else ""
+        )
         self.notice_text.setText(
             "<b>This model has no chat template.</b> localopen will not guess one (a wrong template produces "
-            "garbage). Choose plain completion, or a known template:"
+            f"garbage). Choose plain completion, or a known template.{why}"
         )
         self.template_box.clear()
         for option in options:
@@ -422,10 +496,7 @@ class ChatView(QWidget):
         c = self.conversation
         assert c is not None
         convs.update(self.services.ctx.db, c.id, self.model_box.currentData(), self.settings_dict())
-        system = self.system.toPlainText().strip()
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, c.id)
-        ]
+        messages = self._history_messages() or []
         self.render_conversation()
         loaded = self.session.loaded  # the session is the one place that knows which model is loaded
         if loaded is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
@@ -435,11 +506,13 @@ class ChatView(QWidget):
         template = c.settings.get("template")
         if not loaded.has_chat_template and not template:
             self._queued_send = messages
-            self._show_template_notice(loaded.template_options, loaded.template_suggestion)
+            self._show_template_notice(
+                loaded.template_options, loaded.template_suggestion, loaded.template_suggestion_reason
+            )
             return
         self._start(messages)
 
-    def _start(self, messages: list[dict[str, str]]) -> None:
+    def _start(self, messages: list[dict[str, Any]]) -> None:
         c = self.conversation
         assert c is not None
         sampling = SamplingParams(
@@ -451,15 +524,18 @@ class ChatView(QWidget):
             max_tokens=self.max_tokens.value(),
         )
         self.streaming = True
-        self._answer = self._pending = ""
+        self._answer, self._reasoning, self._pending = "", "", []
+        self._live = _LiveThinking()
         self.stop_button.setEnabled(True)
         self.send_button.setEnabled(False)
         self.regen_button.setEnabled(False)
         self._begin_stream_block()
         self.flush_timer.start()
         template, session = c.settings.get("template"), self.session
+        loaded = session.loaded
+        thinking = self.thinking.isChecked() if loaded is not None and loaded.thinking_switch else None
         self.runner.submit(
-            lambda emit: session.answer(messages, sampling, template, emit),
+            lambda emit: session.answer(messages, sampling, template, emit, thinking),
             on_progress=self._on_token,
             on_done=self._on_done,
             on_failed=self._on_failed,
@@ -476,21 +552,41 @@ class ChatView(QWidget):
         self.runner.shutdown(stop=session.stop, close=session.shutdown, kill=session.kill)
 
     # -- streaming ----------------------------------------------------------------------------
-    def _on_token(self, text: str) -> None:
+    def _on_token(self, piece: AnswerPiece) -> None:
         if self.streaming:
-            self._pending += text
+            self._pending.append(piece)
 
     def _flush(self) -> None:
+        """Insert the pieces that came since the last refresh: reasoning into the open Thinking
+        section, the answer after it (the section collapses to one line when the answer starts)."""
         if not self._pending:
             return
-        chunk, self._pending = self._pending, ""
-        self._answer += chunk
+        pieces, self._pending = self._pending, []
         cursor = QTextCursor(self.transcript.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(chunk)
+        answer_grew = thinking_grew = False
+        for piece in pieces:
+            if piece.reasoning and not self._answer:
+                if self._live.start is None:
+                    self._live.begin(cursor)
+                self._live.tokens += 1
+                self._reasoning += piece.text
+                cursor.insertText(piece.text, self._live.format)
+                thinking_grew = True
+            elif piece.reasoning:
+                self._reasoning += piece.text  # thinking after the answer began: kept, not shown live
+            else:
+                if self._live.start is not None and not self._live.collapsed:
+                    self._live.collapse(cursor)
+                self._answer += piece.text
+                cursor.insertText(piece.text, QTextCharFormat())
+                answer_grew = True
         bar = self.transcript.verticalScrollBar()
         bar.setValue(bar.maximum())
-        self.answer_text.emit(self._answer)
+        if thinking_grew:
+            self.thinking_text.emit(self._reasoning)
+        if answer_grew:
+            self.answer_text.emit(self._answer)
 
     def _begin_stream_block(self) -> None:
         cursor = QTextCursor(self.transcript.document())
@@ -505,9 +601,9 @@ class ChatView(QWidget):
         self.stop_button.setEnabled(False)
         self.send_button.setEnabled(True)
         self.regen_button.setEnabled(True)
-        if self.conversation is not None and (self._answer or stats):
+        if self.conversation is not None and (self._answer or self._reasoning or stats):
             content = self._answer + (f"\n\n*{note}*" if note else "")
-            convs.add_message(self.services.ctx.db, self.conversation.id, "assistant", content, stats)
+            convs.add_message(self.services.ctx.db, self.conversation.id, "assistant", content, stats, self._reasoning)
         if stats is not None and stats.context_used is not None:
             self.context_meter.setValue(min(100, int(100 * stats.context_used)))
         self.render_conversation()
@@ -524,7 +620,7 @@ class ChatView(QWidget):
         self.load_button.setEnabled(True)
         if kind == "no_template":
             self._queued_send = self._queued_send or self._history_messages()
-            self._show_template_notice(details.get("options", []), details.get("suggested"))
+            self._show_template_notice(details.get("options", []), details.get("suggested"), details.get("reason", ""))
             if self.streaming:
                 self.flush_timer.stop()
                 self.streaming = False
@@ -542,12 +638,11 @@ class ChatView(QWidget):
             self.notice.show()
         self.failed.emit(message)
 
-    def _history_messages(self) -> list[dict[str, str]] | None:
+    def _history_messages(self) -> list[dict[str, Any]] | None:
         if self.conversation is None:
             return None
-        return [
-            {"role": m.role, "content": m.content} for m in convs.messages(self.services.ctx.db, self.conversation.id)
-        ]
+        turns = [(m.role, m.content, m.reasoning) for m in convs.messages(self.services.ctx.db, self.conversation.id)]
+        return template_messages(self.system.toPlainText(), turns)
 
     # -- rendering ----------------------------------------------------------------------------
     def render_conversation(self) -> None:
@@ -567,17 +662,45 @@ class ChatView(QWidget):
                 links += f" · <a href='edit:{m.position}'>Edit and resend</a>"
             cursor.insertHtml(f"<p><b>{who}</b> <small>{links}</small></p>")
             cursor.insertBlock()
+            if m.reasoning:
+                self._insert_thinking(cursor, m)
             cursor.insertMarkdown(m.content)
             cursor.insertBlock()
             if m.stats:
                 bits = m.stats.describe()
-                cursor.insertHtml(f"<p style='color:#777'><small>{html.escape(' · '.join(bits))}</small></p>")
+                color = "#b26a00" if m.stats.finish_reason == "length" else "#777"
+                cursor.insertHtml(f"<p style='color:{color}'><small>{html.escape(' · '.join(bits))}</small></p>")
                 cursor.insertBlock()
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)
 
+    def _insert_thinking(self, cursor: QTextCursor, m: convs.Message) -> None:
+        """A stored answer's Thinking section: one line, opened and closed by a click."""
+        expanded = m.position in self._expanded
+        figures = [f"{m.stats.reasoning_tokens} tokens"] if m.stats and m.stats.reasoning_tokens else []
+        if m.stats and m.stats.reasoning_ms is not None:
+            figures.append(_duration(m.stats.reasoning_ms))
+        label = ("▾ " if expanded else "▸ ") + "Thinking" + (f" ({', '.join(figures)})" if figures else "")
+        cursor.insertHtml(f"<p><a href='think:{m.position}' style='color:#777'>{html.escape(label)}</a></p>")
+        cursor.insertBlock()
+        if expanded:
+            cursor.insertText(m.reasoning.strip(), _thinking_format())
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+
+    def toggle_thinking(self, position: int) -> None:
+        """Open or close the Thinking section of the answer at `position`."""
+        self._expanded ^= {position}
+        bar = self.transcript.verticalScrollBar()
+        scroll = bar.value()
+        self.render_conversation()
+        bar.setValue(scroll)
+
     def _on_anchor(self, url: QUrl) -> None:
         action, _, position = url.toString().partition(":")
-        if position.isdigit():
+        if not position.isdigit():
+            return
+        if action == "think":
+            self.toggle_thinking(int(position))
+        else:
             (self.copy_message if action == "copy" else self.edit_message)(int(position))
 
     def _message_at(self, position: int) -> convs.Message | None:
