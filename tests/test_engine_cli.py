@@ -29,6 +29,21 @@ def test_chat_once_json(tiny_gguf: Path) -> None:
     assert out.stderr == ""  # nothing from llama.cpp leaks to the terminal
 
 
+def test_chat_with_a_reasoning_model(tmp_path: Path) -> None:
+    from tiny_gguf import REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama
+
+    path = write_scripted_llama(tmp_path / "thinker.gguf", REASONING_SCRIPT, REASONING_SPECIAL)
+    data = json.loads(run("chat", str(path), "-p", "2+2?", "--ctx", "256", "--json").stdout)
+    assert (data["reasoning"], data["content"]) == ("Adding two and two", "The answer is four.")
+    assert data["reasoning_tokens"] == 3 and data["finish_reason"] == "stop"
+    piped = run("chat", str(path), "-p", "2+2?", "--ctx", "256")
+    # Piped: the answer alone on stdout, the thinking on stderr.
+    assert piped.stdout.strip() == "The answer is four."
+    assert "Adding two and two" in piped.stderr and "3 thinking" in piped.stderr
+    quiet = run("chat", str(path), "-p", "2+2?", "--ctx", "256", "--no-thinking")
+    assert quiet.stdout.strip() == "The answer is four." and "Adding" not in quiet.stderr
+
+
 def test_chat_without_template_names_the_choices(tmp_path: Path) -> None:
     path = write_tiny_llama(tmp_path / "plain.gguf", chat_template=None)
     out = run("chat", str(path), "-p", "hi", "--ctx", "256")

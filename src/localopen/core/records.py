@@ -133,7 +133,8 @@ class AnswerStats:
         if self.ttft_ms is not None:
             parts.append(f"first token {self.ttft_ms:.0f} ms")
         if self.reasoning_tokens and self.answer_ttft_ms is not None:
-            parts.append(f"answer after {self.answer_ttft_ms / 1000:.1f} s")
+            ms = self.answer_ttft_ms
+            parts.append(f"answer after {ms:.0f} ms" if ms < 1000 else f"answer after {ms / 1000:.1f} s")
         if self.gen_tps:
             parts.append(f"{self.gen_tps:.1f} tokens/s")
         if self.reasoning_tokens and self.answer_tps:
