@@ -9,7 +9,7 @@ import pytest
 
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.client import Engine
-from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 from tiny_gguf import CHATML, REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama
 
@@ -52,8 +52,8 @@ def test_the_thinking_switch_reaches_the_template(reasoning_gguf: Path) -> None:
     try:
         info = engine.load(str(reasoning_gguf), LoadOptions(n_ctx=512))
         assert info.thinking_switch == "enable_thinking"
-        on = engine.answer(USER, SamplingParams(max_tokens=40), thinking=True)
-        off = engine.answer(USER, SamplingParams(max_tokens=40), thinking=False)
+        on = engine.answer(USER, SamplingParams(max_tokens=40), options=AnswerOptions(thinking=True))
+        off = engine.answer(USER, SamplingParams(max_tokens=40), options=AnswerOptions(thinking=False))
     finally:
         engine.shutdown()
     # Off, the template closes an empty <think> block in the prompt (as Qwen3's does).

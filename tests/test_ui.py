@@ -221,6 +221,45 @@ def test_a_reasoning_models_thinking_is_shown_apart_and_stored_apart(window: Mai
     assert second.args[0].prompt_tokens > stats.prompt_tokens
 
 
+def test_the_local_server_switch_serves_the_library_and_logs_requests(
+    window: MainWindow, qtbot, tiny_gguf: Path
+) -> None:
+    import socket
+
+    import openai
+
+    import_file(window.services.ctx.db, tiny_gguf)
+    window.services.library_changed.emit()
+    view = window.goto("Local server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    view.port.setValue(port)
+    view.n_ctx.setValue(512)
+    qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
+    assert view.running and f"127.0.0.1:{port}/v1" in view.status.text()
+    assert not view.port.isEnabled()  # settings are fixed while it runs
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+    model = client.models.list().data[0].id
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    assert reply.usage.completion_tokens <= 4
+    # The live log shows the request once it ends: model, status, tokens (no text).
+    qtbot.waitUntil(lambda: view.log_table.rowCount() == 1 and view.log_table.item(0, 3).text() == "200 ok")
+    assert view.log_table.item(0, 2).text() == model
+    assert view.log_table.item(0, 5).text() == str(reply.usage.completion_tokens)
+    qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
+    assert not view.running and view.port.isEnabled()
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
+
+
+def test_the_local_server_refuses_an_open_address_without_a_key(window: MainWindow, qtbot) -> None:
+    view = window.goto("Local server")
+    view.host.setText("0.0.0.0")
+    view.start()
+    assert not view.running and "API key" in view.status.text()
+
+
 def test_a_model_without_template_uses_the_one_the_user_picks(window: MainWindow, qtbot, tmp_path: Path) -> None:
     from tiny_gguf import write_tiny_llama
 

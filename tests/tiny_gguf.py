@@ -121,6 +121,8 @@ def write_scripted_llama(
     chat_template: str = THINKING_CHATML,
     start: str = "<0x0A>",
     eos: str = "<|im_end|>",
+    loop: bool = False,
+    context_length: int = N_CTX_TRAIN,
 ) -> Path:
     """A tiny llama that always says `script`, token by token, after the token `start`.
 
@@ -128,7 +130,8 @@ def write_scripted_llama(
     next token depends on the current one alone: each token of the chain has a one-hot embedding
     and the output row of its successor points at it. Extra tokens (the script's words,
     `special`'s names with their GGUF token types: 3 control, 4 user-defined) follow the byte
-    vocabulary. Sampling at any usual temperature still follows the script.
+    vocabulary. Sampling at any usual temperature still follows the script. With `loop`, the
+    last token leads back to the first: the model never ends its turn (for long answers).
     """
     import gguf
 
@@ -139,13 +142,14 @@ def write_scripted_llama(
     chain = [start, *script]
     assert len(set(chain)) == len(chain), "each token of the chain must be distinct"
     n_vocab, n_embd = len(tokens), N_EMBD
-    assert len(chain) < n_embd // 2
+    assert len(chain) + 1 < n_embd // 2
     rng = np.random.default_rng(0)
     embd = np.zeros((n_vocab, n_embd), np.float32)
     embd[:, n_embd // 2 :] = rng.standard_normal((n_vocab, n_embd - n_embd // 2)) * 0.1
     output = np.zeros((n_vocab, n_embd), np.float32)
     output[:, n_embd // 2 :] = rng.standard_normal((n_vocab, n_embd - n_embd // 2)) * 0.01
-    for slot, (current, following) in enumerate(zip(chain, chain[1:], strict=False)):
+    pairs = list(zip(chain, chain[1:], strict=False)) + ([(script[-1], script[0])] if loop else [])
+    for slot, (current, following) in enumerate(pairs):
         embd[index[current]] = 0.0
         embd[index[current], slot] = 1.0
         output[index[following], slot] = 10.0
@@ -153,7 +157,7 @@ def write_scripted_llama(
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("tiny-scripted-llama")
     w.add_license("apache-2.0")
-    w.add_context_length(N_CTX_TRAIN)
+    w.add_context_length(context_length)
     w.add_embedding_length(n_embd)
     w.add_feed_forward_length(N_FF)
     w.add_block_count(N_LAYER)

@@ -145,6 +145,30 @@ def main() -> int:
         ex.select("smollm2-1.7b-instruct")
         shot("8-explore-calibrated")
 
+    def server() -> None:
+        import openai
+
+        view = window.goto("Local server")
+        view.port.setValue(18631)
+        view.template_box.setCurrentIndex(view.template_box.findData("gemma"))  # Gemma 270M's file has none
+        view.start()
+        client = openai.OpenAI(base_url="http://127.0.0.1:18631/v1", api_key="none", max_retries=0)
+
+        def ask() -> None:  # a program using the model, as an editor or a script would
+            for prompt in ("Write a haiku about open weights.", "What is 2 + 2?"):
+                client.chat.completions.create(
+                    model=model.stem, messages=[{"role": "user", "content": prompt}], max_tokens=24
+                )
+            state.update(served=True)
+
+        import threading
+
+        threading.Thread(target=ask, daemon=True).start()
+
+    def server_done() -> None:
+        shot("9-local-server")
+        window.views["Local server"].stop()
+
     def machine() -> None:
         window.goto("This machine")
         shot("6-this-machine")
@@ -172,6 +196,8 @@ def main() -> int:
     when(lambda: bool(state.get("thought")), chat_thinking_done)
     when(lambda: True, compare_start)
     when(lambda: not window.views["Compare"].running, compare_done)
+    when(lambda: True, server)
+    when(lambda: bool(state.get("served")), server_done)
     when(lambda: True, machine)
 
     def tick() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo
-from localopen.engine.protocol import BenchParams, LoadOptions, SamplingParams
+from localopen.engine.protocol import AnswerOptions, BenchParams, LoadOptions, SamplingParams
 
 if TYPE_CHECKING:  # the engine client and sessions load only for the commands that run a model
     from localopen.app.chat import ChatSession
@@ -92,7 +92,7 @@ def _answer(
         print(piece.text, end="", flush=True)
 
     with ctrl_c_stops(session.stop):
-        stats = session.answer(messages, sampling, template, on_piece, thinking)
+        stats = session.answer(messages, sampling, template, on_piece, AnswerOptions(thinking=thinking))
     if not quiet:
         print()
     return "".join(answer), "".join(reasoning), stats
@@ -280,6 +280,33 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
+    """The OpenAI-compatible server on this machine, until Ctrl+C."""
+    from localopen.app.serving import ModelServer
+    from localopen.http_api import ApiApp, ServerConfig, serve_forever
+
+    config = ServerConfig(args.host, args.port, args.api_key or None, tuple(args.cors or ()))
+    config.check()
+    server = ModelServer(ctx, _load_options(args), default_model=None, template=args.template)
+    try:
+        if args.model:
+            model = server.resolve_name(args.model)
+            server.default_model = model.id
+            print(f"Loading {model.id}…", file=sys.stderr)
+            server.preload()
+        api = ApiApp(server, config)
+        models = ", ".join(m.id for m in server.models()) or "none yet: download one with `localopen pull`"
+        print(
+            f"Serving the OpenAI API at {config.base_url} (models: {models}). One model is loaded at a time, "
+            f"on demand.{' Clients must send the API key.' if config.api_key else ''} Ctrl+C stops.",
+            file=sys.stderr,
+        )
+        serve_forever(api)
+    finally:
+        server.close()
+    return 0
+
+
 def _output_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="llama-bench JSON field names, plus localopen's")
@@ -318,6 +345,23 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="the answer, its reasoning and statistics as JSON")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("serve", help="serve the library's models over an OpenAI-compatible API (Ctrl+C stops)")
+    p.add_argument("model", nargs="?", help="load this model now (others load on demand, one at a time)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond 127.0.0.1 needs --api-key)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", help="clients must send it (Authorization: Bearer KEY)")
+    p.add_argument("--cors", action="append", help="allow browser pages from this origin (repeatable)")
+    p.add_argument(
+        "--template",
+        choices=template_options(),
+        help="chat template for models whose file has none (never guessed; without it they answer "
+        "/v1/completions only)",
+    )
+    p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--ngl", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="measure throughput as llama-bench does; results are saved")
     p.add_argument("models", nargs="+")

@@ -17,7 +17,7 @@ from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.client import Engine, EngineError
-from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.chat")
 
@@ -77,15 +77,14 @@ class ChatSession:
         sampling: SamplingParams,
         template: str | None,
         on_piece: Callable[[AnswerPiece], None] | None = None,
-        thinking: bool | None = None,
+        options: AnswerOptions | None = None,
     ) -> AnswerStats:
-        """Stream one answer from the loaded model; on_piece gets each piece of reasoning or answer.
-        `thinking` turns the model's thinking on or off where its template has a switch."""
+        """Stream one answer from the loaded model; on_piece gets each piece of reasoning or answer."""
         if self.loaded is None or not self.engine.alive:
             self.loaded = None
             raise EngineError("No model is loaded: load one first.", "load")
         try:
-            return self.engine.answer(messages, sampling, template, on_piece, thinking)
+            return self.engine.answer(messages, sampling, template, on_piece, options)
         except EngineError as exc:
             if exc.kind == "died":
                 self.loaded, self._loaded_for = None, None

@@ -188,14 +188,30 @@ class _Harmony:
         return [Piece(text)] if self.state == "content" and text else []
 
 
+class _Plain:
+    """No reasoning split: the text as the model wrote it (plain completions)."""
+
+    in_reasoning = False
+
+    def feed(self, text: str) -> list[Piece]:
+        return [Piece(text)] if text else []
+
+    def flush(self) -> list[Piece]:
+        return []
+
+
 class AnswerStream:
     """feed() each token's text (control=True for the model's control tokens) and get the pieces
     to show; `stopped` turns true at the end of the turn; finish() gives what was held back."""
 
-    def __init__(self, stops: Sequence[str] = (), prompt: str = "", harmony: bool = False) -> None:
+    def __init__(
+        self, stops: Sequence[str] = (), prompt: str = "", harmony: bool = False, reasoning: bool = True
+    ) -> None:
         self._stops = _StopStrings(stops)
-        self._parser: _TagReasoning | _Harmony
-        if harmony:
+        self._parser: _TagReasoning | _Harmony | _Plain
+        if not reasoning:
+            self._parser = _Plain()
+        elif harmony:
             self._parser = _Harmony()
         else:
             tail = prompt.rstrip()

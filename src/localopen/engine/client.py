@@ -14,6 +14,7 @@ from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.protocol import (
     FINAL_EVENTS,
+    AnswerOptions,
     Bench,
     BenchDone,
     BenchParams,
@@ -203,9 +204,9 @@ class Engine:
         messages: list[dict[str, Any]],
         sampling: SamplingParams | None = None,
         template: str | None = None,
-        thinking: bool | None = None,
+        options: AnswerOptions | None = None,
     ) -> Iterator[Token | Done]:
-        self._send(Chat(messages, sampling or SamplingParams(), template, thinking), clear_stop=True)
+        self._send(Chat(messages, sampling or SamplingParams(), template, options or AnswerOptions()), clear_stop=True)
         for event in self.events():
             assert isinstance(event, (Token, Done))
             yield event
@@ -216,10 +217,10 @@ class Engine:
         sampling: SamplingParams | None = None,
         template: str | None = None,
         on_piece: Callable[[AnswerPiece], None] | None = None,
-        thinking: bool | None = None,
+        options: AnswerOptions | None = None,
     ) -> AnswerStats:
         """Stream one answer, calling on_piece per piece of reasoning or answer; returns its stats."""
-        for event in self.chat(messages, sampling, template, thinking):
+        for event in self.chat(messages, sampling, template, options):
             if isinstance(event, Token):
                 if on_piece is not None:
                     on_piece(AnswerPiece(event.text, event.reasoning))

@@ -48,6 +48,15 @@ class BenchParams:
     flash_attn: str = "auto"  # auto | on | off, as llama-bench
 
 
+@dataclass(frozen=True)
+class AnswerOptions:
+    """How an answer is asked for, beyond sampling: the same for the Chat view, the CLI and the API."""
+
+    thinking: bool | None = None  # turn thinking on/off where the template has a switch; None: its default
+    raw: bool = False  # plain text completion: no reasoning split (the text comes back as the model wrote it)
+    drop_oldest: bool = True  # a conversation too long for the context loses its oldest turns (else: an error)
+
+
 # --- requests ---------------------------------------------------------------------------------
 @dataclass
 class Request:
@@ -65,7 +74,7 @@ class Chat(Request):
     messages: list[dict[str, Any]]  # role, content, and for past answers their reasoning
     sampling: SamplingParams = field(default_factory=SamplingParams)
     template: str | None = None  # None/"model": the GGUF's own; else a known name or "completion"
-    thinking: bool | None = None  # turn thinking on/off where the template has a switch; None: its default
+    options: AnswerOptions = field(default_factory=AnswerOptions)
 
 
 @dataclass

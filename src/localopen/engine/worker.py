@@ -351,17 +351,21 @@ class Worker:
         except LocalopenError as exc:
             raise EngineFailure(str(exc), "template") from exc
         traits = chat_template.traits(choice.source)
+        options = request.options
         switches = {}
-        if traits.thinking_switch and request.thinking is not None:
-            switches[traits.thinking_switch] = request.thinking
+        if traits.thinking_switch and options.thinking is not None:
+            switches[traits.thinking_switch] = options.thinking
         sampling = request.sampling
         n_ctx = llm.n_ctx()
-        dropped, tokens, prompt = self._fit_messages(request.messages, choice, switches, sampling.max_tokens, n_ctx)
+        dropped, tokens, prompt = self._fit_messages(
+            request.messages, choice, switches, sampling.max_tokens, n_ctx, options.drop_oldest
+        )
         max_tokens = max(1, min(sampling.max_tokens, n_ctx - len(tokens)))
         stream = AnswerStream(
             [*sampling.stop, *choice.stop, *traits.end_markers],
             prompt if choice.source is not None else "",
             traits.harmony,
+            reasoning=not options.raw,
         )
         llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
@@ -461,9 +465,10 @@ class Worker:
         switches: dict[str, Any],
         max_tokens: int,
         n_ctx: int,
+        drop_oldest: bool = True,
     ) -> tuple[int, list[int], str]:
-        """Drop the oldest turns (never the system prompt) until prompt + answer fit the context;
-        returns how many were dropped, the prompt's tokens and its text."""
+        """Drop the oldest turns (never the system prompt) until prompt + answer fit the context
+        (or, not drop_oldest, refuse); returns how many were dropped, the prompt's tokens and text."""
         kept = [dict(m) for m in messages]
         dropped = 0
         reserve = min(max_tokens, max(16, n_ctx // 4))
@@ -471,7 +476,7 @@ class Worker:
             tokens, prompt = self._tokens_for(kept, choice, switches)
             if len(tokens) + reserve <= n_ctx:
                 return dropped, tokens, prompt
-            removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system"]
+            removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system" and drop_oldest]
             if not removable:
                 raise EngineFailure(
                     f"The message is too long for the context: {len(tokens)} tokens, and the context holds "

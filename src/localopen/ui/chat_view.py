@@ -47,7 +47,7 @@ from localopen.core.fit import human_bytes
 from localopen.core.library import list_models, touch
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.client import EngineError
-from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, dspin, spin
@@ -535,7 +535,7 @@ class ChatView(QWidget):
         loaded = session.loaded
         thinking = self.thinking.isChecked() if loaded is not None and loaded.thinking_switch else None
         self.runner.submit(
-            lambda emit: session.answer(messages, sampling, template, emit, thinking),
+            lambda emit: session.answer(messages, sampling, template, emit, AnswerOptions(thinking=thinking)),
             on_progress=self._on_token,
             on_done=self._on_done,
             on_failed=self._on_failed,

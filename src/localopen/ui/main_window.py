@@ -30,7 +30,7 @@ from localopen.ui.background import run_in_background
 from localopen.ui.explore_view import ExploreView
 from localopen.ui.services import Services
 
-SECTIONS = ["Explore", "Library", "Chat", "Compare", "This machine"]
+SECTIONS = ["Explore", "Library", "Chat", "Compare", "Local server", "This machine"]
 
 
 class MainWindow(QMainWindow):
@@ -134,6 +134,10 @@ class MainWindow(QMainWindow):
             from localopen.ui.compare_view import CompareView
 
             return CompareView(s)
+        if name == "Local server":
+            from localopen.ui.server_view import ServerView
+
+            return ServerView(s)
         from localopen.ui.machine_view import MachineView
 
         return MachineView(s)

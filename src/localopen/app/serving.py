@@ -1,0 +1,327 @@
+"""The local server's operations: which models it serves, and answers one request at a time, in
+order of arrival, through the chat's own path (ChatSession: the same engine process, template
+rendering, reasoning split and ends of turn as the Chat view and `localopen chat`).
+
+No HTTP here (that is http_api.py, a face like the CLI): requests arrive as `ApiCall`s, pieces of
+the answer go to a callback, and failures are `ServingError`s carrying the HTTP status and the
+OpenAI error type they map to. Messages never carry a local path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localopen.app import library
+from localopen.app.chat import ChatSession
+from localopen.app.context import AppContext
+from localopen.core import library as core_library
+from localopen.core.errors import LocalopenError
+from localopen.core.records import AnswerPiece, AnswerStats
+from localopen.engine.client import EngineError
+from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
+
+log = logging.getLogger("localopen.server")
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MAX_QUEUE = 64  # requests waiting beyond this are refused (503) rather than left to time out
+MAX_TOKENS = 32768
+
+
+class ServingError(LocalopenError):
+    """A request the server cannot answer: the HTTP status and OpenAI's error type and code."""
+
+    def __init__(self, message: str, status: int, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(public(message))
+        self.status, self.kind, self.code = status, kind, code
+
+
+# An absolute path (POSIX or Windows) of two parts or more; the API's own routes (/v1/…) are no paths.
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/](?!v1/)(?:[^\s'\"\\/]+[\\/])+([^\s'\"\\/]+)")
+
+
+def public(message: str) -> str:
+    """A message with every local path cut to its last part (no user's folders in a response)."""
+    return _PATH.sub(r"\1", message)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str  # what clients name it: the file's name without .gguf (split parts as one)
+    path: Path  # never leaves the server
+    quant: str | None
+    size: int | None
+    grade: str | None  # openness grade letter (A–F), None for a damaged file
+    repo: str | None
+
+
+@dataclass
+class ApiCall:
+    """One chat or completion request, checked and parsed."""
+
+    model: str | None  # a served model's id; None: the default (the loaded one, or the one named at start)
+    messages: list[dict[str, Any]]
+    sampling: SamplingParams
+    raw: bool = False  # /v1/completions: plain text in, the model's text out
+    thinking: bool | None = None
+    endpoint: str = "/v1/chat/completions"
+
+
+@dataclass
+class RequestRecord:
+    """One line of the server's live log (no prompt or answer text, no path, no key)."""
+
+    id: int
+    endpoint: str
+    model: str
+    received: float  # time.time()
+    status: int = 0  # 0 while waiting or running
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens_per_s: float | None = None
+    duration_ms: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Job:
+    """A request in the queue: the worker fills stats or error and sets done."""
+
+    call: ApiCall
+    on_piece: Callable[[AnswerPiece], None]
+    on_done: Callable[[], None]  # called after the last piece, from the same thread
+    record: RequestRecord
+    model: ServedModel | None = None
+    stats: AnswerStats | None = None
+    error: ServingError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+
+
+class ModelServer:
+    """Serves the library's models: one loaded at a time, loaded on demand by the first request
+    that names another; requests run one after another in order of arrival."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        load_options: LoadOptions | None = None,
+        default_model: str | None = None,
+        on_record: Callable[[RequestRecord], None] | None = None,
+        template: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        # For a model whose file has no chat template: the one the person starting the server
+        # chose (never a guess); None: such a model answers /v1/completions only.
+        self.template = template
+        self.load_options = load_options or LoadOptions()
+        self.session = ChatSession(ctx)
+        self.default_model = default_model
+        self.on_record = on_record
+        self.loading: str | None = None  # the id of a model being loaded
+        self._ids = itertools.count(1)
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._current: Job | None = None
+        self._lock = threading.Lock()
+        self._loaded: ServedModel | None = None
+        self._worker = threading.Thread(target=self._run, name="api-engine", daemon=True)
+        self._worker.start()
+
+    # -- models -------------------------------------------------------------------------------
+    def models(self) -> list[ServedModel]:
+        out: dict[str, ServedModel] = {}
+        for entry in library.entries(self.ctx):
+            m = entry.model
+            if m.missing or entry.problem:
+                continue
+            out.setdefault(
+                m.name,
+                ServedModel(m.name, m.path, m.quant, m.size, entry.grade.letter if entry.grade else None, m.repo),
+            )
+        return list(out.values())
+
+    @property
+    def loaded(self) -> ServedModel | None:
+        return self._loaded if self.session.loaded is not None else None
+
+    def resolve(self, model_id: str | None) -> ServedModel:
+        """A served model by id; no id: the loaded one, else the default. Only library models:
+        a request can never make the server open a file by path."""
+        models = {m.id: m for m in self.models()}
+        wanted = model_id or (self.loaded.id if self.loaded else None) or self.default_model
+        if not wanted:
+            if len(models) == 1:
+                return next(iter(models.values()))
+            raise ServingError("No model named: pass 'model' (see GET /v1/models).", 400, code="model_not_found")
+        if wanted in models:
+            return models[wanted]
+        raise ServingError(
+            f"The model '{wanted}' is not in this library (see GET /v1/models).", 404, code="model_not_found"
+        )
+
+    def resolve_name(self, name: str) -> ServedModel:
+        """A model the person at the keyboard named (an id, a file name, part of a name or repo,
+        or a path, which is imported into the library first)."""
+        path = library.resolve_model(self.ctx, name).resolve()
+        if not any(m.path.resolve() == path for m in core_library.list_models(self.ctx.db)):
+            core_library.import_file(self.ctx.db, path)
+        found = next((m for m in self.models() if m.path.resolve() == path), None)
+        if found is None:
+            raise LocalopenError(f"{path.name} cannot be served: it is damaged or not a GGUF model.")
+        return found
+
+    def preload(self) -> ServedModel:
+        """Load the default model now (localopen serve MODEL) instead of at the first request."""
+        model = self.resolve(None)
+        self._ensure_loaded(model)
+        return model
+
+    # -- requests -----------------------------------------------------------------------------
+    def submit(
+        self, call: ApiCall, on_piece: Callable[[AnswerPiece], None], on_done: Callable[[], None] = lambda: None
+    ) -> Job:
+        """Queue a request (it runs after every earlier one); refuse it when too many wait."""
+        model = self.resolve(call.model)
+        record = RequestRecord(next(self._ids), call.endpoint, model.id, time.time())
+        if self._jobs.qsize() >= MAX_QUEUE:
+            raise ServingError(f"The server is busy: {MAX_QUEUE} requests are waiting.", 503, "server_error")
+        job = Job(call, on_piece, on_done, record, model)
+        self._jobs.put(job)
+        self._notify(record)
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """The client went away: a waiting job is skipped, a running one stops within one token."""
+        with self._lock:
+            job.cancelled = True
+            if self._current is job:
+                self.session.stop()
+
+    def close(self) -> None:
+        """Stop the answer in progress, end the worker and the engine process."""
+        with self._lock:
+            if self._current is not None:
+                self._current.cancelled = True
+                self.session.stop()
+        self._jobs.put(None)
+        self._worker.join(30)
+        self.session.shutdown()
+
+    def _notify(self, record: RequestRecord) -> None:
+        if self.on_record is not None:
+            try:
+                self.on_record(record)
+            except Exception:  # noqa: BLE001 - a face's display error must not stop serving
+                log.exception("The request-log callback failed")
+
+    def _ensure_loaded(self, model: ServedModel) -> None:
+        if self.session.is_loaded(str(model.path), self.load_options):
+            return
+        self.loading = model.id
+        try:
+            self.session.load(model.path, self.load_options)
+            self._loaded = model
+        except LocalopenError as exc:
+            self._loaded = None
+            raise ServingError(f"The model '{model.id}' could not be loaded: {exc}", 500, "server_error") from exc
+        finally:
+            self.loading = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.cancelled:
+                    job.record.status, job.record.error = 499, "client went away before its turn"
+                    self._end(job)
+                    continue
+                self._current = job
+            started = time.perf_counter()
+            try:
+                self._answer(job)
+                job.record.status = 499 if job.cancelled else 200
+            except ServingError as exc:
+                job.error = exc
+                job.record.status, job.record.error = exc.status, str(exc)
+            except Exception as exc:  # noqa: BLE001 - one request's failure must not end the server
+                log.exception("Request %s failed", job.record.id)
+                job.error = ServingError(f"Unexpected server error: {type(exc).__name__}", 500, "server_error")
+                job.record.status, job.record.error = 500, str(job.error)
+            finally:
+                with self._lock:
+                    self._current = None
+                job.record.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+                if job.stats is not None:
+                    job.record.prompt_tokens = job.stats.prompt_tokens
+                    job.record.completion_tokens = job.stats.completion_tokens
+                    job.record.tokens_per_s = job.stats.gen_tps
+                log.info(
+                    "request %s %s model=%s status=%s prompt=%s completion=%s tps=%s ms=%s",
+                    job.record.id,
+                    job.record.endpoint,
+                    job.record.model,
+                    job.record.status,
+                    job.record.prompt_tokens,
+                    job.record.completion_tokens,
+                    job.record.tokens_per_s,
+                    job.record.duration_ms,
+                )
+                self._end(job)
+
+    def _end(self, job: Job) -> None:
+        job.done.set()
+        try:
+            job.on_done()
+        except RuntimeError:  # the face that waited is gone (its event loop closed)
+            log.info("Request %s ended after its client's face closed", job.record.id)
+        self._notify(job.record)
+
+    def _answer(self, job: Job) -> None:
+        assert job.model is not None
+        self._ensure_loaded(job.model)
+        if job.cancelled:  # the client left while the model loaded
+            return
+        call = job.call
+        options = AnswerOptions(thinking=call.thinking, raw=call.raw, drop_oldest=False)
+        loaded = self.session.loaded
+        template = "completion" if call.raw else None
+        if not call.raw and loaded is not None and not loaded.has_chat_template:
+            template = self.template
+
+        def on_piece(piece: AnswerPiece) -> None:
+            # A cancel that came between the check above and the answer's start was cleared with
+            # the engine's stop flag: ask again at the first piece.
+            if job.cancelled:
+                self.session.stop()
+                return
+            job.on_piece(piece)
+
+        try:
+            job.stats = self.session.answer(call.messages, call.sampling, template, on_piece, options)
+        except EngineError as exc:
+            raise _engine_error(exc) from exc
+
+
+def _engine_error(exc: EngineError) -> ServingError:
+    if exc.kind == "context":
+        return ServingError(str(exc), 400, code="context_length_exceeded")
+    if exc.kind in ("template", "no_template"):
+        return ServingError(
+            f"{exc} Over the API: /v1/completions sends plain text without a template, or start the server "
+            "with a template for such models (localopen serve --template NAME, or the Local server section).",
+            400,
+            code="chat_template",
+        )
+    if exc.kind == "died":
+        return ServingError(f"{exc} The next request loads the model again.", 500, "server_error")
+    return ServingError(str(exc), 500, "server_error")

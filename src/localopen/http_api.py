@@ -1,0 +1,446 @@
+"""The OpenAI-compatible HTTP face of the local server (Starlette on uvicorn).
+
+Thin, like the CLI: it checks and parses requests, hands them to app/serving.ModelServer, and
+writes OpenAI's response shapes (server-sent events when streaming). GET /v1/models, POST
+/v1/chat/completions, POST /v1/completions, GET /health. A reasoning model's thinking goes in
+`reasoning_content`, apart from `content`, as llama-server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from localopen.app.serving import LOOPBACK, MAX_TOKENS, ApiCall, Job, ModelServer, ServingError
+from localopen.core.errors import LocalopenError
+from localopen.core.records import AnswerPiece, AnswerStats
+from localopen.engine.protocol import SamplingParams
+
+log = logging.getLogger("localopen.server")
+
+MAX_BODY = 8 * 1024 * 1024  # bytes: a long conversation fits; a runaway client gets 413
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()  # none: no CORS headers (browsers on other origins are refused)
+
+    def check(self) -> None:
+        """Safe defaults: beyond this machine only with a key."""
+        if self.host not in LOOPBACK and not self.api_key:
+            raise LocalopenError(
+                f"Listening on {self.host} lets other machines use this one's models: pass an API key "
+                "(--api-key) that clients must send, or listen on 127.0.0.1."
+            )
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+
+def error_response(message: str, status: int, kind: str = "invalid_request_error", code: str | None = None) -> Response:
+    """OpenAI's error object."""
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
+
+
+def _bad(message: str, code: str | None = None) -> ServingError:
+    return ServingError(message, 400, code=code)
+
+
+def _number(body: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise _bad(f"'{key}' must be a number from {lo} to {hi}.", "invalid_value")
+    return float(value)
+
+
+def _sampling(body: dict[str, Any]) -> SamplingParams:
+    """OpenAI's sampling fields, and llama-server's extras (top_k, min_p, repeat_penalty); the
+    defaults are the Chat view's, so the same seed gives the same answer in both."""
+    d = SamplingParams()
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise _bad("'max_tokens' must be a positive whole number.", "invalid_value")
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 16):
+        raise _bad("'stop' must be a string or a list of up to 16 strings.", "invalid_value")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise _bad("'seed' must be a whole number.", "invalid_value")
+    return SamplingParams(
+        temperature=_number(body, "temperature", d.temperature, 0, 2),
+        top_p=_number(body, "top_p", d.top_p, 0, 1),
+        top_k=int(_number(body, "top_k", d.top_k, 0, 1000)),
+        min_p=_number(body, "min_p", d.min_p, 0, 1),
+        repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, 0.5, 2),
+        seed=seed,
+        max_tokens=min(max_tokens or d.max_tokens, MAX_TOKENS),
+        stop=list(stop or []),
+    )
+
+
+def _text(content: Any) -> str:
+    """A message's content: a string, or OpenAI's list of parts (text parts only)."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise _bad("Only text content parts are supported by local models here.", "invalid_content")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise _bad("A message's 'content' must be a string or a list of text parts.", "invalid_content")
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty list.", "invalid_messages")
+    out = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user", "assistant", "tool"):
+            raise _bad("Each message needs a 'role' of system, user, assistant or tool.", "invalid_messages")
+        message: dict[str, Any] = {
+            "role": "system" if m["role"] == "developer" else m["role"],
+            "content": _text(m.get("content")),
+        }
+        reasoning = m.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            message["reasoning_content"] = reasoning
+        out.append(message)
+    return out
+
+
+def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
+    """(the call, stream?, include usage in the stream?) from a request body."""
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.", "invalid_json")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad("'model' must be a string.", "invalid_value")
+    stream = bool(body.get("stream", False))
+    options = body.get("stream_options") or {}
+    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    if endpoint == "/v1/completions":
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str) or not prompt:
+            raise _bad("'prompt' must be a non-empty string.", "invalid_prompt")
+        messages = [{"role": "user", "content": prompt}]
+        thinking = None
+        raw = True
+    else:
+        messages = _messages(body)
+        thinking = body.get("enable_thinking")
+        kwargs = body.get("chat_template_kwargs")
+        if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
+            thinking = kwargs["enable_thinking"]
+        if thinking is not None and not isinstance(thinking, bool):
+            raise _bad("'enable_thinking' must be true or false.", "invalid_value")
+        raw = False
+    call = ApiCall(model or None, messages, _sampling(body), raw, thinking, endpoint)
+    return call, stream, include_usage
+
+
+def _usage(stats: AnswerStats) -> dict[str, Any]:
+    return {
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": stats.reasoning_tokens},
+    }
+
+
+def _finish_reason(stats: AnswerStats) -> str:
+    return "length" if stats.finish_reason == "length" else "stop"
+
+
+class _ClientGone(Exception):
+    """The client closed the connection while its answer streamed."""
+
+
+def _disconnected(request: Request) -> asyncio.Future[None]:
+    """Done when the client disconnects (the body is read already: the next message is that)."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return asyncio.ensure_future(wait())
+
+
+class ApiApp:
+    """The Starlette application around one ModelServer."""
+
+    def __init__(self, server: ModelServer, config: ServerConfig) -> None:
+        self.server, self.config = server, config
+        middleware = []
+        if config.cors_origins:
+            middleware.append(
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=list(config.cors_origins),
+                    allow_methods=["GET", "POST"],
+                    allow_headers=["Authorization", "Content-Type"],
+                )
+            )
+        self.app = Starlette(
+            routes=[
+                Route("/v1/models", self.list_models, methods=["GET"]),
+                Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/health", self.health, methods=["GET"]),
+            ],
+            middleware=middleware,
+            exception_handlers={404: self._not_found, 405: self._not_allowed},
+        )
+
+    async def _not_found(self, _request: Request, _exc: Exception) -> Response:
+        return error_response("No such endpoint.", 404, code="not_found")
+
+    async def _not_allowed(self, _request: Request, _exc: Exception) -> Response:
+        return error_response("Method not allowed here.", 405, code="method_not_allowed")
+
+    def _authorized(self, request: Request) -> bool:
+        if not self.config.api_key:
+            return True
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {self.config.api_key}"
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def _unauthorized(self) -> Response:
+        return error_response("Incorrect API key provided.", 401, code="invalid_api_key")
+
+    async def health(self, _request: Request) -> Response:
+        if self.server.loading:
+            return JSONResponse({"status": "loading model"}, 503)
+        return JSONResponse({"status": "ok"})
+
+    async def list_models(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        models = await asyncio.to_thread(self.server.models)
+        loaded = self.server.loaded
+        data = [
+            {
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": (m.repo or "local").split("/")[0],
+                "openness_grade": m.grade,
+                "quantization": m.quant,
+                "size_bytes": m.size,
+                "loaded": loaded is not None and loaded.id == m.id,
+            }
+            for m in models
+        ]
+        return JSONResponse({"object": "list", "data": data, "models_loaded_at_once": 1})
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._complete(request, "/v1/chat/completions")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._complete(request, "/v1/completions")
+
+    async def _body(self, request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
+            raise ServingError(f"The request is larger than {MAX_BODY // (1024 * 1024)} MiB.", 413)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                raise ServingError(f"The request is larger than {MAX_BODY // (1024 * 1024)} MiB.", 413)
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _bad(
+                f"The request body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).", "invalid_json"
+            ) from exc
+
+    async def _complete(self, request: Request, endpoint: str) -> Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        try:
+            call, stream, include_usage = parse_call(await self._body(request), endpoint)
+            pieces: asyncio.Queue[AnswerPiece | None] = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+
+            def on_piece(piece: AnswerPiece) -> None:
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+            def on_done() -> None:  # after the last piece, from the same thread
+                loop.call_soon_threadsafe(pieces.put_nowait, None)
+
+            job = await asyncio.to_thread(self.server.submit, call, on_piece, on_done)
+        except ServingError as exc:
+            return error_response(str(exc), exc.status, exc.kind, exc.code)
+        if stream:
+            return StreamingResponse(
+                self._events(job, pieces, include_usage, _disconnected(request)),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return await self._whole(job, pieces)
+
+    async def _whole(self, job: Job, pieces: asyncio.Queue[AnswerPiece | None]) -> Response:
+        content: list[str] = []
+        reasoning: list[str] = []
+        while (piece := await pieces.get()) is not None:
+            (reasoning if piece.reasoning else content).append(piece.text)
+        if job.error is not None:
+            return error_response(str(job.error), job.error.status, job.error.kind, job.error.code)
+        assert job.stats is not None and job.model is not None
+        created, reason = int(job.record.received), _finish_reason(job.stats)
+        if job.call.raw:
+            choice: dict[str, Any] = {"index": 0, "text": "".join(reasoning + content), "finish_reason": reason}
+            body: dict[str, Any] = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion"}
+        else:
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+            if reasoning:
+                message["reasoning_content"] = "".join(reasoning)
+            choice = {"index": 0, "message": message, "finish_reason": reason}
+            body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion"}
+        body |= {"created": created, "model": job.model.id, "choices": [choice], "usage": _usage(job.stats)}
+        return JSONResponse(body)
+
+    async def _events(
+        self,
+        job: Job,
+        pieces: asyncio.Queue[AnswerPiece | None],
+        include_usage: bool,
+        gone: asyncio.Future[None],
+    ) -> AsyncIterator[str]:
+        """Server-sent events. When the client goes away (`gone`), the answer stops within one token:
+        uvicorn drops writes to a closed connection silently, so the disconnect is watched for."""
+        assert job.model is not None
+        raw = job.call.raw
+        ident = f"{'cmpl' if raw else 'chatcmpl'}-{uuid.uuid4().hex}"
+        base = {
+            "id": ident,
+            "object": "text_completion" if raw else "chat.completion.chunk",
+            "created": int(job.record.received),
+            "model": job.model.id,
+        }
+
+        def chunk(choice: dict[str, Any] | None, **extra: Any) -> str:
+            return f"data: {json.dumps(base | {'choices': [choice] if choice else []} | extra)}\n\n"
+
+        async def next_piece() -> AnswerPiece | None:
+            if gone.done():  # checked first: while tokens flood in, a piece is always ready
+                raise _ClientGone
+            if not pieces.empty():
+                return pieces.get_nowait()
+            get = asyncio.ensure_future(pieces.get())
+            either: set[asyncio.Future[Any]] = {get, gone}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not get.done():
+                get.cancel()
+                raise _ClientGone
+            return get.result()
+
+        finished = False
+        try:
+            if not raw:
+                yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+            while (piece := await next_piece()) is not None:
+                if raw:
+                    yield chunk({"index": 0, "text": piece.text, "finish_reason": None})
+                else:
+                    key = "reasoning_content" if piece.reasoning else "content"
+                    yield chunk({"index": 0, "delta": {key: piece.text}, "finish_reason": None})
+            finished = True
+            if job.error is not None:
+                error = {"message": str(job.error), "type": job.error.kind, "code": job.error.code}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+            elif job.stats is not None:
+                reason = _finish_reason(job.stats)
+                if raw:
+                    yield chunk({"index": 0, "text": "", "finish_reason": reason})
+                else:
+                    yield chunk({"index": 0, "delta": {}, "finish_reason": reason})
+                if include_usage:
+                    yield chunk(None, usage=_usage(job.stats))
+            yield "data: [DONE]\n\n"
+        except _ClientGone:
+            log.info("Request %s: the client went away; its answer stops", job.record.id)
+        finally:
+            # Here also when Starlette cancels this generator on a disconnect: no await (a
+            # cancelled scope cancels every await), and cancel() only sets flags.
+            gone.cancel()
+            if not finished:
+                self.server.cancel(job)
+
+
+def _uvicorn(app: ApiApp) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app.app,
+        host=app.config.host,
+        port=app.config.port,
+        log_config=None,  # localopen's logging, not uvicorn's
+        access_log=False,  # our own request log: no paths, no keys
+        lifespan="off",
+    )
+    return uvicorn.Server(config)
+
+
+def serve_forever(app: ApiApp) -> None:
+    """Serve in this thread until Ctrl+C (uvicorn handles the signal and shuts down cleanly)."""
+    _uvicorn(app).run()
+
+
+class ServerThread:
+    """uvicorn serving an ApiApp on its own thread (the app's UI never waits on it)."""
+
+    def __init__(self, app: ApiApp) -> None:
+        self.server = _uvicorn(app)
+        self.thread = threading.Thread(target=self.server.run, name="api-http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise LocalopenError(
+                    f"The server could not listen on {app_address(self)}: is the port in use by another program?"
+                )
+            if time.monotonic() > deadline:
+                raise LocalopenError("The server did not start in time; see the log.")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def app_address(thread: ServerThread) -> str:
+    return f"{thread.server.config.host}:{thread.server.config.port}"

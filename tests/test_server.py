@@ -1,0 +1,273 @@
+"""The OpenAI-compatible server on loopback, driven by the real `openai` client (and raw HTTP where
+a client would never send such a request), with real llama.cpp and tiny models."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from localopen.app.chat import ChatSession
+from localopen.app.context import AppContext
+from localopen.app.serving import ModelServer, RequestRecord
+from localopen.core.errors import LocalopenError
+from localopen.core.library import import_file
+from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.http_api import ApiApp, ServerConfig, ServerThread
+
+from tiny_gguf import REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama, write_tiny_llama
+
+pytest.importorskip("llama_cpp")
+USER = [{"role": "user", "content": "What is 2 + 2?"}]
+OPTIONS = LoadOptions(n_ctx=512)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Running:
+    def __init__(self, ctx: AppContext, api_key: str | None = None, options: LoadOptions = OPTIONS) -> None:
+        self.records: list[RequestRecord] = []
+        self.lock = threading.Lock()
+        self.server = ModelServer(ctx, options, on_record=self._record)
+        self.config = ServerConfig("127.0.0.1", free_port(), api_key)
+        self.thread = ServerThread(ApiApp(self.server, self.config))
+        self.thread.start()
+        self.client = openai.OpenAI(base_url=self.config.base_url, api_key=api_key or "none", max_retries=0)
+
+    def _record(self, record: RequestRecord) -> None:
+        with self.lock:
+            if record.status and record not in self.records:
+                self.records.append(record)
+
+    def finished(self) -> list[RequestRecord]:
+        with self.lock:
+            return list(self.records)
+
+    def stop(self) -> None:
+        self.thread.stop()
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("served")
+    return {
+        "tiny": write_tiny_llama(folder / "tiny.gguf"),
+        "thinker": write_scripted_llama(folder / "thinker.gguf", REASONING_SCRIPT, REASONING_SPECIAL),
+    }
+
+
+@pytest.fixture
+def talker(tmp_path: Path) -> Iterator[Running]:
+    """A server whose one model never stops talking (a scripted loop, a long context): answers
+    last seconds, long enough to walk away from or to kill."""
+    words = [" and", " then", " more", " words"]
+    path = write_scripted_llama(tmp_path / "talker.gguf", words, REASONING_SPECIAL, loop=True, context_length=16384)
+    ctx = AppContext()
+    import_file(ctx.db, path)
+    r = Running(ctx, options=LoadOptions(n_ctx=16384))
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def running(models: dict[str, Path]) -> Iterator[Running]:
+    ctx = AppContext()
+    for path in models.values():
+        import_file(ctx.db, path)
+    r = Running(ctx)
+    yield r
+    r.stop()
+
+
+def test_models_are_listed_with_their_openness_grade(running: Running) -> None:
+    listed = {m.id: m for m in running.client.models.list().data}
+    assert set(listed) == {"tiny", "thinker"}
+    assert listed["thinker"].model_extra["openness_grade"] in "ABCDEF"
+    assert listed["thinker"].model_extra["loaded"] is False  # loaded on demand
+
+
+def test_a_chat_completion_keeps_reasoning_apart_with_usage(running: Running) -> None:
+    reply = running.client.chat.completions.create(model="thinker", messages=USER)
+    message = reply.choices[0].message
+    assert message.content == "The answer is four."
+    assert message.model_extra["reasoning_content"] == "Adding two and two"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens == 6 and reply.usage.prompt_tokens > 10
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 3
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + 6
+
+
+def test_a_streamed_chat_completion_ends_with_usage(running: Running) -> None:
+    stream = running.client.chat.completions.create(
+        model="thinker", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
+    content, reasoning, finish, usage = "", "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            reasoning += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            finish = choice.finish_reason or finish
+    assert (reasoning, content, finish) == ("Adding two and two", "The answer is four.", "stop")
+    assert usage is not None and usage.completion_tokens == 6
+
+
+def test_stop_strings_and_max_tokens(running: Running) -> None:
+    reply = running.client.chat.completions.create(model="thinker", messages=USER, stop=[" is"])
+    assert reply.choices[0].message.content == "The answer"
+    cut = running.client.chat.completions.create(model="thinker", messages=USER, max_tokens=2)
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 2
+
+
+def test_plain_completions(running: Running) -> None:
+    reply = running.client.completions.create(model="tiny", prompt="Once upon a time", max_tokens=5, seed=3)
+    assert reply.choices[0].finish_reason in ("length", "stop") and reply.usage.completion_tokens <= 5
+    assert reply.choices[0].text is not None
+
+
+def test_the_api_and_the_chat_give_the_same_answer_for_the_same_seed(running: Running, models) -> None:
+    reply = running.client.chat.completions.create(model="tiny", messages=USER, seed=11, max_tokens=24, temperature=0.9)
+    session = ChatSession(AppContext())
+    try:
+        session.load(models["tiny"], OPTIONS)
+        pieces: list = []
+        session.answer(USER, SamplingParams(seed=11, max_tokens=24, temperature=0.9), None, pieces.append)
+    finally:
+        session.shutdown()
+    assert reply.choices[0].message.content == "".join(p.text for p in pieces if not p.reasoning)
+
+
+def test_errors_use_openais_object_and_status(running: Running) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        running.client.chat.completions.create(model="no-such-model", messages=USER)
+    assert missing.value.status_code == 404 and "no-such-model" in missing.value.message
+    url = running.config.base_url + "/chat/completions"
+    bad = httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    empty = httpx.post(url, json={"model": "tiny", "messages": []})
+    assert empty.status_code == 400 and empty.json()["error"]["type"] == "invalid_request_error"
+    huge = httpx.post(url, content=b"x" * (9 * 1024 * 1024))
+    assert huge.status_code == 413
+    too_long = httpx.post(url, json={"model": "tiny", "messages": [{"role": "user", "content": "word " * 4000}]})
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_a_bad_api_key_is_refused(models: dict[str, Path]) -> None:
+    ctx = AppContext()
+    import_file(ctx.db, models["tiny"])
+    r = Running(ctx, api_key="right-key")
+    try:
+        wrong = openai.OpenAI(base_url=r.config.base_url, api_key="wrong-key", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+        assert [m.id for m in r.client.models.list().data] == ["tiny"]
+    finally:
+        r.stop()
+    with pytest.raises(LocalopenError, match="--api-key"):
+        ServerConfig("0.0.0.0", 8080).check()
+    ServerConfig("0.0.0.0", 8080, api_key="k").check()
+
+
+def test_sixteen_concurrent_streams_complete_in_order_of_arrival(running: Running) -> None:
+    running.client.chat.completions.create(model="tiny", messages=USER, max_tokens=1)  # loaded
+    done: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def stream(i: int) -> None:
+        try:
+            chunks = running.client.chat.completions.create(
+                model="tiny", messages=USER, max_tokens=48, seed=i, stream=True
+            )
+            for _ in chunks:
+                pass
+            with lock:
+                done.append(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = []
+    for i in range(16):
+        t = threading.Thread(target=stream, args=(i,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.03)  # a known order of arrival
+    for t in threads:
+        t.join(120)
+    assert errors == [] and sorted(done) == list(range(16))
+    served = [r for r in running.finished() if r.endpoint == "/v1/chat/completions"][1:]
+    assert [r.status for r in served] == [200] * 16
+    # Finished in the order they arrived (ids count arrivals); every client got its whole stream.
+    assert [r.id for r in served] == sorted(r.id for r in served)
+    assert all(r.completion_tokens >= 1 for r in served)
+
+
+def test_a_client_that_goes_away_stops_its_generation(talker: Running) -> None:
+    running = talker
+    url = running.config.base_url + "/chat/completions"
+    body = {"model": "talker", "messages": USER, "max_tokens": 16000, "stream": True}
+    with httpx.Client(timeout=30) as client, client.stream("POST", url, json=body) as response:
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+    # The connection is closed: the server stops that answer within a token and serves the next.
+    deadline = time.monotonic() + 20
+    while not any(r.status == 499 for r in running.finished()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = [r for r in running.finished() if r.status == 499]
+    assert gone and gone[0].completion_tokens < 16000
+    reply = running.client.chat.completions.create(model="talker", messages=USER, max_tokens=3)
+    assert reply.usage.completion_tokens == 3
+
+
+def test_an_engine_killed_mid_request_fails_that_request_and_the_next_reloads(talker: Running) -> None:
+    running = talker
+    stream = running.client.chat.completions.create(model="talker", messages=USER, max_tokens=16000, stream=True)
+    with pytest.raises(openai.APIError) as failed:
+        for n, _chunk in enumerate(stream):
+            if n == 3:
+                running.server.session.engine.process.kill()
+    assert "exited" in str(failed.value) or "killed" in str(failed.value) or "engine" in str(failed.value)
+    reply = running.client.chat.completions.create(model="talker", messages=USER, max_tokens=3)
+    assert reply.usage.completion_tokens == 3
+
+
+def test_responses_never_show_local_paths(running: Running, tmp_path: Path) -> None:
+    alien = write_tiny_llama(tmp_path / "alien.gguf", architecture="alienformer")
+    import_file(running.server.ctx.db, alien)
+    with pytest.raises(openai.InternalServerError) as failed:
+        running.client.chat.completions.create(model="alien", messages=USER)
+    assert "alien" in failed.value.message and str(tmp_path) not in failed.value.message
+    assert "alienformer" in failed.value.message
+
+
+def test_a_model_without_a_template_uses_the_servers_choice_never_a_guess(tmp_path: Path) -> None:
+    plain = write_tiny_llama(tmp_path / "plain.gguf", chat_template=None)
+    ctx = AppContext()
+    import_file(ctx.db, plain)
+    r = Running(ctx)
+    try:
+        with pytest.raises(openai.BadRequestError) as refused:
+            r.client.chat.completions.create(model="plain", messages=USER, max_tokens=2)
+        assert "no chat template" in refused.value.message and "--template" in refused.value.message
+        assert r.client.completions.create(model="plain", prompt="Hi", max_tokens=2).usage.completion_tokens <= 2
+    finally:
+        r.stop()
+    r = Running(ctx)
+    r.server.template = "chatml"
+    try:
+        assert r.client.chat.completions.create(model="plain", messages=USER, max_tokens=2).choices
+    finally:
+        r.stop()
