@@ -150,6 +150,7 @@ def test_the_api_and_the_chat_give_the_same_answer_for_the_same_seed(running: Ru
 
 
 def test_errors_use_openais_object_and_status(running: Running) -> None:
+    assert running.client.chat.completions.create(model="THINK", messages=USER).model == "thinker"  # part of an id
     with pytest.raises(openai.NotFoundError) as missing:
         running.client.chat.completions.create(model="no-such-model", messages=USER)
     assert missing.value.status_code == 404 and "no-such-model" in missing.value.message

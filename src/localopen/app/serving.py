@@ -153,8 +153,8 @@ class ModelServer:
         return self._loaded if self.session.loaded is not None else None
 
     def resolve(self, model_id: str | None) -> ServedModel:
-        """A served model by id; no id: the loaded one, else the default. Only library models:
-        a request can never make the server open a file by path."""
+        """A served model by id (or part of one id or repo); no id: the loaded one, else the
+        default. Only library models: a request can never make the server open a file by path."""
         models = {m.id: m for m in self.models()}
         wanted = model_id or (self.loaded.id if self.loaded else None) or self.default_model
         if not wanted:
@@ -163,6 +163,17 @@ class ModelServer:
             raise ServingError("No model named: pass 'model' (see GET /v1/models).", 400, code="model_not_found")
         if wanted in models:
             return models[wanted]
+        # A shorter name, as people type it: part of one model's id or repo (case aside).
+        needle = wanted.lower()
+        matches = [m for m in models.values() if needle in m.id.lower() or needle in (m.repo or "").lower()]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise ServingError(
+                f"'{wanted}' matches several models: {', '.join(m.id for m in matches[:6])}.",
+                404,
+                code="model_not_found",
+            )
         raise ServingError(
             f"The model '{wanted}' is not in this library (see GET /v1/models).", 404, code="model_not_found"
         )
