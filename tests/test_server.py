@@ -159,6 +159,9 @@ def test_errors_use_openais_object_and_status(running: Running) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
     empty = httpx.post(url, json={"model": "tiny", "messages": []})
     assert empty.status_code == 400 and empty.json()["error"]["type"] == "invalid_request_error"
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    with pytest.raises(openai.BadRequestError, match="Tool calling is not supported"):
+        running.client.chat.completions.create(model="tiny", messages=USER, tools=tools)  # type: ignore[arg-type]
     huge = httpx.post(url, content=b"x" * (9 * 1024 * 1024))
     assert huge.status_code == 413
     too_long = httpx.post(url, json={"model": "tiny", "messages": [{"role": "user", "content": "word " * 4000}]})

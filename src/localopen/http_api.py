@@ -137,6 +137,19 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """What this server does not do is said, never silently ignored (a client would trust it)."""
+    if body.get("tools") and body.get("tool_choice") != "none":
+        raise _bad("Tool calling is not supported by localopen's server yet: send no 'tools'.", "unsupported_tools")
+    if isinstance(body.get("n"), int) and body["n"] > 1:
+        raise _bad("Only one choice per request ('n': 1) is supported.", "unsupported_n")
+    if body.get("logprobs"):
+        raise _bad("Log probabilities are not supported by localopen's server.", "unsupported_logprobs")
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+        raise _bad("Structured output ('response_format') is not supported yet: only text.", "unsupported_format")
+
+
 def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
     """(the call, stream?, include usage in the stream?) from a request body."""
     if not isinstance(body, dict):
@@ -144,6 +157,7 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise _bad("'model' must be a string.", "invalid_value")
+    _refuse_unsupported(body)
     stream = bool(body.get("stream", False))
     options = body.get("stream_options") or {}
     include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
