@@ -63,6 +63,7 @@ def run_self_test() -> int:
         lines.append(f"cpu: {hw.cpu_model}; features {', '.join(hw.simd) or 'unknown'}")
         lines.append(f"llama.cpp backends: {', '.join(hw.llama_backends) or 'none'}")
         _engine_check(lines, hw.simd)
+        _server_check(lines)
         _window_check(lines)
     except Exception as exc:  # noqa: BLE001 - the report must say what failed, in words
         logging.getLogger("localopen.selftest").exception("Self-test failed")
@@ -101,6 +102,47 @@ def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
             lines.append(f"llama.cpp CPU features used: {', '.join(sorted(build_features(info.system_info)))}")
         finally:
             engine.shutdown()
+
+
+def _server_check(lines: list[str]) -> None:
+    """The local server's HTTP stack (uvicorn loads parts of itself by name: a bundle can miss them)."""
+    import json
+    import socket
+    import urllib.request
+
+    from localopen.app.context import AppContext
+    from localopen.app.serving import ModelServer
+    from localopen.core.library import import_file
+    from localopen.engine.protocol import LoadOptions
+    from localopen.http_api import ApiApp, ServerConfig, ServerThread
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    model = resources.files("localopen.resources").joinpath("selftest-tiny.gguf")
+    with resources.as_file(model) as path:
+        ctx = AppContext()
+        served = import_file(ctx.db, path)
+        server = ModelServer(ctx, LoadOptions(n_ctx=256, n_threads=1))
+        http = ServerThread(ApiApp(server, ServerConfig("127.0.0.1", port)))
+        try:
+            http.start()
+            start = time.perf_counter()
+            body = json.dumps(
+                {"model": served.name, "messages": [{"role": "user", "content": "self-test"}], "max_tokens": 4}
+            ).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/chat/completions", body, {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback only
+                usage = json.load(response)["usage"]
+            lines.append(
+                f"server: OpenAI API on loopback answered {usage['completion_tokens']} tokens in "
+                f"{(time.perf_counter() - start) * 1000:.0f} ms"
+            )
+        finally:
+            http.stop()
+            server.close()
 
 
 def _desktop_check(lines: list[str]) -> None:
