@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -305,6 +308,62 @@ def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch:
     rows = quant_rows(ctx, model)
     speeds = {r.quant.type: r.verdict.tg_tps for r in rows if r.verdict}
     assert speeds["Q4_K_M"] > speeds["F16"]  # fewer bytes per token: faster generation
+
+
+def test_the_calibration_waits_for_busy_engines_and_remeasures_what_they_overlapped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chat answering (or the server, or a benchmark) while the calibration runs would slow both
+    and teach it a wrong speed: it waits for them, and measures again a shape they overlapped."""
+    monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
+    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    ctx = _ctx_with_profile()
+    session = BenchmarkSession(ctx)
+    measured: list[str] = []
+    real_measure = session.measure
+    release = threading.Event()
+
+    def measure(path, *args, **kwargs):  # the real measurement; the first one is overlapped by a "chat"
+        measured.append(Path(path).name)
+        if len(measured) == 1:
+            threading.Thread(target=lambda: _busy_until(ctx, release), daemon=True).start()
+            time.sleep(0.2)
+        return real_measure(path, *args, **kwargs)
+
+    monkeypatch.setattr(session, "measure", measure)
+    progress: list[str] = []
+    with caplog.at_level(logging.INFO, logger="localopen.calibration"):
+        worker = threading.Thread(target=lambda: calibrations.calibrate(ctx, session, progress.append))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not any("waits" in p for p in progress) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any("waits" in p for p in progress), progress  # it waited while the engine was busy
+        assert len(measured) == 1  # and measured nothing meanwhile
+        release.set()
+        worker.join(120)
+    assert not worker.is_alive() and calibrations.current(ctx) is not None
+    # The overlapped shape was measured again: one measurement more than shapes.
+    assert measured[0] == measured[1] and len(measured) == len(TINY_SHAPES) + 1
+    assert "measured again" in caplog.text
+
+
+def _busy_until(ctx: AppContext, release: threading.Event) -> None:
+    with ctx.activity.busy():
+        release.wait(60)
+
+
+def test_engine_activity_marks_overlaps() -> None:
+    from localopen.app.activity import EngineActivity
+
+    activity = EngineActivity()
+    mark = activity.mark()
+    assert not activity.overlapped(mark) and not activity.is_busy
+    with activity.busy():
+        assert activity.is_busy and activity.overlapped(mark)
+    assert activity.overlapped(mark)  # it was busy since the mark
+    assert not activity.overlapped(activity.mark())
+    activity.wait_idle()  # returns at once when idle
 
 
 def _result(basis: str, test: str, ts: float, path: str, sha: str, machine: str) -> BenchResult:

@@ -49,6 +49,10 @@ class BenchmarkSession:
         self._engine: Engine | None = None
         self._stopped = threading.Event()
 
+    def stopped(self) -> bool:
+        """Whether stop() was asked since the run began."""
+        return self._stopped.is_set()
+
     def stop(self) -> None:
         """Stop the run in progress (finished tests are kept) and any model not yet started."""
         self._stopped.set()
@@ -87,7 +91,8 @@ class BenchmarkSession:
         """Benchmark an installed file: the outcome of its load is noted, its results saved."""
         try:
             note = lambda exc: library.note_load(self.ctx, path, exc)  # noqa: E731
-            run = self.measure(path, options, params, on_progress, reset_stop, on_load=note)
+            with self.ctx.activity.busy():
+                run = self.measure(path, options, params, on_progress, reset_stop, on_load=note)
         except EngineError as exc:
             if exc.kind == "died":  # a crash while benchmarking says the same as a failed load
                 library.note_load(self.ctx, path, exc)

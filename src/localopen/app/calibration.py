@@ -26,7 +26,7 @@ from localopen.core.speed_model import Calibration, Sample, fit
 from localopen.engine.protocol import BenchParams, LoadOptions
 
 if TYPE_CHECKING:  # reading a calibration must not load the engine client
-    from localopen.app.benchmark import BenchmarkSession
+    from localopen.app.benchmark import BenchmarkSession, BenchRun
 
 log = logging.getLogger("localopen.calibration")
 
@@ -87,6 +87,41 @@ def save(ctx: AppContext, calibration: Calibration) -> None:
         )
 
 
+MAX_TRIES = 3  # a shape whose measurement an engine's work overlapped is measured again
+
+
+def _measure_alone(
+    ctx: AppContext,
+    session: BenchmarkSession,
+    path: Path,
+    options: LoadOptions,
+    params: BenchParams,
+    on_progress: Progress | None,
+    what: str,
+) -> BenchRun:
+    """Measure with no other engine working: wait while a chat, the server or a benchmark is
+    busy, and measure again when one started meanwhile (it would have taught a wrong speed)."""
+    run: BenchRun | None = None
+    for _ in range(MAX_TRIES):
+        if ctx.activity.is_busy and on_progress is not None:
+            on_progress(f"Calibration waits while a model is answering or being benchmarked ({what} next)…")
+        ctx.activity.wait_idle(session.stopped)
+        if session.stopped():
+            raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
+        if on_progress is not None:
+            on_progress(f"Calibrating this machine: {what}")
+        mark = ctx.activity.mark()
+        run = session.measure(path, options, params)
+        if run.aborted:
+            raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
+        if not ctx.activity.overlapped(mark):
+            return run
+        log.info("Calibration %s overlapped another engine's work: measured again", path.name)
+    assert run is not None
+    log.warning("Calibration %s kept overlapping other work: its last measurement is used", path.name)
+    return run
+
+
 def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress | None = None) -> Calibration:
     """Measure this machine on the calibration shapes (about a minute on two cores) and save it."""
     settings = ctx.settings
@@ -100,11 +135,7 @@ def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress 
         for index, (shape, ftype) in enumerate(SHAPES, start=1):
             path = folder / f"{shape.name}-{ftype}.gguf"
             write_shape(path, shape, ftype)
-            if on_progress is not None:
-                on_progress(f"Calibrating this machine: shape {index} of {len(SHAPES)}")
-            run = session.measure(path, options, params)
-            if run.aborted:
-                raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
+            run = _measure_alone(ctx, session, path, options, params, on_progress, f"shape {index} of {len(SHAPES)}")
             tests = {("pp" if r.is_prompt_test else "tg"): r for r in run.results}
             samples.append(Sample(file_features(read_header(path)), tests["tg"].avg_ts, tests["pp"].avg_ts))
             log.info("Calibration %s %s: tg %.2f pp %.2f", shape.name, ftype, tests["tg"].avg_ts, tests["pp"].avg_ts)

@@ -84,7 +84,8 @@ class ChatSession:
             self.loaded = None
             raise EngineError("No model is loaded: load one first.", "load")
         try:
-            return self.engine.answer(messages, sampling, template, on_piece, options)
+            with self.ctx.activity.busy():
+                return self.engine.answer(messages, sampling, template, on_piece, options)
         except EngineError as exc:
             if exc.kind == "died":
                 self.loaded, self._loaded_for = None, None

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from localopen.app.activity import EngineActivity
 from localopen.app.settings import Settings
 from localopen.core.catalog import Catalog, load_catalog
 from localopen.core.hardware import HardwareProfile, read_profile
@@ -32,6 +33,7 @@ class AppContext:
         self._lock = threading.Lock()
         self._catalog: Catalog | None = None
         self._profile: HardwareProfile | None = None
+        self.activity = EngineActivity()  # which engines work now (the calibration waits for none)
         # This thread's connection, made now: a database that cannot be opened or migrated fails early, clearly.
         self._local.conn = connect(self.paths.database)
 
