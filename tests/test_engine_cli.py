@@ -63,7 +63,19 @@ def test_chat_bad_model_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_interactive_chat_ctrl_c_stops_answer_not_program(gemma_path: Path) -> None:
     proc = subprocess.Popen(
-        [*exe(), "chat", str(gemma_path), "--template", "gemma", "--max-tokens", "3000", "--temperature", "1.0"],
+        [
+            *exe(),
+            "chat",
+            str(gemma_path),
+            "--template",
+            "gemma",
+            "--max-tokens",
+            "3000",
+            "--temperature",
+            "1.0",
+            "--seed",
+            "0",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

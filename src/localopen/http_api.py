@@ -77,7 +77,7 @@ def _number(body: dict[str, Any], key: str, default: float, lo: float, hi: float
 
 def _sampling(body: dict[str, Any]) -> SamplingParams:
     """OpenAI's sampling fields, and llama-server's extras (top_k, min_p, repeat_penalty); the
-    defaults are the Chat view's, so the same seed gives the same answer in both."""
+    sampling defaults are the Chat view's, so the same seed gives the same answer in both."""
     d = SamplingParams()
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
@@ -97,7 +97,8 @@ def _sampling(body: dict[str, Any]) -> SamplingParams:
         min_p=_number(body, "min_p", d.min_p, 0, 1),
         repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, 0.5, 2),
         seed=seed,
-        max_tokens=min(max_tokens or d.max_tokens, MAX_TOKENS),
+        # None: until the model ends its turn or the context is full (OpenAI's meaning).
+        max_tokens=min(max_tokens or MAX_TOKENS, MAX_TOKENS),
         stop=list(stop or []),
     )
 
