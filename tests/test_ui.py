@@ -246,6 +246,7 @@ def test_the_local_server_switch_serves_the_library_and_logs_requests(
     # The live log shows the request once it ends: model, status, tokens (no text).
     qtbot.waitUntil(lambda: view.log_table.rowCount() == 1 and view.log_table.item(0, 3).text() == "200 ok")
     assert view.log_table.item(0, 2).text() == model
+    assert model in view.loaded_label.text()  # loaded on demand by that request
     assert view.log_table.item(0, 5).text() == str(reply.usage.completion_tokens)
     qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
     assert not view.running and view.port.isEnabled()

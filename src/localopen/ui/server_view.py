@@ -81,6 +81,8 @@ class ServerView(QWidget):
         self.status.setAccessibleName("Server status")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.loaded_label = QLabel("")
+        self.loaded_label.setAccessibleName("Model loaded by the server")
         self.log_table = QTableWidget(0, len(LOG_COLUMNS))
         self.log_table.setAccessibleName("Requests")
         self.log_table.setHorizontalHeaderLabels(LOG_COLUMNS)
@@ -102,6 +104,7 @@ class ServerView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.status)
+        layout.addWidget(self.loaded_label)
         layout.addWidget(QLabel("Requests (no prompt or answer text is kept)"))
         layout.addWidget(self.log_table, 1)
 
@@ -168,6 +171,7 @@ class ServerView(QWidget):
 
     def _on_preloaded(self, model: Any) -> None:
         if self.running:
+            self.loaded_label.setText(f"Loaded now: <b>{html.escape(model.id)}</b>")
             self.status.setText(
                 self.status.text().replace(f"Loading {html.escape(model.id)}…", f"Serving {html.escape(model.id)}.")
             )
@@ -185,6 +189,7 @@ class ServerView(QWidget):
         self.server, self.http = None, None
         self._set_controls(running=False)
         self.status.setText("Off.")
+        self.loaded_label.setText("")
         self.state_changed.emit(False)
 
     def shutdown(self) -> None:
@@ -197,6 +202,8 @@ class ServerView(QWidget):
 
     # -- the log -------------------------------------------------------------------------------
     def _show_record(self, record: RequestRecord) -> None:
+        loaded = self.server.loaded if self.server is not None else None
+        self.loaded_label.setText(f"Loaded now: <b>{html.escape(loaded.id)}</b>" if loaded else "Loaded now: none")
         row = self._rows.get(record.id)
         if row is None:
             row = self.log_table.rowCount()
