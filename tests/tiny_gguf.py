@@ -7,6 +7,7 @@ milliseconds and streams tokens. Assert on structure and counts, never on the te
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,21 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def _add_llama_shape(
+    w: Any, context_length: int, n_embd: int, n_ff: int, n_layer: int, n_head: int, n_head_kv: int
+) -> None:
+    """The llama hyperparameters and the SentencePiece tokenizer model, as both writers need them."""
+    w.add_context_length(context_length)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_block_count(n_layer)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
 
 
 def write_tiny_llama(
@@ -48,16 +64,8 @@ def write_tiny_llama(
     w.add_name("tiny-test-llama")
     if license:
         w.add_license(license)
-    w.add_context_length(N_CTX_TRAIN)
-    w.add_embedding_length(n_embd)
-    w.add_feed_forward_length(n_ff)
-    w.add_block_count(n_layer)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head_kv)
-    w.add_rope_dimension_count(n_embd // n_head)
-    w.add_layer_norm_rms_eps(1e-5)
+    _add_llama_shape(w, N_CTX_TRAIN, n_embd, n_ff, n_layer, n_head, n_head_kv)
     w.add_file_type(0 if dtype == np.float32 else 1)  # all F32, or F16 matrices
-    w.add_tokenizer_model("llama")
     tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{i:02X}>".encode() for i in range(256)]
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * N_VOCAB)
@@ -157,16 +165,8 @@ def write_scripted_llama(
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("tiny-scripted-llama")
     w.add_license("apache-2.0")
-    w.add_context_length(context_length)
-    w.add_embedding_length(n_embd)
-    w.add_feed_forward_length(N_FF)
-    w.add_block_count(N_LAYER)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD_KV)
-    w.add_rope_dimension_count(n_embd // N_HEAD)
-    w.add_layer_norm_rms_eps(1e-5)
+    _add_llama_shape(w, context_length, n_embd, N_FF, N_LAYER, N_HEAD, N_HEAD_KV)
     w.add_file_type(0)
-    w.add_tokenizer_model("llama")
     w.add_token_list([t.encode() for t in tokens])
     w.add_token_scores([0.0] * n_vocab)
     w.add_token_types(types)

@@ -288,7 +288,7 @@ class ApiApp:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY:
             raise ServingError(f"The request is larger than {MAX_BODY // (1024 * 1024)} MiB.", 413)
-        raw = b""
+        raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > MAX_BODY:
@@ -446,7 +446,8 @@ class ServerThread:
         while not self.server.started:
             if not self.thread.is_alive():
                 raise LocalopenError(
-                    f"The server could not listen on {app_address(self)}: is the port in use by another program?"
+                    f"The server could not listen on {self.server.config.host}:{self.server.config.port}: "
+                    "is the port in use by another program?"
                 )
             if time.monotonic() > deadline:
                 raise LocalopenError("The server did not start in time; see the log.")
@@ -455,7 +456,3 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
-
-
-def app_address(thread: ServerThread) -> str:
-    return f"{thread.server.config.host}:{thread.server.config.port}"

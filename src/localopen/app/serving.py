@@ -155,8 +155,11 @@ class ModelServer:
     def resolve(self, model_id: str | None) -> ServedModel:
         """A served model by id (or part of one id or repo); no id: the loaded one, else the
         default. Only library models: a request can never make the server open a file by path."""
+        loaded = self.loaded
+        wanted = model_id or (loaded.id if loaded else None) or self.default_model
+        if loaded is not None and wanted == loaded.id and loaded.path.exists():
+            return loaded  # the common case: no library listing (headers, grades) per request
         models = {m.id: m for m in self.models()}
-        wanted = model_id or (self.loaded.id if self.loaded else None) or self.default_model
         if not wanted:
             if len(models) == 1:
                 return next(iter(models.values()))

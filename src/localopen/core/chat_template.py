@@ -286,7 +286,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _as_template_reads(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for message in messages:
         m = _plain(message)
@@ -316,7 +316,7 @@ def render(
     try:
         template = _compile(choice.source)
         return template.render(
-            messages=template_messages(messages),
+            messages=_as_template_reads(messages),
             tools=None,
             documents=None,
             add_generation_prompt=add_generation_prompt,
