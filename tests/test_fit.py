@@ -110,3 +110,47 @@ def test_verdicts(hw: HardwareProfile, code: str) -> None:
 def test_decode_bound_from_bandwidth() -> None:
     verdict = fit_verdict(SHAPE_4GB, _hw(32, 28), 4096)
     assert verdict.decode_bound_tps == pytest.approx(50e9 / (4 * GiB), rel=0.01)
+
+
+def _gemma4_e2b_header(path: Path) -> Path:
+    """The gemma4.* keys of Gemma 4 E2B's GGUF (the ones the KV estimate reads), no tensors."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "gemma4")
+    writer.add_block_count(35)
+    writer.add_embedding_length(1536)
+    writer.add_head_count(8)
+    writer.add_head_count_kv(1)
+    writer.add_key_length(512)
+    writer.add_value_length(512)
+    writer.add_uint32("gemma4.attention.key_length_swa", 256)
+    writer.add_uint32("gemma4.attention.value_length_swa", 256)
+    writer.add_uint32("gemma4.attention.shared_kv_layers", 20)
+    writer.add_sliding_window(512)
+    writer.add_array("gemma4.attention.sliding_window_pattern", [(i + 1) % 5 != 0 for i in range(35)])
+    writer.add_context_length(131072)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    return path
+
+
+def test_gemma4_kv_cache_follows_llama_cpps_shared_and_sliding_layers(tmp_path: Path) -> None:
+    """Gemma 4 E2B: llama.cpp keeps a KV cache for the first 35 - 20 = 15 layers only
+    (n_layer_kv_from_start); 12 of them slide over 512 tokens with 256-wide heads, 3 are global
+    with 512-wide heads. The header and the catalog's architecture block must both say so."""
+    from localopen.core.catalog import load_catalog
+    from localopen.core.model_fit import catalog_shape
+
+    n_ctx = 8192
+    swa_cells = 1024  # the window plus one micro-batch, padded to 256
+    expected = (12 * swa_cells * 1 * (256 + 256) + 3 * n_ctx * 1 * (512 + 512)) * 2
+    from_header = ModelShape.from_header(read_header(_gemma4_e2b_header(tmp_path / "g4.gguf")))
+    assert estimate_memory(from_header, n_ctx).kv_cache == expected
+
+    entry = load_catalog().get("gemma-4-e2b-it")
+    assert entry is not None and entry.arch is not None
+    assert estimate_memory(catalog_shape(entry, entry.recommended), n_ctx).kv_cache == expected
+    # Without the sharing and the narrow sliding heads it would be 35 layers of 512-wide heads.
+    naive = ModelShape(1, 35, 8, 1, 512, 512, 262144, 1536, sliding_window=512, n_swa_layers=28)
+    assert estimate_memory(naive, n_ctx).kv_cache > 2 * expected

@@ -33,7 +33,9 @@ class ModelShape:
     n_embd: int
     sliding_window: int | None = None
     n_swa_layers: int = 0
-    n_attention_layers: int | None = None  # hybrid models: only these layers keep a KV cache
+    n_attention_layers: int | None = None  # only the first this many layers keep a KV cache (hybrid, shared KV)
+    key_length_swa: int | None = None  # Gemma 4: sliding-window layers have narrower heads
+    value_length_swa: int | None = None
     active_fraction: float = 1.0  # MoE: share of weights read per token
 
     @classmethod
@@ -43,11 +45,17 @@ class ModelShape:
         n_head = max(head_count) if isinstance(head_count, list) else (head_count or 1)
         kv = h.head_count_kv if h.head_count_kv is not None else n_head
         swa = h.sliding_window
+        # Gemma 4 (shared_kv_layers) and Gemma 3n (20, fixed in llama.cpp): the last layers reuse
+        # earlier layers' KV (llama.cpp's n_layer_kv_from_start), so only the first ones hold a cache.
+        shared = _int_or_zero(h.arch_key("attention.shared_kv_layers"))
+        kv_layers = n_layers - shared if 0 < shared < n_layers else None
+        if h.architecture == "gemma3n" and n_layers > 20:
+            kv_layers = 20
         n_swa = 0
         if swa:
             pattern = h.arch_key("attention.sliding_window_pattern")
             if isinstance(pattern, list):
-                n_swa = sum(1 for v in pattern[:n_layers] if v)
+                n_swa = sum(1 for v in pattern[: kv_layers or n_layers] if v)
             elif h.architecture.startswith("gemma3"):
                 n_swa = n_layers - n_layers // 6  # every 6th layer is global
             elif h.architecture == "gemma2":
@@ -63,6 +71,9 @@ class ModelShape:
             n_embd=h.embedding_length or 4096,
             sliding_window=swa,
             n_swa_layers=n_swa,
+            n_attention_layers=kv_layers,
+            key_length_swa=_int_or_none(h.arch_key("attention.key_length_swa")),
+            value_length_swa=_int_or_none(h.arch_key("attention.value_length_swa")),
             active_fraction=h.active_fraction,
         )
 
@@ -80,6 +91,8 @@ class ModelShape:
             sliding_window=arch.get("sliding_window"),
             n_swa_layers=arch.get("n_swa_layers", 0),
             n_attention_layers=arch.get("n_attention_layers"),
+            key_length_swa=arch.get("head_dim_swa"),
+            value_length_swa=arch.get("head_dim_swa"),
             active_fraction=active_fraction,
         )
 
@@ -107,6 +120,14 @@ class MemoryEstimate:
         }
 
 
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _int_or_zero(value: object) -> int:
+    return _int_or_none(value) or 0
+
+
 def _pad(n: int, to: int = CTX_PAD) -> int:
     return (n + to - 1) // to * to
 
@@ -129,11 +150,13 @@ def estimate_memory(
     swa_cells = n_ctx
     if n_swa and shape.sliding_window and not swa_full:
         swa_cells = min(n_ctx, _pad(shape.sliding_window + ubatch))
+    full_width = shape.key_length + shape.value_length
+    swa_width = (shape.key_length_swa or shape.key_length) + (shape.value_length_swa or shape.value_length)
     kv = 0.0
     for index, heads in enumerate(per_layer_heads):
         # Which layers are SWA only matters through their count; put them first.
-        cells = swa_cells if index < n_swa else n_ctx
-        kv += cells * heads * (shape.key_length + shape.value_length) * kv_bytes
+        cells, width = (swa_cells, swa_width) if index < n_swa else (n_ctx, full_width)
+        kv += cells * heads * width * kv_bytes
     # The compute buffer's peak is the larger of the logits of one micro-batch and, without
     # flash attention, the attention scores of one layer (f32).
     logits = shape.n_vocab * ubatch * 4
