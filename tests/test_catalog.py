@@ -106,19 +106,45 @@ def test_non_commercial_creative_commons_licences_carry_their_flags() -> None:
 
 
 def test_catalog_audit_guards() -> None:
-    """Every recommended file is a sensible download (at most twice the Q4_K_M estimate; Gemma 2 2B
-    recommended 10.4 GB of F32), and every MOF or OSAI figure says which model it was read for."""
-    from localopen.core.catalog import load_catalog
+    """The whole catalog, fact by fact: every fact has a source and was checked (no 'verified':
+    false left), every recommended file is a sensible download (at most twice the Q4_K_M estimate;
+    Gemma 2 2B once recommended 10.4 GB of F32), every MOF or OSAI figure names the family member
+    it was read for, every lineage stays within OPENNESS.md's four hops with a licence on each,
+    and every model has the architecture block the fit estimate needs."""
+    from localopen.core.catalog import ARCH_FIELDS, load_catalog
     from localopen.core.quant import estimate_file_bytes
 
     problems = []
     for m in load_catalog().models:
+        raw = m.raw
+        for component, item in raw["evidence"].items():
+            if item.get("verified") is False:
+                problems.append(f"{m.id}: {component} not verified")
         q4 = estimate_file_bytes(m.n_params, "Q4_K_M")
         if (m.recommended.size_bytes or 0) > 2 * q4:
             problems.append(f"{m.id}: recommends {m.recommended.type}")
         for name, badge in (("mof", m.mof), ("osai", m.osai)):
-            if badge and not (badge.get("scope") and badge.get("source")):
-                problems.append(f"{m.id}: {name} figure without scope or source")
+            if badge is None:
+                continue
+            if not str(badge.get("source", "")).startswith("https://") or not badge.get("read"):
+                problems.append(f"{m.id}: {name} figure without a source or a date read")
+            if ":" not in str(badge.get("scope", "")):
+                problems.append(f"{m.id}: {name} scope does not name the member it was read for")
+        lineage = raw["lineage"]
+        if len(lineage) > 4:
+            problems.append(f"{m.id}: lineage longer than four hops")
+        for hops, parent in enumerate(lineage, start=1):
+            if not parent.get("license"):
+                problems.append(f"{m.id}: lineage hop {hops} has no licence")
+            if hops > 1 and not str(parent.get("source", "")).startswith("https://"):
+                problems.append(f"{m.id}: lineage hop {hops} has no source")
+        arch = m.arch
+        if arch is None or any(not isinstance(arch.get(f), int) for f in ARCH_FIELDS):
+            problems.append(f"{m.id}: no architecture block (the fit would fall back to defaults)")
+        elif not str(arch.get("source", "")).startswith("https://"):
+            problems.append(f"{m.id}: architecture without a source")
+        if raw.get("gated_upstream") is None:
+            problems.append(f"{m.id}: upstream gating not recorded")
     assert problems == []
 
 
