@@ -105,6 +105,20 @@ def test_zero_data_shapes_are_real_ggufs_and_sparse(tmp_path: Path) -> None:
     assert header.n_params == sum(int(t.n_elements) for t in reader.tensors)
 
 
+def test_tied_embeddings_take_the_output_tensors_type() -> None:
+    """llama.cpp's quantizer (llama-quant.cpp): with no output.weight, token_embd is quantized as
+    the output tensor (Q6_K; Q8_0 when a row is not 256-aligned). Llama-3.2-1B's replica was
+    0.73 GB instead of the real file's 0.81 GB without this rule."""
+    untied = {t.name: t.ggml_type for t in tensors(DenseShape("u", 2, 2048, 8192, 32, 8, 128256, 64), "Q4_K_M")}
+    tied_shape = DenseShape("t", 2, 2048, 8192, 32, 8, 128256, 64, tied_embeddings=True)
+    tied = {t.name: t.ggml_type for t in tensors(tied_shape, "Q4_K_M")}
+    assert untied["token_embd.weight"] == GGML_TYPES["Q4_K"]
+    assert untied["output.weight"] == GGML_TYPES["Q6_K"]
+    assert "output.weight" not in tied and tied["token_embd.weight"] == GGML_TYPES["Q6_K"]
+    narrow = DenseShape("n", 2, 576, 1536, 9, 3, 49152, tied_embeddings=True)
+    assert {t.name: t.ggml_type for t in tensors(narrow, "Q4_K_M")}["token_embd.weight"] == GGML_TYPES["Q8_0"]
+
+
 def test_fetch_header_reads_a_few_megabytes_through_the_cdn(hub: FakeHub, gemma_path: Path) -> None:
     data = gemma_path.read_bytes()
     hub.add(Repo("g/G-GGUF", {"g-Q4_K_M.gguf": data}))

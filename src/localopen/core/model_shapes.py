@@ -68,7 +68,9 @@ def _type(ftype: str, row: int, role: str, layer: int = 0, n_layers: int = 1) ->
 def tensors(shape: DenseShape, ftype: str) -> list[TensorSpec]:
     s, e = shape, shape.n_embd
     q, kv = s.n_head * s.hd, s.n_head_kv * s.hd
-    out = [TensorSpec("token_embd.weight", (e, s.n_vocab), _type(ftype, e, "token_embd"))]
+    # Tied embeddings: llama.cpp's quantizer gives token_embd the output tensor's type (Q6_K).
+    embd_role = "output" if s.tied_embeddings else "token_embd"
+    out = [TensorSpec("token_embd.weight", (e, s.n_vocab), _type(ftype, e, embd_role))]
     out.append(TensorSpec("output_norm.weight", (e,), _type(ftype, e, "norm")))
     if not s.tied_embeddings:
         out.append(TensorSpec("output.weight", (e, s.n_vocab), _type(ftype, e, "output")))
