@@ -336,3 +336,31 @@ def test_split_model_loads_through_its_first_part(tmp_path: Path) -> None:
             e.load(str(parts[0]), LoadOptions(n_ctx=256))
     finally:
         e.shutdown()
+
+
+def test_an_engine_whose_llama_cpp_cannot_load_says_which_library_is_missing() -> None:
+    """On a minimal Debian llama.cpp's CPU backend needs libgomp.so.1 (OpenMP); without it the
+    engine used to exit with code 1 and the app said only that. Now every request is answered with
+    the missing library and the command that installs it. (The failed import is simulated with
+    the error llama-cpp-python raises: a real one needs a system without libgomp.)"""
+    import multiprocessing as mp
+
+    from localopen.engine.child import _answer_unavailable, unavailable_message
+    from localopen.engine.protocol import Error, Load, LoadOptions, Shutdown
+
+    error = RuntimeError(
+        "Failed to load shared library '/x/llama_cpp/lib/libllama.so': libgomp.so.1: cannot open shared object file"
+    )
+    message = unavailable_message(error)
+    assert "libgomp.so.1" in message and "sudo apt install libgomp1" in message and "Traceback" not in message
+    assert unavailable_message(RuntimeError("something else")).startswith("llama.cpp cannot run on this system")
+
+    parent, child = mp.Pipe()
+    request = Load("/m.gguf", LoadOptions())
+    request.request_id = 7
+    parent.send(request)
+    parent.send(Shutdown())
+    _answer_unavailable(child, error)
+    answer = parent.recv()
+    assert isinstance(answer, Error) and answer.kind == "unavailable" and answer.request_id == 7
+    assert "libgomp1" in answer.message

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.ui.platform_check import install_advice, xcb_plugin
+from localopen.core.system_libraries import install_advice
+from localopen.ui.platform_check import xcb_plugin
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 platform plugin is Linux's")
 
@@ -71,7 +72,7 @@ def _debian_packages_the_plugin_needs() -> set[str]:
     """Every Debian package behind a system library the installed xcb plugin loads (ldd, resolved)."""
     import subprocess
 
-    from localopen.ui.platform_check import PACKAGES
+    from localopen.core.system_libraries import PACKAGES
 
     plugin = xcb_plugin()
     assert plugin is not None
@@ -91,3 +92,34 @@ def test_readme_and_deb_name_every_library_the_window_needs() -> None:
     for package in needed:
         assert f" {package}" in apt_line, f"README's apt line lacks {package}"
         assert f" {package}," in depends + ",", f"the .deb's Depends lacks {package}"
+
+
+def test_qt_modules_missing_a_library_are_named_even_for_offscreen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a minimal Debian even `import PySide6.QtCore` fails (no libglib) and QtWidgets needs libGL:
+    the check reads Qt's own modules with ldd, without importing Qt, before any window kind."""
+    from localopen.ui import platform_check
+
+    modules = platform_check.qt_modules()
+    assert [m.name.split(".")[0] for m in modules] == ["QtCore", "QtGui", "QtWidgets"]
+    gui = next(m for m in modules if m.name.startswith("QtGui"))
+    data = gui.read_bytes()
+    assert b"libGL.so.1\x00" in data
+    doctored = tmp_path / gui.name
+    doctored.write_bytes(data.replace(b"libGL.so.1\x00", b"libGX.so.1\x00"))
+    # the copy finds PySide6's and Qt's own libraries as the original does
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{gui.parent}{os.pathsep}{gui.parent / 'Qt' / 'lib'}")
+    monkeypatch.setattr(platform_check, "qt_modules", lambda: [doctored])
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    problem = platform_check.platform_problem()
+    assert problem is not None and "libGX.so.1" in problem and "libQt6" not in problem
+    assert "Install them" in problem
+
+
+def test_a_failed_qt_import_names_the_library() -> None:
+    from localopen.ui.platform_check import import_problem
+
+    problem = import_problem(ImportError("libGL.so.1: cannot open shared object file: No such file or directory"))
+    assert problem is not None and "sudo apt install libgl1" in problem
+    assert import_problem(ImportError("No module named 'PySide6'")) is None

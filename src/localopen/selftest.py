@@ -149,17 +149,18 @@ def _desktop_check(lines: list[str]) -> None:
     """Whether a real window could open here: the X11 plugin's system libraries (Linux)."""
     if not sys.platform.startswith("linux"):
         return
-    from localopen.ui.platform_check import install_advice, missing_libraries, xcb_plugin
+    from localopen.core.system_libraries import install_advice
+    from localopen.ui.platform_check import missing_libraries, qt_modules, xcb_plugin
 
     plugin = xcb_plugin()
-    missing = missing_libraries(plugin) if plugin else []
+    missing = missing_libraries(*qt_modules(), *([plugin] if plugin else []))
     if missing:
         lines.append(
-            f"desktop: WARNING, X11 windows need missing system libraries: {', '.join(missing)}\n"
+            f"desktop: WARNING, Qt windows need missing system libraries: {', '.join(missing)}\n"
             f"{install_advice(missing)}"
         )
     else:
-        lines.append("desktop: the X11 platform plugin's system libraries are present")
+        lines.append("desktop: Qt's and its X11 platform plugin's system libraries are present")
 
 
 def _window_check(lines: list[str]) -> None:

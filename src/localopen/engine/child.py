@@ -11,8 +11,46 @@ from typing import Any
 
 
 def main(conn: Any, stop_event: Any) -> None:
-    import llama_cpp  # noqa: F401 - load order matters, see above
+    try:
+        import llama_cpp  # noqa: F401 - load order matters, see above
+    except (ImportError, OSError, RuntimeError) as exc:  # llama-cpp-python raises RuntimeError for a failed dlopen
+        _answer_unavailable(conn, exc)
+        return
 
     from localopen.engine.worker import worker_main
 
     worker_main(conn, stop_event)
+
+
+def unavailable_message(error: BaseException) -> str:
+    """llama.cpp cannot load here: the missing system library and its install command when known."""
+    from localopen.core.system_libraries import install_advice, missing_library
+
+    library = missing_library(error)
+    if library:
+        return (
+            f"llama.cpp cannot run on this system: it needs the system library {library}, which is missing.\n"
+            f"Install it, then try again:\n{install_advice([library])}"
+        )
+    return f"llama.cpp cannot run on this system: {error}"
+
+
+def _answer_unavailable(conn: Any, error: BaseException) -> None:
+    """Answer every request with the reason (the parent then says it in words), until told to stop."""
+    import logging
+
+    from localopen.core.logs import setup_logging
+    from localopen.core.paths import app_paths
+    from localopen.engine.protocol import Error, Shutdown
+
+    setup_logging(app_paths(), "engine.log")  # the traceback goes to the log, never the terminal
+    logging.getLogger("localopen.engine").error("llama.cpp cannot be loaded", exc_info=error)
+    message = unavailable_message(error)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if isinstance(request, Shutdown):
+            return
+        conn.send(Error(message, "unavailable", request_id=getattr(request, "request_id", 0)))

@@ -128,7 +128,7 @@ class BenchDone(Event):
 @dataclass
 class Error(Event):
     message: str
-    kind: str = "error"  # error | no_template | template | load | context | died | timeout
+    kind: str = "error"  # error | no_template | template | load | context | died | timeout | unavailable
     details: dict[str, Any] = field(default_factory=dict)
 
 

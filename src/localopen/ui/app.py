@@ -44,13 +44,10 @@ def _install_crash_handlers(log_file: Path | None) -> None:
 
 
 def run_app(argv: list[str] | None = None) -> int:
-    from PySide6.QtWidgets import QApplication, QMessageBox
-
     from localopen import __version__
     from localopen.core.logs import setup_logging
     from localopen.core.paths import app_paths
-    from localopen.ui import qt_messages
-    from localopen.ui.platform_check import platform_problem
+    from localopen.ui.platform_check import import_problem, platform_problem
 
     log_file = setup_logging(app_paths())
     log.info("localopen %s starting", __version__)
@@ -58,6 +55,18 @@ def run_app(argv: list[str] | None = None) -> int:
     if problem is not None:  # Qt would abort without a word: say what is missing instead
         print(problem, file=sys.stderr)
         return 1
+    try:
+        from PySide6.QtWidgets import QApplication, QMessageBox
+    except ImportError as exc:
+        problem = import_problem(exc)
+        if problem is None:
+            raise
+        log.error("Qt cannot be imported", exc_info=True)
+        print(problem, file=sys.stderr)
+        return 1
+
+    from localopen.ui import qt_messages
+
     qt_messages.install()
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")
