@@ -47,7 +47,7 @@ class ModelShape:
         swa = h.sliding_window
         # Gemma 4 (shared_kv_layers) and Gemma 3n (20, fixed in llama.cpp): the last layers reuse
         # earlier layers' KV (llama.cpp's n_layer_kv_from_start), so only the first ones hold a cache.
-        shared = _int_or_zero(h.arch_key("attention.shared_kv_layers"))
+        shared = h.shared_kv_layers
         kv_layers = n_layers - shared if 0 < shared < n_layers else None
         if h.architecture == "gemma3n" and n_layers > 20:
             kv_layers = 20
@@ -72,8 +72,8 @@ class ModelShape:
             sliding_window=swa,
             n_swa_layers=n_swa,
             n_attention_layers=kv_layers,
-            key_length_swa=_int_or_none(h.arch_key("attention.key_length_swa")),
-            value_length_swa=_int_or_none(h.arch_key("attention.value_length_swa")),
+            key_length_swa=h.key_length_swa,
+            value_length_swa=h.value_length_swa,
             active_fraction=h.active_fraction,
         )
 
@@ -118,14 +118,6 @@ class MemoryEstimate:
             "output": self.output,
             "total": self.total,
         }
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _int_or_zero(value: object) -> int:
-    return _int_or_none(value) or 0
 
 
 def _pad(n: int, to: int = CTX_PAD) -> int:

@@ -219,6 +219,20 @@ class GGUFHeader:
         return value if value is not None else self.key_length
 
     @property
+    def key_length_swa(self) -> int | None:
+        """Gemma 4: sliding-window layers' head width, narrower than the global layers'."""
+        return _as_int(self.arch_key("attention.key_length_swa"))
+
+    @property
+    def value_length_swa(self) -> int | None:
+        return _as_int(self.arch_key("attention.value_length_swa"))
+
+    @property
+    def shared_kv_layers(self) -> int:
+        """Gemma 4: how many last layers reuse earlier layers' KV cache instead of keeping their own."""
+        return _as_int(self.arch_key("attention.shared_kv_layers")) or 0
+
+    @property
     def sliding_window(self) -> int | None:
         return _as_int(self.arch_key("attention.sliding_window"))
 

@@ -50,19 +50,16 @@ def xcb_plugin() -> Path | None:
 
 
 def missing_libraries(*files: Path) -> list[str]:
-    """Shared libraries these files need that the system cannot find (ldd resolves them all)."""
+    """Shared libraries these files need that the system cannot find (one ldd run resolves them all)."""
     ldd = shutil.which("ldd")
-    if ldd is None:
+    if ldd is None or not files:
         return []
-    missing: set[str] = set()
-    for file in files:
-        try:
-            out = subprocess.run([ldd, str(file)], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            log.info("ldd could not check %s", file, exc_info=True)
-            continue
-        missing.update(_NOT_FOUND.findall(out.stdout))
-    return sorted(missing)
+    try:
+        out = subprocess.run([ldd, *map(str, files)], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        log.info("ldd could not check %s", ", ".join(map(str, files)), exc_info=True)
+        return []
+    return sorted(set(_NOT_FOUND.findall(out.stdout)))
 
 
 def missing_advice(what: str, missing: list[str]) -> str:
