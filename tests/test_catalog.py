@@ -109,7 +109,8 @@ def test_catalog_audit_guards() -> None:
     """The whole catalog, fact by fact: every fact has a source and was checked (no 'verified':
     false left), every recommended file is a sensible download (at most twice the Q4_K_M estimate;
     Gemma 2 2B once recommended 10.4 GB of F32), every MOF or OSAI figure names the family member
-    it was read for, every lineage stays within OPENNESS.md's four hops with a licence on each,
+    it was read for, every lineage stays within OPENNESS.md's four hops with a licence on each (a hop called the
+    root, trained from scratch, is the last and says where that was read),
     and every model has the architecture block the fit estimate needs."""
     from localopen.core.catalog import ARCH_FIELDS, load_catalog
     from localopen.core.quant import estimate_file_bytes
@@ -138,6 +139,8 @@ def test_catalog_audit_guards() -> None:
                 problems.append(f"{m.id}: lineage hop {hops} has no licence")
             if hops > 1 and not str(parent.get("source", "")).startswith("https://"):
                 problems.append(f"{m.id}: lineage hop {hops} has no source")
+            if "root" in parent and (hops != len(lineage) or not str(parent["root"]).startswith("https://")):
+                problems.append(f"{m.id}: lineage hop {hops} is called a root without a source, or is not the last")
         arch = m.arch
         if arch is None or any(not isinstance(arch.get(f), int) for f in ARCH_FIELDS):
             problems.append(f"{m.id}: no architecture block (the fit would fall back to defaults)")
