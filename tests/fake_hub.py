@@ -42,6 +42,7 @@ class Repo:
     downloads: int = 0
     likes: int = 0
     last_modified: str = "2026-01-01T00:00:00.000Z"
+    gguf: dict[str, Any] | None = None  # what the Hub reads from the GGUF header: total, architecture…
 
 
 class FakeHub:
@@ -199,6 +200,7 @@ class FakeHub:
             "library_name": "gguf",
             "cardData": repo.card,
             "siblings": self._siblings(repo, with_meta),
+            **({"gguf": repo.gguf} if repo.gguf else {}),
         }
 
     def _model_info(self, h: BaseHTTPRequestHandler, repo_id: str, query: dict, head: bool) -> None:

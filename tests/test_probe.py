@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -213,10 +212,10 @@ def test_probe_of_the_gemma_file_fetches_little_and_matches_the_real_file(
 
     # The replica benchmarks like the real file. The real file is copied first: like a download
     # (and the replica) its pages are then freshly written; an old copy of it in the page cache
-    # measured up to 20 % slower at generation here. Median of four interleaved runs each. The bar
-    # is 25 %, not the 15 % aimed for: on this machine's two shared cores the median prompt speed of
-    # the same file moved between runs of this test by up to 20 % (324-399 tokens/s), and a flaky
-    # test would hide real regressions. benchmarks/probe_accuracy.py reports the measured agreement.
+    # measured up to 20 % slower at generation here. Four interleaved runs each, compared by their
+    # fastest repetition: on shared cores other work only ever slows a run down, so the best of
+    # twelve repetitions is what the file can do, where a median still moved by up to 20 % between
+    # runs of this test (324-399 tokens/s for the same file).
     real_copy = tmp_path / gemma_path.name
     shutil.copyfile(gemma_path, real_copy)
     replica = write_replica([fetch_header(_remote(repo, "gemma-3-270m-it-Q8_0.gguf", data))], tmp_path / "replica")
@@ -225,13 +224,10 @@ def test_probe_of_the_gemma_file_fetches_little_and_matches_the_real_file(
     for path in (real_copy, replica) * 4:
         run = BenchmarkSession(ctx).measure(path, LoadOptions(n_ctx=params.n_prompt + params.n_gen), params)
         for r in run.results:
-            speeds.setdefault((path, "pp" if r.is_prompt_test else "tg"), []).append(r.avg_ts)
+            speeds.setdefault((path, "pp" if r.is_prompt_test else "tg"), []).extend(r.samples_ts)
     for test in ("pp", "tg"):
-        replica_speed, real_speed = (
-            statistics.median(speeds[(replica, test)]),
-            statistics.median(speeds[(real_copy, test)]),
-        )
-        assert replica_speed == pytest.approx(real_speed, rel=0.25), (test, speeds)
+        replica_speed, real_speed = max(speeds[(replica, test)]), max(speeds[(real_copy, test)])
+        assert replica_speed == pytest.approx(real_speed, rel=0.15), (test, speeds)
 
 
 def test_probe_of_a_split_model_reads_every_part(hub: FakeHub, tmp_path: Path) -> None:
@@ -322,6 +318,20 @@ def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch:
     rows = quant_rows(ctx, model)
     speeds = {r.quant.type: r.verdict.tg_tps for r in rows if r.verdict}
     assert speeds["Q4_K_M"] > speeds["F16"]  # fewer bytes per token: faster generation
+
+
+def test_a_calibration_measured_by_an_older_protocol_is_measured_again() -> None:
+    """Its prompt speeds were for another prompt length (pp128 before pp512): not this machine's figures."""
+    ctx = _ctx_with_profile()
+    calibration = Calibration(
+        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_layer_s=30e-6, pp_gflops={"K": 150.0},
+        machine=ctx.machine_id(), llama_cpp_version=calibrations.llama_cpp_version(),
+    )  # fmt: skip
+    calibrations.save(ctx, calibration)
+    assert calibrations.current(ctx) == calibration
+    with ctx.db:  # as a calibration from before the protocol was saved with it
+        ctx.db.execute("UPDATE calibrations SET figures = ?", (json.dumps(calibration.to_dict()),))
+    assert calibrations.current(ctx) is None
 
 
 def test_the_calibration_waits_for_busy_engines_and_remeasures_what_they_overlapped(
@@ -415,3 +425,34 @@ def test_measured_beats_probed_beats_predicted(tiny_gguf: Path) -> None:
         results_db.save(ctx.db, _result("measured", test, ts, str(tiny_gguf), sha, machine))
     measured = catalog_row(ctx, model).verdict
     assert measured is not None and measured.basis == "measured" and measured.tg_tps == 42.0
+
+
+def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_gguf: Path) -> None:
+    """A Hub repository outside the catalog: predicted from the Hub's parameter count (gguf.total)
+    for the file a newcomer would pick, probed once a file of it was probed here; without a
+    parameter count nothing is guessed."""
+    from localopen.app.hub_search import search_hub
+    from localopen.core import results as results_db
+
+    data = tiny_gguf.read_bytes()
+    files = {"m-Q8_0.gguf": data, "m-Q4_K_M.gguf": data, "m-Q2_K.gguf": data}
+    hub.add(Repo("someone/Seven-B-GGUF", files, gguf={"total": 7_000_000_000, "architecture": "llama"}))
+    hub.add(Repo("someone/Unknown-GGUF", {"u-Q4_K_M.gguf": data}))
+    ctx = _ctx_with_profile()
+    rows = {r.repo: r for r in search_hub(ctx, "someone")}
+
+    seven = rows["someone/Seven-B-GGUF"]
+    assert seven.quant == "Q4_K_M" and seven.params_b == 7.0
+    assert seven.size_bytes is not None and 3.8e9 < seven.size_bytes < 4.6e9  # 7B at ~4.85 bits per weight
+    assert seven.fit is not None and seven.fit.code in ("fits_ram", "fits_gpu", "tight")
+    assert seven.verdict is not None and seven.verdict.basis == "predicted"
+    assert "Hub's parameter count" in seven.verdict.reason
+    assert seven.to_dict()["usable_here"]["basis"] == "predicted"
+    assert rows["someone/Unknown-GGUF"].verdict is None and rows["someone/Unknown-GGUF"].fit is None
+
+    machine, key = ctx.machine_id(), usability.probe_key("someone/Seven-B-GGUF", "m-Q4_K_M.gguf")
+    for test, ts in (("pp128", 90.0), ("tg32", 3.0)):
+        results_db.save(ctx.db, _result("probed", test, ts, key, "", machine))
+    probed = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"].verdict
+    assert probed is not None and probed.basis == "probed" and probed.tg_tps == 3.0
+    assert probed.band == "too slow"

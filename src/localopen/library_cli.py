@@ -156,9 +156,11 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
     if not rows:
         print("No GGUF repository matches.")
     for r in rows:
+        here = r["usable_here"]
+        usable = f"{here['band']} ({here['basis']}, {r['quant']})" if here else "usable here: not known"
         print(
             f"{r['id']:55} {r['grade']} · {r['transparency']} (provisional)  {r['license']['effective'] or '-':14}"
-            f" ↓{r['downloads'] or 0:<9} {' '.join(r['quants'][:8])}"
+            f" ↓{r['downloads'] or 0:<9} {usable:34} {' '.join(r['quants'][:8])}"
         )
     return 0
 

@@ -1,15 +1,29 @@
 """Hub search with provisional grades: GGUF repositories outside the catalog, graded from their
-model cards alone (the lineage rule reaches through bases the catalog knows)."""
+model cards alone (the lineage rule reaches through bases the catalog knows), each with a
+usable-here verdict: measured where a file of it is installed here, probed where one was probed
+here, else predicted from the Hub's parameter count for the file a newcomer would pick."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from localopen.app import calibration as calibrations
+from localopen.app import library
+from localopen.app.catalog_rows import context_size, usable_here
 from localopen.app.context import AppContext
 from localopen.app.grading import grade_card
+from localopen.core import usability
+from localopen.core.fit import FitVerdict
 from localopen.core.hub import quant_of
+from localopen.core.model_fit import params_features, params_fit
 from localopen.core.openness import Grade
+from localopen.core.quant import estimate_file_bytes
+from localopen.core.verdict import Verdict
+
+# The file a newcomer downloads first when a repository offers several: the catalog's default.
+PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "IQ4_XS", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0")
 
 
 @dataclass
@@ -21,6 +35,15 @@ class HubResult:
     likes: int | None
     last_modified: str | None
     info: dict[str, Any]  # model_info as JSON-like data
+    params: int | None = None  # the Hub's count from the GGUF header (gguf.total)
+    quant: str | None = None  # the file the size, fit and prediction are for
+    size_bytes: int | None = None  # estimated: parameters x bits per weight
+    fit: FitVerdict | None = None
+    verdict: Verdict | None = None
+
+    @property
+    def params_b(self) -> float | None:
+        return round(self.params / 1e9, 2) if self.params else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,8 +52,27 @@ class HubResult:
             "likes": self.likes,
             "last_modified": self.last_modified,
             "quants": self.quants,
+            "params_b": self.params_b,
+            "quant": self.quant,
+            "size_bytes_estimate": self.size_bytes,
+            "fit": self.fit.code if self.fit else None,
+            "usable_here": self.verdict.to_dict() if self.verdict else None,
             **self.grade.to_dict(),
         }
+
+
+def pick_quant(quants: list[str]) -> str | None:
+    return next((q for q in PREFERRED_QUANTS if q in quants), quants[0] if quants else None)
+
+
+@dataclass
+class HubQuantRow:
+    """One quantization a Hub repository offers, as this machine sees it."""
+
+    quant: str
+    size_bytes: int | None  # estimated from the parameter count
+    fit: FitVerdict | None
+    verdict: Verdict | None
 
 
 def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int = 20) -> list[HubResult]:
@@ -38,6 +80,7 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
     results = []
     for info in ctx.hub().search(query, sort=sort, limit=limit):
         quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
+        total = (info.get("gguf") or {}).get("total")
         results.append(
             HubResult(
                 info["id"],
@@ -47,6 +90,45 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
                 info.get("likes"),
                 info.get("lastModified"),
                 info,
+                params=total if isinstance(total, int) and total > 0 else None,
+                quant=pick_quant(quants),
             )
         )
+    assess(ctx, results)
     return results
+
+
+def assess(ctx: AppContext, results: list[HubResult]) -> None:
+    """Size, fit and usable-here of each result's pick on this machine as it stands now (a probe,
+    a download or a benchmark since the search changes them; no network)."""
+    for r in results:
+        row = _quant_row(ctx, r, r.quant) if r.quant else None
+        r.size_bytes, r.fit, r.verdict = (row.size_bytes, row.fit, row.verdict) if row else (None, None, None)
+
+
+def quant_rows(ctx: AppContext, result: HubResult) -> list[HubQuantRow]:
+    return [_quant_row(ctx, result, q) for q in result.quants]
+
+
+def _quant_row(ctx: AppContext, result: HubResult, quant: str) -> HubQuantRow:
+    """Measured where a file of the repository is installed here, probed where this file was
+    probed here, else predicted from the Hub's parameter count (nothing without one)."""
+    profile = ctx.profile
+    size = estimate_file_bytes(result.params, quant) if result.params else None
+    fit = params_fit(result.params, quant, profile, context_size(ctx)) if result.params and profile else None
+    installed = library.installed_by_repo(ctx).get(result.repo)
+    if installed is not None and installed.quant != quant:
+        installed = None
+    probe = None
+    names = [n for n in usability.probed_files(ctx.db, ctx.machine_id()).get(result.repo, []) if quant_of(n) == quant]
+    if profile is not None and names:
+        probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names)
+    features = params_features(result.params, quant) if result.params else None
+    verdict = usable_here(ctx, fit, installed, profile, probe, features, calibrations.current(ctx))
+    if verdict is not None and verdict.predicted:
+        verdict = dataclasses.replace(
+            verdict,
+            reason=f"{verdict.reason} (for {quant}, from the Hub's parameter count; the file's exact shape "
+            "is known once probed)",
+        )
+    return HubQuantRow(quant, size, fit, verdict)

@@ -205,7 +205,7 @@ class Hub:
             "recent": "lastModified",
             "lastModified": "lastModified",
         }.get(sort, "downloads")
-        expand = ["cardData", "siblings", "downloads", "likes", "lastModified", "gated", "tags"]
+        expand = ["cardData", "siblings", "downloads", "likes", "lastModified", "gated", "tags", "gguf"]
 
         def call() -> list[dict[str, Any]]:  # list_models is lazy: the requests happen while iterating
             found = self._api().list_models(
@@ -229,4 +229,5 @@ def _info_dict(info: Any) -> dict[str, Any]:
         "likes": getattr(info, "likes", None),
         "lastModified": last.isoformat() if last is not None and hasattr(last, "isoformat") else last,
         "files": [s.rfilename for s in (getattr(info, "siblings", None) or [])],
+        "gguf": getattr(info, "gguf", None) or {},  # total (parameters), architecture, context_length
     }

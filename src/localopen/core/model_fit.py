@@ -7,6 +7,7 @@ from localopen.core.catalog import CatalogModel, Quant
 from localopen.core.fit import FitVerdict, ModelShape, fit_verdict
 from localopen.core.gguf_header import GGUFHeader
 from localopen.core.hardware import HardwareProfile
+from localopen.core.quant import estimate_file_bytes
 from localopen.core.speed_model import Features
 
 DEFAULT_CTX = 4096
@@ -57,4 +58,26 @@ def file_features(header: GGUFHeader, total_bytes: int | None = None) -> Feature
         params_by_type=header.matrix_params,
         n_layers=header.block_count or 1,
         active_fraction=header.active_fraction,
+    )
+
+
+def params_fit(n_params: int, quantization: str, hw: HardwareProfile, n_ctx: int | None = None) -> FitVerdict | None:
+    """A Hub file known only by its parameter count (the Hub's gguf.total) and quantization: the
+    size from bits per weight and a typical 7-8B model's attention, which errs on the large side."""
+    weight_bytes = estimate_file_bytes(n_params, quantization)
+    if not weight_bytes:
+        return None
+    return fit_verdict(ModelShape.from_catalog(_FALLBACK_ARCH, weight_bytes), hw, n_ctx or DEFAULT_CTX)
+
+
+def params_features(n_params: int, quantization: str) -> Features:
+    """The speed prediction's input for the same file: every weight read per token and multiplied
+    per prompt token (no embedding table is subtracted, since its size is not known)."""
+    return Features.of(
+        weight_bytes=estimate_file_bytes(n_params, quantization) or 0,
+        n_params=n_params,
+        n_layers=_FALLBACK_ARCH["n_layers"],
+        n_vocab=0,
+        n_embd=_FALLBACK_ARCH["n_embd"],
+        quantization=quantization,
     )

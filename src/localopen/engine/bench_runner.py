@@ -100,7 +100,8 @@ def run_bench(
             if progress:
                 progress(f"{name}: warm-up")
             if n_prompt:
-                _test_prompt(llama_cpp, ctx, vocab, n_prompt, params.n_batch, rng)
+                warmup = min(params.warmup_prompt or n_prompt, n_prompt)
+                _test_prompt(llama_cpp, ctx, vocab, warmup, params.n_batch, rng)
             if n_gen:
                 _test_gen(llama_cpp, ctx, vocab, 1, rng)
             for rep in range(params.reps):

@@ -46,6 +46,9 @@ class BenchParams:
     n_batch: int = 2048  # llama-bench's defaults
     n_ubatch: int = 512
     flash_attn: str = "auto"  # auto | on | off, as llama-bench
+    # Tokens of the warm-up prompt: None is the whole n_prompt, as llama-bench. Any prompt pass
+    # touches every weight, so a probe warms up with a short one and spends its time on the test.
+    warmup_prompt: int | None = None
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import calibration as calibrations
-from localopen.app import library
-from localopen.app.catalog_rows import catalog_rows, quant_rows, usable_here
-from localopen.app.hub_search import HubResult, search_hub
+from localopen.app import hub_search, library
+from localopen.app.catalog_rows import catalog_rows, quant_rows
+from localopen.app.hub_search import HubResult
 from localopen.app.probe import ProbeReport, ProbeSession
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
@@ -72,7 +72,7 @@ class ExploreView(QWidget):
         self.model = ExploreModel(self)
         self.proxy = ExploreFilter(self)
         self.proxy.setSourceModel(self.model)
-        self._hub_rows: list[ExploreRow] = []
+        self._hub_results: list[HubResult] = []
 
         self.search = QLineEdit(placeholderText="Filter models, families, licences…  (Ctrl+F)")
         self.search.setAccessibleName("Filter the model list")
@@ -220,14 +220,9 @@ class ExploreView(QWidget):
             )
             for r in catalog_rows(ctx, profile)
         ]
-        installed = library.installed_by_repo(ctx)
-        for row in self._hub_rows:
-            here = installed.get(row.repo)
-            row.installed = here is not None
-            row.verdict = usable_here(ctx, None, here, profile)
         selected = self.selected_row()
         catalog_repos = {x.repo for x in rows}
-        self.model.set_rows(rows + [r for r in self._hub_rows if r.repo not in catalog_repos])
+        self.model.set_rows(rows + [r for r in self._hub_explore_rows() if r.repo not in catalog_repos])
         if selected is not None:
             self.select(selected.key)
 
@@ -249,7 +244,7 @@ class ExploreView(QWidget):
         self.hub_button.setEnabled(False)
         ctx = self.services.ctx
         run_in_background(
-            lambda: search_hub(ctx, query, sort=sort, limit=30),
+            lambda: hub_search.search_hub(ctx, query, sort=sort, limit=30),
             self._on_hub_results,
             self._on_hub_failed,
             name="hub-search",
@@ -262,12 +257,33 @@ class ExploreView(QWidget):
 
     def _on_hub_results(self, results: list[HubResult]) -> None:
         self.hub_button.setEnabled(True)
-        self._hub_rows = [
-            ExploreRow(r.repo, r.repo, "Hub", None, r.grade, None, True, "hub", hub_info=r.info, quants=r.quants)
-            for r in results
-        ]
+        self._hub_results = results
         self.hub_status.setText(f"{len(results)} Hub repositories (grades are provisional: from model cards alone).")
         self.reload()
+
+    def _hub_explore_rows(self) -> list[ExploreRow]:
+        """The search's results as this machine sees them now (a probe or a download since changes them)."""
+        ctx = self.services.ctx
+        hub_search.assess(ctx, self._hub_results)
+        installed = library.installed_by_repo(ctx)
+        return [
+            ExploreRow(
+                r.repo,
+                r.repo,
+                "Hub",
+                r.params_b,
+                r.grade,
+                r.size_bytes,
+                True,
+                "hub",
+                hub_info=r.info,
+                quants=r.quants,
+                fit=r.fit,
+                verdict=r.verdict,
+                installed=r.repo in installed,
+            )
+            for r in self._hub_results
+        ]
 
     # -- detail ---------------------------------------------------------------------------------
     def show_detail(self, index: Any) -> None:
@@ -286,8 +302,11 @@ class ExploreView(QWidget):
                 size = ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes)
                 self._add_quant_row(q.type, size, qr.fit.label if qr.fit else "…", m.gguf_repo, q.pattern, qr.verdict)
         else:
-            for quant in row.quants:
-                self._add_quant_row(quant, "–", "–", row.repo, f"*{quant}*.gguf", None)
+            result = next((r for r in self._hub_results if r.repo == row.repo), None)
+            for hq in hub_search.quant_rows(self.services.ctx, result) if result else []:
+                size = "~" + human_bytes(hq.size_bytes) if hq.size_bytes else "–"
+                fit = hq.fit.label if hq.fit else "–"
+                self._add_quant_row(hq.quant, size, fit, row.repo, f"*{hq.quant}*.gguf", hq.verdict)
 
     def _fetch_exact_sizes(self, repo: str) -> None:
         """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
