@@ -47,7 +47,7 @@ SHAPES: list[tuple[DenseShape, str]] = [
 # 13-21 % below pp512 for 1-8B models here); a short warm-up, as the probe's.
 PARAMS = BenchParams(n_prompt=512, n_gen=64, reps=2, warmup_prompt=32)
 # Saved with the figures: a calibration measured by another protocol is measured again.
-PROTOCOL = "pp512-tg64"
+PROTOCOL = f"pp{PARAMS.n_prompt}-tg{PARAMS.n_gen}"
 
 Progress = Callable[[str], None]
 

@@ -16,14 +16,19 @@ from localopen.app.context import AppContext
 from localopen.app.grading import grade_card
 from localopen.core import usability
 from localopen.core.fit import FitVerdict
+from localopen.core.hardware import HardwareProfile
 from localopen.core.hub import quant_of
+from localopen.core.library import LibraryModel
 from localopen.core.model_fit import params_features, params_fit
 from localopen.core.openness import Grade
+from localopen.core.pull import DEFAULT_QUANT
 from localopen.core.quant import estimate_file_bytes
+from localopen.core.speed_model import Calibration
 from localopen.core.verdict import Verdict
 
-# The file a newcomer downloads first when a repository offers several: the catalog's default.
-PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "IQ4_XS", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0")
+# The file a newcomer downloads first when a repository offers several: what `pull` fetches by
+# default, else the nearest sizes to it.
+PREFERRED_QUANTS = (DEFAULT_QUANT, "Q4_K_S", "IQ4_XS", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0")
 
 
 @dataclass
@@ -98,33 +103,56 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
     return results
 
 
+@dataclass(frozen=True)
+class _Here:
+    """What this machine knows that the verdicts need, read once per assessment, not per file."""
+
+    profile: HardwareProfile | None
+    n_ctx: int
+    installed: dict[str, LibraryModel]
+    probed: dict[str, list[str]]
+    calibration: Calibration | None
+
+    @classmethod
+    def read(cls, ctx: AppContext) -> _Here:
+        return cls(
+            ctx.profile,
+            context_size(ctx),
+            library.installed_by_repo(ctx),
+            usability.probed_files(ctx.db, ctx.machine_id()),
+            calibrations.current(ctx),
+        )
+
+
 def assess(ctx: AppContext, results: list[HubResult]) -> None:
     """Size, fit and usable-here of each result's pick on this machine as it stands now (a probe,
     a download or a benchmark since the search changes them; no network)."""
+    here = _Here.read(ctx)
     for r in results:
-        row = _quant_row(ctx, r, r.quant) if r.quant else None
-        r.size_bytes, r.fit, r.verdict = (row.size_bytes, row.fit, row.verdict) if row else (None, None, None)
+        row = _quant_row(ctx, here, r, r.quant) if r.quant else HubQuantRow("", None, None, None)
+        r.size_bytes, r.fit, r.verdict = row.size_bytes, row.fit, row.verdict
 
 
 def quant_rows(ctx: AppContext, result: HubResult) -> list[HubQuantRow]:
-    return [_quant_row(ctx, result, q) for q in result.quants]
+    here = _Here.read(ctx)
+    return [_quant_row(ctx, here, result, q) for q in result.quants]
 
 
-def _quant_row(ctx: AppContext, result: HubResult, quant: str) -> HubQuantRow:
-    """Measured where a file of the repository is installed here, probed where this file was
-    probed here, else predicted from the Hub's parameter count (nothing without one)."""
-    profile = ctx.profile
-    size = estimate_file_bytes(result.params, quant) if result.params else None
-    fit = params_fit(result.params, quant, profile, context_size(ctx)) if result.params and profile else None
-    installed = library.installed_by_repo(ctx).get(result.repo)
+def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> HubQuantRow:
+    """Measured where this file of the repository is installed here, probed where it was probed
+    here, else predicted from the Hub's parameter count (nothing without one)."""
+    params, profile = result.params, here.profile
+    size = estimate_file_bytes(params, quant) if params else None
+    fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
+    installed = here.installed.get(result.repo)
     if installed is not None and installed.quant != quant:
         installed = None
     probe = None
-    names = [n for n in usability.probed_files(ctx.db, ctx.machine_id()).get(result.repo, []) if quant_of(n) == quant]
+    names = [n for n in here.probed.get(result.repo, []) if quant_of(n) == quant]
     if profile is not None and names:
         probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names)
-    features = params_features(result.params, quant) if result.params else None
-    verdict = usable_here(ctx, fit, installed, profile, probe, features, calibrations.current(ctx))
+    features = params_features(params, quant) if params else None
+    verdict = usable_here(ctx, fit, installed, profile, probe, features, here.calibration)
     if verdict is not None and verdict.predicted:
         verdict = dataclasses.replace(
             verdict,
