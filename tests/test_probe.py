@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,7 +32,8 @@ from localopen.core.model_shapes import DenseShape, tensors, write_shape
 from localopen.core.records import BenchResult
 from localopen.core.replica import ReplicaError, check_size, fetch_header, supports_sparse, write_replica
 from localopen.core.speed_model import Calibration, Features, Sample, fit
-from localopen.engine.protocol import BenchParams, LoadOptions
+from localopen.engine.client import Engine
+from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
 
 from fake_hub import FakeHub, Repo
 from tiny_gguf import write_tiny_llama
@@ -210,24 +212,40 @@ def test_probe_of_the_gemma_file_fetches_little_and_matches_the_real_file(
     assert row.verdict is not None and row.verdict.basis == "probed"
     assert row.verdict.tg_tps == pytest.approx(report.tg.avg_ts)  # type: ignore[union-attr]
 
-    # The replica benchmarks like the real file. The real file is copied first: like a download
-    # (and the replica) its pages are then freshly written; an old copy of it in the page cache
-    # measured up to 20 % slower at generation here. Four interleaved runs each, compared by their
-    # fastest repetition: on shared cores other work only ever slows a run down, so the best of
-    # twelve repetitions is what the file can do, where a median still moved by up to 20 % between
-    # runs of this test (324-399 tokens/s for the same file).
+    # The replica loads like the real file: llama.cpp reports the same model and the same memory.
     real_copy = tmp_path / gemma_path.name
     shutil.copyfile(gemma_path, real_copy)
     replica = write_replica([fetch_header(_remote(repo, "gemma-3-270m-it-Q8_0.gguf", data))], tmp_path / "replica")
-    params = BenchParams(n_prompt=128, n_gen=32, reps=3)
-    speeds: dict[tuple[Path, str], list[float]] = {}
-    for path in (real_copy, replica) * 4:
-        run = BenchmarkSession(ctx).measure(path, LoadOptions(n_ctx=params.n_prompt + params.n_gen), params)
-        for r in run.results:
-            speeds.setdefault((path, "pp" if r.is_prompt_test else "tg"), []).extend(r.samples_ts)
-    for test in ("pp", "tg"):
-        replica_speed, real_speed = max(speeds[(replica, test)]), max(speeds[(real_copy, test)])
-        assert replica_speed == pytest.approx(real_speed, rel=0.15), (test, speeds)
+    engines = {path: Engine() for path in (real_copy, replica)}
+    try:
+        loads = {path: engine.load(str(path), LoadOptions(n_ctx=160)) for path, engine in engines.items()}
+        for field in ("architecture", "quantization", "n_params", "weights_bytes", "memory_actual"):
+            assert getattr(loads[replica], field) == getattr(loads[real_copy], field), field
+
+        # And it runs at the real file's speed class. The two stay loaded and take turns, one
+        # repetition each, and the test takes the median of the pairs' ratios. How close the two
+        # are is a benchmark's figure (benchmarks/replica_speed.py), not this test's: on two shared
+        # cores single pairs ranged from 0.66 to 1.47 and medians of twelve from 0.82 to 1.12 with
+        # nothing changed. A replica that runs another way (its holes read as one shared zero page,
+        # say, so the weights sit in cache) is off by far more than the bar.
+        params = BenchParams(n_prompt=128, n_gen=32, reps=1, warmup_prompt=32)
+        ratios: dict[str, list[float]] = {"pp": [], "tg": []}
+        for turn in range(8):
+            order = (real_copy, replica) if turn % 2 == 0 else (replica, real_copy)
+            speed = {path: _speeds(engines[path], params) for path in order}
+            for test in ratios:
+                ratios[test].append(speed[replica][test] / speed[real_copy][test])
+    finally:
+        for engine in engines.values():
+            engine.shutdown()
+    for test, values in ratios.items():
+        assert 1 / 1.4 < statistics.median(values) < 1.4, (test, ratios)
+
+
+def _speeds(engine: Engine, params: BenchParams) -> dict[str, float]:
+    """tokens/s of one run of the protocol on a loaded engine: {"pp": ..., "tg": ...}."""
+    done = [event for event in engine.bench(params) if isinstance(event, BenchDone)]
+    return {"pp" if r.is_prompt_test else "tg": r.avg_ts for r in done[-1].results}
 
 
 def test_probe_of_a_split_model_reads_every_part(hub: FakeHub, tmp_path: Path) -> None:
