@@ -449,8 +449,11 @@ def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_ggu
     """A Hub repository outside the catalog: predicted from the Hub's parameter count (gguf.total)
     for the file a newcomer would pick, probed once a file of it was probed here; without a
     parameter count nothing is guessed."""
+    from localopen.app.hub_search import quant_rows as hub_quant_rows
     from localopen.app.hub_search import search_hub
     from localopen.core import results as results_db
+    from localopen.core.pull import pull
+    from localopen.core.quant import estimate_file_bytes
 
     data = tiny_gguf.read_bytes()
     files = {"m-Q8_0.gguf": data, "m-Q4_K_M.gguf": data, "m-Q2_K.gguf": data}
@@ -474,3 +477,13 @@ def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_ggu
     probed = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"].verdict
     assert probed is not None and probed.basis == "probed" and probed.tg_tps == 3.0
     assert probed.band == "too slow"
+
+    # Once a file of it is installed, its row has the file's own size and the fit read from its header.
+    pull(ctx.hub(), ctx.db, ctx.models_dir, "someone/Seven-B-GGUF", quant="Q8_0")
+    result = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"]
+    q8 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q8_0"]
+    assert (q8.size_bytes, q8.size_estimate) == (len(data), False)
+    assert q8.fit is not None and q8.fit.memory.weights < 0.01 * estimate_file_bytes(7_000_000_000, "Q8_0")
+    assert q8.verdict is not None and "Hub's parameter count" not in q8.verdict.reason
+    q4 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q4_K_M"]
+    assert q4.size_estimate and q4.verdict is not None and q4.verdict.basis == "probed"

@@ -1,21 +1,24 @@
 """Hub search with provisional grades: GGUF repositories outside the catalog, graded from their
 model cards alone (the lineage rule reaches through bases the catalog knows), each with a
 usable-here verdict: measured where a file of it is installed here, probed where one was probed
-here, else predicted from the Hub's parameter count for the file a newcomer would pick."""
+here, else predicted from the Hub's parameter count for the file a newcomer would pick. An
+installed file's size and fit are its own (read from its header), not estimates."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from localopen.app import calibration as calibrations
 from localopen.app import library
-from localopen.app.catalog_rows import context_size, usable_here
+from localopen.app.catalog_rows import context_size, file_row, usable_here
 from localopen.app.context import AppContext
 from localopen.app.grading import grade_card
 from localopen.core import usability
 from localopen.core.fit import FitVerdict
+from localopen.core.gguf_header import GGUFError
 from localopen.core.hardware import HardwareProfile
 from localopen.core.hub import quant_of
 from localopen.core.library import LibraryModel
@@ -25,6 +28,8 @@ from localopen.core.pull import DEFAULT_QUANT
 from localopen.core.quant import estimate_file_bytes
 from localopen.core.speed_model import Calibration
 from localopen.core.verdict import Verdict
+
+log = logging.getLogger("localopen.hub_search")
 
 # The file a newcomer downloads first when a repository offers several: what `pull` fetches by
 # default, else the nearest sizes to it.
@@ -42,7 +47,8 @@ class HubResult:
     info: dict[str, Any]  # model_info as JSON-like data
     params: int | None = None  # the Hub's count from the GGUF header (gguf.total)
     quant: str | None = None  # the file the size, fit and prediction are for
-    size_bytes: int | None = None  # estimated: parameters x bits per weight
+    size_bytes: int | None = None
+    size_estimate: bool = True  # parameters x bits per weight; False: the installed file's own size
     fit: FitVerdict | None = None
     verdict: Verdict | None = None
 
@@ -59,7 +65,8 @@ class HubResult:
             "quants": self.quants,
             "params_b": self.params_b,
             "quant": self.quant,
-            "size_bytes_estimate": self.size_bytes,
+            "size_bytes": self.size_bytes,
+            "size_estimate": self.size_estimate,
             "fit": self.fit.code if self.fit else None,
             "usable_here": self.verdict.to_dict() if self.verdict else None,
             **self.grade.to_dict(),
@@ -75,7 +82,8 @@ class HubQuantRow:
     """One quantization a Hub repository offers, as this machine sees it."""
 
     quant: str
-    size_bytes: int | None  # estimated from the parameter count
+    size_bytes: int | None
+    size_estimate: bool  # from the parameter count; False: the installed file's own size
     fit: FitVerdict | None
     verdict: Verdict | None
 
@@ -129,8 +137,8 @@ def assess(ctx: AppContext, results: list[HubResult]) -> None:
     a download or a benchmark since the search changes them; no network)."""
     here = _Here.read(ctx)
     for r in results:
-        row = _quant_row(ctx, here, r, r.quant) if r.quant else HubQuantRow("", None, None, None)
-        r.size_bytes, r.fit, r.verdict = row.size_bytes, row.fit, row.verdict
+        row = _quant_row(ctx, here, r, r.quant) if r.quant else HubQuantRow("", None, True, None, None)
+        r.size_bytes, r.size_estimate, r.fit, r.verdict = row.size_bytes, row.size_estimate, row.fit, row.verdict
 
 
 def quant_rows(ctx: AppContext, result: HubResult) -> list[HubQuantRow]:
@@ -141,22 +149,37 @@ def quant_rows(ctx: AppContext, result: HubResult) -> list[HubQuantRow]:
 def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> HubQuantRow:
     """Measured where this file of the repository is installed here, probed where it was probed
     here, else predicted from the Hub's parameter count (nothing without one)."""
+    installed = here.installed.get(result.repo)
+    if installed is not None and installed.quant == quant:
+        row = _installed_row(ctx, here, installed, quant)
+        if row is not None:
+            return row
     params, profile = result.params, here.profile
     size = estimate_file_bytes(params, quant) if params else None
     fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
-    installed = here.installed.get(result.repo)
-    if installed is not None and installed.quant != quant:
-        installed = None
     probe = None
     names = [n for n in here.probed.get(result.repo, []) if quant_of(n) == quant]
     if profile is not None and names:
         probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names)
     features = params_features(params, quant) if params else None
-    verdict = usable_here(ctx, fit, installed, profile, probe, features, here.calibration)
+    verdict = usable_here(ctx, fit, None, profile, probe, features, here.calibration)
     if verdict is not None and verdict.predicted:
         verdict = dataclasses.replace(
             verdict,
             reason=f"{verdict.reason} (for {quant}, from the Hub's parameter count; the file's exact shape "
             "is known once probed)",
         )
-    return HubQuantRow(quant, size, fit, verdict)
+    return HubQuantRow(quant, size, True, fit, verdict)
+
+
+def _installed_row(ctx: AppContext, here: _Here, installed: LibraryModel, quant: str) -> HubQuantRow | None:
+    """The installed file as the library sees it: its size, its header's fit, its measured (or
+    header-predicted) verdict. None where the file cannot be read (moved, deleted, damaged): the
+    row then falls back to the Hub's figures, and the library says what is wrong with the file."""
+    try:
+        row = file_row(ctx, installed.path, here.profile, here.n_ctx)
+    except (GGUFError, OSError) as exc:
+        log.warning("Hub row for %s: the installed file was not read (%s)", installed.path, exc)
+        return None
+    size = installed.size or (installed.path.stat().st_size if installed.path.exists() else None)
+    return HubQuantRow(quant, size, size is None, row.fit, row.verdict)

@@ -22,7 +22,7 @@ class Settings:
     n_gpu_layers: int = 0
     max_parallel_downloads: int = 2
     offline: bool = False
-    calibrate_automatically: bool = True  # measure this machine once (about 30 s) for predicted speeds
+    calibrate_automatically: bool = True  # measure this machine once (83 s on 2 cores) for predicted speeds
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod

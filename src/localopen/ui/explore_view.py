@@ -274,7 +274,7 @@ class ExploreView(QWidget):
                 r.params_b,
                 r.grade,
                 r.size_bytes,
-                True,
+                r.size_estimate,
                 "hub",
                 hub_info=r.info,
                 quants=r.quants,
@@ -304,7 +304,7 @@ class ExploreView(QWidget):
         else:
             result = next((r for r in self._hub_results if r.repo == row.repo), None)
             for hq in hub_search.quant_rows(self.services.ctx, result) if result else []:
-                size = "~" + human_bytes(hq.size_bytes) if hq.size_bytes else "–"
+                size = ("~" if hq.size_estimate else "") + human_bytes(hq.size_bytes) if hq.size_bytes else "–"
                 fit = hq.fit.label if hq.fit else "–"
                 self._add_quant_row(hq.quant, size, fit, row.repo, f"*{hq.quant}*.gguf", hq.verdict)
 
@@ -362,7 +362,7 @@ class ExploreView(QWidget):
         if self._calibrating or not ctx.settings.calibrate_automatically or calibrations.current(ctx) is not None:
             return
         self._calibrating = True
-        self.probe_status.setText("Calibrating this machine once (about 30 s) so predicted speeds are its own…")
+        self.probe_status.setText("Calibrating this machine once (1-2 minutes) so predicted speeds are its own…")
         bench = self.probe_session.bench
         self.probe_runner.submit(
             lambda emit: calibrations.calibrate(ctx, bench, emit),

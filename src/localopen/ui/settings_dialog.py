@@ -86,7 +86,7 @@ class SettingsDialog(QDialog):
         form.addRow("Default GPU layers", self.ngl)
         form.addRow("Downloads at a time", self.parallel)
         form.addRow("", self.offline)
-        self.calibrate = QCheckBox("Calibrate this machine once per llama.cpp version (about 30 s, in the background)")
+        self.calibrate = QCheckBox("Calibrate this machine once per llama.cpp version (1-2 minutes, in the background)")
         self.calibrate.setAccessibleName("Calibrate automatically")
         self.calibrate.setToolTip("Predicted speeds use it; without it they are a rough share of memory bandwidth")
         self.calibrate.setChecked(s.calibrate_automatically)
