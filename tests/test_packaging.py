@@ -87,3 +87,32 @@ def test_windows_installer_script_compiles(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert out_file.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not shutil.which("dpkg"), reason="needs Debian's dpkg")
+def test_deb_depends_on_every_system_library_llama_cpp_links() -> None:
+    """A .deb installed on a machine without the compiler's runtime must not fail on load: every
+    library outside the wheel that llama.cpp's libraries link (libgomp, libstdc++, ...) comes from
+    a package the control file names."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    depends = next(
+        line.removeprefix("Depends:")
+        for line in (ROOT / "installers/linux/control.in").read_text().splitlines()
+        if line.startswith("Depends:")
+    )
+    declared = {item.split()[0] for item in depends.split(",")}
+    linked: set[str] = set()
+    for lib in (Path(llama_cpp.__file__).parent / "lib").glob("*.so*"):
+        for line in subprocess.run(["ldd", str(lib)], capture_output=True, text=True).stdout.splitlines():
+            parts = line.split("=>")
+            target = parts[1].split("(")[0].strip() if len(parts) == 2 else ""
+            if target.startswith("/") and "llama_cpp" not in target:
+                linked.add(os.path.realpath(target))
+    assert linked, "ldd found no system library: the check would prove nothing"
+    owners = {}
+    for path in linked:
+        found = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
+        if found.returncode == 0:
+            owners[path] = found.stdout.split(":")[0]
+    missing = {path: pkg for path, pkg in owners.items() if pkg not in declared}
+    assert not missing, missing
