@@ -484,6 +484,20 @@ def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_ggu
     assert probed is not None and probed.basis == "probed" and probed.tg_tps == 3.0
     assert probed.band == "too slow"
 
+    # A real probe keeps the file's header: its row then has the file's own size and fit, and keeps
+    # them after the replica is gone; an emptied or damaged cache means the estimate again.
+    ProbeSession(ctx).run("someone/Seven-B-GGUF", quant="Q2_K")
+    result = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"]
+    q2 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q2_K"]
+    assert (q2.size_bytes, q2.size_estimate) == (len(data), False)
+    assert q2.fit is not None and q2.fit.memory.weights < 0.01 * estimate_file_bytes(7_000_000_000, "Q2_K")
+    assert q2.verdict is not None and q2.verdict.basis == "probed"
+    for kept in (ctx.paths.cache / "probed-headers").glob("*.header"):
+        kept.write_bytes(b"GGUF" + b"\xff" * 64)
+    q2 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q2_K"]
+    assert q2.size_estimate and q2.size_bytes != len(data) and q2.verdict is not None
+    assert q2.verdict.basis == "probed"  # the measurement itself is saved with the results
+
     # Once a file of it is installed, its row has the file's own size and the fit read from its header.
     pull(ctx.hub(), ctx.db, ctx.models_dir, "someone/Seven-B-GGUF", quant="Q8_0")
     result = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"]

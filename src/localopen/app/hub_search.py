@@ -2,7 +2,7 @@
 model cards alone (the lineage rule reaches through bases the catalog knows), each with a
 usable-here verdict: measured where a file of it is installed here, probed where one was probed
 here, else predicted from the Hub's parameter count for the file a newcomer would pick. An
-installed file's size and fit are its own (read from its header), not estimates."""
+installed or probed file's size and fit are its own (read from its header), not estimates."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localopen.app import calibration as calibrations
-from localopen.app import library
+from localopen.app import library, probed_headers
 from localopen.app.catalog_rows import context_size, file_row, usable_here
 from localopen.app.context import AppContext
 from localopen.app.grading import grade_card
@@ -22,7 +22,7 @@ from localopen.core.gguf_header import GGUFError
 from localopen.core.hardware import HardwareProfile
 from localopen.core.hub import quant_of
 from localopen.core.library import LibraryModel
-from localopen.core.model_fit import params_features, params_fit
+from localopen.core.model_fit import file_features, file_fit, params_features, params_fit
 from localopen.core.openness import Grade
 from localopen.core.pull import DEFAULT_QUANT
 from localopen.core.quant import estimate_file_bytes
@@ -48,7 +48,7 @@ class HubResult:
     params: int | None = None  # the Hub's count from the GGUF header (gguf.total)
     quant: str | None = None  # the file the size, fit and prediction are for
     size_bytes: int | None = None
-    size_estimate: bool = True  # parameters x bits per weight; False: the installed file's own size
+    size_estimate: bool = True  # parameters x bits per weight; False: the installed or probed file's own
     fit: FitVerdict | None = None
     verdict: Verdict | None = None
 
@@ -83,7 +83,7 @@ class HubQuantRow:
 
     quant: str
     size_bytes: int | None
-    size_estimate: bool  # from the parameter count; False: the installed file's own size
+    size_estimate: bool  # from the parameter count; False: the installed or probed file's own size
     fit: FitVerdict | None
     verdict: Verdict | None
 
@@ -148,7 +148,8 @@ def quant_rows(ctx: AppContext, result: HubResult) -> list[HubQuantRow]:
 
 def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> HubQuantRow:
     """Measured where this file of the repository is installed here, probed where it was probed
-    here, else predicted from the Hub's parameter count (nothing without one)."""
+    here, else predicted from the Hub's parameter count (nothing without one). Size and fit are
+    the file's own where it is installed or was probed (its header is kept), else estimates."""
     installed = here.installed.get(result.repo)
     if installed is not None and installed.quant == quant:
         row = _installed_row(ctx, here, installed, quant)
@@ -157,19 +158,23 @@ def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> H
     params, profile = result.params, here.profile
     size = estimate_file_bytes(params, quant) if params else None
     fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
+    features = params_features(params, quant) if params else None
     probe = None
     names = [n for n in here.probed.get(result.repo, []) if quant_of(n) == quant]
     if profile is not None and names:
         probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names)
-    features = params_features(params, quant) if params else None
+    kept = next((h for n in names if (h := probed_headers.recall(ctx, result.repo, n)) is not None), None)
+    if kept is not None:
+        size, features = kept.file_size, file_features(kept.header, kept.tensor_bytes)
+        fit = file_fit(kept.header, profile, here.n_ctx, kept.tensor_bytes) if profile else None
     verdict = usable_here(ctx, fit, None, profile, probe, features, here.calibration)
-    if verdict is not None and verdict.predicted:
+    if verdict is not None and verdict.predicted and kept is None:
         verdict = dataclasses.replace(
             verdict,
             reason=f"{verdict.reason} (for {quant}, from the Hub's parameter count; the file's exact shape "
             "is known once probed)",
         )
-    return HubQuantRow(quant, size, True, fit, verdict)
+    return HubQuantRow(quant, size, kept is None, fit, verdict)
 
 
 def _installed_row(ctx: AppContext, here: _Here, installed: LibraryModel, quant: str) -> HubQuantRow | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localopen.app import probed_headers
 from localopen.app.benchmark import BenchmarkSession
 from localopen.app.calibration import current as current_calibration
 from localopen.app.context import AppContext
@@ -191,6 +192,7 @@ class ProbeSession:
         self._describe(run.results, headers, total)
         for r in run.results:
             r.id = results_db.save(ctx.db, r)
+        probed_headers.remember(ctx, headers)
         tests = {("pp" if r.is_prompt_test else "tg"): r for r in run.results}
         verdict = verdicts.probed(tests["tg"].avg_ts, tests["pp"].avg_ts, ctx.thresholds)
         log.info("Probed %s/%s: %s", repo, chosen[0].filename, verdict.reason)
