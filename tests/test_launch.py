@@ -60,6 +60,15 @@ def test_no_display_says_what_to_do_instead() -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_the_self_test_passes_quietly_and_says_where_its_log_is() -> None:
+    """Qt's offscreen plugin warns (propagateSizeHints): into the log, not onto the terminal."""
+    out = run("--self-test", env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, timeout=120)
+    assert out.returncode == 0 and "self-test passed" in out.stdout, out.stdout + out.stderr
+    assert out.stderr.strip() == "", out.stderr
+    log_file = Path(out.stdout.strip().splitlines()[-1].removeprefix("log: "))
+    assert log_file.is_file() and "localopen.qt" in log_file.read_text()
+
+
 def test_the_self_test_reports_missing_desktop_libraries(tmp_path: Path) -> None:
     plugins = _plugin_missing_a_library(tmp_path)
     qt_lib = xcb_plugin().parents[2] / "lib"

@@ -56,6 +56,12 @@ def run_self_test() -> int:
     home = tempfile.mkdtemp(prefix="localopen-selftest-")
     os.environ["LOCALOPEN_HOME"] = home  # never touch the user's files
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # Warnings (Qt's offscreen plugin has some) go to the test home's log, as the app's go to its
+    # own; without a handler Python would print them bare on the terminal.
+    from localopen.core.logs import setup_logging
+    from localopen.core.paths import app_paths
+
+    log_file = setup_logging(app_paths())
     try:
         from localopen.core.hardware import read_profile
 
@@ -68,9 +74,13 @@ def run_self_test() -> int:
     except Exception as exc:  # noqa: BLE001 - the report must say what failed, in words
         logging.getLogger("localopen.selftest").exception("Self-test failed")
         lines.append(f"FAILED: {exc}")
+        if log_file is not None:
+            lines.append(f"log: {log_file}")
         print("\n".join(lines))
         return 1
     lines.append("self-test passed")
+    if log_file is not None:
+        lines.append(f"log: {log_file}")
     print("\n".join(lines))
     return 0
 
