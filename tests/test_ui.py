@@ -540,3 +540,29 @@ def test_first_launch_calibrates_this_machine_in_the_background(window: MainWind
     assert calibrations.current(ctx) is not None
     qtbot.waitUntil(lambda: "calibration" in ex.selected_row().verdict.reason, timeout=10000)
     assert "calibrated" in ex.probe_status.text()
+
+
+def test_background_work_that_outlives_the_app_ends_without_a_traceback(qtbot) -> None:
+    """Quitting while a worker still runs (the self-test closes its window while the bandwidth is
+    measured): its late result is dropped with a log line, never a traceback on the terminal."""
+    import threading
+
+    import shiboken6
+
+    from localopen.ui import background
+
+    gate, errors = threading.Event(), []
+    before = set(background._pending)
+    hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        background.run_in_background(lambda: gate.wait(10), lambda _value: None, name="outlives-the-app")
+        (relay,) = set(background._pending) - before
+        shiboken6.delete(relay)  # what the end of the application does to it
+        gate.set()
+        worker = next(t for t in threading.enumerate() if t.name == "outlives-the-app")
+        worker.join(10)
+    finally:
+        threading.excepthook = hook
+    assert not worker.is_alive() and errors == []
+    assert relay not in background._pending

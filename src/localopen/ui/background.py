@@ -66,16 +66,23 @@ def run_in_background(
     relay = _Relay(on_done, on_failed, owner)
     _pending.add(relay)
 
+    def deliver(signal: str, value: Any) -> None:
+        try:
+            getattr(relay, signal).emit(value)
+        except RuntimeError:  # the relay was deleted: the application quit while this ran
+            _pending.discard(relay)
+            log.info("%s finished after the application closed; its result is dropped", name)
+
     def run() -> None:
         try:
             result = work()
         except LocalopenError as exc:
             log.info("%s failed: %s", name, exc)
-            relay.failed.emit(exc)
+            deliver("failed", exc)
         except Exception as exc:  # noqa: BLE001 - a worker thread must never die silently
             log.exception("%s failed unexpectedly", name)
-            relay.failed.emit(LocalopenError(f"Unexpected error ({type(exc).__name__}: {exc}); see the log."))
+            deliver("failed", LocalopenError(f"Unexpected error ({type(exc).__name__}: {exc}); see the log."))
         else:
-            relay.done.emit(result)
+            deliver("done", result)
 
     threading.Thread(target=run, daemon=True, name=name).start()
