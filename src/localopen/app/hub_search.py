@@ -26,7 +26,7 @@ from localopen.core.model_fit import file_features, file_fit, params_features, p
 from localopen.core.openness import Grade
 from localopen.core.pull import DEFAULT_QUANT
 from localopen.core.quant import estimate_file_bytes
-from localopen.core.speed_model import Calibration
+from localopen.core.speed_model import Calibration, Features
 from localopen.core.verdict import Verdict
 
 log = logging.getLogger("localopen.hub_search")
@@ -156,17 +156,18 @@ def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> H
         if row is not None:
             return row
     params, profile = result.params, here.profile
-    size = estimate_file_bytes(params, quant) if params else None
-    fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
-    features = params_features(params, quant) if params else None
-    probe = None
     names = [n for n in here.probed.get(result.repo, []) if quant_of(n) == quant]
-    if profile is not None and names:
-        probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names)
+    probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names) if profile and names else None
     kept = next((h for n in names if (h := probed_headers.recall(ctx, result.repo, n)) is not None), None)
+    size: int | None
+    features: Features | None
     if kept is not None:
         size, features = kept.file_size, file_features(kept.header, kept.tensor_bytes)
         fit = file_fit(kept.header, profile, here.n_ctx, kept.tensor_bytes) if profile else None
+    else:
+        size = estimate_file_bytes(params, quant) if params else None
+        features = params_features(params, quant) if params else None
+        fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
     verdict = usable_here(ctx, fit, None, profile, probe, features, here.calibration)
     if verdict is not None and verdict.predicted and kept is None:
         verdict = dataclasses.replace(
@@ -186,5 +187,4 @@ def _installed_row(ctx: AppContext, here: _Here, installed: LibraryModel, quant:
     except (GGUFError, OSError) as exc:
         log.warning("Hub row for %s: the installed file was not read (%s)", installed.path, exc)
         return None
-    size = installed.size or (installed.path.stat().st_size if installed.path.exists() else None)
-    return HubQuantRow(quant, size, size is None, row.fit, row.verdict)
+    return HubQuantRow(quant, installed.size or row.header.file_size, False, row.fit, row.verdict)
