@@ -53,6 +53,16 @@ class Running:
         with self.lock:
             return list(self.records)
 
+    def finished_at(self, endpoint: str, count: int, timeout: float = 10.0) -> list[RequestRecord]:
+        """The records of an endpoint once `count` are in: a stream's record is written after its
+        last byte went out, so a client can see its stream end before the server has logged it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [r for r in self.finished() if r.endpoint == endpoint]
+            if len(records) >= count or time.monotonic() > deadline:
+                return records
+            time.sleep(0.02)
+
     def stop(self) -> None:
         self.thread.stop()
         self.server.close()
@@ -211,7 +221,7 @@ def test_sixteen_concurrent_streams_complete_in_order_of_arrival(running: Runnin
     for t in threads:
         t.join(120)
     assert errors == [] and sorted(done) == list(range(16))
-    served = [r for r in running.finished() if r.endpoint == "/v1/chat/completions"][1:]
+    served = running.finished_at("/v1/chat/completions", 17)[1:]
     assert [r.status for r in served] == [200] * 16
     # Finished in the order they arrived (ids count arrivals); every client got its whole stream.
     assert [r.id for r in served] == sorted(r.id for r in served)
