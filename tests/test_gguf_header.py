@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from localopen.core.gguf_header import GGUFError, read_header
+from localopen.core.gguf_header import GGUFError, GGUFHeader, read_header
+from localopen.core.model_shapes import DenseShape, write_shape
 
 from tiny_gguf import N_VOCAB, expected_params
 
@@ -129,3 +130,29 @@ def test_intact_header_with_tensor_data_cut_short_is_truncated(
         assert f"{len(data):,}" in str(err.value) and f"{keep:,}" in str(err.value)
     assert read_header(tiny_gguf).file_size == len(data)  # an intact file is exactly as long as it says
     assert read_header(gemma_path).quantization == "Q4_K_M"  # and a real quantized file passes
+
+
+def test_prompt_work_counts_the_matrices_a_prompt_token_multiplies(tmp_path: Path) -> None:
+    """Not the embedding lookup, nor the output matrix (llama.cpp computes a prompt's logits for its
+    last token only); attention width is query heads x head width over the layers."""
+    shape = DenseShape("untied", 4, 256, 768, 4, 2, 1000)
+    path = tmp_path / "untied.gguf"
+    write_shape(path, shape, "F16")
+    h = read_header(path)
+    per_layer = 256 * 256 * 2 + 256 * 2 * 64 * 2 + 3 * 256 * 768 + 2 * 256  # q,o + k,v + ffn + 2 norms
+    assert sum(h.matrix_params.values()) == 4 * per_layer + 256  # + the output norm
+    assert h.n_params == sum(h.matrix_params.values()) + 2 * 1000 * 256  # embedding and output
+    assert h.attention_dim == 4 * 4 * 64
+    norms = h.matrix_params["F32"]
+    assert h.type_bytes == {"F16": 2 * (h.n_params - norms), "F32": 4 * norms}  # every tensor's bytes, by type
+
+
+def test_attention_width_of_a_hybrid_counts_only_its_attention_layers() -> None:
+    """A per-layer head count (0 in a recurrent layer), as Granite 4.0 H and Nemotron H write it."""
+    h = GGUFHeader(
+        path=Path("hybrid.gguf"), file_size=0, version=3, tensor_count=0, array_lengths={}, n_params=0,
+        tensor_data_offset=0,
+        metadata={"general.architecture": "granitehybrid", "granitehybrid.block_count": 4,
+                  "granitehybrid.attention.head_count": [0, 8, 0, 8], "granitehybrid.attention.key_length": 64},
+    )  # fmt: skip
+    assert h.attention_dim == 16 * 64

@@ -131,20 +131,21 @@ def test_fetch_header_reads_a_few_megabytes_through_the_cdn(hub: FakeHub, gemma_
 
 
 # --- the speed model ----------------------------------------------------------------------------
-def _features(n_bytes: float, params: float, layers: int, family: str = "K") -> Features:
-    return Features(int(n_bytes), {family: int(params)}, layers)
+def _features(n_bytes: float, params: float, layers: int, width: int, family: str = "K") -> Features:
+    return Features({family: int(n_bytes)}, {family: int(params)}, layers, attention_dim=layers * width)
 
 
 def test_calibration_fit_recovers_the_machine_it_was_measured_on() -> None:
     machine = Calibration(
-        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_layer_s=30e-6, pp_gflops={"K": 150.0, "Q8_0": 90.0}
-    )
+        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_attention_gflops=70.0,
+        pp_gflops={"K": 150.0, "Q8_0": 90.0}, tg_gbs={"Q8_0": 14.0},
+    )  # fmt: skip
     shapes = [
-        _features(20e6, 30e6, 8),
-        _features(150e6, 200e6, 32),
-        _features(300e6, 500e6, 24),
-        _features(700e6, 1.1e9, 22),
-        _features(400e6, 350e6, 24, "Q8_0"),
+        _features(20e6, 30e6, 8, 512),
+        _features(150e6, 200e6, 32, 768),
+        _features(300e6, 500e6, 24, 1024),
+        _features(700e6, 1.1e9, 22, 2048),
+        _features(400e6, 350e6, 24, 1024, "Q8_0"),
     ]
     samples = [Sample(f, machine.predict(f).tg_tps, machine.predict(f).pp_tps) for f in shapes]
     got = fit(samples)
@@ -153,20 +154,36 @@ def test_calibration_fit_recovers_the_machine_it_was_measured_on() -> None:
     assert got.tg_token_s == 0.0  # not fitted: see speed_model.fit
     assert got.pp_gflops["K"] == pytest.approx(150.0, rel=1e-6)
     assert got.pp_gflops["Q8_0"] == pytest.approx(90.0, rel=1e-6)
-    big = _features(4.6e9, 7e9, 28)  # a 7B model, far outside the calibration shapes
+    assert got.pp_attention_gflops == pytest.approx(70.0, rel=1e-6)
+    assert got.tg_gbs["Q8_0"] == pytest.approx(14.0, rel=1e-6)  # Q8_0 decodes slower per byte here
+    q8 = _features(3e9, 3e9, 28, 3584, "Q8_0")
+    assert got.predict(q8).tg_tps == pytest.approx(machine.predict(q8).tg_tps, rel=1e-6)
+    big = _features(4.6e9, 7e9, 28, 3584)  # a 7B model, far outside the calibration shapes
     assert got.predict(big).tg_tps == pytest.approx(machine.predict(big).tg_tps, rel=1e-6)
+    assert got.predict(big).pp_tps == pytest.approx(machine.predict(big).pp_tps, rel=1e-6)
+
+
+def test_narrow_models_spend_more_of_their_prompt_time_on_attention() -> None:
+    """Same parameters, half the width: more layers of attention per parameter, so a slower prompt
+    (the calibration's 512-wide shape ran ~30 % of its prompt time in attention here)."""
+    machine = Calibration(
+        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_attention_gflops=70.0, pp_gflops={"K": 200.0}
+    )
+    wide = _features(600e6, 1e9, 16, 2048)
+    narrow = _features(600e6, 1e9, 64, 1024)
+    assert machine.predict(narrow).pp_tps < machine.predict(wide).pp_tps * 0.95
 
 
 def test_calibration_fit_drops_a_term_that_would_go_negative() -> None:
     """Noise must not give a negative per-layer cost (it would make deep models look faster)."""
     samples = [
-        Sample(_features(20e6, 30e6, 8), 200.0, 900.0),
-        Sample(_features(150e6, 200e6, 32), 80.0, 280.0),
-        Sample(_features(300e6, 500e6, 24), 45.0, 140.0),
-        Sample(_features(700e6, 1.1e9, 22), 20.0, 64.0),
+        Sample(_features(20e6, 30e6, 8, 512), 200.0, 900.0),
+        Sample(_features(150e6, 200e6, 32, 768), 80.0, 280.0),
+        Sample(_features(300e6, 500e6, 24, 1024), 45.0, 140.0),
+        Sample(_features(700e6, 1.1e9, 22, 2048), 20.0, 64.0),
     ]
     got = fit(samples)
-    assert got.tg_layer_s >= 0 and got.tg_token_s >= 0 and got.pp_layer_s >= 0
+    assert got.tg_layer_s >= 0 and got.tg_token_s >= 0 and got.pp_attention_gflops >= 0
     with pytest.raises(ValueError):
         fit(samples[:2])
 
@@ -348,13 +365,20 @@ def test_a_calibration_measured_by_an_older_protocol_is_measured_again() -> None
     """Its prompt speeds were for another prompt length (pp128 before pp512): not this machine's figures."""
     ctx = _ctx_with_profile()
     calibration = Calibration(
-        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_layer_s=30e-6, pp_gflops={"K": 150.0},
+        bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_attention_gflops=70.0, pp_gflops={"K": 150.0},
         machine=ctx.machine_id(), llama_cpp_version=calibrations.llama_cpp_version(),
     )  # fmt: skip
     calibrations.save(ctx, calibration)
     assert calibrations.current(ctx) == calibration
     with ctx.db:  # as a calibration from before the protocol was saved with it
         ctx.db.execute("UPDATE calibrations SET figures = ?", (json.dumps(calibration.to_dict()),))
+    assert calibrations.current(ctx) is None
+    # Fitted by the speed model before the attention term (a per-layer prompt cost instead).
+    v1 = {k: v for k, v in calibration.to_dict().items() if k != "pp_attention_gflops"}
+    with ctx.db:
+        ctx.db.execute(
+            "UPDATE calibrations SET figures = ?", (json.dumps({**v1, "pp_layer_s": 0.0, "protocol": "pp512-tg64"}),)
+        )
     assert calibrations.current(ctx) is None
 
 

@@ -252,12 +252,13 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
         return 0
+    others = "".join(f", {family} {gbs:.1f}" for family, gbs in calibration.tg_gbs.items())
     print(
-        f"Generation: {calibration.bandwidth_gbs:.1f} GB/s effective memory bandwidth, "
+        f"Generation: {calibration.bandwidth_gbs:.1f} GB/s effective memory bandwidth (k-quants{others}), "
         f"{calibration.tg_layer_s * 1e6:.0f} µs per layer and {calibration.tg_token_s * 1e3:.2f} ms per token"
     )
     flops = ", ".join(f"{family} {gflops:.0f}" for family, gflops in calibration.pp_gflops.items())
-    print(f"Prompt: {flops} GFLOP/s by quantization family, {calibration.pp_layer_s * 1e6:.0f} µs per layer")
+    print(f"Prompt: {flops} GFLOP/s by quantization family, attention {calibration.pp_attention_gflops:.0f} GFLOP/s")
     print(f"llama.cpp {calibration.llama_cpp_version}, {calibration.n_threads} threads, machine {calibration.machine}")
     return 0
 

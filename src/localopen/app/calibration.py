@@ -46,8 +46,9 @@ SHAPES: list[tuple[DenseShape, str]] = [
 # Prompt speed at 512 tokens, the prompt the time to first token is for (at 128 tokens it read
 # 13-21 % below pp512 for 1-8B models here); a short warm-up, as the probe's.
 PARAMS = BenchParams(n_prompt=512, n_gen=64, reps=2, warmup_prompt=32)
-# Saved with the figures: a calibration measured by another protocol is measured again.
-PROTOCOL = f"pp{PARAMS.n_prompt}-tg{PARAMS.n_gen}"
+# Saved with the figures: a calibration measured by another protocol, or fitted by an older speed
+# model (v2: the attention term replaced a per-layer prompt cost), is measured again.
+PROTOCOL = f"pp{PARAMS.n_prompt}-tg{PARAMS.n_gen}-v2"
 
 Progress = Callable[[str], None]
 

@@ -19,6 +19,9 @@ from localopen.core.errors import LocalopenError
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 MAX_TENSOR_DIMS = 4  # GGML_MAX_DIMS
+# Matrices a prompt token does not multiply: the embedding lookup, and the output matrix that
+# llama.cpp applies to a prompt's last token only (llama-batch.cpp: no logits array -> last token).
+_NOT_PER_PROMPT_TOKEN = {"token_embd.weight", "output.weight"}
 MAX_KEPT_STRING = 1 << 20  # longer strings are skipped, not decoded
 MAX_DECODED_ARRAY = 4096  # longer arrays are counted, not decoded
 
@@ -156,9 +159,11 @@ class GGUFHeader:
     tensor_data_offset: int
     tensor_data_end: int | None = None  # where the last tensor's data ends (None: a tensor type unknown here)
     tensor_types: dict[str, int] = field(default_factory=dict)  # ggml type name -> tensor count
-    # ggml type name -> parameters of the tensors multiplied per token (all but the token embedding
-    # table, which is a lookup): what prompt processing's speed depends on
+    # ggml type name -> parameters of the tensors multiplied per prompt token: what prompt
+    # processing's speed depends on. Not the token embedding table (a lookup) nor the output matrix
+    # (a prompt computes logits for its last token only).
     matrix_params: dict[str, int] = field(default_factory=dict)
+    type_bytes: dict[str, int] = field(default_factory=dict)  # ggml type name -> bytes of tensor data
     expert_params: int = 0  # parameters in mixture-of-experts expert tensors (*_exps)
 
     # --- convenient views on the metadata -------------------------------------------------
@@ -268,6 +273,16 @@ class GGUFHeader:
             return 1.0
         dense = self.n_params - self.expert_params
         return (dense + self.expert_params * used / count) / self.n_params
+
+    @property
+    def attention_dim(self) -> int:
+        """Query heads x head width, summed over the layers (0 heads in a recurrent layer): the
+        attention's work per prompt token grows with it."""
+        layers = self.block_count or 1
+        heads = self.head_count
+        if isinstance(heads, list):
+            return sum(_as_int(h) or 0 for h in heads[:layers]) * (self.key_length or 128)
+        return layers * (_as_int(heads) or 0) * (self.key_length or 128)
 
     @property
     def tensor_bytes(self) -> int:
@@ -420,6 +435,7 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
     expert_params = 0
     tensor_types: dict[str, int] = {}
     matrix_params: dict[str, int] = {}
+    type_bytes: dict[str, int] = {}
     for index in range(tensor_count):
         name = cur.string(f"tensor name #{index}") or ""
         n_dims = cur.u32(f"the dimensions of tensor #{index}")
@@ -431,16 +447,18 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
         ttype = cur.u32(f"the type of tensor #{index}")
         offset = cur.u64(f"the offset of tensor #{index}")
         block = TENSOR_BLOCKS.get(ttype)
+        type_name = TENSOR_TYPES.get(ttype, f"type{ttype}")
         if block is None:
             unknown_type = True  # a type this reader does not know: where its data ends is unknown
         else:
-            data_end = max(data_end, offset + -(-elements // block[0]) * block[1])
+            n_bytes = -(-elements // block[0]) * block[1]
+            data_end = max(data_end, offset + n_bytes)
+            type_bytes[type_name] = type_bytes.get(type_name, 0) + n_bytes
         n_params += elements
         if "_exps" in name:
             expert_params += elements
-        type_name = TENSOR_TYPES.get(ttype, f"type{ttype}")
         tensor_types[type_name] = tensor_types.get(type_name, 0) + 1
-        if name != "token_embd.weight":
+        if name not in _NOT_PER_PROMPT_TOKEN:
             matrix_params[type_name] = matrix_params.get(type_name, 0) + elements
 
     alignment = _as_int(metadata.get("general.alignment")) or 32
@@ -464,6 +482,7 @@ def _parse(path: Path, buf: mmap.mmap | bytes, size: int, file_size: int | None 
         tensor_data_end=data_offset + data_end if not unknown_type else None,
         tensor_types=tensor_types,
         matrix_params=matrix_params,
+        type_bytes=type_bytes,
         expert_params=expert_params,
     )
 

@@ -3,6 +3,8 @@ catalog or a GGUF header."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from localopen.core.catalog import CatalogModel, Quant
 from localopen.core.fit import FitVerdict, ModelShape, fit_verdict
 from localopen.core.gguf_header import GGUFHeader
@@ -36,6 +38,11 @@ def file_fit(
     return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx)
 
 
+def _attention_dim(arch: dict[str, Any]) -> int:
+    """Every layer's query heads (a hybrid's recurrent layers counted too: an upper bound)."""
+    return arch["n_layers"] * arch["n_head"] * arch["head_dim"]
+
+
 def catalog_features(model: CatalogModel, quant: Quant | None = None) -> Features:
     """What the speed prediction needs, from the catalog (no download, no fetch)."""
     quant = quant or model.recommended
@@ -47,6 +54,7 @@ def catalog_features(model: CatalogModel, quant: Quant | None = None) -> Feature
         n_vocab=arch["n_vocab"],
         n_embd=arch["n_embd"],
         quantization=quant.type,
+        attention_dim=_attention_dim(arch),
         active_fraction=model.active_fraction,
     )
 
@@ -57,6 +65,8 @@ def file_features(header: GGUFHeader, total_bytes: int | None = None) -> Feature
         weight_bytes=total_bytes if total_bytes is not None else header.tensor_bytes,
         params_by_type=header.matrix_params,
         n_layers=header.block_count or 1,
+        attention_dim=header.attention_dim,
+        bytes_by_type=header.type_bytes,
         active_fraction=header.active_fraction,
     )
 
@@ -80,4 +90,5 @@ def params_features(n_params: int, quantization: str) -> Features:
         n_vocab=0,
         n_embd=_FALLBACK_ARCH["n_embd"],
         quantization=quantization,
+        attention_dim=_attention_dim(_FALLBACK_ARCH),
     )

@@ -1,12 +1,17 @@
 """How fast a model file will run on this machine, predicted from its shape and a calibration.
 
 Generation reads every active weight once per token, plus a fixed cost per layer (thread
-synchronisation, small ops) and per token:   s/token = bytes / bandwidth + layers * a + b.
-Prompt processing is matrix work at the speed of the file's quantization kernels, plus a cost
-per layer:   s/prompt token = 2 * layer params / flops[family] + layers * c.
-The calibration measures bandwidth, a, b, c and flops per quantization family on zero-data model
-files written on this machine (app/calibration.py), so the figures are this machine's and this
-llama.cpp build's. The fit itself is plain least squares on stored figures.
+synchronisation, small ops) and per token:   s/token = bytes / bandwidth[family] + layers * a + b
+(the effective bandwidth depends on the kernel family: Q5_0 and Q8_0 decode slower per byte).
+Prompt processing is matrix work at the speed of the file's quantization kernels, plus the
+attention over the prompt (each token against all 512 positions, as llama.cpp computes it):
+    s/prompt token = 2 * matrix params / flops[family] + 4 * 512 * attention_dim / attention flops.
+The attention term is what makes narrow models slower per parameter than wide ones: fitted on this
+2-core machine it ran at ~70 GFLOP/s against the k-quant matrices' ~200, so it took ~30 % of a
+512-wide shape's prompt time and ~5 % of an 8B model's.
+The calibration measures bandwidth, a, b, the attention's and each quantization family's flops on
+zero-data model files written on this machine (app/calibration.py), so the figures are this
+machine's and this llama.cpp build's. The fit itself is plain least squares on stored figures.
 """
 
 from __future__ import annotations
@@ -44,9 +49,19 @@ def file_family(quantization: str, n_embd: int) -> str:
 class Features:
     """What the prediction needs to know about a model file."""
 
-    weight_bytes: int  # bytes read per generated token (active weights)
+    read_bytes: dict[str, int]  # kernel family -> bytes read per generated token (active weights)
     matrix_params: dict[str, int]  # kernel family -> parameters multiplied per prompt token (active)
     n_layers: int
+    attention_dim: int  # query heads x head width, summed over the layers
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(self.read_bytes.values())
+
+    @property
+    def attention_flops(self) -> int:
+        """Per token of a PROMPT_TOKENS prompt: scores against every position, then the weighted sum."""
+        return 4 * PROMPT_TOKENS * self.attention_dim
 
     @property
     def family(self) -> str:
@@ -56,26 +71,50 @@ class Features:
     @classmethod
     def of(
         cls, weight_bytes: int, n_params: int, n_layers: int, n_vocab: int, n_embd: int, quantization: str,
-        active_fraction: float = 1.0,
+        attention_dim: int, active_fraction: float = 1.0,
     ) -> Features:  # fmt: skip
-        """From a catalog entry: every matrix in the file's main family; the embedding table is a lookup."""
+        """From a catalog entry: every matrix in the file's main family; the embedding table is a
+        lookup. Whether the output matrix is a separate one is not known here: it stays counted
+        (for an untied 8B model, ~7 % more prompt work than the file's header would show)."""
         params = max(n_params - n_vocab * n_embd, n_params // 10)
+        family = file_family(quantization, n_embd)
         return cls(
-            weight_bytes=int(weight_bytes * active_fraction),
-            matrix_params={file_family(quantization, n_embd): int(params * active_fraction)},
+            read_bytes={family: int(weight_bytes * active_fraction)},
+            matrix_params={family: int(params * active_fraction)},
             n_layers=n_layers,
+            attention_dim=attention_dim,
         )
 
     @classmethod
     def of_tensors(
-        cls, weight_bytes: int, params_by_type: dict[str, int], n_layers: int, active_fraction: float = 1.0
+        cls,
+        weight_bytes: int,
+        params_by_type: dict[str, int],
+        n_layers: int,
+        attention_dim: int,
+        bytes_by_type: dict[str, int],
+        active_fraction: float = 1.0,
     ) -> Features:
-        """From a GGUF header's tensor table: parameters by their tensors' own types."""
-        by_family: dict[str, int] = {}
-        for type_name, params in params_by_type.items():
-            family = family_of(type_name)
-            by_family[family] = by_family.get(family, 0) + int(params * active_fraction)
-        return cls(int(weight_bytes * active_fraction), by_family, n_layers)
+        """From a GGUF header's tensor table: parameters and bytes by their tensors' own types (the
+        bytes split in the header's proportions when weight_bytes counts every part of a split file)."""
+        params_by_family = _by_family(params_by_type)
+        bytes_by_family = _by_family(bytes_by_type)
+        total = sum(bytes_by_family.values())
+        active = weight_bytes * active_fraction
+        if total:
+            read = {family: int(active * n / total) for family, n in bytes_by_family.items()}
+        else:
+            read = {max(params_by_family, key=lambda f: params_by_family[f], default=DEFAULT_FAMILY): int(active)}
+        matrix = {family: int(params * active_fraction) for family, params in params_by_family.items()}
+        return cls(read, matrix, n_layers, attention_dim)
+
+
+def _by_family(by_type: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for type_name, n in by_type.items():
+        family = family_of(type_name)
+        out[family] = out.get(family, 0) + n
+    return out
 
 
 @dataclass(frozen=True)
@@ -99,19 +138,24 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Calibration:
-    bandwidth_gbs: float  # effective, as generation sees it
+    bandwidth_gbs: float  # effective, as generation sees it, for k-quant weights
     tg_layer_s: float
     tg_token_s: float
-    pp_layer_s: float
+    pp_attention_gflops: float  # 0: too small to measure on this machine
     pp_gflops: dict[str, float]  # per kernel family
+    # Effective bandwidth of generation for the other kernel families (Q5_0 decodes slower per
+    # byte than the k-quants here); a family missing from it reads at bandwidth_gbs.
+    tg_gbs: dict[str, float] = dataclasses.field(default_factory=dict)
     machine: str = ""
     llama_cpp_version: str = ""
     n_threads: int = 0
     created_at: str = ""
 
     def predict(self, f: Features) -> Prediction:
-        tg_s = f.weight_bytes / (self.bandwidth_gbs * 1e9) + f.n_layers * self.tg_layer_s + self.tg_token_s
-        pp_s = f.n_layers * self.pp_layer_s
+        tg_s = f.n_layers * self.tg_layer_s + self.tg_token_s
+        for family, n_bytes in f.read_bytes.items():
+            tg_s += n_bytes / ((self.tg_gbs.get(family) or self.bandwidth_gbs) * 1e9)
+        pp_s = f.attention_flops / (self.pp_attention_gflops * 1e9) if self.pp_attention_gflops else 0.0
         for family, params in f.matrix_params.items():
             flops = self.pp_gflops.get(family) or self.pp_gflops[DEFAULT_FAMILY]
             pp_s += 2 * params / (flops * 1e9)
@@ -176,33 +220,44 @@ def fit(samples: list[Sample], **about: Any) -> Calibration:
     ) + [0.0]
     # k-quant shapes keep a few non-K tensors (norms): their share is small; count them as K here.
     pp = _least_squares(
-        [[2 * sum(s.features.matrix_params.values()), s.features.n_layers] for s in k_samples],
+        [[2 * sum(s.features.matrix_params.values()), s.features.attention_flops] for s in k_samples],
         [1 / s.pp_tps for s in k_samples],
     )
     if tg[0] <= 0 or pp[0] <= 0:
         raise ValueError("the calibration measurements do not grow with model size")
+    bandwidth_gbs = 1 / tg[0] / 1e9
     gflops = {DEFAULT_FAMILY: 1 / pp[0] / 1e9}
+    tg_gbs: dict[str, float] = {}
     for family in sorted({s.features.family for s in samples} - {DEFAULT_FAMILY}):
-        rates = []
+        pp_rates, tg_rates = [], []
         for s in samples:
             if s.features.family != family:
                 continue
-            # Time left for this family's matrices once the per-layer cost and the other families' are taken.
-            others = sum(
-                2 * p / (gflops.get(f, gflops[DEFAULT_FAMILY]) * 1e9)
-                for f, p in s.features.matrix_params.items()
-                if f != family
+            # Time left for this family's tensors once the attention's (per-layer) cost and the
+            # other families' are taken.
+            f = s.features
+            others_pp = sum(
+                2 * p / (gflops.get(g, gflops[DEFAULT_FAMILY]) * 1e9) for g, p in f.matrix_params.items() if g != family
             )
-            matrix_s = 1 / s.pp_tps - s.features.n_layers * pp[1] - others
+            matrix_s = 1 / s.pp_tps - f.attention_flops * pp[1] - others_pp
             if matrix_s > 0:
-                rates.append(2 * s.features.matrix_params[family] / matrix_s / 1e9)
-        if rates:
-            gflops[family] = sum(rates) / len(rates)
+                pp_rates.append(2 * f.matrix_params[family] / matrix_s / 1e9)
+            others_tg = sum(
+                n / ((tg_gbs.get(g) or bandwidth_gbs) * 1e9) for g, n in f.read_bytes.items() if g != family
+            )
+            read_s = 1 / s.tg_tps - f.n_layers * tg[1] - others_tg
+            if read_s > 0 and f.read_bytes.get(family):
+                tg_rates.append(f.read_bytes[family] / read_s / 1e9)
+        if pp_rates:
+            gflops[family] = sum(pp_rates) / len(pp_rates)
+        if tg_rates:
+            tg_gbs[family] = sum(tg_rates) / len(tg_rates)
     return Calibration(
-        bandwidth_gbs=1 / tg[0] / 1e9,
+        bandwidth_gbs=bandwidth_gbs,
         tg_layer_s=tg[1],
         tg_token_s=tg[2],
-        pp_layer_s=pp[1],
+        pp_attention_gflops=1 / pp[1] / 1e9 if pp[1] > 0 else 0.0,
         pp_gflops=gflops,
+        tg_gbs=tg_gbs,
         **about,
     )
