@@ -12,8 +12,12 @@ goes first), by the median of the turns' ratios: on shared cores the same file m
 apart between runs minutes apart, which a comparison of two separate runs cannot tell from a
 difference between the protocols.
 
-Run with nothing else busy:  python benchmarks/probe_accuracy.py [--skip-full] [--turns 3] [--only NAME ...]
-It uses (and, if missing, measures) this machine's calibration in LOCALOPEN_HOME.
+Run with nothing else busy:
+    python benchmarks/probe_accuracy.py [--calibrate | --calibrate-each] [--skip-full] [--turns 3] [--only NAME ...]
+It uses (and, if missing or with --calibrate, measures) this machine's calibration in LOCALOPEN_HOME.
+A shared machine's speed drifts: this one's prompt speed moved 20-30 % within 20 minutes (other
+tenants). --calibrate-each measures the calibration again right before each model's probe, so the
+comparison shows the speed model's error rather than the machine's drift (about 80 s per model).
 """
 
 from __future__ import annotations
@@ -99,12 +103,16 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=3, help="probe/full turns per model for the comparison")
     parser.add_argument("--only", nargs="*", help="shape names to run")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="measure the calibration again first (the probes' machine state)"
+    )
+    parser.add_argument("--calibrate-each", action="store_true", help="measure the calibration before each model")
     args = parser.parse_args()
 
     ctx = AppContext()
     ctx.read_profile(measure=False)
     session = BenchmarkSession(ctx)
-    calibration = calibrations.current(ctx)
+    calibration = None if args.calibrate or args.calibrate_each else calibrations.current(ctx)
     if calibration is None:
         print("Calibrating this machine first…", file=sys.stderr)
         calibration = calibrations.calibrate(ctx, session, lambda m: print(m, file=sys.stderr))
@@ -125,6 +133,8 @@ def main() -> int:
             name = path.stem
             if args.only and name not in args.only:
                 continue
+            if args.calibrate_each and rows:
+                calibration = calibrations.calibrate(ctx, session, lambda m: print(m, file=sys.stderr))
             features = file_features(read_header(path))
             predicted = calibration.predict(features)
             params = probe_params(features, calibration, threads)
