@@ -252,9 +252,11 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
         return 0
-    others = "".join(f", {family} {gbs:.1f}" for family, gbs in calibration.tg_gbs.items())
+    others = ", ".join(f"{family} {gbs:.1f}" for family, gbs in calibration.tg_gbs.items())
     print(
-        f"Generation: {calibration.bandwidth_gbs:.1f} GB/s effective memory bandwidth (k-quants{others}), "
+        f"Generation: {calibration.bandwidth_gbs:.1f} GB/s effective memory bandwidth for k-quants"
+        + (f" ({others} GB/s)" if others else "")
+        + ", "
         f"{calibration.tg_layer_s * 1e6:.0f} µs per layer and {calibration.tg_token_s * 1e3:.2f} ms per token"
     )
     flops = ", ".join(f"{family} {gflops:.0f}" for family, gflops in calibration.pp_gflops.items())
