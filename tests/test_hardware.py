@@ -32,6 +32,27 @@ def test_bandwidth_is_measured_once_then_cached(tmp_path: Path) -> None:
     assert not third.bandwidth_cached and third.bandwidth_gbs
 
 
+def test_a_day_old_bandwidth_is_measured_again_and_the_best_reading_kept(tmp_path: Path) -> None:
+    """A copy probe only reads low when the machine is busy: a stale low figure is replaced, a
+    stale higher one survives a lower new reading (it is the bound's best evidence)."""
+    import time
+
+    first = read_profile(tmp_path, tmp_path / "cache")
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert json.loads(cache.read_text())["gbs"] == first.bandwidth_gbs
+
+    day_old = time.time() - 25 * 3600
+    cache.write_text(json.dumps({"gbs": 0.01, "measured_at": day_old}))
+    again = read_profile(tmp_path, tmp_path / "cache")
+    assert not again.bandwidth_cached and again.bandwidth_gbs and again.bandwidth_gbs > 0.5
+    assert time.time() - json.loads(cache.read_text())["measured_at"] < 60
+
+    cache.write_text(json.dumps({"gbs": 1e6}))  # the format before measured_at: stale too
+    kept = read_profile(tmp_path, tmp_path / "cache")
+    assert not kept.bandwidth_cached and kept.bandwidth_gbs == 1e6
+    assert read_profile(tmp_path, tmp_path / "cache").bandwidth_cached  # fresh again: not re-measured
+
+
 def test_backends_read_without_importing_llama_cpp() -> None:
     import sys
 
