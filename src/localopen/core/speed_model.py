@@ -233,8 +233,8 @@ def fit(samples: list[Sample], **about: Any) -> Calibration:
         for s in samples:
             if s.features.family != family:
                 continue
-            # Time left for this family's tensors once the attention's (per-layer) cost and the
-            # other families' are taken.
+            # Time left for this family's tensors once the attention (prompt) or the per-layer cost
+            # (generation) and the other families' shares are taken.
             f = s.features
             others_pp = sum(
                 2 * p / (gflops.get(g, gflops[DEFAULT_FAMILY]) * 1e9) for g, p in f.matrix_params.items() if g != family
