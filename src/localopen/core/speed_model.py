@@ -66,7 +66,7 @@ class Features:
     @property
     def family(self) -> str:
         """The family most parameters run on."""
-        return max(self.matrix_params.items(), key=lambda kv: kv[1])[0] if self.matrix_params else DEFAULT_FAMILY
+        return _main_family(self.matrix_params)
 
     @classmethod
     def of(
@@ -104,9 +104,13 @@ class Features:
         if total:
             read = {family: int(active * n / total) for family, n in bytes_by_family.items()}
         else:
-            read = {max(params_by_family, key=lambda f: params_by_family[f], default=DEFAULT_FAMILY): int(active)}
+            read = {_main_family(params_by_family): int(active)}
         matrix = {family: int(params * active_fraction) for family, params in params_by_family.items()}
         return cls(read, matrix, n_layers, attention_dim)
+
+
+def _main_family(by_family: dict[str, int]) -> str:
+    return max(by_family, key=lambda f: by_family[f], default=DEFAULT_FAMILY)
 
 
 def _by_family(by_type: dict[str, int]) -> dict[str, int]:
