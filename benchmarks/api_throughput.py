@@ -42,13 +42,13 @@ def main() -> int:
 
     import openai
 
+    from localopen.api.server import ApiApp, ServerConfig, ServerThread
     from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
     from localopen.app.serving import ModelServer, RequestRecord
     from localopen.core.library import import_file
     from localopen.core.records import AnswerPiece
     from localopen.engine.protocol import LoadOptions, SamplingParams
-    from localopen.http_api import ApiApp, ServerConfig, ServerThread
 
     if args.model:
         path = Path(args.model)

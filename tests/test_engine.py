@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from localopen.engine.client import Engine, EngineDied, EngineError
+from localopen.engine.client import Engine
+from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, NoTemplateError, TemplateError
 from localopen.engine.protocol import BenchDone, BenchParams, Done, LoadOptions, SamplingParams, Token
 
 from tiny_gguf import expected_params, write_tiny_llama
@@ -102,7 +103,7 @@ def test_malicious_template_is_stopped_and_executes_nothing(tmp_path: Path, temp
         e.load(str(path), LoadOptions(n_ctx=256))
         with pytest.raises(EngineError) as info:
             collect(e.chat(USER))
-        assert info.value.kind == "template"
+        assert isinstance(info.value, TemplateError)
         assert "unsafe" in str(info.value) or "failed" in str(info.value)
         assert not (tmp_path / "pwned").exists()
         # The engine survives and a known template still works.
@@ -120,8 +121,8 @@ def test_model_without_template_asks_for_a_choice(tmp_path: Path) -> None:
         assert not info.has_chat_template and "completion" in info.template_options
         with pytest.raises(EngineError) as err:
             collect(e.chat(USER))
-        assert err.value.kind == "no_template" and "will not guess" in str(err.value)
-        assert err.value.details["suggested"] == "llama3"
+        assert isinstance(err.value, NoTemplateError) and "will not guess" in str(err.value)
+        assert err.value.choice.suggested == "llama3"
         for choice in ("completion", "chatml"):
             _, stats = collect(e.chat(USER, SamplingParams(max_tokens=3), template=choice))
             assert stats.template == choice and answered(stats, 3)
@@ -145,7 +146,8 @@ def test_long_conversation_drops_oldest_turns_keeps_system(engine: Engine) -> No
 def test_message_longer_than_context_is_a_clear_error(engine: Engine) -> None:
     with pytest.raises(EngineError) as err:
         collect(engine.chat([{"role": "user", "content": "z" * 2000}]))
-    assert err.value.kind == "context" and "too long" in str(err.value)
+    assert isinstance(err.value, ContextTooLongError) and "too long" in str(err.value)
+    assert err.value.prompt_tokens is not None and err.value.n_ctx is not None
     _, stats = collect(engine.chat(USER, SamplingParams(max_tokens=2)))  # still usable
     assert answered(stats, 2)
 
@@ -219,7 +221,8 @@ def test_context_larger_than_memory_is_refused_before_allocating(tmp_path: Path)
     try:
         with pytest.raises(EngineError) as err:
             e.load(str(big), LoadOptions(n_ctx=1 << 28))
-        assert err.value.kind == "context" and "available" in str(err.value)
+        assert isinstance(err.value, ContextTooLongError) and "available" in str(err.value)
+        assert err.value.needed is not None and err.value.needed > err.value.available
         assert e.alive
     finally:
         e.shutdown()

@@ -13,13 +13,13 @@ import httpx2 as httpx
 import openai
 import pytest
 
+from localopen.api.server import ApiApp, ServerConfig, ServerThread
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.serving import ModelServer, RequestRecord
 from localopen.core.errors import LocalopenError
 from localopen.core.library import import_file
 from localopen.engine.protocol import LoadOptions, SamplingParams
-from localopen.http_api import ApiApp, ServerConfig, ServerThread
 
 from tiny_gguf import REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama, write_tiny_llama
 
@@ -285,3 +285,79 @@ def test_a_model_without_a_template_uses_the_servers_choice_never_a_guess(tmp_pa
         assert r.client.chat.completions.create(model="plain", messages=USER, max_tokens=2).choices
     finally:
         r.stop()
+
+
+def test_a_client_that_leaves_a_non_streamed_request_frees_the_server(talker: Running) -> None:
+    """A non-streamed answer whose client gave up stops within a token, as a streamed one does."""
+    running = talker
+    url = running.config.base_url + "/chat/completions"
+    body = {"model": "talker", "messages": USER, "max_tokens": 16000}
+    running.client.chat.completions.create(model="talker", messages=USER, max_tokens=1)  # loaded
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(30, read=1.5)) as client:
+        client.post(url, json=body)
+    deadline = time.monotonic() + 20
+    while not any(r.status == 499 for r in running.finished()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = [r for r in running.finished() if r.status == 499]
+    assert gone and gone[0].completion_tokens < 16000
+    started = time.monotonic()
+    reply = running.client.chat.completions.create(model="talker", messages=USER, max_tokens=3)
+    assert reply.usage.completion_tokens == 3 and time.monotonic() - started < 10
+
+
+def test_a_stream_that_fails_before_its_first_token_is_an_http_error(running: Running, tmp_path: Path) -> None:
+    """No 200 with an error event inside: the status says it, with OpenAI's error object."""
+    alien = write_tiny_llama(tmp_path / "alien.gguf", architecture="alienformer")
+    import_file(running.server.ctx.db, alien)
+    url = running.config.base_url + "/chat/completions"
+    failed = httpx.post(url, json={"model": "alien", "messages": USER, "stream": True}, timeout=60)
+    assert failed.status_code == 500 and "alienformer" in failed.json()["error"]["message"]
+    with pytest.raises(openai.InternalServerError):
+        running.client.chat.completions.create(model="alien", messages=USER, stream=True)
+    long = [{"role": "user", "content": "word " * 4000}]
+    too_long = httpx.post(url, json={"model": "tiny", "messages": long, "stream": True}, timeout=60)
+    error = too_long.json()["error"]
+    assert too_long.status_code == 400 and error["code"] == "context_length_exceeded"
+    # OpenAI's own wording, which litellm and agents read to shorten a conversation.
+    assert error["message"].startswith("This model's maximum context length is 512 tokens. However, your messages")
+
+
+def test_what_a_web_page_could_send_is_refused(running: Running) -> None:
+    """DNS rebinding (a foreign Host) and cross-site simple POSTs (text/plain with an Origin)."""
+    base = running.config.base_url
+    port = running.config.port
+    assert httpx.get(base + "/models", headers={"Host": "evil.example"}).status_code == 403
+    assert httpx.get(base + "/models", headers={"Host": f"evil.example:{port}"}).status_code == 403
+    assert httpx.get(base + "/models", headers={"Host": f"localhost:{port}"}).status_code == 200
+    assert httpx.get(base + "/models", headers={"Host": f"[::1]:{port}"}).status_code == 200
+    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}'
+    url = base + "/chat/completions"
+    cross = httpx.post(url, content=body, headers={"Origin": "https://evil.example", "Content-Type": "text/plain"})
+    assert cross.status_code == 403 and cross.json()["error"]["code"] == "origin_not_allowed"
+    as_json = {"Origin": "https://evil.example", "Content-Type": "application/json"}
+    assert httpx.post(url, content=body, headers=as_json).status_code == 403
+    plain = httpx.post(url, content=body, headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+    form = httpx.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    local_page = {"Origin": f"http://localhost:{port}", "Content-Type": "application/json"}
+    assert httpx.post(url, content=body, headers=local_page).status_code == 200
+    assert running.finished_at("/v1/chat/completions", 1)  # only the allowed request reached the model
+    assert len(running.finished_at("/v1/chat/completions", 1)) == 1
+
+
+def test_the_guard_allows_named_hosts_and_cors_origins() -> None:
+    from localopen.api.guard import RequestGuard
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    guard = RequestGuard(app, "127.0.0.1", allowed_hosts=["my-box.lan"], allowed_origins=["https://chat.example/"])
+    assert guard.host_allowed("my-box.lan:8080") and guard.host_allowed("127.0.0.1:8080")
+    assert guard.host_allowed("app.localhost") and not guard.host_allowed("127.0.0.1.evil.example")
+    assert not guard.host_allowed(None) and not guard.host_allowed("[::1")
+    assert guard.origin_allowed("https://chat.example", "127.0.0.1:8080")
+    assert not guard.origin_allowed("null", "127.0.0.1:8080")
+    assert not guard.origin_allowed("https://chat.example.evil", "127.0.0.1:8080")
+    # Bound to every address (an API key is then required): the server cannot know its names.
+    assert RequestGuard(app, "0.0.0.0").host_allowed("192.168.1.20:8080")

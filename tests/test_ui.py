@@ -186,6 +186,26 @@ def test_streamed_chat_regenerate_and_edit(window: MainWindow, qtbot, tiny_gguf:
     assert len(_messages(window, chat)) == 2
 
 
+def test_sending_while_the_model_loads_loads_it_once(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    chat = _chat_with(window, tiny_gguf)
+    chat.n_ctx.setValue(512)
+    chat.max_tokens.setValue(4)
+    loads: list[str] = []
+    real_load = chat.session.load
+
+    def counted(path, options):  # type: ignore[no-untyped-def]
+        loads.append(str(path))
+        return real_load(path, options)
+
+    chat.session.load = counted  # the real load, counted
+    chat.load_model()  # the engine process starts: the load takes a moment
+    chat.input.setPlainText("hello while loading")
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000):
+        chat.send()
+    assert loads == [str(tiny_gguf)]
+    assert [m.role for m in _messages(window, chat)] == ["user", "assistant"]
+
+
 def test_a_reasoning_models_thinking_is_shown_apart_and_stored_apart(window: MainWindow, qtbot, tmp_path: Path) -> None:
     from tiny_gguf import REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama
 

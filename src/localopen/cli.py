@@ -314,6 +314,39 @@ def cmd_diagnostics(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- settings -------------------------------------------------------------------------------
+def _setting_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def cmd_settings(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Show or change the settings the app has, as `git config` does: every face reads the same file."""
+    settings = ctx.settings
+    if args.unset:
+        ctx.save_settings(settings.with_value(args.unset, None))
+        print(f"{args.unset} = {_setting_text(ctx.settings.values()[args.unset])} (the default)")
+        return 0
+    if args.key is not None and args.value is not None:
+        ctx.save_settings(settings.with_value(args.key, args.value))
+        print(f"{args.key} = {_setting_text(ctx.settings.values()[args.key])}")
+        return 0
+    values = settings.values()
+    if args.key is not None:
+        settings.with_value(args.key, _setting_text(values.get(args.key)))  # an unknown key says so
+        print(json.dumps(values[args.key]) if args.json else _setting_text(values[args.key]))
+        return 0
+    if args.json:
+        print_json(values)
+        return 0
+    for key, value in values.items():
+        print(f"{key} = {_setting_text(value)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from localopen.engine_cli import add_engine_commands
     from localopen.library_cli import add_library_commands
@@ -355,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("diagnostics", help="versions, this machine and the log's last lines, for a bug report")
     p.set_defaults(func=cmd_diagnostics)
+
+    p = sub.add_parser("settings", help="show or set the app's settings (as git config: KEY, KEY VALUE, --unset KEY)")
+    p.add_argument("key", nargs="?", help="one setting, e.g. n_ctx or thresholds.readable_tps")
+    p.add_argument("value", nargs="?", help="its new value (lists: comma-separated; empty: none)")
+    p.add_argument("--unset", metavar="KEY", help="restore a setting's default")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_settings)
 
     add_engine_commands(sub)
     add_library_commands(sub)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localopen.app import engine_options
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo
@@ -21,12 +22,22 @@ if TYPE_CHECKING:  # the engine client and sessions load only for the commands t
     from localopen.app.context import AppContext
 
 
-def _load_options(args: argparse.Namespace) -> LoadOptions:
-    return LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.ngl)
+def _load_options(ctx: AppContext, args: argparse.Namespace) -> LoadOptions:
+    """The settings (app or `localopen settings`), with the command's flags over them."""
+    return engine_options.load_options(ctx.settings, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.ngl)
+
+
+def _bench_options(ctx: AppContext, args: argparse.Namespace) -> tuple[LoadOptions, BenchParams]:
+    return engine_options.bench_options(
+        ctx.settings,
+        BenchParams(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps),
+        n_threads=args.threads,
+        n_gpu_layers=args.ngl,
+    )
 
 
 def _sampling(args: argparse.Namespace) -> SamplingParams:
-    return SamplingParams(
+    return engine_options.sampling(
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=args.top_k,
@@ -34,7 +45,7 @@ def _sampling(args: argparse.Namespace) -> SamplingParams:
         repeat_penalty=args.repeat_penalty,
         seed=args.seed,
         max_tokens=args.max_tokens,
-        stop=args.stop or [],
+        stop=args.stop or None,
     )
 
 
@@ -121,12 +132,12 @@ def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
 def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.chat import ChatSession, template_messages
     from localopen.app.library import resolve_model
-    from localopen.engine.client import EngineError
+    from localopen.engine.errors import EngineDied, EngineError
 
     path = resolve_model(ctx, args.model)
     session = ChatSession(ctx)
     try:
-        info = session.load(path, _load_options(args))
+        info = session.load(path, _load_options(ctx, args))
         if not args.json:
             _print_load(info)
         template = _choose_template(info, args)
@@ -163,8 +174,8 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
             except EngineError as exc:
                 print(f"localopen: {exc}", file=sys.stderr)
                 turns.pop()
-                if exc.kind == "died":
-                    session.load(path, _load_options(args))
+                if isinstance(exc, EngineDied):
+                    session.load(path, _load_options(ctx, args))
                 continue
             turns.append(("assistant", content, reasoning))
             _print_stats(stats)
@@ -177,13 +188,12 @@ def _print_stats(stats: AnswerStats) -> None:
 
 
 def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun
+    from localopen.app.benchmark import BenchmarkSession, BenchRun
     from localopen.app.library import resolve_model
 
     ctx.read_profile()  # the bandwidth bound saved with each result needs this machine's profile
     paths = [resolve_model(ctx, name) for name in args.models]
-    params = BenchParams(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps, n_threads=args.threads)
-    options = LoadOptions(n_ctx=BENCH_LOAD_CTX, n_threads=args.threads, n_gpu_layers=args.ngl)
+    options, params = _bench_options(ctx, args)
     session = BenchmarkSession(ctx)
 
     def progress(event: LoadInfo | str) -> None:
@@ -285,12 +295,18 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     """The OpenAI-compatible server on this machine, until Ctrl+C."""
+    from localopen.api.server import ApiApp, ServerConfig, serve_forever
     from localopen.app.serving import ModelServer
-    from localopen.http_api import ApiApp, ServerConfig, serve_forever
 
-    config = ServerConfig(args.host, args.port, args.api_key or None, tuple(args.cors or ()))
+    config = ServerConfig(
+        args.host,
+        args.port,
+        args.api_key or None,
+        tuple(args.cors or ()),
+        tuple(ctx.settings.allowed_hosts) + tuple(args.allow_host or ()),
+    )
     config.check()
-    server = ModelServer(ctx, _load_options(args), default_model=None, template=args.template)
+    server = ModelServer(ctx, _load_options(ctx, args), default_model=None, template=args.template)
     try:
         if args.model:
             model = server.resolve_name(args.model)
@@ -318,6 +334,14 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--table", action="store_true", help="plain aligned columns")
 
 
+def _engine_flags(p: argparse.ArgumentParser, ctx: bool = True) -> None:
+    """Load flags; each defaults to the setting (`localopen settings`), not to a number."""
+    if ctx:
+        p.add_argument("--ctx", type=int, help="context size in tokens (default: the n_ctx setting)")
+    p.add_argument("-t", "--threads", type=int, help="CPU threads, 0: physical cores (default: the n_threads setting)")
+    p.add_argument("--ngl", type=int, help="layers to offload to the GPU, -1: all (default: the n_gpu_layers setting)")
+
+
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     from localopen.core.chat_template import template_options
 
@@ -330,17 +354,16 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
         choices=["model", *template_options()],
         help="chat template: the model's own (default) or a known one",
     )
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--min-p", type=float, default=0.05)
-    p.add_argument("--repeat-penalty", type=float, default=1.1)
+    d = SamplingParams()
+    p.add_argument("--temperature", type=float, help=f"default {d.temperature}")
+    p.add_argument("--top-p", type=float, help=f"default {d.top_p}")
+    p.add_argument("--top-k", type=int, help=f"default {d.top_k}")
+    p.add_argument("--min-p", type=float, help=f"default {d.min_p}")
+    p.add_argument("--repeat-penalty", type=float, help=f"default {d.repeat_penalty}")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--max-tokens", type=int, help=f"default {d.max_tokens}")
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
-    p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--ngl", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    _engine_flags(p)
     p.add_argument(
         "--no-thinking",
         action="store_true",
@@ -356,14 +379,17 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", help="clients must send it (Authorization: Bearer KEY)")
     p.add_argument("--cors", action="append", help="allow browser pages from this origin (repeatable)")
     p.add_argument(
+        "--allow-host",
+        action="append",
+        help="also answer requests that name this server by this host name (repeatable; loopback names always)",
+    )
+    p.add_argument(
         "--template",
         choices=template_options(),
         help="chat template for models whose file has none (never guessed; without it they answer "
         "/v1/completions only)",
     )
-    p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--ngl", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    _engine_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="measure throughput as llama-bench does; results are saved")
@@ -371,8 +397,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--n-prompt", type=int, default=512)
     p.add_argument("-n", "--n-gen", type=int, default=128)
     p.add_argument("-r", "--reps", type=int, default=5)
-    p.add_argument("-t", "--threads", type=int, default=None)
-    p.add_argument("--ngl", type=int, default=0)
+    _engine_flags(p, ctx=False)
     _output_flags(p)
     p.set_defaults(func=cmd_bench)
 

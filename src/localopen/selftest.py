@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -18,34 +17,6 @@ from importlib import resources
 from pathlib import Path
 
 from localopen import __version__
-
-# llama.cpp's system-info names -> the names the hardware profile reads from the CPU.
-_FEATURE_NAMES = {
-    "SSE3": "SSE3",
-    "SSSE3": "SSSE3",
-    "AVX": "AVX",
-    "AVX2": "AVX2",
-    "FMA": "FMA",
-    "F16C": "F16C",
-    "AVX512": "AVX512F",
-    "AVX512_VNNI": "AVX512VNNI",
-    "AVX_VNNI": "AVX_VNNI",
-    "NEON": "NEON",
-}
-
-
-def build_features(system_info: str) -> set[str]:
-    """CPU features the llama.cpp build was compiled to use ('AVX2 = 1 | ...')."""
-    return {name for name, on in re.findall(r"([A-Z0-9_]+) = (\d)", system_info) if on == "1"}
-
-
-def missing_features(system_info: str, cpu: list[str]) -> list[str]:
-    have = set(cpu)
-    return sorted(
-        _FEATURE_NAMES[f]
-        for f in build_features(system_info)
-        if f in _FEATURE_NAMES and _FEATURE_NAMES[f] not in have and have
-    )
 
 
 def run_self_test() -> int:
@@ -68,7 +39,7 @@ def run_self_test() -> int:
         hw = read_profile(Path(home), None, measure=False)
         lines.append(f"cpu: {hw.cpu_model}; features {', '.join(hw.simd) or 'unknown'}")
         lines.append(f"llama.cpp backends: {', '.join(hw.llama_backends) or 'none'}")
-        _engine_check(lines, hw.simd)
+        _engine_check(lines)
         _server_check(lines)
         _window_check(lines)
     except Exception as exc:  # noqa: BLE001 - the report must say what failed, in words
@@ -85,7 +56,8 @@ def run_self_test() -> int:
     return 0
 
 
-def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
+def _engine_check(lines: list[str]) -> None:
+    from localopen.core import cpu_features
     from localopen.engine.client import Engine
     from localopen.engine.protocol import LoadOptions, SamplingParams
 
@@ -95,7 +67,7 @@ def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
         try:
             start = time.perf_counter()
             info = engine.load(str(path), LoadOptions(n_ctx=256, n_threads=1), timeout=120)
-            missing = missing_features(info.system_info, cpu_features)
+            missing = cpu_features.missing(info.system_info, cpu_features.read())
             if missing:
                 raise RuntimeError(
                     f"this llama.cpp build uses {', '.join(missing)}, which this processor lacks: it would crash "
@@ -109,7 +81,9 @@ def _engine_check(lines: list[str], cpu_features: list[str]) -> None:
                 f"loaded in {info.load_time_ms:.0f} ms, streamed {stats.completion_tokens} tokens "
                 f"in {(time.perf_counter() - start) * 1000:.0f} ms"
             )
-            lines.append(f"llama.cpp CPU features used: {', '.join(sorted(build_features(info.system_info)))}")
+            lines.append(
+                f"llama.cpp CPU features used: {', '.join(sorted(cpu_features.build_features(info.system_info)))}"
+            )
         finally:
             engine.shutdown()
 
@@ -120,11 +94,11 @@ def _server_check(lines: list[str]) -> None:
     import socket
     import urllib.request
 
+    from localopen.api.server import ApiApp, ServerConfig, ServerThread
     from localopen.app.context import AppContext
     from localopen.app.serving import ModelServer
     from localopen.core.library import import_file
     from localopen.engine.protocol import LoadOptions
-    from localopen.http_api import ApiApp, ServerConfig, ServerThread
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

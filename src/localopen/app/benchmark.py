@@ -22,13 +22,11 @@ from localopen.core.fit import ModelShape, decode_bound
 from localopen.core.hashing import cached_sha256
 from localopen.core.library import read_part_headers
 from localopen.core.records import BenchResult, LoadInfo
-from localopen.engine.client import Engine, EngineError
+from localopen.engine.client import Engine
+from localopen.engine.errors import EngineDied
 from localopen.engine.protocol import BenchDone, BenchParams, BenchProgress, LoadOptions
 
 log = logging.getLogger("localopen.benchmark")
-
-# A context just large enough for the tests; llama-bench makes its own per test.
-BENCH_LOAD_CTX = 256
 
 Progress = Callable[[LoadInfo | str], None]
 
@@ -93,9 +91,8 @@ class BenchmarkSession:
             note = lambda exc: library.note_load(self.ctx, path, exc)  # noqa: E731
             with self.ctx.activity.busy():
                 run = self.measure(path, options, params, on_progress, reset_stop, on_load=note)
-        except EngineError as exc:
-            if exc.kind == "died":  # a crash while benchmarking says the same as a failed load
-                library.note_load(self.ctx, path, exc)
+        except EngineDied as exc:  # a crash while benchmarking says the same as a failed load
+            library.note_load(self.ctx, path, exc)
             raise
         if on_progress is not None:
             on_progress(f"{Path(path).name}: checking the file's sha256…")

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf_header import read_header
@@ -134,9 +135,9 @@ def _measure_alone(
 
 def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress | None = None) -> Calibration:
     """Measure this machine on the calibration shapes (about a minute on two cores) and save it."""
-    settings = ctx.settings
-    options = LoadOptions(n_ctx=PARAMS.n_prompt + PARAMS.n_gen, n_threads=settings.n_threads or None, n_gpu_layers=0)
-    params = dataclasses.replace(PARAMS, n_threads=settings.n_threads or None)
+    # The CPU is what a calibration measures: no layers offloaded whatever the setting.
+    options = engine_options.load_options(ctx.settings, n_ctx=PARAMS.n_prompt + PARAMS.n_gen, n_gpu_layers=0)
+    params = dataclasses.replace(PARAMS, n_threads=options.n_threads)
     ctx.paths.cache.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="calibration-", dir=ctx.paths.cache))
     samples: list[Sample] = []

@@ -1,7 +1,9 @@
-"""A chat's engine: one engine process owned by one chat face, loaded with one model at a time.
+"""A chat: its engine (one process owned by one chat face, one model loaded at a time) and the
+conversation's rules (a title from the first message; an edit or a regeneration drops what followed).
 
 Nothing else sends requests to this engine (a benchmark has its own), so the model a user is
-chatting with stays loaded whatever else the app does.
+chatting with stays loaded whatever else the app does. The Chat view and `localopen chat` only
+render what these return.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 
 from localopen.app import library
 from localopen.app.context import AppContext
+from localopen.core import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
-from localopen.engine.client import Engine, EngineError
+from localopen.engine.client import Engine
+from localopen.engine.errors import EngineDied, ModelLoadError
 from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.chat")
@@ -34,6 +38,37 @@ def template_messages(system: str, turns: list[tuple[str, str, str]]) -> list[di
             message["reasoning_content"] = reasoning
         messages.append(message)
     return messages
+
+
+NEW_CHAT_TITLE = "New chat"
+TITLE_LENGTH = 48
+
+
+def add_user_turn(ctx: AppContext, conversation: convs.Conversation, text: str, edit_from: int | None = None) -> None:
+    """The user's message joins the conversation. Sent as an edit of an earlier message (its position),
+    everything from there on is dropped first; the first message of an untitled chat names it."""
+    db = ctx.db
+    if edit_from is not None:
+        convs.truncate_from(db, conversation.id, edit_from)
+    if not convs.messages(db, conversation.id) and conversation.title == NEW_CHAT_TITLE:
+        conversation.title = text[:TITLE_LENGTH]
+        convs.rename(db, conversation.id, conversation.title)
+    convs.add_message(db, conversation.id, "user", text)
+
+
+def drop_last_answer(ctx: AppContext, conversation_id: int) -> bool:
+    """Before a regeneration: the last answer goes; True when a message is left to answer."""
+    history = convs.messages(ctx.db, conversation_id)
+    if history and history[-1].role == "assistant":
+        convs.truncate_from(ctx.db, conversation_id, history[-1].position)
+        history = history[:-1]
+    return bool(history)
+
+
+def conversation_messages(ctx: AppContext, conversation_id: int, system: str) -> list[dict[str, Any]]:
+    """A stored conversation as its template reads it."""
+    turns = [(m.role, m.content, m.reasoning) for m in convs.messages(ctx.db, conversation_id)]
+    return template_messages(system, turns)
 
 
 @dataclass(frozen=True)
@@ -63,7 +98,7 @@ class ChatSession:
         try:
             info = self.engine.load(str(path), options)
         except LocalopenError as exc:
-            if isinstance(exc, EngineError) and exc.kind == "died":
+            if isinstance(exc, EngineDied):
                 self.engine.kill()
             library.note_load(self.ctx, path, exc)
             raise
@@ -82,13 +117,12 @@ class ChatSession:
         """Stream one answer from the loaded model; on_piece gets each piece of reasoning or answer."""
         if self.loaded is None or not self.engine.alive:
             self.loaded = None
-            raise EngineError("No model is loaded: load one first.", "load")
+            raise ModelLoadError("No model is loaded: load one first.")
         try:
             with self.ctx.activity.busy():
                 return self.engine.answer(messages, sampling, template, on_piece, options)
-        except EngineError as exc:
-            if exc.kind == "died":
-                self.loaded, self._loaded_for = None, None
+        except EngineDied:
+            self.loaded, self._loaded_for = None, None
             raise
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ from localopen.core.hardware import HardwareProfile
 from localopen.core.library import LibraryModel
 from localopen.core.openness import Grade, evidence_from_header, grade
 from localopen.core.verdict import Verdict
+from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
 
 # (path, mtime_ns) -> the file's grade, or why its header cannot be trusted: read once per file version.
 _grades: dict[tuple[str, int], Grade | GGUFError] = {}
@@ -87,7 +88,7 @@ def note_load(ctx: AppContext, path: Path | str, error: LocalopenError | None) -
     machine = ctx.machine_id()
     if error is None:
         usability.clear_load_failure(ctx.db, str(path), machine)
-    elif getattr(error, "kind", "load") in ("load", "context", "died"):
+    elif isinstance(error, (ModelLoadError, ContextTooLongError, EngineDied)) or not isinstance(error, EngineError):
         usability.record_load_failure(ctx.db, str(path), machine, str(error))
 
 

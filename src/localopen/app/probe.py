@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import probed_headers
+from localopen.app import engine_options, probed_headers
 from localopen.app.benchmark import BenchmarkSession
 from localopen.app.calibration import current as current_calibration
 from localopen.app.context import AppContext
@@ -35,7 +35,7 @@ from localopen.core.records import BenchResult, LoadInfo, MemoryFigures
 from localopen.core.replica import RemoteHeader, ReplicaError, fetch_header, write_replica
 from localopen.core.speed_model import Calibration, Features
 from localopen.core.usability import probe_key
-from localopen.engine.protocol import BenchParams, LoadOptions
+from localopen.engine.protocol import BenchParams
 
 log = logging.getLogger("localopen.probe")
 
@@ -173,10 +173,8 @@ class ProbeSession:
                 "would, so it cannot run here either."
             )
         features = file_features(header, total)
-        params = probe_params(features, current_calibration(ctx), ctx.settings.n_threads or None)
-        options = LoadOptions(
-            n_ctx=n_ctx, n_threads=ctx.settings.n_threads or None, n_gpu_layers=ctx.settings.n_gpu_layers
-        )
+        options = engine_options.load_options(ctx.settings, n_ctx=n_ctx)
+        params = probe_params(features, current_calibration(ctx), options.n_threads)
         ctx.paths.cache.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="probe-", dir=ctx.paths.cache))
         try:

@@ -2,7 +2,7 @@
 order of arrival, through the chat's own path (ChatSession: the same engine process, template
 rendering, reasoning split and ends of turn as the Chat view and `localopen chat`).
 
-No HTTP here (that is http_api.py, a face like the CLI): requests arrive as `ApiCall`s, pieces of
+No HTTP here (that is api/, a face like the CLI): requests arrive as `ApiCall`s, pieces of
 the answer go to a callback, and failures are `ServingError`s carrying the HTTP status and the
 OpenAI error type they map to. Messages never carry a local path.
 """
@@ -26,7 +26,7 @@ from localopen.app.context import AppContext
 from localopen.core import library as core_library
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats
-from localopen.engine.client import EngineError
+from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, NoTemplateError, TemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.server")
@@ -92,7 +92,7 @@ class RequestRecord:
 
 
 @dataclass
-class Job:
+class ServerRequest:
     """A request in the queue: the worker fills stats or error and sets done."""
 
     call: ApiCall
@@ -128,8 +128,8 @@ class ModelServer:
         self.on_record = on_record
         self.loading: str | None = None  # the id of a model being loaded
         self._ids = itertools.count(1)
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._current: Job | None = None
+        self._jobs: queue.Queue[ServerRequest | None] = queue.Queue()
+        self._current: ServerRequest | None = None
         self._lock = threading.Lock()
         self._loaded: ServedModel | None = None
         self._worker = threading.Thread(target=self._run, name="api-engine", daemon=True)
@@ -201,18 +201,18 @@ class ModelServer:
     # -- requests -----------------------------------------------------------------------------
     def submit(
         self, call: ApiCall, on_piece: Callable[[AnswerPiece], None], on_done: Callable[[], None] = lambda: None
-    ) -> Job:
+    ) -> ServerRequest:
         """Queue a request (it runs after every earlier one); refuse it when too many wait."""
         model = self.resolve(call.model)
         record = RequestRecord(next(self._ids), call.endpoint, model.id, time.time())
         if self._jobs.qsize() >= MAX_QUEUE:
             raise ServingError(f"The server is busy: {MAX_QUEUE} requests are waiting.", 503, "server_error")
-        job = Job(call, on_piece, on_done, record, model)
+        job = ServerRequest(call, on_piece, on_done, record, model)
         self._jobs.put(job)
         self._notify(record)
         return job
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: ServerRequest) -> None:
         """The client went away: a waiting job is skipped, a running one stops within one token."""
         with self._lock:
             job.cancelled = True
@@ -292,7 +292,7 @@ class ModelServer:
                 )
                 self._end(job)
 
-    def _end(self, job: Job) -> None:
+    def _end(self, job: ServerRequest) -> None:
         job.done.set()
         try:
             job.on_done()
@@ -300,7 +300,7 @@ class ModelServer:
             log.info("Request %s ended after its client's face closed", job.record.id)
         self._notify(job.record)
 
-    def _answer(self, job: Job) -> None:
+    def _answer(self, job: ServerRequest) -> None:
         assert job.model is not None
         self._ensure_loaded(job.model)
         if job.cancelled:  # the client left while the model loaded
@@ -327,15 +327,23 @@ class ModelServer:
 
 
 def _engine_error(exc: EngineError) -> ServingError:
-    if exc.kind == "context":
+    if isinstance(exc, ContextTooLongError) and exc.prompt_tokens is not None:
+        # OpenAI's own words: litellm, LangChain and agents recognise this and shorten the conversation.
+        return ServingError(
+            f"This model's maximum context length is {exc.n_ctx} tokens. However, your messages resulted in "
+            f"{exc.prompt_tokens} tokens. Please reduce the length of the messages.",
+            400,
+            code="context_length_exceeded",
+        )
+    if isinstance(exc, ContextTooLongError):
         return ServingError(str(exc), 400, code="context_length_exceeded")
-    if exc.kind in ("template", "no_template"):
+    if isinstance(exc, (TemplateError, NoTemplateError)):
         return ServingError(
             f"{exc} Over the API: /v1/completions sends plain text without a template, or start the server "
             "with a template for such models (localopen serve --template NAME, or the Local server section).",
             400,
             code="chat_template",
         )
-    if exc.kind == "died":
+    if isinstance(exc, EngineDied):
         return ServingError(f"{exc} The next request loads the model again.", 500, "server_error")
     return ServingError(str(exc), 500, "server_error")

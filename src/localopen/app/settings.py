@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core import paths as paths_mod
+from localopen.core.errors import LocalopenError
 from localopen.core.verdict import Thresholds
 
 log = logging.getLogger("localopen.settings")
@@ -23,6 +24,8 @@ class Settings:
     max_parallel_downloads: int = 2
     offline: bool = False
     calibrate_automatically: bool = True  # measure this machine once (83 s on 2 cores) for predicted speeds
+    # Host names the local server answers to beyond loopback and its own address (api/guard.py).
+    allowed_hosts: list[str] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -38,6 +41,8 @@ class Settings:
             value, default = saved[f.name], getattr(defaults, f.name)
             if f.name == "models_dir":
                 ok = value is None or isinstance(value, str)
+            elif isinstance(default, list):
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             elif isinstance(default, bool):
                 ok = isinstance(value, bool)
             else:
@@ -54,6 +59,26 @@ class Settings:
                 log.warning("Verdict thresholds %r are unusable; using the defaults", thresholds)
         return cls(**values)
 
+    def values(self) -> dict[str, Any]:
+        """Every setting by its key, the verdict thresholds as `thresholds.NAME` (`localopen settings`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "thresholds"}
+        out |= {f"thresholds.{k}": v for k, v in self.thresholds.to_dict().items()}
+        return out
+
+    def with_value(self, key: str, text: str | None) -> Settings:
+        """A copy with one setting parsed from text; None restores its default. Raises
+        SettingError for an unknown key or a value of the wrong kind, saying what is expected."""
+        if key not in self.values():
+            raise SettingError(f"No setting '{key}'. Settings: {', '.join(self.values())}.")
+        if key.startswith("thresholds."):
+            name = key.split(".", 1)[1]
+            default_t = getattr(Thresholds(), name)
+            value_t = default_t if text is None else _parse(key, text, default_t)
+            return dataclasses.replace(self, thresholds=dataclasses.replace(self.thresholds, **{name: value_t}))
+        default = getattr(Settings(), key)
+        value = default if text is None else _parse(key, text, default)
+        return dataclasses.replace(self, **{key: value})
+
     def save(self, paths: paths_mod.AppPaths) -> None:
         data = dataclasses.asdict(self)
         data["verdict_thresholds"] = data.pop("thresholds")
@@ -62,3 +87,30 @@ class Settings:
     def models_path(self, paths: paths_mod.AppPaths) -> Path:
         """The models folder: the setting, else <data>/models."""
         return Path(self.models_dir).expanduser() if self.models_dir else paths.default_models_dir
+
+
+class SettingError(LocalopenError):
+    """A setting named or valued wrongly (`localopen settings KEY VALUE`)."""
+
+
+def _parse(key: str, text: str, default: Any) -> Any:
+    """A setting's value from text, by the kind of its default."""
+    text = text.strip()
+    if key == "models_dir":
+        return text or None
+    if isinstance(default, bool):
+        if text.lower() in ("true", "yes", "on", "1"):
+            return True
+        if text.lower() in ("false", "no", "off", "0"):
+            return False
+        raise SettingError(f"'{key}' is true or false, not '{text}'.")
+    if isinstance(default, list):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        value = float(text) if isinstance(default, float) else int(text)
+    except ValueError:
+        kind = "a number" if isinstance(default, float) else "a whole number"
+        raise SettingError(f"'{key}' is {kind}, not '{text}'.") from None
+    if value < (-1 if key == "n_gpu_layers" else 0):
+        raise SettingError(f"'{key}' cannot be {text}.")
+    return value

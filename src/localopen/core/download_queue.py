@@ -22,7 +22,7 @@ log = logging.getLogger("localopen.downloads")
 
 
 @dataclass
-class Job:
+class QueuedDownload:
     id: int
     repo: str
     quant: str | None = None
@@ -42,7 +42,7 @@ class Job:
         return (self.total - self.done) / self.speed if self.speed > 0 and self.total else None
 
 
-Listener = Callable[[Job], None]
+Listener = Callable[[QueuedDownload], None]
 
 
 class DownloadQueue:
@@ -51,47 +51,49 @@ class DownloadQueue:
     ) -> None:
         self.hub, self.connect, self.models_dir = hub, connect, models_dir
         self.max_parallel = max(1, max_parallel)
-        self.jobs: list[Job] = []
+        self.jobs: list[QueuedDownload] = []
         self.listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._next_id = 1
         self._threads: list[threading.Thread] = []
 
-    def _emit(self, job: Job) -> None:
+    def _emit(self, job: QueuedDownload) -> None:
         for listener in list(self.listeners):
             listener(job)
 
-    def add(self, repo: str, quant: str | None = None, filename: str | None = None, pattern: str | None = None) -> Job:
+    def add(
+        self, repo: str, quant: str | None = None, filename: str | None = None, pattern: str | None = None
+    ) -> QueuedDownload:
         with self._lock:
-            job = Job(self._next_id, repo, quant, filename, pattern)
+            job = QueuedDownload(self._next_id, repo, quant, filename, pattern)
             self._next_id += 1
             self.jobs.append(job)
         self._emit(job)
         self._schedule()
         return job
 
-    def pause(self, job: Job) -> None:
+    def pause(self, job: QueuedDownload) -> None:
         if job.state in ("running", "queued"):
             job._stop.set()
             if job.state == "queued":
                 job.state = "paused"
                 self._emit(job)
 
-    def resume(self, job: Job) -> None:
+    def resume(self, job: QueuedDownload) -> None:
         if job.state in ("paused", "failed"):
             job._stop.clear()
             job.state, job.message = "queued", ""
             self._emit(job)
             self._schedule()
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: QueuedDownload) -> None:
         """Stop and delete the partial bytes."""
         job._cancel = True
         job._stop.set()
         if job.state != "running":
             self._finish_cancel(job)
 
-    def _finish_cancel(self, job: Job) -> None:
+    def _finish_cancel(self, job: QueuedDownload) -> None:
         job.state, job.message = "cancelled", "Cancelled; partial bytes deleted."
         with contextlib.suppress(LocalopenError):
             for remote in choose_files(self._known_files(job), job.quant, job.filename, job.pattern):
@@ -100,7 +102,7 @@ class DownloadQueue:
                         p.unlink()
         self._emit(job)
 
-    def _known_files(self, job: Job):
+    def _known_files(self, job: QueuedDownload):
         from localopen.core.library import hub_files
 
         conn = self.connect()
@@ -122,7 +124,7 @@ class DownloadQueue:
                     self._threads.append(thread)
                     thread.start()
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: QueuedDownload) -> None:
         self._emit(job)
         conn = self.connect()
         progress_by_file: dict[str, Progress] = {}

@@ -16,24 +16,10 @@ from pathlib import Path
 
 import psutil
 
+from localopen.core import cpu_features
 from localopen.core.bandwidth import measure_bandwidth
 
 log = logging.getLogger("localopen.hardware")
-
-X86_FEATURES = (
-    "sse3",
-    "ssse3",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vnni",
-    "avx_vnni",
-    "amx_int8",
-)
-ARM_FEATURES = ("asimd", "fphp", "asimddp", "sve", "sve2", "i8mm")  # asimd == NEON
 
 
 @dataclass
@@ -106,25 +92,8 @@ def cpu_model() -> str:
 
 
 def simd_features() -> list[str]:
-    """The instruction-set extensions llama.cpp cares about ("illegal instruction" starts here)."""
-    system, machine = platform.system(), platform.machine().lower()
-    if system == "Linux":
-        try:
-            text = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return []
-        flags: set[str] = set()
-        for line in text.splitlines():
-            if line.lower().startswith(("flags", "features")):
-                flags |= set(line.split(":", 1)[1].split())
-                break
-        wanted = ARM_FEATURES if machine in ("aarch64", "arm64") else X86_FEATURES
-        flags |= {"sse3"} if "pni" in flags else set()  # Linux calls SSE3 "pni"
-        found = [f for f in wanted if f in flags]
-        return ["NEON" if f == "asimd" else f.upper() for f in found]
-    if system == "Darwin" and machine == "arm64":
-        return ["NEON"] + (["DOTPROD"] if _run(["sysctl", "-n", "hw.optional.arm.FEAT_DotProd"]) == "1" else [])
-    return []
+    """The instruction sets llama.cpp cares about, in ggml's names ("illegal instruction" starts here)."""
+    return cpu_features.read().ordered()
 
 
 def _run(cmd: list[str], timeout: float = 2.0) -> str:

@@ -194,10 +194,6 @@ class Hub:
             )
         return out
 
-    def model_info(self, repo: str) -> dict[str, Any]:
-        """model_info as JSON-like data (for provisional grades of repos outside the catalog)."""
-        return _info_dict(self._call(repo, lambda: self._api().model_info(repo, timeout=self.timeout)))
-
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
         sort_key = {
             "downloads": "downloads",

@@ -14,7 +14,6 @@ from typing import Any
 
 from localopen.core.fit import FitVerdict
 
-BANDS = ("fluent", "comfortable", "readable", "too slow", "does not fit")
 # Before this machine is calibrated: decode speed is well below the bandwidth bound.
 UNCALIBRATED_EFFICIENCY = 0.6
 PROMPT_TOKENS = 512

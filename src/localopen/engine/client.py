@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
+from localopen.engine.errors import EngineDied, EngineError, EngineTimeout, from_wire
 from localopen.engine.protocol import (
     FINAL_EVENTS,
     AnswerOptions,
@@ -30,23 +30,11 @@ from localopen.engine.protocol import (
     SamplingParams,
     Shutdown,
     Token,
-    Unload,
 )
 
 log = logging.getLogger("localopen.engine.client")
 
-
-class EngineError(LocalopenError):
-    """The engine reported a failure in plain words (kind says which: load, context, no_template…)."""
-
-    def __init__(self, message: str, kind: str = "error", details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.details = details or {}
-
-
-class EngineDied(EngineError):
-    """The engine process ended without being asked to (crash, abort, out of memory, killed)."""
+__all__ = ["Engine", "EngineDied", "EngineError", "describe_exit"]
 
 
 def describe_exit(code: int | None) -> str:
@@ -107,10 +95,6 @@ class Engine:
         if not self.alive:
             self.start()
 
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
     def shutdown(self, timeout: float = 5.0) -> None:
         if self.process is None:
             return
@@ -157,16 +141,16 @@ class Engine:
         self.kill()
         log.warning("Engine running %s %s", model, what)
         return EngineDied(
-            f"The engine running {model} {what}. What was received is kept; the engine can be started again.", "died"
+            f"The engine running {model} {what}. What was received is kept; the engine can be started again."
         )
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
-        """Events of the current request until a final one (Loaded, Done, BenchDone, Unloaded);
+        """Events of the current request until a final one (Loaded, Done, BenchDone);
         Error raises EngineError. Events of earlier requests (abandoned after a timeout) are dropped."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.conn is None:
-                raise EngineDied("The engine is not running.", "died")
+                raise EngineDied("The engine is not running.")
             try:
                 ready = self.conn.poll(0.05)
             except (OSError, EOFError) as exc:
@@ -175,7 +159,7 @@ class Engine:
                 if not self.alive:
                     raise self._died()
                 if deadline is not None and time.monotonic() > deadline:
-                    raise EngineError("The engine did not answer in time.", "timeout")
+                    raise EngineTimeout("The engine did not answer in time.")
                 continue
             try:
                 event = self.conn.recv()
@@ -185,7 +169,7 @@ class Engine:
                 log.info("Dropped a late %s of request %s", type(event).__name__, getattr(event, "request_id", "?"))
                 continue
             if isinstance(event, Error):
-                raise EngineError(event.message, event.kind, event.details)
+                raise from_wire(event.message, event.kind, event.details)
             yield event
             if isinstance(event, FINAL_EVENTS):
                 return
@@ -233,9 +217,3 @@ class Engine:
         for event in self.events():
             assert isinstance(event, (BenchProgress, BenchDone))
             yield event
-
-    def unload(self) -> None:
-        self._send(Unload())
-        for _ in self.events(60):
-            pass
-        self.info = None

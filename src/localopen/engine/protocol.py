@@ -86,11 +86,6 @@ class Bench(Request):
 
 
 @dataclass
-class Unload(Request):
-    pass
-
-
-@dataclass
 class Shutdown(Request):
     pass
 
@@ -135,9 +130,4 @@ class Error(Event):
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Unloaded(Event):
-    pass
-
-
-FINAL_EVENTS = (Loaded, Done, BenchDone, Unloaded)
+FINAL_EVENTS = (Loaded, Done, BenchDone)

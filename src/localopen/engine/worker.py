@@ -29,6 +29,14 @@ from localopen.core.library import parts_of, read_part_headers
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.engine import llama_log
 from localopen.engine.bench_runner import run_bench
+from localopen.engine.errors import (
+    ContextTooLongError,
+    EngineError,
+    ModelLoadError,
+    NoTemplateError,
+    TemplateChoice,
+    TemplateError,
+)
 from localopen.engine.protocol import (
     Bench,
     BenchDone,
@@ -42,8 +50,6 @@ from localopen.engine.protocol import (
     Request,
     Shutdown,
     Token,
-    Unload,
-    Unloaded,
 )
 
 log = logging.getLogger("localopen.engine")
@@ -57,13 +63,6 @@ SPECIAL_TOKEN_KEYS = {
     "cls_token": "cls",
     "mask_token": "mask",
 }
-
-
-class EngineFailure(LocalopenError):
-    def __init__(self, message: str, kind: str = "error", **details: Any) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.details = details
 
 
 def peak_rss() -> int | None:
@@ -133,8 +132,8 @@ class Worker:
             self._request_id = getattr(request, "request_id", 0)
             try:
                 self.handle(request)
-            except EngineFailure as exc:
-                self.send(Error(str(exc), exc.kind, exc.details))
+            except EngineError as exc:
+                self.send(Error(str(exc), exc.kind, exc.details()))
             except LocalopenError as exc:
                 self.send(Error(str(exc), "error"))
             except Exception as exc:  # noqa: BLE001 - report, keep serving
@@ -160,11 +159,8 @@ class Worker:
                 r.llama_cpp_version = self.load_info.llama_cpp_version
                 r.build_commit = f"llama-cpp-python {self.load_info.llama_cpp_version}"
             self.send(BenchDone(results, aborted))
-        elif isinstance(request, Unload):
-            self._unload()
-            self.send(Unloaded())
         else:
-            raise EngineFailure(f"Unknown request {type(request).__name__}.")
+            raise EngineError(f"Unknown request {type(request).__name__}.")
 
     # -- load ------------------------------------------------------------------------------------
     def _unload(self) -> None:
@@ -177,7 +173,7 @@ class Worker:
 
     def _require_model(self) -> None:
         if self.llm is None:
-            raise EngineFailure("No model is loaded.", "load")
+            raise ModelLoadError("No model is loaded.")
 
     def _load(self, request: Load) -> LoadInfo:
         import llama_cpp
@@ -190,8 +186,8 @@ class Worker:
         parts = parts_of(path)
         missing = [p.name for p in parts if not p.exists()]
         if missing:
-            raise EngineFailure(
-                f"{path.name} is one part of a split model, and parts are missing: {', '.join(missing)}.", "load"
+            raise ModelLoadError(
+                f"{path.name} is one part of a split model, and parts are missing: {', '.join(missing)}."
             )
         total_bytes = sum(h.tensor_bytes for h in part_headers)
         n_params = sum(h.n_params for h in part_headers)
@@ -205,10 +201,10 @@ class Worker:
         if opts.n_gpu_layers == 0 and estimate.total > available * 0.95:
             fitting = self._largest_context(shape, available * 0.8, opts)
             hint = f" A context of {fitting} tokens would fit." if fitting else ""
-            raise EngineFailure(
+            raise ContextTooLongError(
                 f"A context of {opts.n_ctx} tokens needs about {human_bytes(estimate.total)} for {path.name}; "
                 f"this machine has {human_bytes(available)} available.{hint}",
-                "context",
+                n_ctx=opts.n_ctx,
                 needed=estimate.total,
                 available=available,
                 fitting_ctx=fitting,
@@ -232,7 +228,7 @@ class Worker:
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise EngineFailure(_load_error_message(self.capture.lines, path), "load") from exc
+            raise ModelLoadError(_load_error_message(self.capture.lines, path)) from exc
         load_ms = (time.perf_counter() - start) * 1000
         self.llm, self.header, self.path = llm, header, path
         self._install_abort(llm)
@@ -341,15 +337,11 @@ class Worker:
         try:
             choice = chat_template.choose(header.chat_template, request.template, suggestion)
         except chat_template.NoTemplateError as exc:
-            raise EngineFailure(
-                str(exc),
-                "no_template",
-                options=chat_template.template_options(),
-                suggested=suggestion.name,
-                reason=suggestion.reason,
+            raise NoTemplateError(
+                str(exc), TemplateChoice(chat_template.template_options(), suggestion.name, suggestion.reason)
             ) from exc
         except LocalopenError as exc:
-            raise EngineFailure(str(exc), "template") from exc
+            raise TemplateError(str(exc)) from exc
         traits = chat_template.traits(choice.source)
         options = request.options
         switches = {}
@@ -406,7 +398,7 @@ class Worker:
             self._send_pieces(stream.feed(decoder.decode(b"", final=True)) + stream.finish(), stream, clock)
         except RuntimeError as exc:
             if not self.stop_event.is_set():
-                raise EngineFailure(f"Generation failed: {exc}") from exc
+                raise EngineError(f"Generation failed: {exc}") from exc
             self._clear_cache()  # llama_decode was aborted mid-prompt by the abort callback
         if self.stop_event.is_set():
             finish = "cancelled"
@@ -451,7 +443,7 @@ class Worker:
         try:
             prompt = chat_template.render(choice, messages, info.special_tokens, True, switches)
         except chat_template.TemplateRenderError as exc:
-            raise EngineFailure(str(exc), "template") from exc
+            raise TemplateError(str(exc)) from exc
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
         bos = llm.token_bos()
         if llm._model.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):  # noqa: SLF001
@@ -478,10 +470,11 @@ class Worker:
                 return dropped, tokens, prompt
             removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system" and drop_oldest]
             if not removable:
-                raise EngineFailure(
+                raise ContextTooLongError(
                     f"The message is too long for the context: {len(tokens)} tokens, and the context holds "
                     f"{n_ctx} (with room for the answer). Shorten it or load the model with a larger context.",
-                    "context",
+                    prompt_tokens=len(tokens),
+                    n_ctx=n_ctx,
                 )
             del kept[removable[0]]
             dropped += 1

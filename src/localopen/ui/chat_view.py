@@ -40,14 +40,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app.chat import ChatSession, template_messages
+from localopen.app import chat, engine_options
+from localopen.app.chat import ChatSession
 from localopen.core import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.library import list_models, touch
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
-from localopen.engine.client import EngineError
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
+from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
+from localopen.engine.protocol import AnswerOptions, LoadOptions
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, dspin, spin
@@ -128,6 +129,7 @@ class ChatView(QWidget):
         self._expanded: set[int] = set()  # positions of answers whose Thinking section is open
         self._queued_send: list[dict[str, Any]] | None = None
         self._edit_position: int | None = None
+        self._loading = False  # a load is under way: a send waits for it instead of loading again
 
         # -- conversations ---------------------------------------------------------------------
         self.conv_search = QLineEdit(placeholderText="Search chats…")
@@ -319,8 +321,11 @@ class ChatView(QWidget):
             self.model_box.setCurrentIndex(i)
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(
-            n_ctx=self.n_ctx.value(), n_threads=self.threads.value() or None, n_gpu_layers=self.gpu_layers.value()
+        return engine_options.load_options(
+            self.services.ctx.settings,
+            n_ctx=self.n_ctx.value(),
+            n_threads=self.threads.value(),
+            n_gpu_layers=self.gpu_layers.value(),
         )
 
     def load_model(self) -> None:
@@ -331,12 +336,14 @@ class ChatView(QWidget):
         self.notice.hide()
         self.status.setText(f"Loading {Path(path).name}…")
         self.load_button.setEnabled(False)
+        self._loading = True
         options, session = self.load_options(), self.session
         self.runner.submit(
             lambda _emit: session.load(path, options), on_done=self._on_loaded, on_failed=self._on_load_failed
         )
 
     def _on_loaded(self, info: LoadInfo) -> None:
+        self._loading = False
         self.load_button.setEnabled(True)
         touch(self.services.ctx.db, Path(info.path))
         self.services.results_changed.emit()  # a model that failed here before now loads
@@ -370,6 +377,7 @@ class ChatView(QWidget):
         )
 
     def _on_load_failed(self, error: LocalopenError) -> None:
+        self._loading = False
         self._queued_send = None
         self.services.results_changed.emit()  # the verdict now says it does not fit here
         self._on_failed(error)
@@ -425,7 +433,9 @@ class ChatView(QWidget):
             self.select_model(model_path)
         settings = self.settings_dict()
         settings["template"] = None
-        self.conversation = convs.create(self.services.ctx.db, "New chat", self.model_box.currentData(), settings)
+        self.conversation = convs.create(
+            self.services.ctx.db, chat.NEW_CHAT_TITLE, self.model_box.currentData(), settings
+        )
         self.reload_conversations()
         self.render_conversation()
         self.input.setFocus()
@@ -471,25 +481,18 @@ class ChatView(QWidget):
             self.new_chat()
         c = self.conversation
         assert c is not None
-        if self._edit_position is not None:
-            convs.truncate_from(self.services.ctx.db, c.id, self._edit_position)
-            self._edit_position = None
-        history = convs.messages(self.services.ctx.db, c.id)
-        if not history and c.title == "New chat":
-            convs.rename(self.services.ctx.db, c.id, text[:48])
-            c.title = text[:48]
+        title = c.title
+        chat.add_user_turn(self.services.ctx, c, text, self._edit_position)
+        self._edit_position = None
+        if c.title != title:
             self.reload_conversations()
-        convs.add_message(self.services.ctx.db, c.id, "user", text)
         self.input.clear()
         self._request_answer()
 
     def regenerate(self) -> None:
         if self.conversation is None or self.streaming:
             return
-        msgs = convs.messages(self.services.ctx.db, self.conversation.id)
-        if msgs and msgs[-1].role == "assistant":
-            convs.truncate_from(self.services.ctx.db, self.conversation.id, msgs[-1].position)
-        if convs.messages(self.services.ctx.db, self.conversation.id):
+        if chat.drop_last_answer(self.services.ctx, self.conversation.id):
             self._request_answer()
 
     def _request_answer(self) -> None:
@@ -499,6 +502,9 @@ class ChatView(QWidget):
         messages = self._history_messages() or []
         self.render_conversation()
         loaded = self.session.loaded  # the session is the one place that knows which model is loaded
+        if self._loading:  # the load under way answers it when done: never a second load
+            self._queued_send = messages
+            return
         if loaded is None or not self.session.is_loaded(self.model_box.currentData(), self.load_options()):
             self._queued_send = messages
             self.load_model()
@@ -515,7 +521,7 @@ class ChatView(QWidget):
     def _start(self, messages: list[dict[str, Any]]) -> None:
         c = self.conversation
         assert c is not None
-        sampling = SamplingParams(
+        sampling = engine_options.sampling(
             temperature=self.temperature.value(),
             top_p=self.top_p.value(),
             top_k=self.top_k.value(),
@@ -615,12 +621,11 @@ class ChatView(QWidget):
 
     def _on_failed(self, error: LocalopenError) -> None:
         message = str(error)
-        kind = error.kind if isinstance(error, EngineError) else "error"
-        details = error.details if isinstance(error, EngineError) else {}
         self.load_button.setEnabled(True)
-        if kind == "no_template":
+        if isinstance(error, NoTemplateError):
             self._queued_send = self._queued_send or self._history_messages()
-            self._show_template_notice(details.get("options", []), details.get("suggested"), details.get("reason", ""))
+            choice = error.choice
+            self._show_template_notice(choice.options, choice.suggested, choice.reason)
             if self.streaming:
                 self.flush_timer.stop()
                 self.streaming = False
@@ -631,7 +636,7 @@ class ChatView(QWidget):
         if self.streaming:
             self._finish(None, note=f"Interrupted: {message}")
         self.status.setText(f"<span style='color:#c62828'>{html.escape(message)}</span>")
-        if kind in ("died", "load", "context"):
+        if isinstance(error, (EngineDied, ModelLoadError, ContextTooLongError)):
             self.notice_text.setText(f"<b>{html.escape(message)}</b>")
             self.template_box.hide()
             self.reload_button.show()
@@ -641,8 +646,7 @@ class ChatView(QWidget):
     def _history_messages(self) -> list[dict[str, Any]] | None:
         if self.conversation is None:
             return None
-        turns = [(m.role, m.content, m.reasoning) for m in convs.messages(self.services.ctx.db, self.conversation.id)]
-        return template_messages(self.system.toPlainText(), turns)
+        return chat.conversation_messages(self.services.ctx, self.conversation.id, self.system.toPlainText())
 
     # -- rendering ----------------------------------------------------------------------------
     def render_conversation(self) -> None:

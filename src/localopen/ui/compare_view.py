@@ -28,13 +28,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app.benchmark import BENCH_LOAD_CTX, BenchmarkSession, BenchRun, ComparisonRow, compare, history
+from localopen.app import engine_options
+from localopen.app.benchmark import BenchmarkSession, BenchRun, ComparisonRow, compare, history
 from localopen.core import bench_format
 from localopen.core.errors import LocalopenError
 from localopen.core.fit import human_bytes
 from localopen.core.library import list_models
 from localopen.core.records import BenchResult, LoadInfo
-from localopen.engine.protocol import BenchParams, LoadOptions
+from localopen.engine.protocol import BenchParams
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
@@ -59,7 +60,7 @@ class CompareView(QWidget):
         self.n_prompt = spin(0, 16384, 512, "Prompt tokens (pp)")
         self.n_gen = spin(0, 4096, 128, "Generated tokens (tg)")
         self.reps = spin(1, 50, 5, "Repetitions")
-        self.threads = spin(0, 256, 0, "Threads (0 = physical cores)")
+        self.threads = spin(0, 256, services.ctx.settings.n_threads, "Threads (0 = physical cores)")
         self.ngl = spin(-1, 999, services.ctx.settings.n_gpu_layers, "GPU layers")
         self.run_button = button("Run benchmark", "Run the benchmark", self.run)
         self.cancel_button = button("Cancel", "Cancel the benchmark", self.cancel)
@@ -185,14 +186,11 @@ class CompareView(QWidget):
             return
         path = self.queue.pop(0)
         self.progress_text.setText(f"Loading {Path(path).name}…")
-        options = LoadOptions(
-            n_ctx=BENCH_LOAD_CTX, n_threads=self.threads.value() or None, n_gpu_layers=self.ngl.value()
-        )
-        params = BenchParams(
-            n_prompt=self.n_prompt.value(),
-            n_gen=self.n_gen.value(),
-            reps=self.reps.value(),
-            n_threads=self.threads.value() or None,
+        options, params = engine_options.bench_options(
+            self.services.ctx.settings,
+            BenchParams(n_prompt=self.n_prompt.value(), n_gen=self.n_gen.value(), reps=self.reps.value()),
+            n_threads=self.threads.value(),
+            n_gpu_layers=self.ngl.value(),
         )
         bench = self.bench
         self.runner.submit(

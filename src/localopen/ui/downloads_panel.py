@@ -5,13 +5,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from localopen.core.download_queue import Job
+from localopen.core.download_queue import QueuedDownload
 from localopen.core.fit import human_bytes
 from localopen.ui.services import Services
 
 
 class JobRow(QWidget):
-    def __init__(self, services: Services, job: Job) -> None:
+    def __init__(self, services: Services, job: QueuedDownload) -> None:
         super().__init__()
         self.services, self.job = services, job
         self.title = QLabel(job.filename or job.pattern or job.quant or job.repo)
@@ -79,7 +79,7 @@ class DownloadsPanel(QWidget):
         # Worker threads emit; Qt queues the call onto the UI thread.
         services.job_changed.connect(self.on_job, Qt.ConnectionType.QueuedConnection)
 
-    def on_job(self, job: Job) -> None:
+    def on_job(self, job: QueuedDownload) -> None:
         row = self.rows.get(job.id)
         if row is None:
             row = JobRow(self.services, job)

@@ -1,7 +1,7 @@
 """One worker thread per engine owner (the Chat's ChatSession, Compare's BenchmarkSession).
 
 The owner's blocking calls run there in order, so the UI thread never waits on llama.cpp. Each
-call is a Job with its own signals: a view sees the progress, result and failure of the requests
+call is a RunnerTask with its own signals: a view sees the progress, result and failure of the requests
 it made, and nothing of another view's.
 """
 
@@ -20,7 +20,7 @@ log = logging.getLogger("localopen.ui.engine")
 Work = Callable[[Callable[[Any], None]], Any]  # work(emit_progress) -> result
 
 
-class Job(QObject):
+class RunnerTask(QObject):
     """One request. Lives on the UI thread; its callbacks run there."""
 
     progress = Signal(object)
@@ -69,7 +69,7 @@ class _Worker(QObject):
         self.run.connect(self._run)
 
     @Slot(object, object)
-    def _run(self, job: Job, work: Work) -> None:
+    def _run(self, job: RunnerTask, work: Work) -> None:
         try:
             result = work(job.progress.emit)
         except LocalopenError as exc:
@@ -87,7 +87,7 @@ class EngineRunner:
         self.thread.setObjectName(name)
         self._worker = _Worker()
         self._worker.moveToThread(self.thread)
-        self._jobs: list[Job] = []  # kept alive until they finish
+        self._jobs: list[RunnerTask] = []  # kept alive until they finish
         self.thread.start()
 
     def submit(
@@ -96,9 +96,9 @@ class EngineRunner:
         on_progress: Callable[[Any], None] | None = None,
         on_done: Callable[[Any], None] | None = None,
         on_failed: Callable[[LocalopenError], None] | None = None,
-    ) -> Job:
+    ) -> RunnerTask:
         """Queue work(emit_progress) on the runner's thread; the callbacks run on the UI thread."""
-        job = Job(on_progress, on_done, on_failed)
+        job = RunnerTask(on_progress, on_done, on_failed)
         self._jobs = [j for j in self._jobs if not j.finished] + [job]
         self._worker.run.emit(job, work)
         return job
@@ -115,7 +115,7 @@ class EngineRunner:
                 QThread.currentThread().quit()
 
         stop()
-        self._worker.run.emit(Job(None, None, None), close_and_quit)
+        self._worker.run.emit(RunnerTask(None, None, None), close_and_quit)
         if not self.thread.wait(timeout_ms):
             log.warning("Engine thread %s did not end in time: killing its engine", self.thread.objectName())
             kill()

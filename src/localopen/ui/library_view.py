@@ -134,12 +134,6 @@ class LibraryView(QWidget):
         path = items[0].data(Qt.ItemDataRole.UserRole)
         return next((m for m in self.models if str(m.path) == path), None)
 
-    def select_path(self, path: str) -> None:
-        for r in range(self.table.rowCount()):
-            item = self.table.item(r, 0)
-            if item is not None and item.data(Qt.ItemDataRole.UserRole) == path:
-                self.table.selectRow(r)
-
     def _emit(self, signal: SignalInstance) -> None:
         m = self.selected()
         if m is None:

@@ -1,5 +1,5 @@
 """Local server: the OpenAI-compatible API switched on and off, its address, the model it serves,
-and a live log of requests. The serving itself is app/serving.ModelServer behind http_api (the
+and a live log of requests. The serving itself is app/serving.ModelServer behind api/server.py (the
 same as `localopen serve`); this view only starts, stops and renders it."""
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app import engine_options
 from localopen.app.serving import ModelServer, RequestRecord
 from localopen.core.chat_template import template_options
 from localopen.core.errors import LocalopenError
 from localopen.core.library import list_models
-from localopen.engine.protocol import LoadOptions
 from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
@@ -44,7 +44,7 @@ class ServerView(QWidget):
         super().__init__()
         self.services = services
         self.server: ModelServer | None = None
-        self.http: Any = None  # http_api.ServerThread while running
+        self.http: Any = None  # api.server.ServerThread while running
         self._rows: dict[int, int] = {}  # request id -> table row
 
         s = services.ctx.settings
@@ -134,10 +134,16 @@ class ServerView(QWidget):
             self.start()
 
     def start(self) -> None:
-        from localopen.http_api import ApiApp, ServerConfig, ServerThread
+        from localopen.api.server import ApiApp, ServerConfig, ServerThread
 
-        config = ServerConfig(self.host.text().strip() or "127.0.0.1", self.port.value(), self.api_key.text() or None)
-        options = LoadOptions(n_ctx=self.n_ctx.value(), n_gpu_layers=self.gpu_layers.value())
+        settings = self.services.ctx.settings
+        config = ServerConfig(
+            self.host.text().strip() or "127.0.0.1",
+            self.port.value(),
+            self.api_key.text() or None,
+            allowed_hosts=tuple(settings.allowed_hosts),
+        )
+        options = engine_options.load_options(settings, n_ctx=self.n_ctx.value(), n_gpu_layers=self.gpu_layers.value())
         default = self.model_box.currentData() or None
         try:
             config.check()

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from localopen.app import library
 from localopen.app.context import AppContext
 from localopen.app.settings import Settings
-from localopen.core.download_queue import DownloadQueue, Job
+from localopen.core.download_queue import DownloadQueue, QueuedDownload
 from localopen.core.hardware import HardwareProfile
 from localopen.core.storage import connect
 from localopen.ui.background import run_in_background
@@ -20,7 +20,7 @@ log = logging.getLogger("localopen.ui")
 
 class Services(QObject):
     profile_ready = Signal(object)  # always emitted on the UI thread
-    job_changed = Signal(object)  # a download Job, from a worker thread: connect with queued connections
+    job_changed = Signal(object)  # a QueuedDownload, from a worker thread: connect with queued connections
     settings_changed = Signal()
     library_changed = Signal()
     results_changed = Signal()
@@ -63,7 +63,7 @@ class Services(QObject):
         run_in_background(lambda: library.scan(self.ctx), done, name="library-scan")
 
     @Slot(object)
-    def _on_job(self, job: Job) -> None:
+    def _on_job(self, job: QueuedDownload) -> None:
         if job.state == "done":
             self.ctx.refresh_catalog()  # the download cached the Hub's exact sizes
             self.library_changed.emit()

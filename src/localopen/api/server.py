@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from localopen.app.serving import LOOPBACK, MAX_TOKENS, ApiCall, Job, ModelServer, ServingError
+from localopen.api.guard import RequestGuard
+from localopen.app.serving import LOOPBACK, MAX_TOKENS, ApiCall, ModelServer, ServerRequest, ServingError
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
@@ -42,6 +43,7 @@ class ServerConfig:
     port: int = 8080
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()  # none: no CORS headers (browsers on other origins are refused)
+    allowed_hosts: tuple[str, ...] = ()  # names beyond loopback and the bound address a Host may give (api/guard.py)
 
     def check(self) -> None:
         """Safe defaults: beyond this machine only with a key."""
@@ -211,12 +213,34 @@ def _disconnected(request: Request) -> asyncio.Future[None]:
     return asyncio.ensure_future(wait())
 
 
+async def _next_piece(pieces: asyncio.Queue[AnswerPiece | None], gone: asyncio.Future[None]) -> AnswerPiece | None:
+    """The answer's next piece (None at its end); _ClientGone as soon as the client has left."""
+    if gone.done():  # checked first: while tokens flood in, a piece is always ready
+        raise _ClientGone
+    if not pieces.empty():
+        return pieces.get_nowait()
+    get = asyncio.ensure_future(pieces.get())
+    either: set[asyncio.Future[Any]] = {get, gone}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if not get.done():
+        get.cancel()
+        raise _ClientGone
+    return get.result()
+
+
 class ApiApp:
     """The Starlette application around one ModelServer."""
 
     def __init__(self, server: ModelServer, config: ServerConfig) -> None:
         self.server, self.config = server, config
-        middleware = []
+        middleware = [
+            Middleware(
+                RequestGuard,
+                bound_host=config.host,
+                allowed_hosts=config.allowed_hosts,
+                allowed_origins=config.cors_origins,
+            )
+        ]
         if config.cors_origins:
             middleware.append(
                 Middleware(
@@ -317,19 +341,53 @@ class ApiApp:
             job = await asyncio.to_thread(self.server.submit, call, on_piece, on_done)
         except ServingError as exc:
             return error_response(str(exc), exc.status, exc.kind, exc.code)
+        gone = _disconnected(request)
+        try:
+            # The status line waits for the first piece: a request that fails before it (the model
+            # cannot load, the prompt is too long) gets an HTTP error status, not a 200 stream.
+            first = await _next_piece(pieces, gone)
+        except BaseException as exc:  # the client left (or the task was cancelled): free the server
+            gone.cancel()
+            self.server.cancel(job)
+            if not isinstance(exc, _ClientGone):
+                raise
+            log.info("Request %s: the client went away before its answer began", job.record.id)
+            return Response(status_code=499)
+        if first is None and job.error is not None:
+            gone.cancel()
+            return error_response(str(job.error), job.error.status, job.error.kind, job.error.code)
         if stream:
             return StreamingResponse(
-                self._events(job, pieces, include_usage, _disconnected(request)),
+                self._events(job, first, pieces, include_usage, gone),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return await self._whole(job, pieces)
+        return await self._whole(job, first, pieces, gone)
 
-    async def _whole(self, job: Job, pieces: asyncio.Queue[AnswerPiece | None]) -> Response:
+    async def _whole(
+        self,
+        job: ServerRequest,
+        first: AnswerPiece | None,
+        pieces: asyncio.Queue[AnswerPiece | None],
+        gone: asyncio.Future[None],
+    ) -> Response:
+        """One JSON body. A client that leaves before it is written frees the server at once: its
+        answer stops within one token, as a streamed one does."""
         content: list[str] = []
         reasoning: list[str] = []
-        while (piece := await pieces.get()) is not None:
-            (reasoning if piece.reasoning else content).append(piece.text)
+        piece = first
+        try:
+            while piece is not None:
+                (reasoning if piece.reasoning else content).append(piece.text)
+                piece = await _next_piece(pieces, gone)
+        except BaseException as exc:  # the client left (or the task was cancelled): free the server
+            self.server.cancel(job)
+            if not isinstance(exc, _ClientGone):
+                raise
+            log.info("Request %s: the client went away; its answer stops", job.record.id)
+            return Response(status_code=499)
+        finally:
+            gone.cancel()
         if job.error is not None:
             return error_response(str(job.error), job.error.status, job.error.kind, job.error.code)
         assert job.stats is not None and job.model is not None
@@ -348,7 +406,8 @@ class ApiApp:
 
     async def _events(
         self,
-        job: Job,
+        job: ServerRequest,
+        first: AnswerPiece | None,
         pieces: asyncio.Queue[AnswerPiece | None],
         include_usage: bool,
         gone: asyncio.Future[None],
@@ -368,29 +427,18 @@ class ApiApp:
         def chunk(choice: dict[str, Any] | None, **extra: Any) -> str:
             return f"data: {json.dumps(base | {'choices': [choice] if choice else []} | extra)}\n\n"
 
-        async def next_piece() -> AnswerPiece | None:
-            if gone.done():  # checked first: while tokens flood in, a piece is always ready
-                raise _ClientGone
-            if not pieces.empty():
-                return pieces.get_nowait()
-            get = asyncio.ensure_future(pieces.get())
-            either: set[asyncio.Future[Any]] = {get, gone}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if not get.done():
-                get.cancel()
-                raise _ClientGone
-            return get.result()
-
         finished = False
         try:
             if not raw:
                 yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
-            while (piece := await next_piece()) is not None:
+            piece = first
+            while piece is not None:
                 if raw:
                     yield chunk({"index": 0, "text": piece.text, "finish_reason": None})
                 else:
                     key = "reasoning_content" if piece.reasoning else "content"
                     yield chunk({"index": 0, "delta": {key: piece.text}, "finish_reason": None})
+                piece = await _next_piece(pieces, gone)
             finished = True
             if job.error is not None:
                 error = {"message": str(job.error), "type": job.error.kind, "code": job.error.code}

@@ -1,0 +1,131 @@
+"""The engine's failures, typed: the worker raises them, the protocol carries them by kind, and the
+client raises the same class again, so every caller catches by type (never by comparing strings)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from localopen.core.errors import LocalopenError
+
+
+class EngineError(LocalopenError):
+    """The engine reported a failure in plain words."""
+
+    kind: ClassVar[str] = "error"  # its name on the wire (protocol.Error.kind)
+
+    def details(self) -> dict[str, Any]:
+        """What travels beside the message (a subclass's own fields)."""
+        return {}
+
+
+class ModelLoadError(EngineError):
+    """llama.cpp could not load the file, or no model is loaded."""
+
+    kind = "load"
+
+
+class ContextTooLongError(EngineError):
+    """The model does not fit at this context, or a conversation is too long for the context."""
+
+    kind = "context"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        n_ctx: int | None = None,
+        needed: int | None = None,
+        available: int | None = None,
+        fitting_ctx: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.prompt_tokens, self.n_ctx = prompt_tokens, n_ctx  # a too-long conversation
+        self.needed, self.available, self.fitting_ctx = needed, available, fitting_ctx  # memory at this context
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "n_ctx": self.n_ctx,
+            "needed": self.needed,
+            "available": self.available,
+            "fitting_ctx": self.fitting_ctx,
+        }
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    """What a person can pick for a model without a chat template: the known templates and a suggestion."""
+
+    options: list[str] = field(default_factory=list)
+    suggested: str | None = None
+    reason: str = ""
+
+
+class NoTemplateError(EngineError):
+    """The model's file has no chat template and none was chosen (never guessed silently)."""
+
+    kind = "no_template"
+
+    def __init__(self, message: str, choice: TemplateChoice | None = None) -> None:
+        super().__init__(message)
+        self.choice = choice or TemplateChoice()
+
+    def details(self) -> dict[str, Any]:
+        return asdict(self.choice)
+
+
+class TemplateError(EngineError):
+    """The chat template failed to render (a template bug, or a conversation it refuses)."""
+
+    kind = "template"
+
+
+class EngineDied(EngineError):
+    """The engine process ended without being asked to (crash, abort, out of memory, killed)."""
+
+    kind = "died"
+
+
+class EngineTimeout(EngineError):
+    """The engine did not answer in time."""
+
+    kind = "timeout"
+
+
+class EngineUnavailable(EngineError):
+    """llama.cpp cannot be loaded in the engine process (a missing system library, a broken install)."""
+
+    kind = "unavailable"
+
+
+_BY_KIND: dict[str, type[EngineError]] = {
+    cls.kind: cls
+    for cls in (
+        EngineError,
+        ModelLoadError,
+        ContextTooLongError,
+        NoTemplateError,
+        TemplateError,
+        EngineDied,
+        EngineTimeout,
+        EngineUnavailable,
+    )
+}
+
+
+def from_wire(message: str, kind: str, details: dict[str, Any]) -> EngineError:
+    """The typed error a worker's Error event stands for (an unknown kind is a plain EngineError)."""
+    cls = _BY_KIND.get(kind, EngineError)
+    if cls is ContextTooLongError:
+        known = ("prompt_tokens", "n_ctx", "needed", "available", "fitting_ctx")
+        return ContextTooLongError(message, **{k: details.get(k) for k in known})
+    if cls is NoTemplateError:
+        return NoTemplateError(
+            message,
+            TemplateChoice(
+                list(details.get("options") or []), details.get("suggested"), str(details.get("reason") or "")
+            ),
+        )
+    return cls(message)

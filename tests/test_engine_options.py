@@ -1,0 +1,69 @@
+"""Settings reach every face: one place turns settings and a command's flags into engine options,
+and `localopen settings` shows and sets what the app's settings dialog does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localopen import engine_cli
+from localopen.app import engine_options
+from localopen.app.context import AppContext
+from localopen.app.settings import SettingError, Settings
+from localopen.cli import build_parser, run_cli
+
+
+def _args(*argv: str):  # type: ignore[no-untyped-def]
+    return build_parser().parse_args(list(argv))
+
+
+def test_a_setting_changed_with_localopen_settings_reaches_chat_serve_and_bench(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(["settings", "n_ctx", "1536"]) == 0
+    assert run_cli(["settings", "n_threads", "3"]) == 0
+    assert run_cli(["settings", "n_gpu_layers", "-1"]) == 0
+    capsys.readouterr()
+    ctx = AppContext()
+    for command in ("chat", "serve"):
+        options = engine_cli._load_options(ctx, _args(command, "some-model"))
+        assert (options.n_ctx, options.n_threads, options.n_gpu_layers) == (1536, 3, -1), command
+    load, params = engine_cli._bench_options(ctx, _args("bench", "some-model"))
+    assert (load.n_threads, load.n_gpu_layers, params.n_threads) == (3, -1, 3)
+    assert load.n_ctx == engine_options.BENCH_LOAD_CTX  # a benchmark sizes its own context
+    # A flag still wins over the setting.
+    options = engine_cli._load_options(ctx, _args("chat", "m", "--ctx", "512", "--ngl", "0", "-t", "0"))
+    assert (options.n_ctx, options.n_threads, options.n_gpu_layers) == (512, None, 0)
+
+
+def test_sampling_defaults_live_in_one_place() -> None:
+    sampling = engine_cli._sampling(_args("chat", "m"))
+    assert sampling == engine_options.sampling() == type(sampling)()
+    assert engine_cli._sampling(_args("chat", "m", "--temperature", "0", "--stop", "X")).stop == ["X"]
+
+
+def test_settings_show_set_and_unset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["settings", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {"n_ctx", "models_dir", "offline", "allowed_hosts", "thresholds.readable_tps"} <= set(shown)
+    assert run_cli(["settings", "thresholds.readable_tps", "7.5"]) == 0
+    assert run_cli(["settings", "allowed_hosts", "box.lan, other.lan"]) == 0
+    assert run_cli(["settings", "offline", "yes"]) == 0
+    capsys.readouterr()
+    settings = AppContext().settings
+    assert settings.thresholds.readable_tps == 7.5 and settings.allowed_hosts == ["box.lan", "other.lan"]
+    assert settings.offline is True
+    assert run_cli(["settings", "allowed_hosts"]) == 0
+    assert capsys.readouterr().out.strip() == "box.lan,other.lan"
+    assert run_cli(["settings", "--unset", "offline"]) == 0
+    assert AppContext().settings.offline is False
+
+
+def test_a_wrong_setting_is_one_plain_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["settings", "n_ctxx", "5"]) == 1
+    assert "No setting 'n_ctxx'" in capsys.readouterr().err
+    assert run_cli(["settings", "n_ctx", "lots"]) == 1
+    assert "whole number" in capsys.readouterr().err
+    with pytest.raises(SettingError):
+        Settings().with_value("offline", "perhaps")
