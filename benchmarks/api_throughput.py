@@ -46,8 +46,8 @@ def main() -> int:
     from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
     from localopen.app.serving import ModelServer, RequestRecord
-    from localopen.core.library import import_file
     from localopen.core.records import AnswerPiece
+    from localopen.core.store.library_db import import_file
     from localopen.engine.protocol import LoadOptions, SamplingParams
 
     if args.model:

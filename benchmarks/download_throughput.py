@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> int:
-    from localopen.core.downloader import download, resolve_url
-    from localopen.core.hub import RemoteFile
+    from localopen.core.hub.client import RemoteFile
+    from localopen.core.hub.downloader import download, resolve_url
 
     from fake_hub import FakeHub, Repo
 

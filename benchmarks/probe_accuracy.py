@@ -35,10 +35,10 @@ from localopen.app import calibration as calibrations
 from localopen.app.benchmark import BenchmarkSession
 from localopen.app.context import AppContext
 from localopen.app.probe import probe_params
-from localopen.core import verdict as verdicts
-from localopen.core.gguf_header import read_header
-from localopen.core.model_fit import file_features
-from localopen.core.model_shapes import DenseShape, write_shape
+from localopen.core.estimate import verdict as verdicts
+from localopen.core.estimate.inputs import file_features
+from localopen.core.gguf.header import read_header
+from localopen.core.gguf.shapes import DenseShape, write_shape
 from localopen.engine.client import Engine
 from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
 

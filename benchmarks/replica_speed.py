@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from localopen.core.gguf_header import read_header
+from localopen.core.gguf.header import read_header
 from localopen.engine.client import Engine
 from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
 

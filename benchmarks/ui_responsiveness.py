@@ -37,7 +37,7 @@ def main() -> int:
 
     app = QApplication(sys.argv)
     app.setOrganizationName("localopen-bench")
-    from localopen.core.library import import_file
+    from localopen.core.store.library_db import import_file
     from localopen.ui.main_window import MainWindow
     from localopen.ui.services import Services
 

@@ -6,7 +6,7 @@ from itertools import combinations
 
 import pytest
 
-from localopen.core.answer_stream import AnswerStream
+from localopen.core.chat.answer_stream import AnswerStream
 from localopen.core.records import AnswerPiece as Piece
 
 

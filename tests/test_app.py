@@ -12,9 +12,9 @@ from cli_helpers import run
 from localopen.app import catalog_rows, library, summary
 from localopen.app.context import AppContext
 from localopen.app.settings import Settings
-from localopen.core.library import import_file
 from localopen.core.paths import app_paths, save_settings
-from localopen.core.usability import record_load_failure
+from localopen.core.store.library_db import import_file
+from localopen.core.store.measurements import record_load_failure
 
 
 def test_settings_are_typed_and_a_bad_value_falls_back(caplog: pytest.LogCaptureFixture) -> None:
@@ -94,13 +94,13 @@ def test_summary_is_the_same_page_in_the_cli_and_the_app() -> None:
 def test_an_unexpected_error_is_one_line_and_the_traceback_goes_to_the_log(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from localopen import cli
+    from localopen.cli import catalog_commands, main
 
     def broken(_ctx: AppContext, _args: object) -> int:
         raise RuntimeError("something nobody expected")
 
-    monkeypatch.setattr(cli, "cmd_hw", broken)  # a bug in a command, as the CLI would meet it
-    assert cli.run_cli(["hw"]) == 1
+    monkeypatch.setattr(catalog_commands, "cmd_hw", broken)  # a bug in a command, as the CLI would meet it
+    assert main.run_cli(["hw"]) == 1
     err = capsys.readouterr().err
     log_file = app_paths().logs / "localopen.log"
     assert err.count("\n") == 1 and "something nobody expected" in err and str(log_file) in err

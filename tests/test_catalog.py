@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from localopen.core.catalog import CatalogError, load_catalog
+from localopen.core.openness.catalog import CatalogError, load_catalog
 
 
 def test_catalog_loads_with_every_grade() -> None:
@@ -86,7 +86,7 @@ def test_unreadable_catalog(tmp_path: Path) -> None:
 
 def test_a_quantization_pattern_matches_only_that_quantization() -> None:
     """*Q6_K*.gguf used to take Q6_K_L's size (listed first), and *F16* took BF16's."""
-    from localopen.core.catalog import load_catalog
+    from localopen.core.openness.catalog import load_catalog
 
     repo = "bartowski/OLMo-2-1124-13B-Instruct-GGUF"
     files = [
@@ -99,7 +99,7 @@ def test_a_quantization_pattern_matches_only_that_quantization() -> None:
 
 
 def test_non_commercial_creative_commons_licences_carry_their_flags() -> None:
-    from localopen.core.catalog import load_catalog
+    from localopen.core.openness.catalog import load_catalog
 
     command_r = load_catalog().get("command-r7b-12-2024")
     assert command_r.grade.letter == "E" and "noncommercial" in command_r.grade.flags
@@ -112,8 +112,8 @@ def test_catalog_audit_guards() -> None:
     it was read for, every lineage stays within OPENNESS.md's four hops with a licence on each (a hop called the
     root, trained from scratch, is the last and says where that was read),
     and every model has the architecture block the fit estimate needs."""
-    from localopen.core.catalog import ARCH_FIELDS, load_catalog
-    from localopen.core.quant import estimate_file_bytes
+    from localopen.core.gguf.quant import estimate_file_bytes
+    from localopen.core.openness.catalog import ARCH_FIELDS, load_catalog
 
     problems = []
     for m in load_catalog().models:
@@ -155,7 +155,7 @@ def test_catalog_audit_guards() -> None:
 
 def test_gemma3_sliding_window_layers_follow_the_every_sixth_rule() -> None:
     """The catalog's count must agree with the rule the GGUF path applies to Gemma 3 headers."""
-    from localopen.core.catalog import load_catalog
+    from localopen.core.openness.catalog import load_catalog
 
     for m in load_catalog().models:
         arch = m.arch or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from localopen.app import chat
 from localopen.app.context import AppContext
-from localopen.core import conversations as convs
+from localopen.core.chat import conversations as convs
 
 
 def test_the_first_message_names_the_chat_and_an_edit_drops_what_followed() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from localopen.core import chat_template as ct
+from localopen.core.chat import template as ct
 
 TEMPLATES = sorted((Path(__file__).parent / "data" / "chat_templates").glob("*.jinja"))
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}

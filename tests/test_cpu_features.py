@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from localopen.core import cpu_features
-from localopen.core.cpu_features import CpuFeatures, build_features, from_cpuinfo, missing
+from localopen.core.machine import cpu_features
+from localopen.core.machine.cpu_features import CpuFeatures, build_features, from_cpuinfo, missing
 
 CPUINFO = Path(__file__).parent / "data" / "cpuinfo"
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import exe
-from localopen.core import downloader
-from localopen.core.downloader import ChecksumError, DiskSpaceError, DownloadError, download
-from localopen.core.hub import GatedError, Hub, NotFoundError, OfflineError, RemoteFile
-from localopen.core.library import find, import_file, list_models, remove, verify
+from localopen.app.pull import choose_files, pull
+from localopen.core.hub import downloader
+from localopen.core.hub.client import GatedError, Hub, NotFoundError, OfflineError, RemoteFile
+from localopen.core.hub.downloader import ChecksumError, DiskSpaceError, DownloadError, download
 from localopen.core.paths import app_paths
-from localopen.core.pull import choose_files, pull
-from localopen.core.storage import connect
+from localopen.core.store.db import connect
+from localopen.core.store.library_db import find, import_file, list_models, remove, verify
 
 from fake_hub import FakeHub, Repo
 
@@ -268,8 +268,8 @@ def test_cli_import_rejects_non_gguf(tmp_path: Path) -> None:
 
 
 def test_catalog_uses_exact_sizes_once_known(hub: FakeHub, tmp_path: Path) -> None:
-    from localopen.core.catalog import load_catalog
-    from localopen.core.library import cached_files_by_repo, record_hub_files
+    from localopen.core.openness.catalog import load_catalog
+    from localopen.core.store.library_db import cached_files_by_repo, record_hub_files
 
     conn = connect(app_paths().database)
     record_hub_files(
@@ -286,7 +286,7 @@ def test_catalog_uses_exact_sizes_once_known(hub: FakeHub, tmp_path: Path) -> No
 
 
 def test_queue_runs_a_few_at_a_time_with_pause_resume_cancel(hub: FakeHub, tmp_path: Path) -> None:
-    from localopen.core.download_queue import DownloadQueue
+    from localopen.app.download_queue import DownloadQueue
 
     hub.bytes_per_second = 1024 * 1024
     db = app_paths().database

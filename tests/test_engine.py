@@ -307,7 +307,7 @@ def test_gpu_offload_when_available(tiny_gguf: Path) -> None:
     """Runs only where llama-cpp-python was built with a GPU backend and a GPU is present."""
     import llama_cpp
 
-    from localopen.core.hardware import detect_gpus
+    from localopen.core.machine.hardware import detect_gpus
 
     if not (llama_cpp.llama_supports_gpu_offload() and detect_gpus()):
         pytest.skip("no GPU build of llama.cpp, or no GPU")

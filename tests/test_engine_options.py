@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from localopen import engine_cli
 from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, Settings
-from localopen.cli import build_parser, run_cli
+from localopen.cli import engine_commands as engine_cli
+from localopen.cli.main import build_parser, run_cli
 
 
 def _args(*argv: str):  # type: ignore[no-untyped-def]

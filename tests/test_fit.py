@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from localopen.core.fit import GiB, ModelShape, estimate_memory, fit_verdict
-from localopen.core.gguf_header import read_header
-from localopen.core.hardware import GPU, HardwareProfile
+from localopen.core.estimate.memory import GiB, ModelShape, estimate_memory, fit_verdict
+from localopen.core.gguf.header import read_header
+from localopen.core.machine.hardware import GPU, HardwareProfile
 
 
 def _llama_report(path: Path, n_ctx: int):
@@ -139,8 +139,8 @@ def test_gemma4_kv_cache_follows_llama_cpps_shared_and_sliding_layers(tmp_path: 
     """Gemma 4 E2B: llama.cpp keeps a KV cache for the first 35 - 20 = 15 layers only
     (n_layer_kv_from_start); 12 of them slide over 512 tokens with 256-wide heads, 3 are global
     with 512-wide heads. The header and the catalog's architecture block must both say so."""
-    from localopen.core.catalog import load_catalog
-    from localopen.core.model_fit import catalog_shape
+    from localopen.core.estimate.inputs import catalog_shape
+    from localopen.core.openness.catalog import load_catalog
 
     n_ctx = 8192
     swa_cells = 1024  # the window plus one micro-batch, padded to 256

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from localopen.core.gguf_header import GGUFError, GGUFHeader, read_header
-from localopen.core.model_shapes import DenseShape, write_shape
+from localopen.core.gguf.header import GGUFError, GGUFHeader, read_header
+from localopen.core.gguf.shapes import DenseShape, write_shape
 
 from tiny_gguf import N_VOCAB, expected_params
 
@@ -108,7 +108,7 @@ def test_block_sizes_are_ggmls() -> None:
     """Where tensor data ends depends on these: they must be ggml's (the gguf package's table)."""
     from gguf.constants import GGML_QUANT_SIZES
 
-    from localopen.core.gguf_header import TENSOR_BLOCKS
+    from localopen.core.gguf.header import TENSOR_BLOCKS
 
     known = {t.value: size for t, size in GGML_QUANT_SIZES.items()}
     assert {k: known[k] for k in TENSOR_BLOCKS} == TENSOR_BLOCKS
@@ -117,7 +117,7 @@ def test_block_sizes_are_ggmls() -> None:
 def test_intact_header_with_tensor_data_cut_short_is_truncated(
     tmp_path: Path, tiny_gguf: Path, gemma_path: Path
 ) -> None:
-    from localopen.core.gguf_header import GGUFTruncatedError
+    from localopen.core.gguf.header import GGUFTruncatedError
 
     data = tiny_gguf.read_bytes()
     header_end = read_header(tiny_gguf).tensor_data_offset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from localopen.core.hardware import llama_backends, read_profile
+from localopen.core.machine.hardware import llama_backends, read_profile
 
 
 def test_profile_reads_this_machine(tmp_path: Path) -> None:

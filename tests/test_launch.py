@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.core.system_libraries import install_advice
+from localopen.core.machine.system_libraries import install_advice
 from localopen.ui.platform_check import xcb_plugin
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 platform plugin is Linux's")
@@ -81,7 +81,7 @@ def _debian_packages_the_plugin_needs() -> set[str]:
     """Every Debian package behind a system library the installed xcb plugin loads (ldd, resolved)."""
     import subprocess
 
-    from localopen.core.system_libraries import PACKAGES
+    from localopen.core.machine.system_libraries import PACKAGES
 
     plugin = xcb_plugin()
     assert plugin is not None

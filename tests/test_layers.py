@@ -1,4 +1,5 @@
-"""The layers: core/ and app/ import neither Qt nor llama_cpp, and nothing below ui/ imports it."""
+"""The layers, walked recursively: imports point down (core < engine < app < api < cli, ui), each
+third-party stack stays in its layer, and no face computes a product fact."""
 
 from __future__ import annotations
 
@@ -8,31 +9,40 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import localopen
 import localopen.app
 import localopen.core
 
 SRC = Path(localopen.__file__).parent
+ENTRY_POINTS = {"__main__.py", "selftest.py"}  # above every layer: they start the app or check an install
+
+# What each layer may import of localopen (itself included). Faces: api/ (HTTP), cli/ (terminal),
+# ui/ (Qt); the terminal and the app may start the HTTP face, nothing imports a terminal command.
+ALLOWED = {
+    "core": {"core"},
+    "engine": {"core", "engine"},
+    "app": {"core", "engine", "app"},
+    "api": {"core", "engine", "app", "api"},
+    "cli": {"core", "engine", "app", "api", "cli"},
+    "ui": {"core", "engine", "app", "api", "ui"},
+}
+# Third-party stacks that belong to one layer.
+STACKS = {"PySide6": "ui", "llama_cpp": "engine", "starlette": "api", "uvicorn": "api"}
 
 
 def _modules(package) -> list[str]:
-    return [f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+    """Every module of a package, subpackages included."""
+    return [m.name for m in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
 
 
-def test_core_and_app_import_without_qt_or_llama_cpp() -> None:
-    modules = _modules(localopen.core) + _modules(localopen.app)
-    assert len(modules) >= 20
-    code = (
-        "import sys\n"
-        "for banned in ('PySide6', 'llama_cpp', 'huggingface_hub', 'numpy'):\n"
-        "    sys.modules[banned] = None  # any import of these now fails\n"
-        f"for name in {modules!r}:\n"
-        "    __import__(name)\n"
-        "print('ok')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+def _layer(path: Path) -> str:
+    return path.relative_to(SRC).parts[0]
+
+
+def _sources() -> list[Path]:
+    return [p for p in SRC.rglob("*.py") if p.name not in ENTRY_POINTS and p.parent != SRC]
 
 
 def _imports(path: Path) -> set[str]:
@@ -46,23 +56,49 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-ENTRY_POINTS = {"__main__.py", "selftest.py"}  # above every layer: they start the app or check an install
+def test_every_module_belongs_to_a_layer() -> None:
+    top = {p.name for p in SRC.glob("*.py")} - {"__init__.py"}
+    assert top == ENTRY_POINTS, "a module outside every layer: put it in one"
+    assert {_layer(p) for p in _sources()} <= set(ALLOWED) | {"resources"}
 
 
-def test_nothing_below_the_ui_imports_it_and_only_the_engine_imports_llama_cpp() -> None:
-    below_ui = [p for p in SRC.rglob("*.py") if "ui" not in p.relative_to(SRC).parts and p.name not in ENTRY_POINTS]
-    assert any(p.name == "cli.py" for p in below_ui) and any(p.parent.name == "engine" for p in below_ui)
+def test_core_and_app_import_without_qt_or_llama_cpp() -> None:
+    modules = _modules(localopen.core) + _modules(localopen.app)
+    assert any(".core.chat." in m for m in modules), "subpackages are walked"
+    code = (
+        "import sys\n"
+        "for banned in ('PySide6', 'llama_cpp', 'huggingface_hub', 'numpy'):\n"
+        "    sys.modules[banned] = None  # any import of these now fails\n"
+        f"for name in {modules!r}:\n"
+        "    __import__(name)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_imports_point_down(layer: str) -> None:
+    files = [p for p in _sources() if _layer(p) == layer]
+    assert files, layer
     offenders = []
-    for path in below_ui:
-        rel = path.relative_to(SRC)
+    for path in files:
         for name in _imports(path):
-            if name.startswith(("localopen.ui", "PySide6")):
-                offenders.append(f"{rel} imports {name}")
-            if name.startswith("llama_cpp") and rel.parts[0] != "engine":
-                offenders.append(f"{rel} imports {name}")
-            if name.startswith(("starlette", "uvicorn")) and rel.parts[0] != "api":
-                offenders.append(f"{rel} imports {name} (the HTTP stack belongs to api/)")
+            parts = name.split(".")
+            if parts[0] == "localopen" and len(parts) > 1 and parts[1] in ALLOWED and parts[1] not in ALLOWED[layer]:
+                offenders.append(f"{path.relative_to(SRC)} imports {name}")
+            owner = STACKS.get(parts[0])
+            if owner is not None and owner != layer:
+                offenders.append(f"{path.relative_to(SRC)} imports {name} (that belongs to {owner}/)")
     assert offenders == []
+
+
+def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
+    """The walk is not vacuous: an upward import in a nested module is found."""
+    nested = tmp_path / "bad.py"
+    nested.write_text("def f():\n    from localopen.app.context import AppContext\n")
+    assert "localopen.app.context" in _imports(nested)
 
 
 # What computes a product fact (fit, grade, verdict): the application layer calls these, faces never do.
@@ -80,7 +116,7 @@ FACT_FUNCTIONS = {
     "evidence_from_card",
     "evidence_from_header",
 }
-FACT_MODULES = {"localopen.core.model_fit", "localopen.core.usability"}
+FACT_MODULES = {"localopen.core.estimate.inputs", "localopen.core.store.measurements"}
 
 
 def _fact_imports(path: Path) -> list[str]:
@@ -93,7 +129,7 @@ def _fact_imports(path: Path) -> list[str]:
                 if a.name in FACT_FUNCTIONS
                 or node.module in FACT_MODULES
                 or f"{node.module}.{a.name}" in FACT_MODULES
-                or a.name in ("verdict", "usability", "model_fit")
+                or a.name in ("verdict", "measurements", "inputs")  # the module itself, to call its functions
             ]
         elif isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name in FACT_MODULES]
@@ -101,7 +137,8 @@ def _fact_imports(path: Path) -> list[str]:
 
 
 def test_faces_do_not_compute_product_facts() -> None:
-    """Fit, grade and verdict come from the application layer; views and the CLI only show them."""
-    faces = [*(SRC / "ui").glob("*.py"), SRC / "cli.py", SRC / "engine_cli.py", SRC / "library_cli.py"]
-    offenders = [f"{p.name} imports {name}" for p in faces for name in _fact_imports(p)]
+    """Fit, grade and verdict come from the application layer; views, the CLI and the API only show them."""
+    faces = [p for p in _sources() if _layer(p) in ("ui", "cli", "api")] + [SRC / "selftest.py"]
+    assert any(_layer(p) == "cli" for p in faces) and any(_layer(p) == "api" for p in faces)
+    offenders = [f"{p.relative_to(SRC)} imports {name}" for p in faces for name in _fact_imports(p)]
     assert offenders == []

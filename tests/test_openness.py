@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from localopen.core.catalog import load_catalog
-from localopen.core.openness import Evidence, LicenseSource, evidence_from_card, grade
+from localopen.core.openness.catalog import load_catalog
+from localopen.core.openness.grade import Evidence, LicenseSource, evidence_from_card, grade
 
 T3 = {"data_pretrain": "open", "data_posttrain": "open", "training_code": "open", "report": "preprint"}
 
@@ -140,7 +140,7 @@ def test_card_unknown_licence_is_unrated() -> None:
 
 
 def test_creative_commons_nc_and_nd_flags() -> None:
-    from localopen.core.licenses import flags_of
+    from localopen.core.openness.licences import flags_of
 
     assert flags_of("cc-by-nc-4.0") == {"noncommercial"}
     assert flags_of("cc-by-nc-nd-4.0") == {"noncommercial", "no_derivatives"}

@@ -23,15 +23,15 @@ from localopen.app.benchmark import BenchmarkSession
 from localopen.app.catalog_rows import catalog_row, quant_rows
 from localopen.app.context import AppContext
 from localopen.app.probe import ProbeRefused, ProbeSession
-from localopen.core import usability
-from localopen.core.catalog import CatalogModel
-from localopen.core.gguf_header import GGUFIncompleteError, parse_prefix, read_header
-from localopen.core.gguf_writer import GGML_TYPES
-from localopen.core.hub import RemoteFile
-from localopen.core.model_shapes import DenseShape, tensors, write_shape
+from localopen.core.estimate.speed import Calibration, Features, Sample, fit
+from localopen.core.gguf.header import GGUFIncompleteError, parse_prefix, read_header
+from localopen.core.gguf.shapes import DenseShape, tensors, write_shape
+from localopen.core.gguf.writer import GGML_TYPES
+from localopen.core.hub.client import RemoteFile
+from localopen.core.hub.replica import ReplicaError, check_size, fetch_header, supports_sparse, write_replica
+from localopen.core.openness.catalog import CatalogModel
 from localopen.core.records import BenchResult
-from localopen.core.replica import ReplicaError, check_size, fetch_header, supports_sparse, write_replica
-from localopen.core.speed_model import Calibration, Features, Sample, fit
+from localopen.core.store import measurements as usability
 from localopen.engine.client import Engine
 from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
 
@@ -451,8 +451,8 @@ def _result(basis: str, test: str, ts: float, path: str, sha: str, machine: str)
 
 
 def test_measured_beats_probed_beats_predicted(tiny_gguf: Path) -> None:
-    from localopen.core import results as results_db
-    from localopen.core.library import add_downloaded
+    from localopen.core.store import results as results_db
+    from localopen.core.store.library_db import add_downloaded
 
     ctx = _ctx_with_profile()
     model = ctx.catalog.get("smollm2-135m-instruct")
@@ -484,9 +484,9 @@ def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_ggu
     parameter count nothing is guessed."""
     from localopen.app.hub_search import quant_rows as hub_quant_rows
     from localopen.app.hub_search import search_hub
-    from localopen.core import results as results_db
-    from localopen.core.pull import pull
-    from localopen.core.quant import estimate_file_bytes
+    from localopen.app.pull import pull
+    from localopen.core.gguf.quant import estimate_file_bytes
+    from localopen.core.store import results as results_db
 
     data = tiny_gguf.read_bytes()
     files = {"m-Q8_0.gguf": data, "m-Q4_K_M.gguf": data, "m-Q2_K.gguf": data}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localopen.core.storage import MIGRATIONS, StorageError, connect
+from localopen.core.store.db import MIGRATIONS, StorageError, connect
 
 
 def _tables(path: Path) -> set[str]:

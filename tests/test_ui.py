@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QTextBrowser,
 )
 
-from localopen.core import conversations as convs
-from localopen.core.library import import_file, list_models
+from localopen.core.chat import conversations as convs
+from localopen.core.store.library_db import import_file, list_models
 from localopen.ui.main_window import SECTIONS, MainWindow
 from localopen.ui.services import Services
 
@@ -326,7 +326,7 @@ def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, t
     with qtbot.waitSignal(compare.run_finished, timeout=60000):
         compare.run()
     assert compare.table.rowCount() == 1  # the tiny model; the alien one could not load
-    from localopen.core.usability import load_failure
+    from localopen.core.store.measurements import load_failure
 
     assert "alienformer" in load_failure(window.services.ctx.db, str(alien.resolve()), window.services.ctx.machine_id())
 
@@ -540,7 +540,7 @@ def test_first_launch_calibrates_this_machine_in_the_background(window: MainWind
     import dataclasses
 
     from localopen.app import calibration as calibrations
-    from localopen.core.model_shapes import DenseShape
+    from localopen.core.gguf.shapes import DenseShape
     from localopen.engine.protocol import BenchParams
 
     shapes = [

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from localopen.core import usability, verdict
-from localopen.core.fit import FitVerdict, MemoryEstimate
+from localopen.core.estimate import verdict
+from localopen.core.estimate.memory import FitVerdict, MemoryEstimate
+from localopen.core.estimate.verdict import Thresholds, band_for
 from localopen.core.records import BenchResult
-from localopen.core.results import save
-from localopen.core.storage import connect
-from localopen.core.verdict import Thresholds, band_for
+from localopen.core.store import measurements as usability
+from localopen.core.store.db import connect
+from localopen.core.store.results import save
 
 T = Thresholds()
 

@@ -42,7 +42,7 @@ def main() -> int:
     from localopen.app.benchmark import BenchmarkSession
     from localopen.app.context import AppContext
     from localopen.app.probe import ProbeSession
-    from localopen.core.pull import pull
+    from localopen.app.pull import pull
     from localopen.engine.protocol import BenchParams, LoadOptions
 
     ctx = AppContext()

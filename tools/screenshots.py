@@ -39,7 +39,7 @@ def main() -> int:
     app.setOrganizationName("localopen-screenshots")
     app.setApplicationName("localopen")
     QSettings().clear()
-    from localopen.core.library import import_file
+    from localopen.core.store.library_db import import_file
     from localopen.ui.main_window import MainWindow
     from localopen.ui.services import Services
 
@@ -123,7 +123,7 @@ def main() -> int:
     def chat_thinking_done() -> None:
         chat = window.views["Chat"]
         shot("4b-chat-thinking")
-        from localopen.core import conversations as convs
+        from localopen.core.chat import conversations as convs
 
         last = convs.messages(services.ctx.db, chat.conversation.id)[-1]
         chat.toggle_thinking(last.position)

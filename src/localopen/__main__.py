@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         from localopen.ui.app import run_app
 
         return run_app()
-    from localopen.cli import run_cli
+    from localopen.cli.main import run_cli
 
     return run_cli(args)
 

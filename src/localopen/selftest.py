@@ -34,7 +34,7 @@ def run_self_test() -> int:
 
     log_file = setup_logging(app_paths())
     try:
-        from localopen.core.hardware import read_profile
+        from localopen.core.machine.hardware import read_profile
 
         hw = read_profile(Path(home), None, measure=False)
         lines.append(f"cpu: {hw.cpu_model}; features {', '.join(hw.simd) or 'unknown'}")
@@ -57,7 +57,7 @@ def run_self_test() -> int:
 
 
 def _engine_check(lines: list[str]) -> None:
-    from localopen.core import cpu_features
+    from localopen.core.machine import cpu_features
     from localopen.engine.client import Engine
     from localopen.engine.protocol import LoadOptions, SamplingParams
 
@@ -97,7 +97,7 @@ def _server_check(lines: list[str]) -> None:
     from localopen.api.server import ApiApp, ServerConfig, ServerThread
     from localopen.app.context import AppContext
     from localopen.app.serving import ModelServer
-    from localopen.core.library import import_file
+    from localopen.core.store.library_db import import_file
     from localopen.engine.protocol import LoadOptions
 
     with socket.socket() as sock:
@@ -133,7 +133,7 @@ def _desktop_check(lines: list[str]) -> None:
     """Whether a real window could open here: the X11 plugin's system libraries (Linux)."""
     if not sys.platform.startswith("linux"):
         return
-    from localopen.core.system_libraries import install_advice
+    from localopen.core.machine.system_libraries import install_advice
     from localopen.ui.platform_check import missing_libraries, qt_modules, xcb_plugin
 
     plugin = xcb_plugin()

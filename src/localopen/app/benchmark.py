@@ -15,13 +15,13 @@ from pathlib import Path
 
 from localopen.app import library
 from localopen.app.context import AppContext
-from localopen.core import results as results_db
-from localopen.core import verdict as verdicts
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import ModelShape, decode_bound
-from localopen.core.hashing import cached_sha256
-from localopen.core.library import read_part_headers
+from localopen.core.estimate import verdict as verdicts
+from localopen.core.estimate.memory import ModelShape, decode_bound
 from localopen.core.records import BenchResult, LoadInfo
+from localopen.core.store import results as results_db
+from localopen.core.store.hashing import cached_sha256
+from localopen.core.store.library_db import read_part_headers
 from localopen.engine.client import Engine
 from localopen.engine.errors import EngineDied
 from localopen.engine.protocol import BenchDone, BenchParams, BenchProgress, LoadOptions

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf_header import read_header
-from localopen.core.model_fit import file_features
-from localopen.core.model_shapes import DenseShape, write_shape
-from localopen.core.speed_model import Calibration, Sample, fit
+from localopen.core.estimate.inputs import file_features
+from localopen.core.estimate.speed import Calibration, Sample, fit
+from localopen.core.gguf.header import read_header
+from localopen.core.gguf.shapes import DenseShape, write_shape
 from localopen.engine.protocol import BenchParams, LoadOptions
 
 if TYPE_CHECKING:  # reading a calibration must not load the engine client

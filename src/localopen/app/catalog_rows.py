@@ -14,18 +14,18 @@ from pathlib import Path
 from localopen.app import calibration as calibrations
 from localopen.app import library
 from localopen.app.context import AppContext
-from localopen.core import library as core_library
-from localopen.core import usability
-from localopen.core import verdict as verdicts
-from localopen.core.catalog import CatalogModel, Quant
-from localopen.core.fit import FitVerdict
-from localopen.core.gguf_header import GGUFHeader
-from localopen.core.hardware import HardwareProfile
-from localopen.core.hub import matches_quant
-from localopen.core.library import LibraryModel, read_part_headers
-from localopen.core.model_fit import catalog_features, catalog_fit, file_features, file_fit
-from localopen.core.openness import Evidence, Grade, evidence_from_header, grade
-from localopen.core.speed_model import Calibration, Features
+from localopen.core.estimate import verdict as verdicts
+from localopen.core.estimate.inputs import catalog_features, catalog_fit, file_features, file_fit
+from localopen.core.estimate.memory import FitVerdict
+from localopen.core.estimate.speed import Calibration, Features
+from localopen.core.gguf.header import GGUFHeader
+from localopen.core.hub.client import matches_quant
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.openness.catalog import CatalogModel, Quant
+from localopen.core.openness.grade import Evidence, Grade, evidence_from_header, grade
+from localopen.core.store import library_db as core_library
+from localopen.core.store import measurements as usability
+from localopen.core.store.library_db import LibraryModel, read_part_headers
 
 GOOD_BANDS = ("fluent", "comfortable")
 FITTING = ("fits_gpu", "fits_ram")

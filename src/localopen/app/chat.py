@@ -16,7 +16,7 @@ from typing import Any
 
 from localopen.app import library
 from localopen.app.context import AppContext
-from localopen.core import conversations as convs
+from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.client import Engine

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from localopen.app.activity import EngineActivity
 from localopen.app.settings import Settings
-from localopen.core.catalog import Catalog, load_catalog
-from localopen.core.hardware import HardwareProfile, read_profile
-from localopen.core.hub import Hub
-from localopen.core.library import cached_files_by_repo
+from localopen.core.estimate.verdict import Thresholds
+from localopen.core.hub.client import Hub
+from localopen.core.machine.hardware import HardwareProfile, read_profile
+from localopen.core.openness.catalog import Catalog, load_catalog
 from localopen.core.paths import AppPaths, app_paths
-from localopen.core.storage import connect
-from localopen.core.verdict import Thresholds
+from localopen.core.store.db import connect
+from localopen.core.store.library_db import cached_files_by_repo
 
 log = logging.getLogger("localopen.app")
 

@@ -12,7 +12,7 @@ from importlib import metadata
 
 from localopen import __version__
 from localopen.app.context import AppContext
-from localopen.core.fit import human_bytes
+from localopen.core.estimate.memory import human_bytes
 from localopen.core.logs import log_path
 
 LOG_LINES = 40

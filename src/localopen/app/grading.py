@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from localopen.app.context import AppContext
-from localopen.core.openness import Evidence, Grade, evidence_from_card, grade
+from localopen.core.openness.grade import Evidence, Grade, evidence_from_card, grade
 
 
 def grade_card(ctx: AppContext, info: dict[str, Any]) -> tuple[Evidence, Grade]:

@@ -16,18 +16,18 @@ from localopen.app import library, probed_headers
 from localopen.app.catalog_rows import context_size, file_row, usable_here
 from localopen.app.context import AppContext
 from localopen.app.grading import grade_card
-from localopen.core import usability
-from localopen.core.fit import FitVerdict
-from localopen.core.gguf_header import GGUFError
-from localopen.core.hardware import HardwareProfile
-from localopen.core.hub import quant_of
-from localopen.core.library import LibraryModel
-from localopen.core.model_fit import file_features, file_fit, params_features, params_fit
-from localopen.core.openness import Grade
-from localopen.core.pull import DEFAULT_QUANT
-from localopen.core.quant import estimate_file_bytes
-from localopen.core.speed_model import Calibration, Features
-from localopen.core.verdict import Verdict
+from localopen.app.pull import DEFAULT_QUANT
+from localopen.core.estimate.inputs import file_features, file_fit, params_features, params_fit
+from localopen.core.estimate.memory import FitVerdict
+from localopen.core.estimate.speed import Calibration, Features
+from localopen.core.estimate.verdict import Verdict
+from localopen.core.gguf.header import GGUFError
+from localopen.core.gguf.quant import estimate_file_bytes
+from localopen.core.hub.client import quant_of
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.openness.grade import Grade
+from localopen.core.store import measurements as usability
+from localopen.core.store.library_db import LibraryModel
 
 log = logging.getLogger("localopen.hub_search")
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.app.context import AppContext
-from localopen.core import library as core_library
-from localopen.core import usability
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf_header import GGUFError, read_header
-from localopen.core.hardware import HardwareProfile
-from localopen.core.library import LibraryModel
-from localopen.core.openness import Grade, evidence_from_header, grade
-from localopen.core.verdict import Verdict
+from localopen.core.estimate.verdict import Verdict
+from localopen.core.gguf.header import GGUFError, read_header
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.openness.grade import Grade, evidence_from_header, grade
+from localopen.core.store import library_db as core_library
+from localopen.core.store import measurements as usability
+from localopen.core.store.library_db import LibraryModel
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
 
 # (path, mtime_ns) -> the file's grade, or why its header cannot be trusted: read once per file version.

@@ -23,18 +23,18 @@ from localopen.app import engine_options, probed_headers
 from localopen.app.benchmark import BenchmarkSession
 from localopen.app.calibration import current as current_calibration
 from localopen.app.context import AppContext
-from localopen.core import results as results_db
-from localopen.core import verdict as verdicts
+from localopen.app.pull import choose_files
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import ModelShape, decode_bound, human_bytes
-from localopen.core.library import record_hub_files
-from localopen.core.model_fit import file_features, file_fit
-from localopen.core.openness import evidence_from_header, grade
-from localopen.core.pull import choose_files
+from localopen.core.estimate import verdict as verdicts
+from localopen.core.estimate.inputs import file_features, file_fit
+from localopen.core.estimate.memory import ModelShape, decode_bound, human_bytes
+from localopen.core.estimate.speed import Calibration, Features
+from localopen.core.hub.replica import RemoteHeader, ReplicaError, fetch_header, write_replica
+from localopen.core.openness.grade import evidence_from_header, grade
 from localopen.core.records import BenchResult, LoadInfo, MemoryFigures
-from localopen.core.replica import RemoteHeader, ReplicaError, fetch_header, write_replica
-from localopen.core.speed_model import Calibration, Features
-from localopen.core.usability import probe_key
+from localopen.core.store import results as results_db
+from localopen.core.store.library_db import record_hub_files
+from localopen.core.store.measurements import probe_key
 from localopen.engine.protocol import BenchParams
 
 log = logging.getLogger("localopen.probe")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.app.context import AppContext
-from localopen.core.gguf_header import GGUFError, GGUFHeader, parse_prefix
-from localopen.core.replica import RemoteHeader
+from localopen.core.gguf.header import GGUFError, GGUFHeader, parse_prefix
+from localopen.core.hub.replica import RemoteHeader
 
 log = logging.getLogger("localopen.probed_headers")
 

@@ -23,9 +23,9 @@ from typing import Any
 from localopen.app import library
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
-from localopen.core import library as core_library
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats
+from localopen.core.store import library_db as core_library
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, NoTemplateError, TemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 

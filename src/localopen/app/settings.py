@@ -10,7 +10,7 @@ from typing import Any
 
 from localopen.core import paths as paths_mod
 from localopen.core.errors import LocalopenError
-from localopen.core.verdict import Thresholds
+from localopen.core.estimate.verdict import Thresholds
 
 log = logging.getLogger("localopen.settings")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from localopen.app import catalog_rows, library
 from localopen.app.context import AppContext
-from localopen.core import summary as pages
-from localopen.core.fit import human_bytes
-from localopen.core.hardware import HardwareProfile
-from localopen.core.summary import SummaryRow
+from localopen.core.estimate.memory import human_bytes
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.report import summary_page as pages
+from localopen.core.report.summary_page import SummaryRow
 
 
 def machine_text(profile: HardwareProfile | None) -> str:

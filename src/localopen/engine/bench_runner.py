@@ -18,8 +18,8 @@ from typing import Any
 
 import psutil
 
-from localopen.core.benchstats import mean, stdev, tokens_per_second
 from localopen.core.records import BenchResult
+from localopen.core.report.benchstats import mean, stdev, tokens_per_second
 from localopen.engine.protocol import BenchParams
 
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}

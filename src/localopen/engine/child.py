@@ -24,7 +24,7 @@ def main(conn: Any, stop_event: Any) -> None:
 
 def unavailable_message(error: BaseException) -> str:
     """llama.cpp cannot load here: the missing system library and its install command when known."""
-    from localopen.core.system_libraries import install_advice, missing_library
+    from localopen.core.machine.system_libraries import install_advice, missing_library
 
     library = missing_library(error)
     if library:

@@ -42,11 +42,11 @@ from PySide6.QtWidgets import (
 
 from localopen.app import chat, engine_options
 from localopen.app.chat import ChatSession
-from localopen.core import conversations as convs
+from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
-from localopen.core.library import list_models, touch
+from localopen.core.estimate.memory import human_bytes
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
+from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions
 from localopen.ui.engine_runner import EngineRunner

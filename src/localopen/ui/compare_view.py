@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
 
 from localopen.app import engine_options
 from localopen.app.benchmark import BenchmarkSession, BenchRun, ComparisonRow, compare, history
-from localopen.core import bench_format
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
-from localopen.core.library import list_models
+from localopen.core.estimate.memory import human_bytes
 from localopen.core.records import BenchResult, LoadInfo
+from localopen.core.report import bench_format
+from localopen.core.store.library_db import list_models
 from localopen.engine.protocol import BenchParams
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services

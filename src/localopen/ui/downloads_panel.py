@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from localopen.core.download_queue import QueuedDownload
-from localopen.core.fit import human_bytes
+from localopen.app.download_queue import QueuedDownload
+from localopen.core.estimate.memory import human_bytes
 from localopen.ui.services import Services
 
 

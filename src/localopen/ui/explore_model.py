@@ -8,10 +8,10 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
-from localopen.core.catalog import CatalogModel
-from localopen.core.fit import FitVerdict, human_bytes
-from localopen.core.openness import Grade
-from localopen.core.verdict import Verdict
+from localopen.core.estimate.memory import FitVerdict, human_bytes
+from localopen.core.estimate.verdict import Verdict
+from localopen.core.openness.catalog import CatalogModel
+from localopen.core.openness.grade import Grade
 
 GRADE_COLOURS = {"A": "#2e7d32", "B": "#558b2f", "C": "#1565c0", "D": "#ef6c00", "E": "#c62828", "?": "#616161"}
 BAND_COLOURS = {

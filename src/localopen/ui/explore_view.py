@@ -31,13 +31,13 @@ from localopen.app.catalog_rows import catalog_rows, quant_rows
 from localopen.app.hub_search import HubResult
 from localopen.app.probe import ProbeReport, ProbeSession
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
-from localopen.core.hub import is_offline
-from localopen.core.library import record_hub_files
-from localopen.core.openness import COMPONENTS
+from localopen.core.estimate.memory import human_bytes
+from localopen.core.estimate.speed import Calibration
+from localopen.core.estimate.verdict import Verdict
+from localopen.core.hub.client import is_offline
+from localopen.core.openness.grade import COMPONENTS
 from localopen.core.records import LoadInfo
-from localopen.core.speed_model import Calibration
-from localopen.core.verdict import Verdict
+from localopen.core.store.library_db import record_hub_files
 from localopen.ui.background import run_in_background
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow

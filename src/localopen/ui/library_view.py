@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 from localopen.app import library
 from localopen.app.library import LibraryEntry
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
-from localopen.core.library import LibraryModel, VerifyResult, import_file, remove, verify
+from localopen.core.estimate.memory import human_bytes
+from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, remove, verify
 from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services

@@ -6,8 +6,8 @@ import html
 
 from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 
-from localopen.core.fit import human_bytes
-from localopen.core.hardware import HardwareProfile
+from localopen.core.estimate.memory import human_bytes
+from localopen.core.machine.hardware import HardwareProfile
 from localopen.ui.services import Services
 
 GPU_HELP = (

@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
 
 from localopen.app import summary
 from localopen.app.catalog_rows import catalog_rows, machine_line
-from localopen.core.downloader import unfinished_downloads
-from localopen.core.fit import human_bytes
-from localopen.core.hardware import HardwareProfile
+from localopen.core.estimate.memory import human_bytes
+from localopen.core.hub.downloader import unfinished_downloads
+from localopen.core.machine.hardware import HardwareProfile
 from localopen.ui.background import run_in_background
 from localopen.ui.explore_view import ExploreView
 from localopen.ui.services import Services

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from localopen.core.system_libraries import install_advice, missing_library
+from localopen.core.machine.system_libraries import install_advice, missing_library
 
 log = logging.getLogger("localopen.ui")
 

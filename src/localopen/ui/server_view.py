@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 
 from localopen.app import engine_options
 from localopen.app.serving import ModelServer, RequestRecord
-from localopen.core.chat_template import template_options
+from localopen.core.chat.template import template_options
 from localopen.core.errors import LocalopenError
-from localopen.core.library import list_models
+from localopen.core.store.library_db import list_models
 from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin

@@ -9,10 +9,10 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from localopen.app import library
 from localopen.app.context import AppContext
+from localopen.app.download_queue import DownloadQueue, QueuedDownload
 from localopen.app.settings import Settings
-from localopen.core.download_queue import DownloadQueue, QueuedDownload
-from localopen.core.hardware import HardwareProfile
-from localopen.core.storage import connect
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.store.db import connect
 from localopen.ui.background import run_in_background
 
 log = logging.getLogger("localopen.ui")

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.core.verdict import Thresholds
+from localopen.core.estimate.verdict import Thresholds
 from localopen.ui.services import Services
 
 

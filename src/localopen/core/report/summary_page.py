@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from localopen.core.openness import GRADE_LABELS
+from localopen.core.openness.grade import GRADE_LABELS
 
 
 @dataclass

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from localopen.core.catalog import CatalogModel, Quant
-from localopen.core.fit import FitVerdict, ModelShape, fit_verdict
-from localopen.core.gguf_header import GGUFHeader
-from localopen.core.hardware import HardwareProfile
-from localopen.core.quant import estimate_file_bytes
-from localopen.core.speed_model import Features
+from localopen.core.estimate.memory import FitVerdict, ModelShape, fit_verdict
+from localopen.core.estimate.speed import Features
+from localopen.core.gguf.header import GGUFHeader
+from localopen.core.gguf.quant import estimate_file_bytes
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.openness.catalog import CatalogModel, Quant
 
 DEFAULT_CTX = 4096
 

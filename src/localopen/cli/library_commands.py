@@ -10,11 +10,11 @@ import time
 from typing import TYPE_CHECKING
 
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
+from localopen.core.estimate.memory import human_bytes
 
 if TYPE_CHECKING:
     from localopen.app.context import AppContext
-    from localopen.core.downloader import Progress
+    from localopen.core.hub.downloader import Progress
 
 
 class _Bar:
@@ -42,8 +42,8 @@ class _Bar:
 
 
 def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.core.downloader import Paused
-    from localopen.core.pull import pull
+    from localopen.app.pull import pull
+    from localopen.core.hub.downloader import Paused
 
     repo, pattern, quant = args.repo, None, args.quant
     entry = ctx.catalog.get(args.repo)
@@ -114,7 +114,7 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from localopen.core.library import import_file
+    from localopen.core.store.library_db import import_file
 
     model = import_file(ctx.db, Path(args.path))
     print(f"Imported {model.filename} ({model.quant}, {human_bytes(model.size)}); the file stays where it is.")
@@ -123,7 +123,7 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.library import scan
-    from localopen.core.library import find, verify
+    from localopen.core.store.library_db import find, verify
 
     scan(ctx)
     result = verify(ctx.db, find(ctx.db, args.model))
@@ -133,7 +133,7 @@ def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.library import scan
-    from localopen.core.library import find, remove
+    from localopen.core.store.library_db import find, remove
 
     scan(ctx)
     model = find(ctx.db, args.model)
@@ -167,8 +167,8 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_refresh(ctx: AppContext, args: argparse.Namespace) -> int:
     """Fill exact file sizes and sha256 of catalog models from the Hub (cached for offline use)."""
-    from localopen.core.hub import HubError, OfflineError
-    from localopen.core.library import record_hub_files
+    from localopen.core.hub.client import HubError, OfflineError
+    from localopen.core.store.library_db import record_hub_files
 
     hub, catalog = ctx.hub(), ctx.catalog
     failed = 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from localopen.core.licenses import Rights, flags_of, normalize, rights_of
+from localopen.core.openness.licences import Rights, flags_of, normalize, rights_of
 
 COMPONENTS = ("data_pretrain", "data_posttrain", "training_code", "report")
 REPORT_KINDS = ("peer_reviewed", "preprint", "tech_report")

@@ -6,10 +6,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from localopen.core.downloader import Progress, check_disk_space, download
 from localopen.core.errors import LocalopenError
-from localopen.core.hub import SPLIT_RE, Hub, RemoteFile, matches_quant
-from localopen.core.library import add_downloaded, record_hub_files
+from localopen.core.hub.client import SPLIT_RE, Hub, RemoteFile, matches_quant
+from localopen.core.hub.downloader import Progress, check_disk_space, download
+from localopen.core.store.library_db import add_downloaded, record_hub_files
 
 DEFAULT_QUANT = "Q4_K_M"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
-from localopen.core.hub import RemoteFile, endpoint, explain_http, token
+from localopen.core.hub.client import RemoteFile, endpoint, explain_http, token
 
 log = logging.getLogger("localopen.downloads")
 

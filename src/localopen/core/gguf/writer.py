@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.core.gguf_header import TENSOR_BLOCKS
+from localopen.core.gguf.header import TENSOR_BLOCKS
 
 ALIGNMENT = 32
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core.errors import LocalopenError
-from localopen.core.hub import matches_quant
-from localopen.core.openness import Evidence, Grade, LicenseSource, grade
-from localopen.core.quant import estimate_file_bytes
+from localopen.core.gguf.quant import estimate_file_bytes
+from localopen.core.hub.client import matches_quant
+from localopen.core.openness.grade import Evidence, Grade, LicenseSource, grade
 
 EVIDENCE_VALUES = {
     "data_pretrain": {"open", "partial", "closed", "unknown"},

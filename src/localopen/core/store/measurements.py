@@ -7,7 +7,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from localopen.core import verdict as verdicts
+from localopen.core.estimate import verdict as verdicts
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from localopen.core.fit import FitVerdict
+from localopen.core.estimate.memory import FitVerdict
 
 # Before this machine is calibrated: decode speed is well below the bandwidth bound.
 UNCALIBRATED_EFFICIENCY = 0.6

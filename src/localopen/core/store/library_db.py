@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf_header import GGUFHeader, read_header
-from localopen.core.hashing import cached_sha256
-from localopen.core.hub import SPLIT_RE, RemoteFile, quant_of
+from localopen.core.gguf.header import GGUFHeader, read_header
+from localopen.core.hub.client import SPLIT_RE, RemoteFile, quant_of
+from localopen.core.store.hashing import cached_sha256
 
 
 def _now() -> str:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localopen.core.downloader import Paused, Progress, part_paths
+from localopen.app.pull import choose_files, pull, target_path
 from localopen.core.errors import LocalopenError
-from localopen.core.hub import Hub
-from localopen.core.pull import choose_files, pull, target_path
+from localopen.core.hub.client import Hub
+from localopen.core.hub.downloader import Paused, Progress, part_paths
 
 log = logging.getLogger("localopen.downloads")
 
@@ -103,7 +103,7 @@ class DownloadQueue:
         self._emit(job)
 
     def _known_files(self, job: QueuedDownload):
-        from localopen.core.library import hub_files
+        from localopen.core.store.library_db import hub_files
 
         conn = self.connect()
         try:

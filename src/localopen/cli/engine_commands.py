@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from localopen.app import engine_options
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
+from localopen.core.estimate.memory import human_bytes
 from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo
 from localopen.engine.protocol import AnswerOptions, BenchParams, LoadOptions, SamplingParams
 
@@ -276,7 +276,7 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def _print_results(results: list[BenchResult], args: argparse.Namespace) -> None:
-    from localopen.core import bench_format
+    from localopen.core.report import bench_format
 
     fmt = "json" if args.json else "csv" if args.csv else "table" if args.table else "md"
     print(bench_format.FORMATS[fmt](results), end="" if fmt == "csv" else "\n")
@@ -343,7 +343,7 @@ def _engine_flags(p: argparse.ArgumentParser, ctx: bool = True) -> None:
 
 
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:
-    from localopen.core.chat_template import template_options
+    from localopen.core.chat.template import template_options
 
     p = sub.add_parser("chat", help="chat with a model in the terminal (Ctrl+C stops an answer)")
     p.add_argument("model", help="a .gguf path or a model in the models folder")

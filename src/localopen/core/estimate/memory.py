@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from localopen.core.gguf_header import GGUFHeader
-from localopen.core.hardware import HardwareProfile
+from localopen.core.gguf.header import GGUFHeader
+from localopen.core.machine.hardware import HardwareProfile
 
 MiB = 2**20
 GiB = 2**30

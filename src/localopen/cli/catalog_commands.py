@@ -1,42 +1,21 @@
-"""The terminal face of localopen: it formats what the application layer returns, no Qt.
-
-Every expected failure is a LocalopenError and prints one plain line; an unexpected one prints
-one line with the log's path, and its traceback goes to the log. Never a traceback on screen.
-"""
+"""Terminal commands that read the catalog and this machine: catalog, info, grade, hw, summary,
+diagnostics, settings."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localopen import __version__
+from localopen.cli.output import print_json, table
 from localopen.core.errors import LocalopenError
-from localopen.core.fit import human_bytes
+from localopen.core.estimate.memory import human_bytes
 
 if TYPE_CHECKING:
     from localopen.app.context import AppContext
-    from localopen.core.verdict import Verdict
-
-log = logging.getLogger("localopen.cli")
-
-
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    from localopen.core.estimate.verdict import Verdict
 
 
 def _size(size: int | None, estimate: bool) -> str:
@@ -347,18 +326,7 @@ def cmd_settings(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from localopen.engine_cli import add_engine_commands
-    from localopen.library_cli import add_library_commands
-
-    parser = argparse.ArgumentParser(
-        prog="localopen",
-        description="Open language models: how open, "
-        "whether they fit, how fast they run here. No arguments opens the app.",
-    )
-    parser.add_argument("--version", action="version", version=f"localopen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_catalog_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("catalog", help="list the catalog with grades, sizes, fit and usable-here verdicts")
     p.add_argument("--grade", help="only these grades, e.g. AB")
     p.add_argument("--fits", action="store_true", help="only models that fit this machine")
@@ -395,37 +363,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unset", metavar="KEY", help="restore a setting's default")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_settings)
-
-    add_engine_commands(sub)
-    add_library_commands(sub)
-    return parser
-
-
-def run_cli(argv: list[str]) -> int:
-    from localopen.app.context import AppContext
-    from localopen.core.logs import setup_logging
-    from localopen.core.paths import app_paths
-
-    args = build_parser().parse_args(argv)
-    paths = app_paths()
-    log_file = setup_logging(paths)
-    log.info("localopen %s: %s", __version__, args.command)
-    try:
-        return int(args.func(AppContext(paths), args))
-    except LocalopenError as exc:
-        log.info("Failed: %s", exc)
-        print(f"localopen: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nlocalopen: interrupted.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader stopped early (`localopen catalog | head`): end quietly, as Unix tools do. Point
-        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message and the log, no traceback
-        log.exception("Unexpected error in `localopen %s`", args.command)
-        where = f" Details are in {log_file}." if log_file else ""
-        print(f"localopen: unexpected error ({type(exc).__name__}: {exc}).{where}", file=sys.stderr)
-        return 1

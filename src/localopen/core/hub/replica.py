@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from localopen.core.downloader import RangeReader
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf_header import GGUFError, GGUFHeader, GGUFIncompleteError, parse_prefix
-from localopen.core.hub import RemoteFile
+from localopen.core.gguf.header import GGUFError, GGUFHeader, GGUFIncompleteError, parse_prefix
+from localopen.core.hub.client import RemoteFile
+from localopen.core.hub.downloader import RangeReader
 
 log = logging.getLogger("localopen.replica")
 

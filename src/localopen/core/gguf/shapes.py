@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from localopen.core.gguf_writer import (
+from localopen.core.gguf.writer import (
     ARRAY,
     F32,
     GGML_TYPES,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psutil
 
-from localopen.core import cpu_features
-from localopen.core.bandwidth import measure_bandwidth
+from localopen.core.machine import cpu_features
+from localopen.core.machine.bandwidth import measure_bandwidth
 
 log = logging.getLogger("localopen.hardware")
 

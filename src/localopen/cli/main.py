@@ -1,0 +1,66 @@
+"""The terminal face of localopen: it formats what the application layer returns, no Qt.
+
+Every expected failure is a LocalopenError and prints one plain line; an unexpected one prints
+one line with the log's path, and its traceback goes to the log. Never a traceback on screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from localopen import __version__
+from localopen.core.errors import LocalopenError
+
+log = logging.getLogger("localopen.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from localopen.cli.catalog_commands import add_catalog_commands
+    from localopen.cli.engine_commands import add_engine_commands
+    from localopen.cli.library_commands import add_library_commands
+
+    parser = argparse.ArgumentParser(
+        prog="localopen",
+        description="Open language models: how open, "
+        "whether they fit, how fast they run here. No arguments opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"localopen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    add_catalog_commands(sub)
+    add_engine_commands(sub)
+    add_library_commands(sub)
+    return parser
+
+
+def run_cli(argv: list[str]) -> int:
+    from localopen.app.context import AppContext
+    from localopen.core.logs import setup_logging
+    from localopen.core.paths import app_paths
+
+    args = build_parser().parse_args(argv)
+    paths = app_paths()
+    log_file = setup_logging(paths)
+    log.info("localopen %s: %s", __version__, args.command)
+    try:
+        return int(args.func(AppContext(paths), args))
+    except LocalopenError as exc:
+        log.info("Failed: %s", exc)
+        print(f"localopen: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nlocalopen: interrupted.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader stopped early (`localopen catalog | head`): end quietly, as Unix tools do. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message and the log, no traceback
+        log.exception("Unexpected error in `localopen %s`", args.command)
+        where = f" Details are in {log_file}." if log_file else ""
+        print(f"localopen: unexpected error ({type(exc).__name__}: {exc}).{where}", file=sys.stderr)
+        return 1

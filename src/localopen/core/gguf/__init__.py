@@ -1,0 +1,1 @@
+"""GGUF files: the header reader, zero-data writer, model shapes and quantization types."""

@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: metadata with typed errors, resumable verified downloads, header replicas."""

@@ -1,0 +1,1 @@
+"""This machine: hardware, CPU features, memory bandwidth, system libraries."""

@@ -1,0 +1,1 @@
+"""Openness: the grade from evidence, licences, and the curated catalog."""

@@ -1,0 +1,1 @@
+"""Reports: the one-page summary, benchmark output formats, llama-bench's statistics."""
