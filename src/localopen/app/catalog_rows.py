@@ -18,8 +18,8 @@ from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.inputs import catalog_features, catalog_fit, file_features, file_fit
 from localopen.core.estimate.memory import FitVerdict
 from localopen.core.estimate.speed import Calibration, Features
+from localopen.core.gguf.files import matches_quant
 from localopen.core.gguf.header import GGUFHeader
-from localopen.core.hub.client import matches_quant
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.catalog import CatalogModel, Quant
 from localopen.core.openness.grade import Evidence, Grade, evidence_from_header, grade

@@ -21,9 +21,9 @@ from localopen.core.estimate.inputs import file_features, file_fit, params_featu
 from localopen.core.estimate.memory import FitVerdict
 from localopen.core.estimate.speed import Calibration, Features
 from localopen.core.estimate.verdict import Verdict
+from localopen.core.gguf.files import is_gguf, quant_of
 from localopen.core.gguf.header import GGUFError
 from localopen.core.gguf.quant import estimate_file_bytes
-from localopen.core.hub.client import quant_of
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import Grade
 from localopen.core.store import measurements as usability
@@ -92,7 +92,7 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
     """Raises HubError (OfflineError when offline) in plain words."""
     results = []
     for info in ctx.hub().search(query, sort=sort, limit=limit):
-        quants = sorted({q for f in info["files"] if f.endswith(".gguf") and (q := quant_of(f))})
+        quants = sorted({q for f in info["files"] if is_gguf(f) and (q := quant_of(f))})
         total = (info.get("gguf") or {}).get("total")
         results.append(
             HubResult(

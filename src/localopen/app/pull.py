@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
-from localopen.core.hub.client import SPLIT_RE, Hub, RemoteFile, matches_quant
+from localopen.core.gguf.files import is_gguf, matches_quant, split_part
+from localopen.core.hub.client import Hub, RemoteFile
 from localopen.core.hub.downloader import Progress, check_disk_space, download
 from localopen.core.store.library_db import add_downloaded, record_hub_files
 
@@ -18,7 +19,7 @@ def choose_files(
     files: list[RemoteFile], quant: str | None = None, filename: str | None = None, pattern: str | None = None
 ) -> list[RemoteFile]:
     """The GGUF file(s) to fetch: one file, or every part of a split model, in order."""
-    ggufs = [f for f in files if f.filename.endswith(".gguf")]
+    ggufs = [f for f in files if is_gguf(f.filename)]
     if not ggufs:
         raise LocalopenError("This repository has no GGUF file.")
     if filename:
@@ -37,13 +38,13 @@ def choose_files(
                 "(use --quant, or --file NAME)."
             )
     first = picked[0]
-    m = SPLIT_RE.search(first.filename)
-    if m:  # a split model: all parts of the same stem
-        stem = first.filename[: m.start()]
+    part = split_part(first.filename)
+    if part is not None:  # a split model: all parts of the same stem
         picked = sorted(
-            (f for f in ggufs if f.filename.startswith(stem) and SPLIT_RE.search(f.filename)), key=lambda f: f.filename
+            (f for f in ggufs if (p := split_part(f.filename)) is not None and p.stem == part.stem),
+            key=lambda f: f.filename,
         )
-        expected = int(m.group(2))
+        expected = part.total
         if len(picked) != expected:
             raise LocalopenError(f"{first.filename} is split into {expected} parts but the Hub lists {len(picked)}.")
         return picked

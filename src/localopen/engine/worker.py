@@ -24,9 +24,10 @@ from localopen.core.chat import template as chat_template
 from localopen.core.chat.answer_stream import AnswerStream
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import ModelShape, estimate_memory, human_bytes
+from localopen.core.gguf.files import parts_of
 from localopen.core.gguf.header import GGUFHeader
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
-from localopen.core.store.library_db import parts_of, read_part_headers
+from localopen.core.store.library_db import read_part_headers
 from localopen.engine import llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.errors import (

@@ -11,22 +11,19 @@ exist, so a 401 without "GatedRepo" means "not found, or private", never "gated"
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from localopen.core.errors import LocalopenError
+from localopen.core.gguf.files import quant_of
 
 log = logging.getLogger("localopen.hub")
 _T = TypeVar("_T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-QUANT_RE = re.compile(r"(?i)(?:^|[-_.])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|BF16|F16|F32|MXFP4)(?=[-_.]|$)")
-SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 
 class HubError(LocalopenError):
@@ -56,20 +53,6 @@ class RemoteFile:
     @property
     def quant(self) -> str | None:
         return quant_of(self.filename)
-
-
-def matches_quant(filename: str, pattern: str) -> bool:
-    """A file matches a catalog pattern such as *Q6_K*.gguf only with exactly that quantization:
-    not Q6_K_L, and *F16* never BF16."""
-    if not fnmatch.fnmatch(filename.lower(), pattern.lower()):
-        return False
-    wanted = quant_of(pattern.replace("*", "-"))
-    return wanted is None or quant_of(filename) == wanted
-
-
-def quant_of(filename: str) -> str | None:
-    m = QUANT_RE.search(SPLIT_RE.sub(".gguf", filename).removesuffix(".gguf"))
-    return m.group(1).upper() if m else None
 
 
 def is_offline(offline_setting: bool = False) -> bool:

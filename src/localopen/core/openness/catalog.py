@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core.errors import LocalopenError
+from localopen.core.gguf.files import matches_quant, split_part
 from localopen.core.gguf.quant import estimate_file_bytes
-from localopen.core.hub.client import matches_quant
 from localopen.core.openness.grade import Evidence, Grade, LicenseSource, grade
 
 EVIDENCE_VALUES = {
@@ -301,7 +301,7 @@ def exact_from_hub(
             hits = [f for f in files if matches_quant(f[0], q["pattern"])]
             if not hits:
                 continue
-            split = [f for f in hits if "-of-" in f[0]]
+            split = [f for f in hits if split_part(f[0]) is not None]
             chosen = split if split and len(split) == len(hits) else hits[:1]
             out[f"{raw['gguf_repo']}:{q['type']}"] = {
                 "size": sum(f[1] or 0 for f in chosen),

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
+from localopen.core.gguf.files import is_first_part, is_gguf, model_name, parts_of, quant_of
 from localopen.core.gguf.header import GGUFHeader, read_header
-from localopen.core.hub.client import SPLIT_RE, RemoteFile, quant_of
+from localopen.core.hub.client import RemoteFile
 from localopen.core.store.hashing import cached_sha256
 
 
@@ -39,7 +40,7 @@ class LibraryModel:
 
     @property
     def name(self) -> str:
-        return SPLIT_RE.sub("", self.filename).removesuffix(".gguf")
+        return model_name(self.filename)
 
     def to_dict(self) -> dict:
         return {
@@ -126,9 +127,8 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
         return 0
     known = {r["path"] for r in conn.execute("SELECT path FROM models")}
     added = 0
-    for p in models_dir.rglob("*.gguf"):
-        m = SPLIT_RE.search(p.name)
-        if (m and m.group(1) != "00001") or str(p) in known:
+    for p in models_dir.rglob("*"):
+        if not is_gguf(p.name) or not is_first_part(p.name) or str(p) in known or not p.is_file():
             continue
         rel = p.relative_to(models_dir).parts
         repo = f"{rel[0]}/{rel[1]}" if len(rel) >= 3 else None
@@ -165,15 +165,6 @@ def find(conn: sqlite3.Connection, name: str) -> LibraryModel:
 def touch(conn: sqlite3.Connection, path: Path) -> None:
     with conn:
         conn.execute("UPDATE models SET last_used = ? WHERE path = ?", (_now(), str(path)))
-
-
-def parts_of(path: Path) -> list[Path]:
-    """All parts of a split GGUF (…-00001-of-00003.gguf), in order, or just the file."""
-    m = SPLIT_RE.search(path.name)
-    if not m:
-        return [path]
-    stem, total = path.name[: m.start()], int(m.group(2))
-    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
 
 
 def read_part_headers(path: Path) -> list[GGUFHeader]:
