@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app import catalog_rows, library, summary
+from localopen.app import library, summary, usable_here
 from localopen.app.context import AppContext
 from localopen.app.settings import Settings
 from localopen.core.paths import app_paths, save_settings
 from localopen.core.store.library_db import import_file
 from localopen.core.store.measurements import record_load_failure
+
+
+def _rows(ctx: AppContext, profile):  # type: ignore[no-untyped-def]
+    return usable_here.catalog_rows(ctx, usable_here.MachineSnapshot.read(ctx, profile))
 
 
 def test_settings_are_typed_and_a_bad_value_falls_back(caplog: pytest.LogCaptureFixture) -> None:
@@ -34,7 +38,9 @@ def test_the_cli_and_the_app_layer_use_the_users_context_setting() -> None:
     paths = app_paths()
     save_settings(paths, {"n_ctx": 8192})
     ctx = AppContext()
-    rows = {r.model.id: r for r in catalog_rows.catalog_rows(ctx, ctx.read_profile())}
+    rows = {
+        r.model.id: r for r in usable_here.catalog_rows(ctx, usable_here.MachineSnapshot.read(ctx, ctx.read_profile()))
+    }
     out = run("catalog", "--json")
     assert out.returncode == 0, out.stderr
     for entry in json.loads(out.stdout):
@@ -60,10 +66,14 @@ def test_a_failed_load_makes_the_installed_catalog_model_measured_does_not_fit(t
     target.parent.mkdir(parents=True)
     target.write_bytes(tiny_gguf.read_bytes())
     assert library.scan(ctx) == 1
-    row = next(r for r in catalog_rows.catalog_rows(ctx, profile) if r.model is entry)
+    row = next(
+        r for r in usable_here.catalog_rows(ctx, usable_here.MachineSnapshot.read(ctx, profile)) if r.model is entry
+    )
     assert row.installed is not None and row.verdict.basis == "predicted"
     record_load_failure(ctx.db, str(target), profile.fingerprint, "out of memory")
-    row = next(r for r in catalog_rows.catalog_rows(ctx, profile) if r.model is entry)
+    row = next(
+        r for r in usable_here.catalog_rows(ctx, usable_here.MachineSnapshot.read(ctx, profile)) if r.model is entry
+    )
     assert row.verdict.band == "does not fit" and row.verdict.basis == "measured"
 
 

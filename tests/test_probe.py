@@ -20,9 +20,9 @@ import pytest
 
 from localopen.app import calibration as calibrations
 from localopen.app.benchmark import BenchmarkSession
-from localopen.app.catalog_rows import catalog_row, quant_rows
 from localopen.app.context import AppContext
 from localopen.app.probe import ProbeRefused, ProbeSession
+from localopen.app.usable_here import MachineSnapshot, catalog_row, quant_rows
 from localopen.core.estimate.speed import Calibration, Features, Sample, fit
 from localopen.core.gguf.header import GGUFIncompleteError, parse_prefix, read_header
 from localopen.core.gguf.shapes import DenseShape, tensors, write_shape
@@ -228,7 +228,7 @@ def test_probe_of_the_gemma_file_fetches_little_and_matches_the_real_file(
     assert usability.latest_for(ctx.db, str(gemma_path), ctx.machine_id()) is None
     model = ctx.catalog.get("gemma-3-270m-it")
     assert model is not None
-    row = catalog_row(ctx, model)
+    row = catalog_row(ctx, MachineSnapshot.read(ctx), model)
     assert row.verdict is not None and row.verdict.basis == "probed"
     assert row.verdict.tg_tps == pytest.approx(report.tg.avg_ts)  # type: ignore[union-attr]
 
@@ -348,7 +348,7 @@ def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch:
     ctx = _ctx_with_profile()
     model = ctx.catalog.get("smollm2-135m-instruct")
     assert isinstance(model, CatalogModel)
-    before = catalog_row(ctx, model).verdict
+    before = catalog_row(ctx, MachineSnapshot.read(ctx), model).verdict
     assert before is not None and before.basis == "predicted" and "calibration" not in before.reason
 
     calibration = calibrations.calibrate(ctx, BenchmarkSession(ctx))
@@ -356,10 +356,10 @@ def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch:
     assert calibrations.current(ctx) == calibration
     assert not list(ctx.paths.cache.glob("calibration-*")), "the calibration files are deleted"
 
-    after = catalog_row(ctx, model).verdict
+    after = catalog_row(ctx, MachineSnapshot.read(ctx), model).verdict
     assert after is not None and after.basis == "predicted" and "calibration" in after.reason
     assert after.tg_tps and after.pp_tps and after.ttft_s
-    rows = quant_rows(ctx, model)
+    rows = quant_rows(ctx, MachineSnapshot.read(ctx), model)
     speeds = {r.quant.type: r.verdict.tg_tps for r in rows if r.verdict}
     assert speeds["Q4_K_M"] > speeds["F16"]  # fewer bytes per token: faster generation
 
@@ -460,21 +460,21 @@ def test_measured_beats_probed_beats_predicted(tiny_gguf: Path) -> None:
     machine = ctx.machine_id()
     sha = "ab" * 32
     key = usability.probe_key(model.gguf_repo, "SmolLM2-135M-Instruct-Q4_K_M.gguf")
-    assert catalog_row(ctx, model).verdict.basis == "predicted"  # type: ignore[union-attr]
+    assert catalog_row(ctx, MachineSnapshot.read(ctx), model).verdict.basis == "predicted"  # type: ignore[union-attr]
     for test, ts in (("pp128", 400.0), ("tg32", 60.0)):
         results_db.save(ctx.db, _result("probed", test, ts, key, sha, machine))
-    probed = catalog_row(ctx, model).verdict
+    probed = catalog_row(ctx, MachineSnapshot.read(ctx), model).verdict
     assert probed is not None and probed.basis == "probed" and probed.tg_tps == 60.0
     assert probed.label == f"{probed.band} (probed)"
 
     # Downloaded: the probe still stands until the real file is measured...
     remote = RemoteFile(model.gguf_repo, "SmolLM2-135M-Instruct-Q4_K_M.gguf", tiny_gguf.stat().st_size, sha)
     add_downloaded(ctx.db, tiny_gguf, remote, remote.size)
-    assert catalog_row(ctx, model).verdict.basis == "probed"  # type: ignore[union-attr]
+    assert catalog_row(ctx, MachineSnapshot.read(ctx), model).verdict.basis == "probed"  # type: ignore[union-attr]
     # ...and a measurement of the real file wins.
     for test, ts in (("pp512", 300.0), ("tg128", 42.0)):
         results_db.save(ctx.db, _result("measured", test, ts, str(tiny_gguf), sha, machine))
-    measured = catalog_row(ctx, model).verdict
+    measured = catalog_row(ctx, MachineSnapshot.read(ctx), model).verdict
     assert measured is not None and measured.basis == "measured" and measured.tg_tps == 42.0
 
 
@@ -515,22 +515,22 @@ def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_ggu
     # them after the replica is gone; an emptied or damaged cache means the estimate again.
     ProbeSession(ctx).run("someone/Seven-B-GGUF", quant="Q2_K")
     result = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"]
-    q2 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q2_K"]
+    q2 = {row.quant: row for row in hub_quant_rows(ctx, MachineSnapshot.read(ctx), result)}["Q2_K"]
     assert (q2.size_bytes, q2.size_estimate) == (len(data), False)
     assert q2.fit is not None and q2.fit.memory.weights < 0.01 * estimate_file_bytes(7_000_000_000, "Q2_K")
     assert q2.verdict is not None and q2.verdict.basis == "probed"
     for kept in (ctx.paths.cache / "probed-headers").glob("*.header"):
         kept.write_bytes(b"GGUF" + b"\xff" * 64)
-    q2 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q2_K"]
+    q2 = {row.quant: row for row in hub_quant_rows(ctx, MachineSnapshot.read(ctx), result)}["Q2_K"]
     assert q2.size_estimate and q2.size_bytes != len(data) and q2.verdict is not None
     assert q2.verdict.basis == "probed"  # the measurement itself is saved with the results
 
     # Once a file of it is installed, its row has the file's own size and the fit read from its header.
     pull(ctx.hub(), ctx.db, ctx.models_dir, "someone/Seven-B-GGUF", quant="Q8_0")
     result = {r.repo: r for r in search_hub(ctx, "someone")}["someone/Seven-B-GGUF"]
-    q8 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q8_0"]
+    q8 = {row.quant: row for row in hub_quant_rows(ctx, MachineSnapshot.read(ctx), result)}["Q8_0"]
     assert (q8.size_bytes, q8.size_estimate) == (len(data), False)
     assert q8.fit is not None and q8.fit.memory.weights < 0.01 * estimate_file_bytes(7_000_000_000, "Q8_0")
     assert q8.verdict is not None and "Hub's parameter count" not in q8.verdict.reason
-    q4 = {row.quant: row for row in hub_quant_rows(ctx, result)}["Q4_K_M"]
+    q4 = {row.quant: row for row in hub_quant_rows(ctx, MachineSnapshot.read(ctx), result)}["Q4_K_M"]
     assert q4.size_estimate and q4.verdict is not None and q4.verdict.basis == "probed"

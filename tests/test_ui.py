@@ -43,14 +43,23 @@ def window(qtbot, tmp_path: Path):
     w.close()
 
 
+def _explore(window: MainWindow, qtbot, key: str | None = None):  # type: ignore[no-untyped-def]
+    """Explore with its rows (computed in the background) shown, and a model selected with its files."""
+    ex = window.goto("Explore")
+    qtbot.waitUntil(lambda: ex.settled and ex.proxy.rowCount() > 0, timeout=20000)
+    if key is not None:
+        assert ex.select(key)
+        qtbot.waitUntil(lambda: ex.settled and ex.quants.rowCount() > 0, timeout=20000)
+    return ex
+
+
 def test_every_section_opens_offline_without_a_request(window: MainWindow, qtbot, monkeypatch) -> None:
     hub = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     try:
         for name in SECTIONS:
             assert window.goto(name).isVisible()
-        explore = window.goto("Explore")
-        explore.select("qwen3-0.6b")  # online this would fetch exact sizes; offline it must not
+        explore = _explore(window, qtbot, "qwen3-0.6b")  # online this would fetch exact sizes; offline not
         explore.hub_query.setText("qwen")
         explore.search_hub()
         qtbot.waitUntil(lambda: "offline" in explore.hub_status.text().lower(), timeout=10000)
@@ -77,8 +86,8 @@ def test_every_control_has_an_accessible_name(window: MainWindow) -> None:
     assert unnamed == []
 
 
-def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
-    ex = window.goto("Explore")
+def test_explore_filters_sort_and_evidence(window: MainWindow, qtbot) -> None:
+    ex = _explore(window, qtbot)
     total = ex.proxy.rowCount()
     assert total >= 30
     ex.grade_box.setCurrentIndex(ex.grade_box.findData("E"))
@@ -100,6 +109,7 @@ def test_explore_filters_sort_and_evidence(window: MainWindow) -> None:
     first = ex.proxy.index(0, 0).data()
     assert first == "gpt-oss-20b"
     assert ex.select("olmo-2-1124-7b-instruct")
+    qtbot.waitUntil(lambda: ex.settled and ex.quants.rowCount() > 0, timeout=20000)
     html = ex.detail.toHtml()
     assert "Pre-training data" in html and "arxiv.org" in html and "Usable here" in html
     assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, 5).text() == "Download"
@@ -114,8 +124,7 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     try:
-        ex = window.goto("Explore")
-        ex.select("smollm2-360m-instruct")
+        ex = _explore(window, qtbot, "smollm2-360m-instruct")
         ex.quants.cellWidget(0, 5).click()  # Download Q8_0
         library = window.views["Library"]
         qtbot.waitUntil(lambda: len(library.downloads.rows) == 1, timeout=5000)
@@ -461,9 +470,8 @@ def test_selecting_a_model_online_replaces_size_estimates_with_the_hubs(window: 
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     try:
-        ex = window.goto("Explore")
-        ex.select("qwen3-0.6b")
-        qtbot.waitUntil(lambda: not ex.quants.item(0, 1).text().startswith("~"), timeout=10000)
+        ex = _explore(window, qtbot, "qwen3-0.6b")
+        qtbot.waitUntil(lambda: ex.settled and not ex.quants.item(0, 1).text().startswith("~"), timeout=10000)
         assert ex.quants.item(0, 1).text() == "156.1 KB"
         assert hub.count(f"/api/models/{repo}") == 1
     finally:
@@ -518,8 +526,7 @@ def test_measure_here_probes_a_hub_file_before_download(
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     try:
-        ex = window.goto("Explore")
-        ex.select("smollm2-135m-instruct")
+        ex = _explore(window, qtbot, "smollm2-135m-instruct")
         assert "(predicted)" in ex.quants.item(0, 3).text()
         button = ex.quants.cellWidget(0, 4)
         assert button.text() == "Measure here"
@@ -527,7 +534,7 @@ def test_measure_here_probes_a_hub_file_before_download(
             button.click()
         report = probe.args[0]
         assert report.verdict.basis == "probed" and report.bytes_fetched > 0
-        qtbot.waitUntil(lambda: "(probed)" in ex.quants.item(0, 3).text(), timeout=10000)
+        qtbot.waitUntil(lambda: ex.settled and "(probed)" in ex.quants.item(0, 3).text(), timeout=10000)
         assert "tokens/s" in ex.probe_status.text() and "from the Hub" in ex.probe_status.text()
         row = ex.selected_row()
         assert row is not None and row.verdict is not None and row.verdict.basis == "probed"
@@ -552,13 +559,12 @@ def test_first_launch_calibrates_this_machine_in_the_background(window: MainWind
     monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
     ctx = window.services.ctx
     ctx.save_settings(dataclasses.replace(ctx.settings, calibrate_automatically=True))
-    ex = window.goto("Explore")
-    ex.select("smollm2-135m-instruct")
+    ex = _explore(window, qtbot, "smollm2-135m-instruct")
     assert "calibration" not in ex.selected_row().verdict.reason
     with qtbot.waitSignal(ex.calibrated, timeout=120000):
         ex.calibrate_if_needed()
     assert calibrations.current(ctx) is not None
-    qtbot.waitUntil(lambda: "calibration" in ex.selected_row().verdict.reason, timeout=10000)
+    qtbot.waitUntil(lambda: ex.settled and "calibration" in ex.selected_row().verdict.reason, timeout=10000)
     assert "calibrated" in ex.probe_status.text()
 
 

@@ -71,9 +71,11 @@ def main() -> int:
 
         return current(services.ctx) is not None
 
-    def explore() -> None:
+    def explore_select() -> None:
         ex = window.goto("Explore")
         ex.select("olmo-2-1124-7b-instruct")
+
+    def explore() -> None:
         shot("1-explore")
 
     def library_open() -> None:
@@ -140,9 +142,11 @@ def main() -> int:
     def compare_done() -> None:
         shot("5-compare")
 
-    def explore_calibrated() -> None:
+    def explore_calibrated_select() -> None:
         ex = window.goto("Explore")
         ex.select("smollm2-1.7b-instruct")
+
+    def explore_calibrated() -> None:
         shot("8-explore-calibrated")
 
     def server() -> None:
@@ -184,10 +188,17 @@ def main() -> int:
         window.summary_shown.connect(lambda dialog: QTimer.singleShot(300, lambda: grab_dialog(dialog)))
         window.show_summary()
 
-    when(lambda: services.profile is not None, explore)
+    # Explore's rows and a model's files are computed in the background: shoot once they are shown.
+    explore_view = window.views["Explore"]
+    when(
+        lambda: services.profile is not None and explore_view.settled and explore_view.proxy.rowCount() > 0,
+        explore_select,
+    )
+    when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore)
     # The first launch calibrates this machine in the background; Explore then shows its predictions.
     # Wait for it: two engines on two cores slow each other badly.
-    when(lambda: calibration_done(), explore_calibrated)
+    when(lambda: calibration_done() and explore_view.settled, explore_calibrated_select)
+    when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_calibrated)
     when(lambda: True, library_open)
     when(lambda: bool(state.get("library_shown")), library)
     when(lambda: True, chat_start)

@@ -11,20 +11,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from localopen.app import calibration as calibrations
-from localopen.app import library, probed_headers
-from localopen.app.catalog_rows import context_size, file_row, usable_here
+from localopen.app import probed_headers, usable_here
 from localopen.app.context import AppContext
 from localopen.app.grading import grade_card
 from localopen.app.pull import DEFAULT_QUANT
+from localopen.app.usable_here import MachineSnapshot
 from localopen.core.estimate.inputs import file_features, file_fit, params_features, params_fit
 from localopen.core.estimate.memory import FitVerdict
-from localopen.core.estimate.speed import Calibration, Features
+from localopen.core.estimate.speed import Features
 from localopen.core.estimate.verdict import Verdict
 from localopen.core.gguf.files import is_gguf, quant_of
 from localopen.core.gguf.header import GGUFError
 from localopen.core.gguf.quant import estimate_file_bytes
-from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import Grade
 from localopen.core.store import measurements as usability
 from localopen.core.store.library_db import LibraryModel
@@ -111,42 +109,20 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
     return results
 
 
-@dataclass(frozen=True)
-class _Here:
-    """What this machine knows that the verdicts need, read once per assessment, not per file."""
-
-    profile: HardwareProfile | None
-    n_ctx: int
-    installed: dict[str, LibraryModel]
-    probed: dict[str, list[str]]
-    calibration: Calibration | None
-
-    @classmethod
-    def read(cls, ctx: AppContext) -> _Here:
-        return cls(
-            ctx.profile,
-            context_size(ctx),
-            library.installed_by_repo(ctx),
-            usability.probed_files(ctx.db, ctx.machine_id()),
-            calibrations.current(ctx),
-        )
-
-
-def assess(ctx: AppContext, results: list[HubResult]) -> None:
+def assess(ctx: AppContext, results: list[HubResult], here: MachineSnapshot | None = None) -> None:
     """Size, fit and usable-here of each result's pick on this machine as it stands now (a probe,
-    a download or a benchmark since the search changes them; no network)."""
-    here = _Here.read(ctx)
+    a download or a benchmark since the search changes them; no network, but disk: off UI threads)."""
+    here = here or MachineSnapshot.read(ctx)
     for r in results:
         row = _quant_row(ctx, here, r, r.quant) if r.quant else HubQuantRow("", None, True, None, None)
         r.size_bytes, r.size_estimate, r.fit, r.verdict = row.size_bytes, row.size_estimate, row.fit, row.verdict
 
 
-def quant_rows(ctx: AppContext, result: HubResult) -> list[HubQuantRow]:
-    here = _Here.read(ctx)
+def quant_rows(ctx: AppContext, here: MachineSnapshot, result: HubResult) -> list[HubQuantRow]:
     return [_quant_row(ctx, here, result, q) for q in result.quants]
 
 
-def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> HubQuantRow:
+def _quant_row(ctx: AppContext, here: MachineSnapshot, result: HubResult, quant: str) -> HubQuantRow:
     """Measured where this file of the repository is installed here, probed where it was probed
     here, else predicted from the Hub's parameter count (nothing without one). Size and fit are
     the file's own where it is installed or was probed (its header is kept), else estimates."""
@@ -157,7 +133,7 @@ def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> H
             return row
     params, profile = result.params, here.profile
     names = [n for n in here.probed.get(result.repo, []) if quant_of(n) == quant]
-    probe = usability.latest_probe(ctx.db, ctx.machine_id(), result.repo, names) if profile and names else None
+    probe = usability.latest_probe(ctx.db, here.machine_id, result.repo, names) if profile and names else None
     kept = next((h for n in names if (h := probed_headers.recall(ctx, result.repo, n)) is not None), None)
     size: int | None
     features: Features | None
@@ -168,7 +144,7 @@ def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> H
         size = estimate_file_bytes(params, quant) if params else None
         features = params_features(params, quant) if params else None
         fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
-    verdict = usable_here(ctx, fit, None, profile, probe, features, here.calibration)
+    verdict = usable_here.verdict(ctx, here, fit, None, probe, features)
     if verdict is not None and verdict.predicted and kept is None:
         verdict = dataclasses.replace(
             verdict,
@@ -178,12 +154,12 @@ def _quant_row(ctx: AppContext, here: _Here, result: HubResult, quant: str) -> H
     return HubQuantRow(quant, size, kept is None, fit, verdict)
 
 
-def _installed_row(ctx: AppContext, here: _Here, installed: LibraryModel, quant: str) -> HubQuantRow | None:
+def _installed_row(ctx: AppContext, here: MachineSnapshot, installed: LibraryModel, quant: str) -> HubQuantRow | None:
     """The installed file as the library sees it: its size, its header's fit, its measured (or
     header-predicted) verdict. None where the file cannot be read (moved, deleted, damaged): the
     row then falls back to the Hub's figures, and the library says what is wrong with the file."""
     try:
-        row = file_row(ctx, installed.path, here.profile, here.n_ctx)
+        row = usable_here.file_row(ctx, here, installed.path)
     except (GGUFError, OSError) as exc:
         log.warning("Hub row for %s: the installed file was not read (%s)", installed.path, exc)
         return None

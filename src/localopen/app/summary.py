@@ -3,7 +3,7 @@ The app's dialog and `localopen summary` print the same page."""
 
 from __future__ import annotations
 
-from localopen.app import catalog_rows, library
+from localopen.app import library, usable_here
 from localopen.app.context import AppContext
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.machine.hardware import HardwareProfile
@@ -22,7 +22,7 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
     measured here (imported files, other Hub repos)."""
     profile = profile or ctx.profile
     rows = []
-    for r in catalog_rows.catalog_rows(ctx, profile):
+    for r in usable_here.catalog_rows(ctx, usable_here.MachineSnapshot.read(ctx, profile)):
         if r.verdict is None:
             continue
         g = r.model.grade

@@ -24,10 +24,10 @@ def _size(size: int | None, estimate: bool) -> str:
 
 # --- catalog --------------------------------------------------------------------------------
 def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.catalog_rows import catalog_rows
+    from localopen.app.usable_here import MachineSnapshot, catalog_rows
 
     rows, out = [], []
-    for r in catalog_rows(ctx, ctx.read_profile(), n_ctx=args.ctx):
+    for r in catalog_rows(ctx, MachineSnapshot.read(ctx, ctx.read_profile(), args.ctx)):
         m, g, q, fit = r.model, r.model.grade, r.quant, r.fit
         if args.grade and g.letter not in args.grade.upper():
             continue
@@ -100,7 +100,7 @@ def _calibration_hint(ctx: AppContext) -> None:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.catalog_rows import catalog_row, file_row, quant_rows
+    from localopen.app.usable_here import MachineSnapshot, catalog_row, file_row, quant_rows
 
     profile = ctx.read_profile()
     target = args.model
@@ -109,10 +109,11 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         raise LocalopenError(
             f"'{target}' is neither a file nor a model in the catalog (try `localopen catalog --search WORD`)."
         )
+    here = MachineSnapshot.read(ctx, profile, args.ctx)  # one reading of this machine for every row below
     if entry is not None:
         g = entry.grade
-        quants = quant_rows(ctx, entry, profile, args.ctx)
-        row = catalog_row(ctx, entry, profile, args.ctx)
+        quants = quant_rows(ctx, here, entry)
+        row = catalog_row(ctx, here, entry)
         if args.json:
             print_json(
                 {
@@ -173,7 +174,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         _calibration_hint(ctx)
         return 0
 
-    f = file_row(ctx, Path(target).expanduser(), profile, args.ctx)
+    f = file_row(ctx, here, Path(target).expanduser())
     s, g, fit = f.header.summary(), f.grade, f.fit
     assert fit is not None
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,17 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import calibration as calibrations
-from localopen.app import hub_search, library
-from localopen.app.catalog_rows import catalog_rows, quant_rows
+from localopen.app import hub_search
+from localopen.app.context import AppContext
 from localopen.app.hub_search import HubResult
 from localopen.app.probe import ProbeReport, ProbeSession
+from localopen.app.usable_here import MachineSnapshot, catalog_rows, quant_rows
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.estimate.speed import Calibration
 from localopen.core.estimate.verdict import Verdict
 from localopen.core.hub.client import is_offline
+from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import COMPONENTS
 from localopen.core.records import LoadInfo
 from localopen.core.store.library_db import record_hub_files
@@ -65,6 +68,8 @@ class ExploreView(QWidget):
     probe_finished = Signal(object)  # ProbeReport
     probe_failed = Signal(str)
     calibrated = Signal(object)  # Calibration
+    rows_ready = Signal()  # the rows, computed in the background, are shown
+    detail_ready = Signal()  # the selected model's files are listed
 
     def __init__(self, services: Services) -> None:
         super().__init__()
@@ -73,6 +78,9 @@ class ExploreView(QWidget):
         self.proxy = ExploreFilter(self)
         self.proxy.setSourceModel(self.model)
         self._hub_results: list[HubResult] = []
+        self._here: MachineSnapshot | None = None  # this machine as the shown rows read it
+        self._reloads = self._reloads_shown = 0  # a reload's result is shown only if no newer one was asked for
+        self._details = self._details_shown = 0
 
         self.search = QLineEdit(placeholderText="Filter models, families, licences…  (Ctrl+F)")
         self.search.setAccessibleName("Filter the model list")
@@ -201,30 +209,39 @@ class ExploreView(QWidget):
 
     # -- rows -----------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Rows from the application layer: catalog models with fit and usable-here, Hub results."""
-        ctx, profile = self.services.ctx, self.services.profile
-        rows = [
-            ExploreRow(
-                r.model.id,
-                r.model.gguf_repo,
-                r.model.family,
-                r.model.params_b,
-                r.model.grade,
-                r.quant.size_bytes,
-                r.quant.size_is_estimate,
-                "catalog",
-                catalog=r.model,
-                fit=r.fit,
-                verdict=r.verdict,
-                installed=r.installed is not None,
-            )
-            for r in catalog_rows(ctx, profile)
-        ]
+        """Rows from the application layer, computed off the UI thread from one reading of this machine."""
+        ctx, profile, results = self.services.ctx, self.services.profile, list(self._hub_results)
+        self._reloads += 1
+        serial = self._reloads
+        run_in_background(
+            lambda: explore_rows(ctx, profile, results),
+            lambda out: self._on_rows(serial, out),
+            self._on_rows_failed,
+            name="explore-rows",
+            owner=self,
+        )
+
+    def _on_rows(self, serial: int, out: tuple[MachineSnapshot, list[ExploreRow]]) -> None:
+        if serial != self._reloads:
+            return  # a newer reload is on its way
+        self._reloads_shown = serial
         selected = self.selected_row()
-        catalog_repos = {x.repo for x in rows}
-        self.model.set_rows(rows + [r for r in self._hub_explore_rows() if r.repo not in catalog_repos])
+        self._here, rows = out
+        self.model.set_rows(rows)
         if selected is not None:
             self.select(selected.key)
+        self.rows_ready.emit()
+
+    def _on_rows_failed(self, error: LocalopenError) -> None:
+        self._reloads_shown, self._details_shown = self._reloads, self._details
+        self.hub_status.setText(f"The list could not be refreshed: {error}")
+
+    @property
+    def settled(self) -> bool:
+        """Every refresh asked for is shown (the rows and the selected model's files), read with the
+        machine's profile once it is known."""
+        current = self._here is not None and self._here.profile is self.services.profile
+        return current and self._reloads_shown == self._reloads and self._details_shown == self._details
 
     def selected_row(self) -> ExploreRow | None:
         index = self.table.currentIndex()
@@ -261,30 +278,6 @@ class ExploreView(QWidget):
         self.hub_status.setText(f"{len(results)} Hub repositories (grades are provisional: from model cards alone).")
         self.reload()
 
-    def _hub_explore_rows(self) -> list[ExploreRow]:
-        """The search's results as this machine sees them now (a probe or a download since changes them)."""
-        ctx = self.services.ctx
-        hub_search.assess(ctx, self._hub_results)
-        installed = library.installed_by_repo(ctx)
-        return [
-            ExploreRow(
-                r.repo,
-                r.repo,
-                "Hub",
-                r.params_b,
-                r.grade,
-                r.size_bytes,
-                r.size_estimate,
-                "hub",
-                hub_info=r.info,
-                quants=r.quants,
-                fit=r.fit,
-                verdict=r.verdict,
-                installed=r.repo in installed,
-            )
-            for r in self._hub_results
-        ]
-
     # -- detail ---------------------------------------------------------------------------------
     def show_detail(self, index: Any) -> None:
         row: ExploreRow | None = index.data(ROW_ROLE) if index.isValid() else None
@@ -293,20 +286,31 @@ class ExploreView(QWidget):
             self.detail.clear()
             return
         self.detail.setHtml(self._detail_html(row))
-        if row.catalog is not None:
-            m = row.catalog
-            if any(q.size_is_estimate for q in m.quants):
-                self._fetch_exact_sizes(m.gguf_repo)
-            for qr in quant_rows(self.services.ctx, m):
-                q = qr.quant
-                size = ("~" if q.size_is_estimate else "") + human_bytes(q.size_bytes)
-                self._add_quant_row(q.type, size, qr.fit.label if qr.fit else "…", m.gguf_repo, q.pattern, qr.verdict)
-        else:
-            result = next((r for r in self._hub_results if r.repo == row.repo), None)
-            for hq in hub_search.quant_rows(self.services.ctx, result) if result else []:
-                size = ("~" if hq.size_estimate else "") + human_bytes(hq.size_bytes) if hq.size_bytes else "–"
-                fit = hq.fit.label if hq.fit else "–"
-                self._add_quant_row(hq.quant, size, fit, row.repo, f"*{hq.quant}*.gguf", hq.verdict)
+        if row.catalog is not None and any(q.size_is_estimate for q in row.catalog.quants):
+            self._fetch_exact_sizes(row.catalog.gguf_repo)
+        here = self._here
+        if here is None:
+            return  # the rows' reading of this machine is on its way; it shows the detail again
+        ctx = self.services.ctx
+        result = next((r for r in self._hub_results if r.repo == row.repo), None)
+        self._details += 1
+        serial = self._details
+        run_in_background(
+            lambda: file_rows(ctx, here, row, result),
+            lambda out: self._on_file_rows(serial, row.repo, out),
+            self._on_rows_failed,
+            name="explore-files",
+            owner=self,
+        )
+
+    def _on_file_rows(self, serial: int, repo: str, rows: list[FileLine]) -> None:
+        if serial != self._details:
+            return
+        self._details_shown = serial
+        self.quants.setRowCount(0)
+        for line in rows:
+            self._add_quant_row(line.quant, line.size, line.fit, repo, line.pattern, line.verdict)
+        self.detail_ready.emit()
 
     def _fetch_exact_sizes(self, repo: str) -> None:
         """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
@@ -475,3 +479,86 @@ class ExploreView(QWidget):
                 + "</ul>"
             )
         return "".join(parts)
+
+
+@dataclass(frozen=True)
+class FileLine:
+    """One file of the selected model, as its row in the detail pane shows it."""
+
+    quant: str
+    size: str
+    fit: str
+    pattern: str
+    verdict: Verdict | None
+
+
+def explore_rows(
+    ctx: AppContext, profile: HardwareProfile | None, hub_results: list[HubResult]
+) -> tuple[MachineSnapshot, list[ExploreRow]]:
+    """Catalog models, then Hub results outside the catalog, as this machine sees them now (a probe,
+    a download or a benchmark changes them): disk and SQLite work, run off the UI thread."""
+    here = MachineSnapshot.read(ctx, profile)
+    rows = [
+        ExploreRow(
+            r.model.id,
+            r.model.gguf_repo,
+            r.model.family,
+            r.model.params_b,
+            r.model.grade,
+            r.quant.size_bytes,
+            r.quant.size_is_estimate,
+            "catalog",
+            catalog=r.model,
+            fit=r.fit,
+            verdict=r.verdict,
+            installed=r.installed is not None,
+        )
+        for r in catalog_rows(ctx, here)
+    ]
+    hub_search.assess(ctx, hub_results, here)
+    catalog_repos = {x.repo for x in rows}
+    rows += [
+        ExploreRow(
+            r.repo,
+            r.repo,
+            "Hub",
+            r.params_b,
+            r.grade,
+            r.size_bytes,
+            r.size_estimate,
+            "hub",
+            hub_info=r.info,
+            quants=r.quants,
+            fit=r.fit,
+            verdict=r.verdict,
+            installed=r.repo in here.installed,
+        )
+        for r in hub_results
+        if r.repo not in catalog_repos
+    ]
+    return here, rows
+
+
+def file_rows(ctx: AppContext, here: MachineSnapshot, row: ExploreRow, result: HubResult | None) -> list[FileLine]:
+    """The files of one model with size, fit and usable-here (an installed file's header is read)."""
+    if row.catalog is not None:
+        return [
+            FileLine(
+                qr.quant.type,
+                ("~" if qr.quant.size_is_estimate else "") + human_bytes(qr.quant.size_bytes),
+                qr.fit.label if qr.fit else "…",
+                qr.quant.pattern,
+                qr.verdict,
+            )
+            for qr in quant_rows(ctx, here, row.catalog)
+        ]
+    return [
+        FileLine(
+            hq.quant,
+            ("~" if hq.size_estimate else "") + human_bytes(hq.size_bytes) if hq.size_bytes else "–",
+            hq.fit.label if hq.fit else "–",
+            f"*{hq.quant}*.gguf",
+            hq.verdict,
+        )
+        for hq in (hub_search.quant_rows(ctx, here, result) if result else [])
+    ]

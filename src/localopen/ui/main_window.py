@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import summary
-from localopen.app.catalog_rows import catalog_rows, machine_line
+from localopen.app.usable_here import MachineLine, MachineSnapshot, catalog_rows, machine_line
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.hub.downloader import unfinished_downloads
 from localopen.core.machine.hardware import HardwareProfile
@@ -191,7 +191,15 @@ class MainWindow(QMainWindow):
         SettingsDialog(self.services, self).exec()
 
     def _on_profile(self, hw: HardwareProfile) -> None:
-        line = machine_line(catalog_rows(self.services.ctx, hw))
+        ctx = self.services.ctx
+        run_in_background(
+            lambda: machine_line(catalog_rows(ctx, MachineSnapshot.read(ctx, hw))),
+            lambda line: self._show_machine(hw, line),
+            name="machine-line",
+            owner=self,
+        )
+
+    def _show_machine(self, hw: HardwareProfile, line: MachineLine) -> None:
         gpu = "; GPU offload possible" if hw.gpu_offload_possible else ""
         self.summary.setText(
             f"<b>This machine:</b> {hw.cpu_model}, {hw.cores_physical} cores, {human_bytes(hw.ram_total)} RAM, "

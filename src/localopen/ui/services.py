@@ -51,7 +51,7 @@ class Services(QObject):
 
     def read_profile_async(self) -> None:
         """The profile's bandwidth probe takes a moment on first run: never on the UI thread."""
-        run_in_background(self.ctx.read_profile, self.profile_ready.emit, name="profile")
+        run_in_background(self.ctx.read_profile, self.profile_ready.emit, name="profile", owner=self)
 
     def scan_library(self) -> None:
         """Pick up models put in the models folder by hand (disk work, in the background)."""
@@ -60,7 +60,7 @@ class Services(QObject):
             if added:
                 self.library_changed.emit()
 
-        run_in_background(lambda: library.scan(self.ctx), done, name="library-scan")
+        run_in_background(lambda: library.scan(self.ctx), done, name="library-scan", owner=self)
 
     @Slot(object)
     def _on_job(self, job: QueuedDownload) -> None:

@@ -1,0 +1,184 @@
+"""Usable here: the one home of the product's question, per model and per file: how open, does it
+fit here, is it usable here. Explore, the CLI's `catalog` and `info`, the summary, the Hub search's
+rows (app/hub_search) and the machine line all ask here.
+
+Every answer starts from one `MachineSnapshot` of what this machine knows (its profile, the
+installed files, the probed files, the calibration), read once per refresh, off any UI thread.
+The usable-here verdict says how it was obtained: measured where this machine has measured the
+installed file (a benchmark, or a load that failed), else probed where the Hub file was probed
+here before a download, else predicted from the file's shape and this machine's calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from localopen.app import calibration as calibrations
+from localopen.app import library
+from localopen.app.context import AppContext
+from localopen.core.estimate import verdict as verdicts
+from localopen.core.estimate.inputs import catalog_features, catalog_fit, file_features, file_fit
+from localopen.core.estimate.memory import FitVerdict
+from localopen.core.estimate.speed import Calibration, Features
+from localopen.core.gguf.files import matches_quant
+from localopen.core.gguf.header import GGUFHeader
+from localopen.core.machine.hardware import HardwareProfile
+from localopen.core.openness.catalog import CatalogModel, Quant
+from localopen.core.openness.grade import Evidence, Grade, evidence_from_header, grade
+from localopen.core.store import library_db as core_library
+from localopen.core.store import measurements as usability
+from localopen.core.store.library_db import LibraryModel, read_part_headers
+
+GOOD_BANDS = ("fluent", "comfortable")
+FITTING = ("fits_gpu", "fits_ram")
+
+
+@dataclass(frozen=True)
+class MachineSnapshot:
+    """What this machine knows that the verdicts need: read once per refresh (SQLite and files), never
+    once per row, and never on a UI thread."""
+
+    profile: HardwareProfile | None
+    n_ctx: int  # the context the fit is computed for
+    machine_id: str
+    installed: dict[str, LibraryModel]  # by repository
+    probed: dict[str, list[str]]  # probed Hub file names by repository
+    calibration: Calibration | None
+
+    @classmethod
+    def read(cls, ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> MachineSnapshot:
+        profile = profile or ctx.profile
+        machine_id = profile.fingerprint if profile is not None else ctx.machine_id()
+        return cls(
+            profile,
+            n_ctx or ctx.settings.n_ctx,
+            machine_id,
+            library.installed_by_repo(ctx),
+            usability.probed_files(ctx.db, machine_id),
+            calibrations.current(ctx),
+        )
+
+
+@dataclass
+class QuantRow:
+    quant: Quant
+    fit: FitVerdict | None  # None until this machine is read
+    verdict: verdicts.Verdict | None = None
+
+
+@dataclass
+class CatalogRow:
+    model: CatalogModel
+    quant: Quant  # the recommended file
+    fit: FitVerdict | None
+    verdict: verdicts.Verdict | None
+    installed: LibraryModel | None
+
+    @property
+    def fits(self) -> bool:
+        return self.fit is not None and self.fit.code in FITTING
+
+
+@dataclass(frozen=True)
+class MachineLine:
+    """How the catalog looks from this machine: how many fit, how many should run well."""
+
+    total: int
+    fitting: int
+    good: int
+
+
+def verdict(
+    ctx: AppContext,
+    here: MachineSnapshot,
+    fit: FitVerdict | None,
+    installed: LibraryModel | None,
+    probe: usability.Measured | None = None,
+    features: Features | None = None,
+) -> verdicts.Verdict | None:
+    """Measured beats probed beats predicted."""
+    if installed is not None:
+        measured = library.verdict_of(ctx, installed, here.profile)
+        if measured is not None:
+            return measured
+    if probe is not None:
+        return verdicts.probed(probe.tg_tps, probe.pp_tps, ctx.thresholds)
+    if fit is None:
+        return None
+    speed = None
+    if here.calibration is not None and features is not None and features.weight_bytes:
+        predicted = here.calibration.predict(features)
+        speed = (predicted.tg_tps, predicted.pp_tps)
+    return verdicts.predicted(fit, ctx.thresholds, speed)
+
+
+def _probe_of(ctx: AppContext, here: MachineSnapshot, model: CatalogModel, quant: Quant) -> usability.Measured | None:
+    """The newest probe here of this catalog file (by its Hub name, or its sha256 when known)."""
+    if here.profile is None:
+        return None
+    names = [name for name in here.probed.get(model.gguf_repo, []) if matches_quant(name, quant.pattern)]
+    if not names and not quant.sha256:
+        return None
+    return usability.latest_probe(ctx.db, here.machine_id, model.gguf_repo, names, quant.sha256 or "")
+
+
+def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> list[QuantRow]:
+    """Every file of a catalog model: its fit and usable-here verdict."""
+    installed = here.installed.get(model.gguf_repo)
+    rows = []
+    for q in model.quants:
+        fit = catalog_fit(model, here.profile, q, here.n_ctx) if here.profile else None
+        mine = installed if installed is not None and installed.quant == q.type else None
+        probe = _probe_of(ctx, here, model, q)
+        rows.append(QuantRow(q, fit, verdict(ctx, here, fit, mine, probe, catalog_features(model, q))))
+    return rows
+
+
+def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> CatalogRow:
+    """A catalog model as the product's question asks it: its recommended file, or the one installed."""
+    quant = model.recommended
+    fit = catalog_fit(model, here.profile, n_ctx=here.n_ctx) if here.profile else None
+    installed = here.installed.get(model.gguf_repo)
+    probe = _probe_of(ctx, here, model, quant)
+    answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant))
+    return CatalogRow(model, quant, fit, answer, installed)
+
+
+def catalog_rows(ctx: AppContext, here: MachineSnapshot) -> list[CatalogRow]:
+    return [catalog_row(ctx, here, m) for m in ctx.catalog.models]
+
+
+def machine_line(rows: list[CatalogRow]) -> MachineLine:
+    return MachineLine(
+        total=len(rows),
+        fitting=sum(r.fits for r in rows),
+        good=sum(1 for r in rows if r.verdict and r.verdict.band in GOOD_BANDS),
+    )
+
+
+@dataclass
+class FileRow:
+    """A local .gguf file seen as the catalog sees a model: provisional grade, fit, usable here."""
+
+    header: GGUFHeader
+    evidence: Evidence
+    grade: Grade
+    fit: FitVerdict | None
+    verdict: verdicts.Verdict | None
+
+
+def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
+    """A local file (disk work). Raises GGUFError in plain words for a file that is not a readable GGUF."""
+    headers = read_part_headers(path)
+    header, total = headers[0], sum(h.tensor_bytes for h in headers)
+    evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
+    fit = file_fit(header, here.profile, here.n_ctx, total) if here.profile else None
+    installed = core_library.get(ctx.db, str(path.resolve()))
+    probe = None
+    if installed is not None and installed.repo and installed.expected_sha256 and here.profile is not None:
+        probe = usability.latest_probe(
+            ctx.db, here.machine_id, installed.repo, [installed.filename], installed.expected_sha256
+        )
+    answer = verdict(ctx, here, fit, installed, probe, file_features(header, total))
+    return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer)
