@@ -23,45 +23,114 @@ ANSWER = {"role": "assistant", "content": "Four."}
 THOUGHT = {"role": "assistant", "content": "Four.", "reasoning_content": "2 + 2 = 4, one word: four."}
 FOLLOW_UP = {"role": "user", "content": "And 3 + 3? 日本語でも."}
 
-# (name, messages, add_generation_prompt, switches)
-CONVERSATIONS: list[tuple[str, list[dict[str, Any]], bool, dict[str, Any]]] = [
-    ("user", [USER], True, {}),
-    ("system+user", [SYSTEM, USER], True, {}),
-    ("multi-turn", [USER, ANSWER, FOLLOW_UP], True, {}),
-    ("multi-turn with reasoning", [SYSTEM, USER, THOUGHT, FOLLOW_UP], True, {}),
-    ("ends with the answer", [USER, ANSWER], False, {}),
-    ("thinking off", [SYSTEM, USER], True, {"enable_thinking": False}),
-    ("thinking on", [USER, ANSWER, FOLLOW_UP], True, {"enable_thinking": True}),
+# Tools as OpenAI sends them (function schemas), and a conversation that calls them: the call's
+# arguments as a dict (transformers' convention), the results in `tool` messages with their ids.
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string", "description": "City name, e.g. Paris"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["location"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "The local time in a timezone.",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]},
+    },
+}
+TOOLS = [WEATHER, TIME]
+ASK_WEATHER = {"role": "user", "content": "What is the weather in Paris, and the time in Tokyo?"}
+
+
+def _call(ident: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"id": ident, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+ONE_CALL = {"role": "assistant", "content": "", "tool_calls": [_call("call_1", "get_weather", {"location": "Paris"})]}
+TWO_CALLS = {
+    "role": "assistant",
+    "content": "",
+    "tool_calls": [
+        _call("call_1", "get_weather", {"location": "Paris", "unit": "celsius"}),
+        _call("call_2", "get_time", {"timezone": "Asia/Tokyo"}),
+    ],
+}
+RESULT_1 = {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": '{"temperature": 22}'}
+RESULT_2 = {"role": "tool", "tool_call_id": "call_2", "name": "get_time", "content": "09:30"}
+
+# (name, messages, add_generation_prompt, switches, tools)
+Conversation = tuple[str, list[dict[str, Any]], bool, dict[str, Any], list[dict[str, Any]] | None]
+CONVERSATIONS: list[Conversation] = [
+    ("user", [USER], True, {}, None),
+    ("system+user", [SYSTEM, USER], True, {}, None),
+    ("multi-turn", [USER, ANSWER, FOLLOW_UP], True, {}, None),
+    ("multi-turn with reasoning", [SYSTEM, USER, THOUGHT, FOLLOW_UP], True, {}, None),
+    ("ends with the answer", [USER, ANSWER], False, {}, None),
+    ("thinking off", [SYSTEM, USER], True, {"enable_thinking": False}, None),
+    ("thinking on", [USER, ANSWER, FOLLOW_UP], True, {"enable_thinking": True}, None),
+]
+TOOL_CONVERSATIONS: list[Conversation] = [
+    ("a tool list", [SYSTEM, ASK_WEATHER], True, {}, TOOLS),
+    ("one call and its result", [ASK_WEATHER, ONE_CALL, RESULT_1], True, {}, TOOLS),
+    ("two parallel calls and their results", [ASK_WEATHER, TWO_CALLS, RESULT_1, RESULT_2], True, {}, TOOLS),
 ]
 
 
-def reference(source: str, messages: list[dict[str, Any]], add_generation_prompt: bool, switches: dict) -> str:
+def reference(
+    source: str, messages: list[dict[str, Any]], add_generation_prompt: bool, switches: dict, tools: Any = None
+) -> str:
     from transformers.utils.chat_template_utils import render_jinja_template
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     rendered = render_jinja_template(
-        [messages], chat_template=source, add_generation_prompt=add_generation_prompt, **SPECIAL, **switches
+        [messages],
+        tools=tools,
+        chat_template=source,
+        add_generation_prompt=add_generation_prompt,
+        **SPECIAL,
+        **switches,
     )
     return rendered[0][0] if isinstance(rendered, tuple) else rendered[0]
 
 
-def localopen(source: str, messages: list[dict[str, Any]], add_generation_prompt: bool, switches: dict) -> str:
-    return ct.render(ct.TemplateChoice("model", source), messages, SPECIAL, add_generation_prompt, switches)
+def localopen(
+    source: str, messages: list[dict[str, Any]], add_generation_prompt: bool, switches: dict, tools: Any = None
+) -> str:
+    return ct.render(ct.TemplateChoice("model", source), messages, SPECIAL, add_generation_prompt, switches, tools)
 
 
-def compare(path: Path) -> tuple[int, int, list[str]]:
+def renders_tools(source: str) -> bool:
+    """A template that reads `tools` and writes a tool's name into the prompt (others ignore tools)."""
+    try:
+        with_tools = reference(source, [SYSTEM, ASK_WEATHER], True, {}, TOOLS)
+    except Exception:  # noqa: BLE001 - transformers cannot render it: no tools either
+        return False
+    return "get_weather" in with_tools
+
+
+def compare(path: Path, conversations: list[Conversation] = CONVERSATIONS) -> tuple[int, int, list[str]]:
     """(conversations transformers renders, of which identical in localopen, differences)."""
     source = path.read_text(encoding="utf-8")
     rendered = identical = 0
     problems = []
-    for name, messages, gen, switches in CONVERSATIONS:
+    for name, messages, gen, switches, tools in conversations:
         try:
-            expected = reference(source, messages, gen, switches)
+            expected = reference(source, messages, gen, switches, tools)
         except Exception:  # noqa: BLE001 - transformers cannot render it either: nothing to compare
             continue
         rendered += 1
         try:
-            actual = localopen(source, messages, gen, switches)
+            actual = localopen(source, messages, gen, switches, tools)
         except ct.TemplateRenderError as exc:
             problems.append(f"{name}: localopen failed: {exc}")
             continue
@@ -96,6 +165,53 @@ def test_report_how_many_templates_render(capsys: pytest.CaptureFixture[str]) ->
     # Nearly all real templates render some ordinary conversation; all of those must be identical.
     assert templates_rendered >= len(TEMPLATES) - 5
     assert templates_identical == templates_rendered
+
+
+TOOL_TEMPLATES = [p for p in TEMPLATES if renders_tools(p.read_text(encoding="utf-8"))]
+
+
+def test_the_collection_has_the_tool_formats_people_use() -> None:
+    names = {p.stem for p in TOOL_TEMPLATES}
+    for family in (
+        "Hermes-3",
+        "Qwen2.5",
+        "Qwen3-0.6B",
+        "Qwen3-Coder",
+        "Llama-3.1",
+        "Mistral-Nemo",
+        "gpt-oss",
+        "granite",
+    ):
+        assert any(family in n for n in names), family
+    assert len(TOOL_TEMPLATES) >= 30
+
+
+@pytest.mark.parametrize("path", TOOL_TEMPLATES, ids=[p.stem for p in TOOL_TEMPLATES])
+def test_tool_conversations_render_as_transformers_does(path: Path) -> None:
+    rendered, identical, problems = compare(path, TOOL_CONVERSATIONS)
+    assert not problems, "\n".join(problems)
+    assert rendered >= 1 and identical == rendered
+
+
+def test_report_how_many_tool_templates_render(capsys: pytest.CaptureFixture[str]) -> None:
+    totals = [compare(p, TOOL_CONVERSATIONS) for p in TOOL_TEMPLATES]
+    identical = sum(1 for r, i, _ in totals if r and i == r)
+    conversations = sum(r for r, _, _ in totals)
+    with capsys.disabled():
+        print(
+            f"\nchat templates with tools: {identical} of {len(TOOL_TEMPLATES)} render tool conversations identically "
+            f"to transformers ({conversations} conversations compared)"
+        )
+    assert identical == len(TOOL_TEMPLATES)
+
+
+def test_openai_string_arguments_reach_the_template_as_a_dict() -> None:
+    source = (
+        "{% for m in messages %}{% for c in m.tool_calls or [] %}{{ c.function.arguments.location }}"
+        "{% endfor %}{% endfor %}"
+    )
+    call = {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'}}
+    assert localopen(source, [{"role": "assistant", "content": "", "tool_calls": [call]}], False, {}) == "Paris"
 
 
 def test_loop_controls_and_generation_tag_render() -> None:

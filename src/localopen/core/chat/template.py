@@ -286,10 +286,32 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _object_arguments(calls: Any) -> Any:
+    """Tool calls as templates read them: `function.arguments` a dict (transformers' convention),
+    where OpenAI's wire format sends a JSON string. Text that is no JSON object stays as it is."""
+    if not isinstance(calls, list):
+        return calls
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            try:
+                parsed = json.loads(arguments)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                call = {**call, "function": {**function, "arguments": parsed}}
+        out.append(call)
+    return out
+
+
 def _as_template_reads(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for message in messages:
         m = _plain(message)
+        if "tool_calls" in m:
+            m["tool_calls"] = _object_arguments(m["tool_calls"])
         reasoning = next((m[k] for k in _REASONING_FIELDS if m.get(k)), None)
         if reasoning is not None:
             m = {"thinking": reasoning, **m, "reasoning_content": reasoning}
@@ -306,10 +328,12 @@ def render(
     special_tokens: Mapping[str, str] | None = None,
     add_generation_prompt: bool = True,
     switches: Mapping[str, Any] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """Render messages to the prompt text as transformers would (sandboxed: untrusted templates
     cannot reach Python). `special_tokens`: bos_token, eos_token… as the file defines them;
-    `switches`: variables such as enable_thinking."""
+    `switches`: variables such as enable_thinking; `tools`: OpenAI function schemas, passed as
+    they are (messages may carry `tool_calls` and `tool` results)."""
     if choice.source is None:  # plain completion: system text, then the conversation's text as is
         parts = [str(m["content"]) for m in messages if m.get("content")]
         return "\n\n".join(parts)
@@ -317,7 +341,7 @@ def render(
         template = _compile(choice.source)
         return template.render(
             messages=_as_template_reads(messages),
-            tools=None,
+            tools=_plain(list(tools)) if tools else None,
             documents=None,
             add_generation_prompt=add_generation_prompt,
             **_plain(dict(special_tokens or {})),
