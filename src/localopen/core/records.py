@@ -87,18 +87,33 @@ class LoadInfo:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call of a tool the model asked for, parsed from its own format: `arguments` is JSON text
+    (as OpenAI sends it), an object."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True)
 class AnswerPiece:
-    """A piece of a streamed answer: text of the answer proper, or of the model's reasoning."""
+    """A piece of a streamed answer: text of the answer proper, or of the model's reasoning, or a
+    whole tool call (its text is then empty: a call is never shown as answer text)."""
 
     text: str
     reasoning: bool = False
+    tool_call: ToolCall | None = None
 
 
 @dataclass
 class AnswerStats:
     """How one chat answer went: tokens, how it ended, speeds."""
 
-    finish_reason: str  # stop (the model ended its turn) | length (max_tokens) | cancelled
+    finish_reason: str  # stop (the model ended its turn) | tool_calls (it ended it calling tools) | length | cancelled
     prompt_tokens: int = 0
     prompt_tokens_evaluated: int = 0
     completion_tokens: int = 0  # reasoning and answer together
@@ -111,6 +126,7 @@ class AnswerStats:
     n_ctx: int = 0
     max_tokens: int = 0
     reasoning_tokens: int = 0
+    tool_calls: int = 0  # tools the model called in this answer
     reasoning_ms: float | None = None  # from the first reasoning token to the first answer token (or the end)
     answer_ttft_ms: float | None = None  # to the first token of the answer proper
     answer_tps: float | None = None  # the answer's tokens alone

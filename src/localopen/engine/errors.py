@@ -82,6 +82,12 @@ class TemplateError(EngineError):
     kind = "template"
 
 
+class ToolsUnsupportedError(EngineError):
+    """Tools were asked for, but this model's template does not offer them (or not in a way this can read)."""
+
+    kind = "tools"
+
+
 class EngineDied(EngineError):
     """The engine process ended without being asked to (crash, abort, out of memory, killed)."""
 
@@ -108,6 +114,7 @@ _BY_KIND: dict[str, type[EngineError]] = {
         ContextTooLongError,
         NoTemplateError,
         TemplateError,
+        ToolsUnsupportedError,
         EngineDied,
         EngineTimeout,
         EngineUnavailable,

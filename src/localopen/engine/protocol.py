@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from localopen.core.records import AnswerStats, BenchResult, LoadInfo
+from localopen.core.records import AnswerStats, BenchResult, LoadInfo, ToolCall
 
 
 @dataclass
@@ -58,6 +58,11 @@ class AnswerOptions:
     thinking: bool | None = None  # turn thinking on/off where the template has a switch; None: its default
     raw: bool = False  # plain text completion: no reasoning split (the text comes back as the model wrote it)
     drop_oldest: bool = True  # a conversation too long for the context loses its oldest turns (else: an error)
+    tools: list[dict[str, Any]] | None = None  # OpenAI function schemas the model may call
+    # auto: the model decides; none: tools are not offered; required: at least one call; else a tool's
+    # name: that tool is called. required and a name decode under a grammar (well-formed by construction).
+    tool_choice: str = "auto"
+    json_schema: dict[str, Any] | None = None  # the answer is JSON satisfying this schema (under a grammar)
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -105,6 +110,7 @@ class Loaded(Event):
 class Token(Event):
     text: str
     reasoning: bool = False  # part of the model's thinking, not of its answer
+    tool_call: ToolCall | None = None  # a whole tool call the model made (text is then empty)
 
 
 @dataclass

@@ -21,14 +21,16 @@ from typing import Any
 import psutil
 
 from localopen.core.chat import template as chat_template
+from localopen.core.chat import tool_calls
 from localopen.core.chat.answer_stream import AnswerStream
+from localopen.core.chat.tool_calls import ToolCallStream
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import ModelShape, estimate_memory, human_bytes
 from localopen.core.gguf.files import parts_of
 from localopen.core.gguf.header import GGUFHeader
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
-from localopen.engine import llama_log
+from localopen.engine import grammar, llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.errors import (
     ContextTooLongError,
@@ -37,8 +39,10 @@ from localopen.engine.errors import (
     NoTemplateError,
     TemplateChoice,
     TemplateError,
+    ToolsUnsupportedError,
 )
 from localopen.engine.protocol import (
+    AnswerOptions,
     Bench,
     BenchDone,
     BenchProgress,
@@ -114,6 +118,8 @@ class Worker:
         self.capture = llama_log.install()
         self._abort_cb: Any = None  # the ctypes callback, kept alive while the context uses it
         self._request_id = 0
+        self._calls: ToolCallStream | None = None  # the answer in progress's tool-call parser
+        self._n_calls = 0
 
     def send(self, event: Event) -> None:
         """Send an event tied to the request being handled."""
@@ -348,10 +354,13 @@ class Worker:
         switches = {}
         if traits.thinking_switch and options.thinking is not None:
             switches[traits.thinking_switch] = options.thinking
+        tools = options.tools if options.tools and options.tool_choice != "none" and not options.raw else None
+        calls = _tool_stream(traits.tool_format, tools)
+        grammar = _grammar(options, traits.tool_format, tools)
         sampling = request.sampling
         n_ctx = llm.n_ctx()
         dropped, tokens, prompt = self._fit_messages(
-            request.messages, choice, switches, sampling.max_tokens, n_ctx, options.drop_oldest
+            request.messages, choice, switches, sampling.max_tokens, n_ctx, options.drop_oldest, tools
         )
         max_tokens = max(1, min(sampling.max_tokens, n_ctx - len(tokens)))
         stream = AnswerStream(
@@ -359,7 +368,9 @@ class Worker:
             prompt if choice.source is not None else "",
             traits.harmony,
             reasoning=not options.raw,
+            keep=calls.fmt.markers if calls is not None else (),
         )
+        self._calls, self._n_calls = calls, 0
         llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
         vocab = llm._model.vocab  # noqa: SLF001 - token attributes and pieces
@@ -377,6 +388,7 @@ class Worker:
                 min_p=sampling.min_p,
                 temp=sampling.temperature,
                 repeat_penalty=sampling.repeat_penalty,
+                grammar=grammar,
             )
             for token in generator:
                 # A stop request drops the token in hand: the stream ends within one token.
@@ -397,12 +409,16 @@ class Worker:
                     break
             generator.close()
             self._send_pieces(stream.feed(decoder.decode(b"", final=True)) + stream.finish(), stream, clock)
+            if calls is not None:
+                self._send_pieces(calls.finish(), stream, clock, split=False)
         except RuntimeError as exc:
             if not self.stop_event.is_set():
                 raise EngineError(f"Generation failed: {exc}") from exc
             self._clear_cache()  # llama_decode was aborted mid-prompt by the abort callback
         if self.stop_event.is_set():
             finish = "cancelled"
+        elif self._n_calls and finish == "stop":
+            finish = "tool_calls"
         perf = llama_cpp.llama_perf_context(llm.ctx)
         return AnswerStats(
             finish_reason=finish,
@@ -418,15 +434,24 @@ class Worker:
             n_ctx=n_ctx,
             max_tokens=max_tokens,
             reasoning_tokens=clock.reasoning_tokens,
+            tool_calls=self._n_calls,
             reasoning_ms=clock.reasoning_ms(),
             answer_ttft_ms=clock.ms(clock.first_answer),
             answer_tps=clock.answer_tps(),
         )
 
-    def _send_pieces(self, pieces: list[AnswerPiece], stream: AnswerStream, clock: _AnswerClock) -> None:
-        """Send the visible pieces; the token that produced them counts as reasoning or answer."""
+    def _send_pieces(
+        self, pieces: list[AnswerPiece], stream: AnswerStream, clock: _AnswerClock, split: bool = True
+    ) -> None:
+        """Send the visible pieces (the answer's text split from its tool calls, when tools are
+        offered); the token that produced them counts as reasoning or answer."""
+        if split and self._calls is not None:
+            pieces = [out for p in pieces for out in ([p] if p.reasoning else self._calls.feed(p.text))]
         for piece in pieces:
-            if piece.text:
+            if piece.tool_call is not None:
+                self._n_calls += 1
+                self.send(Token("", False, piece.tool_call))
+            elif piece.text:
                 self.send(Token(piece.text, piece.reasoning))
         clock.attribute(pieces, stream.in_reasoning)
 
@@ -437,12 +462,16 @@ class Worker:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm.ctx), True)
 
     def _tokens_for(
-        self, messages: list[dict[str, Any]], choice: chat_template.TemplateChoice, switches: dict[str, Any]
+        self,
+        messages: list[dict[str, Any]],
+        choice: chat_template.TemplateChoice,
+        switches: dict[str, Any],
+        tools: list[dict[str, Any]] | None = None,
     ) -> tuple[list[int], str]:
         llm, info = self.llm, self.load_info
         assert info is not None
         try:
-            prompt = chat_template.render(choice, messages, info.special_tokens, True, switches)
+            prompt = chat_template.render(choice, messages, info.special_tokens, True, switches, tools)
         except chat_template.TemplateRenderError as exc:
             raise TemplateError(str(exc)) from exc
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
@@ -459,6 +488,7 @@ class Worker:
         max_tokens: int,
         n_ctx: int,
         drop_oldest: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> tuple[int, list[int], str]:
         """Drop the oldest turns (never the system prompt) until prompt + answer fit the context
         (or, not drop_oldest, refuse); returns how many were dropped, the prompt's tokens and text."""
@@ -466,7 +496,7 @@ class Worker:
         dropped = 0
         reserve = min(max_tokens, max(16, n_ctx // 4))
         while True:
-            tokens, prompt = self._tokens_for(kept, choice, switches)
+            tokens, prompt = self._tokens_for(kept, choice, switches, tools)
             if len(tokens) + reserve <= n_ctx:
                 return dropped, tokens, prompt
             removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system" and drop_oldest]
@@ -479,6 +509,35 @@ class Worker:
                 )
             del kept[removable[0]]
             dropped += 1
+
+
+def _tool_stream(fmt: str | None, tools: list[dict[str, Any]] | None) -> ToolCallStream | None:
+    """The parser of this template's tool calls, when tools are offered (gpt-oss's harmony calls are
+    read by the answer stream itself). Tools a template cannot offer are refused in words."""
+    if not tools:
+        return None
+    if fmt is None:
+        raise ToolsUnsupportedError(
+            "This model's chat template does not offer tools to the model (it was not trained to call "
+            "them): send no 'tools', or use a model whose template renders them."
+        )
+    if fmt == tool_calls.UNSUPPORTED:
+        raise ToolsUnsupportedError(
+            "This model's chat template offers tools in a call format localopen cannot read yet, so its "
+            "calls would arrive as text: send no 'tools' to this model."
+        )
+    return None if fmt == tool_calls.HARMONY else ToolCallStream(tool_calls.FORMATS[fmt], tools)
+
+
+def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None) -> Any:
+    """A llama.cpp grammar for a JSON answer or a required tool call; None to decode freely."""
+    from llama_cpp import LlamaGrammar
+
+    if options.json_schema is not None:
+        return LlamaGrammar.from_string(grammar.schema_gbnf(options.json_schema), verbose=False)
+    if tools and fmt is not None and options.tool_choice not in ("auto", "none"):
+        return LlamaGrammar.from_string(grammar.tool_call_gbnf(fmt, tools, options.tool_choice), verbose=False)
+    return None
 
 
 def _piece(vocab: Any, token: int) -> bytes:

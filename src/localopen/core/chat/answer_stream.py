@@ -10,9 +10,13 @@ next piece decides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Collection, Sequence
 
+from localopen.core.chat.tool_calls import new_call_id
 from localopen.core.records import AnswerPiece as Piece
+from localopen.core.records import ToolCall
 
 # (open, close) reasoning tags, as models write them.
 REASONING_TAGS = (
@@ -24,6 +28,7 @@ REASONING_TAGS = (
 )
 
 HARMONY_CHANNEL, HARMONY_MESSAGE, HARMONY_END, HARMONY_START = "<|channel|>", "<|message|>", "<|end|>", "<|start|>"
+HARMONY_CALL = "<|call|>"
 
 
 def _held_suffix(text: str, markers: Sequence[str]) -> int:
@@ -134,11 +139,14 @@ class _TagReasoning:
 
 class _Harmony:
     """gpt-oss: messages of the form <|channel|>NAME<|message|>TEXT<|end|>, then <|start|>assistant
-    for the next. The final channel is the answer; analysis (and any other) is reasoning."""
+    for the next. The final channel is the answer; analysis (and any other) is reasoning. A message
+    addressed to a tool (`to=functions.NAME` in its header) is a tool call: its text is the
+    arguments, ended by <|call|>."""
 
     def __init__(self) -> None:
         self.state = "header"  # header | body | content (text outside the format: the answer)
         self.channel = ""
+        self.recipient: str | None = None  # the tool a message is addressed to
         self.buf = ""
 
     @property
@@ -162,7 +170,16 @@ class _Harmony:
                 header = stripped[:i]
                 name = header.rsplit(HARMONY_CHANNEL, 1)[-1] if HARMONY_CHANNEL in header else ""
                 self.channel = name.split()[0] if name.split() else ""
+                to = re.search(r"to=functions\.([^\s<]+)", header)
+                self.recipient = to.group(1) if to else None
                 self.buf, self.state = stripped[i + len(HARMONY_MESSAGE) :], "body"
+                continue
+            if self.state == "body" and self.recipient is not None:
+                j = self.buf.find(HARMONY_CALL)
+                if j < 0:
+                    return out
+                out += self._call(self.buf[:j])
+                self.buf, self.state = self.buf[j + len(HARMONY_CALL) :], "header"
                 continue
             if self.state == "body":
                 markers = (HARMONY_END, HARMONY_START, HARMONY_CHANNEL)
@@ -183,9 +200,22 @@ class _Harmony:
 
     def flush(self) -> list[Piece]:
         text, self.buf = self.buf, ""
+        if self.state == "body" and self.recipient is not None:
+            return self._call(text)  # <|call|> ends generation: the arguments end with the stream
         if self.state == "body" and text:
             return [Piece(text, self.channel != "final")]
         return [Piece(text)] if self.state == "content" and text else []
+
+    def _call(self, arguments: str) -> list[Piece]:
+        name, self.recipient = self.recipient or "", None
+        text = arguments.strip() or "{}"
+        try:
+            valid = isinstance(json.loads(text), dict)
+        except ValueError:
+            valid = False
+        if not valid:  # not a call after all: shown as what the model wrote
+            return [Piece(f"to=functions.{name} {arguments}")]
+        return [Piece("", tool_call=ToolCall(new_call_id(), name, text))]
 
 
 class _Plain:
@@ -205,7 +235,12 @@ class AnswerStream:
     to show; `stopped` turns true at the end of the turn; finish() gives what was held back."""
 
     def __init__(
-        self, stops: Sequence[str] = (), prompt: str = "", harmony: bool = False, reasoning: bool = True
+        self,
+        stops: Sequence[str] = (),
+        prompt: str = "",
+        harmony: bool = False,
+        reasoning: bool = True,
+        keep: Collection[str] = (),
     ) -> None:
         self._stops = _StopStrings(stops)
         self._parser: _TagReasoning | _Harmony | _Plain
@@ -218,7 +253,11 @@ class AnswerStream:
             opened = next((p for p in REASONING_TAGS if tail.endswith(p[0])), None)
             self._parser = _TagReasoning(opened)
         self._tags = {t for pair in REASONING_TAGS for t in pair}
-        self._structural = {HARMONY_END, HARMONY_START, HARMONY_CHANNEL, HARMONY_MESSAGE} if harmony else set()
+        self._structural = (
+            {HARMONY_END, HARMONY_START, HARMONY_CHANNEL, HARMONY_MESSAGE, HARMONY_CALL} if harmony else set()
+        )
+        # Control tokens that carry meaning downstream (a tool-call format's markers): passed on as text.
+        self._keep = set(keep)
 
     @property
     def stopped(self) -> bool:
@@ -240,7 +279,7 @@ class AnswerStream:
         if text in self._stops.stops:
             self._stops.stopped = True
             return pieces + self._parser.flush()
-        if text in self._tags or text in self._structural:
+        if text in self._tags or text in self._structural or text in self._keep:
             pieces += self._parser.feed(text)
         return pieces
 

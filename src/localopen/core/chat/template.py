@@ -30,6 +30,7 @@ from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from localopen.core.chat import tool_calls
 from localopen.core.errors import LocalopenError
 
 COMPLETION = "completion"  # no chat formatting: the model continues the text
@@ -138,6 +139,7 @@ class TemplateTraits:
     thinking_switch: str | None  # the variable that turns thinking on or off: enable_thinking | thinking
     harmony: bool  # gpt-oss's channel format (<|channel|>analysis … <|end|>)
     end_markers: tuple[str, ...]  # end-of-turn texts the template writes (stop strings)
+    tool_format: str | None = None  # the format its model calls tools in (core/chat/tool_calls); None: no tools
 
 
 def template_options() -> list[str]:
@@ -191,7 +193,7 @@ def traits(source: str | None) -> TemplateTraits:
     switch = next((name for name in _THINKING_SWITCHES if name in reads), None)
     harmony = "<|channel|>" in source
     markers = tuple(m for m in END_MARKERS if m in source and not (harmony and m == "<|end|>"))
-    return TemplateTraits(switch, harmony, markers)
+    return TemplateTraits(switch, harmony, markers, tool_calls.detect(source, "tools" in reads))
 
 
 # -- the environment ---------------------------------------------------------------------------
@@ -295,7 +297,7 @@ def _object_arguments(calls: Any) -> Any:
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         arguments = function.get("arguments") if isinstance(function, dict) else None
-        if isinstance(arguments, str):
+        if isinstance(function, dict) and isinstance(arguments, str):
             try:
                 parsed = json.loads(arguments)
             except ValueError:

@@ -1,0 +1,429 @@
+"""Tool calls in each model family's own format, split from the answer text as it streams.
+
+The format comes from the chat template (the markers it writes when it renders a call), never from
+a guess per request. One parser per format, as llama.cpp's common/chat.cpp has them: Hermes and
+Qwen (`<tool_call>{json}</tool_call>`), Qwen3-Coder and Qwen3.5 (`<function=…><parameter=…>`), GLM
+(`<arg_key>`/`<arg_value>`), Llama 3.x (a bare JSON object, or after `<|python_tag|>`), Mistral
+(`[TOOL_CALLS]` with a JSON list, or `name[ARGS]{json}`), Granite (`<|tool_call|>[…]`), Command R
+(`<|START_ACTION|>…<|END_ACTION|>`), DeepSeek R1/V3 (`<｜tool▁calls▁begin｜>…`), Kimi K2
+(`<|tool_calls_section_begin|>…`), FireFunction (`functools[…]`), LFM2 (`<|tool_call_start|>[f(x=1)]`),
+MiniMax (`<minimax:tool_call><invoke …>`) and functionary v3.1 (`<function=NAME>{json}</function>`).
+gpt-oss's harmony calls (`to=functions.NAME`) are read by the answer stream's harmony parser.
+
+Streaming-safe: text that could still become a call's opening marker is held back until the next
+piece decides, so a call is never shown as answer text, whatever the token boundaries.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from localopen.core.records import AnswerPiece, ToolCall
+
+Parsed = list[tuple[str, Any]]  # (tool name, arguments: an object, or JSON text)
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _json_calls(body: str, name_key: str = "name", args_keys: Sequence[str] = ("arguments", "parameters")) -> Parsed:
+    """A JSON object or list of objects with a name and arguments (several formats share this)."""
+    value = json.loads(body)
+    items = value if isinstance(value, list) else [value]
+    out: Parsed = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError("a tool call is a JSON object")
+        if item.get("type") == "function" and isinstance(item.get("function"), dict):
+            item = item["function"]
+        name = item.get(name_key)
+        if not isinstance(name, str) or not name:
+            raise ValueError("a tool call needs a name")
+        args: Any = next((item[k] for k in args_keys if k in item), {})
+        out.append((name, args))
+    return out
+
+
+def _hermes(body: str) -> Parsed:
+    return _json_calls(body.strip())
+
+
+def _llama3(body: str) -> Parsed:
+    """One JSON object, or several separated by ';' (Llama 3.1's built-in format)."""
+    body = body.strip()
+    try:
+        return _json_calls(body)
+    except ValueError:
+        parts = [p for p in body.split(";") if p.strip()]
+        if len(parts) < 2:
+            raise
+        return [call for part in parts for call in _json_calls(part.strip())]
+
+
+def _mistral(body: str) -> Parsed:
+    """[TOOL_CALLS][{...}, …] (Nemo), or NAME[ARGS]{json}, one per [TOOL_CALLS] (Small 3.2, Devstral)."""
+    out: Parsed = []
+    for part in (p.strip() for p in body.split("[TOOL_CALLS]")):
+        if not part:
+            continue
+        if part.startswith("["):
+            out += _json_calls(part)
+            continue
+        name, sep, args = part.partition("[ARGS]")
+        if not sep:
+            name, sep, args = part.partition("[CALL_ID]")
+            if sep:  # NAME[CALL_ID]id[ARGS]{json}
+                args = args.partition("[ARGS]")[2]
+        if not args:
+            raise ValueError("a Mistral tool call needs [ARGS]")
+        out.append((name.strip(), json.loads(args)))
+    return out
+
+
+def _command_r(body: str) -> Parsed:
+    return _json_calls(body.strip(), "tool_name", ("parameters", "arguments"))
+
+
+def _json_lines(body: str) -> Parsed:
+    """A JSON list of calls, or one JSON object per line (MiniMax-M1, Apriel)."""
+    body = body.strip()
+    try:
+        return _json_calls(body)
+    except ValueError:
+        lines = [line for line in body.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        return [call for line in lines for call in _json_calls(line)]
+
+
+_DEEPSEEK_CALL = re.compile(r"<｜tool▁call▁begin｜>(.*?)<｜tool▁call▁end｜>", re.S)
+
+
+def _deepseek(body: str) -> Parsed:
+    out: Parsed = []
+    for call in _DEEPSEEK_CALL.findall(body):
+        head, _, args = call.partition("<｜tool▁sep｜>")
+        if head.strip() == "function":  # R1: function<｜tool▁sep｜>NAME\n```json\n{…}\n```
+            name, _, rest = args.partition("\n")
+            m = re.search(r"```(?:json)?\s*(.*?)\s*```", rest, re.S)
+            out.append((name.strip(), json.loads(m.group(1) if m else rest)))
+        else:  # V3.1 and later: NAME<｜tool▁sep｜>{…}
+            out.append((head.strip(), json.loads(args)))
+    if not out:
+        raise ValueError("no DeepSeek tool call")
+    return out
+
+
+_KIMI_CALL = re.compile(
+    r"<\|tool_call_begin\|>\s*(?:functions\.)?([^\s<]+?)(?::\d+)?\s*<\|tool_call_argument_begin\|>(.*?)<\|tool_call_end\|>",
+    re.S,
+)
+
+
+def _kimi(body: str) -> Parsed:
+    out: Parsed = [(name, json.loads(args)) for name, args in _KIMI_CALL.findall(body)]
+    if not out:
+        raise ValueError("no Kimi tool call")
+    return out
+
+
+def _value(text: str, kind: str | None) -> Any:
+    """A parameter written as text: kept as text for a string parameter, else read as JSON if it is."""
+    if kind == "string":
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+_QWEN_FUNCTION = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|$)", re.S)
+_QWEN_PARAMETER = re.compile(r"<parameter=([^>\s]+)>\n?(.*?)\n?</parameter>", re.S)
+
+
+def _qwen3_coder(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    out: Parsed = []
+    for name, params in _QWEN_FUNCTION.findall(body):
+        args = {k: _value(v, types(name, k)) for k, v in _QWEN_PARAMETER.findall(params)}
+        out.append((name, args))
+    if not out:
+        raise ValueError("no <function=…> in the tool call")
+    return out
+
+
+_GLM_ARG = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.S)
+
+
+def _glm(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    name = body.strip().split("<arg_key>", 1)[0].strip()
+    if not name:
+        raise ValueError("a GLM tool call needs a name")
+    return [(name, {k.strip(): _value(v, types(name, k.strip())) for k, v in _GLM_ARG.findall(body)})]
+
+
+_MINIMAX_INVOKE = re.compile(r"<invoke name=\"([^\"]+)\">(.*?)</invoke>", re.S)
+_MINIMAX_PARAMETER = re.compile(r"<parameter name=\"([^\"]+)\">(.*?)</parameter>", re.S)
+
+
+def _minimax(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    out: Parsed = []
+    for name, params in _MINIMAX_INVOKE.findall(body):
+        out.append((name, {k: _value(v.strip(), types(name, k)) for k, v in _MINIMAX_PARAMETER.findall(params)}))
+    if not out:
+        raise ValueError("no <invoke> in the tool call")
+    return out
+
+
+def _pythonic(body: str) -> Parsed:
+    """[get_weather(location="Paris"), …] (LFM2): keyword arguments with literal values only."""
+    tree = ast.parse(body.strip(), mode="eval").body
+    calls = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    out: Parsed = []
+    for call in calls:
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.args:
+            raise ValueError("a pythonic tool call is NAME(key=value, …)")
+        out.append((call.func.id, {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}))
+    return out
+
+
+def _functionary(body: str) -> Parsed:
+    """functionary v3.1: <function=NAME>{json}</function> (the opening marker is cut: NAME>{json})."""
+    name, _, args = body.partition(">")
+    return [(name.strip(), json.loads(args) if args.strip() else {})]
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    name: str
+    start: tuple[str, ...]  # texts that open a call (or a block of calls)
+    end: str | None  # text that closes it; None: the calls run to the end of the answer
+    parse: Callable[[str, Callable[[str, str], str | None]], Parsed]
+    bare_json: bool = False  # a JSON object at the very start of the answer is a call too (Llama 3.x)
+    keep_start: bool = False  # the opening marker belongs to the body (Mistral's repeated [TOOL_CALLS])
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Texts of this format the answer stream must pass on, even where they are control tokens."""
+        return (*self.start, *((self.end,) if self.end else ()))
+
+
+def _typed(parse: Callable[[str], Parsed]) -> Callable[[str, Callable[[str, str], str | None]], Parsed]:
+    return lambda body, _types: parse(body)
+
+
+FORMATS: dict[str, ToolFormat] = {
+    f.name: f
+    for f in (
+        ToolFormat("hermes", ("<tool_call>",), "</tool_call>", _typed(_hermes)),
+        ToolFormat("qwen3_coder", ("<tool_call>",), "</tool_call>", _qwen3_coder),
+        ToolFormat("glm", ("<tool_call>",), "</tool_call>", _glm),
+        ToolFormat("llama3_json", ("<|python_tag|>",), None, _typed(_llama3), bare_json=True),
+        ToolFormat("mistral", ("[TOOL_CALLS]",), None, _typed(_mistral), keep_start=True),
+        ToolFormat("granite", ("<|tool_call|>",), None, _typed(_hermes)),
+        ToolFormat("command_r", ("<|START_ACTION|>",), "<|END_ACTION|>", _typed(_command_r)),
+        ToolFormat("command_r_plus", ("Action:\n```json",), "```", _typed(_command_r)),
+        ToolFormat("tool_calls_tags", ("<tool_calls>",), "</tool_calls>", _typed(_json_lines)),
+        ToolFormat("nemotron", ("<TOOLCALL>",), "</TOOLCALL>", _typed(_json_lines)),
+        ToolFormat("deepseek", ("<｜tool▁calls▁begin｜>",), "<｜tool▁calls▁end｜>", _typed(_deepseek)),
+        ToolFormat("kimi", ("<|tool_calls_section_begin|>",), "<|tool_calls_section_end|>", _typed(_kimi)),
+        ToolFormat("firefunction", ("functools",), None, _typed(_hermes)),
+        ToolFormat("lfm2", ("<|tool_call_start|>",), "<|tool_call_end|>", _typed(_pythonic)),
+        ToolFormat("minimax", ("<minimax:tool_call>",), "</minimax:tool_call>", _minimax),
+        ToolFormat("functionary", ("<function=",), "</function>", _typed(_functionary)),
+    )
+}
+HARMONY = "harmony"  # gpt-oss: parsed in the answer stream's harmony channels (to=functions.NAME)
+# A template that renders tools in a format no parser here reads: its tools are refused in words,
+# never answered with a call shown as text.
+UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class Constrained:
+    """How a call is written in a format whose body is JSON, for decoding under a grammar (tool_choice
+    'required' or a named tool): the text around one call, and the call object's keys."""
+
+    prefix: str
+    suffix: str
+    name_key: str = "name"
+    arguments_key: str = "arguments"
+    as_list: bool = False  # the format writes a JSON list of calls
+
+
+CONSTRAINED: dict[str, Constrained] = {
+    "hermes": Constrained("<tool_call>\n", "\n</tool_call>"),
+    "llama3_json": Constrained("", "", arguments_key="parameters"),
+    "granite": Constrained("<|tool_call|>", "", as_list=True),
+    "nemotron": Constrained("<TOOLCALL>", "</TOOLCALL>", as_list=True),
+    "tool_calls_tags": Constrained("<tool_calls>\n", "\n</tool_calls>"),
+    "command_r": Constrained("<|START_ACTION|>", "<|END_ACTION|>", "tool_name", "parameters", as_list=True),
+    "firefunction": Constrained(" functools", "", as_list=True),
+}
+
+
+def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str | None = None) -> dict[str, Any]:
+    """The JSON schema of one call of one of the tools (or of the named one), in the format's keys:
+    the arguments must satisfy that tool's own parameter schema."""
+    options = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        name = function.get("name")
+        if only is not None and name != only:
+            continue
+        parameters = function.get("parameters") or {"type": "object"}
+        options.append(
+            {
+                "type": "object",
+                "properties": {fmt.name_key: {"const": name}, fmt.arguments_key: parameters},
+                "required": [fmt.name_key, fmt.arguments_key],
+            }
+        )
+    if not options:
+        raise ValueError(f"no tool named {only!r}" if only else "no tools")
+    one = options[0] if len(options) == 1 else {"anyOf": options}
+    return {"type": "array", "items": one, "minItems": 1} if fmt.as_list else one
+
+
+def detect(source: str, reads_tools: bool) -> str | None:
+    """The format a template's model calls tools in, from the markers the template writes; None for a
+    template that does not render tools (its model was not trained to call them)."""
+    if not reads_tools:
+        return None
+    checks = (
+        ("<|call|>", HARMONY),
+        ("<|tool_calls_section_begin|>", "kimi"),
+        ("tool▁calls▁begin", "deepseek"),
+        ("<arg_key>", "glm"),
+        ("<minimax:tool_call>", "minimax"),
+        ("<parameter=", "qwen3_coder"),
+        ("<tool_call>", "hermes"),
+        ("[TOOL_CALLS]", "mistral"),
+        ("<|tool_call|>", "granite"),
+        ("<TOOLCALL>", "nemotron"),
+        ("<tool_calls>", "tool_calls_tags"),
+        ("<|START_ACTION|>", "command_r"),
+        ("Action:\\n```json", "command_r_plus"),
+        ("functools[", "firefunction"),
+        ("<|tool_call_start|>", "lfm2"),
+        ("<|tool_list_start|>", "lfm2"),
+        ("<function=", "functionary"),
+        ("<|python_tag|>", "llama3_json"),
+        ('{"name": function name', "llama3_json"),  # Llama 3.2: a bare JSON object, no python tag
+    )
+    return next((name for marker, name in checks if marker in source), UNSUPPORTED)
+
+
+def parameter_types(tools: Iterable[Mapping[str, Any]] | None) -> Callable[[str, str], str | None]:
+    """(tool, parameter) -> its JSON-schema type, for formats that write values as bare text."""
+    table: dict[tuple[str, str], str | None] = {}
+    for tool in tools or ():
+        function = tool.get("function", tool)
+        properties = (function.get("parameters") or {}).get("properties") or {}
+        for key, schema in properties.items():
+            kind = schema.get("type") if isinstance(schema, dict) else None
+            table[(function.get("name", ""), key)] = kind if isinstance(kind, str) else None
+    return lambda name, key: table.get((name, key))
+
+
+def _held(text: str, markers: Sequence[str]) -> int:
+    longest = 0
+    for marker in markers:
+        for n in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:n]):
+                longest = n
+                break
+    return longest
+
+
+def to_calls(parsed: Parsed) -> list[ToolCall]:
+    return [
+        ToolCall(new_call_id(), name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False))
+        for name, args in parsed
+    ]
+
+
+class ToolCallStream:
+    """feed() the answer's text (reasoning never comes here) and get text pieces and whole tool
+    calls; finish() at the end of the answer gives what was held back. A call that does not parse is
+    given back as the text it was (the model wrote it), never dropped."""
+
+    def __init__(self, fmt: ToolFormat, tools: Iterable[Mapping[str, Any]] | None = None) -> None:
+        self.fmt = fmt
+        self.types = parameter_types(tools)
+        # start (nothing shown yet) | text | call | after (a call ended: blank space is no answer)
+        # | bare (a JSON object at the very start, which may be a call)
+        self.state = "start"
+        self.buf = ""
+        self.opened = ""  # the marker that opened the call in progress
+        self.calls = 0
+
+    def feed(self, text: str) -> list[AnswerPiece]:
+        self.buf += text
+        out: list[AnswerPiece] = []
+        while self.buf:
+            if self.state == "start":
+                stripped = self.buf.lstrip()
+                if not stripped:
+                    return out
+                if self.fmt.bare_json and stripped.startswith("{"):
+                    self.state, self.buf = "bare", stripped
+                    return out
+                self.state, self.buf = "text", stripped  # blank space before the answer (or a call) is none
+                continue
+            if self.state == "text":
+                hit = min(
+                    ((i, m) for m in self.fmt.start if (i := self.buf.find(m)) >= 0), default=None, key=lambda h: h[0]
+                )
+                if hit is None:
+                    keep = _held(self.buf, self.fmt.start)
+                    if len(self.buf) > keep:
+                        out.append(AnswerPiece(self.buf[: len(self.buf) - keep]))
+                    self.buf = self.buf[len(self.buf) - keep :]
+                    return out
+                i, marker = hit
+                if i:
+                    out.append(AnswerPiece(self.buf[:i]))
+                self.opened = marker
+                self.buf = self.buf[i:] if self.fmt.keep_start else self.buf[i + len(marker) :]
+                self.state = "call"
+                continue
+            if self.state == "call" and self.fmt.end is not None:
+                j = self.buf.find(self.fmt.end)
+                if j < 0:
+                    return out
+                body, self.buf = self.buf[:j], self.buf[j + len(self.fmt.end) :]
+                out += self._calls(body, self.opened + body + self.fmt.end)
+                self.state = "after"
+                continue
+            if self.state == "after":
+                self.buf = self.buf.lstrip()
+                if self.buf:
+                    self.state = "text"
+                continue
+            return out  # a call that runs to the end of the answer, or a bare JSON object: wait
+        return out
+
+    def finish(self) -> list[AnswerPiece]:
+        text, self.buf = self.buf, ""
+        if self.state == "call":
+            return self._calls(text, ("" if self.fmt.keep_start else self.opened) + text)
+        if self.state == "bare":
+            return self._calls(text, text)
+        return [AnswerPiece(text)] if text and self.state == "text" else []
+
+    def _calls(self, body: str, as_written: str) -> list[AnswerPiece]:
+        try:
+            parsed = self.fmt.parse(body, self.types)
+        except (ValueError, SyntaxError, TypeError, AttributeError):
+            parsed = []
+        if not parsed:
+            return [AnswerPiece(as_written)] if as_written else []
+        self.calls += len(parsed)
+        return [AnswerPiece("", tool_call=call) for call in to_calls(parsed)]
