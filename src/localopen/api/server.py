@@ -121,6 +121,28 @@ def _text(content: Any) -> str:
     raise _bad("A message's 'content' must be a string or a list of text parts.", "invalid_content")
 
 
+def _tool_calls(calls: Any) -> list[dict[str, Any]]:
+    """An assistant message's tool calls, as OpenAI sends them (arguments as JSON text)."""
+    if not isinstance(calls, list):
+        raise _bad("'tool_calls' must be a list.", "invalid_messages")
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _bad("Each tool call needs a 'function' with a 'name'.", "invalid_messages")
+        arguments = function.get("arguments", "{}")
+        if not isinstance(arguments, (str, dict)):
+            raise _bad("A tool call's 'arguments' must be JSON text.", "invalid_messages")
+        out.append(
+            {
+                "id": str(call.get("id") or ""),
+                "type": "function",
+                "function": {"name": function["name"], "arguments": arguments},
+            }
+        )
+    return out
+
+
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -136,21 +158,75 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         reasoning = m.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             message["reasoning_content"] = reasoning
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            message["tool_calls"] = _tool_calls(m["tool_calls"])
+        if m["role"] == "tool":
+            if not isinstance(m.get("tool_call_id"), str):
+                raise _bad("A 'tool' message needs the 'tool_call_id' of the call it answers.", "invalid_messages")
+            message["tool_call_id"] = m["tool_call_id"]
+            if isinstance(m.get("name"), str):
+                message["name"] = m["name"]
         out.append(message)
     return out
 
 
+def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str]:
+    """'tools' and 'tool_choice' (auto | none | required | a named function), checked."""
+    tools = body.get("tools")
+    if tools is None or tools == []:
+        tools = None
+    elif not isinstance(tools, list) or not all(
+        isinstance(t, dict)
+        and t.get("type", "function") == "function"
+        and isinstance(t.get("function"), dict)
+        and isinstance(t["function"].get("name"), str)
+        and isinstance(t["function"].get("parameters", {}), dict)
+        for t in tools
+    ):
+        raise _bad(
+            "'tools' must be a list of functions, each with a 'name' and JSON-schema 'parameters'.", "invalid_tools"
+        )
+    choice = body.get("tool_choice", "auto")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str):
+            raise _bad('A named \'tool_choice\' is {"type": "function", "function": {"name": …}}.', "invalid_value")
+        if not tools or name not in {t["function"]["name"] for t in tools}:
+            raise _bad(f"'tool_choice' names '{name}', which is not among 'tools'.", "invalid_value")
+        return tools, name
+    if choice not in ("auto", "none", "required"):
+        raise _bad("'tool_choice' must be auto, none, required or a named function.", "invalid_value")
+    if choice == "required" and not tools:
+        raise _bad("'tool_choice' required needs 'tools'.", "invalid_value")
+    return tools, choice
+
+
+def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """response_format: text (none), json_object (any JSON object) or json_schema (that schema)."""
+    response_format = body.get("response_format")
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise _bad("'response_format' json_schema needs a 'json_schema' with a 'schema' object.", "invalid_value")
+        return schema
+    raise _bad("'response_format' type must be text, json_object or json_schema.", "invalid_value")
+
+
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """What this server does not do is said, never silently ignored (a client would trust it)."""
-    if body.get("tools") and body.get("tool_choice") != "none":
-        raise _bad("Tool calling is not supported by localopen's server yet: send no 'tools'.", "unsupported_tools")
     if isinstance(body.get("n"), int) and body["n"] > 1:
         raise _bad("Only one choice per request ('n': 1) is supported.", "unsupported_n")
     if body.get("logprobs"):
         raise _bad("Log probabilities are not supported by localopen's server.", "unsupported_logprobs")
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        raise _bad("Structured output ('response_format') is not supported yet: only text.", "unsupported_format")
 
 
 def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
@@ -173,6 +249,9 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
         messages = [{"role": "user", "content": prompt}]
         thinking = None
         raw = True
+        if body.get("tools"):
+            raise _bad("'tools' apply to /v1/chat/completions, not to plain completions.", "invalid_value")
+        tools, choice, schema = None, "none", None
     else:
         messages = _messages(body)
         thinking = body.get("enable_thinking")
@@ -182,7 +261,12 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
         if thinking is not None and not isinstance(thinking, bool):
             raise _bad("'enable_thinking' must be true or false.", "invalid_value")
         raw = False
-    call = ApiCall(model or None, messages, _sampling(body), raw, thinking, endpoint)
+        tools, choice = _tools(body)
+        schema = _json_schema(body)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _bad("'parallel_tool_calls' must be true or false.", "invalid_value")
+    call = ApiCall(model or None, messages, _sampling(body), raw, thinking, endpoint, tools, choice, schema, parallel)
     return call, stream, include_usage
 
 
@@ -196,7 +280,7 @@ def _usage(stats: AnswerStats) -> dict[str, Any]:
 
 
 def _finish_reason(stats: AnswerStats) -> str:
-    return "length" if stats.finish_reason == "length" else "stop"
+    return stats.finish_reason if stats.finish_reason in ("length", "tool_calls") else "stop"
 
 
 class _ClientGone(Exception):
@@ -375,10 +459,14 @@ class ApiApp:
         answer stops within one token, as a streamed one does."""
         content: list[str] = []
         reasoning: list[str] = []
+        calls: list[dict[str, Any]] = []
         piece = first
         try:
             while piece is not None:
-                (reasoning if piece.reasoning else content).append(piece.text)
+                if piece.tool_call is not None:
+                    calls.append(piece.tool_call.to_dict())
+                else:
+                    (reasoning if piece.reasoning else content).append(piece.text)
                 piece = await _next_piece(pieces, gone)
         except BaseException as exc:  # the client left (or the task was cancelled): free the server
             self.server.cancel(job)
@@ -399,6 +487,11 @@ class ApiApp:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
             if reasoning:
                 message["reasoning_content"] = "".join(reasoning)
+            if calls:
+                if job.call.parallel_calls is False:
+                    calls = calls[:1]
+                message["tool_calls"] = calls
+                message["content"] = message["content"] or None  # OpenAI: no text beside the calls
             choice = {"index": 0, "message": message, "finish_reason": reason}
             body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion"}
         body |= {"created": created, "model": job.model.id, "choices": [choice], "usage": _usage(job.stats)}
@@ -432,8 +525,19 @@ class ApiApp:
             if not raw:
                 yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
             piece = first
+            n_calls = 0
             while piece is not None:
-                if raw:
+                if piece.tool_call is not None:
+                    if n_calls == 0 or job.call.parallel_calls is not False:
+                        # As OpenAI streams a call: its index, id and name first, then its arguments.
+                        call = piece.tool_call
+                        head = {"index": n_calls, "id": call.id, "type": "function"}
+                        head["function"] = {"name": call.name, "arguments": ""}
+                        yield chunk({"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None})
+                        args = {"index": n_calls, "function": {"arguments": call.arguments}}
+                        yield chunk({"index": 0, "delta": {"tool_calls": [args]}, "finish_reason": None})
+                        n_calls += 1
+                elif raw:
                     yield chunk({"index": 0, "text": piece.text, "finish_reason": None})
                 else:
                     key = "reasoning_content" if piece.reasoning else "content"

@@ -33,6 +33,7 @@ class AppContext:
         self._lock = threading.Lock()
         self._catalog: Catalog | None = None
         self._profile: HardwareProfile | None = None
+        self._fingerprint: str | None = None  # this machine's id, before its profile is read
         self.activity = EngineActivity()  # which engines work now (the calibration waits for none)
         # This thread's connection, made now: a database that cannot be opened or migrated fails early, clearly.
         self._local.conn = connect(self.paths.database)
@@ -89,5 +90,10 @@ class AppContext:
         return profile
 
     def machine_id(self) -> str:
-        """This machine's id for saved results and load failures (reads the profile if needed)."""
-        return (self._profile or self.read_profile(measure=False)).fingerprint
+        """This machine's id for saved results and load failures. Asking for it reads the machine
+        quickly if needed, without making that reading (no bandwidth) the `profile` faces wait for."""
+        if self._profile is not None:
+            return self._profile.fingerprint
+        if self._fingerprint is None:
+            self._fingerprint = read_profile(self.models_dir, self.paths.cache, measure=False).fingerprint
+        return self._fingerprint

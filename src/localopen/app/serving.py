@@ -26,7 +26,14 @@ from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.core.store import library_db as core_library
-from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, NoTemplateError, TemplateError
+from localopen.engine.errors import (
+    ContextTooLongError,
+    EngineDied,
+    EngineError,
+    NoTemplateError,
+    TemplateError,
+    ToolsUnsupportedError,
+)
 from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.server")
@@ -73,6 +80,10 @@ class ApiCall:
     raw: bool = False  # /v1/completions: plain text in, the model's text out
     thinking: bool | None = None
     endpoint: str = "/v1/chat/completions"
+    tools: list[dict[str, Any]] | None = None  # OpenAI function schemas
+    tool_choice: str = "auto"  # auto | none | required | a tool's name
+    json_schema: dict[str, Any] | None = None  # response_format: the answer is JSON of this schema
+    parallel_calls: bool | None = None  # parallel_tool_calls: False keeps the first call only
 
 
 @dataclass
@@ -306,7 +317,14 @@ class ModelServer:
         if job.cancelled:  # the client left while the model loaded
             return
         call = job.call
-        options = AnswerOptions(thinking=call.thinking, raw=call.raw, drop_oldest=False)
+        options = AnswerOptions(
+            thinking=call.thinking,
+            raw=call.raw,
+            drop_oldest=False,
+            tools=call.tools,
+            tool_choice=call.tool_choice,
+            json_schema=call.json_schema,
+        )
         loaded = self.session.loaded
         template = "completion" if call.raw else None
         if not call.raw and loaded is not None and not loaded.has_chat_template:
@@ -337,6 +355,8 @@ def _engine_error(exc: EngineError) -> ServingError:
         )
     if isinstance(exc, ContextTooLongError):
         return ServingError(str(exc), 400, code="context_length_exceeded")
+    if isinstance(exc, ToolsUnsupportedError):
+        return ServingError(str(exc), 400, code="tools_not_supported")
     if isinstance(exc, (TemplateError, NoTemplateError)):
         return ServingError(
             f"{exc} Over the API: /v1/completions sends plain text without a template, or start the server "

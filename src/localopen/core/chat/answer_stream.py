@@ -210,12 +210,13 @@ class _Harmony:
         name, self.recipient = self.recipient or "", None
         text = arguments.strip() or "{}"
         try:
-            valid = isinstance(json.loads(text), dict)
+            arguments_value = json.loads(text, strict=False)
+            valid = isinstance(arguments_value, dict)
         except ValueError:
             valid = False
         if not valid:  # not a call after all: shown as what the model wrote
             return [Piece(f"to=functions.{name} {arguments}")]
-        return [Piece("", tool_call=ToolCall(new_call_id(), name, text))]
+        return [Piece("", tool_call=ToolCall(new_call_id(), name, json.dumps(arguments_value, ensure_ascii=False)))]
 
 
 class _Plain:

@@ -29,13 +29,19 @@ from localopen.core.records import AnswerPiece, ToolCall
 Parsed = list[tuple[str, Any]]  # (tool name, arguments: an object, or JSON text)
 
 
+def _loads(text: str) -> Any:
+    """JSON as models write it: control characters inside strings are accepted (a grammar's string
+    rule allows them); they are escaped again when the arguments are written out."""
+    return json.loads(text, strict=False)
+
+
 def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _json_calls(body: str, name_key: str = "name", args_keys: Sequence[str] = ("arguments", "parameters")) -> Parsed:
     """A JSON object or list of objects with a name and arguments (several formats share this)."""
-    value = json.loads(body)
+    value = _loads(body)
     items = value if isinstance(value, list) else [value]
     out: Parsed = []
     for item in items:
@@ -83,7 +89,7 @@ def _mistral(body: str) -> Parsed:
                 args = args.partition("[ARGS]")[2]
         if not args:
             raise ValueError("a Mistral tool call needs [ARGS]")
-        out.append((name.strip(), json.loads(args)))
+        out.append((name.strip(), _loads(args)))
     return out
 
 
@@ -113,9 +119,9 @@ def _deepseek(body: str) -> Parsed:
         if head.strip() == "function":  # R1: function<｜tool▁sep｜>NAME\n```json\n{…}\n```
             name, _, rest = args.partition("\n")
             m = re.search(r"```(?:json)?\s*(.*?)\s*```", rest, re.S)
-            out.append((name.strip(), json.loads(m.group(1) if m else rest)))
+            out.append((name.strip(), _loads(m.group(1) if m else rest)))
         else:  # V3.1 and later: NAME<｜tool▁sep｜>{…}
-            out.append((head.strip(), json.loads(args)))
+            out.append((head.strip(), _loads(args)))
     if not out:
         raise ValueError("no DeepSeek tool call")
     return out
@@ -128,7 +134,7 @@ _KIMI_CALL = re.compile(
 
 
 def _kimi(body: str) -> Parsed:
-    out: Parsed = [(name, json.loads(args)) for name, args in _KIMI_CALL.findall(body)]
+    out: Parsed = [(name, _loads(args)) for name, args in _KIMI_CALL.findall(body)]
     if not out:
         raise ValueError("no Kimi tool call")
     return out
@@ -139,7 +145,7 @@ def _value(text: str, kind: str | None) -> Any:
     if kind == "string":
         return text
     try:
-        return json.loads(text)
+        return _loads(text)
     except ValueError:
         return text
 
@@ -196,7 +202,7 @@ def _pythonic(body: str) -> Parsed:
 def _functionary(body: str) -> Parsed:
     """functionary v3.1: <function=NAME>{json}</function> (the opening marker is cut: NAME>{json})."""
     name, _, args = body.partition(">")
-    return [(name.strip(), json.loads(args) if args.strip() else {})]
+    return [(name.strip(), _loads(args) if args.strip() else {})]
 
 
 @dataclass(frozen=True)
