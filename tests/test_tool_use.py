@@ -202,3 +202,43 @@ def test_gemma_answers_json_that_satisfies_the_schema(gemma_path: Path) -> None:
         assert value["population"] >= 0 and isinstance(value["city"], str)
     finally:
         r.stop()
+
+
+def test_localopen_template_prints_the_prompt_the_engine_feeds(
+    caller: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from localopen.cli.main import run_cli
+    from localopen.core.chat import template as ct
+
+    messages, tools = tmp_path / "messages.json", tmp_path / "tools.json"
+    messages.write_text(json.dumps({"messages": ASK}))
+    tools.write_text(json.dumps([WEATHER]))
+    assert (
+        run_cli(
+            [
+                "template",
+                str(TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja"),
+                "--messages",
+                str(messages),
+                "--tools",
+                str(tools),
+            ]
+        )
+        == 0
+    )
+    from_file = capsys.readouterr().out
+    assert from_file == ct.render(
+        ct.TemplateChoice("model", QWEN), ASK, {"bos_token": "", "eos_token": ""}, True, {}, [WEATHER]
+    )
+    assert "get_weather" in from_file and from_file.endswith("<|im_start|>assistant\n")
+    # Through the engine, with the model's own template and special tokens: the same text.
+    assert (
+        run_cli(
+            ["template", str(caller), "--messages", str(messages), "--tools", str(tools), "--ctx", "2048", "--json"]
+        )
+        == 0
+    )
+    through_engine = json.loads(capsys.readouterr().out)
+    assert through_engine["prompt"] == from_file and through_engine["tokens"] > 100
+    assert run_cli(["template", str(caller), "--messages", str(tools)]) == 1
+    assert "must be a JSON object with a 'role'" in capsys.readouterr().err

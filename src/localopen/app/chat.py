@@ -125,6 +125,19 @@ class ChatSession:
             self.loaded, self._loaded_for = None, None
             raise
 
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        template: str | None = None,
+        options: AnswerOptions | None = None,
+        add_generation_prompt: bool = True,
+    ) -> tuple[str, int]:
+        """The exact prompt (and its tokens) the loaded model would be fed for these messages."""
+        if self.loaded is None or not self.engine.alive:
+            raise ModelLoadError("No model is loaded: load one first.")
+        rendered = self.engine.render(messages, template, options, add_generation_prompt)
+        return rendered.prompt, rendered.tokens
+
     def stop(self) -> None:
         """Stop the answer in progress (within one token)."""
         self.engine.stop()

@@ -293,6 +293,57 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_file(path: str, what: str, kind: type) -> Any:
+    try:
+        value = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LocalopenError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    except ValueError as exc:
+        raise LocalopenError(f"{path} is not valid JSON ({exc}).") from exc
+    if isinstance(value, dict) and kind is list and isinstance(value.get(what), list):
+        value = value[what]  # {"messages": [...]}, as a request body has it
+    if not isinstance(value, kind):
+        raise LocalopenError(f"{path} must hold a JSON {'list' if kind is list else 'object'} of {what}.")
+    return value
+
+
+def cmd_template(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Print exactly the prompt the engine would feed: a model's own template (through the engine,
+    with its special tokens), or a .jinja file rendered as transformers would."""
+    from localopen.app.chat import ChatSession
+    from localopen.app.library import resolve_model
+    from localopen.core.chat import template as chat_template
+    from localopen.core.gguf.files import is_gguf
+
+    messages = _json_file(args.messages, "messages", list)
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        raise LocalopenError(f"{args.messages}: each message must be a JSON object with a 'role'.")
+    tools = _json_file(args.tools, "tools", list) if args.tools else None
+    thinking = False if args.no_thinking else None
+    target = Path(args.model).expanduser()
+    if target.is_file() and not is_gguf(target.name):
+        special = {"bos_token": args.bos or "", "eos_token": args.eos or ""}
+        choice = chat_template.TemplateChoice("model", target.read_text(encoding="utf-8"))
+        traits = chat_template.traits(choice.source)
+        switches = {traits.thinking_switch: thinking} if traits.thinking_switch and thinking is not None else {}
+        prompt = chat_template.render(choice, messages, special, not args.no_generation_prompt, switches, tools)
+        tokens = None
+    else:
+        session = ChatSession(ctx)
+        try:
+            session.load(resolve_model(ctx, args.model), _load_options(ctx, args))
+            options = AnswerOptions(thinking=thinking, tools=tools)
+            prompt, tokens = session.render(messages, args.template, options, not args.no_generation_prompt)
+        finally:
+            session.shutdown()
+    if args.json:
+        print(json.dumps({"prompt": prompt, "tokens": tokens}, ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+    return 0
+
+
 def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     """The OpenAI-compatible server on this machine, until Ctrl+C."""
     from localopen.api.server import ApiApp, ServerConfig, serve_forever
@@ -371,6 +422,19 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="the answer, its reasoning and statistics as JSON")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("template", help="print exactly the prompt a model (or a .jinja template) makes of messages")
+    p.add_argument("model", help="a model (name or .gguf path), or a .jinja chat template file")
+    p.add_argument("--messages", required=True, help='JSON file: a list of messages (or {"messages": [...]})')
+    p.add_argument("--tools", help='JSON file: a list of OpenAI function schemas (or {"tools": [...]})')
+    p.add_argument("--template", choices=["model", *template_options()], help="for a model: another template")
+    p.add_argument("--bos", help="for a .jinja file: the bos_token text")
+    p.add_argument("--eos", help="for a .jinja file: the eos_token text")
+    p.add_argument("--no-generation-prompt", action="store_true", help="leave out the assistant's opening")
+    p.add_argument("--no-thinking", action="store_true", help="the template's thinking switch off")
+    p.add_argument("--json", action="store_true", help="the prompt and its token count as JSON")
+    _engine_flags(p)
+    p.set_defaults(func=cmd_template)
 
     p = sub.add_parser("serve", help="serve the library's models over an OpenAI-compatible API (Ctrl+C stops)")
     p.add_argument("model", nargs="?", help="load this model now (others load on demand, one at a time)")

@@ -26,6 +26,8 @@ from localopen.engine.protocol import (
     Load,
     Loaded,
     LoadOptions,
+    Render,
+    Rendered,
     Request,
     SamplingParams,
     Shutdown,
@@ -194,6 +196,20 @@ class Engine:
         for event in self.events():
             assert isinstance(event, (Token, Done))
             yield event
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        template: str | None = None,
+        options: AnswerOptions | None = None,
+        add_generation_prompt: bool = True,
+    ) -> Rendered:
+        """The exact prompt (and its token count) a chat with these messages would feed the loaded model."""
+        self._send(Render(messages, template, options or AnswerOptions(), add_generation_prompt))
+        for event in self.events(60):
+            assert isinstance(event, Rendered)
+            return event
+        raise EngineError("The engine ended the rendering without an answer.")
 
     def answer(
         self,

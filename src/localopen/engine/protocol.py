@@ -86,6 +86,16 @@ class Chat(Request):
 
 
 @dataclass
+class Render(Request):
+    """The prompt a Chat with these messages would feed the model, without answering it."""
+
+    messages: list[dict[str, Any]]
+    template: str | None = None
+    options: AnswerOptions = field(default_factory=AnswerOptions)
+    add_generation_prompt: bool = True
+
+
+@dataclass
 class Bench(Request):
     params: BenchParams = field(default_factory=BenchParams)
 
@@ -136,4 +146,10 @@ class Error(Event):
     details: dict[str, Any] = field(default_factory=dict)
 
 
-FINAL_EVENTS = (Loaded, Done, BenchDone)
+@dataclass
+class Rendered(Event):
+    prompt: str
+    tokens: int
+
+
+FINAL_EVENTS = (Loaded, Done, BenchDone, Rendered)

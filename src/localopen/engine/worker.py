@@ -52,6 +52,8 @@ from localopen.engine.protocol import (
     Event,
     Load,
     Loaded,
+    Render,
+    Rendered,
     Request,
     Shutdown,
     Token,
@@ -152,6 +154,11 @@ class Worker:
             self.send(Loaded(self._load(request)))
         elif isinstance(request, Chat):
             self.send(Done(self._chat(request)))
+        elif isinstance(request, Render):
+            self._require_model()
+            choice, traits, switches, tools = self._prepare(request.template, request.options)
+            tokens, prompt = self._tokens_for(request.messages, choice, switches, tools, request.add_generation_prompt)
+            self.send(Rendered(prompt, len(tokens)))
         elif isinstance(request, Bench):
             self._require_model()
             assert self.load_info is not None
@@ -338,23 +345,9 @@ class Worker:
         import llama_cpp
 
         self._require_model()
-        llm, header, info = self.llm, self.header, self.load_info
-        assert header is not None and info is not None
-        suggestion = chat_template.Suggestion(info.template_suggestion, info.template_suggestion_reason)
-        try:
-            choice = chat_template.choose(header.chat_template, request.template, suggestion)
-        except chat_template.NoTemplateError as exc:
-            raise NoTemplateError(
-                str(exc), TemplateChoice(chat_template.template_options(), suggestion.name, suggestion.reason)
-            ) from exc
-        except LocalopenError as exc:
-            raise TemplateError(str(exc)) from exc
-        traits = chat_template.traits(choice.source)
+        llm = self.llm
         options = request.options
-        switches = {}
-        if traits.thinking_switch and options.thinking is not None:
-            switches[traits.thinking_switch] = options.thinking
-        tools = options.tools if options.tools and options.tool_choice != "none" and not options.raw else None
+        choice, traits, switches, tools = self._prepare(request.template, options)
         calls = _tool_stream(traits.tool_format, tools)
         grammar = _grammar(options, traits.tool_format, tools)
         sampling = request.sampling
@@ -440,6 +433,30 @@ class Worker:
             answer_tps=clock.answer_tps(),
         )
 
+    def _prepare(
+        self, template: str | None, options: AnswerOptions
+    ) -> tuple[chat_template.TemplateChoice, chat_template.TemplateTraits, dict[str, Any], list[dict[str, Any]] | None]:
+        """The template an answer uses, what it supports, its switches, and the tools it offers."""
+        header, info = self.header, self.load_info
+        assert header is not None and info is not None
+        suggestion = chat_template.Suggestion(info.template_suggestion, info.template_suggestion_reason)
+        try:
+            choice = chat_template.choose(header.chat_template, template, suggestion)
+        except chat_template.NoTemplateError as exc:
+            raise NoTemplateError(
+                str(exc), TemplateChoice(chat_template.template_options(), suggestion.name, suggestion.reason)
+            ) from exc
+        except LocalopenError as exc:
+            raise TemplateError(str(exc)) from exc
+        traits = chat_template.traits(choice.source)
+        switches = {}
+        if traits.thinking_switch and options.thinking is not None:
+            switches[traits.thinking_switch] = options.thinking
+        tools = options.tools if options.tools and options.tool_choice != "none" and not options.raw else None
+        if tools and traits.tool_format is None:
+            _tool_stream(None, tools)  # refused in words
+        return choice, traits, switches, tools
+
     def _send_pieces(
         self, pieces: list[AnswerPiece], stream: AnswerStream, clock: _AnswerClock, split: bool = True
     ) -> None:
@@ -467,11 +484,12 @@ class Worker:
         choice: chat_template.TemplateChoice,
         switches: dict[str, Any],
         tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
     ) -> tuple[list[int], str]:
         llm, info = self.llm, self.load_info
         assert info is not None
         try:
-            prompt = chat_template.render(choice, messages, info.special_tokens, True, switches, tools)
+            prompt = chat_template.render(choice, messages, info.special_tokens, add_generation_prompt, switches, tools)
         except chat_template.TemplateRenderError as exc:
             raise TemplateError(str(exc)) from exc
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
