@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 from localopen.app import engine_options
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
-from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo
+from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo, ToolCall
 from localopen.engine.protocol import AnswerOptions, BenchParams, LoadOptions, SamplingParams
 
 if TYPE_CHECKING:  # the engine client and sessions load only for the commands that run a model
     from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
+    from localopen.app.mcp_tools import McpConnections
+    from localopen.app.tool_loop import ToolRun
 
 
 def _load_options(ctx: AppContext, args: argparse.Namespace) -> LoadOptions:
@@ -86,27 +88,37 @@ def _answer(
 ) -> tuple[str, str, AnswerStats]:
     """Stream one answer: the answer to stdout; the reasoning dimmed on a terminal, else to stderr
     (so a pipe gets the answer alone), and not at all with --no-thinking (thinking=False)."""
-    answer: list[str] = []
-    reasoning: list[str] = []
-    tty = sys.stdout.isatty()
-    reasoning_out = sys.stdout if tty else sys.stderr
-
-    def on_piece(piece: AnswerPiece) -> None:
-        (reasoning if piece.reasoning else answer).append(piece.text)
-        if quiet or (piece.reasoning and thinking is False):
-            return
-        if piece.reasoning:
-            print(f"{DIM}{piece.text}{RESET}" if tty else piece.text, end="", file=reasoning_out, flush=True)
-            return
-        if reasoning and thinking is not False and len(answer) == 1:
-            print(file=reasoning_out)  # a line between the thinking and the answer
-        print(piece.text, end="", flush=True)
-
+    printer = _Printer(quiet, thinking)
     with ctrl_c_stops(session.stop):
-        stats = session.answer(messages, sampling, template, on_piece, AnswerOptions(thinking=thinking))
+        stats = session.answer(messages, sampling, template, printer, AnswerOptions(thinking=thinking))
     if not quiet:
         print()
-    return "".join(answer), "".join(reasoning), stats
+    return "".join(printer.answer), "".join(printer.reasoning), stats
+
+
+class _Printer:
+    """Prints an answer as it streams: the answer to stdout; the reasoning dimmed on a terminal, else
+    to stderr (so a pipe gets the answer alone), and not at all with --no-thinking."""
+
+    def __init__(self, quiet: bool, thinking: bool | None) -> None:
+        self.quiet, self.thinking = quiet, thinking
+        self.answer: list[str] = []
+        self.reasoning: list[str] = []
+        self.tty = sys.stdout.isatty()
+
+    def __call__(self, piece: AnswerPiece) -> None:
+        if piece.tool_call is not None:
+            return  # shown with its result, once it has run
+        (self.reasoning if piece.reasoning else self.answer).append(piece.text)
+        if self.quiet or (piece.reasoning and self.thinking is False):
+            return
+        reasoning_out = sys.stdout if self.tty else sys.stderr
+        if piece.reasoning:
+            print(f"{DIM}{piece.text}{RESET}" if self.tty else piece.text, end="", file=reasoning_out, flush=True)
+            return
+        if self.reasoning and self.thinking is not False and len(self.answer) == 1:
+            print(file=reasoning_out)  # a line between the thinking and the answer
+        print(piece.text, end="", flush=True)
 
 
 def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
@@ -129,27 +141,115 @@ def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
     return input().strip() or info.template_suggestion
 
 
+class _TerminalApproval:
+    """Asks on the terminal before each tool call runs (yes / no / always for this tool)."""
+
+    def __init__(self, allow_all: bool) -> None:
+        self.allow_all = allow_all
+        self.always: set[str] = set()
+
+    def __call__(self, call: ToolCall) -> bool:
+        if self.allow_all or call.name in self.always:
+            return True
+        if not sys.stdin.isatty():
+            print(
+                f"localopen: the model asked to call {call.name}; not run (no terminal to ask: pass --allow-tools).",
+                file=sys.stderr,
+            )
+            return False
+        print(f"Allow {call.name}({call.arguments})? [y]es, [n]o, [a]lways for this tool: ", end="", file=sys.stderr)
+        answer = input().strip().lower()
+        if answer in ("a", "always"):
+            self.always.add(call.name)
+        return answer in ("y", "yes", "a", "always")
+
+
+def _print_run(run: ToolRun) -> None:
+    status = "error" if run.result.is_error else "result"
+    shown = run.result.text if len(run.result.text) <= 400 else run.result.text[:400] + "…"
+    print(
+        f"\n[tool {run.call.name}({run.call.arguments}) {status} in {run.result.ms:.0f} ms: {shown}]", file=sys.stderr
+    )
+
+
+def _turn(
+    session: ChatSession,
+    history: list[dict[str, Any]],
+    sampling: SamplingParams,
+    template: str | None,
+    quiet: bool,
+    thinking: bool | None,
+    tools: tuple[McpConnections, _TerminalApproval, str, int] | None,
+) -> tuple[list[dict[str, Any]], str, str, AnswerStats, list[ToolRun]]:
+    """One turn: the messages it added, its answer and reasoning, its stats, and the tools it ran."""
+    if tools is None:
+        content, reasoning, stats = _answer(session, history, sampling, template, quiet, thinking)
+        added: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning:
+            added["reasoning_content"] = reasoning
+        return [added], content, reasoning, stats, []
+    from localopen.app.tool_loop import answer_with_tools
+
+    connections, approve, choice, rounds = tools
+    printer = _Printer(quiet, thinking)
+    with ctrl_c_stops(session.stop):
+        outcome = answer_with_tools(
+            session,
+            history,
+            sampling,
+            template,
+            connections,
+            approve,
+            printer,
+            None if quiet else _print_run,
+            tool_choice=choice,
+            thinking=thinking,
+            max_rounds=rounds,
+        )
+    if not quiet:
+        print()
+    return outcome.messages, outcome.content, outcome.reasoning, outcome.stats, outcome.runs
+
+
+def _connect_mcp(path: str) -> McpConnections:
+    from localopen.app.mcp_tools import McpConnections, read_config
+
+    connections = McpConnections(read_config(Path(path)))
+    connections.connect()
+    for name, problem in connections.problems.items():
+        print(f"localopen: MCP server {name} is not available: {problem}", file=sys.stderr)
+    names = ", ".join(t.name for t in connections.tools()) or "none"
+    print(f"Tools from MCP: {names}", file=sys.stderr)
+    return connections
+
+
 def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.chat import ChatSession, template_messages
+    from localopen.app.chat import ChatSession
     from localopen.app.library import resolve_model
     from localopen.engine.errors import EngineDied, EngineError
 
     path = resolve_model(ctx, args.model)
     session = ChatSession(ctx)
+    connections = _connect_mcp(args.mcp) if args.mcp else None
     try:
         info = session.load(path, _load_options(ctx, args))
         if not args.json:
             _print_load(info)
         template = _choose_template(info, args)
-        turns: list[tuple[str, str, str]] = []  # (role, content, reasoning)
+        system = [{"role": "system", "content": args.system}] if args.system and args.system.strip() else []
+        history: list[dict[str, Any]] = list(system)
         sampling = _sampling(args)
         thinking = False if args.no_thinking else None
+        approval = _TerminalApproval(args.allow_tools)
+        tools = (connections, approval, args.tool_choice, args.max_tool_rounds) if connections else None
         if args.prompt is not None:
-            turns.append(("user", args.prompt, ""))
-            messages = template_messages(args.system or "", turns)
-            content, reasoning, stats = _answer(session, messages, sampling, template, args.json, thinking)
+            history.append({"role": "user", "content": args.prompt})
+            _, content, reasoning, stats, runs = _turn(session, history, sampling, template, args.json, thinking, tools)
             if args.json:
-                print(json.dumps({"content": content, "reasoning": reasoning, **stats.to_dict()}, indent=2))
+                out = {"content": content, "reasoning": reasoning, **stats.to_dict()}
+                if connections is not None:
+                    out["tool_calls"] = [r.to_dict() for r in runs]
+                print(json.dumps(out, indent=2, ensure_ascii=False))
             else:
                 _print_stats(stats)
             return 0
@@ -163,24 +263,24 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
             if line.strip() in ("/exit", "/quit"):
                 return 0
             if line.strip() == "/reset":
-                turns = []
+                history = list(system)
                 continue
             if not line.strip():
                 continue
-            turns.append(("user", line, ""))
+            asked = [*history, {"role": "user", "content": line}]
             try:
-                messages = template_messages(args.system or "", turns)
-                content, reasoning, stats = _answer(session, messages, sampling, template, False, thinking)
+                added, _, _, stats, _ = _turn(session, asked, sampling, template, False, thinking, tools)
             except EngineError as exc:
                 print(f"localopen: {exc}", file=sys.stderr)
-                turns.pop()
                 if isinstance(exc, EngineDied):
                     session.load(path, _load_options(ctx, args))
                 continue
-            turns.append(("assistant", content, reasoning))
+            history = [*asked, *added]
             _print_stats(stats)
     finally:
         session.shutdown()
+        if connections is not None:
+            connections.close()
 
 
 def _print_stats(stats: AnswerStats) -> None:
@@ -421,6 +521,16 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
         help="turn a reasoning model's thinking off where its template allows, and never print reasoning",
     )
     p.add_argument("--json", action="store_true", help="the answer, its reasoning and statistics as JSON")
+    p.add_argument(
+        "--mcp", metavar="FILE", help='MCP servers the model may call, as {"mcpServers": {…}} (Claude Desktop\'s shape)'
+    )
+    p.add_argument(
+        "--tool-choice",
+        default="auto",
+        help="auto (the model decides), none, required (a call first), or a tool's name",
+    )
+    p.add_argument("--allow-tools", action="store_true", help="run the model's tool calls without asking")
+    p.add_argument("--max-tool-rounds", type=int, default=5, help="answers with tool calls in one turn (default 5)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("template", help="print exactly the prompt a model (or a .jinja template) makes of messages")
