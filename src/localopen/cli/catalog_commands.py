@@ -100,6 +100,7 @@ def _calibration_hint(ctx: AppContext) -> None:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app import capabilities
     from localopen.app.usable_here import MachineSnapshot, catalog_row, file_row, quant_rows
 
     profile = ctx.read_profile()
@@ -114,6 +115,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         g = entry.grade
         quants = quant_rows(ctx, here, entry)
         row = catalog_row(ctx, here, entry)
+        caps = capabilities.of_catalog_model(ctx, here, entry)
         if args.json:
             print_json(
                 {
@@ -124,6 +126,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                     "mof": entry.mof,
                     "osai": entry.osai,
                     "usable_here": row.verdict.to_dict() if row.verdict else None,
+                    "capabilities": caps.to_dict() if caps else None,
                     "quants": [
                         {
                             "type": q.quant.type,
@@ -140,6 +143,10 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
             return 0
         print(f"{entry.id} — {entry.family}, {entry.params_b}B parameters, context {entry.context_length}")
         print(f"GGUF repo: {entry.gguf_repo}    base model: {entry.base_model}")
+        if caps is not None:
+            print(f"Capabilities ({caps.basis}): {caps.reasoning or 'no reasoning'}; {caps.tools_label}")
+        else:
+            print("Capabilities: known once a file is installed or probed here (its chat template says)")
         print(f"Openness: {g.badge}  {g.label}{'  (provisional)' if g.provisional else ''}")
         for line in g.explanation:
             print(f"  - {line}")
@@ -174,7 +181,9 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         _calibration_hint(ctx)
         return 0
 
-    f = file_row(ctx, here, Path(target).expanduser())
+    path = Path(target).expanduser()
+    f = file_row(ctx, here, path)
+    caps = capabilities.of_file(ctx, path, f.header.chat_template)
     s, g, fit = f.header.summary(), f.grade, f.fit
     assert fit is not None
     if args.json:
@@ -184,6 +193,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                 **g.to_dict(f.evidence),
                 "fit": fit.to_dict(),
                 "usable_here": f.verdict.to_dict() if f.verdict else None,
+                "capabilities": caps.to_dict(),
             }
         )
         return 0
@@ -204,6 +214,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         "license",
     ):
         print(f"  {key:18} {s[key]}")
+    print(f"Capabilities: {caps.reasoning or 'no reasoning'}; {caps.tools_label}")
     print(f"Openness: {g.badge} (provisional, from the file's own metadata)")
     for line in g.explanation[:1]:
         print(f"  - {line}")

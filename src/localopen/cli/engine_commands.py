@@ -444,6 +444,26 @@ def cmd_template(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_tools(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Usable as an agent here: five canned tasks through the model's own call format, scored and saved."""
+    from localopen.app import agent_check
+    from localopen.app.library import resolve_model
+
+    path = resolve_model(ctx, args.model)
+    with_progress = None if args.json else (lambda message: print(f"  {message}", file=sys.stderr))
+    result = agent_check.check(ctx, path, _load_options(ctx, args), with_progress)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(
+        f"{path.name}: {result.passed}/{result.total} agent tasks ({result.tool_format} calls, llama.cpp "
+        f"{result.llama_cpp_version})"
+    )
+    for outcome in result.outcomes:
+        print(f"  {'pass' if outcome.passed else 'FAIL'}  {outcome.task}: {outcome.detail}")
+    return 0
+
+
 def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     """The OpenAI-compatible server on this machine, until Ctrl+C."""
     from localopen.api.server import ApiApp, ServerConfig, serve_forever
@@ -545,6 +565,12 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="the prompt and its token count as JSON")
     _engine_flags(p)
     p.set_defaults(func=cmd_template)
+
+    p = sub.add_parser("check-tools", help="measure whether a model works as an agent here (5 tool-call tasks)")
+    p.add_argument("model", help="an installed model (name or .gguf path)")
+    p.add_argument("--json", action="store_true")
+    _engine_flags(p)
+    p.set_defaults(func=cmd_check_tools)
 
     p = sub.add_parser("serve", help="serve the library's models over an OpenAI-compatible API (Ctrl+C stops)")
     p.add_argument("model", nargs="?", help="load this model now (others load on demand, one at a time)")

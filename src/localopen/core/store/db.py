@@ -120,6 +120,25 @@ MIGRATIONS = [
     """
     ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT '';
     """,
+    # 7: "usable as an agent here", measured per file and machine; a message's tool calls (JSON) and
+    # the call a tool result answers
+    """
+    CREATE TABLE IF NOT EXISTS tool_checks (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        model_path TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        llama_cpp_version TEXT,
+        tool_format TEXT,
+        passed INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS tool_checks_model ON tool_checks(model_sha256, machine);
+    ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN tool_call_id TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
