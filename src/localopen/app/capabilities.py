@@ -33,6 +33,18 @@ class Capabilities:
         return self.tools_format is not None and self.tools_format != tool_calls.UNSUPPORTED
 
     @property
+    def short(self) -> str:
+        """For a table cell: what it can do, in a word or two."""
+        parts = []
+        if self.tools:
+            parts.append(
+                f"tools {self.tools_measured.passed}/{self.tools_measured.total}" if self.tools_measured else "tools"
+            )
+        if self.reasoning:
+            parts.append("thinking")
+        return " · ".join(parts) or "chat"
+
+    @property
     def tools_label(self) -> str:
         if self.tools_format is None:
             return "no tools"
@@ -64,16 +76,20 @@ def of_template(source: str | None, basis: str = "template") -> Capabilities:
 
 
 def of_catalog_model(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> Capabilities | None:
-    """A catalog model's, from its installed file's template, else from a probed Hub header (before
-    any download); None when neither is here (the catalog does not record templates)."""
-    installed = here.installed.get(model.gguf_repo)
+    return of_repo(ctx, here, model.gguf_repo)
+
+
+def of_repo(ctx: AppContext, here: MachineSnapshot, repo: str) -> Capabilities | None:
+    """A Hub repository's model, from its installed file's template, else from a probed header
+    (before any download); None when neither is here (the catalog does not record templates)."""
+    installed = here.installed.get(repo)
     if installed is not None and not installed.missing:
         try:
             return of_file(ctx, installed.path, read_header(installed.path).chat_template)
         except (GGUFError, OSError):
             return None
-    for name in here.probed.get(model.gguf_repo, []):
-        kept = probed_headers.recall(ctx, model.gguf_repo, name)
+    for name in here.probed.get(repo, []):
+        kept = probed_headers.recall(ctx, repo, name)
         if kept is not None:
             return of_template(kept.header.chat_template, basis="probed header")
     return None

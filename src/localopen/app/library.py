@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
@@ -21,8 +22,12 @@ from localopen.core.store import measurements as usability
 from localopen.core.store.library_db import LibraryModel
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
 
-# (path, mtime_ns) -> the file's grade, or why its header cannot be trusted: read once per file version.
-_grades: dict[tuple[str, int], Grade | GGUFError] = {}
+if TYPE_CHECKING:
+    from localopen.app.capabilities import Capabilities
+
+# (path, mtime_ns) -> the file's grade and chat template, or why its header cannot be trusted: read once
+# per file version.
+_grades: dict[tuple[str, int], tuple[Grade, str | None] | GGUFError] = {}
 _grades_lock = threading.Lock()
 
 
@@ -32,6 +37,7 @@ class LibraryEntry:
     grade: Grade | None  # None: the file is missing or damaged
     verdict: Verdict | None  # from what happened on this machine; None: not measured yet
     problem: str | None = None  # why the file cannot be used (truncated, not a GGUF, ...)
+    capabilities: Capabilities | None = None  # from its chat template and the agent check here
 
     @property
     def badge(self) -> str:
@@ -53,6 +59,12 @@ def _catalog_grade(ctx: AppContext, model: LibraryModel) -> Grade | None:
 
 def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
     """The file's provisional grade, or why its header cannot be trusted (a truncated file, ...)."""
+    checked = _checked(ctx, path)
+    return checked if isinstance(checked, GGUFError) else checked[0]
+
+
+def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None] | GGUFError:
+    """What the header says (the provisional grade and the chat template), read once per file version."""
     try:
         key = (str(path), path.stat().st_mtime_ns)
     except OSError as exc:
@@ -60,11 +72,11 @@ def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
     with _grades_lock:
         if key in _grades:
             return _grades[key]
-    found: Grade | GGUFError
+    found: tuple[Grade, str | None] | GGUFError
     try:
-        found = grade(
-            evidence_from_header(read_header(path).metadata, ctx.catalog.evidence_by_repo()), provisional=True
-        )
+        header = read_header(path)
+        evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
+        found = (grade(evidence, provisional=True), header.chat_template)
     except GGUFError as exc:
         found = exc
     with _grades_lock:
@@ -102,13 +114,17 @@ def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[Lib
     """Every library model with grade and verdict (reads headers of new files: disk work)."""
     profile = profile or ctx.profile
     out = []
+    from localopen.app import capabilities  # it reads checks through app modules that import this one
+
     for m in core_library.list_models(ctx.db):
-        checked = None if m.missing else _checked_grade(ctx, m.path)
+        checked = None if m.missing else _checked(ctx, m.path)
+        caps = None
         if checked is None or isinstance(checked, GGUFError):
             grade_here, problem = None, (str(checked) if checked is not None else None)
         else:
-            grade_here, problem = _catalog_grade(ctx, m) or checked, None
-        out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem))
+            grade_here, problem = _catalog_grade(ctx, m) or checked[0], None
+            caps = capabilities.of_file(ctx, m.path, checked[1])
+        out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem, caps))
     return out
 
 

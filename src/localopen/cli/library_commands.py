@@ -88,6 +88,7 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
                         **e.model.to_dict(),
                         "grade": e.badge,
                         "usable_here": e.verdict.to_dict() if e.verdict else None,
+                        "capabilities": e.capabilities.to_dict() if e.capabilities else None,
                         "problem": e.problem,
                     }
                     for e in entries

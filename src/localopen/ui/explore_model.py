@@ -8,6 +8,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
+from localopen.app.capabilities import Capabilities
 from localopen.core.estimate.memory import FitVerdict, human_bytes
 from localopen.core.estimate.verdict import Verdict
 from localopen.core.openness.catalog import CatalogModel
@@ -22,8 +23,19 @@ BAND_COLOURS = {
     "does not fit": "#c62828",
 }
 # The product's question first: how open, usable here, does it fit; then the details.
-COLUMNS = ["Model", "Openness", "Usable here", "Fit here", "Size", "Parameters", "Licence", "Family", "Installed"]
-KEYS = ["model", "openness", "usable", "fit", "size", "params", "licence", "family", "installed"]
+COLUMNS = [
+    "Model",
+    "Openness",
+    "Usable here",
+    "Fit here",
+    "Size",
+    "Parameters",
+    "Licence",
+    "Family",
+    "Installed",
+    "Can",
+]
+KEYS = ["model", "openness", "usable", "fit", "size", "params", "licence", "family", "installed", "can"]
 OPENNESS_COLUMN = KEYS.index("openness")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -45,6 +57,7 @@ class ExploreRow:
     verdict: Verdict | None = None
     installed: bool = False
     quants: list[str] = field(default_factory=list)
+    capabilities: Capabilities | None = None  # from an installed file's or a probed header's template
 
 
 class ExploreModel(QAbstractTableModel):
@@ -94,6 +107,11 @@ class ExploreModel(QAbstractTableModel):
                 return row.verdict.reason
             if col == "size":
                 return "Estimated: parameters × bits per weight" if row.size_estimate else "Exact size from the Hub"
+            if col == "can":
+                caps = row.capabilities
+                if caps is None:
+                    return "Known once a file is installed or probed here (its chat template says)"
+                return f"{caps.reasoning or 'no reasoning'}; {caps.tools_label} (from the {caps.basis})"
         return None
 
     @staticmethod
@@ -128,6 +146,8 @@ class ExploreModel(QAbstractTableModel):
             return row.verdict.label if row.verdict else ""
         if col == "installed":
             return ("yes" if row.installed else "") if not sort else int(row.installed)
+        if col == "can":
+            return row.capabilities.short if row.capabilities else ("" if sort else "?")
         return None
 
 

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import calibration as calibrations
-from localopen.app import hub_search
+from localopen.app import capabilities, hub_search
 from localopen.app.context import AppContext
 from localopen.app.hub_search import HubResult
 from localopen.app.probe import ProbeReport, ProbeSession
@@ -447,6 +447,14 @@ class ExploreView(QWidget):
             parts.append(f"<p><b>Usable here:</b> {e(row.verdict.label)} — {e(row.verdict.reason)}</p>")
         if row.fit:
             parts.append(f"<p><b>Fit:</b> {e(row.fit.label)} — {e(row.fit.detail)}</p>")
+        caps = row.capabilities
+        if caps is not None:
+            parts.append(
+                f"<p><b>Can:</b> {e(caps.reasoning or 'no reasoning')}; {e(caps.tools_label)} "
+                f"<i>(from the {e(caps.basis)})</i></p>"
+            )
+        else:
+            parts.append("<p><b>Can:</b> known once a file is installed or probed here (its chat template says)</p>")
         parts.append(f"<p><b>Licence:</b> {e(g.rights.reason)} (from {e(g.rights_origin)})</p>")
         if row.catalog is not None:
             ev = row.catalog.evidence
@@ -512,6 +520,7 @@ def explore_rows(
             fit=r.fit,
             verdict=r.verdict,
             installed=r.installed is not None,
+            capabilities=capabilities.of_catalog_model(ctx, here, r.model),
         )
         for r in catalog_rows(ctx, here)
     ]
@@ -532,6 +541,7 @@ def explore_rows(
             fit=r.fit,
             verdict=r.verdict,
             installed=r.repo in here.installed,
+            capabilities=capabilities.of_repo(ctx, here, r.repo),
         )
         for r in hub_results
         if r.repo not in catalog_repos

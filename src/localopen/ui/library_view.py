@@ -28,7 +28,7 @@ from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
 
-COLUMNS = ["Model", "Quantization", "Size", "Openness", "Usable here", "Last used", "Source"]
+COLUMNS = ["Model", "Quantization", "Size", "Openness", "Usable here", "Can", "Last used", "Source"]
 
 
 class LibraryView(QWidget):
@@ -114,6 +114,7 @@ class LibraryView(QWidget):
                 "missing (moved or deleted)" if m.missing else human_bytes(m.size),
                 e.badge,
                 "cannot be used: damaged" if e.problem else usable,
+                e.capabilities.short if e.capabilities else "",
                 last,
                 m.source,
             ]
@@ -123,6 +124,8 @@ class LibraryView(QWidget):
                 if m.missing or e.problem:
                     item.setForeground(Qt.GlobalColor.red)
                     item.setToolTip(e.problem or f"{m.path} is missing")
+                elif c == COLUMNS.index("Can") and e.capabilities is not None:
+                    item.setToolTip(f"{e.capabilities.reasoning or 'no reasoning'}; {e.capabilities.tools_label}")
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.reloaded.emit()
