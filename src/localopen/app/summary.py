@@ -3,7 +3,7 @@ The app's dialog and `localopen summary` print the same page."""
 
 from __future__ import annotations
 
-from localopen.app import library, usable_here
+from localopen.app import capabilities, library, usable_here
 from localopen.app.context import AppContext
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.machine.hardware import HardwareProfile
@@ -22,10 +22,12 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
     measured here (imported files, other Hub repos)."""
     profile = profile or ctx.profile
     rows = []
-    for r in usable_here.catalog_rows(ctx, usable_here.MachineSnapshot.read(ctx, profile)):
+    here = usable_here.MachineSnapshot.read(ctx, profile)
+    for r in usable_here.catalog_rows(ctx, here):
         if r.verdict is None:
             continue
         g = r.model.grade
+        caps = capabilities.of_catalog_model(ctx, here, r.model)
         rows.append(
             SummaryRow(
                 r.model.id,
@@ -35,6 +37,7 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
                 r.verdict.band,
                 r.verdict.reason,
                 r.verdict.basis,
+                caps.short if caps else "?",
             )
         )
     seen = {r.name for r in rows}
@@ -52,6 +55,7 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
                 entry.verdict.band,
                 entry.verdict.reason,
                 entry.verdict.basis,
+                entry.capabilities.short if entry.capabilities else "?",
             )
         )
     return rows

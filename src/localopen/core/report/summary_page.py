@@ -17,6 +17,7 @@ class SummaryRow:
     verdict: str  # the band
     reason: str
     basis: str  # measured | probed | predicted
+    can: str = "?"  # what it does as a system: reasoning, tools (measured N/5); ? before its template is known
 
     @property
     def predicted(self) -> bool:
@@ -48,10 +49,10 @@ def markdown(rows: list[SummaryRow], machine: str) -> str:
         lines += [
             f"## {letter} — {GRADE_LABELS[letter]}",
             "",
-            "| model | licence | verdict | why |",
-            "| --- | --- | --- | --- |",
+            "| model | licence | verdict | can | why |",
+            "| --- | --- | --- | --- | --- |",
         ]
-        lines += [f"| {r.name} | {r.license} | {r.verdict} ({r.basis}) | {r.reason} |" for r in members]
+        lines += [f"| {r.name} | {r.license} | {r.verdict} ({r.basis}) | {r.can} | {r.reason} |" for r in members]
         lines.append("")
     return "\n".join(lines)
 
@@ -69,13 +70,13 @@ def to_html(rows: list[SummaryRow], machine: str) -> str:
     for letter, members in _grouped(rows):
         parts.append(
             f"<h2>{letter} — {e(GRADE_LABELS[letter])}</h2><table>"
-            "<tr><th>model</th><th>licence</th><th>verdict</th><th>why</th></tr>"
+            "<tr><th>model</th><th>licence</th><th>verdict</th><th>can</th><th>why</th></tr>"
         )
         for r in members:
             cls = " class='p'" if r.predicted else ""
             parts.append(
                 f"<tr{cls}><td>{e(r.name)}</td><td>{e(r.license)}</td><td>{e(r.verdict)}"
-                f" ({e(r.basis)})</td><td>{e(r.reason)}</td></tr>"
+                f" ({e(r.basis)})</td><td>{e(r.can)}</td><td>{e(r.reason)}</td></tr>"
             )
         parts.append("</table>")
     parts.append("</body></html>")
