@@ -592,3 +592,56 @@ def test_background_work_that_outlives_the_app_ends_without_a_traceback(qtbot) -
         threading.excepthook = hook
     assert not worker.is_alive() and errors == []
     assert relay not in background._pending
+
+
+def test_mcp_tools_in_the_chat_ask_before_each_call_and_survive_a_restart(
+    window: MainWindow, qtbot, tmp_path: Path
+) -> None:
+    import json
+    import sys
+
+    from localopen.app import chat as chat_rules
+    from localopen.ui.chat_tools import McpDialog
+    from test_tool_use import CALL_SCRIPT, QWEN, SPECIAL
+
+    from tiny_gguf import write_scripted_llama
+
+    caller = write_scripted_llama(
+        tmp_path / "caller.gguf", CALL_SCRIPT, SPECIAL, chat_template=QWEN, context_length=4096
+    )
+    chat = _chat_with(window, caller)
+    chat.n_ctx.setValue(2048)
+    chat.max_tokens.setValue(60)
+    dialog = McpDialog(window.services, chat)
+    dialog.editor.setPlainText("{not json")
+    dialog.save()
+    assert "not valid JSON" in dialog.problem.text() and dialog.result() == 0
+    server = {"command": sys.executable, "args": [str(Path(__file__).parent / "mcp_servers.py"), "ok"]}
+    dialog.editor.setPlainText(json.dumps({"mcpServers": {"weather": server}}))
+    dialog.save()
+    chat.tools.enabled.setChecked(True)
+    qtbot.waitUntil(lambda: "Tools: get_weather" in chat.tools.status.text(), timeout=30000)
+
+    chat.input.setPlainText("Weather in Paris?")
+    with qtbot.waitSignal(chat.answer_finished, timeout=120000):
+        chat.send()
+        qtbot.waitUntil(lambda: chat.tools.approval.isVisible(), timeout=30000)
+        assert "get_weather" in chat.tools.question_text.text() and "Paris" in chat.tools.question_text.text()
+        chat.tools.deny.click()  # the first call is refused: the model is told so
+        qtbot.waitUntil(lambda: chat.tools.approval.isVisible(), timeout=30000)
+        chat.tools.allow_always.click()  # then allowed, for the rest of the turn without asking
+    stored = _messages(window, chat)
+    results = [m.content for m in stored if m.role == "tool"]
+    assert results[0] == "The user did not allow this call." and "22 °C and sunny in Paris" in results[1:]
+    assert stored[1].role == "assistant" and stored[1].tool_calls[0]["function"]["name"] == "get_weather"
+    assert "22 °C and sunny in Paris" in chat.transcript.toPlainText()
+    # Kept in the conversation: after a restart the transcript shows them, and the model reads them.
+    conversation = chat.conversation
+    chat.new_chat()
+    chat.conversation = conversation
+    chat.render_conversation()
+    assert "🔧 get_weather" in chat.transcript.toPlainText()
+    history = chat_rules.conversation_messages(window.services.ctx, conversation.id, "")
+    tool_results = [m for m in history if m["role"] == "tool"]
+    assert tool_results and all(m["tool_call_id"] and m["name"] == "get_weather" for m in tool_results)
+    chat.tools.enabled.setChecked(False)

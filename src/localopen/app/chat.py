@@ -66,9 +66,35 @@ def drop_last_answer(ctx: AppContext, conversation_id: int) -> bool:
 
 
 def conversation_messages(ctx: AppContext, conversation_id: int, system: str) -> list[dict[str, Any]]:
-    """A stored conversation as its template reads it."""
-    turns = [(m.role, m.content, m.reasoning) for m in convs.messages(ctx.db, conversation_id)]
-    return template_messages(system, turns)
+    """A stored conversation as its template reads it: tool calls with their answers' ids, and each
+    tool result with the call it answers (and that tool's name)."""
+    stored = convs.messages(ctx.db, conversation_id)
+    names = {c.get("id"): c.get("function", {}).get("name", "") for m in stored for c in m.tool_calls}
+    messages = template_messages(system, [(m.role, m.content, m.reasoning) for m in stored])
+    for message, m in zip(messages[len(messages) - len(stored) :], stored):
+        if m.tool_calls:
+            message["tool_calls"] = m.tool_calls
+        if m.tool_call_id:
+            message["tool_call_id"] = m.tool_call_id
+            message["name"] = names.get(m.tool_call_id, "")
+    return messages
+
+
+def save_tool_turn(ctx: AppContext, conversation_id: int, added: list[dict[str, Any]], stats: AnswerStats) -> None:
+    """Keep what a turn with tool calls added (each answer with its calls, each result), so the calls
+    and results survive a restart and go back to the model with the conversation."""
+    last = len(added) - 1
+    for n, m in enumerate(added):
+        convs.add_message(
+            ctx.db,
+            conversation_id,
+            m["role"],
+            m.get("content") or "",
+            stats if n == last else None,
+            m.get("reasoning_content", ""),
+            m.get("tool_calls"),
+            m.get("tool_call_id", ""),
+        )
 
 
 @dataclass(frozen=True)

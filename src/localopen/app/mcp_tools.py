@@ -89,6 +89,47 @@ def read_config(path: Path) -> list[McpServerConfig]:
     return parse_config(data, str(path))
 
 
+EXAMPLE_CONFIG = """{
+  "mcpServers": {
+    "example": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"]}
+  }
+}
+"""
+
+
+def app_config_path(config_dir: Path) -> Path:
+    """The app's MCP servers, in the same JSON as Claude Desktop's (paste an existing one)."""
+    return config_dir / "mcp.json"
+
+
+def load_app_config(config_dir: Path) -> str:
+    """The app's MCP configuration as text (empty when none is set)."""
+    try:
+        return app_config_path(config_dir).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise McpError(f"Cannot read the MCP configuration: {exc.strerror or exc}.") from exc
+
+
+def save_app_config(config_dir: Path, text: str) -> list[McpServerConfig]:
+    """Check and keep the app's MCP configuration (written whole: never half a file)."""
+    try:
+        data = json.loads(text) if text.strip() else {"mcpServers": {}}
+    except ValueError as exc:
+        raise McpError(f"The MCP configuration is not valid JSON ({exc}).") from exc
+    servers = parse_config(data)
+    path = app_config_path(config_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise McpError(f"Cannot save the MCP configuration: {exc.strerror or exc}.") from exc
+    return servers
+
+
 @dataclass(frozen=True)
 class McpTool:
     server: str

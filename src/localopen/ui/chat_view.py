@@ -40,8 +40,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import chat, engine_options
+from localopen.app import chat, engine_options, tool_loop
 from localopen.app.chat import ChatSession
+from localopen.app.tool_loop import ToolRun, TurnOutcome
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -49,6 +50,7 @@ from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions
+from localopen.ui.chat_tools import ChatTools
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, dspin, spin
@@ -122,7 +124,7 @@ class ChatView(QWidget):
         self.runner = EngineRunner("chat-engine")
         self.conversation: convs.Conversation | None = None
         self.streaming = False
-        self._pending: list[AnswerPiece] = []
+        self._pending: list[AnswerPiece | ToolRun] = []
         self._answer = ""
         self._reasoning = ""
         self._live = _LiveThinking()
@@ -178,6 +180,7 @@ class ChatView(QWidget):
         nl.addWidget(self.reload_button)
         self.notice.hide()
 
+        self.tools = ChatTools(services)  # its switch sits with the settings, its question above the input
         self.transcript = QTextBrowser()
         self.transcript.setAccessibleName("Conversation")
         self.transcript.setOpenLinks(False)
@@ -202,6 +205,7 @@ class ChatView(QWidget):
         cl.addWidget(self.status)
         cl.addWidget(self.notice)
         cl.addWidget(self.transcript, 1)
+        cl.addWidget(self.tools.approval)
         cl.addWidget(self.input)
         buttons = QHBoxLayout()
         buttons.addWidget(self.regen_button)
@@ -247,6 +251,7 @@ class ChatView(QWidget):
             ("Threads", self.threads),
             ("GPU layers", self.gpu_layers),
             ("Thinking", self.thinking),
+            ("Tools", self.tools),
         ):
             form.addRow(label, w)
         form.addRow("Context used", self.context_meter)
@@ -541,6 +546,18 @@ class ChatView(QWidget):
         template, session = c.settings.get("template"), self.session
         loaded = session.loaded
         thinking = self.thinking.isChecked() if loaded is not None and loaded.thinking_switch else None
+        connections = self.tools.active()
+        if connections is not None:  # the model may call tools: each runs once the person allows it
+            allow = self.tools.allow
+            self.runner.submit(
+                lambda emit: tool_loop.answer_with_tools(
+                    session, messages, sampling, template, connections, allow, emit, emit, thinking=thinking
+                ),
+                on_progress=self._on_token,
+                on_done=self._on_tool_turn,
+                on_failed=self._on_failed,
+            )
+            return
         self.runner.submit(
             lambda emit: session.answer(messages, sampling, template, emit, AnswerOptions(thinking=thinking)),
             on_progress=self._on_token,
@@ -550,16 +567,19 @@ class ChatView(QWidget):
 
     def stop(self) -> None:
         if self.streaming:
+            self.tools.cancel()  # a call waiting for permission is not run
             self.session.stop()
 
     def shutdown(self) -> None:
         """At quit: stop the answer, end the engine process (killed if it does not end in time)."""
         self.flush_timer.stop()
+        self.tools.cancel()
         session = self.session
         self.runner.shutdown(stop=session.stop, close=session.shutdown, kill=session.kill)
+        self.tools.shutdown()
 
     # -- streaming ----------------------------------------------------------------------------
-    def _on_token(self, piece: AnswerPiece) -> None:
+    def _on_token(self, piece: AnswerPiece | ToolRun) -> None:
         if self.streaming:
             self._pending.append(piece)
 
@@ -573,6 +593,19 @@ class ChatView(QWidget):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         answer_grew = thinking_grew = False
         for piece in pieces:
+            if isinstance(piece, ToolRun):
+                if self._live.start is not None and not self._live.collapsed:
+                    self._live.collapse(cursor)
+                cursor.insertBlock()
+                cursor.insertHtml(
+                    _tool_run_html(
+                        piece.call.name, piece.call.arguments, piece.result.text, piece.result.is_error, piece.result.ms
+                    )
+                )
+                cursor.insertBlock()
+                continue
+            if piece.tool_call is not None:
+                continue  # shown once it has run (or was not allowed)
             if piece.reasoning and not self._answer:
                 if self._live.start is None:
                     self._live.begin(cursor)
@@ -601,14 +634,23 @@ class ChatView(QWidget):
         cursor.insertHtml("<p><b>Assistant</b></p>")
         cursor.insertBlock()
 
-    def _finish(self, stats: AnswerStats | None, note: str | None = None) -> None:
+    def _on_tool_turn(self, outcome: TurnOutcome) -> None:
+        """A turn with tools ended: every answer, call and result is kept in the conversation."""
+        if not self.streaming:
+            return
+        if self.conversation is not None:
+            chat.save_tool_turn(self.services.ctx, self.conversation.id, outcome.messages, outcome.stats)
+        self._finish(outcome.stats, stored=True)
+
+    def _finish(self, stats: AnswerStats | None, note: str | None = None, stored: bool = False) -> None:
         self.flush_timer.stop()
         self._flush()
         self.streaming = False
         self.stop_button.setEnabled(False)
         self.send_button.setEnabled(True)
         self.regen_button.setEnabled(True)
-        if self.conversation is not None and (self._answer or self._reasoning or stats):
+        self.tools.approval.hide()
+        if not stored and self.conversation is not None and (self._answer or self._reasoning or stats):
             content = self._answer + (f"\n\n*{note}*" if note else "")
             convs.add_message(self.services.ctx.db, self.conversation.id, "assistant", content, stats, self._reasoning)
         if stats is not None and stats.context_used is not None:
@@ -660,7 +702,16 @@ class ChatView(QWidget):
             )
             return
         cursor = QTextCursor(self.transcript.document())
-        for m in convs.messages(self.services.ctx.db, self.conversation.id):
+        stored = convs.messages(self.services.ctx.db, self.conversation.id)
+        calls = {c.get("id"): c.get("function", {}) for m in stored for c in m.tool_calls}
+        for m in stored:
+            if m.role == "tool":  # a call's result, shown with the call it answers
+                function = calls.get(m.tool_call_id, {})
+                cursor.insertHtml(
+                    _tool_run_html(function.get("name", "tool"), str(function.get("arguments", "")), m.content)
+                )
+                cursor.insertBlock()
+                continue
             who = "You" if m.role == "user" else "Assistant"
             links = f"<a href='copy:{m.position}'>Copy</a>"
             if m.role == "user":
@@ -729,3 +780,15 @@ class ChatView(QWidget):
             self._edit_position = msg.position
             self.input.setFocus()
             self.status.setText("Editing: sending replaces this message and everything after it.")
+
+
+def _tool_run_html(name: str, arguments: str, result: str, is_error: bool = False, ms: float | None = None) -> str:
+    """A tool call in the transcript: the tool, its arguments, its result (or error) and its time."""
+    e = html.escape
+    shown = result if len(result) <= 600 else result[:600] + "…"
+    colour = "#c62828" if is_error else "#555"
+    took = f" · {ms:.0f} ms" if ms is not None else ""
+    return (
+        f"<p style='color:#555'><small>🔧 <b>{e(name)}</b>(<code>{e(arguments)}</code>){took}</small><br>"
+        f"<small style='color:{colour}'>{e(shown)}</small></p>"
+    )

@@ -23,6 +23,8 @@ class Message:
     content: str
     stats: AnswerStats | None = None
     reasoning: str = ""  # a reasoning model's thinking before this answer
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # an answer's calls, as OpenAI writes them
+    tool_call_id: str = ""  # a tool result: the call it answers
 
 
 @dataclass
@@ -103,6 +105,8 @@ def messages(conn: sqlite3.Connection, conversation_id: int) -> list[Message]:
             r["content"],
             AnswerStats.from_dict(json.loads(r["stats"])) if r["stats"] else None,
             r["reasoning"],
+            json.loads(r["tool_calls"]) if r["tool_calls"] else [],
+            r["tool_call_id"],
         )
         for r in rows
     ]
@@ -115,14 +119,16 @@ def add_message(
     content: str,
     stats: AnswerStats | None = None,
     reasoning: str = "",
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: str = "",
 ) -> Message:
     with conn:
         position = conn.execute(
             "SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE conversation_id = ?", (conversation_id,)
         ).fetchone()[0]
         cur = conn.execute(
-            "INSERT INTO messages(conversation_id, position, role, content, stats, created_at, reasoning)"
-            " VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO messages(conversation_id, position, role, content, stats, created_at, reasoning,"
+            " tool_calls, tool_call_id) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 conversation_id,
                 position,
@@ -131,10 +137,14 @@ def add_message(
                 json.dumps(stats.to_dict()) if stats else None,
                 _now(),
                 reasoning,
+                json.dumps(tool_calls) if tool_calls else "",
+                tool_call_id,
             ),
         )
         conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
-    return Message(int(cur.lastrowid or 0), position, role, content, stats, reasoning)
+    return Message(
+        int(cur.lastrowid or 0), position, role, content, stats, reasoning, list(tool_calls or []), tool_call_id
+    )
 
 
 def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int) -> None:
