@@ -138,15 +138,17 @@ def test_the_tool_loop_runs_allowed_calls_and_gives_results_back(
             lambda call: asked.append(call) or False,
             max_rounds=1,
         )
-        assert [r.result.text for r in denied.runs] == ["The user did not allow this call."]
+        assert denied.runs[0].result.text == "The user did not allow this call."
         assert asked[0].name == "get_weather"
         outcome = answer_with_tools(
             session, ASK, SamplingParams(max_tokens=40), None, weather, lambda call: True, max_rounds=1
         )
-        [run] = outcome.runs
+        run = outcome.runs[0]
         assert run.call.name == "get_weather" and run.result.text == "22 °C and sunny in Paris"
+        # The scripted model calls again in its second answer: over the limit of one round, not run.
         roles = [m["role"] for m in outcome.messages]
-        assert roles == ["assistant", "tool", "assistant"]
+        assert roles == ["assistant", "tool", "assistant", "tool"]
+        assert outcome.messages[3]["content"].startswith("Not run: this answer reached its limit of 1 rounds")
         assert outcome.messages[0]["tool_calls"][0]["function"]["name"] == "get_weather"
         assert outcome.messages[1]["tool_call_id"] == run.call.id
     finally:

@@ -640,7 +640,7 @@ def test_mcp_tools_in_the_chat_ask_before_each_call_and_survive_a_restart(
     chat.new_chat()
     chat.conversation = conversation
     chat.render_conversation()
-    assert "🔧 get_weather" in chat.transcript.toPlainText()
+    assert "Tool call: get_weather" in chat.transcript.toPlainText()
     history = chat_rules.conversation_messages(window.services.ctx, conversation.id, "")
     tool_results = [m for m in history if m["role"] == "tool"]
     assert tool_results and all(m["tool_call_id"] and m["name"] == "get_weather" for m in tool_results)

@@ -15,7 +15,7 @@ from localopen.app.mcp_tools import McpConnections, ToolResult
 from localopen.core.records import AnswerPiece, AnswerStats, ToolCall
 from localopen.engine.protocol import AnswerOptions, SamplingParams
 
-MAX_ROUNDS = 5  # answers with calls in one turn; then the model must answer in words
+MAX_ROUNDS = 5  # answers whose calls run in one turn; calls beyond them are answered "not run"
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,8 @@ def answer_with_tools(
     added: list[dict[str, Any]] = []
     runs: list[ToolRun] = []
     for round_ in range(max_rounds + 1):
-        last = round_ == max_rounds  # the rounds are spent: an answer in words
-        choice = "none" if last or not tools else (tool_choice if round_ == 0 else "auto")
         got = _Collected(on_piece)
+        choice = (tool_choice if round_ == 0 else "auto") if tools else "none"
         options = AnswerOptions(thinking=thinking, tools=tools or None, tool_choice=choice)
         stats = session.answer(history, sampling, template, got, options)
         answer: dict[str, Any] = {"role": "assistant", "content": "".join(got.text)}
@@ -99,8 +98,13 @@ def answer_with_tools(
         answer["tool_calls"] = [c.to_dict() for c in got.calls]
         added.append(answer)
         history.append(answer)
+        spent = round_ == max_rounds  # the calls of this answer are over the limit: none runs
         for call in got.calls:
-            if allow(call):
+            if spent:
+                result = ToolResult(
+                    f"Not run: this answer reached its limit of {max_rounds} rounds of tool calls.", True, 0.0
+                )
+            elif allow(call):
                 try:
                     arguments = json.loads(call.arguments)
                 except ValueError:
@@ -118,4 +122,6 @@ def answer_with_tools(
             message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.text}
             added.append(message)
             history.append(message)
-    raise AssertionError("unreachable: the last round offers no tools")
+        if spent:
+            return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added)
+    raise AssertionError("unreachable: the last round returns")

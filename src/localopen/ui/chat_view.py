@@ -789,6 +789,6 @@ def _tool_run_html(name: str, arguments: str, result: str, is_error: bool = Fals
     colour = "#c62828" if is_error else "#555"
     took = f" · {ms:.0f} ms" if ms is not None else ""
     return (
-        f"<p style='color:#555'><small>🔧 <b>{e(name)}</b>(<code>{e(arguments)}</code>){took}</small><br>"
+        f"<p style='color:#555'><small>Tool call: <b>{e(name)}</b>(<code>{e(arguments)}</code>){took}</small><br>"
         f"<small style='color:{colour}'>{e(shown)}</small></p>"
     )
