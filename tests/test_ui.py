@@ -105,7 +105,9 @@ def test_explore_filters_sort_and_evidence(window: MainWindow, qtbot) -> None:
     big = {ex.proxy.index(r, 0).data() for r in range(ex.proxy.rowCount())}
     assert "olmo-2-1124-13b-instruct" in big and "smollm2-135m-instruct" not in big
     ex.min_size_box.setValue(0)
-    ex.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)  # parameters
+    from localopen.ui.explore_model import KEYS
+
+    ex.table.sortByColumn(KEYS.index("params"), Qt.SortOrder.DescendingOrder)
     first = ex.proxy.index(0, 0).data()
     assert first == "gpt-oss-20b"
     assert ex.select("olmo-2-1124-7b-instruct")

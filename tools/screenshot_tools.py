@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Screenshots of tool use as a person meets it: Explore's Can column and detail for an installed model
-that calls tools, and a chat that asks before a call to an MCP server and shows the call's result.
+"""Screenshots of tool use as a person meets it: Explore's and the Library's Can column, and a chat that
+asks before a call to an MCP server and shows the call's result.
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python tools/screenshot_tools.py OUTDIR WIDTHxHEIGHT
 
@@ -71,12 +71,13 @@ def main() -> int:
             action()
 
     chat = window.goto("Chat")  # views are made when first shown
+    library = window.goto("Library")
     explore = window.goto("Explore")
     when(lambda: services.profile is not None and explore.settled and explore.proxy.rowCount() > 0, lambda: None)
-    when(
-        lambda: True, lambda: (window.goto("Explore"), explore.search.setText("qwen-style"), explore.select(model.stem))
-    )
-    when(lambda: explore.settled and explore.quants.rowCount() >= 0, lambda: shot("tools-explore"))
+    when(lambda: True, lambda: explore.select("qwen2.5-1.5b-instruct"))
+    when(lambda: explore.settled and explore.quants.rowCount() > 0, lambda: shot("tools-explore"))
+    when(lambda: True, lambda: window.goto("Library"))
+    when(lambda: library.table.rowCount() > 0, lambda: shot("tools-library"))
 
     def start_chat() -> None:
         window.goto("Chat")
@@ -85,11 +86,12 @@ def main() -> int:
         chat.max_tokens.setValue(60)
         chat.tools.enabled.setChecked(True)
 
+    def ask() -> None:
+        chat.input.setPlainText("Weather in Paris?")
+        chat.send()
+
     when(lambda: True, start_chat)
-    when(
-        lambda: "Tools:" in chat.tools.status.text(),
-        lambda: (chat.input.setPlainText("Weather in Paris?"), chat.send()),
-    )
+    when(lambda: "Tools:" in chat.tools.status.text(), ask)
     when(lambda: chat.tools.approval.isVisible(), lambda: shot("tools-chat-asks"))
     when(lambda: True, chat.tools.allow_always.click)
     when(lambda: not chat.streaming, lambda: shot("tools-chat-answered"))

@@ -22,20 +22,20 @@ BAND_COLOURS = {
     "too slow": "#c62828",
     "does not fit": "#c62828",
 }
-# The product's question first: how open, usable here, does it fit; then the details.
+# The product's question first: how open, usable here, does it fit, what can it do; then the details.
 COLUMNS = [
     "Model",
     "Openness",
     "Usable here",
     "Fit here",
+    "Can",
     "Size",
     "Parameters",
     "Licence",
     "Family",
     "Installed",
-    "Can",
 ]
-KEYS = ["model", "openness", "usable", "fit", "size", "params", "licence", "family", "installed", "can"]
+KEYS = ["model", "openness", "usable", "fit", "can", "size", "params", "licence", "family", "installed"]
 OPENNESS_COLUMN = KEYS.index("openness")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
