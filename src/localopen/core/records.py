@@ -8,6 +8,7 @@ that ignores keys it does not know (records saved by older versions still read).
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -84,6 +85,11 @@ class LoadInfo:
         out["memory_estimate"] = self.memory_estimate.to_dict()
         out["estimate_error"] = self.estimate_error
         return out
+
+
+def new_tool_call_id() -> str:
+    """An id for a call the model made, in OpenAI's shape (the model's own format seldom has one)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import json
 import re
 from collections.abc import Collection, Sequence
 
-from localopen.core.chat.tool_calls import new_call_id
 from localopen.core.records import AnswerPiece as Piece
-from localopen.core.records import ToolCall
+from localopen.core.records import ToolCall, new_tool_call_id
 
 # (open, close) reasoning tags, as models write them.
 REASONING_TAGS = (
@@ -31,7 +30,7 @@ HARMONY_CHANNEL, HARMONY_MESSAGE, HARMONY_END, HARMONY_START = "<|channel|>", "<
 HARMONY_CALL = "<|call|>"
 
 
-def _held_suffix(text: str, markers: Sequence[str]) -> int:
+def held_suffix(text: str, markers: Sequence[str]) -> int:
     """Length of the longest end of `text` that is the start of a marker (it may still become one)."""
     longest = 0
     for marker in markers:
@@ -63,7 +62,7 @@ class _StopStrings:
         if hit is not None:
             self.stopped, self.held = True, ""
             return text[: hit[0]]
-        keep = _held_suffix(text, self.stops)
+        keep = held_suffix(text, self.stops)
         self.held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep]
 
@@ -115,7 +114,7 @@ class _TagReasoning:
                         out.append(Piece(self.buf[:i], True))
                     self.buf, self.state = self.buf[i + len(close) :], "after"
                     continue
-                keep = _held_suffix(self.buf, [close])
+                keep = held_suffix(self.buf, [close])
                 if len(self.buf) > keep:
                     out.append(Piece(self.buf[: len(self.buf) - keep], True))
                 self.buf = self.buf[len(self.buf) - keep :]
@@ -184,7 +183,7 @@ class _Harmony:
             if self.state == "body":
                 markers = (HARMONY_END, HARMONY_START, HARMONY_CHANNEL)
                 hit = _first(self.buf, markers)
-                end = hit[0] if hit else len(self.buf) - _held_suffix(self.buf, markers)
+                end = hit[0] if hit else len(self.buf) - held_suffix(self.buf, markers)
                 if end:
                     out.append(Piece(self.buf[:end], self.channel != "final"))
                 if hit is None:
@@ -216,7 +215,9 @@ class _Harmony:
             valid = False
         if not valid:  # not a call after all: shown as what the model wrote
             return [Piece(f"to=functions.{name} {arguments}")]
-        return [Piece("", tool_call=ToolCall(new_call_id(), name, json.dumps(arguments_value, ensure_ascii=False)))]
+        return [
+            Piece("", tool_call=ToolCall(new_tool_call_id(), name, json.dumps(arguments_value, ensure_ascii=False)))
+        ]
 
 
 class _Plain:

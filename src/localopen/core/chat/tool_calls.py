@@ -19,12 +19,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from localopen.core.records import AnswerPiece, ToolCall
+from localopen.core.chat.answer_stream import held_suffix
+from localopen.core.records import AnswerPiece, ToolCall, new_tool_call_id
 
 Parsed = list[tuple[str, Any]]  # (tool name, arguments: an object, or JSON text)
 
@@ -33,10 +33,6 @@ def _loads(text: str) -> Any:
     """JSON as models write it: control characters inside strings are accepted (a grammar's string
     rule allows them); they are escaped again when the arguments are written out."""
     return json.loads(text, strict=False)
-
-
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _json_calls(body: str, name_key: str = "name", args_keys: Sequence[str] = ("arguments", "parameters")) -> Parsed:
@@ -338,19 +334,9 @@ def parameter_types(tools: Iterable[Mapping[str, Any]] | None) -> Callable[[str,
     return lambda name, key: table.get((name, key))
 
 
-def _held(text: str, markers: Sequence[str]) -> int:
-    longest = 0
-    for marker in markers:
-        for n in range(min(len(marker) - 1, len(text)), longest, -1):
-            if text.endswith(marker[:n]):
-                longest = n
-                break
-    return longest
-
-
 def to_calls(parsed: Parsed) -> list[ToolCall]:
     return [
-        ToolCall(new_call_id(), name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False))
+        ToolCall(new_tool_call_id(), name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False))
         for name, args in parsed
     ]
 
@@ -388,7 +374,7 @@ class ToolCallStream:
                     ((i, m) for m in self.fmt.start if (i := self.buf.find(m)) >= 0), default=None, key=lambda h: h[0]
                 )
                 if hit is None:
-                    keep = _held(self.buf, self.fmt.start)
+                    keep = held_suffix(self.buf, self.fmt.start)
                     if len(self.buf) > keep:
                         out.append(AnswerPiece(self.buf[: len(self.buf) - keep]))
                     self.buf = self.buf[len(self.buf) - keep :]
