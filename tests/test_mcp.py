@@ -68,6 +68,12 @@ def test_a_server_that_crashes_or_hangs_gives_a_clear_error_and_never_a_stuck_ch
         started = time.monotonic()
         connections.close()
         assert time.monotonic() - started < 10
+    # No server process outlives its session (the hung one included).
+    import psutil
+
+    time.sleep(0.5)
+    left = [p for p in psutil.Process().children(recursive=True) if "mcp_servers.py" in " ".join(p.cmdline())]
+    assert left == []
 
 
 def test_a_server_that_cannot_start_is_named_and_the_others_still_serve() -> None:

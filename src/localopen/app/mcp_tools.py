@@ -161,12 +161,14 @@ class _Server:
         self.tools: list[Any] = []
         self.stopped: str | None = None  # why it ended, once it has
         self.errlog: _ServerLog | None = None
+        self.task: asyncio.Task[Any] | None = None
 
     async def run(self, ready: concurrent.futures.Future[None]) -> None:
         from mcp import ClientSession
         from mcp.types import CONNECTION_CLOSED
 
         self.requests = asyncio.Queue()
+        self.task = asyncio.current_task()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
@@ -328,16 +330,27 @@ class McpConnections:
         return done(_text(result), bool(getattr(result, "is_error", False)))
 
     def close(self) -> None:
+        """End every session (its transport ends a stdio server's process) and the loop."""
         for server in self._servers.values():
             if server.requests is not None and server.stopped is None:
                 self._loop.call_soon_threadsafe(server.requests.put_nowait, None)
-        for task in self._tasks:
-            try:
-                task.result(2)
-            except BaseException:  # noqa: BLE001 - closing: a server that will not end is cancelled
-                task.cancel()
+        try:
+            asyncio.run_coroutine_threadsafe(self._end_sessions(), self._loop).result(15)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            log.warning("MCP sessions did not all end in time", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _end_sessions(self) -> None:
+        """Sessions that ended on their own are left; a busy one (a call that hangs) is cancelled, and
+        its transport's cleanup still runs in its own task before the loop stops."""
+        tasks = [s.task for s in self._servers.values() if s.task is not None and not s.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)
 
 
 def _text(result: Any) -> str:
