@@ -143,8 +143,9 @@ def write_scripted_llama(
     """
     import gguf
 
-    extra = list(dict.fromkeys([*special, *script]))
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + extra
+    base = ["<unk>", "<s>", "</s>"]
+    extra = [t for t in dict.fromkeys([*special, *script]) if t not in base]  # "</s>" may end a script
+    tokens = base + [f"<0x{i:02X}>" for i in range(256)] + extra
     types = [2, 3, 3] + [6] * 256 + [special.get(t, 4) for t in extra]
     index = {t: i for i, t in enumerate(tokens)}
     chain = [start, *script]

@@ -209,32 +209,55 @@ class ToolFormat:
     parse: Callable[[str, Callable[[str, str], str | None]], Parsed]
     bare_json: bool = False  # a JSON object at the very start of the answer is a call too (Llama 3.x)
     keep_start: bool = False  # the opening marker belongs to the body (Mistral's repeated [TOOL_CALLS])
+    inner: tuple[str, ...] = ()  # markers inside a call, special tokens in the family's vocabulary
 
     @property
     def markers(self) -> tuple[str, ...]:
         """Texts of this format the answer stream must pass on, even where they are control tokens."""
-        return (*self.start, *((self.end,) if self.end else ()))
+        return (*self.start, *((self.end,) if self.end else ()), *self.inner)
 
 
 def _typed(parse: Callable[[str], Parsed]) -> Callable[[str, Callable[[str, str], str | None]], Parsed]:
     return lambda body, _types: parse(body)
 
 
+GLM_ARGS = ("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>")
+MISTRAL_ARGS = ("[ARGS]", "[CALL_ID]")
 FORMATS: dict[str, ToolFormat] = {
     f.name: f
     for f in (
         ToolFormat("hermes", ("<tool_call>",), "</tool_call>", _typed(_hermes)),
         ToolFormat("qwen3_coder", ("<tool_call>",), "</tool_call>", _qwen3_coder),
-        ToolFormat("glm", ("<tool_call>",), "</tool_call>", _glm),
+        ToolFormat(
+            "glm",
+            ("<tool_call>",),
+            "</tool_call>",
+            _glm,
+            inner=("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"),
+        ),
         ToolFormat("llama3_json", ("<|python_tag|>",), None, _typed(_llama3), bare_json=True),
-        ToolFormat("mistral", ("[TOOL_CALLS]",), None, _typed(_mistral), keep_start=True),
+        ToolFormat(
+            "mistral", ("[TOOL_CALLS]",), None, _typed(_mistral), keep_start=True, inner=("[ARGS]", "[CALL_ID]")
+        ),
         ToolFormat("granite", ("<|tool_call|>",), None, _typed(_hermes)),
         ToolFormat("command_r", ("<|START_ACTION|>",), "<|END_ACTION|>", _typed(_command_r)),
         ToolFormat("command_r_plus", ("Action:\n```json",), "```", _typed(_command_r)),
         ToolFormat("tool_calls_tags", ("<tool_calls>",), "</tool_calls>", _typed(_json_lines)),
         ToolFormat("nemotron", ("<TOOLCALL>",), "</TOOLCALL>", _typed(_json_lines)),
-        ToolFormat("deepseek", ("<｜tool▁calls▁begin｜>",), "<｜tool▁calls▁end｜>", _typed(_deepseek)),
-        ToolFormat("kimi", ("<|tool_calls_section_begin|>",), "<|tool_calls_section_end|>", _typed(_kimi)),
+        ToolFormat(
+            "deepseek",
+            ("<｜tool▁calls▁begin｜>",),
+            "<｜tool▁calls▁end｜>",
+            _typed(_deepseek),
+            inner=("<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>"),
+        ),
+        ToolFormat(
+            "kimi",
+            ("<|tool_calls_section_begin|>",),
+            "<|tool_calls_section_end|>",
+            _typed(_kimi),
+            inner=("<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>"),
+        ),
         ToolFormat("firefunction", ("functools",), None, _typed(_hermes)),
         ToolFormat("lfm2", ("<|tool_call_start|>",), "<|tool_call_end|>", _typed(_pythonic)),
         ToolFormat("minimax", ("<minimax:tool_call>",), "</minimax:tool_call>", _minimax),

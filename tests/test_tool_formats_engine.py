@@ -1,0 +1,153 @@
+"""Each family's call format through real llama.cpp: a scripted tiny model with that family's real
+chat template (tests/data/chat_templates) writes a call exactly as the family does, markers as
+control tokens where the family's vocabulary has them; the engine turns it into one tool call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localopen.engine.client import Engine
+from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
+
+from tiny_gguf import write_scripted_llama
+
+pytest.importorskip("llama_cpp")
+TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+        },
+    }
+]
+CONTROL = 3
+PARIS_JSON = '{"location": "Paris"}'
+
+# template, the prompt's last token (where the script starts), the script, its control tokens, the end token
+CASES = {
+    "qwen3_coder": (
+        "Qwen3-Coder",
+        "<0x0A>",
+        [
+            "<tool_call>",
+            "\n<function=get_weather>\n<parameter=location>\nParis\n</parameter>\n</function>\n",
+            "</tool_call>",
+            "<|im_end|>",
+        ],
+        ["<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"],
+        "<|im_end|>",
+    ),
+    "llama3_json": (
+        "meta-llama-Llama-3.1-8B-Instruct",
+        "<0x0A>",
+        ["<|python_tag|>", '{"name": "get_weather", "parameters": ' + PARIS_JSON + "}", "<|eom_id|>"],
+        ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|python_tag|>", "<|eom_id|>"],
+        "<|eom_id|>",
+    ),
+    "mistral": (
+        "mistralai-Mistral-Nemo-Instruct-2407",
+        "[/INST]",
+        ["[TOOL_CALLS]", '[{"name": "get_weather", "arguments": ' + PARIS_JSON + ', "id": "abc123def"}]', "</s>"],
+        ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]"],
+        "</s>",
+    ),
+    "granite": (
+        "ibm-granite-granite-3.3-2B-Instruct",
+        "<|end_of_role|>",
+        ["<|tool_call|>", '[{"name": "get_weather", "arguments": ' + PARIS_JSON + "}]", "<|end_of_text|>"],
+        ["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>", "<|tool_call|>"],
+        "<|end_of_text|>",
+    ),
+    "kimi": (
+        "moonshotai-Kimi-K2",
+        "<|im_middle|>",
+        [
+            "<|tool_calls_section_begin|>",
+            "<|tool_call_begin|>",
+            "functions.get_weather:0",
+            "<|tool_call_argument_begin|>",
+            PARIS_JSON,
+            "<|tool_call_end|>",
+            "<|tool_calls_section_end|>",
+            "<|im_end|>",
+        ],
+        [
+            "<|im_end|>",
+            "<|im_user|>",
+            "<|im_assistant|>",
+            "<|im_system|>",
+            "<|im_middle|>",
+            "<|tool_calls_section_begin|>",
+            "<|tool_call_begin|>",
+            "<|tool_call_argument_begin|>",
+            "<|tool_call_end|>",
+            "<|tool_calls_section_end|>",
+        ],
+        "<|im_end|>",
+    ),
+    "glm": (
+        "GLM-4.6",
+        "<|assistant|>",
+        [
+            "<tool_call>",
+            "get_weather\n<arg_key>location</arg_key>\n<arg_value>Paris</arg_value>\n",
+            "</tool_call>",
+            "<|observation|>",
+        ],
+        ["<|user|>", "<|assistant|>", "<|system|>", "<|observation|>", "<tool_call>", "</tool_call>"],
+        "<|observation|>",
+    ),
+    "command_r": (
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+        "<|END_THINKING|>",
+        [
+            "<|START_ACTION|>",
+            '[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": ' + PARIS_JSON + "}]",
+            "<|END_ACTION|>",
+            "<|END_OF_TURN_TOKEN|>",
+        ],
+        [
+            "<|START_OF_TURN_TOKEN|>",
+            "<|END_OF_TURN_TOKEN|>",
+            "<|CHATBOT_TOKEN|>",
+            "<|USER_TOKEN|>",
+            "<|SYSTEM_TOKEN|>",
+            "<|START_THINKING|>",
+            "<|END_THINKING|>",
+            "<|START_ACTION|>",
+            "<|END_ACTION|>",
+        ],
+        "<|END_OF_TURN_TOKEN|>",
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(CASES))
+def test_the_engine_reads_each_familys_call(fmt: str, tmp_path: Path) -> None:
+    template, start, script, control, eos = CASES[fmt]
+    source = (TEMPLATES / f"{template}.jinja").read_text()
+    special = {token: CONTROL for token in control}
+    path = write_scripted_llama(
+        tmp_path / f"{fmt}.gguf", script, special, chat_template=source, start=start, eos=eos, context_length=16384
+    )
+    engine = Engine()
+    try:
+        # The byte vocabulary spells the templates' long tool preambles byte by byte: a roomy context.
+        engine.load(str(path), LoadOptions(n_ctx=16384))
+        pieces: list = []
+        messages = [{"role": "user", "content": "Weather in Paris?"}]
+        stats = engine.answer(
+            messages, SamplingParams(max_tokens=32, seed=1), None, pieces.append, AnswerOptions(tools=TOOLS)
+        )
+    finally:
+        engine.shutdown()
+    calls = [p.tool_call for p in pieces if p.tool_call is not None]
+    text = "".join(p.text for p in pieces if not p.reasoning)
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"location": "Paris"})], pieces
+    assert text.strip() == "" and stats.finish_reason == "tool_calls" and stats.tool_calls == 1
