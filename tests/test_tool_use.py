@@ -242,3 +242,25 @@ def test_localopen_template_prints_the_prompt_the_engine_feeds(
     assert through_engine["prompt"] == from_file and through_engine["tokens"] > 100
     assert run_cli(["template", str(caller), "--messages", str(tools)]) == 1
     assert "must be a JSON object with a 'role'" in capsys.readouterr().err
+
+
+def test_a_plain_completion_can_be_constrained_to_json_too(server: Running) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    reply = httpx.post(
+        server.config.base_url + "/completions",
+        json={
+            "model": "caller",
+            "prompt": "A city:",
+            "max_tokens": 60,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "c",
+                    "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+                },
+            },
+        },
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    assert isinstance(json.loads(reply.json()["choices"][0]["text"])["ok"], bool)

@@ -251,7 +251,7 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
         raw = True
         if body.get("tools"):
             raise _bad("'tools' apply to /v1/chat/completions, not to plain completions.", "invalid_value")
-        tools, choice, schema = None, "none", None
+        tools, choice, schema = None, "none", _json_schema(body)  # a JSON completion, under a grammar
     else:
         messages = _messages(body)
         thinking = body.get("enable_thinking")
