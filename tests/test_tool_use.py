@@ -254,10 +254,7 @@ def test_a_plain_completion_can_be_constrained_to_json_too(server: Running) -> N
             "max_tokens": 60,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {
-                    "name": "c",
-                    "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
-                },
+                "json_schema": {"name": "c", "schema": schema},
             },
         },
         timeout=60,
