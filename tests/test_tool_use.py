@@ -44,9 +44,17 @@ WEATHER = {
                 "location": {"type": "string", "maxLength": 12},
                 "unit": {"enum": ["celsius", "fahrenheit"]},
             },
-            "required": ["location", "unit"],
+            "required": ["location"],
             "additionalProperties": False,
         },
+    },
+}
+# The same tool with every argument required: a grammar must produce both.
+STRICT_WEATHER = {
+    "type": "function",
+    "function": {
+        **WEATHER["function"],
+        "parameters": {**WEATHER["function"]["parameters"], "required": ["location", "unit"]},
     },
 }
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
@@ -154,7 +162,7 @@ def test_a_required_call_is_well_formed_by_construction(caller: Path) -> None:
         engine.load(str(caller), LoadOptions(n_ctx=2048))
         for seed in (1, 2, 3):
             pieces = []
-            options = AnswerOptions(tools=[WEATHER], tool_choice="get_weather")
+            options = AnswerOptions(tools=[STRICT_WEATHER], tool_choice="get_weather")
             stats = engine.answer(ASK, SamplingParams(max_tokens=120, seed=seed), None, pieces.append, options)
             calls = [p.tool_call for p in pieces if p.tool_call is not None]
             assert stats.tool_calls == len(calls) == 1, (seed, pieces)
@@ -261,3 +269,23 @@ def test_a_plain_completion_can_be_constrained_to_json_too(server: Running) -> N
     )
     assert reply.status_code == 200, reply.text
     assert isinstance(json.loads(reply.json()["choices"][0]["text"])["ok"], bool)
+
+
+def test_an_auto_call_is_finished_under_a_grammar_once_opened(tmp_path: Path) -> None:
+    """tool_choice 'auto': the model decides to call (it writes the opening marker); what follows is
+    decoded under the call's grammar, so even a model that then writes nonsense makes a valid call."""
+    script = ["Let me look.", "<tool_call>", "nonsense, not JSON", "</tool_call>", "<|im_end|>"]
+    sloppy = write_scripted_llama(tmp_path / "sloppy.gguf", script, SPECIAL, chat_template=QWEN, context_length=4096)
+    engine = Engine()
+    try:
+        engine.load(str(sloppy), LoadOptions(n_ctx=2048))
+        pieces: list = []
+        options = AnswerOptions(tools=[STRICT_WEATHER])
+        engine.answer(ASK, SamplingParams(max_tokens=120, seed=3), None, pieces.append, options)
+    finally:
+        engine.shutdown()
+    calls = [p.tool_call for p in pieces if p.tool_call is not None]
+    assert len(calls) >= 1 and calls[0].name == "get_weather", pieces
+    args = json.loads(calls[0].arguments)
+    assert set(args) == {"location", "unit"} and args["unit"] in ("celsius", "fahrenheit")
+    assert "".join(p.text for p in pieces if not p.reasoning) == "Let me look."  # the free text stays the model's

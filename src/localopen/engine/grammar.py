@@ -25,6 +25,20 @@ def schema_gbnf(schema: Mapping[str, Any]) -> str:
     return str(json_schema_to_gbnf(json.dumps(schema)))
 
 
+def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str, Any]]) -> str | None:
+    """For tool_choice 'auto': once the model has written a call's opening marker (free text before
+    it is the model's own), the rest of the call, and any further calls, decode under this grammar
+    (llama.cpp's server does the same with its lazy grammars). None for a format without one."""
+    fmt = CONSTRAINED.get(fmt_name)
+    if fmt is None or not marker or not fmt.prefix.startswith(marker):
+        return None
+    body = re.sub(r"^root ::=", f"{_BODY} ::=", schema_gbnf(call_schema(tools, fmt)), flags=re.M)
+    rest = fmt.prefix[len(marker) :]
+    one = " ".join(p for p in (_literal(rest) if rest else "", _BODY, _literal(fmt.suffix) if fmt.suffix else "") if p)
+    more = "" if fmt.as_list else f' ("\\n" {_literal(fmt.prefix)} {_BODY} {_literal(fmt.suffix)})*'
+    return f"root ::= {one}{more}\n{body}"
+
+
 def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choice: str) -> str:
     """One call of the tools (any, or the one named by tool_choice), written as the format writes it."""
     fmt = CONSTRAINED.get(fmt_name)

@@ -343,6 +343,7 @@ class Worker:
     # -- chat ------------------------------------------------------------------------------------
     def _chat(self, request: Chat) -> AnswerStats:
         import llama_cpp
+        from llama_cpp import LlamaGrammar
 
         self._require_model()
         llm = self.llm
@@ -373,17 +374,23 @@ class Worker:
         clock = _AnswerClock(time.perf_counter())
         finish = "stop"
         n_gen = 0
-        try:
-            generator = llm.generate(
-                tokens,
+        lazy = _lazy_grammar(options, traits.tool_format, tools, calls) if grammar is None else None
+        generated: list[int] = []
+
+        def generate(prefix: list[int], constraint: Any) -> Any:
+            return llm.generate(
+                prefix,
                 top_k=sampling.top_k,
                 top_p=sampling.top_p,
                 min_p=sampling.min_p,
                 temp=sampling.temperature,
                 repeat_penalty=sampling.repeat_penalty,
-                grammar=grammar,
+                grammar=constraint,
             )
-            for token in generator:
+
+        try:
+            generator = generate(tokens, grammar)
+            while (token := next(generator, None)) is not None:
                 # A stop request drops the token in hand: the stream ends within one token.
                 if self.stop_event.is_set():
                     break
@@ -400,6 +407,12 @@ class Worker:
                 if n_gen >= max_tokens:
                     finish = "length"
                     break
+                generated.append(token)
+                if lazy is not None and calls is not None and calls.state == "call":
+                    # The model opened a call: the rest decodes under its grammar (the cache is reused).
+                    generator.close()
+                    generator = generate(tokens + generated, LlamaGrammar.from_string(lazy, verbose=False))
+                    lazy = None
             generator.close()
             self._send_pieces(stream.feed(decoder.decode(b"", final=True)) + stream.finish(), stream, clock)
             if calls is not None:
@@ -556,6 +569,16 @@ def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]
     if tools and fmt is not None and options.tool_choice not in ("auto", "none"):
         return LlamaGrammar.from_string(grammar.tool_call_gbnf(fmt, tools, options.tool_choice), verbose=False)
     return None
+
+
+def _lazy_grammar(
+    options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None, calls: ToolCallStream | None
+) -> str | None:
+    """tool_choice 'auto': the grammar a call is finished under once its opening marker is written."""
+    if not tools or fmt is None or calls is None or options.tool_choice != "auto" or options.json_schema is not None:
+        return None
+    marker = next(iter(calls.fmt.start), "")
+    return grammar.lazy_tool_call_gbnf(fmt, marker, tools)
 
 
 def _piece(vocab: Any, token: int) -> bytes:

@@ -280,6 +280,7 @@ class Constrained:
     name_key: str = "name"
     arguments_key: str = "arguments"
     as_list: bool = False  # the format writes a JSON list of calls
+    leading: tuple[str, ...] = ()  # string keys the format writes before the name (Command R's tool_call_id)
 
 
 CONSTRAINED: dict[str, Constrained] = {
@@ -288,7 +289,9 @@ CONSTRAINED: dict[str, Constrained] = {
     "granite": Constrained("<|tool_call|>", "", as_list=True),
     "nemotron": Constrained("<TOOLCALL>", "</TOOLCALL>", as_list=True),
     "tool_calls_tags": Constrained("<tool_calls>\n", "\n</tool_calls>"),
-    "command_r": Constrained("<|START_ACTION|>", "<|END_ACTION|>", "tool_name", "parameters", as_list=True),
+    "command_r": Constrained(
+        "<|START_ACTION|>", "<|END_ACTION|>", "tool_name", "parameters", as_list=True, leading=("tool_call_id",)
+    ),
     "firefunction": Constrained(" functools", "", as_list=True),
 }
 
@@ -306,8 +309,12 @@ def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str 
         options.append(
             {
                 "type": "object",
-                "properties": {fmt.name_key: {"const": name}, fmt.arguments_key: parameters},
-                "required": [fmt.name_key, fmt.arguments_key],
+                "properties": {
+                    **{key: {"type": "string"} for key in fmt.leading},
+                    fmt.name_key: {"const": name},
+                    fmt.arguments_key: parameters,
+                },
+                "required": [*fmt.leading, fmt.name_key, fmt.arguments_key],
             }
         )
     if not options:
