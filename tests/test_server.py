@@ -361,3 +361,27 @@ def test_the_guard_allows_named_hosts_and_cors_origins() -> None:
     assert not guard.origin_allowed("https://chat.example.evil", "127.0.0.1:8080")
     # Bound to every address (an API key is then required): the server cannot know its names.
     assert RequestGuard(app, "0.0.0.0").host_allowed("192.168.1.20:8080")
+
+
+def test_hostile_request_bodies_are_400s_in_words(running: Running) -> None:
+    url = running.config.base_url + "/chat/completions"
+    headers = {"Content-Type": "application/json"}
+    cases = {
+        "stream": b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": "no"}',
+        "surrogate": b'{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        "deep": b"[" * 100_000 + b"]" * 100_000,
+        "number": b'{"model": "tiny", "seed": ' + b"9" * 100_000 + b"}",
+        "nested": b'{"model": "tiny", "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+    }
+    for name, body in cases.items():
+        reply = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert reply.status_code == 400, (name, reply.status_code, reply.text[:200])
+        assert reply.json()["error"]["type"] == "invalid_request_error", name
+
+
+def test_a_port_in_use_or_out_of_range_is_said_before_serving(running: Running) -> None:
+    with pytest.raises(LocalopenError, match="1 to 65535"):
+        ServerConfig("127.0.0.1", 99999).check()
+    with pytest.raises(LocalopenError, match="another program"):
+        ServerConfig("127.0.0.1", running.config.port).check_port_free()
+    ServerConfig("127.0.0.1", free_port()).check_port_free()

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -35,6 +36,38 @@ from localopen.engine.protocol import SamplingParams
 log = logging.getLogger("localopen.server")
 
 MAX_BODY = 8 * 1024 * 1024  # bytes: a long conversation fits; a runaway client gets 413
+MAX_DEPTH = 64  # JSON nesting: tool schemas need a few levels, nothing needs more
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (iteratively: a hostile body cannot exhaust the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """JSON's \\ud800 escapes decode to text no UTF-8 encoder accepts (the engine would fail on it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 @dataclass(frozen=True)
@@ -46,12 +79,27 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # names beyond loopback and the bound address a Host may give (api/guard.py)
 
     def check(self) -> None:
-        """Safe defaults: beyond this machine only with a key."""
+        """Safe defaults: beyond this machine only with a key; a port that exists and is free."""
+        if not 1 <= self.port <= 65535:
+            raise LocalopenError(f"The port must be a number from 1 to 65535, not {self.port}.")
         if self.host not in LOOPBACK and not self.api_key:
             raise LocalopenError(
                 f"Listening on {self.host} lets other machines use this one's models: pass an API key "
                 "(--api-key) that clients must send, or listen on 127.0.0.1."
             )
+
+    def check_port_free(self) -> None:
+        """Before saying "Serving…": another program on the port is said in words (uvicorn only exits)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise LocalopenError(
+                    f"Cannot listen on {self.host}:{self.port}: {exc.strerror or exc}. Is another program using "
+                    "the port? Choose another with --port."
+                ) from exc
 
     @property
     def base_url(self) -> str:
@@ -237,7 +285,9 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
     if model is not None and not isinstance(model, str):
         raise _bad("'model' must be a string.", "invalid_value")
     _refuse_unsupported(body)
-    stream = bool(body.get("stream", False))
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("'stream' must be true or false.", "invalid_value")
     options = body.get("stream_options") or {}
     include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
     if endpoint == "/v1/completions":
@@ -402,11 +452,20 @@ class ApiApp:
             if len(raw) > MAX_BODY:
                 raise ServingError(f"The request is larger than {MAX_BODY // (1024 * 1024)} MiB.", 413)
         try:
-            return json.loads(raw)
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _bad(
                 f"The request body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).", "invalid_json"
             ) from exc
+        except ValueError as exc:  # a number beyond Python's digit limit
+            raise _bad(f"The request body has a number too large to read ({exc}).", "invalid_json") from exc
+        except RecursionError as exc:
+            raise _bad("The request body nests JSON too deeply.", "invalid_json") from exc
+        if _depth(body) > MAX_DEPTH:
+            raise _bad(f"The request body nests JSON deeper than {MAX_DEPTH} levels.", "invalid_json")
+        if _has_lone_surrogate(body):
+            raise _bad("The request body has text that is not valid Unicode (a lone surrogate).", "invalid_json")
+        return body
 
     async def _complete(self, request: Request, endpoint: str) -> Response:
         if not self._authorized(request):

@@ -477,6 +477,7 @@ def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         tuple(ctx.settings.allowed_hosts) + tuple(args.allow_host or ()),
     )
     config.check()
+    config.check_port_free()
     server = ModelServer(ctx, _load_options(ctx, args), default_model=None, template=args.template)
     try:
         if args.model:
