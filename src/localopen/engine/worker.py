@@ -7,6 +7,7 @@ so the app talks to this process through a pipe and survives whatever happens he
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -14,7 +15,10 @@ import os
 import platform
 import random
 import re
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +230,7 @@ class Worker:
 
         threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         self.capture.clear()
+        _skip_llama_cpp_formatters()
         start = time.perf_counter()
         try:
             llm = llama_cpp.Llama(
@@ -502,7 +507,15 @@ class Worker:
         llm, info = self.llm, self.load_info
         assert info is not None
         try:
-            prompt = chat_template.render(choice, messages, info.special_tokens, add_generation_prompt, switches, tools)
+            with _time_limit(chat_template.RENDER_SECONDS):
+                prompt = chat_template.render(
+                    choice, messages, info.special_tokens, add_generation_prompt, switches, tools
+                )
+        except _TimeUp as exc:
+            raise TemplateError(
+                f"The model's chat template ran for more than {chat_template.RENDER_SECONDS:.0f} s and was "
+                "stopped (it loops without end). Choose a known template instead."
+            ) from exc
         except chat_template.TemplateRenderError as exc:
             raise TemplateError(str(exc)) from exc
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
@@ -569,6 +582,46 @@ def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]
     if tools and fmt is not None and options.tool_choice not in ("auto", "none"):
         return LlamaGrammar.from_string(grammar.tool_call_gbnf(fmt, tools, options.tool_choice), verbose=False)
     return None
+
+
+class _TimeUp(Exception):
+    """A rendering ran past its limit."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt pure-Python work that runs too long (a template's endless loop) with a timer signal,
+    where the platform has one and this is the engine's main thread; elsewhere no limit applies."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: Any) -> None:
+        raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _skip_llama_cpp_formatters() -> None:
+    """localopen renders chat templates itself, sandboxed and with limits; llama-cpp-python would also
+    compile every template in the file while loading it, without limits (a hostile template's
+    constant, such as 7 ** 100000000, then hangs the load). Its formatters are never used here."""
+    import llama_cpp.llama_chat_format as formats
+
+    class _NotCompiled:
+        def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+            pass
+
+        def to_chat_handler(self) -> Any:
+            return None
+
+    formats.Jinja2ChatFormatter = _NotCompiled  # type: ignore[misc,assignment]
 
 
 def _lazy_grammar(

@@ -253,10 +253,40 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(str(fmt))
 
 
+# What one rendering may build: a prompt is at most a few MB of text (far beyond any context), and
+# no real template raises a number to a large power. Templates come from model files: a hostile one
+# must be stopped in words, never hang or exhaust the engine.
+MAX_TEXT = 8_000_000  # characters (or items) one operation may produce
+MAX_EXPONENT = 256
+RENDER_SECONDS = 10.0  # the engine stops a rendering that runs longer (engine/worker.py)
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """transformers' sandbox, with sizes checked where a template could build something huge: `*` and
+    `+` on text and lists, and `**`. Intercepted operators are also never folded at compile time
+    (jinja2 would compute `7 ** 100000000` while compiling)."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"a power of {right} is beyond what a chat template may compute")
+        elif operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TEXT:
+                    raise SecurityError(f"a text or list of {len(seq) * n} items is beyond what a template may build")
+        elif operator == "+" and _sized(left) and _sized(right) and len(left) + len(right) > MAX_TEXT:
+            raise SecurityError("a text longer than a template may build")
+        return super().call_binop(context, operator, left, right)
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, (str, list, tuple))
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
-    )
+    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals.update(
         raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_TemplateDict(), namespace=_TemplateNamespace
@@ -341,7 +371,7 @@ def render(
         return "\n\n".join(parts)
     try:
         template = _compile(choice.source)
-        return template.render(
+        text = template.render(
             messages=_as_template_reads(messages),
             tools=_plain(list(tools)) if tools else None,
             documents=None,
@@ -349,6 +379,9 @@ def render(
             **_plain(dict(special_tokens or {})),
             **_plain(dict(switches or {})),
         )
+        if len(text) > MAX_TEXT:
+            raise TemplateRenderError(f"The chat template wrote {len(text)} characters: more than a prompt can be.")
+        return text
     except SecurityError as exc:
         raise TemplateRenderError(
             f"The model's chat template tried to do something unsafe and was stopped ({exc}). "
@@ -356,5 +389,7 @@ def render(
         ) from exc
     except TemplateError as exc:
         raise TemplateRenderError(f"The chat template failed: {exc}. Choose a known template instead.") from exc
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError, OverflowError) as exc:
         raise TemplateRenderError(f"The chat template failed: {exc}. Choose a known template instead.") from exc
+    except MemoryError as exc:
+        raise TemplateRenderError("The chat template tried to build more text than memory holds.") from exc
