@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.compiler
 import jinja2.ext
 import jinja2.meta
 import jinja2.nodes
@@ -261,12 +262,30 @@ MAX_EXPONENT = 256
 RENDER_SECONDS = 10.0  # the engine stops a rendering that runs longer (engine/worker.py)
 
 
+class _LimitedCodeGenerator(jinja2.compiler.CodeGenerator):
+    """`a ~ b` joins through the environment, so its length is checked like `+`'s."""
+
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: jinja2.compiler.Frame) -> None:
+        self.write("environment.limited_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
     """transformers' sandbox, with sizes checked where a template could build something huge: `*` and
     `+` on text and lists, and `**`. Intercepted operators are also never folded at compile time
     (jinja2 would compute `7 ** 100000000` while compiling)."""
 
     intercepted_binops = frozenset({"*", "**", "+"})
+    code_generator_class = _LimitedCodeGenerator
+
+    def limited_join(self, parts: Sequence[Any]) -> str:
+        texts = [str(p) for p in parts]
+        if sum(len(t) for t in texts) > MAX_TEXT:
+            raise SecurityError("a text longer than a template may build")
+        return "".join(texts)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
