@@ -289,3 +289,28 @@ def test_an_auto_call_is_finished_under_a_grammar_once_opened(tmp_path: Path) ->
     args = json.loads(calls[0].arguments)
     assert set(args) == {"location", "unit"} and args["unit"] in ("celsius", "fahrenheit")
     assert "".join(p.text for p in pieces if not p.reasoning) == "Let me look."  # the free text stays the model's
+
+
+def test_gemma_makes_a_call_that_satisfies_the_tools_schema_under_a_grammar(gemma_path: Path) -> None:
+    """The real Gemma 3 270M (its file has no template): served with the chatml-tools template and
+    tool_choice naming the tool, its call parses and satisfies the tool's schema."""
+    ctx = AppContext()
+    import_file(ctx.db, gemma_path)
+    r = Running(ctx, options=LoadOptions(n_ctx=1024))
+    r.server.template = "chatml-tools"
+    try:
+        reply = r.client.chat.completions.create(
+            model=gemma_path.stem,
+            messages=ASK,
+            tools=[STRICT_WEATHER],  # type: ignore[list-item]
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=80,
+            temperature=0,
+        )
+        [call] = reply.choices[0].message.tool_calls or []
+        args = json.loads(call.function.arguments)
+        assert call.function.name == "get_weather" and set(args) == {"location", "unit"}
+        assert isinstance(args["location"], str) and args["unit"] in ("celsius", "fahrenheit")
+        assert reply.choices[0].finish_reason == "tool_calls"
+    finally:
+        r.stop()

@@ -43,6 +43,25 @@ KNOWN_TEMPLATES: dict[str, tuple[str, list[str]]] = {
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
         ["<|im_end|>"],
     ),
+    # ChatML with tools as Hermes and Qwen write them (<tools> in the system turn, <tool_call> answers,
+    # <tool_response> results): for a file without a template whose model should call tools.
+    "chatml-tools": (
+        "{%- if tools %}<|im_start|>system\n{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n"
+        "{% endif %}# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+        "{% for t in tools %}\n{{ t | tojson }}{% endfor %}\n</tools>\n\nFor each function call, return a json "
+        "object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
+        "{% elif messages[0]['role'] == 'system' %}<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n"
+        "{% endif %}{% for m in messages %}{% if m['role'] == 'system' and loop.first %}"
+        "{% elif m['role'] == 'tool' %}<|im_start|>user\n<tool_response>\n{{ m['content'] }}\n</tool_response>"
+        "<|im_end|>\n{% elif m['role'] == 'assistant' %}<|im_start|>assistant\n{{ m['content'] or '' }}"
+        "{% for c in m['tool_calls'] or [] %}\n<tool_call>\n"
+        "{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson }}\n</tool_call>"
+        "{% endfor %}<|im_end|>\n{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        ["<|im_end|>"],
+    ),
     "gemma": (
         "{{ bos_token }}{% set system = namespace(text='') %}"
         "{% for m in messages %}{% if m['role'] == 'system' %}{% set system.text = m['content'] + '\n\n' %}"
