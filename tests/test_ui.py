@@ -647,3 +647,20 @@ def test_mcp_tools_in_the_chat_ask_before_each_call_and_survive_a_restart(
     tool_results = [m for m in history if m["role"] == "tool"]
     assert tool_results and all(m["tool_call_id"] and m["name"] == "get_weather" for m in tool_results)
     chat.tools.enabled.setChecked(False)
+
+
+def test_the_transcript_keeps_the_answers_line_breaks(window: MainWindow, tmp_path: Path) -> None:
+    """A four-line poem stays four lines once the answer is rendered as Markdown; code stays exact."""
+    from localopen.core.chat import conversations as conversations_db
+    from localopen.ui.chat_view import keep_line_breaks
+
+    poem = "Roses are red,\nViolets are blue,\nWeights can be open,\nAnd so can you."
+    code = "```python\nx = 1\ny = 2\n```"
+    assert keep_line_breaks(code) == code
+    chat = window.goto("Chat")
+    chat.new_chat()
+    conversations_db.add_message(window.services.ctx.db, chat.conversation.id, "assistant", poem + "\n\n" + code)
+    chat.render_conversation()
+    shown = chat.transcript.toPlainText()
+    assert poem in shown.replace("\u2028", "\n")  # Qt writes a hard break as a line separator
+    assert "x = 1\ny = 2" in shown

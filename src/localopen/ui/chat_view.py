@@ -720,7 +720,7 @@ class ChatView(QWidget):
             cursor.insertBlock()
             if m.reasoning:
                 self._insert_thinking(cursor, m)
-            cursor.insertMarkdown(m.content)
+            cursor.insertMarkdown(keep_line_breaks(m.content))
             cursor.insertBlock()
             if m.stats:
                 bits = m.stats.describe()
@@ -792,3 +792,20 @@ def _tool_run_html(name: str, arguments: str, result: str, is_error: bool = Fals
         f"<p style='color:#555'><small>Tool call: <b>{e(name)}</b>(<code>{e(arguments)}</code>){took}</small><br>"
         f"<small style='color:{colour}'>{e(shown)}</small></p>"
     )
+
+
+def keep_line_breaks(text: str) -> str:
+    """Markdown joins single line breaks into one paragraph; chat apps keep them (a poem, an address,
+    a list without bullets). Each single break becomes a hard break, except inside code blocks,
+    which stay exact."""
+    out, fenced = [], False
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            out.append(line)
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        hard = not fenced and line.strip() and following.strip() and not line.endswith("  ")
+        out.append(line + "  " if hard else line)
+    return "\n".join(out)
