@@ -60,6 +60,15 @@ STRICT_WEATHER = {
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
 
 
+def gemma_server(gemma_path: Path, template: str) -> Running:
+    """The real Gemma 3 270M served (its file has no template: the one named is used)."""
+    ctx = AppContext()
+    import_file(ctx.db, gemma_path)
+    r = Running(ctx, options=LoadOptions(n_ctx=1024))
+    r.server.template = template
+    return r
+
+
 @pytest.fixture(scope="module")
 def caller(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tools")
@@ -193,10 +202,7 @@ def test_gemma_answers_json_that_satisfies_the_schema(gemma_path: Path) -> None:
         "required": ["city", "population"],
         "additionalProperties": False,
     }
-    ctx = AppContext()
-    import_file(ctx.db, gemma_path)
-    r = Running(ctx, options=LoadOptions(n_ctx=1024))
-    r.server.template = "gemma"
+    r = gemma_server(gemma_path, "gemma")
     try:
         reply = r.client.chat.completions.create(
             model=gemma_path.stem,
@@ -294,10 +300,7 @@ def test_an_auto_call_is_finished_under_a_grammar_once_opened(tmp_path: Path) ->
 def test_gemma_makes_a_call_that_satisfies_the_tools_schema_under_a_grammar(gemma_path: Path) -> None:
     """The real Gemma 3 270M (its file has no template): served with the chatml-tools template and
     tool_choice naming the tool, its call parses and satisfies the tool's schema."""
-    ctx = AppContext()
-    import_file(ctx.db, gemma_path)
-    r = Running(ctx, options=LoadOptions(n_ctx=1024))
-    r.server.template = "chatml-tools"
+    r = gemma_server(gemma_path, "chatml-tools")
     try:
         reply = r.client.chat.completions.create(
             model=gemma_path.stem,
