@@ -15,6 +15,7 @@ def test_entry_point_is_installed() -> None:
     assert exe()[0] != sys.executable, "pip install should have installed the `localopen` console script"
     out = run("--version")
     assert out.returncode == 0 and "localopen" in out.stdout
+    assert "--self-test" in run("--help").stdout
 
 
 def test_catalog_json_and_filters() -> None:

@@ -107,6 +107,13 @@ def test_models_are_listed_with_their_openness_grade(running: Running) -> None:
     assert listed["thinker"].model_extra["loaded"] is False  # loaded on demand
 
 
+def test_one_model_is_retrieved_by_its_id(running: Running) -> None:
+    model = running.client.models.retrieve("tiny")
+    assert model.id == "tiny" and model.object == "model"
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        running.client.models.retrieve("no-such-model")
+
+
 def test_a_chat_completion_keeps_reasoning_apart_with_usage(running: Running) -> None:
     reply = running.client.chat.completions.create(model="thinker", messages=USER)
     message = reply.choices[0].message

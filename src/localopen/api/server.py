@@ -28,7 +28,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from localopen.api.guard import RequestGuard
-from localopen.app.serving import LOOPBACK, MAX_TOKENS, ApiCall, ModelServer, ServerRequest, ServingError
+from localopen.app.serving import (
+    LOOPBACK,
+    MAX_TOKENS,
+    ApiCall,
+    ModelServer,
+    ServedModel,
+    ServerRequest,
+    ServingError,
+)
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
@@ -387,6 +395,7 @@ class ApiApp:
         self.app = Starlette(
             routes=[
                 Route("/v1/models", self.list_models, methods=["GET"]),
+                Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
@@ -416,25 +425,36 @@ class ApiApp:
             return JSONResponse({"status": "loading model"}, 503)
         return JSONResponse({"status": "ok"})
 
+    def _model_object(self, m: ServedModel) -> dict[str, Any]:
+        loaded = self.server.loaded
+        return {
+            "id": m.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": (m.repo or "local").split("/")[0],
+            "openness_grade": m.grade,
+            "quantization": m.quant,
+            "size_bytes": m.size,
+            "loaded": loaded is not None and loaded.id == m.id,
+        }
+
     async def list_models(self, request: Request) -> Response:
         if not self._authorized(request):
             return self._unauthorized()
         models = await asyncio.to_thread(self.server.models)
-        loaded = self.server.loaded
-        data = [
-            {
-                "id": m.id,
-                "object": "model",
-                "created": 0,
-                "owned_by": (m.repo or "local").split("/")[0],
-                "openness_grade": m.grade,
-                "quantization": m.quant,
-                "size_bytes": m.size,
-                "loaded": loaded is not None and loaded.id == m.id,
-            }
-            for m in models
-        ]
+        data = [self._model_object(m) for m in models]
         return JSONResponse({"object": "list", "data": data, "models_loaded_at_once": 1})
+
+    async def get_model(self, request: Request) -> Response:
+        """One model by its exact id (OpenAI's models.retrieve): 404 in OpenAI's words otherwise."""
+        if not self._authorized(request):
+            return self._unauthorized()
+        wanted = request.path_params["model_id"]
+        models = await asyncio.to_thread(self.server.models)
+        found = next((m for m in models if m.id == wanted), None)
+        if found is None:
+            return error_response(f"The model '{wanted}' does not exist.", 404, code="model_not_found")
+        return JSONResponse(self._model_object(found))
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._complete(request, "/v1/chat/completions")

@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         "whether they fit, how fast they run here. No arguments opens the app.",
     )
     parser.add_argument("--version", action="version", version=f"localopen {__version__}")
+    # Handled before this parser (__main__.py), listed here so --help shows it.
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this install: the engine, the local server and a window, offscreen; prints a report",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_catalog_commands(sub)
