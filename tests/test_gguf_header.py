@@ -156,3 +156,38 @@ def test_attention_width_of_a_hybrid_counts_only_its_attention_layers() -> None:
                   "granitehybrid.attention.head_count": [0, 8, 0, 8], "granitehybrid.attention.key_length": 64},
     )  # fmt: skip
     assert h.attention_dim == 16 * 64
+
+
+def _hostile_header(tmp_path: Path, name: str, body: bytes, size: int | None = None) -> Path:
+    """A GGUF v3 header with no tensors and one metadata entry whose value is `body` (type 9: array)."""
+    import struct
+
+    key = b"hostile.array"
+    data = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key + struct.pack("<I", 9) + body
+    path = tmp_path / name
+    with path.open("wb") as f:
+        f.write(data)
+        if size:
+            f.truncate(size)  # sparse: the disk holds only the header
+    return path
+
+
+def test_arrays_nested_thousands_deep_are_refused_in_words_not_a_recursion_error(tmp_path: Path) -> None:
+    import struct
+
+    nested = struct.pack("<IQ", 9, 1) * 5000 + struct.pack("<IQ", 4, 0)
+    path = _hostile_header(tmp_path, "nested.gguf", nested, size=1 << 20)
+    with pytest.raises(GGUFError, match="nests arrays more than 8 deep"):
+        read_header(path)
+
+
+def test_a_hundred_million_strings_are_refused_at_once(tmp_path: Path) -> None:
+    import struct
+    import time
+
+    strings = struct.pack("<IQ", 8, 10**8)  # 10^8 empty strings would take 8 bytes each
+    path = _hostile_header(tmp_path, "strings.gguf", strings, size=10**8 * 8 + 4096)
+    started = time.monotonic()
+    with pytest.raises(GGUFError, match="strings past"):
+        read_header(path)
+    assert time.monotonic() - started < 1
