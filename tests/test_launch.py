@@ -132,3 +132,28 @@ def test_a_failed_qt_import_names_the_library() -> None:
     problem = import_problem(ImportError("libGL.so.1: cannot open shared object file: No such file or directory"))
     assert problem is not None and "sudo apt install libgl1" in problem
     assert import_problem(ImportError("No module named 'PySide6'")) is None
+
+
+def test_a_display_nothing_answers_on_is_said_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale DISPLAY (ssh, a closed session): one plain message with the variable, not Qt's abort."""
+    import socket
+
+    from localopen.ui import platform_check
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":93")
+    problem = platform_check.display_problem("")
+    assert problem is not None and "DISPLAY=':93'" in problem and "nothing answers" in problem
+    # Something listening where DISPLAY points (host:N is TCP port 6000+N) is a display that answers.
+    with socket.socket() as listener:
+        for n in range(60, 400):
+            try:
+                listener.bind(("127.0.0.1", 6000 + n))
+                break
+            except OSError:
+                continue
+        listener.listen(1)
+        monkeypatch.setenv("DISPLAY", f"127.0.0.1:{n}.0")
+        assert platform_check.display_problem("") is None
+    assert platform_check.display_problem("offscreen") is None  # a headless platform needs no display

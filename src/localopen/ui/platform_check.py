@@ -13,9 +13,11 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from localopen.core.machine.system_libraries import install_advice, missing_library
 
@@ -87,16 +89,61 @@ def platform_problem() -> str | None:
             "Run localopen with a subcommand (`localopen --help`), or set QT_QPA_PLATFORM=offscreen for a "
             "headless check."
         )
-    if platform.startswith("wayland") or (not platform and not os.environ.get("DISPLAY")):
-        return None  # Wayland: Qt's wayland plugin, whose needs a Wayland desktop has
-    plugin = xcb_plugin()
-    if plugin is None:
+    if not (platform.startswith("wayland") or (not platform and not os.environ.get("DISPLAY"))):
+        plugin = xcb_plugin()  # X11: Qt's xcb plugin needs libraries a minimal system lacks (said first)
+        missing = missing_libraries(plugin) if plugin is not None else []
+        if missing:
+            log.error("The xcb platform plugin %s cannot load: missing %s", plugin, ", ".join(missing))
+            return missing_advice("Qt's X11 support", missing)
+    return display_problem(platform)
+
+
+def _connects(family: int, address: Any, timeout: float = 1.0) -> bool:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(address)
+            return True
+    except OSError:
+        return False
+
+
+def x_display_reachable(display: str) -> bool:
+    """Whether an X server answers on DISPLAY ('[host]:N[.screen]'): its Unix socket (also the
+    abstract one Linux servers open) for a local display, TCP port 6000+N for host:N (ssh -X)."""
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return False
+    if host in ("", "unix") or host.startswith("/"):
+        path = f"/tmp/.X11-unix/X{number}"
+        return _connects(socket.AF_UNIX, path) or _connects(socket.AF_UNIX, "\0" + path)
+    return _connects(socket.AF_INET, (host, 6000 + int(number)))
+
+
+def wayland_display_reachable(name: str) -> bool:
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    path = name if name.startswith("/") else os.path.join(runtime, name)
+    return _connects(socket.AF_UNIX, path)
+
+
+def display_problem(platform: str) -> str | None:
+    """A display named in the environment that nothing answers on (a stale DISPLAY over ssh, a closed
+    session): said in words with the variable's value, where Qt would abort with wrong advice."""
+    x11, wayland = os.environ.get("DISPLAY", ""), os.environ.get("WAYLAND_DISPLAY", "")
+    wanted = platform.split(":")[0]
+    candidates = []
+    if wayland and wanted in ("", "wayland", "wayland-egl"):
+        candidates.append(("WAYLAND_DISPLAY", wayland, wayland_display_reachable(wayland)))
+    if x11 and wanted in ("", "xcb"):
+        candidates.append(("DISPLAY", x11, x_display_reachable(x11)))
+    if not candidates or any(ok for _, _, ok in candidates):
         return None
-    missing = missing_libraries(plugin)
-    if not missing:
-        return None
-    log.error("The xcb platform plugin %s cannot load: missing %s", plugin, ", ".join(missing))
-    return missing_advice("Qt's X11 support", missing)
+    named = " and ".join(f"{variable}={value!r}" for variable, value, _ in candidates)
+    return (
+        f"localopen: the display cannot be reached ({named}: nothing answers there). Open localopen from "
+        "a desktop session, fix the variable (ssh -X sets DISPLAY), or use a subcommand (`localopen --help`)."
+    )
 
 
 def import_problem(error: ImportError) -> str | None:
