@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app import agent_check, probed_headers
+from localopen.app import agent_check, library, probed_headers
 from localopen.app.context import AppContext
 from localopen.app.usable_here import MachineSnapshot
 from localopen.core.chat import tool_calls
 from localopen.core.chat.template import traits
-from localopen.core.gguf.header import GGUFError, read_header
 from localopen.core.openness.catalog import CatalogModel
 from localopen.core.store.tool_checks import ToolCheck
 
@@ -84,10 +83,9 @@ def of_repo(ctx: AppContext, here: MachineSnapshot, repo: str) -> Capabilities |
     (before any download); None when neither is here (the catalog does not record templates)."""
     installed = here.installed.get(repo)
     if installed is not None and not installed.missing:
-        try:
-            return of_file(ctx, installed.path, read_header(installed.path).chat_template)
-        except (GGUFError, OSError):
-            return None
+        # The header as the library read it (once per file version), not again at every refresh.
+        readable, template = library.chat_template_of(ctx, installed.path)
+        return of_file(ctx, installed.path, template) if readable else None
     for name in here.probed.get(repo, []):
         kept = probed_headers.recall(ctx, repo, name)
         if kept is not None:

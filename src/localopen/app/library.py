@@ -84,6 +84,12 @@ def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None] | GGUFErro
     return found
 
 
+def chat_template_of(ctx: AppContext, path: Path) -> tuple[bool, str | None]:
+    """(the header is readable, its chat template), from the header read once per file version."""
+    checked = _checked(ctx, path)
+    return (False, None) if isinstance(checked, GGUFError) else (True, checked[1])
+
+
 def grade_of_path(ctx: AppContext, path: Path) -> Grade | None:
     """The grade of a file: the catalog's for a catalog repo, else a provisional one from its own
     metadata; None for a damaged file."""
