@@ -13,7 +13,6 @@ from localopen.app.context import AppContext
 from localopen.app.usable_here import MachineSnapshot
 from localopen.core.chat import tool_calls
 from localopen.core.chat.template import traits
-from localopen.core.openness.catalog import CatalogModel
 from localopen.core.store.tool_checks import ToolCheck
 
 _REASONING_MARKS = ("<think>", "reasoning_content", "<|channel|>", "<seed:think>", "<|START_THINKING|>", "[THINK]")
@@ -72,10 +71,6 @@ def of_template(source: str | None, basis: str = "template") -> Capabilities:
     elif source and any(mark in source for mark in _REASONING_MARKS):
         reasoning = "thinking"
     return Capabilities(reasoning, t.tool_format, None, basis)
-
-
-def of_catalog_model(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> Capabilities | None:
-    return of_repo(ctx, here, model.gguf_repo)
 
 
 def of_repo(ctx: AppContext, here: MachineSnapshot, repo: str) -> Capabilities | None:

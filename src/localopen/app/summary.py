@@ -27,7 +27,7 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
         if r.verdict is None:
             continue
         g = r.model.grade
-        caps = capabilities.of_catalog_model(ctx, here, r.model)
+        caps = capabilities.of_repo(ctx, here, r.model.gguf_repo)
         rows.append(
             SummaryRow(
                 r.model.id,

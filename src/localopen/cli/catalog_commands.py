@@ -115,7 +115,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         g = entry.grade
         quants = quant_rows(ctx, here, entry)
         row = catalog_row(ctx, here, entry)
-        caps = capabilities.of_catalog_model(ctx, here, entry)
+        caps = capabilities.of_repo(ctx, here, entry.gguf_repo)
         if args.json:
             print_json(
                 {

@@ -95,7 +95,6 @@ class ChatTools(QWidget):
     """The switch, its status, and the approval bar (placed by the Chat view above its input)."""
 
     asked = Signal(object)  # a _Question, from the engine's thread
-    changed = Signal()  # tools connected or switched off
 
     def __init__(self, services: Services) -> None:
         super().__init__()
@@ -153,7 +152,6 @@ class ChatTools(QWidget):
         else:
             self._disconnect()
             self.status.setText("")
-            self.changed.emit()
 
     def _connect(self) -> None:
         config = self.services.ctx.paths.config
@@ -188,7 +186,6 @@ class ChatTools(QWidget):
             for name, why in connections.problems.items()
         )
         self.status.setText(f"Tools: {html.escape(names)}{problems}")
-        self.changed.emit()
 
     def _on_connect_failed(self, error: LocalopenError) -> None:
         self.enabled.setEnabled(True)

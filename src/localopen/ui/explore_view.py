@@ -520,7 +520,7 @@ def explore_rows(
             fit=r.fit,
             verdict=r.verdict,
             installed=r.installed is not None,
-            capabilities=capabilities.of_catalog_model(ctx, here, r.model),
+            capabilities=capabilities.of_repo(ctx, here, r.model.gguf_repo),
         )
         for r in catalog_rows(ctx, here)
     ]
