@@ -6,73 +6,22 @@ of the installed llama-cpp-python version, so both sides run the same llama.cpp 
 
     python benchmarks/llama_bench_compare.py --build MODEL.gguf [-p 512] [-n 128] [-r 5] [-t THREADS]
 
-Prints both results side by side with the ratio localopen / llama-bench for pp and tg.
+Prints both results side by side with the ratio localopen / llama-bench for pp and tg (the median of
+alternated rounds); --chat adds the Chat view's answer stream (sampling included) against tg.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import subprocess
 import sys
-import tarfile
-import tempfile
-from importlib.metadata import version
+import time
 from pathlib import Path
+from typing import Any
 
-CACHE = Path(os.environ.get("LLAMA_BENCH_CACHE", Path.home() / ".cache" / "localopen-llama-bench"))
-
-
-def build_llama_bench() -> Path:
-    ver = version("llama-cpp-python")
-    root = CACHE / ver
-    binary = root / "build" / "bin" / "llama-bench"
-    if binary.exists():
-        return binary
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-binary",
-                ":all:",
-                "--no-deps",
-                "-d",
-                tmp,
-                f"llama-cpp-python=={ver}",
-            ],
-            check=True,
-        )
-        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        with tarfile.open(sdist) as tar:
-            tar.extractall(root / "src", filter="data")
-    source = next((root / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
-    # Same CPU build flags as the wheel pip built (native, OpenMP); GPU flags come from CMAKE_ARGS.
-    extra = os.environ.get("CMAKE_ARGS", "").split()
-    subprocess.run(
-        [
-            "cmake",
-            "-S",
-            str(source),
-            "-B",
-            str(root / "build"),
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DLLAMA_CURL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DLLAMA_BUILD_EXAMPLES=OFF",
-            "-DLLAMA_BUILD_SERVER=OFF",
-            *extra,
-        ],
-        check=True,
-    )
-    subprocess.run(
-        ["cmake", "--build", str(root / "build"), "--target", "llama-bench", "-j", str(os.cpu_count())], check=True
-    )
-    return binary
+from llama_cpp_tools import build_tool, comparison_model, tool_path
 
 
 def run_llama_bench(binary: Path, model: str, args: argparse.Namespace) -> dict[str, dict]:
@@ -98,16 +47,39 @@ def run_llama_bench(binary: Path, model: str, args: argparse.Namespace) -> dict[
     return {("pp" if r["n_prompt"] else "tg") + str(r["n_prompt"] or r["n_gen"]): r for r in rows}
 
 
+def chat_rate(engine: Any, n_gen: int, reps: int) -> dict[str, float]:
+    """Generation as the Chat view receives it (the engine's answer stream, sampling included):
+    tokens/s from the first piece to the last, the median of reps answers at temperature 0."""
+    from localopen.engine.protocol import SamplingParams
+
+    rates = []
+    prompt = [{"role": "user", "content": "Counting from one to a thousand: 1, 2, 3, 4, 5,"}]
+    for _ in range(reps + 1):  # the first answer warms up
+        times: list[float] = []
+        stats = engine.answer(
+            prompt,
+            SamplingParams(max_tokens=n_gen, temperature=0, repeat_penalty=1.0),
+            "completion",
+            lambda _piece, times=times: times.append(time.perf_counter()),
+        )
+        if len(times) > 1:
+            rates.append((stats.completion_tokens - 1) / (times[-1] - times[0]))
+    return {"avg_ts": statistics.median(rates[1:]), "stddev_ts": statistics.pstdev(rates[1:])}
+
+
 def run_localopen(model: str, args: argparse.Namespace) -> dict[str, dict]:
     from localopen.engine.client import Engine
     from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
 
     engine = Engine()
     try:
-        engine.load(model, LoadOptions(n_ctx=256, n_threads=args.t, n_gpu_layers=args.ngl))
+        engine.load(model, LoadOptions(n_ctx=max(256, args.n + 64), n_threads=args.t, n_gpu_layers=args.ngl))
         for event in engine.bench(BenchParams(n_prompt=args.p, n_gen=args.n, reps=args.r, n_threads=args.t)):
             if isinstance(event, BenchDone):
-                return {r.test: r.to_dict() for r in event.results}
+                results = {r.test: r.to_dict() for r in event.results}
+                if args.chat:
+                    results[f"chat{args.n}"] = chat_rate(engine, args.n, args.r)
+                return results
     finally:
         engine.shutdown()
     raise RuntimeError("no benchmark result")
@@ -115,7 +87,7 @@ def run_localopen(model: str, args: argparse.Namespace) -> dict[str, dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model")
+    parser.add_argument("model", help="a GGUF file, or gemma (the test model), mini, 1b or 7b (zero-data replicas)")
     parser.add_argument("--build", action="store_true", help="build llama-bench if it is not built yet")
     parser.add_argument("--llama-bench", help="use this llama-bench binary instead")
     parser.add_argument("-p", type=int, default=512)
@@ -124,24 +96,33 @@ def main() -> int:
     parser.add_argument("-t", type=int, default=None)
     parser.add_argument("--ngl", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two tools this many times")
+    parser.add_argument("--chat", action="store_true", help="also the chat's answer stream against llama-bench's tg")
     args = parser.parse_args()
     if args.llama_bench:
         binary = Path(args.llama_bench)
-    elif args.build or (CACHE / version("llama-cpp-python") / "build" / "bin" / "llama-bench").exists():
-        binary = build_llama_bench()
+    elif args.build or tool_path("llama-bench").exists():
+        binary = build_tool("llama-bench")
     else:
         parser.error("llama-bench is not built: pass --build (a few minutes) or --llama-bench PATH")
+    model = str(comparison_model(args.model))
     ours_all, theirs_all = [], []
-    for _ in range(args.rounds):  # alternate, so drift (thermal, other load) hits both sides alike
-        theirs_all.append(run_llama_bench(binary, args.model, args))
-        ours_all.append(run_localopen(args.model, args))
-    print(f"{'test':8} {'llama-bench t/s':>20} {'localopen t/s':>20} {'ratio':>7}")
-    for test in theirs_all[0]:
-        theirs = sum(r[test]["avg_ts"] for r in theirs_all) / args.rounds
-        ours = sum(r[test]["avg_ts"] for r in ours_all) / args.rounds
-        sd_t = max(r[test]["stddev_ts"] for r in theirs_all)
-        sd_o = max(r[test]["stddev_ts"] for r in ours_all)
-        print(f"{test:8} {theirs:13.2f} ± {sd_t:5.2f} {ours:13.2f} ± {sd_o:5.2f} {ours / theirs:7.3f}")
+    for i in range(args.rounds):  # alternate, so drift (thermal, other load) hits both sides alike
+        if i % 2 == 0:
+            theirs_all.append(run_llama_bench(binary, model, args))
+            ours_all.append(run_localopen(model, args))
+        else:
+            ours_all.append(run_localopen(model, args))
+            theirs_all.append(run_llama_bench(binary, model, args))
+    print(f"{'test':8} {'llama-bench t/s':>16} {'localopen t/s':>16} {'ratio (median of rounds)':>26}")
+    tests = [(test, test) for test in theirs_all[0]]
+    if args.chat:  # the chat's stream against llama-bench's tg: the Chat view's target
+        tests.append((f"chat{args.n}", f"tg{args.n}"))
+    for test, reference in tests:
+        theirs = statistics.median(r[reference]["avg_ts"] for r in theirs_all)
+        ours = statistics.median(r[test]["avg_ts"] for r in ours_all)
+        ratios = sorted(o[test]["avg_ts"] / t[reference]["avg_ts"] for o, t in zip(ours_all, theirs_all))
+        spread = f"{ratios[0]:.3f}-{ratios[-1]:.3f}" if len(ratios) > 1 else ""
+        print(f"{test:8} {theirs:16.2f} {ours:16.2f} {statistics.median(ratios):10.3f} {spread:>15}")
     return 0
 
 

@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from localopen.core.records import ToolCall
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, NoTemplateError, TemplateError
-from localopen.engine.protocol import BenchDone, BenchParams, Done, LoadOptions, SamplingParams, Token
+from localopen.engine.protocol import (
+    BenchDone,
+    BenchParams,
+    Done,
+    Error,
+    LoadOptions,
+    SamplingParams,
+    Token,
+    event_bytes,
+    event_from_bytes,
+)
 
 from tiny_gguf import expected_params, write_tiny_llama
 
@@ -168,6 +179,23 @@ def test_a_late_event_of_an_abandoned_request_is_never_taken_for_the_next_answer
     assert "Dropped a late Done" in caplog.text  # at least request 1's statistics came, and were dropped
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        Token("héllo 🌊\n", request_id=7),
+        Token("thinking…", True, request_id=2**32 - 1),
+        Token("", request_id=3),
+        Token("", False, ToolCall("call_1", "get_weather", '{"city": "Oslo"}'), request_id=4),
+        Error("the model's template failed", "template", {"why": "x"}, request_id=5),
+    ],
+)
+def test_events_cross_the_pipe_unchanged(event) -> None:
+    """A text token is packed by hand (the hot path), everything else pickled: both come back whole."""
+    data = event_bytes(event)
+    assert event_from_bytes(data) == event
+    assert (data[0] == 0x80) == (not isinstance(event, Token) or event.tool_call is not None)
+
+
 def test_bench_tiny(engine: Engine) -> None:
     results = None
     for ev in engine.bench(BenchParams(n_prompt=32, n_gen=8, reps=3)):
@@ -179,6 +207,32 @@ def test_bench_tiny(engine: Engine) -> None:
         assert r.avg_ts > 0 and r.stddev_ts >= 0
         assert r.model_n_params > 0 and r.n_batch == 2048 and r.n_ubatch == 512
         assert r.peak_rss_bytes > 0 and r.load_time_ms > 0
+        assert r.poll == 50  # on a persistent threadpool, as llama-bench runs
+
+
+def test_threadpool_is_attached_and_released_with_each_context(tiny_gguf: Path) -> None:
+    """One persistent pool per loaded context (as llama-bench and llama-server attach one), freed
+    with it: 50 loads and benchmarks leave the engine process with as many threads as after one."""
+    import psutil
+
+    engine = Engine()
+    try:
+        info = engine.load(str(tiny_gguf), LoadOptions(n_ctx=256, n_threads=2))
+        assert info.threadpool_threads == 2
+        process = psutil.Process(engine.process.pid)
+        _, stats = collect(engine.chat(USER, SamplingParams(max_tokens=4), template="chatml"))
+        threads_after_one = process.num_threads()
+        for i in range(50):
+            info = engine.load(str(tiny_gguf), LoadOptions(n_ctx=256 + 8 * (i % 2), n_threads=2))
+            assert info.threadpool_threads == 2
+            if i % 10 == 0:
+                events = list(engine.bench(BenchParams(n_prompt=8, n_gen=4, reps=1)))
+                assert isinstance(events[-1], BenchDone) and events[-1].results[-1].poll == 50
+        _, stats = collect(engine.chat(USER, SamplingParams(max_tokens=4), template="chatml"))
+        assert stats.completion_tokens >= 1
+        assert process.num_threads() <= threads_after_one
+    finally:
+        engine.shutdown()
 
 
 # --- bad input: one clear message each, and the engine survives -----------------------------------

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from localopen.api.answer_channel import AnswerChannel, ClientGone
 from localopen.api.guard import RequestGuard
 from localopen.app.serving import (
     LOOPBACK,
@@ -341,10 +342,6 @@ def _finish_reason(stats: AnswerStats) -> str:
     return stats.finish_reason if stats.finish_reason in ("length", "tool_calls") else "stop"
 
 
-class _ClientGone(Exception):
-    """The client closed the connection while its answer streamed."""
-
-
 def _disconnected(request: Request) -> asyncio.Future[None]:
     """Done when the client disconnects (the body is read already: the next message is that)."""
 
@@ -353,21 +350,6 @@ def _disconnected(request: Request) -> asyncio.Future[None]:
             pass
 
     return asyncio.ensure_future(wait())
-
-
-async def _next_piece(pieces: asyncio.Queue[AnswerPiece | None], gone: asyncio.Future[None]) -> AnswerPiece | None:
-    """The answer's next piece (None at its end); _ClientGone as soon as the client has left."""
-    if gone.done():  # checked first: while tokens flood in, a piece is always ready
-        raise _ClientGone
-    if not pieces.empty():
-        return pieces.get_nowait()
-    get = asyncio.ensure_future(pieces.get())
-    either: set[asyncio.Future[Any]] = {get, gone}
-    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    if not get.done():
-        get.cancel()
-        raise _ClientGone
-    return get.result()
 
 
 class ApiApp:
@@ -492,27 +474,20 @@ class ApiApp:
             return self._unauthorized()
         try:
             call, stream, include_usage = parse_call(await self._body(request), endpoint)
-            pieces: asyncio.Queue[AnswerPiece | None] = asyncio.Queue()
-            loop = asyncio.get_running_loop()
-
-            def on_piece(piece: AnswerPiece) -> None:
-                loop.call_soon_threadsafe(pieces.put_nowait, piece)
-
-            def on_done() -> None:  # after the last piece, from the same thread
-                loop.call_soon_threadsafe(pieces.put_nowait, None)
-
-            job = await asyncio.to_thread(self.server.submit, call, on_piece, on_done)
+            pieces = AnswerChannel(asyncio.get_running_loop())
+            # on_done comes after the last piece, from the same thread
+            job = await asyncio.to_thread(self.server.submit, call, pieces.put, pieces.close)
         except ServingError as exc:
             return error_response(str(exc), exc.status, exc.kind, exc.code)
         gone = _disconnected(request)
         try:
             # The status line waits for the first piece: a request that fails before it (the model
             # cannot load, the prompt is too long) gets an HTTP error status, not a 200 stream.
-            first = await _next_piece(pieces, gone)
+            first = await pieces.next(gone)
         except BaseException as exc:  # the client left (or the task was cancelled): free the server
             gone.cancel()
             self.server.cancel(job)
-            if not isinstance(exc, _ClientGone):
+            if not isinstance(exc, ClientGone):
                 raise
             log.info("Request %s: the client went away before its answer began", job.record.id)
             return Response(status_code=499)
@@ -531,7 +506,7 @@ class ApiApp:
         self,
         job: ServerRequest,
         first: AnswerPiece | None,
-        pieces: asyncio.Queue[AnswerPiece | None],
+        pieces: AnswerChannel,
         gone: asyncio.Future[None],
     ) -> Response:
         """One JSON body. A client that leaves before it is written frees the server at once: its
@@ -546,10 +521,10 @@ class ApiApp:
                     calls.append(piece.tool_call.to_dict())
                 else:
                     (reasoning if piece.reasoning else content).append(piece.text)
-                piece = await _next_piece(pieces, gone)
+                piece = await pieces.next(gone)
         except BaseException as exc:  # the client left (or the task was cancelled): free the server
             self.server.cancel(job)
-            if not isinstance(exc, _ClientGone):
+            if not isinstance(exc, ClientGone):
                 raise
             log.info("Request %s: the client went away; its answer stops", job.record.id)
             return Response(status_code=499)
@@ -580,7 +555,7 @@ class ApiApp:
         self,
         job: ServerRequest,
         first: AnswerPiece | None,
-        pieces: asyncio.Queue[AnswerPiece | None],
+        pieces: AnswerChannel,
         include_usage: bool,
         gone: asyncio.Future[None],
     ) -> AsyncIterator[str]:
@@ -621,7 +596,7 @@ class ApiApp:
                 else:
                     key = "reasoning_content" if piece.reasoning else "content"
                     yield chunk({"index": 0, "delta": {key: piece.text}, "finish_reason": None})
-                piece = await _next_piece(pieces, gone)
+                piece = await pieces.next(gone)
             finished = True
             if job.error is not None:
                 error = {"message": str(job.error), "type": job.error.kind, "code": job.error.code}
@@ -635,7 +610,7 @@ class ApiApp:
                 if include_usage:
                     yield chunk(None, usage=_usage(job.stats))
             yield "data: [DONE]\n\n"
-        except _ClientGone:
+        except ClientGone:
             log.info("Request %s: the client went away; its answer stops", job.record.id)
         finally:
             # Here also when Starlette cancels this generator on a disconnect: no await (a

@@ -72,6 +72,7 @@ class LoadInfo:
     template_suggestion_reason: str = ""  # …and which metadata points to it
     special_tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token… as templates name them
     thinking_switch: str | None = None  # the template variable that turns thinking on/off, if any
+    threadpool_threads: int = 0  # the context's persistent threadpool; 0: ggml's pool per graph
 
     @property
     def estimate_error(self) -> float | None:
@@ -227,6 +228,7 @@ class BenchResult:
     cpu_info: str = ""
     gpu_info: str = ""
     backends: str = "CPU"
+    poll: int | None = None  # the persistent threadpool's polling level; None: ggml's pool per graph
     # localopen's
     test: str = ""  # "pp512" or "tg128"
     load_time_ms: float | None = None

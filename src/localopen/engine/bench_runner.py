@@ -21,6 +21,7 @@ import psutil
 from localopen.core.records import BenchResult
 from localopen.core.report.benchstats import mean, stdev, tokens_per_second
 from localopen.engine.protocol import BenchParams
+from localopen.engine.threadpool import threadpool_for
 
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
@@ -50,10 +51,12 @@ def _test_prompt(llama_cpp: Any, ctx: Any, vocab: Any, n_prompt: int, n_batch: i
     llama_cpp.llama_synchronize(ctx)
 
 
-def _test_gen(llama_cpp: Any, ctx: Any, vocab: Any, n_gen: int, rng: random.Random) -> None:
+def _test_gen(llama_cpp: Any, ctx: Any, vocab: Any, n_gen: int, rng: random.Random, stop_event: Any) -> None:
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
     token = llama_cpp.llama_vocab_bos(vocab) if llama_cpp.llama_vocab_get_add_bos(vocab) else rng.randrange(n_vocab)
     for _ in range(n_gen):
+        if stop_event.is_set():  # no abort callback here (see run_bench): asked between tokens
+            raise BenchAborted()
         _decode(llama_cpp, ctx, [token])
         llama_cpp.llama_synchronize(ctx)
         token = rng.randrange(n_vocab)
@@ -73,6 +76,11 @@ def run_bench(
     tests = [(params.n_prompt, 0)] if params.n_prompt > 0 else []
     tests += [(0, params.n_gen)] if params.n_gen > 0 else []
     results: list[BenchResult] = []
+
+    @llama_cpp.ggml_abort_callback
+    def abort(_data: ctypes.c_void_p) -> bool:
+        return bool(stop_event.is_set())
+
     for n_prompt, n_gen in tests:
         name = f"pp{n_prompt}" if n_prompt else f"tg{n_gen}"
         cparams = llama_cpp.llama_context_default_params()
@@ -84,14 +92,15 @@ def run_bench(
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
 
-        @llama_cpp.ggml_abort_callback
-        def _abort(_data: ctypes.c_void_p) -> bool:
-            return stop_event.is_set()
-
-        cparams.abort_callback = _abort
+        if n_prompt:
+            # Stop ends a prompt batch at once. Not for generation: ggml calls the callback after
+            # every graph node (some 400 Python calls a token) and llama-bench has none.
+            cparams.abort_callback = abort
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a context for {name}")
+        # A persistent threadpool, as llama-bench attaches one (tools/llama-bench/llama-bench.cpp).
+        pool = threadpool_for(ctx, threads)
         rng = random.Random(1234)
         samples: list[int] = []
         aborted = False
@@ -103,7 +112,7 @@ def run_bench(
                 warmup = min(params.warmup_prompt or n_prompt, n_prompt)
                 _test_prompt(llama_cpp, ctx, vocab, warmup, params.n_batch, rng)
             if n_gen:
-                _test_gen(llama_cpp, ctx, vocab, 1, rng)
+                _test_gen(llama_cpp, ctx, vocab, 1, rng, stop_event)
             for rep in range(params.reps):
                 if stop_event.is_set():
                     raise BenchAborted()
@@ -112,20 +121,25 @@ def run_bench(
                 if n_prompt:
                     _test_prompt(llama_cpp, ctx, vocab, n_prompt, params.n_batch, rng)
                 if n_gen:
-                    _test_gen(llama_cpp, ctx, vocab, n_gen, rng)
+                    _test_gen(llama_cpp, ctx, vocab, n_gen, rng, stop_event)
                 samples.append(time.perf_counter_ns() - start)
                 if progress:
                     progress(f"{name}: run {rep + 1}/{params.reps}")
         except BenchAborted:
             aborted = True
         finally:
+            if pool is not None:
+                pool.detach()
             llama_cpp.llama_free(ctx)
+            if pool is not None:
+                pool.free()
         if aborted:
             return results, True
         ts = tokens_per_second(samples, n_prompt + n_gen)
         avg_ns = mean([float(x) for x in samples])
         results.append(
             BenchResult(
+                poll=pool.poll if pool is not None else None,
                 test=name,
                 model_filename=llm.model_path,
                 model_type=desc.value.decode(errors="replace"),

@@ -41,7 +41,7 @@ def _answer_unavailable(conn: Any, error: BaseException) -> None:
 
     from localopen.core.logs import setup_logging
     from localopen.core.paths import app_paths
-    from localopen.engine.protocol import Error, Shutdown
+    from localopen.engine.protocol import Error, Shutdown, event_bytes
 
     setup_logging(app_paths(), "engine.log")  # the traceback goes to the log, never the terminal
     logging.getLogger("localopen.engine").error("llama.cpp cannot be loaded", exc_info=error)
@@ -53,4 +53,4 @@ def _answer_unavailable(conn: Any, error: BaseException) -> None:
             return
         if isinstance(request, Shutdown):
             return
-        conn.send(Error(message, "unavailable", request_id=getattr(request, "request_id", 0)))
+        conn.send_bytes(event_bytes(Error(message, "unavailable", request_id=getattr(request, "request_id", 0))))

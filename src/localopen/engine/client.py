@@ -32,6 +32,7 @@ from localopen.engine.protocol import (
     SamplingParams,
     Shutdown,
     Token,
+    event_from_bytes,
 )
 
 log = logging.getLogger("localopen.engine.client")
@@ -153,18 +154,12 @@ class Engine:
         while True:
             if self.conn is None:
                 raise EngineDied("The engine is not running.")
-            try:
-                ready = self.conn.poll(0.05)
-            except (OSError, EOFError) as exc:
-                raise self._died() from exc
-            if not ready:
-                if not self.alive:
-                    raise self._died()
-                if deadline is not None and time.monotonic() > deadline:
-                    raise EngineTimeout("The engine did not answer in time.")
+            # Without a deadline the read blocks: a dead engine ends it (end of file) and a streamed
+            # answer costs no poll per token.
+            if deadline is not None and not self._ready(deadline):
                 continue
             try:
-                event = self.conn.recv()
+                event = event_from_bytes(self.conn.recv_bytes())
             except (EOFError, OSError) as exc:
                 raise self._died() from exc
             if getattr(event, "request_id", None) != self._current:
@@ -175,6 +170,19 @@ class Engine:
             yield event
             if isinstance(event, FINAL_EVENTS):
                 return
+
+    def _ready(self, deadline: float) -> bool:
+        """Whether an event can be read now (waiting up to 50 ms); EngineTimeout past the deadline."""
+        try:
+            if self.conn.poll(0.05):
+                return True
+        except (OSError, EOFError) as exc:
+            raise self._died() from exc
+        if not self.alive:
+            raise self._died()
+        if time.monotonic() > deadline:
+            raise EngineTimeout("The engine did not answer in time.")
+        return False
 
     def load(self, path: str, options: LoadOptions | None = None, timeout: float | None = 600) -> LoadInfo:
         self.info = None

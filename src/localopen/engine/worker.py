@@ -61,7 +61,9 @@ from localopen.engine.protocol import (
     Request,
     Shutdown,
     Token,
+    event_bytes,
 )
+from localopen.engine.threadpool import Threadpool, threadpool_for
 
 log = logging.getLogger("localopen.engine")
 
@@ -123,6 +125,7 @@ class Worker:
         self.load_info: LoadInfo | None = None
         self.capture = llama_log.install()
         self._abort_cb: Any = None  # the ctypes callback, kept alive while the context uses it
+        self._pool: Threadpool | None = None  # the loaded context's threadpool
         self._request_id = 0
         self._calls: ToolCallStream | None = None  # the answer in progress's tool-call parser
         self._n_calls = 0
@@ -130,7 +133,7 @@ class Worker:
     def send(self, event: Event) -> None:
         """Send an event tied to the request being handled."""
         event.request_id = self._request_id
-        self.conn.send(event)
+        self.conn.send_bytes(event_bytes(event))
 
     # -- loop ------------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -182,12 +185,16 @@ class Worker:
 
     # -- load ------------------------------------------------------------------------------------
     def _unload(self) -> None:
+        if self._pool is not None:
+            self._pool.detach()  # while the context still exists
         if self.llm is not None:
             try:
                 self.llm.close()
             except Exception:  # noqa: BLE001 - unloading must not fail; the process may end anyway
                 log.exception("Closing the model failed")
-        self.llm, self.header, self.path, self.load_info = None, None, None, None
+        if self._pool is not None:
+            self._pool.free()
+        self.llm, self.header, self.path, self.load_info, self._pool = None, None, None, None, None
 
     def _require_model(self) -> None:
         if self.llm is None:
@@ -250,7 +257,7 @@ class Worker:
             raise ModelLoadError(_load_error_message(self.capture.lines, path)) from exc
         load_ms = (time.perf_counter() - start) * 1000
         self.llm, self.header, self.path = llm, header, path
-        self._install_abort(llm)
+        self._pool = threadpool_for(llm.ctx, max(threads, opts.n_threads_batch or threads))
 
         actual = llama_log.parse_memory(self.capture.lines)
         # GPU devices that hold buffers ("CUDA_Host" is pinned host memory, not the GPU).
@@ -296,6 +303,7 @@ class Worker:
             system_info=llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             special_tokens=self._special_tokens(llm, header),
             thinking_switch=chat_template.traits(header.chat_template).thinking_switch,
+            threadpool_threads=self._pool.n_threads if self._pool is not None else 0,
         )
         return self.load_info
 
@@ -332,18 +340,22 @@ class Worker:
     def _is_one_token(llm: Any, text: str) -> bool:
         return len(llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
 
-    def _install_abort(self, llm: Any) -> None:
-        """llama.cpp's abort callback: stops a long prompt evaluation when Stop is asked."""
+    def _abortable(self, on: bool) -> None:
+        """llama.cpp's abort callback, on while a prompt is evaluated (Stop ends a long prompt at
+        once), off while tokens are generated: ggml calls it after every node of the graph, some
+        400 Python calls a token, and between tokens the answer loop looks at the stop flag itself."""
         import llama_cpp
 
-        stop = self.stop_event
+        if on and self._abort_cb is None:
+            stop = self.stop_event
 
-        @llama_cpp.ggml_abort_callback
-        def _abort(_data: ctypes.c_void_p) -> bool:
-            return stop.is_set()
+            @llama_cpp.ggml_abort_callback
+            def _abort(_data: ctypes.c_void_p) -> bool:
+                return bool(stop.is_set())
 
-        llama_cpp.llama_set_abort_callback(llm.ctx, _abort, ctypes.c_void_p(0))
-        self._abort_cb = _abort  # keep the ctypes object alive
+            self._abort_cb = _abort  # kept alive while the context may call it
+        callback = self._abort_cb if on else llama_cpp.ggml_abort_callback()
+        llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, ctypes.c_void_p(0))
 
     # -- chat ------------------------------------------------------------------------------------
     def _chat(self, request: Chat) -> AnswerStats:
@@ -394,8 +406,13 @@ class Worker:
             )
 
         try:
+            self._abortable(True)
             generator = generate(tokens, grammar)
+            prompt_in = False
             while (token := next(generator, None)) is not None:
+                if not prompt_in:
+                    self._abortable(False)  # from here one token at a time
+                    prompt_in = True
                 # A stop request drops the token in hand: the stream ends within one token.
                 if self.stop_event.is_set():
                     break
