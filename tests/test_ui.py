@@ -257,6 +257,7 @@ def test_the_local_server_switch_serves_the_library_and_logs_requests(
 ) -> None:
     import socket
 
+    import ollama
     import openai
 
     import_file(window.services.ctx.db, tiny_gguf)
@@ -275,10 +276,14 @@ def test_the_local_server_switch_serves_the_library_and_logs_requests(
     reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     assert reply.usage.completion_tokens <= 4
     # The live log shows the request once it ends: model, status, tokens (no text).
-    qtbot.waitUntil(lambda: view.log_table.rowCount() == 1 and view.log_table.item(0, 3).text() == "200 ok")
-    assert view.log_table.item(0, 2).text() == model
+    qtbot.waitUntil(lambda: view.log_table.rowCount() == 1 and view.log_table.item(0, 4).text() == "200 ok")
+    assert view.log_table.item(0, 3).text() == model
     assert model in view.loaded_label.text()  # loaded on demand by that request
-    assert view.log_table.item(0, 5).text() == str(reply.usage.completion_tokens)
+    assert view.log_table.item(0, 6).text() == str(reply.usage.completion_tokens)
+    assert view.log_table.item(0, 1).text() == "OpenAI"  # which API the request came through
+    ollama.Client(host=f"http://127.0.0.1:{port}").chat(model=model, messages=[{"role": "user", "content": "hi"}])
+    qtbot.waitUntil(lambda: view.log_table.rowCount() == 2 and view.log_table.item(1, 4).text() == "200 ok")
+    assert (view.log_table.item(1, 1).text(), view.log_table.item(1, 2).text()) == ("Ollama", "/api/chat")
     qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
     assert not view.running and view.port.isEnabled()
     with pytest.raises(openai.APIConnectionError):

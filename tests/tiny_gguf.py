@@ -76,7 +76,10 @@ def write_tiny_llama(
     if chat_template is not None:
         w.add_chat_template(chat_template)
     for key, value in (extra or {}).items():
-        w.add_string(key, value)
+        if isinstance(value, int):
+            w.add_uint32(key, value)
+        else:
+            w.add_string(key, value)
 
     def t(name: str, *shape: int) -> None:
         if len(shape) > 1:

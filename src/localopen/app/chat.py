@@ -151,6 +151,19 @@ class ChatSession:
             self.loaded, self._loaded_for = None, None
             raise
 
+    def embed(self, texts: list[str], truncate: bool = False) -> tuple[list[list[float]], int]:
+        """Embedding vectors of the texts from the loaded model, and their tokens in all."""
+        if self.loaded is None or not self.engine.alive:
+            self.loaded = None
+            raise ModelLoadError("No model is loaded: load one first.")
+        try:
+            with self.ctx.activity.busy():
+                done = self.engine.embed(texts, truncate)
+        except EngineDied:
+            self.loaded, self._loaded_for = None, None
+            raise
+        return done.vectors, done.tokens
+
     def render(
         self,
         messages: list[dict[str, Any]],

@@ -9,6 +9,7 @@ OpenAI error type they map to. Messages never carry a local path.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import queue
@@ -20,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import library
+from localopen.app import capabilities, library
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
+from localopen.core.gguf.header import read_header
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.core.store import library_db as core_library
 from localopen.engine.errors import (
     ContextTooLongError,
+    EmbeddingsUnsupportedError,
     EngineDied,
     EngineError,
     NoTemplateError,
@@ -70,6 +73,20 @@ class ServedModel:
     repo: str | None
 
 
+@dataclass(frozen=True)
+class ModelDescription:
+    """What an API's "show model" answers: the file's facts, read from its header."""
+
+    model: ServedModel
+    architecture: str
+    parameters: int
+    context_length: int | None
+    template: str | None
+    license: str | None
+    capabilities: list[str]  # completion, tools, thinking, embedding
+    metadata: dict[str, Any]  # the header's scalar keys (no token tables)
+
+
 @dataclass
 class ApiCall:
     """One chat or completion request, checked and parsed."""
@@ -84,6 +101,36 @@ class ApiCall:
     tool_choice: str = "auto"  # auto | none | required | a tool's name
     json_schema: dict[str, Any] | None = None  # response_format: the answer is JSON of this schema
     parallel_calls: bool | None = None  # parallel_tool_calls: False keeps the first call only
+    n_ctx: int | None = None  # a context size the request asks for (Ollama's num_ctx): reloads when different
+    count_only: bool = False  # the prompt's tokens, no answer (Anthropic's count_tokens)
+
+
+@dataclass
+class EmbedCall:
+    """One embeddings request: texts to turn into vectors."""
+
+    model: str | None
+    texts: list[str]
+    endpoint: str = "/v1/embeddings"
+    truncate: bool = False  # Ollama's default; OpenAI's is to refuse a text longer than a batch
+
+
+@dataclass
+class LoadCall:
+    """Load a model and answer nothing (Ollama's empty generate or chat: a client preloading it)."""
+
+    model: str | None
+    endpoint: str
+    n_ctx: int | None = None
+
+
+# Which API each endpoint speaks: the live log says which shape a request came through.
+API_SHAPES = {"/v1/": "OpenAI", "/v1/responses": "OpenAI Responses", "/v1/messages": "Anthropic", "/api/": "Ollama"}
+
+
+def api_shape(endpoint: str) -> str:
+    matches = [prefix for prefix in API_SHAPES if endpoint.startswith(prefix)]
+    return API_SHAPES[max(matches, key=len)] if matches else "?"
 
 
 @dataclass
@@ -101,17 +148,23 @@ class RequestRecord:
     duration_ms: float = 0.0
     error: str = ""
 
+    @property
+    def api(self) -> str:
+        """The API shape the request came through: OpenAI, OpenAI Responses, Anthropic, Ollama."""
+        return api_shape(self.endpoint)
+
 
 @dataclass
 class ServerRequest:
     """A request in the queue: the worker fills stats or error and sets done."""
 
-    call: ApiCall
+    call: ApiCall | EmbedCall | LoadCall
     on_piece: Callable[[AnswerPiece], None]
     on_done: Callable[[], None]  # called after the last piece, from the same thread
     record: RequestRecord
     model: ServedModel | None = None
     stats: AnswerStats | None = None
+    vectors: list[list[float]] | None = None  # an EmbedCall's answer
     error: ServingError | None = None
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
@@ -192,6 +245,32 @@ class ModelServer:
             f"The model '{wanted}' is not in this library (see GET /v1/models).", 404, code="model_not_found"
         )
 
+    def describe(self, model_id: str) -> ModelDescription:
+        """A served model's facts from its header (and the capabilities every face shows)."""
+        model = self.resolve(model_id)
+        try:
+            header = read_header(model.path)
+        except LocalopenError as exc:
+            raise ServingError(f"The model '{model.id}' cannot be read: {exc}", 500, "server_error") from exc
+        found = capabilities.of_template(header.chat_template)
+        embeds = capabilities.makes_embeddings(header.arch_key("pooling_type"))
+        can = [] if embeds and not header.chat_template else ["completion"]  # an embedding model writes no text
+        can += ["tools"] if found.tools else []
+        can += ["thinking"] if found.reasoning else []
+        can += ["embedding"] if embeds else []
+        scalars = {k: v for k, v in header.metadata.items() if isinstance(v, (str, int, float, bool))}
+        scalars.pop("tokenizer.chat_template", None)
+        return ModelDescription(
+            model,
+            header.architecture,
+            header.n_params,
+            header.context_length,
+            header.chat_template,
+            header.license,
+            can,
+            scalars,
+        )
+
     def resolve_name(self, name: str) -> ServedModel:
         """A model the person at the keyboard named (an id, a file name, part of a name or repo,
         or a path, which is imported into the library first)."""
@@ -211,7 +290,10 @@ class ModelServer:
 
     # -- requests -----------------------------------------------------------------------------
     def submit(
-        self, call: ApiCall, on_piece: Callable[[AnswerPiece], None], on_done: Callable[[], None] = lambda: None
+        self,
+        call: ApiCall | EmbedCall | LoadCall,
+        on_piece: Callable[[AnswerPiece], None] = lambda _piece: None,
+        on_done: Callable[[], None] = lambda: None,
     ) -> ServerRequest:
         """Queue a request (it runs after every earlier one); refuse it when too many wait."""
         model = self.resolve(call.model)
@@ -247,12 +329,13 @@ class ModelServer:
             except Exception:  # noqa: BLE001 - a face's display error must not stop serving
                 log.exception("The request-log callback failed")
 
-    def _ensure_loaded(self, model: ServedModel) -> None:
-        if self.session.is_loaded(str(model.path), self.load_options):
+    def _ensure_loaded(self, model: ServedModel, n_ctx: int | None = None) -> None:
+        options = dataclasses.replace(self.load_options, n_ctx=n_ctx) if n_ctx else self.load_options
+        if self.session.is_loaded(str(model.path), options):
             return
         self.loading = model.id
         try:
-            self.session.load(model.path, self.load_options)
+            self.session.load(model.path, options)
             self._loaded = model
         except LocalopenError as exc:
             self._loaded = None
@@ -273,7 +356,13 @@ class ModelServer:
                 self._current = job
             started = time.perf_counter()
             try:
-                self._answer(job)
+                if isinstance(job.call, EmbedCall):
+                    self._embed(job, job.call)
+                elif isinstance(job.call, LoadCall):
+                    assert job.model is not None
+                    self._ensure_loaded(job.model, job.call.n_ctx)
+                else:
+                    self._answer(job, job.call)
                 job.record.status = 499 if job.cancelled else 200
             except ServingError as exc:
                 job.error = exc
@@ -311,12 +400,22 @@ class ModelServer:
             log.info("Request %s ended after its client's face closed", job.record.id)
         self._notify(job.record)
 
-    def _answer(self, job: ServerRequest) -> None:
+    def _embed(self, job: ServerRequest, call: EmbedCall) -> None:
         assert job.model is not None
         self._ensure_loaded(job.model)
+        if job.cancelled:
+            return
+        try:
+            job.vectors, tokens = self.session.embed(call.texts, call.truncate)
+        except EngineError as exc:
+            raise _engine_error(exc) from exc
+        job.stats = AnswerStats(finish_reason="stop", prompt_tokens=tokens, completion_tokens=0)
+
+    def _answer(self, job: ServerRequest, call: ApiCall) -> None:
+        assert job.model is not None
+        self._ensure_loaded(job.model, call.n_ctx)
         if job.cancelled:  # the client left while the model loaded
             return
-        call = job.call
         options = AnswerOptions(
             thinking=call.thinking,
             raw=call.raw,
@@ -329,6 +428,14 @@ class ModelServer:
         template = "completion" if call.raw else None
         if not call.raw and loaded is not None and not loaded.has_chat_template:
             template = self.template
+
+        if call.count_only:
+            try:
+                _prompt, tokens = self.session.render(call.messages, template, options)
+            except EngineError as exc:
+                raise _engine_error(exc) from exc
+            job.stats = AnswerStats(finish_reason="stop", prompt_tokens=tokens)
+            return
 
         def on_piece(piece: AnswerPiece) -> None:
             # A cancel that came between the check above and the answer's start was cleared with
@@ -357,6 +464,8 @@ def _engine_error(exc: EngineError) -> ServingError:
         return ServingError(str(exc), 400, code="context_length_exceeded")
     if isinstance(exc, ToolsUnsupportedError):
         return ServingError(str(exc), 400, code="tools_not_supported")
+    if isinstance(exc, EmbeddingsUnsupportedError):
+        return ServingError(str(exc), 400, code="embeddings_not_supported")
     if isinstance(exc, (TemplateError, NoTemplateError)):
         return ServingError(
             f"{exc} Over the API: /v1/completions sends plain text without a template, or start the server "

@@ -465,13 +465,14 @@ def cmd_check_tools(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
-    """The OpenAI-compatible server on this machine, until Ctrl+C."""
+    """The local server (OpenAI, Anthropic and Ollama APIs) on this machine, until Ctrl+C."""
     from localopen.api.server import ApiApp, ServerConfig, serve_forever
     from localopen.app.serving import ModelServer
 
+    port = args.port if args.port is not None else 11434 if args.ollama else 8080
     config = ServerConfig(
         args.host,
-        args.port,
+        port,
         args.api_key or None,
         tuple(args.cors or ()),
         tuple(ctx.settings.allowed_hosts) + tuple(args.allow_host or ()),
@@ -487,9 +488,11 @@ def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
             server.preload()
         api = ApiApp(server, config)
         models = ", ".join(m.id for m in server.models()) or "none yet: download one with `localopen pull`"
+        root = config.base_url.removesuffix("/v1")
         print(
-            f"Serving the OpenAI API at {config.base_url} (models: {models}). One model is loaded at a time, "
-            f"on demand.{' Clients must send the API key.' if config.api_key else ''} Ctrl+C stops.",
+            f"Serving the OpenAI and Anthropic APIs at {config.base_url} and the Ollama API at {root} "
+            f"(models: {models}). One model is loaded at a time, on demand."
+            f"{' Clients must send the API key.' if config.api_key else ''} Ctrl+C stops.",
             file=sys.stderr,
         )
         serve_forever(api)
@@ -573,11 +576,14 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     _engine_flags(p)
     p.set_defaults(func=cmd_check_tools)
 
-    p = sub.add_parser("serve", help="serve the library's models over an OpenAI-compatible API (Ctrl+C stops)")
+    p = sub.add_parser(
+        "serve", help="serve the library's models over the OpenAI, Anthropic and Ollama APIs (Ctrl+C stops)"
+    )
     p.add_argument("model", nargs="?", help="load this model now (others load on demand, one at a time)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond 127.0.0.1 needs --api-key)")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--api-key", help="clients must send it (Authorization: Bearer KEY)")
+    p.add_argument("--port", type=int, help="default 8080 (11434 with --ollama)")
+    p.add_argument("--ollama", action="store_true", help="listen on Ollama's port, 11434, for tools that assume it")
+    p.add_argument("--api-key", help="clients must send it (Authorization: Bearer KEY, or x-api-key)")
     p.add_argument("--cors", action="append", help="allow browser pages from this origin (repeatable)")
     p.add_argument(
         "--allow-host",

@@ -21,6 +21,8 @@ from localopen.engine.protocol import (
     BenchProgress,
     Chat,
     Done,
+    Embed,
+    Embedded,
     Error,
     Event,
     Load,
@@ -235,6 +237,14 @@ class Engine:
             else:
                 return event.stats
         raise EngineError("The engine ended the answer without its statistics.")
+
+    def embed(self, texts: list[str], truncate: bool = False) -> Embedded:
+        """Embedding vectors of the texts (L2-normalised), from the loaded embedding model."""
+        self._send(Embed(list(texts), truncate), clear_stop=True)
+        for event in self.events():
+            assert isinstance(event, Embedded)
+            return event
+        raise EngineError("The engine ended the embedding without an answer.")
 
     def bench(self, params: BenchParams | None = None) -> Iterator[BenchProgress | BenchDone]:
         self._send(Bench(params or BenchParams()), clear_stop=True)

@@ -88,6 +88,12 @@ class ToolsUnsupportedError(EngineError):
     kind = "tools"
 
 
+class EmbeddingsUnsupportedError(EngineError):
+    """Embeddings were asked of a model that makes none (a chat model: its file names no pooling)."""
+
+    kind = "no_embeddings"
+
+
 class EngineDied(EngineError):
     """The engine process ended without being asked to (crash, abort, out of memory, killed)."""
 
@@ -115,6 +121,7 @@ _BY_KIND: dict[str, type[EngineError]] = {
         NoTemplateError,
         TemplateError,
         ToolsUnsupportedError,
+        EmbeddingsUnsupportedError,
         EngineDied,
         EngineTimeout,
         EngineUnavailable,

@@ -102,6 +102,14 @@ class Render(Request):
 
 
 @dataclass
+class Embed(Request):
+    """Embedding vectors of texts (each at most one batch of tokens, or cut to it when truncate)."""
+
+    texts: list[str]
+    truncate: bool = False
+
+
+@dataclass
 class Bench(Request):
     params: BenchParams = field(default_factory=BenchParams)
 
@@ -153,12 +161,18 @@ class Error(Event):
 
 
 @dataclass
+class Embedded(Event):
+    vectors: list[list[float]]  # one per text, L2-normalised (as OpenAI's and llama-server's)
+    tokens: int  # the texts' tokens, all together
+
+
+@dataclass
 class Rendered(Event):
     prompt: str
     tokens: int
 
 
-FINAL_EVENTS = (Loaded, Done, BenchDone, Rendered)
+FINAL_EVENTS = (Loaded, Done, BenchDone, Rendered, Embedded)
 
 
 # A text token: kind byte, request id, then the UTF-8 text. A pickle starts with 0x80 (protocol 2+).

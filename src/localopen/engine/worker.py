@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import dataclasses
 import logging
+import math
 import os
 import platform
 import random
@@ -38,6 +39,7 @@ from localopen.engine import grammar, llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.errors import (
     ContextTooLongError,
+    EmbeddingsUnsupportedError,
     EngineError,
     ModelLoadError,
     NoTemplateError,
@@ -52,6 +54,8 @@ from localopen.engine.protocol import (
     BenchProgress,
     Chat,
     Done,
+    Embed,
+    Embedded,
     Error,
     Event,
     Load,
@@ -166,6 +170,9 @@ class Worker:
             choice, traits, switches, tools = self._prepare(request.template, request.options)
             tokens, prompt = self._tokens_for(request.messages, choice, switches, tools, request.add_generation_prompt)
             self.send(Rendered(prompt, len(tokens)))
+        elif isinstance(request, Embed):
+            self._require_model()
+            self.send(self._embed(request))
         elif isinstance(request, Bench):
             self._require_model()
             assert self.load_info is not None
@@ -356,6 +363,48 @@ class Worker:
             self._abort_cb = _abort  # kept alive while the context may call it
         callback = self._abort_cb if on else llama_cpp.ggml_abort_callback()
         llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, ctypes.c_void_p(0))
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def _embed(self, request: Embed) -> Embedded:
+        """Pooled embeddings, one text at a time, on the chat's own context switched to embeddings
+        for the while (its cached prompt is dropped: the next answer evaluates its prompt again)."""
+        import llama_cpp
+
+        llm, name = self.llm, Path(self.llm.model_path).name
+        pooling = llama_cpp.llama_pooling_type(llm.ctx)
+        if pooling in (llama_cpp.LLAMA_POOLING_TYPE_NONE, llama_cpp.LLAMA_POOLING_TYPE_RANK):
+            raise EmbeddingsUnsupportedError(
+                f"{name} makes no embeddings: it is not an embedding model (its file names no pooling of "
+                "token vectors). Use an embedding model, e.g. one whose name says 'embed'."
+            )
+        limit = min(llm.n_batch, llama_cpp.llama_n_ubatch(llm.ctx))
+        n_embd = llm.n_embd()
+        vectors, total = [], 0
+        self._clear_cache()
+        llama_cpp.llama_set_embeddings(llm.ctx, True)
+        try:
+            for i, text in enumerate(request.texts):
+                tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+                if len(tokens) > limit:
+                    if not request.truncate:
+                        raise ContextTooLongError(
+                            f"Input {i} is {len(tokens)} tokens; {name} embeds at most {limit} tokens at once.",
+                            prompt_tokens=len(tokens),
+                            n_ctx=limit,
+                        )
+                    tokens = tokens[:limit]
+                total += len(tokens)
+                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+                llm._batch.reset()  # noqa: SLF001 - llama-cpp-python's own batch, as its embed() fills it
+                llm._batch.add_sequence(tokens, 0, True)  # noqa: SLF001 - every token an output
+                llm._ctx.decode(llm._batch)  # noqa: SLF001
+                vector = list(llama_cpp.llama_get_embeddings_seq(llm.ctx, 0)[:n_embd])
+                norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+                vectors.append([x / norm for x in vector])
+        finally:
+            llama_cpp.llama_set_embeddings(llm.ctx, False)
+            self._clear_cache()
+        return Embedded(vectors, total)
 
     # -- chat ------------------------------------------------------------------------------------
     def _chat(self, request: Chat) -> AnswerStats:

@@ -1,4 +1,4 @@
-"""Local server: the OpenAI-compatible API switched on and off, its address, the model it serves,
+"""Local server: the OpenAI, Anthropic and Ollama APIs switched on and off, its address, the model it serves,
 and a live log of requests. The serving itself is app/serving.ModelServer behind api/server.py (the
 same as `localopen serve`); this view only starts, stops and renders it."""
 
@@ -32,7 +32,7 @@ from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
 
-LOG_COLUMNS = ["Time", "Request", "Model", "Status", "Prompt tokens", "Answer tokens", "Tokens/s", "Time (ms)"]
+LOG_COLUMNS = ["Time", "API", "Request", "Model", "Status", "Prompt tokens", "Answer tokens", "Tokens/s", "Time (ms)"]
 ON_DEMAND = ""  # the model combo's "load on demand" entry
 
 
@@ -75,8 +75,8 @@ class ServerView(QWidget):
 
         self.toggle_button = button("Start server", "Start or stop the local server", self.toggle)
         self.status = QLabel(
-            "Off. When on, programs that speak the OpenAI API (editors, agents, scripts) can use this "
-            "machine's models; nothing leaves this machine."
+            "Off. When on, programs that speak the OpenAI, Anthropic or Ollama API (editors, agents, "
+            "scripts) can use this machine's models; nothing leaves this machine."
         )
         self.status.setAccessibleName("Server status")
         self.status.setWordWrap(True)
@@ -168,8 +168,9 @@ class ServerView(QWidget):
         key_note = " Clients must send the API key." if config.api_key else ""
         loaded = f" Loading {html.escape(default)}…" if default else " Models load on demand, one at a time."
         self.status.setText(
-            f"<b>On</b> at <code>{html.escape(config.base_url)}</code> (OpenAI API: /models, "
-            f"/chat/completions, /completions).{key_note}{loaded}"
+            f"<b>On</b> at <code>{html.escape(config.base_url)}</code> (OpenAI API: /chat/completions, "
+            f"/completions, /responses, /embeddings; Anthropic: /messages; Ollama: "
+            f"<code>{html.escape(config.base_url.removesuffix('/v1'))}</code>).{key_note}{loaded}"
         )
         if default:
             run_in_background(server.preload, self._on_preloaded, self._on_preload_failed, "server-load", self)
@@ -218,6 +219,7 @@ class ServerView(QWidget):
         status = {0: "waiting", 200: "200 ok", 499: "client left"}.get(record.status, str(record.status))
         cells = [
             time.strftime("%H:%M:%S", time.localtime(record.received)),
+            record.api,
             record.endpoint.removeprefix("/v1/"),
             record.model,
             status,

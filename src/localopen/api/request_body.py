@@ -1,0 +1,125 @@
+"""Reading a request body safely, for every API shape: a size limit, valid JSON, bounded nesting,
+valid Unicode; and the small checks each shape's parser shares. Failures are ServingErrors with
+their HTTP status; each shape writes them in its own error format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from localopen.app.serving import ServingError
+
+MAX_BODY = 8 * 1024 * 1024  # bytes: a long conversation fits; a runaway client gets 413
+MAX_DEPTH = 64  # JSON nesting: tool schemas need a few levels, nothing needs more
+
+
+def bad(message: str, code: str | None = None) -> ServingError:
+    return ServingError(message, 400, code=code)
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (iteratively: a hostile body cannot exhaust the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """JSON's \\ud800 escapes decode to text no UTF-8 encoder accepts (the engine would fail on it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a ServingError (413 too large, 400 otherwise)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise ServingError(f"The request is larger than {MAX_BODY // (1024 * 1024)} MiB.", 413)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ServingError(f"The request is larger than {MAX_BODY // (1024 * 1024)} MiB.", 413)
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad(
+            f"The request body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).", "invalid_json"
+        ) from exc
+    except ValueError as exc:  # a number beyond Python's digit limit
+        raise bad(f"The request body has a number too large to read ({exc}).", "invalid_json") from exc
+    except RecursionError as exc:
+        raise bad("The request body nests JSON too deeply.", "invalid_json") from exc
+    if _depth(body) > MAX_DEPTH:
+        raise bad(f"The request body nests JSON deeper than {MAX_DEPTH} levels.", "invalid_json")
+    if _has_lone_surrogate(body):
+        raise bad("The request body has text that is not valid Unicode (a lone surrogate).", "invalid_json")
+    if not isinstance(body, dict):
+        raise bad("The request body must be a JSON object.", "invalid_json")
+    return body
+
+
+def number(body: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise bad(f"'{key}' must be a number from {lo} to {hi}.", "invalid_value")
+    return float(value)
+
+
+def whole_number(body: dict[str, Any], key: str, lo: int = 1) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise bad(f"'{key}' must be a whole number of at least {lo}.", "invalid_value")
+    return value
+
+
+def boolean(body: dict[str, Any], key: str, default: bool | None) -> bool | None:
+    value = body.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        raise bad(f"'{key}' must be true or false.", "invalid_value")
+    return value
+
+
+def stop_list(value: Any, key: str = "stop") -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value) or len(value) > 16:
+        raise bad(f"'{key}' must be a string or a list of up to 16 strings.", "invalid_value")
+    return list(value)
+
+
+def disconnected(request: Request) -> asyncio.Future[None]:
+    """Done when the client disconnects (the body is read already: the next message is that)."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return asyncio.ensure_future(wait())
