@@ -3,6 +3,8 @@ a client would never send such a request), with real llama.cpp and tiny models."
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -259,7 +261,7 @@ def test_an_engine_killed_mid_request_fails_that_request_and_the_next_reloads(ta
     with pytest.raises(openai.APIError) as failed:
         for n, _chunk in enumerate(stream):
             if n == 3:
-                running.server.session.engine.process.kill()
+                os.kill(running.server.ctx.models.residents()[0].pid, signal.SIGKILL)
     assert "exited" in str(failed.value) or "killed" in str(failed.value) or "engine" in str(failed.value)
     reply = running.client.chat.completions.create(model="talker", messages=USER, max_tokens=3)
     assert reply.usage.completion_tokens == 3

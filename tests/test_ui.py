@@ -326,7 +326,7 @@ def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, t
     chat.input.setPlainText("first")
     with qtbot.waitSignal(chat.answer_finished, timeout=30000):
         chat.send()
-    chat_engine = chat.session.engine.process.pid
+    chat_engine = chat.session.engine_pid
     chat_failures: list[str] = []
     chat.failed.connect(chat_failures.append)
 
@@ -347,7 +347,7 @@ def test_a_benchmark_never_touches_the_chats_engine(window: MainWindow, qtbot, t
     assert "alienformer" in load_failure(window.services.ctx.db, str(alien.resolve()), window.services.ctx.machine_id())
 
     window.goto("Chat")
-    assert chat.session.engine.process.pid == chat_engine  # the same engine process, still loaded
+    assert chat.session.engine_pid == chat_engine  # the same engine process, still loaded
     chat.input.setPlainText("second")
     with qtbot.waitSignal(chat.answer_finished, timeout=30000) as answered:
         chat.send()
@@ -382,7 +382,7 @@ def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWi
     with qtbot.waitSignal(chat.answer_text, timeout=30000, check_params_cb=lambda text: len(text) > 20):
         chat.send()
     with qtbot.waitSignal(chat.failed, timeout=10000):
-        os.kill(chat.session.engine.process.pid, signal.SIGKILL)
+        os.kill(chat.session.engine_pid, signal.SIGKILL)
     msgs = _messages(window, chat)
     assert msgs[-1].role == "assistant" and "Interrupted" in msgs[-1].content and len(msgs[-1].content) > 20
     assert chat.notice.isVisible() and chat.reload_button.isVisible()

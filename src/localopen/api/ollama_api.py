@@ -134,6 +134,32 @@ def _stream(body: dict[str, Any]) -> bool:
     return value
 
 
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def keep_alive_of(body: dict[str, Any]) -> float | None:
+    """Ollama's keep_alive: seconds as a number, or a duration ("30s", "5m", "1h"); 0 unloads the
+    model after the request, a negative value keeps it loaded; None: the server's setting."""
+    value = body.get("keep_alive")
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        for unit in sorted(_UNITS, key=len, reverse=True):
+            if text.endswith(unit):
+                try:
+                    return float(text[: -len(unit)]) * _UNITS[unit]
+                except ValueError:
+                    break
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise bad("'keep_alive' must be seconds or a duration such as \"5m\".")
+
+
 def _model_name(body: dict[str, Any]) -> str:
     name = body.get("model") or body.get("name")
     if not isinstance(name, str) or not name:
@@ -293,14 +319,17 @@ class OllamaFace:
         return await self._guard(request) or JSONResponse({"models": await asyncio.to_thread(self._listing)})
 
     def _running(self) -> list[dict[str, Any]]:
-        model, info = self.server.loaded, self.server.session.loaded
-        if model is None or info is None:
-            return []
-        description = self.server.describe(model.id)
-        entry = {"name": ollama_name(model), "model": ollama_name(model), "size": info.memory_actual.total}
-        entry |= {"digest": "", "details": _details(description), "expires_at": None}
-        on_gpu = info.backend != "CPU"
-        return [entry | {"size_vram": info.memory_actual.total if on_gpu else 0, "context_length": info.n_ctx}]
+        out = []
+        for model, view in self.server.resident():
+            entry = {"name": ollama_name(model), "model": ollama_name(model), "size": view.size, "digest": ""}
+            entry["details"] = _details(self.server.describe(model.id))
+            left = view.unloads_in_s
+            expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=left) if left is not None else None
+            entry["expires_at"] = expires.isoformat().replace("+00:00", "Z") if expires else None
+            on_gpu = view.info.backend != "CPU"
+            entry |= {"size_vram": view.size if on_gpu else 0, "context_length": view.n_ctx}
+            out.append(entry | {"held_by": view.held_by, "busy": view.busy})  # localopen's own: who uses it
+        return out
 
     async def ps(self, request: Request) -> Response:
         return await self._guard(request) or JSONResponse({"models": await asyncio.to_thread(self._running)})
@@ -346,9 +375,10 @@ class OllamaFace:
                 tool_choice=choice,
                 json_schema=_format(body),
                 n_ctx=num_ctx,
+                keep_alive=keep_alive_of(body),
             )
-            if not call.messages:  # Ollama loads the model and answers nothing
-                return await self._load_only(model, "/api/chat", num_ctx)
+            if not call.messages:  # Ollama loads (or, keep_alive 0, unloads) the model and answers nothing
+                return await self._load_only(model, "/api/chat", num_ctx, call.keep_alive)
             stream = _stream(body)
             run = await AnswerRun.start(self.server, request, call)
         except ServingError as exc:
@@ -371,7 +401,7 @@ class OllamaFace:
             if not isinstance(prompt, str):
                 raise bad("'prompt' must be a string.")
             if not prompt:
-                return await self._load_only(model, "/api/generate", num_ctx)
+                return await self._load_only(model, "/api/generate", num_ctx, keep_alive_of(body))
             raw = bool(body.get("raw"))
             messages = [{"role": "user", "content": prompt}]
             if isinstance(body.get("system"), str) and body["system"] and not raw:
@@ -386,6 +416,7 @@ class OllamaFace:
                 tool_choice="none",
                 json_schema=_format(body),
                 n_ctx=num_ctx,
+                keep_alive=keep_alive_of(body),
             )
             stream = _stream(body)
             run = await AnswerRun.start(self.server, request, call)
@@ -395,13 +426,21 @@ class OllamaFace:
             return Response(status_code=499)
         return await self._respond(run, stream, chat=False)
 
-    async def _load_only(self, model: ServedModel, endpoint: str, num_ctx: int | None) -> Response:
-        """A request without messages or prompt loads the model (Ollama's way to preload it)."""
-        try:
-            await self.app.run_job(LoadCall(model.id, endpoint, num_ctx))
-        except ServingError as exc:
-            return _serving_error(exc)
-        head = {"model": ollama_name(model), "created_at": _now(), "done": True, "done_reason": "load"}
+    async def _load_only(
+        self, model: ServedModel, endpoint: str, num_ctx: int | None, keep_alive: float | None
+    ) -> Response:
+        """A request without messages or prompt loads the model (Ollama's way to preload it), or
+        with keep_alive 0 unloads it (`ollama stop`)."""
+        if keep_alive == 0:
+            await asyncio.to_thread(self.server.unload, model)
+            reason = "unload"
+        else:
+            try:
+                await self.app.run_job(LoadCall(model.id, endpoint, num_ctx, keep_alive))
+            except ServingError as exc:
+                return _serving_error(exc)
+            reason = "load"
+        head = {"model": ollama_name(model), "created_at": _now(), "done": True, "done_reason": reason}
         if endpoint == "/api/chat":
             return JSONResponse(head | {"message": {"role": "assistant", "content": ""}})
         return JSONResponse(head | {"response": ""})
@@ -480,7 +519,8 @@ class OllamaFace:
             truncate = body.get("truncate", True)
             if not isinstance(truncate, bool):
                 raise bad("'truncate' must be true or false.")
-            job = await self.app.run_job(EmbedCall(model.id, texts, request.url.path, truncate))
+            call = EmbedCall(model.id, texts, request.url.path, truncate, keep_alive_of(body))
+            job = await self.app.run_job(call)
         except ServingError as exc:
             return _serving_error(exc)
         assert job.vectors is not None and job.stats is not None

@@ -233,6 +233,10 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
     if parallel is not None and not isinstance(parallel, bool):
         raise bad("'parallel_tool_calls' must be true or false.", "invalid_value")
     call = ApiCall(model or None, messages, _sampling(body), raw, thinking, endpoint, tools, choice, schema, parallel)
+    ttl = body.get("ttl")  # LM Studio's: idle seconds before the model unloads
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
+        raise bad("'ttl' must be a whole number of seconds (-1: keep it loaded).", "invalid_value")
+    call.keep_alive = float(ttl) if ttl is not None else None
     return call, stream, include_usage
 
 
@@ -288,8 +292,7 @@ class OpenAIFace:
     def unauthorized() -> Response:
         return error_response("Incorrect API key provided.", 401, code="invalid_api_key")
 
-    def _model_object(self, m: ServedModel) -> dict[str, Any]:
-        loaded = self.server.loaded
+    def _model_object(self, m: ServedModel, loaded: set[str]) -> dict[str, Any]:
         return {
             "id": m.id,
             "object": "model",
@@ -298,15 +301,16 @@ class OpenAIFace:
             "openness_grade": m.grade,
             "quantization": m.quant,
             "size_bytes": m.size,
-            "loaded": loaded is not None and loaded.id == m.id,
+            "loaded": m.id in loaded,
         }
 
     async def list_models(self, request: Request) -> Response:
         if not self.app.authorized(request):
             return self.unauthorized()
         models = await asyncio.to_thread(self.server.models)
-        data = [self._model_object(m) for m in models]
-        return JSONResponse({"object": "list", "data": data, "models_loaded_at_once": 1})
+        loaded = {m.id for m, _view in self.server.resident()}
+        data = [self._model_object(m, loaded) for m in models]
+        return JSONResponse({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
         """One model by its exact id (OpenAI's models.retrieve): 404 in OpenAI's words otherwise."""
@@ -317,7 +321,7 @@ class OpenAIFace:
         found = next((m for m in models if m.id == wanted), None)
         if found is None:
             return error_response(f"The model '{wanted}' does not exist.", 404, code="model_not_found")
-        return JSONResponse(self._model_object(found))
+        return JSONResponse(self._model_object(found, {m.id for m, _view in self.server.resident()}))
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._complete(request, "/v1/chat/completions")

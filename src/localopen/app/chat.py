@@ -1,21 +1,21 @@
-"""A chat: its engine (one process owned by one chat face, one model loaded at a time) and the
-conversation's rules (a title from the first message; an edit or a regeneration drops what followed).
-
-Nothing else sends requests to this engine (a benchmark has its own), so the model a user is
-chatting with stays loaded whatever else the app does. The Chat view and `localopen chat` only
-render what these return.
+"""A chat: the model it answers with (borrowed from the process's model store, shared with the
+local server and other chats) and the conversation's rules (a title from the first message; an
+edit or a regeneration drops what followed). A benchmark has its own engine, so it never unloads
+the model a user is chatting with. The Chat view and `localopen chat` only render what these return.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from localopen.app import library
 from localopen.app.context import AppContext
+from localopen.app.model_store import Resident
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
@@ -106,31 +106,72 @@ class LoadRequest:
 
 
 class ChatSession:
-    """Owns one engine. load() and answer() block: call them from one worker thread; stop() and
-    kill() from any thread."""
+    """One face's hold on one loaded model at a time, borrowed from the process's model store
+    (app/model_store.py): a model the server or another chat has loaded is shared, not loaded
+    again, and requests on it take turns. load() and answer() block: call them from one worker
+    thread; stop() and kill() from any thread."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, kind: str = "chat") -> None:
         self.ctx = ctx
-        self.engine = Engine()
+        self.kind = kind  # who holds the model, as `ps` says it: chat, server, cli…
         self.loaded: LoadInfo | None = None
         self._loaded_for: LoadRequest | None = None
+        self._resident: Resident | None = None
+
+    @property
+    def engine_pid(self) -> int | None:
+        """The engine process answering for this session (shared with other faces using the model)."""
+        resident = self._resident
+        process = resident.engine.process if resident is not None else None
+        return process.pid if process is not None else None
 
     def is_loaded(self, path: str, options: LoadOptions) -> bool:
-        return self.loaded is not None and self._loaded_for == LoadRequest(str(path), options) and self.engine.alive
+        resident = self._resident
+        return (
+            resident is not None
+            and not resident.unloaded
+            and resident.engine.alive
+            and self._loaded_for == LoadRequest(str(path), options)
+        )
 
-    def load(self, path: str | Path, options: LoadOptions) -> LoadInfo:
-        """Load a model (a failed load is remembered: the verdict says it does not fit here)."""
-        self.loaded, self._loaded_for = None, None
+    def load(self, path: str | Path, options: LoadOptions, keep_alive: float | None = None) -> LoadInfo:
+        """Hold this model (loaded now unless another face has it loaded); the one held before is
+        let go. A failed load is remembered: the verdict says the model does not fit here."""
+        self.release()
         try:
-            info = self.engine.load(str(path), options)
+            resident = self.ctx.models.acquire(path, options, self, self.kind, keep_alive)
         except LocalopenError as exc:
-            if isinstance(exc, EngineDied):
-                self.engine.kill()
             library.note_load(self.ctx, path, exc)
             raise
         library.note_load(self.ctx, path, None)
-        self.loaded, self._loaded_for = info, LoadRequest(str(path), options)
-        return info
+        self._resident = resident
+        self.loaded, self._loaded_for = resident.info, LoadRequest(str(path), options)
+        return resident.info
+
+    def release(self) -> None:
+        """Let the model go (it stays loaded while others hold it, or for its keep-alive)."""
+        resident, self._resident = self._resident, None
+        self.loaded = None
+        if resident is not None:
+            self.ctx.models.release(resident, self)
+
+    @contextmanager
+    def _turn(self) -> Iterator[Engine]:
+        """The engine for one request. A model unloaded to make room for another is loaded again."""
+        wanted, resident = self._loaded_for, self._resident
+        if wanted is None:
+            raise ModelLoadError("No model is loaded: load one first.")
+        if resident is None or resident.unloaded or not resident.engine.alive:
+            self.load(wanted.path, wanted.options)
+            resident = self._resident
+        assert resident is not None
+        try:
+            with self.ctx.activity.busy(), self.ctx.models.turn(resident, self) as engine:
+                yield engine
+        except EngineDied:
+            self.ctx.models.release(resident, self)
+            self._resident, self.loaded = None, None
+            raise
 
     def answer(
         self,
@@ -141,27 +182,13 @@ class ChatSession:
         options: AnswerOptions | None = None,
     ) -> AnswerStats:
         """Stream one answer from the loaded model; on_piece gets each piece of reasoning or answer."""
-        if self.loaded is None or not self.engine.alive:
-            self.loaded = None
-            raise ModelLoadError("No model is loaded: load one first.")
-        try:
-            with self.ctx.activity.busy():
-                return self.engine.answer(messages, sampling, template, on_piece, options)
-        except EngineDied:
-            self.loaded, self._loaded_for = None, None
-            raise
+        with self._turn() as engine:
+            return engine.answer(messages, sampling, template, on_piece, options)
 
     def embed(self, texts: list[str], truncate: bool = False) -> tuple[list[list[float]], int]:
         """Embedding vectors of the texts from the loaded model, and their tokens in all."""
-        if self.loaded is None or not self.engine.alive:
-            self.loaded = None
-            raise ModelLoadError("No model is loaded: load one first.")
-        try:
-            with self.ctx.activity.busy():
-                done = self.engine.embed(texts, truncate)
-        except EngineDied:
-            self.loaded, self._loaded_for = None, None
-            raise
+        with self._turn() as engine:
+            done = engine.embed(texts, truncate)
         return done.vectors, done.tokens
 
     def render(
@@ -172,18 +199,23 @@ class ChatSession:
         add_generation_prompt: bool = True,
     ) -> tuple[str, int]:
         """The exact prompt (and its tokens) the loaded model would be fed for these messages."""
-        if self.loaded is None or not self.engine.alive:
-            raise ModelLoadError("No model is loaded: load one first.")
-        rendered = self.engine.render(messages, template, options, add_generation_prompt)
+        with self._turn() as engine:
+            rendered = engine.render(messages, template, options, add_generation_prompt)
         return rendered.prompt, rendered.tokens
 
     def stop(self) -> None:
-        """Stop the answer in progress (within one token)."""
-        self.engine.stop()
+        """Stop this session's answer in progress (within one token); another face's is untouched."""
+        resident = self._resident
+        if resident is not None:
+            self.ctx.models.stop(resident, self)
 
     def shutdown(self) -> None:
-        self.loaded, self._loaded_for = None, None
-        self.engine.shutdown()
+        """Let the model go and forget it (unloaded when nobody else holds it)."""
+        self.release()
+        self._loaded_for = None
 
     def kill(self) -> None:
-        self.engine.kill()
+        """End the engine now (it does not answer a stop): every face using this model loses it."""
+        resident = self._resident
+        if resident is not None:
+            resident.engine.kill()

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from localopen.app.activity import EngineActivity
+from localopen.app.model_store import ModelStore
 from localopen.app.settings import Settings
 from localopen.core.estimate.verdict import Thresholds
 from localopen.core.hub.client import Hub
@@ -35,6 +36,7 @@ class AppContext:
         self._profile: HardwareProfile | None = None
         self._fingerprint: str | None = None  # this machine's id, before its profile is read
         self.activity = EngineActivity()  # which engines work now (the calibration waits for none)
+        self._models: ModelStore | None = None
         # This thread's connection, made now: a database that cannot be opened or migrated fails early, clearly.
         self._local.conn = connect(self.paths.database)
 
@@ -46,6 +48,22 @@ class AppContext:
         if conn is None:
             conn = self._local.conn = connect(self.paths.database)
         return conn
+
+    @property
+    def models(self) -> ModelStore:
+        """The loaded models, lent to every face of this process (made at first use)."""
+        with self._lock:
+            if self._models is None:
+                mib = self.settings.models_memory_mb
+                self._models = ModelStore(mib * 2**20 if mib > 0 else None)
+            return self._models
+
+    def close_models(self) -> None:
+        """End every engine this process loaded (the process is ending)."""
+        with self._lock:
+            models, self._models = self._models, None
+        if models is not None:
+            models.close()
 
     @property
     def models_dir(self) -> Path:

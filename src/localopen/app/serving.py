@@ -24,6 +24,7 @@ from typing import Any
 from localopen.app import capabilities, library
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
+from localopen.app.model_store import NoRoomError, ResidentView
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.header import read_header
 from localopen.core.records import AnswerPiece, AnswerStats
@@ -102,6 +103,7 @@ class ApiCall:
     json_schema: dict[str, Any] | None = None  # response_format: the answer is JSON of this schema
     parallel_calls: bool | None = None  # parallel_tool_calls: False keeps the first call only
     n_ctx: int | None = None  # a context size the request asks for (Ollama's num_ctx): reloads when different
+    keep_alive: float | None = None  # idle seconds the model stays loaded after this (-1: always); None: the setting
     count_only: bool = False  # the prompt's tokens, no answer (Anthropic's count_tokens)
 
 
@@ -113,6 +115,7 @@ class EmbedCall:
     texts: list[str]
     endpoint: str = "/v1/embeddings"
     truncate: bool = False  # Ollama's default; OpenAI's is to refuse a text longer than a batch
+    keep_alive: float | None = None
 
 
 @dataclass
@@ -122,6 +125,7 @@ class LoadCall:
     model: str | None
     endpoint: str
     n_ctx: int | None = None
+    keep_alive: float | None = None
 
 
 # Which API each endpoint speaks: the live log says which shape a request came through.
@@ -187,17 +191,13 @@ class ModelServer:
         # chose (never a guess); None: such a model answers /v1/completions only.
         self.template = template
         self.load_options = load_options or LoadOptions()
-        self.session = ChatSession(ctx)
         self.default_model = default_model
         self.on_record = on_record
-        self.loading: str | None = None  # the id of a model being loaded
+        self._loading: set[str] = set()  # ids of models being loaded
         self._ids = itertools.count(1)
-        self._jobs: queue.Queue[ServerRequest | None] = queue.Queue()
-        self._current: ServerRequest | None = None
         self._lock = threading.Lock()
-        self._loaded: ServedModel | None = None
-        self._worker = threading.Thread(target=self._run, name="api-engine", daemon=True)
-        self._worker.start()
+        self._lanes: dict[str, _Lane] = {}
+        self._served: dict[str, ServedModel] = {}  # path -> the model a lane loaded from it
 
     # -- models -------------------------------------------------------------------------------
     def models(self) -> list[ServedModel]:
@@ -213,16 +213,28 @@ class ModelServer:
         return list(out.values())
 
     @property
+    def loading(self) -> str | None:
+        """The ids of models being loaded now (None: none)."""
+        return ", ".join(sorted(self._loading)) or None
+
+    def resident(self) -> list[tuple[ServedModel, ResidentView]]:
+        """The served models loaded in this process now (by the server, or a chat sharing them)."""
+        return [(self._served[v.path], v) for v in self.ctx.models.residents() if v.path in self._served]
+
+    @property
     def loaded(self) -> ServedModel | None:
-        return self._loaded if self.session.loaded is not None else None
+        """The most recently used loaded model (the one a request without 'model' gets)."""
+        loaded = sorted(self.resident(), key=lambda pair: pair[1].idle_s)
+        return loaded[0][0] if loaded else None
 
     def resolve(self, model_id: str | None) -> ServedModel:
         """A served model by id (or part of one id or repo); no id: the loaded one, else the
         default. Only library models: a request can never make the server open a file by path."""
-        loaded = self.loaded
-        wanted = model_id or (loaded.id if loaded else None) or self.default_model
-        if loaded is not None and wanted == loaded.id and loaded.path.exists():
-            return loaded  # the common case: no library listing (headers, grades) per request
+        loaded = {m.id: m for m in self._served.values()}
+        last = self.loaded if not model_id else None
+        wanted = model_id or (last.id if last else None) or self.default_model
+        if wanted in loaded and loaded[wanted].path.exists():
+            return loaded[wanted]  # the common case: no library listing (headers, grades) per request
         models = {m.id: m for m in self.models()}
         if not wanted:
             if len(models) == 1:
@@ -271,6 +283,10 @@ class ModelServer:
             scalars,
         )
 
+    def unload(self, model: ServedModel) -> bool:
+        """Unload a model now, unless a request runs on it (Ollama's keep_alive 0)."""
+        return self.ctx.models.unload(model.path)
+
     def resolve_name(self, name: str) -> ServedModel:
         """A model the person at the keyboard named (an id, a file name, part of a name or repo,
         or a path, which is imported into the library first)."""
@@ -285,7 +301,9 @@ class ModelServer:
     def preload(self) -> ServedModel:
         """Load the default model now (localopen serve MODEL) instead of at the first request."""
         model = self.resolve(None)
-        self._ensure_loaded(model)
+        lane = self._lane(model.id)
+        self._ensure_loaded(lane, model)
+        lane.session.release()  # loaded; kept for its keep-alive like any the server loads
         return model
 
     # -- requests -----------------------------------------------------------------------------
@@ -295,32 +313,51 @@ class ModelServer:
         on_piece: Callable[[AnswerPiece], None] = lambda _piece: None,
         on_done: Callable[[], None] = lambda: None,
     ) -> ServerRequest:
-        """Queue a request (it runs after every earlier one); refuse it when too many wait."""
+        """Queue a request: it runs after every earlier one for its model, beside those of other
+        models; refuse it when too many wait."""
         model = self.resolve(call.model)
         record = RequestRecord(next(self._ids), call.endpoint, model.id, time.time())
-        if self._jobs.qsize() >= MAX_QUEUE:
+        with self._lock:
+            waiting = sum(lane.jobs.qsize() for lane in self._lanes.values())
+        if waiting >= MAX_QUEUE:
             raise ServingError(f"The server is busy: {MAX_QUEUE} requests are waiting.", 503, "server_error")
         job = ServerRequest(call, on_piece, on_done, record, model)
-        self._jobs.put(job)
+        self._lane(model.id).jobs.put(job)
         self._notify(record)
         return job
+
+    def _lane(self, model_id: str) -> _Lane:
+        with self._lock:
+            lane = self._lanes.get(model_id)
+            if lane is None:
+                lane = self._lanes[model_id] = _Lane(self, model_id)
+            return lane
 
     def cancel(self, job: ServerRequest) -> None:
         """The client went away: a waiting job is skipped, a running one stops within one token."""
         with self._lock:
             job.cancelled = True
-            if self._current is job:
-                self.session.stop()
+            lane = self._lanes.get(job.model.id) if job.model is not None else None
+            if lane is not None and lane.current is job:
+                lane.session.stop()
 
     def close(self) -> None:
-        """Stop the answer in progress, end the worker and the engine process."""
+        """Stop the answers in progress, end the lanes; the models are let go (the store unloads
+        them when nobody else holds them)."""
         with self._lock:
-            if self._current is not None:
-                self._current.cancelled = True
-                self.session.stop()
-        self._jobs.put(None)
-        self._worker.join(30)
-        self.session.shutdown()
+            lanes = list(self._lanes.values())
+            for lane in lanes:
+                if lane.current is not None:
+                    lane.current.cancelled = True
+                    lane.session.stop()
+        for lane in lanes:
+            lane.jobs.put(None)
+        for lane in lanes:
+            lane.thread.join(30)
+            lane.session.shutdown()
+        for model in list(self._served.values()):  # the server's keep-alives end with it
+            if not any(v.path == str(model.path) and v.held_by for v in self.ctx.models.residents()):
+                self.ctx.models.unload(model.path)
 
     def _notify(self, record: RequestRecord) -> None:
         if self.on_record is not None:
@@ -329,23 +366,30 @@ class ModelServer:
             except Exception:  # noqa: BLE001 - a face's display error must not stop serving
                 log.exception("The request-log callback failed")
 
-    def _ensure_loaded(self, model: ServedModel, n_ctx: int | None = None) -> None:
+    def _ensure_loaded(
+        self, lane: _Lane, model: ServedModel, n_ctx: int | None = None, keep_alive: float | None = None
+    ) -> None:
+        """The lane holds the model (loaded now unless this process has it loaded already)."""
         options = dataclasses.replace(self.load_options, n_ctx=n_ctx) if n_ctx else self.load_options
-        if self.session.is_loaded(str(model.path), options):
+        if keep_alive is None:
+            keep_alive = float(self.ctx.settings.keep_alive_s)
+        if lane.session.is_loaded(str(model.path), options):
             return
-        self.loading = model.id
+        self._loading.add(model.id)
         try:
-            self.session.load(model.path, options)
-            self._loaded = model
+            lane.session.load(model.path, options, keep_alive)
+            self._served[str(model.path)] = model
+        except NoRoomError as exc:
+            status = 400 if exc.ever else 503
+            raise ServingError(str(exc), status, "invalid_request_error" if exc.ever else "server_error") from exc
         except LocalopenError as exc:
-            self._loaded = None
             raise ServingError(f"The model '{model.id}' could not be loaded: {exc}", 500, "server_error") from exc
         finally:
-            self.loading = None
+            self._loading.discard(model.id)
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
         while True:
-            job = self._jobs.get()
+            job = lane.jobs.get()
             if job is None:
                 return
             with self._lock:
@@ -353,16 +397,18 @@ class ModelServer:
                     job.record.status, job.record.error = 499, "client went away before its turn"
                     self._end(job)
                     continue
-                self._current = job
+                lane.current = job
             started = time.perf_counter()
             try:
-                if isinstance(job.call, EmbedCall):
-                    self._embed(job, job.call)
-                elif isinstance(job.call, LoadCall):
-                    assert job.model is not None
-                    self._ensure_loaded(job.model, job.call.n_ctx)
-                else:
-                    self._answer(job, job.call)
+                assert job.model is not None
+                call = job.call
+                self._ensure_loaded(lane, job.model, getattr(call, "n_ctx", None), getattr(call, "keep_alive", None))
+                if job.cancelled:  # the client left while the model loaded
+                    pass
+                elif isinstance(call, EmbedCall):
+                    self._embed(lane, job, call)
+                elif isinstance(call, ApiCall):
+                    self._answer(lane, job, call)
                 job.record.status = 499 if job.cancelled else 200
             except ServingError as exc:
                 job.error = exc
@@ -372,8 +418,9 @@ class ModelServer:
                 job.error = ServingError(f"Unexpected server error: {type(exc).__name__}", 500, "server_error")
                 job.record.status, job.record.error = 500, str(job.error)
             finally:
+                lane.session.release()  # between requests the model keeps its keep-alive
                 with self._lock:
-                    self._current = None
+                    lane.current = None
                 job.record.duration_ms = round((time.perf_counter() - started) * 1000, 1)
                 if job.stats is not None:
                     job.record.prompt_tokens = job.stats.prompt_tokens
@@ -400,22 +447,14 @@ class ModelServer:
             log.info("Request %s ended after its client's face closed", job.record.id)
         self._notify(job.record)
 
-    def _embed(self, job: ServerRequest, call: EmbedCall) -> None:
-        assert job.model is not None
-        self._ensure_loaded(job.model)
-        if job.cancelled:
-            return
+    def _embed(self, lane: _Lane, job: ServerRequest, call: EmbedCall) -> None:
         try:
-            job.vectors, tokens = self.session.embed(call.texts, call.truncate)
+            job.vectors, tokens = lane.session.embed(call.texts, call.truncate)
         except EngineError as exc:
             raise _engine_error(exc) from exc
         job.stats = AnswerStats(finish_reason="stop", prompt_tokens=tokens, completion_tokens=0)
 
-    def _answer(self, job: ServerRequest, call: ApiCall) -> None:
-        assert job.model is not None
-        self._ensure_loaded(job.model, call.n_ctx)
-        if job.cancelled:  # the client left while the model loaded
-            return
+    def _answer(self, lane: _Lane, job: ServerRequest, call: ApiCall) -> None:
         options = AnswerOptions(
             thinking=call.thinking,
             raw=call.raw,
@@ -424,14 +463,15 @@ class ModelServer:
             tool_choice=call.tool_choice,
             json_schema=call.json_schema,
         )
-        loaded = self.session.loaded
+        session = lane.session
+        loaded = session.loaded
         template = "completion" if call.raw else None
         if not call.raw and loaded is not None and not loaded.has_chat_template:
             template = self.template
 
         if call.count_only:
             try:
-                _prompt, tokens = self.session.render(call.messages, template, options)
+                _prompt, tokens = session.render(call.messages, template, options)
             except EngineError as exc:
                 raise _engine_error(exc) from exc
             job.stats = AnswerStats(finish_reason="stop", prompt_tokens=tokens)
@@ -441,14 +481,26 @@ class ModelServer:
             # A cancel that came between the check above and the answer's start was cleared with
             # the engine's stop flag: ask again at the first piece.
             if job.cancelled:
-                self.session.stop()
+                session.stop()
                 return
             job.on_piece(piece)
 
         try:
-            job.stats = self.session.answer(call.messages, call.sampling, template, on_piece, options)
+            job.stats = session.answer(call.messages, call.sampling, template, on_piece, options)
         except EngineError as exc:
             raise _engine_error(exc) from exc
+
+
+class _Lane:
+    """One model's requests, in order, on their own thread and with their own hold on the model:
+    lanes of different models answer at once."""
+
+    def __init__(self, server: ModelServer, model_id: str) -> None:
+        self.jobs: queue.Queue[ServerRequest | None] = queue.Queue()
+        self.session = ChatSession(server.ctx, kind="server")
+        self.current: ServerRequest | None = None
+        self.thread = threading.Thread(target=server._run, args=(self,), name=f"api-{model_id}", daemon=True)
+        self.thread.start()
 
 
 def _engine_error(exc: EngineError) -> ServingError:

@@ -24,6 +24,10 @@ class Settings:
     max_parallel_downloads: int = 2
     offline: bool = False
     calibrate_automatically: bool = True  # measure this machine once (83 s on 2 cores) for predicted speeds
+    # Memory for loaded models together, in MiB; 0: three quarters of this machine's memory.
+    models_memory_mb: int = 0
+    # Seconds a model the local server loaded stays loaded while idle; -1: until memory is needed.
+    keep_alive_s: int = 300
     # Host names the local server answers to beyond loopback and its own address (api/guard.py).
     allowed_hosts: list[str] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)

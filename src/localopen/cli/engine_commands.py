@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localopen.app import engine_options
+from localopen.cli.output import table
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo, ToolCall
@@ -444,6 +445,45 @@ def cmd_template(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ps(ctx: AppContext, args: argparse.Namespace) -> int:
+    """What a running local server has loaded: who uses each model, its memory, when it unloads."""
+    import urllib.error
+    import urllib.request
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{args.port}/api/ps"
+    request = urllib.request.Request(url)
+    if args.api_key:
+        request.add_header("Authorization", f"Bearer {args.api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            models = json.loads(response.read())["models"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LocalopenError(
+            f"No localopen server answers at {host}:{args.port} ({reason}). Start one with `localopen serve`, "
+            "or name its address with --host and --port."
+        ) from exc
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print("No model is loaded.")
+        return 0
+    rows = [
+        [
+            m["model"],
+            ", ".join(m.get("held_by") or []) or ("answering" if m.get("busy") else "idle"),
+            human_bytes(m["size"]),
+            str(m.get("context_length", "")),
+            m["expires_at"] or "when memory is needed",
+        ]
+        for m in models
+    ]
+    print(table(rows, ["model", "held by", "memory", "context", "unloads at"]))
+    return 0
+
+
 def cmd_check_tools(ctx: AppContext, args: argparse.Namespace) -> int:
     """Usable as an agent here: five canned tasks through the model's own call format, scored and saved."""
     from localopen.app import agent_check
@@ -491,13 +531,16 @@ def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         root = config.base_url.removesuffix("/v1")
         print(
             f"Serving the OpenAI and Anthropic APIs at {config.base_url} and the Ollama API at {root} "
-            f"(models: {models}). One model is loaded at a time, on demand."
+            f"(models: {models}). Models load on demand and stay loaded as memory allows "
+            f"({human_bytes(ctx.models.budget)} for models); an idle one unloads after "
+            f"{ctx.settings.keep_alive_s} s."
             f"{' Clients must send the API key.' if config.api_key else ''} Ctrl+C stops.",
             file=sys.stderr,
         )
         serve_forever(api)
     finally:
         server.close()
+        ctx.close_models()
     return 0
 
 
@@ -579,7 +622,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="serve the library's models over the OpenAI, Anthropic and Ollama APIs (Ctrl+C stops)"
     )
-    p.add_argument("model", nargs="?", help="load this model now (others load on demand, one at a time)")
+    p.add_argument("model", nargs="?", help="load this model now (others load on demand, as memory allows)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond 127.0.0.1 needs --api-key)")
     p.add_argument("--port", type=int, help="default 8080 (11434 with --ollama)")
     p.add_argument("--ollama", action="store_true", help="listen on Ollama's port, 11434, for tools that assume it")
@@ -598,6 +641,13 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     )
     _engine_flags(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ps", help="what a running local server has loaded: users, memory, when it unloads")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", help="the server's key, if it has one")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ps)
 
     p = sub.add_parser("bench", help="measure throughput as llama-bench does; results are saved")
     p.add_argument("models", nargs="+")

@@ -19,7 +19,7 @@ from typing import Any
 from localopen.core.records import AnswerStats, BenchResult, LoadInfo, ToolCall
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None  # None: physical cores, as llama-bench does

@@ -281,6 +281,7 @@ class MainWindow(QMainWindow):
             shutdown = getattr(view, "shutdown", None)
             if shutdown is not None:
                 shutdown()
+        self.services.ctx.close_models()  # models still loaded for a keep-alive end with the app
         super().closeEvent(event)
 
 

@@ -8,7 +8,7 @@ import html
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -82,7 +82,11 @@ class ServerView(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.loaded_label = QLabel("")
-        self.loaded_label.setAccessibleName("Model loaded by the server")
+        self.loaded_label.setAccessibleName("Models loaded now")
+        self.loaded_label.setWordWrap(True)
+        self._loaded_timer = QTimer(self)  # keep-alives run out without a request: look again now and then
+        self._loaded_timer.setInterval(2000)
+        self._loaded_timer.timeout.connect(self._show_loaded)
         self.log_table = QTableWidget(0, len(LOG_COLUMNS))
         self.log_table.setAccessibleName("Requests")
         self.log_table.setHorizontalHeaderLabels(LOG_COLUMNS)
@@ -165,8 +169,13 @@ class ServerView(QWidget):
             return
         self.server, self.http = server, http
         self._set_controls(running=True)
+        self._loaded_timer.start()
         key_note = " Clients must send the API key." if config.api_key else ""
-        loaded = f" Loading {html.escape(default)}…" if default else " Models load on demand, one at a time."
+        loaded = (
+            f" Loading {html.escape(default)}…"
+            if default
+            else " Models load on demand and stay loaded as memory allows."
+        )
         self.status.setText(
             f"<b>On</b> at <code>{html.escape(config.base_url)}</code> (OpenAI API: /chat/completions, "
             f"/completions, /responses, /embeddings; Anthropic: /messages; Ollama: "
@@ -178,7 +187,7 @@ class ServerView(QWidget):
 
     def _on_preloaded(self, model: Any) -> None:
         if self.running:
-            self.loaded_label.setText(f"Loaded now: <b>{html.escape(model.id)}</b>")
+            self._show_loaded()
             self.status.setText(
                 self.status.text().replace(f"Loading {html.escape(model.id)}…", f"Serving {html.escape(model.id)}.")
             )
@@ -195,6 +204,7 @@ class ServerView(QWidget):
             self.server.close()
         self.server, self.http = None, None
         self._set_controls(running=False)
+        self._loaded_timer.stop()
         self.status.setText("Off.")
         self.loaded_label.setText("")
         self.state_changed.emit(False)
@@ -208,9 +218,17 @@ class ServerView(QWidget):
             w.setEnabled(not running)
 
     # -- the log -------------------------------------------------------------------------------
+    def _show_loaded(self) -> None:
+        """The models loaded now: who uses them (the server, a chat), their memory, when they unload."""
+        if self.server is None:
+            return
+        lines = [
+            f"<b>{html.escape(model.id)}</b> ({html.escape(view.label)})" for model, view in self.server.resident()
+        ]
+        self.loaded_label.setText("Loaded now: " + ("; ".join(lines) if lines else "none"))
+
     def _show_record(self, record: RequestRecord) -> None:
-        loaded = self.server.loaded if self.server is not None else None
-        self.loaded_label.setText(f"Loaded now: <b>{html.escape(loaded.id)}</b>" if loaded else "Loaded now: none")
+        self._show_loaded()
         row = self._rows.get(record.id)
         if row is None:
             row = self.log_table.rowCount()
