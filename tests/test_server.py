@@ -394,3 +394,39 @@ def test_a_port_in_use_or_out_of_range_is_said_before_serving(running: Running) 
     with pytest.raises(LocalopenError, match="another program"):
         ServerConfig("127.0.0.1", running.config.port).check_port_free()
     ServerConfig("127.0.0.1", free_port()).check_port_free()
+
+
+# --- fidelity: nothing accepted and ignored -------------------------------------------------------------
+def test_logit_bias_and_penalties_are_applied(running: Running) -> None:
+    # Token 100 of the tiny byte vocabulary is "a" (three specials, then bytes): +100 makes it certain.
+    biased = running.client.chat.completions.create(
+        model="tiny", messages=USER, max_tokens=6, temperature=1.0, logit_bias={"100": 100}
+    )
+    assert biased.choices[0].message.content == "a" * 6
+    with pytest.raises(openai.BadRequestError, match="does not have"):
+        running.client.chat.completions.create(model="tiny", messages=USER, max_tokens=2, logit_bias={"99999": 5})
+    plain = running.client.completions.create(model="tiny", prompt="abc", max_tokens=40, temperature=0)
+    penalised = running.client.completions.create(
+        model="tiny", prompt="abc", max_tokens=40, temperature=0, frequency_penalty=2.0, presence_penalty=2.0
+    )
+    assert plain.choices[0].text != penalised.choices[0].text
+
+
+def test_a_seed_gives_the_same_answer_whatever_came_before(running: Running) -> None:
+    ask = {"model": "tiny", "messages": USER, "max_tokens": 24, "temperature": 1.0, "seed": 5}
+    first = running.client.chat.completions.create(**ask).choices[0].message.content
+    running.client.completions.create(model="tiny", prompt="Something else entirely", max_tokens=8)
+    assert running.client.chat.completions.create(**ask).choices[0].message.content == first
+
+
+def test_echo_n_and_suffix(running: Running) -> None:
+    echoed = running.client.completions.create(model="tiny", prompt="Once upon", max_tokens=4, echo=True)
+    assert echoed.choices[0].text.startswith("Once upon")
+    two = running.client.chat.completions.create(model="thinker", messages=USER, n=2, seed=1)
+    assert [c.index for c in two.choices] == [0, 1]
+    assert all(c.message.content == "The answer is four." for c in two.choices)
+    assert two.usage.completion_tokens == 12  # both answers counted
+    with pytest.raises(openai.BadRequestError, match="stream"):
+        running.client.chat.completions.create(model="thinker", messages=USER, n=2, stream=True)
+    with pytest.raises(openai.BadRequestError, match="fill-in-the-middle"):
+        running.client.completions.create(model="tiny", prompt="def f(", suffix="    return x", max_tokens=4)

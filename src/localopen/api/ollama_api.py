@@ -42,6 +42,7 @@ log = logging.getLogger("localopen.server")
 OLLAMA_API_VERSION = "0.13.0"  # the Ollama API this face follows (clients gate features on it)
 # Options that shape the answer and are applied; others are refused in words, never ignored.
 _OPTIONS = {"num_predict", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed", "stop", "num_ctx"}
+_OPTIONS |= {"presence_penalty", "frequency_penalty"}
 
 
 def error_response(message: str, status: int) -> Response:
@@ -103,6 +104,8 @@ def _options(body: dict[str, Any]) -> tuple[SamplingParams, int | None]:
         seed=seed,
         max_tokens=max_tokens,
         stop=stop_list(options.get("stop"), "stop"),
+        presence_penalty=pick("presence_penalty", 0.0, -2, 2),
+        frequency_penalty=pick("frequency_penalty", 0.0, -2, 2),
     )
     return sampling, num_ctx
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import struct
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -66,6 +68,9 @@ def _sampling(body: dict[str, Any]) -> SamplingParams:
         # None: until the model ends its turn or the context is full (OpenAI's meaning).
         max_tokens=min(max_tokens or MAX_TOKENS, MAX_TOKENS),
         stop=list(stop or []),
+        presence_penalty=number(body, "presence_penalty", 0.0, -2, 2),
+        frequency_penalty=number(body, "frequency_penalty", 0.0, -2, 2),
+        logit_bias=_logit_bias(body),
     )
 
 
@@ -187,14 +192,52 @@ def json_schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """What this server does not do is said, never silently ignored (a client would trust it)."""
-    if isinstance(body.get("n"), int) and body["n"] > 1:
-        raise bad("Only one choice per request ('n': 1) is supported.", "unsupported_n")
-    if body.get("logprobs"):
-        raise bad("Log probabilities are not supported by localopen's server.", "unsupported_logprobs")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise bad("Log probabilities are not supported by localopen's server yet.", "unsupported_logprobs")
+    if body.get("suffix"):
+        raise bad(
+            "'suffix' (fill-in-the-middle) is not supported by localopen's server yet: send the text before "
+            "the cursor as 'prompt' alone.",
+            "unsupported_suffix",
+        )
 
 
-def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
-    """(the call, stream?, include usage in the stream?) from a request body."""
+def _choices(body: dict[str, Any], stream: bool) -> int:
+    """n: that many answers, one after another (answered whole; a stream has one)."""
+    n = body.get("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
+        raise bad("'n' must be a whole number from 1 to 8.", "invalid_value")
+    if n > 1 and stream:
+        raise bad("'n' above 1 is answered whole here: send it with 'stream': false.", "unsupported_n")
+    return n
+
+
+def _logit_bias(body: dict[str, Any]) -> dict[int, float]:
+    bias = body.get("logit_bias") or {}
+    if not isinstance(bias, dict) or len(bias) > 1024:
+        raise bad("'logit_bias' must map token ids to numbers (at most 1024).", "invalid_value")
+    out = {}
+    for key, value in bias.items():
+        if not str(key).isdigit() or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("'logit_bias' must map token ids to numbers from -100 to 100.", "invalid_value")
+        if not -100 <= value <= 100:
+            raise bad("'logit_bias' values must be from -100 to 100.", "invalid_value")
+        out[int(key)] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the answer is written back: streamed, with usage, n answers, the prompt echoed."""
+
+    stream: bool = False
+    include_usage: bool = False
+    n: int = 1
+    echo: str = ""  # /v1/completions' echo: the prompt, written before the answer
+
+
+def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, Shape]:
+    """(the call, how to write its answer) from a request body."""
     if not isinstance(body, dict):
         raise bad("The request body must be a JSON object.", "invalid_json")
     model = body.get("model")
@@ -237,7 +280,11 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, bool, bool]:
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
         raise bad("'ttl' must be a whole number of seconds (-1: keep it loaded).", "invalid_value")
     call.keep_alive = float(ttl) if ttl is not None else None
-    return call, stream, include_usage
+    echo = body.get("echo", False)
+    if not isinstance(echo, bool) or (echo and endpoint != "/v1/completions"):
+        raise bad("'echo' is true or false, for /v1/completions.", "invalid_value")
+    shape = Shape(stream, include_usage, _choices(body, stream), call.messages[0]["content"] if echo else "")
+    return call, shape
 
 
 def usage(stats: AnswerStats) -> dict[str, Any]:
@@ -352,23 +399,51 @@ class OpenAIFace:
         if not self.app.authorized(request):
             return self.unauthorized()
         try:
-            call, stream, include_usage = parse_call(await read_json(request), endpoint)
+            call, shape = parse_call(await read_json(request), endpoint)
             run = await AnswerRun.start(self.server, request, call)
         except ServingError as exc:
             return serving_error(exc)
         except ClientGone:
             return Response(status_code=499)
-        if stream:
+        if shape.stream:
             return StreamingResponse(
-                self._events(run, include_usage),
+                self._events(run, shape),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        return await self._whole(run)
+        choices, total = [], None
+        for index in range(shape.n):
+            if index:  # the next answer: another seed when one was given, so the answers differ
+                seed = call.sampling.seed
+                sampling = dataclasses.replace(call.sampling, seed=seed + index if seed is not None else None)
+                try:
+                    run = await AnswerRun.start(self.server, request, dataclasses.replace(call, sampling=sampling))
+                except ServingError as exc:
+                    return serving_error(exc)
+                except ClientGone:
+                    return Response(status_code=499)
+            answered = await self._choice(run, index, shape.echo)
+            if isinstance(answered, Response):
+                return answered
+            choices.append(answered)
+            stats = run.stats
+            total = (
+                stats
+                if total is None
+                else dataclasses.replace(
+                    total,
+                    completion_tokens=total.completion_tokens + stats.completion_tokens,
+                    reasoning_tokens=total.reasoning_tokens + stats.reasoning_tokens,
+                )
+            )
+        assert total is not None
+        kind = ("cmpl", "text_completion") if call.raw else ("chatcmpl", "chat.completion")
+        body = {"id": f"{kind[0]}-{uuid.uuid4().hex}", "object": kind[1], "created": int(run.job.record.received)}
+        return JSONResponse(body | {"model": run.model_id, "choices": choices, "usage": usage(total)})
 
-    async def _whole(self, run: AnswerRun) -> Response:
-        """One JSON body. A client that leaves before it is written frees the server at once: its
-        answer stops within one token, as a streamed one does."""
+    async def _choice(self, run: AnswerRun, index: int, echo: str) -> dict[str, Any] | Response:
+        """One answer written whole. A client that leaves before it is written frees the server at
+        once: its answer stops within one token, as a streamed one does."""
         try:
             pieces = await run.collect()
         except ClientGone:
@@ -379,25 +454,20 @@ class OpenAIFace:
         content = "".join(p.text for p in pieces if not p.reasoning and p.tool_call is None)
         reasoning = "".join(p.text for p in pieces if p.reasoning)
         calls = [p.tool_call.to_dict() for p in pieces if p.tool_call is not None]
-        created, reason = int(run.job.record.received), finish_reason(stats)
+        reason = finish_reason(stats)
         if call.raw:
-            choice: dict[str, Any] = {"index": 0, "text": reasoning + content, "finish_reason": reason}
-            body: dict[str, Any] = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion"}
-        else:
-            message: dict[str, Any] = {"role": "assistant", "content": content}
-            if reasoning:
-                message["reasoning_content"] = reasoning
-            if calls:
-                if call.parallel_calls is False:
-                    calls = calls[:1]
-                message["tool_calls"] = calls
-                message["content"] = message["content"] or None  # OpenAI: no text beside the calls
-            choice = {"index": 0, "message": message, "finish_reason": reason}
-            body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion"}
-        body |= {"created": created, "model": run.model_id, "choices": [choice], "usage": usage(stats)}
-        return JSONResponse(body)
+            return {"index": index, "text": echo + reasoning + content, "finish_reason": reason}
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if calls:
+            if call.parallel_calls is False:
+                calls = calls[:1]
+            message["tool_calls"] = calls
+            message["content"] = message["content"] or None  # OpenAI: no text beside the calls
+        return {"index": index, "message": message, "finish_reason": reason}
 
-    async def _events(self, run: AnswerRun, include_usage: bool) -> AsyncIterator[str]:
+    async def _events(self, run: AnswerRun, shape: Shape) -> AsyncIterator[str]:
         """Server-sent events. When the client goes away, the answer stops within one token:
         uvicorn drops writes to a closed connection silently, so the disconnect is watched for."""
         call = run.call
@@ -417,6 +487,8 @@ class OpenAIFace:
         try:
             if not raw:
                 yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+            elif shape.echo:
+                yield chunk({"index": 0, "text": shape.echo, "finish_reason": None})
             n_calls = 0
             async for piece in run.pieces():
                 if piece.tool_call is not None:
@@ -444,7 +516,7 @@ class OpenAIFace:
                     yield chunk({"index": 0, "text": "", "finish_reason": reason})
                 else:
                     yield chunk({"index": 0, "delta": {}, "finish_reason": reason})
-                if include_usage:
+                if shape.include_usage:
                     yield chunk(None, usage=usage(run.stats))
             yield "data: [DONE]\n\n"
         except ClientGone:

@@ -30,6 +30,7 @@ from localopen.core.gguf.header import read_header
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.core.store import library_db as core_library
 from localopen.engine.errors import (
+    BadRequestError,
     ContextTooLongError,
     EmbeddingsUnsupportedError,
     EngineDied,
@@ -516,6 +517,8 @@ def _engine_error(exc: EngineError) -> ServingError:
         return ServingError(str(exc), 400, code="context_length_exceeded")
     if isinstance(exc, ToolsUnsupportedError):
         return ServingError(str(exc), 400, code="tools_not_supported")
+    if isinstance(exc, BadRequestError):
+        return ServingError(str(exc), 400, code="invalid_value")
     if isinstance(exc, EmbeddingsUnsupportedError):
         return ServingError(str(exc), 400, code="embeddings_not_supported")
     if isinstance(exc, (TemplateError, NoTemplateError)):

@@ -94,6 +94,12 @@ class EmbeddingsUnsupportedError(EngineError):
     kind = "no_embeddings"
 
 
+class BadRequestError(EngineError):
+    """A request the loaded model cannot take as it is (a logit bias for a token it does not have)."""
+
+    kind = "bad_request"
+
+
 class EngineDied(EngineError):
     """The engine process ended without being asked to (crash, abort, out of memory, killed)."""
 
@@ -122,6 +128,7 @@ _BY_KIND: dict[str, type[EngineError]] = {
         TemplateError,
         ToolsUnsupportedError,
         EmbeddingsUnsupportedError,
+        BadRequestError,
         EngineDied,
         EngineTimeout,
         EngineUnavailable,

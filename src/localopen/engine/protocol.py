@@ -41,6 +41,9 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int = 512
     stop: list[str] = field(default_factory=list)
+    presence_penalty: float = 0.0  # OpenAI's: subtracted once from a token already in the answer
+    frequency_penalty: float = 0.0  # OpenAI's: subtracted per time the token already appeared
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
 
 
 @dataclass

@@ -38,6 +38,7 @@ from localopen.core.store.library_db import read_part_headers
 from localopen.engine import grammar, llama_log
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.errors import (
+    BadRequestError,
     ContextTooLongError,
     EmbeddingsUnsupportedError,
     EngineError,
@@ -443,6 +444,12 @@ class Worker:
         lazy = _lazy_grammar(options, traits.tool_format, tools, calls) if grammar is None else None
         generated: list[int] = []
 
+        processors = _logit_bias(sampling.logit_bias, llama_cpp.llama_vocab_n_tokens(vocab))
+        if sampling.seed is not None:
+            # The same seed gives the same text whatever came before: the prompt is evaluated whole,
+            # not partly from the cache (a split evaluation rounds differently).
+            self._clear_cache()
+
         def generate(prefix: list[int], constraint: Any) -> Any:
             return llm.generate(
                 prefix,
@@ -451,6 +458,9 @@ class Worker:
                 min_p=sampling.min_p,
                 temp=sampling.temperature,
                 repeat_penalty=sampling.repeat_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                presence_penalty=sampling.presence_penalty,
+                logits_processor=processors,
                 grammar=constraint,
             )
 
@@ -698,6 +708,26 @@ def _lazy_grammar(
         return None
     marker = next(iter(calls.fmt.start), "")
     return grammar.lazy_tool_call_gbnf(fmt, marker, tools)
+
+
+def _logit_bias(bias: dict[int, float], n_vocab: int) -> Any:
+    """OpenAI's logit_bias as a logits processor (None without one); an unknown token id is refused."""
+    if not bias:
+        return None
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    wrong = [t for t in bias if not 0 <= t < n_vocab]
+    if wrong:
+        raise BadRequestError(f"logit_bias names token ids this model does not have: {wrong[:5]} (it has {n_vocab}).")
+    ids = np.array(list(bias), dtype=np.intp)
+    values = np.array(list(bias.values()), dtype=np.float32)
+
+    def add_bias(_input_ids: Any, scores: Any) -> Any:
+        scores[ids] += values
+        return scores
+
+    return LogitsProcessorList([add_bias])
 
 
 def _piece(vocab: Any, token: int) -> bytes:
