@@ -1,11 +1,13 @@
-"""The local server's cost: generation speed and time to first token through the OpenAI API
-(streamed, the real openai client on loopback) against the same answer from the chat's own
-engine (ChatSession), same model, prompt, seed and sampling. Run by hand, with nothing else busy:
+"""The local server's cost per API shape: generation speed and time to first token of the same
+streamed answer through each API the server speaks (the real openai, anthropic and ollama clients
+on loopback) against the chat's own engine (ChatSession), same model, prompt, seed and sampling.
+The server and the direct session share one loaded model (the model store), so only the path
+differs. Run by hand, with nothing else busy:
 
     python benchmarks/api_throughput.py [MODEL.gguf] [--reps 5] [--tokens 128]
 
 MODEL defaults to the Gemma 3 270M test model (its file has no template: gemma is used).
-Targets: API tokens/s >= 0.95 x the engine's; added time to first token < 20 ms.
+Targets: each API's tokens/s >= 0.95 x the engine's; added time to first token < 20 ms.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -31,6 +35,48 @@ def rate(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
+def shapes(port: int, model: str, text: str, tokens: int) -> dict[str, Callable[[Callable[[], None]], None]]:
+    """Each API shape's streamed answer; `tick` is called at each piece of text that arrives."""
+    import anthropic
+    import ollama
+    import openai
+
+    base = f"http://127.0.0.1:{port}"
+    oai = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0)
+    claude = anthropic.Anthropic(base_url=base, api_key="none", max_retries=0)
+    olla = ollama.Client(host=base)
+    messages: Any = [{"role": "user", "content": text}]
+
+    def chat(tick: Callable[[], None]) -> None:
+        stream = oai.chat.completions.create(
+            model=model, messages=messages, max_tokens=tokens, seed=1, temperature=0.7, stream=True
+        )
+        for chunk in stream:
+            delta = chunk.choices[0].delta if chunk.choices else None
+            if delta is not None and (delta.content or (delta.model_extra or {}).get("reasoning_content")):
+                tick()
+
+    def responses(tick: Callable[[], None]) -> None:
+        stream = oai.responses.create(model=model, input=text, max_output_tokens=tokens, temperature=0.7, stream=True)
+        for event in stream:
+            if event.type in ("response.output_text.delta", "response.reasoning_text.delta"):
+                tick()
+
+    def messages_api(tick: Callable[[], None]) -> None:
+        with claude.messages.stream(model=model, max_tokens=tokens, temperature=0.7, messages=messages) as stream:
+            for event in stream:
+                if event.type == "content_block_delta":
+                    tick()
+
+    def ollama_chat(tick: Callable[[], None]) -> None:
+        options = {"num_predict": tokens, "seed": 1, "temperature": 0.7}
+        for part in olla.chat(model=model, messages=messages, stream=True, options=options):
+            if part.message.content or part.message.thinking:
+                tick()
+
+    return {"OpenAI chat": chat, "Responses": responses, "Anthropic": messages_api, "Ollama": ollama_chat}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?")
@@ -40,13 +86,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("LOCALOPEN_HOME", tempfile.mkdtemp(prefix="localopen-api-bench-"))
 
-    import openai
-
     from localopen.api.server import ApiApp, ServerConfig, ServerThread
     from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
-    from localopen.app.serving import ModelServer, RequestRecord
-    from localopen.core.records import AnswerPiece
+    from localopen.app.serving import ModelServer
     from localopen.core.store.library_db import import_file
     from localopen.engine.protocol import LoadOptions, SamplingParams
 
@@ -59,82 +102,53 @@ def main() -> int:
     ctx = AppContext()
     model = import_file(ctx.db, path)
     options = LoadOptions(n_ctx=2048, n_threads=args.threads)
-    messages = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
-    # A long enough answer every time: min_p 0 and no end of turn before the token budget is
-    # not guaranteed, so rates are per streamed token, whatever the length.
+    text = "Write a short story about a lighthouse keeper and a storm."
     sampling = SamplingParams(max_tokens=args.tokens, seed=1, temperature=0.7)
 
-    # The engine directly, as the Chat view uses it, and the same through the API, one after the
-    # other in each round (this machine's speed drifts by 10-20 % over minutes: interleaving
-    # compares like with like). Only one engine generates at a time.
+    # The engine directly, as the Chat view uses it, then the same through each API, in turns in
+    # each round (this machine's speed drifts by 10-20 % over minutes: turns compare like with like).
     session = ChatSession(ctx)
     session.load(path, options)
     template = None if session.loaded and session.loaded.has_chat_template else "gemma"
-    served: list[float] = []  # llama.cpp's own generation speed of each API answer
-
-    def on_record(record: RequestRecord) -> None:
-        if record.status == 200 and record.tokens_per_s:
-            served.append(record.tokens_per_s)
-
-    server = ModelServer(ctx, options, template=template, on_record=on_record)
+    server = ModelServer(ctx, options, template=template)
     config = ServerConfig("127.0.0.1", free_port())
     http = ServerThread(ApiApp(server, config))
     http.start()
-    client = openai.OpenAI(base_url=config.base_url, api_key="none", max_retries=0)
-    direct_rate, direct_ttft, api_rate, api_ttft = [], [], [], []
-    direct_engine: list[float] = []
+    paths = {"engine (ChatSession)": None, **shapes(config.port, model.name, text, args.tokens)}
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    firsts: dict[str, list[float]] = {name: [] for name in paths}
     try:
-        for rep in range(args.reps + 1):
-            times: list[float] = []
-            start = time.perf_counter()
+        for rep in range(args.reps + 1):  # the first round warms the caches
+            for name, answer in paths.items():
+                times: list[float] = []
 
-            def on_piece(piece: AnswerPiece, times: list[float] = times) -> None:
-                times.append(time.perf_counter())
-
-            stats = session.answer(messages, sampling, template, on_piece)
-            if rep:  # the first round warms the caches
-                direct_engine.append(stats.gen_tps or 0.0)
-                direct_rate.append(rate(times))
-                direct_ttft.append((times[0] - start) * 1000)
-
-            times = []
-            start = time.perf_counter()
-            stream = client.chat.completions.create(
-                model=model.name,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=args.tokens,
-                seed=1,
-                temperature=0.7,
-                stream=True,
-            )
-            for chunk in stream:
-                delta = chunk.choices[0].delta if chunk.choices else None
-                if delta is not None and (delta.content or (delta.model_extra or {}).get("reasoning_content")):
+                def tick(*_piece: Any, times: list[float] = times) -> None:
                     times.append(time.perf_counter())
-            if rep:
-                api_rate.append(rate(times))
-                api_ttft.append((times[0] - start) * 1000)
+
+                start = time.perf_counter()
+                if answer is None:
+                    session.answer([{"role": "user", "content": text}], sampling, template, tick)
+                else:
+                    answer(tick)
+                if rep and times:
+                    rates[name].append(rate(times))
+                    firsts[name].append((times[0] - start) * 1000)
     finally:
         session.shutdown()
         http.stop()
         server.close()
+        ctx.close_models()
 
-    d_engine, a_engine = statistics.median(direct_engine), statistics.median(served[1:])
-    d_rate, a_rate = statistics.median(direct_rate), statistics.median(api_rate)
-    d_ttft, a_ttft = statistics.median(direct_ttft), statistics.median(api_ttft)
-    print(
-        f"model: {path.name}, {args.tokens} tokens, {args.reps} reps (medians), {os.cpu_count()} CPUs, "
-        f"llama.cpp threads: {args.threads or 'physical cores'}"
-    )
-    print("                      as received              llama.cpp's own count")
-    print(f"engine (ChatSession): {d_rate:7.1f} tokens/s  {d_engine:7.1f} tokens/s, first token {d_ttft:6.1f} ms")
-    print(f"API (openai, SSE):    {a_rate:7.1f} tokens/s  {a_engine:7.1f} tokens/s, first token {a_ttft:6.1f} ms")
-    ratio, engine_ratio, added = a_rate / d_rate if d_rate else 0.0, a_engine / d_engine, a_ttft - d_ttft
-    print(
-        f"API / engine speed: {ratio:.3f} as received, {engine_ratio:.3f} as generated (target >= 0.95); "
-        f"added first-token time: {added:+.1f} ms (target < 20)"
-    )
-    return 0 if ratio >= 0.95 and added < 20 else 1
+    print(f"model: {path.name}, {args.tokens} tokens, {args.reps} rounds (medians), {os.cpu_count()} CPUs")
+    engine_rate = statistics.median(rates["engine (ChatSession)"])
+    engine_first = statistics.median(firsts["engine (ChatSession)"])
+    ok = True
+    for name in paths:
+        r, f = statistics.median(rates[name]), statistics.median(firsts[name])
+        ratio, added = r / engine_rate, f - engine_first
+        ok = ok and (name == "engine (ChatSession)" or (ratio >= 0.95 and added < 20))
+        print(f"{name:22} {r:7.1f} tokens/s ({ratio:5.3f} x engine)  first token {f:6.1f} ms ({added:+5.1f})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

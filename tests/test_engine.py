@@ -421,3 +421,44 @@ def test_an_engine_whose_llama_cpp_cannot_load_says_which_library_is_missing() -
     answer = parent.recv()
     assert isinstance(answer, Error) and answer.kind == "unavailable" and answer.request_id == 7
     assert "libgomp1" in answer.message
+
+
+APP_THAT_DIES = """
+import sys
+from localopen.engine.client import Engine
+from localopen.engine.protocol import LoadOptions, SamplingParams
+
+if __name__ == "__main__":
+    engine = Engine()
+    engine.load(sys.argv[1], LoadOptions(n_ctx=4096))
+    print(engine.process.pid, flush=True)
+    long_prompt = [{"role": "user", "content": "word " * 3000}]  # ~10 s of prompt evaluation here
+    for _ in engine.chat(long_prompt, SamplingParams(max_tokens=4), "gemma"):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_the_engine_ends_with_its_app_even_killed_mid_prompt(gemma_path: Path, tmp_path: Path) -> None:
+    """An app killed with -9 while its engine evaluates a long prompt (it neither reads nor writes
+    the pipe then): the engine is gone within seconds, not when the prompt is done."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "app.py"
+    script.write_text(APP_THAT_DIES)
+    app = subprocess.Popen([sys.executable, str(script), str(gemma_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(app.stdout.readline())
+        time.sleep(1.0)  # evaluating the prompt now
+        assert psutil.pid_exists(pid)
+        app.kill()
+        app.wait(10)
+        killed = time.monotonic()
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() - killed < 3, "the engine outlived its app"
+            time.sleep(0.1)
+    finally:
+        app.kill()

@@ -158,11 +158,23 @@ def main() -> int:
         view.start()
         client = openai.OpenAI(base_url="http://127.0.0.1:18631/v1", api_key="none", max_retries=0)
 
-        def ask() -> None:  # a program using the model, as an editor or a script would
-            for prompt in ("Write a haiku about open weights.", "What is 2 + 2?"):
-                client.chat.completions.create(
-                    model=model.stem, messages=[{"role": "user", "content": prompt}], max_tokens=24
-                )
+        def ask() -> None:  # programs using the model, as editors, agents or scripts would
+            import anthropic
+            import ollama
+
+            client.chat.completions.create(
+                model=model.stem,
+                messages=[{"role": "user", "content": "Write a haiku about open weights."}],
+                max_tokens=24,
+            )
+            anthropic.Anthropic(base_url="http://127.0.0.1:18631", api_key="none").messages.create(
+                model=model.stem, max_tokens=24, messages=[{"role": "user", "content": "What is 2 + 2?"}]
+            )
+            ollama.Client(host="http://127.0.0.1:18631").chat(
+                model=f"{model.stem}:latest",
+                messages=[{"role": "user", "content": "Hello"}],
+                options={"num_predict": 24},
+            )
             state.update(served=True)
 
         import threading

@@ -11,6 +11,7 @@ from typing import Any
 
 
 def main(conn: Any, stop_event: Any) -> None:
+    _end_with_parent()
     try:
         import llama_cpp  # noqa: F401 - load order matters, see above
     except (ImportError, OSError, RuntimeError) as exc:  # llama-cpp-python raises RuntimeError for a failed dlopen
@@ -20,6 +21,27 @@ def main(conn: Any, stop_event: Any) -> None:
     from localopen.engine.worker import worker_main
 
     worker_main(conn, stop_event)
+
+
+def _end_with_parent() -> None:
+    """The engine ends within a second of the app, even one killed with -9 in the middle of an
+    answer (the pipe's end of file is only seen at the next read). A watchdog, not Linux's
+    parent-death signal: that one fires when the thread that started the engine ends."""
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        import psutil
+
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent or not psutil.pid_exists(parent):
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def unavailable_message(error: BaseException) -> str:
