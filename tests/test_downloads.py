@@ -76,6 +76,21 @@ def test_pull_verifies_and_records(hub: FakeHub, tmp_path: Path) -> None:
     [model] = list_models(conn)
     assert model.repo == REPO and model.quant == "Q4_K_M" and model.expected_sha256
     assert verify(conn, model).ok is True
+    # Bit rot, or a bad copy with `cp -p`: one byte changed, size and modification time kept.
+    st = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(st.st_size - 10)
+        byte = fh.read(1)
+        fh.seek(st.st_size - 10)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rotten = verify(conn, model)
+    assert rotten.ok is False and "does not match the Hub's sha256" in rotten.message
+    with path.open("r+b") as fh:  # put it back
+        fh.seek(st.st_size - 10)
+        fh.write(byte)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert verify(conn, model).ok is True
     # Pulling again downloads nothing.
     before = hub.count(f"/{REPO}/resolve")
     pull(Hub(), conn, models, REPO, quant="Q4_K_M")

@@ -462,3 +462,32 @@ def test_the_engine_ends_with_its_app_even_killed_mid_prompt(gemma_path: Path, t
             time.sleep(0.1)
     finally:
         app.kill()
+
+
+def test_a_file_only_llama_cpp_rejects_is_damaged_in_every_face(tmp_path: Path) -> None:
+    """Duplicate tensor names pass the header reader; llama.cpp's loader refuses them. verify says
+    so in llama.cpp's words, and the verdict is 'damaged', never 'does not fit'."""
+    from localopen.app import library
+    from localopen.app.chat import ChatSession
+    from localopen.app.context import AppContext
+    from localopen.core.store.library_db import find, import_file
+
+    path = write_tiny_llama(tmp_path / "twin-tensors.gguf")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"blk.1.attn_q.weight")
+    data[at : at + len(b"blk.1.attn_q.weight")] = b"blk.0.attn_q.weight"
+    path.write_bytes(bytes(data))
+    ctx = AppContext()
+    import_file(ctx.db, path)  # the header reader has nothing against it
+    result = library.verify(ctx, find(ctx.db, "twin-tensors"))
+    assert result.ok is False
+    assert "damaged" in result.message and "duplicate tensor name 'blk.0.attn_q.weight'" in result.message
+    session = ChatSession(ctx)
+    with pytest.raises(EngineError, match="damaged"):
+        session.load(path, LoadOptions(n_ctx=256))
+    profile = ctx.read_profile(measure=False)
+    verdict = library.verdict_of(ctx, find(ctx.db, "twin-tensors"), profile)
+    assert verdict is not None and verdict.band == "damaged" and "duplicate tensor name" in verdict.reason
+    good = write_tiny_llama(tmp_path / "fine.gguf")
+    import_file(ctx.db, good)
+    assert "llama.cpp loads fine.gguf" in library.verify(ctx, find(ctx.db, "fine")).message

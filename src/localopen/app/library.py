@@ -7,19 +7,21 @@ work that the GUI runs off its UI thread.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
-from localopen.core.estimate.verdict import Verdict
+from localopen.core.estimate.verdict import DAMAGED, Verdict
 from localopen.core.gguf.header import GGUFError, read_header
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import Grade, evidence_from_header, grade
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
-from localopen.core.store.library_db import LibraryModel
+from localopen.core.store.library_db import LibraryModel, VerifyResult
+from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -106,6 +108,8 @@ def note_load(ctx: AppContext, path: Path | str, error: LocalopenError | None) -
     machine = ctx.machine_id()
     if error is None:
         usability.clear_load_failure(ctx.db, str(path), machine)
+    elif isinstance(error, ModelLoadError) and error.damaged:
+        usability.record_load_failure(ctx.db, str(path), machine, f"{DAMAGED}{error}")
     elif isinstance(error, (ModelLoadError, ContextTooLongError, EngineDied)) or not isinstance(error, EngineError):
         usability.record_load_failure(ctx.db, str(path), machine, str(error))
 
@@ -153,3 +157,25 @@ def resolve_model(ctx: AppContext, name: str) -> Path:
         )
     core_library.touch(ctx.db, model.path)
     return model.path
+
+
+def verify(
+    ctx: AppContext, model: LibraryModel, progress: Callable[[str, int, int], None] | None = None
+) -> VerifyResult:
+    """A model's bytes against the Hub's sha256 (read whole, never from a cache), its header, then
+    llama.cpp's own loader on it (in an engine of its own): a file llama.cpp rejects is damaged,
+    here and in every face's verdict, never "does not fit"."""
+    result = core_library.verify(ctx.db, model, progress)
+    if result.ok is False or model.missing:
+        return result
+    engine = Engine()
+    try:
+        loads = engine.check(str(model.path))
+    except ModelLoadError as exc:
+        note_load(ctx, model.path, exc)
+        return VerifyResult(False, str(exc))
+    except EngineError as exc:  # the check itself could not run (llama.cpp unavailable): say so
+        return VerifyResult(result.ok, f"{result.message} llama.cpp's check could not run: {exc}")
+    finally:
+        engine.shutdown()
+    return VerifyResult(result.ok, f"{result.message} {loads}")

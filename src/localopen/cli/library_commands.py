@@ -123,11 +123,19 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.library import scan
-    from localopen.core.store.library_db import find, verify
+    from localopen.app.library import scan, verify
+    from localopen.core.store.library_db import find
 
     scan(ctx)
-    result = verify(ctx.db, find(ctx.db, args.model))
+    shown = [-1]
+
+    def progress(part: str, done: int, size: int) -> None:
+        percent = done * 100 // max(size, 1)
+        if sys.stderr.isatty() and size > 256 * 2**20 and percent != shown[0]:
+            shown[0] = percent
+            print(f"\rReading {part}: {percent}%", end="" if percent < 100 else "\n", file=sys.stderr, flush=True)
+
+    result = verify(ctx, find(ctx.db, args.model), progress)
     print(result.message)
     return 0 if result.ok is not False else 1
 

@@ -20,6 +20,8 @@ from localopen.engine.protocol import (
     BenchParams,
     BenchProgress,
     Chat,
+    Check,
+    Checked,
     Done,
     Embed,
     Embedded,
@@ -237,6 +239,15 @@ class Engine:
             else:
                 return event.stats
         raise EngineError("The engine ended the answer without its statistics.")
+
+    def check(self, path: str, timeout: float = 600) -> str:
+        """llama.cpp's own loader on a file: its message when it loads; ModelLoadError (damaged, or
+        not for this build) when not."""
+        self._send(Check(str(path)))
+        for event in self.events(timeout):
+            assert isinstance(event, Checked)
+            return event.message
+        raise EngineError("The engine ended the check without an answer.")
 
     def embed(self, texts: list[str], truncate: bool = False) -> Embedded:
         """Embedding vectors of the texts (L2-normalised), from the loaded embedding model."""

@@ -20,9 +20,17 @@ class EngineError(LocalopenError):
 
 
 class ModelLoadError(EngineError):
-    """llama.cpp could not load the file, or no model is loaded."""
+    """llama.cpp could not load the file, or no model is loaded. `damaged`: llama.cpp rejected the
+    file itself (its tensors or metadata), as opposed to this machine (memory) or this build."""
 
     kind = "load"
+
+    def __init__(self, message: str, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+    def details(self) -> dict[str, Any]:
+        return {"damaged": self.damaged}
 
 
 class ContextTooLongError(EngineError):
@@ -142,6 +150,8 @@ def from_wire(message: str, kind: str, details: dict[str, Any]) -> EngineError:
     if cls is ContextTooLongError:
         known = ("prompt_tokens", "n_ctx", "needed", "available", "fitting_ctx")
         return ContextTooLongError(message, **{k: details.get(k) for k in known})
+    if cls is ModelLoadError:
+        return ModelLoadError(message, bool(details.get("damaged")))
     if cls is NoTemplateError:
         return NoTemplateError(
             message,

@@ -105,6 +105,13 @@ class Render(Request):
 
 
 @dataclass
+class Check(Request):
+    """Whether llama.cpp's own loader takes this file (its tensors mapped, not read; no context)."""
+
+    path: str
+
+
+@dataclass
 class Embed(Request):
     """Embedding vectors of texts (each at most one batch of tokens, or cut to it when truncate)."""
 
@@ -164,6 +171,11 @@ class Error(Event):
 
 
 @dataclass
+class Checked(Event):
+    message: str
+
+
+@dataclass
 class Embedded(Event):
     vectors: list[list[float]]  # one per text, L2-normalised (as OpenAI's and llama-server's)
     tokens: int  # the texts' tokens, all together
@@ -175,7 +187,7 @@ class Rendered(Event):
     tokens: int
 
 
-FINAL_EVENTS = (Loaded, Done, BenchDone, Rendered, Embedded)
+FINAL_EVENTS = (Loaded, Done, BenchDone, Rendered, Embedded, Checked)
 
 
 # A text token: kind byte, request id, then the UTF-8 text. A pickle starts with 0x80 (protocol 2+).

@@ -54,6 +54,8 @@ from localopen.engine.protocol import (
     BenchDone,
     BenchProgress,
     Chat,
+    Check,
+    Checked,
     Done,
     Embed,
     Embedded,
@@ -101,23 +103,32 @@ def peak_rss() -> int | None:
         return None
 
 
-def _load_error_message(lines: list[str], path: Path) -> str:
+def _load_error(lines: list[str], path: Path) -> ModelLoadError:
+    """What llama.cpp's log says of a failed load: damaged (the file itself is rejected), or this
+    machine (memory) or this build (an architecture it does not know) cannot run it."""
     for line in reversed(lines):
         m = re.search(r"unknown model architecture: '([^']+)'", line)
         if m:
-            return (
+            return ModelLoadError(
                 f"This llama.cpp build does not know the model architecture '{m.group(1)}' of {path.name}. "
                 "Updating llama-cpp-python may add support."
             )
     for line in reversed(lines):
         low = line.lower()
-        if "not within the file bounds" in low or "tensor data" in low and "file" in low:
-            return f"{path.name} is truncated or corrupt (its tensor data runs past the end of the file)."
         if "failed to allocate" in low or "unable to allocate" in low or "out of memory" in low:
-            return f"Not enough memory to load {path.name}: {line.strip()}"
-    errors = [ln.strip() for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
-    detail = f" llama.cpp said: {errors[-1]}" if errors else ""
-    return f"llama.cpp could not load {path.name}.{detail}"
+            return ModelLoadError(f"Not enough memory to load {path.name}: {line.strip()}")
+        if "not within the file bounds" in low or "tensor data" in low and "file" in low:
+            return ModelLoadError(
+                f"{path.name} is damaged: it is truncated or corrupt (its tensor data runs past the end of the file).",
+                damaged=True,
+            )
+    # llama.cpp's own words for what is wrong, not its generic last lines ("failed to load model").
+    marks = ("error", "failed", "invalid", "duplicate", "wrong", "unknown", "unsupported", "mismatch")
+    generic = ("failed to load model", "failed to read tensor info", "error loading model")
+    said = [ln.strip() for ln in lines if any(m in ln.lower() for m in marks)]
+    specific = [ln for ln in said if not any(g in ln.lower() for g in generic)]
+    reason = (specific[-1] if specific else said[-1] if said else "no reason given").split(": ", 1)[-1]
+    return ModelLoadError(f"{path.name} is damaged: llama.cpp rejects it ({reason}).", damaged=True)
 
 
 class Worker:
@@ -171,6 +182,8 @@ class Worker:
             choice, traits, switches, tools = self._prepare(request.template, request.options)
             tokens, prompt = self._tokens_for(request.messages, choice, switches, tools, request.add_generation_prompt)
             self.send(Rendered(prompt, len(tokens)))
+        elif isinstance(request, Check):
+            self.send(self._check(Path(request.path)))
         elif isinstance(request, Embed):
             self._require_model()
             self.send(self._embed(request))
@@ -262,7 +275,7 @@ class Worker:
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(_load_error_message(self.capture.lines, path)) from exc
+            raise _load_error(self.capture.lines, path) from exc
         load_ms = (time.perf_counter() - start) * 1000
         self.llm, self.header, self.path = llm, header, path
         self._pool = threadpool_for(llm.ctx, max(threads, opts.n_threads_batch or threads))
@@ -364,6 +377,24 @@ class Worker:
             self._abort_cb = _abort  # kept alive while the context may call it
         callback = self._abort_cb if on else llama_cpp.ggml_abort_callback()
         llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, ctypes.c_void_p(0))
+
+    def _check(self, path: Path) -> Checked:
+        """llama.cpp's loader on the file, as a load would run it but mapped only (weights are not
+        read or repacked, no context): duplicate or overlapping tensors, wrong shapes, unknown types
+        and architectures are its to find. The header reader's checks come first, in plain words."""
+        import llama_cpp
+
+        read_part_headers(path)
+        self.capture.clear()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0
+        params.use_mmap = True
+        params.use_extra_bufts = False
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise _load_error(self.capture.lines, path)
+        llama_cpp.llama_model_free(model)
+        return Checked(f"llama.cpp loads {path.name}.")
 
     # -- embeddings ------------------------------------------------------------------------------
     def _embed(self, request: Embed) -> Embedded:

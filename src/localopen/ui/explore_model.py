@@ -21,6 +21,7 @@ BAND_COLOURS = {
     "readable": "#ef6c00",
     "too slow": "#c62828",
     "does not fit": "#c62828",
+    "damaged": "#c62828",
 }
 # The product's question first: how open, usable here, does it fit, what can it do; then the details.
 COLUMNS = [
@@ -141,7 +142,7 @@ class ExploreModel(QAbstractTableModel):
             return row.fit.label if row.fit else ("reading this machine…" if row.source == "catalog" else "–")
         if col == "usable":
             if sort:
-                order = ["fluent", "comfortable", "readable", "too slow", "does not fit", "unknown"]
+                order = ["fluent", "comfortable", "readable", "too slow", "does not fit", "damaged", "unknown"]
                 return order.index(row.verdict.band) if row.verdict and row.verdict.band in order else 9
             return row.verdict.label if row.verdict else ""
         if col == "installed":

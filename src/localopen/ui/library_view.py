@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import library
-from localopen.app.library import LibraryEntry
+from localopen.app.library import LibraryEntry, verify
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
-from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, remove, verify
+from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, remove
 from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
@@ -156,7 +156,11 @@ class LibraryView(QWidget):
         def shown(result: VerifyResult) -> None:
             self.status.setText(f"{m.filename}: {result.message}")
 
-        run_in_background(lambda: verify(ctx.db, m), shown, self._on_error, name="verify", owner=self)
+        def checked(result: VerifyResult) -> None:
+            shown(result)
+            self.services.library_changed.emit()  # a damaged file's verdict changes
+
+        run_in_background(lambda: verify(ctx, m), checked, self._on_error, name="verify", owner=self)
 
     def delete_selected(self) -> None:
         m = self.selected()

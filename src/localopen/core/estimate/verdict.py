@@ -121,5 +121,12 @@ def predicted(fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] 
     )
 
 
+DAMAGED = "damaged: "  # a load failure's note when llama.cpp rejected the file itself
+
+
 def failed_load(message: str) -> Verdict:
+    """A load that failed here: the file is damaged (llama.cpp rejects it, whatever the machine),
+    or it does not fit or run on this machine."""
+    if message.startswith(DAMAGED):
+        return Verdict("damaged", message.removeprefix(DAMAGED), "measured")
     return Verdict("does not fit", f"the load failed here: {message}", "measured")

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 CHUNK = 8 * 2**20
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+    """The file's sha256, read whole; progress(bytes read, size) after each block."""
     digest = hashlib.sha256()
+    size, done = path.stat().st_size, 0
     with path.open("rb") as fh:
         while block := fh.read(CHUNK):
             digest.update(block)
+            done += len(block)
+            if progress is not None:
+                progress(done, size)
     return digest.hexdigest()
+
+
+def fresh_sha256(conn: sqlite3.Connection, path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+    """The sha256 of the bytes as they are now (never the cache: a flipped byte keeps the size and
+    the modification time); the cache is updated with it."""
+    path = path.resolve()
+    st = path.stat()
+    value = sha256_file(path, progress)
+    with conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+            (str(path), st.st_size, st.st_mtime_ns, value),
+        )
+    return value
 
 
 def cached_sha256(conn: sqlite3.Connection, path: Path) -> str:

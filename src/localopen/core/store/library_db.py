@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from localopen.core.errors import LocalopenError
 from localopen.core.gguf.files import is_first_part, is_gguf, model_name, parts_of, quant_of
 from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.hub.client import RemoteFile
-from localopen.core.store.hashing import cached_sha256
+from localopen.core.store.hashing import cached_sha256, fresh_sha256
 
 
 def _now() -> str:
@@ -179,7 +180,11 @@ class VerifyResult:
     message: str
 
 
-def verify(conn: sqlite3.Connection, model: LibraryModel) -> VerifyResult:
+def verify(
+    conn: sqlite3.Connection, model: LibraryModel, progress: Callable[[str, int, int], None] | None = None
+) -> VerifyResult:
+    """Every part's bytes read and hashed against the Hub's sha256 (progress(part, read, size)),
+    and the header and sizes checked; llama.cpp's own check is app/library.verify's."""
     if model.missing:
         return VerifyResult(False, f"{model.path} is missing (moved or deleted).")
     parts = parts_of(model.path)
@@ -190,20 +195,21 @@ def verify(conn: sqlite3.Connection, model: LibraryModel) -> VerifyResult:
     for part in parts:
         if not part.exists():
             return VerifyResult(False, f"Part {part.name} is missing.")
-        actual = cached_sha256(conn, part)
         want = expected.get(part.name)
+        report = (lambda done, size, name=part.name: progress(name, done, size)) if progress else None
+        actual = fresh_sha256(conn, part, report)
         if want and actual != want:
             return VerifyResult(
                 False, f"{part.name} does not match the Hub's sha256: it is damaged; delete it and download again."
             )
         checked += bool(want)
+    try:
+        read_header(model.path)  # also checks that its tensor data fits in the file
+    except LocalopenError as exc:
+        return VerifyResult(False, str(exc))
     with conn:
         conn.execute("UPDATE models SET verified_at = ? WHERE path = ?", (_now(), str(model.path)))
     if not checked:
-        try:
-            read_header(model.path)  # also checks that its tensor data fits in the file
-        except LocalopenError as exc:
-            return VerifyResult(False, str(exc))
         return VerifyResult(None, "No sha256 from the Hub is known for this file; its header and size check out.")
     return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
 
