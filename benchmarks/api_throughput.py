@@ -63,7 +63,10 @@ def shapes(port: int, model: str, text: str, tokens: int) -> dict[str, Callable[
                 tick()
 
     def messages_api(tick: Callable[[], None]) -> None:
-        with claude.messages.stream(model=model, max_tokens=tokens, temperature=0.7, messages=messages) as stream:
+        # extra_body: this SDK version's stream() takes no temperature argument
+        with claude.messages.stream(
+            model=model, max_tokens=tokens, messages=messages, extra_body={"temperature": 0.7}
+        ) as stream:
             for event in stream:
                 if event.type == "content_block_delta":
                     tick()

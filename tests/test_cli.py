@@ -139,3 +139,18 @@ def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
     proc.stdout.close()  # the reader is gone before the first line (the table fits in a pipe's buffer)
     _, err = proc.communicate(timeout=60)
     assert err.decode() == "" and proc.returncode in (0, 141)
+
+
+def test_a_models_folder_that_is_a_file_and_a_malformed_hub_address_are_said_in_words(tmp_path: Path) -> None:
+    import os
+
+    not_a_folder = tmp_path / "models.txt"
+    not_a_folder.write_text("a file")
+    assert run("settings", "models_dir", str(not_a_folder)).returncode == 0
+    out = run("pull", "someone/some-model-GGUF")
+    assert out.returncode == 1 and "names a file, not a folder" in out.stderr and "Traceback" not in out.stderr
+    assert "unexpected" not in out.stderr.lower()
+    run("settings", "--unset", "models_dir")
+    out = run("pull", "someone/some-model-GGUF", env={**os.environ, "HF_ENDPOINT": "http://[::1", "HF_HUB_OFFLINE": ""})
+    assert out.returncode == 1 and "HF_ENDPOINT is not a usable address" in out.stderr
+    assert "unexpected" not in out.stderr.lower()

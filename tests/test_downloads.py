@@ -400,3 +400,19 @@ def test_a_catalog_pattern_downloads_exactly_its_quantization() -> None:
     files = [RemoteFile("r/x", n, 10, "ab" * 32) for n in ("m-Q6_K_L.gguf", "m-Q6_K.gguf", "m-BF16.gguf", "m-F16.gguf")]
     assert [f.filename for f in choose_files(files, pattern="*Q6_K*.gguf")] == ["m-Q6_K.gguf"]
     assert [f.filename for f in choose_files(files, pattern="*F16*.gguf")] == ["m-F16.gguf"]
+
+
+def test_a_file_found_in_a_shared_models_folder_is_never_deleted_unasked(tmp_path: Path, tiny_gguf: Path) -> None:
+    """Another program's GGUF in the models folder is listed as found; rm forgets it and the file
+    stays, unless the person asks for the file itself (--delete-file)."""
+    models = tmp_path / "shared"
+    theirs = models / "other-app" / "theirs.gguf"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(tiny_gguf.read_bytes())
+    subprocess.run([*exe(), "settings", "models_dir", str(models)], check=True, capture_output=True)
+    listed = json.loads(subprocess.run([*exe(), "models", "--json"], capture_output=True, text=True).stdout)
+    assert [m["source"] for m in listed if m["filename"] == "theirs.gguf"] == ["found"]
+    out = subprocess.run([*exe(), "rm", "-y", "theirs"], capture_output=True, text=True)
+    assert out.returncode == 0 and "stays" in out.stdout and theirs.exists()
+    out = subprocess.run([*exe(), "rm", "-y", "--delete-file", "theirs"], capture_output=True, text=True)
+    assert out.returncode == 0 and "Deleted" in out.stdout and not theirs.exists()

@@ -157,3 +157,22 @@ def test_a_display_nothing_answers_on_is_said_in_words(monkeypatch: pytest.Monke
         monkeypatch.setenv("DISPLAY", f"127.0.0.1:{n}.0")
         assert platform_check.display_problem("") is None
     assert platform_check.display_problem("offscreen") is None  # a headless platform needs no display
+
+
+def test_versions_are_read_where_a_bundle_has_no_package_metadata(tmp_path, monkeypatch) -> None:
+    """A frozen bundle ships modules without their dist-info: diagnostics must not say 'not
+    installed' for a module that is there (it reads the version the module states)."""
+    from localopen.app.diagnostics import _version
+    from localopen.core.versions import package_version
+
+    module = tmp_path / "bundled_thing"
+    module.mkdir()
+    (module / "__init__.py").write_text('"""A module without metadata."""\n__version__ = "6.10.1"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_version("bundled-thing", "bundled_thing") == "6.10.1"
+    assert _version("bundled-thing", "bundled_thing") == "6.10.1"
+    assert package_version("no-such-distribution", "no_such_module") is None
+    assert _version("no-such-distribution", "no_such_module") == "not installed"
+    import PySide6
+
+    assert _version("PySide6", "PySide6") == PySide6.__version__

@@ -423,8 +423,44 @@ def test_the_calibration_waits_for_busy_engines_and_remeasures_what_they_overlap
     assert "measured again" in caplog.text
 
 
-def _busy_until(ctx: AppContext, release: threading.Event) -> None:
+def test_the_calibration_gives_way_at_once_to_a_chat_that_starts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person's first chat starting while the calibration measures: the measurement stops at
+    once (the chat runs at full speed) and is made again once the chat is done."""
+    monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
+    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    ctx = _ctx_with_profile()
+    session = BenchmarkSession(ctx)
+    runs = []
+    real_measure = session.measure
+    release = threading.Event()
+
+    def measure(path, options, params, **kwargs):  # a chat starts as the first model is loaded
+        def on_progress(_what) -> None:
+            if len(runs) == 0 and not release.is_set():
+                started = threading.Event()
+                threading.Thread(target=lambda: _busy_until(ctx, release, started), daemon=True).start()
+                started.wait(5)
+
+        run = real_measure(path, options, params, on_progress=on_progress)
+        runs.append(run)
+        if len(runs) == 1:
+            release.set()  # the chat ends
+        return run
+
+    monkeypatch.setattr(session, "measure", measure)
+    with caplog.at_level(logging.INFO, logger="localopen.calibration"):
+        calibrations.calibrate(ctx, session)
+    assert runs[0].aborted and not runs[0].results  # stopped before measuring anything
+    assert not any(r.aborted for r in runs[1:]) and len(runs) == len(TINY_SHAPES) + 1
+    assert calibrations.current(ctx) is not None and "gave way" in caplog.text
+
+
+def _busy_until(ctx: AppContext, release: threading.Event, started: threading.Event | None = None) -> None:
     with ctx.activity.busy():
+        if started is not None:
+            started.set()
         release.wait(60)
 
 

@@ -430,3 +430,26 @@ def test_echo_n_and_suffix(running: Running) -> None:
         running.client.chat.completions.create(model="thinker", messages=USER, n=2, stream=True)
     with pytest.raises(openai.BadRequestError, match="fill-in-the-middle"):
         running.client.completions.create(model="tiny", prompt="def f(", suffix="    return x", max_tokens=4)
+
+
+def test_log_probabilities_in_chat_and_completions(running: Running) -> None:
+    reply = running.client.chat.completions.create(
+        model="tiny", messages=USER, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3
+    )
+    entries = reply.choices[0].logprobs.content
+    assert len(entries) == reply.usage.completion_tokens
+    assert "".join(e.token for e in entries) == reply.choices[0].message.content
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3
+        assert [t.logprob for t in e.top_logprobs] == sorted((t.logprob for t in e.top_logprobs), reverse=True)
+        assert e.token == e.top_logprobs[0].token  # greedy: the likeliest token is the one chosen
+        assert bytes(e.bytes).decode("utf-8", "replace") == e.token
+    streamed = running.client.chat.completions.create(
+        model="tiny", messages=USER, max_tokens=6, temperature=0, logprobs=True, stream=True
+    )
+    seen = [e for chunk in streamed for c in chunk.choices if c.logprobs for e in c.logprobs.content]
+    assert [e.token for e in seen] == [e.token for e in entries]  # the same answer, token by token
+    old = running.client.completions.create(model="tiny", prompt="abc", max_tokens=5, temperature=0, logprobs=2)
+    legacy = old.choices[0].logprobs
+    assert "".join(legacy.tokens) == old.choices[0].text and len(legacy.top_logprobs[0]) == 2
+    assert legacy.text_offset[0] == 0 and all(lp <= 0 for lp in legacy.token_logprobs)

@@ -69,3 +69,27 @@ def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> Non
     db.write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(StorageError, match="move it aside"):
         connect(db)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill the disk")
+def test_a_log_that_cannot_be_written_is_said_once_never_as_tracebacks(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from localopen.core.logs import setup_logging
+    from localopen.core.paths import AppPaths
+
+    paths = AppPaths(data=tmp_path / "data", cache=tmp_path / "cache", logs=tmp_path / "logs", config=tmp_path)
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    try:
+        setup_logging(paths, "full.log")
+        handler = next(h for h in root.handlers if getattr(h, "baseFilename", "").endswith("full.log"))
+        handler.stream = open("/dev/full", "w")  # noqa: SIM115 - every write fails: disk full
+        for n in range(40):
+            logging.getLogger("localopen.test").warning("message %s", n)
+        err = capfd.readouterr().err
+        assert err.count("cannot write its log") == 1 and "Logging error" not in err and "Traceback" not in err
+    finally:
+        root.handlers[:] = saved

@@ -70,6 +70,11 @@ def test_every_section_opens_offline_without_a_request(window: MainWindow, qtbot
         hub.stop()
 
 
+def test_the_window_has_localopen_s_icon(window: MainWindow) -> None:
+    icon = window.windowIcon()
+    assert not icon.isNull() and not icon.pixmap(64, 64).isNull()  # the SVG renders
+
+
 def test_every_control_has_an_accessible_name(window: MainWindow) -> None:
     for name in SECTIONS:
         window.goto(name)

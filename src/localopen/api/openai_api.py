@@ -71,6 +71,7 @@ def _sampling(body: dict[str, Any]) -> SamplingParams:
         presence_penalty=number(body, "presence_penalty", 0.0, -2, 2),
         frequency_penalty=number(body, "frequency_penalty", 0.0, -2, 2),
         logit_bias=_logit_bias(body),
+        logprobs=_logprobs(body),
     )
 
 
@@ -192,8 +193,6 @@ def json_schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """What this server does not do is said, never silently ignored (a client would trust it)."""
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise bad("Log probabilities are not supported by localopen's server yet.", "unsupported_logprobs")
     if body.get("suffix"):
         raise bad(
             "'suffix' (fill-in-the-middle) is not supported by localopen's server yet: send the text before "
@@ -210,6 +209,39 @@ def _choices(body: dict[str, Any], stream: bool) -> int:
     if n > 1 and stream:
         raise bad("'n' above 1 is answered whole here: send it with 'stream': false.", "unsupported_n")
     return n
+
+
+def _logprobs(body: dict[str, Any]) -> int | None:
+    """How many likeliest tokens to report beside each token's log probability; None: no logprobs.
+    Chat: logprobs true with top_logprobs 0-20; completions: logprobs 0-5 (the older shape)."""
+    value, top = body.get("logprobs"), body.get("top_logprobs")
+    if value is None or value is False:
+        if top is not None:
+            raise bad("'top_logprobs' needs 'logprobs': true.", "invalid_value")
+        return None
+    if value is True:
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
+            raise bad("'top_logprobs' must be a whole number from 0 to 20.", "invalid_value")
+        return top or 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
+        raise bad(
+            "'logprobs' must be true or false (chat), or a whole number from 0 to 5 (completions).", "invalid_value"
+        )
+    return value
+
+
+def legacy_logprobs(entries: list[dict[str, Any]], start: int = 0) -> dict[str, Any]:
+    """/v1/completions' older logprobs shape, from OpenAI's per-token entries."""
+    offsets, at = [], start
+    for e in entries:
+        offsets.append(at)
+        at += len(e["token"])
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+        "text_offset": offsets,
+    }
 
 
 def _logit_bias(body: dict[str, Any]) -> dict[int, float]:
@@ -455,8 +487,12 @@ class OpenAIFace:
         reasoning = "".join(p.text for p in pieces if p.reasoning)
         calls = [p.tool_call.to_dict() for p in pieces if p.tool_call is not None]
         reason = finish_reason(stats)
+        entries = [e for p in pieces for e in p.logprobs or []]
         if call.raw:
-            return {"index": index, "text": echo + reasoning + content, "finish_reason": reason}
+            choice: dict[str, Any] = {"index": index, "text": echo + reasoning + content, "finish_reason": reason}
+            if call.sampling.logprobs is not None:
+                choice["logprobs"] = legacy_logprobs(entries, len(echo))
+            return choice
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning:
             message["reasoning_content"] = reasoning
@@ -465,7 +501,10 @@ class OpenAIFace:
                 calls = calls[:1]
             message["tool_calls"] = calls
             message["content"] = message["content"] or None  # OpenAI: no text beside the calls
-        return {"index": index, "message": message, "finish_reason": reason}
+        answer: dict[str, Any] = {"index": index, "message": message, "finish_reason": reason}
+        if call.sampling.logprobs is not None:
+            answer["logprobs"] = {"content": entries, "refusal": None}
+        return answer
 
     async def _events(self, run: AnswerRun, shape: Shape) -> AsyncIterator[str]:
         """Server-sent events. When the client goes away, the answer stops within one token:
@@ -484,6 +523,7 @@ class OpenAIFace:
             return f"data: {json.dumps(base | {'choices': [choice] if choice else []} | extra)}\n\n"
 
         finished = False
+        offset = len(shape.echo)  # completions' text_offset of the next token
         try:
             if not raw:
                 yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
@@ -502,10 +542,17 @@ class OpenAIFace:
                         yield chunk({"index": 0, "delta": {"tool_calls": [args]}, "finish_reason": None})
                         n_calls += 1
                 elif raw:
-                    yield chunk({"index": 0, "text": piece.text, "finish_reason": None})
+                    part: dict[str, Any] = {"index": 0, "text": piece.text, "finish_reason": None}
+                    if piece.logprobs:
+                        part["logprobs"] = legacy_logprobs(piece.logprobs, offset)
+                        offset += sum(len(e["token"]) for e in piece.logprobs)
+                    yield chunk(part)
                 else:
                     key = "reasoning_content" if piece.reasoning else "content"
-                    yield chunk({"index": 0, "delta": {key: piece.text}, "finish_reason": None})
+                    part = {"index": 0, "delta": {key: piece.text}, "finish_reason": None}
+                    if piece.logprobs:
+                        part["logprobs"] = {"content": piece.logprobs, "refusal": None}
+                    yield chunk(part)
             finished = True
             if run.error is not None:
                 error = {"message": str(run.error), "type": run.error.kind, "code": run.error.code}

@@ -18,19 +18,36 @@ class EngineActivity:
         self._changed = threading.Condition()
         self._busy = 0
         self._started = 0  # how many busy spells have begun, ever: an overlap shows as a change
+        self._listeners: list[Callable[[], None]] = []
 
     @contextmanager
     def busy(self) -> Iterator[None]:
-        """Mark one engine busy for the length of the block (an answer, a benchmark)."""
+        """Mark one engine busy for the length of the block (a load, an answer, a benchmark)."""
         with self._changed:
             self._busy += 1
             self._started += 1
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
         try:
             yield
         finally:
             with self._changed:
                 self._busy -= 1
                 self._changed.notify_all()
+
+    def on_busy(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` whenever an engine becomes busy (on that engine's thread); returns the
+        function that stops listening. The calibration yields to a person's chat this way."""
+        with self._changed:
+            self._listeners.append(listener)
+
+        def stop_listening() -> None:
+            with self._changed:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return stop_listening
 
     @property
     def is_busy(self) -> bool:

@@ -46,6 +46,7 @@ class BenchmarkSession:
         self.ctx = ctx
         self._engine: Engine | None = None
         self._stopped = threading.Event()
+        self._interrupted = threading.Event()  # this measurement only (the calibration gives way)
 
     def stopped(self) -> bool:
         """Whether stop() was asked since the run began."""
@@ -57,6 +58,17 @@ class BenchmarkSession:
         engine = self._engine
         if engine is not None:
             engine.stop()
+
+    def interrupt(self) -> None:
+        """Stop the measurement in progress, or the next one, (it comes back aborted) without
+        stopping the run; clear_interrupt() before listening for a reason to interrupt."""
+        self._interrupted.set()
+        engine = self._engine
+        if engine is not None:
+            engine.stop()
+
+    def clear_interrupt(self) -> None:
+        self._interrupted.clear()
 
     def kill(self) -> None:
         """Last resort at quit: end the engine process now."""
@@ -127,14 +139,14 @@ class BenchmarkSession:
                 on_load(None)
             if on_progress is not None:
                 on_progress(run.load)
-            if self._stopped.is_set():
+            if self._stopped.is_set() or self._interrupted.is_set():
                 run.aborted = True
                 return run
             for event in engine.bench(params):
                 if isinstance(event, BenchProgress) and on_progress is not None:
                     on_progress(event.message)
                 elif isinstance(event, BenchDone):
-                    run.results, run.aborted = event.results, event.aborted
+                    run.results, run.aborted = event.results, event.aborted or self._interrupted.is_set()
         finally:
             self._engine = None
             engine.shutdown()

@@ -13,8 +13,8 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from localopen.core.estimate.inputs import file_features
 from localopen.core.estimate.speed import Calibration, Sample, fit
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.shapes import DenseShape, write_shape
+from localopen.core.versions import package_version
 from localopen.engine.protocol import BenchParams, LoadOptions
 
 if TYPE_CHECKING:  # reading a calibration must not load the engine client
@@ -59,11 +60,9 @@ class CalibrationError(LocalopenError):
 
 
 def llama_cpp_version() -> str:
-    """The installed llama.cpp build (from the package metadata: llama_cpp is not imported here)."""
-    try:
-        return metadata.version("llama_cpp_python")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The installed llama.cpp build (from the package, or its module's source in a bundle:
+    llama_cpp is not imported here)."""
+    return package_version("llama_cpp_python", "llama_cpp") or "unknown"
 
 
 def current(ctx: AppContext) -> Calibration | None:
@@ -111,22 +110,39 @@ def _measure_alone(
     what: str,
 ) -> BenchRun:
     """Measure with no other engine working: wait while a chat, the server or a benchmark is
-    busy, and measure again when one started meanwhile (it would have taught a wrong speed)."""
+    busy; when one starts meanwhile, stop this measurement at once (the person's chat runs at full
+    speed) and measure again once it is done (an overlap would have taught a wrong speed)."""
     run: BenchRun | None = None
-    for _ in range(MAX_TRIES):
+    tries = 0
+    while tries < MAX_TRIES:
         if ctx.activity.is_busy and on_progress is not None:
-            on_progress(f"Calibration waits while a model is answering or being benchmarked ({what} next)…")
+            on_progress(f"Calibration waits while a model is loading, answering or being benchmarked ({what} next)…")
         ctx.activity.wait_idle(session.stopped)
         if session.stopped():
             raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
         if on_progress is not None:
             on_progress(f"Calibrating this machine: {what}")
         mark = ctx.activity.mark()
-        run = session.measure(path, options, params)
+        yielded = threading.Event()
+
+        def give_way(yielded: threading.Event = yielded) -> None:
+            yielded.set()
+            session.interrupt()
+
+        session.clear_interrupt()
+        stop_listening = ctx.activity.on_busy(give_way)
+        try:
+            run = session.measure(path, options, params)
+        finally:
+            stop_listening()
+        if yielded.is_set() and not session.stopped():
+            log.info("Calibration %s gave way to another engine's work: measured again later", path.name)
+            continue  # not a try: what was measured (if anything) overlapped a person's work
         if run.aborted:
             raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
         if not ctx.activity.overlapped(mark):
             return run
+        tries += 1
         log.info("Calibration %s overlapped another engine's work: measured again", path.name)
     assert run is not None
     log.warning("Calibration %s kept overlapping other work: its last measurement is used", path.name)

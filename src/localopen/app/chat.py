@@ -139,7 +139,8 @@ class ChatSession:
         let go. A failed load is remembered: the verdict says the model does not fit here."""
         self.release()
         try:
-            resident = self.ctx.models.acquire(path, options, self, self.kind, keep_alive)
+            with self.ctx.activity.busy():  # a load works the machine too (the calibration waits)
+                resident = self.ctx.models.acquire(path, options, self, self.kind, keep_alive)
         except LocalopenError as exc:
             library.note_load(self.ctx, path, exc)
             raise

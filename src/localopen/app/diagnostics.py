@@ -8,22 +8,19 @@ import platform
 import re
 import sys
 from collections import deque
-from importlib import metadata
 
 from localopen import __version__
 from localopen.app.context import AppContext
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.logs import log_path
+from localopen.core.versions import package_version
 
 LOG_LINES = 40
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+def _version(distribution: str, module: str) -> str:
+    return package_version(distribution, module, may_import=True) or "not installed"
 
 
 def redact(text: str) -> str:
@@ -41,8 +38,9 @@ def diagnostics(ctx: AppContext, extra: list[str] | None = None) -> str:
     lines = [
         f"localopen {__version__}",
         f"Python {sys.version.split()[0]} on {platform.platform()} ({hw.arch})",
-        f"llama-cpp-python {_version('llama-cpp-python')}; backends: {', '.join(hw.llama_backends) or 'none'}",
-        f"huggingface_hub {_version('huggingface_hub')}; PySide6 {_version('PySide6')}",
+        f"llama-cpp-python {_version('llama-cpp-python', 'llama_cpp')}; "
+        f"backends: {', '.join(hw.llama_backends) or 'none'}",
+        f"huggingface_hub {_version('huggingface_hub', 'huggingface_hub')}; PySide6 {_version('PySide6', 'PySide6')}",
         f"CPU: {hw.cpu_model}, {hw.cores_physical} cores; RAM {human_bytes(hw.ram_total)}; GPU: {gpus}",
         f"Offline: {'yes' if ctx.settings.offline else 'no'}; models folder: {ctx.models_dir}",
         *(extra or []),

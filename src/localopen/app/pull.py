@@ -68,6 +68,11 @@ def pull(
     should_stop: Callable[[], bool] | None = None,
 ) -> Path:
     """Download (or resume) a model; returns the path to load (the first part of a split model)."""
+    if models_dir.exists() and not models_dir.is_dir():
+        raise LocalopenError(
+            f"The models folder setting names a file, not a folder: {models_dir}. Choose a folder with "
+            "`localopen settings models_dir PATH` (or the app's settings)."
+        )
     files = hub.files(repo)
     record_hub_files(conn, files)
     chosen = choose_files(files, quant, filename, pattern)

@@ -142,16 +142,25 @@ def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.library import scan
-    from localopen.core.store.library_db import find, remove
+    from localopen.core.store.library_db import find, owns_file, remove
 
     scan(ctx)
     model = find(ctx.db, args.model)
-    if not args.yes and sys.stdin.isatty():
+    owned = owns_file(model, ctx.models_dir)
+    delete_file = owned or args.delete_file
+    if not owned and not args.delete_file and not args.yes and sys.stdin.isatty():
+        # A file localopen did not download (found in a shared folder, or imported): ask.
+        answer = input(
+            f"{model.filename} was {model.source} here, not downloaded by localopen; it may be another program's. "
+            "Delete the file itself too? [y/N] "
+        )
+        delete_file = answer.strip().lower() in ("y", "yes")
+    elif owned and not args.yes and sys.stdin.isatty():
         answer = input(f"Delete {model.filename} ({human_bytes(model.size)})? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.")
             return 0
-    print(remove(ctx.db, model, ctx.models_dir))
+    print(remove(ctx.db, model, ctx.models_dir, delete_file))
     return 0
 
 
@@ -214,9 +223,14 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("rm", help="delete a downloaded model and its partial downloads")
+    p = sub.add_parser(
+        "rm", help="delete a downloaded model and its partial downloads (an imported or found one is forgotten)"
+    )
     p.add_argument("model")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument(
+        "--delete-file", action="store_true", help="also delete the file of a model localopen did not download"
+    )
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("search", help="search GGUF repositories on the Hub, with provisional grades")

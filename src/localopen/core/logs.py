@@ -7,6 +7,7 @@ unless asked (`stderr_level`). Tracebacks of unexpected errors go to the file, n
 from __future__ import annotations
 
 import logging
+import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -15,6 +16,22 @@ from localopen.core.paths import AppPaths
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 MAX_BYTES = 2 * 2**20
 BACKUPS = 3
+
+
+class _LogFile(RotatingFileHandler):
+    """The log file, which may stop being writable (a full disk, a folder made read-only): said
+    once in one plain line, then logging goes quiet. Never Python's "--- Logging error ---" with a
+    traceback for every message."""
+
+    told = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if not self.told:
+            self.told = True
+            reason = sys.exc_info()[1]
+            sys.stderr.write(
+                f"localopen: cannot write its log at {self.baseFilename} ({reason}); going on without it.\n"
+            )
 
 
 def setup_logging(paths: AppPaths, filename: str = "localopen.log", stderr_level: int | None = None) -> Path | None:
@@ -29,7 +46,7 @@ def setup_logging(paths: AppPaths, filename: str = "localopen.log", stderr_level
     root.setLevel(logging.INFO)
     try:
         paths.logs.mkdir(parents=True, exist_ok=True)
-        file_handler = RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+        file_handler = _LogFile(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
     except OSError:
         root.addHandler(logging.NullHandler())
         return None

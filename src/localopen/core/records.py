@@ -114,6 +114,9 @@ class AnswerPiece:
     text: str
     reasoning: bool = False
     tool_call: ToolCall | None = None
+    # The log probabilities of the tokens that produced this piece, when asked (OpenAI's shape:
+    # token, logprob, bytes, top_logprobs).
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -235,7 +235,7 @@ class Engine:
         for event in self.chat(messages, sampling, template, options):
             if isinstance(event, Token):
                 if on_piece is not None:
-                    on_piece(AnswerPiece(event.text, event.reasoning, event.tool_call))
+                    on_piece(AnswerPiece(event.text, event.reasoning, event.tool_call, event.logprobs))
             else:
                 return event.stats
         raise EngineError("The engine ended the answer without its statistics.")

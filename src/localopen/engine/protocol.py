@@ -44,6 +44,7 @@ class SamplingParams:
     presence_penalty: float = 0.0  # OpenAI's: subtracted once from a token already in the answer
     frequency_penalty: float = 0.0  # OpenAI's: subtracted per time the token already appeared
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    logprobs: int | None = None  # None: none; k: each token's log probability and the k likeliest
 
 
 @dataclass
@@ -145,6 +146,7 @@ class Token(Event):
     text: str
     reasoning: bool = False  # part of the model's thinking, not of its answer
     tool_call: ToolCall | None = None  # a whole tool call the model made (text is then empty)
+    logprobs: list[dict[str, Any]] | None = None  # asked for: the tokens' log probabilities
 
 
 @dataclass
@@ -196,7 +198,7 @@ _ANSWER_TEXT, _REASONING_TEXT = 1, 2
 
 
 def event_bytes(event: Event) -> bytes:
-    if isinstance(event, Token) and event.tool_call is None:
+    if isinstance(event, Token) and event.tool_call is None and event.logprobs is None:
         kind = _REASONING_TEXT if event.reasoning else _ANSWER_TEXT
         return _TEXT_TOKEN.pack(kind, event.request_id) + event.text.encode("utf-8", "surrogatepass")
     return pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL)

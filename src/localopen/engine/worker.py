@@ -144,6 +144,7 @@ class Worker:
         self._pool: Threadpool | None = None  # the loaded context's threadpool
         self._request_id = 0
         self._calls: ToolCallStream | None = None  # the answer in progress's tool-call parser
+        self._logprobs: list[dict[str, Any]] = []  # asked for: tokens' log probabilities not sent yet
         self._n_calls = 0
 
     def send(self, event: Event) -> None:
@@ -463,6 +464,7 @@ class Worker:
             keep=calls.fmt.markers if calls is not None else (),
         )
         self._calls, self._n_calls = calls, 0
+        self._logprobs = []
         llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
         vocab = llm._model.vocab  # noqa: SLF001 - token attributes and pieces
@@ -512,6 +514,8 @@ class Worker:
                 clock.last = time.perf_counter()
                 n_gen += 1
                 control = bool(llama_cpp.llama_vocab_get_attr(vocab, token) & hidden)
+                if sampling.logprobs is not None and not control:
+                    self._logprobs.append(_token_logprobs(llm, vocab, token, sampling.logprobs))
                 pieces = stream.feed(decoder.decode(_piece(vocab, token)), control)
                 self._send_pieces(pieces, stream, clock)
                 if stream.stopped:
@@ -529,6 +533,9 @@ class Worker:
             self._send_pieces(stream.feed(decoder.decode(b"", final=True)) + stream.finish(), stream, clock)
             if calls is not None:
                 self._send_pieces(calls.finish(), stream, clock, split=False)
+            if self._logprobs:  # tokens whose text the stream held back (and then dropped)
+                self.send(Token("", logprobs=self._logprobs))
+                self._logprobs = []
         except RuntimeError as exc:
             if not self.stop_event.is_set():
                 raise EngineError(f"Generation failed: {exc}") from exc
@@ -590,11 +597,15 @@ class Worker:
         if split and self._calls is not None:
             pieces = [out for p in pieces for out in ([p] if p.reasoning else self._calls.feed(p.text))]
         for piece in pieces:
+            # The log probabilities of the tokens so far go with the next piece sent.
+            logprobs, self._logprobs = (self._logprobs or None), []
             if piece.tool_call is not None:
                 self._n_calls += 1
-                self.send(Token("", False, piece.tool_call))
+                self.send(Token("", False, piece.tool_call, logprobs))
             elif piece.text:
-                self.send(Token(piece.text, piece.reasoning))
+                self.send(Token(piece.text, piece.reasoning, logprobs=logprobs))
+            else:
+                self._logprobs = logprobs or []
         clock.attribute(pieces, stream.in_reasoning)
 
     def _clear_cache(self) -> None:
@@ -759,6 +770,28 @@ def _logit_bias(bias: dict[int, float], n_vocab: int) -> Any:
         return scores
 
     return LogitsProcessorList([add_bias])
+
+
+def _token_logprobs(llm: Any, vocab: Any, token: int, top: int) -> dict[str, Any]:
+    """OpenAI's logprobs entry for a generated token: its log probability under the model's
+    distribution (before temperature and truncation), and the `top` likeliest tokens'."""
+    import llama_cpp
+    import numpy as np
+
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+    peak = float(logits.max())
+    log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+
+    def entry(token_id: int) -> dict[str, Any]:
+        raw = _piece(vocab, token_id)
+        text = raw.decode("utf-8", errors="replace")
+        return {"token": text, "logprob": float(logits[token_id]) - log_total, "bytes": list(raw)}
+
+    out = entry(token)
+    best = np.argpartition(-logits, top)[:top] if 0 < top < n_vocab else np.arange(0)
+    out["top_logprobs"] = [entry(int(t)) for t in sorted(best, key=lambda t: -logits[t])]
+    return out
 
 
 def _piece(vocab: Any, token: int) -> bytes:

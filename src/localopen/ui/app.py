@@ -74,9 +74,10 @@ def run_app(argv: list[str] | None = None) -> int:
     QApplication.setDesktopFileName("localopen")
     _install_crash_handlers(log_file)
 
-    from localopen.ui.main_window import MainWindow
+    from localopen.ui.main_window import MainWindow, app_icon
     from localopen.ui.services import Services
 
+    QApplication.setWindowIcon(app_icon())  # dialogs and the task bar too
     try:
         services = Services()
     except LocalopenError as exc:

@@ -23,7 +23,7 @@ from localopen.app import library
 from localopen.app.library import LibraryEntry, verify
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
-from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, remove
+from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, owns_file, remove
 from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
@@ -166,10 +166,11 @@ class LibraryView(QWidget):
         m = self.selected()
         if m is None:
             return
+        ctx = self.services.ctx
         what = (
-            "forget this imported model (the file stays)"
-            if m.source == "imported"
-            else f"delete {m.filename} ({human_bytes(m.size)}) and its partial downloads"
+            f"delete {m.filename} ({human_bytes(m.size)}) and its partial downloads"
+            if owns_file(m, ctx.models_dir)
+            else f"forget this {m.source} model (localopen did not download it: the file stays)"
         )
         answer = QMessageBox.question(self, "Delete model", f"Really {what}?")
         if answer == QMessageBox.StandardButton.Yes:

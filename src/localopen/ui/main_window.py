@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -33,12 +33,20 @@ from localopen.ui.services import Services
 SECTIONS = ["Explore", "Library", "Chat", "Compare", "Local server", "This machine"]
 
 
+def app_icon() -> QIcon:
+    """localopen's icon (SVG, sharp at every size), from the package's resources."""
+    from importlib import resources
+
+    return QIcon(str(resources.files("localopen.resources") / "icons" / "localopen.svg"))
+
+
 class MainWindow(QMainWindow):
     summary_shown = Signal(object)  # the SummaryDialog, once open
 
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.setWindowTitle("localopen — open models on this machine")
+        self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.services = services
         self.views: dict[str, QWidget] = {}

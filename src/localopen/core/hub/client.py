@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -61,7 +62,16 @@ def is_offline(offline_setting: bool = False) -> bool:
 
 
 def endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
+    """HF_ENDPOINT (else the Hub), checked: a malformed one is said in words before any request."""
+    value = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        _ = parts.port  # an unclosed [ or a port that is not a number raises here
+    except ValueError as exc:
+        raise HubError(f"HF_ENDPOINT is not a usable address ({value!r}: {exc}). Fix or unset it.") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HubError(f"HF_ENDPOINT must be an http(s) address such as https://huggingface.co, not {value!r}.")
+    return value
 
 
 def token() -> str | None:
@@ -120,9 +130,10 @@ class Hub:
             raise OfflineError("localopen is offline (offline setting or HF_HUB_OFFLINE): no Hub request made.")
 
     def _api(self) -> Any:
+        address = endpoint()  # checked before huggingface_hub reads HF_ENDPOINT at its import
         from huggingface_hub import HfApi
 
-        return HfApi(endpoint=endpoint(), token=token() or False)
+        return HfApi(endpoint=address, token=token() or False)
 
     def _call(self, what: str, call: Callable[[], _T]) -> _T:
         """Run one huggingface_hub call; its typed errors become HubErrors in plain words."""

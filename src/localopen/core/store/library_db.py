@@ -31,7 +31,7 @@ class LibraryModel:
     quant: str | None
     size: int | None
     expected_sha256: str | None
-    source: str  # downloaded | imported
+    source: str  # downloaded | imported | found (in the models folder; another program's, perhaps)
     added_at: str
     last_used: str | None
 
@@ -123,7 +123,8 @@ def get(conn: sqlite3.Connection, path: str) -> LibraryModel | None:
 
 def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
     """Pick up .gguf files in the models folder that the database does not know yet (disk work:
-    never on a UI thread). Returns how many were added."""
+    never on a UI thread), as found: a shared folder holds other programs' files, and only files
+    localopen downloaded are its to delete. Returns how many were added."""
     if not models_dir.is_dir():
         return 0
     known = {r["path"] for r in conn.execute("SELECT path FROM models")}
@@ -137,7 +138,7 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
             conn.execute(
                 "INSERT OR IGNORE INTO models(path, repo, filename, quant, size, source, added_at)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "downloaded", _now()),
+                (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "found", _now()),
             )
         added += 1
     return added
@@ -214,9 +215,16 @@ def verify(
     return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
 
 
-def remove(conn: sqlite3.Connection, model: LibraryModel, models_dir: Path) -> str:
-    """Delete a downloaded model (all parts and partial downloads); forget an imported one."""
-    if model.source == "imported" and models_dir not in model.path.parents:
+def owns_file(model: LibraryModel, models_dir: Path) -> bool:
+    """Whether deleting this model deletes its file: only a file localopen downloaded (an imported
+    or found one may be another program's: it is forgotten, the file stays)."""
+    return model.source == "downloaded" or (model.source == "imported" and models_dir in model.path.parents)
+
+
+def remove(conn: sqlite3.Connection, model: LibraryModel, models_dir: Path, delete_file: bool = False) -> str:
+    """Delete a downloaded model (all parts and partial downloads); forget an imported or found one
+    (its file stays), unless delete_file: the person asked for the file itself to go."""
+    if not owns_file(model, models_dir) and not delete_file:
         message = f"Forgot {model.filename}; the file itself stays at {model.path}."
     else:
         for part in parts_of(model.path):
