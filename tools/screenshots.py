@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Launch the app, drive each section as a person would, and save a screenshot of each.
 
-    xvfb-run -a -s "-screen 0 1400x900x24" python tools/screenshots.py OUTDIR [MODEL.gguf]
+    xvfb-run -a -s "-screen 0 1280x800x24" python tools/screenshots.py OUTDIR [MODEL.gguf]
     LOCALOPEN_DARK=1 …   the same with a dark palette, as a dark desktop theme gives the app
 
 With no MODEL, the Gemma 3 270M test model is used if its package is installed. Uses a fresh
@@ -46,7 +46,7 @@ def main() -> int:
     services = Services()
     import_file(services.ctx.db, model)
     window = MainWindow(services)
-    window.resize(1400, 860)
+    window.resize(app.primaryScreen().availableGeometry().size())  # the whole screen: 1280x800 is a laptop's
     window.show()
 
     def shot(name: str, widget=None) -> None:
