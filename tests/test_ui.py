@@ -674,3 +674,39 @@ def test_the_transcript_keeps_the_answers_line_breaks(window: MainWindow, tmp_pa
     shown = chat.transcript.toPlainText()
     assert poem in shown.replace("\u2028", "\n")  # Qt writes a hard break as a line separator
     assert "x = 1\ny = 2" in shown
+
+
+def test_the_chat_and_the_local_server_share_one_loaded_model(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    """The model the Chat view has loaded answers the server's requests too: one engine process,
+    not a second copy, and the Local server view says who holds it."""
+    import socket
+
+    import openai
+
+    chat = _chat_with(window, tiny_gguf)
+    chat.n_ctx.setValue(512)
+    chat.max_tokens.setValue(4)
+    chat.input.setPlainText("hello")
+    with qtbot.waitSignal(chat.answer_finished, timeout=30000):
+        chat.send()
+    chat_engine = chat.session.engine_pid
+    view = window.goto("Local server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    view.port.setValue(port)
+    view.n_ctx.setValue(512)
+    qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        model = client.models.list().data[0]
+        assert model.model_extra["loaded"] is True  # loaded already: by the chat
+        reply = client.chat.completions.create(
+            model=model.id, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+        )
+        assert reply.usage.completion_tokens <= 3
+        resident = [v for v in window.services.ctx.models.residents() if v.path == str(tiny_gguf.resolve())]
+        assert len(resident) == 1 and resident[0].pid == chat_engine  # one engine for both faces
+        qtbot.waitUntil(lambda: "held by chat" in view.loaded_label.text(), timeout=5000)
+    finally:
+        qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)

@@ -219,8 +219,13 @@ class ModelServer:
         return ", ".join(sorted(self._loading)) or None
 
     def resident(self) -> list[tuple[ServedModel, ResidentView]]:
-        """The served models loaded in this process now (by the server, or a chat sharing them)."""
-        return [(self._served[v.path], v) for v in self.ctx.models.residents() if v.path in self._served]
+        """The served models loaded in this process now (by the server, or by a chat: shared)."""
+        known = dict(self._served)
+        views = self.ctx.models.residents()
+        if any(v.path not in known for v in views):  # loaded by another face: named as the library does
+            for model in self.models():
+                known.setdefault(str(model.path), model)
+        return [(known[v.path], v) for v in views if v.path in known]
 
     @property
     def loaded(self) -> ServedModel | None:
