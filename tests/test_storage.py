@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from localopen.core.store.db import MIGRATIONS, StorageError, connect
+from localopen.core.store.db import MIGRATIONS, StorageError, connect, salvage, storage_error
 
 
 def _tables(path: Path) -> set[str]:
@@ -64,11 +65,71 @@ def test_a_database_from_a_newer_version_says_what_to_do(tmp_path: Path) -> None
         connect(db)
 
 
-def test_a_file_that_is_not_a_database_is_one_clear_error(tmp_path: Path) -> None:
+def test_a_damaged_database_is_kept_and_what_can_be_read_is_saved(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite3"
-    db.write_bytes(b"this is not SQLite" * 100)
-    with pytest.raises(StorageError, match="move it aside"):
+    db.write_bytes(b"this is not SQLite" * 500)  # 8 KB of garbage
+    with pytest.raises(StorageError, match="repair-db") as damaged:
         connect(db)
+    assert damaged.value.damaged
+    kept, saved = salvage(db)
+    assert kept.read_bytes() == b"this is not SQLite" * 500 and saved == 0  # nothing deleted, nothing readable
+    assert _version(db) == len(MIGRATIONS)  # a new, working database
+
+
+def test_salvage_copies_every_row_that_can_still_be_read(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    conn = connect(db)
+    with conn:
+        conn.execute(
+            "INSERT INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, 1, 2, 'abc'), (?, 3, 4, 'def')",
+            ("/m/a.gguf", "/m/b.gguf"),
+        )
+    conn.close()
+    kept, saved = salvage(db)
+    assert saved == 2 and kept.exists()
+    with sqlite3.connect(db) as fresh:
+        assert fresh.execute("SELECT count(*) FROM file_hashes").fetchone()[0] == 2
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_read_only_storage_is_said_as_read_only_not_as_damage(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(StorageError, match="read-only") as refused:
+            connect(folder / "db.sqlite3")
+        assert not refused.value.damaged and "damaged" not in str(refused.value)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_faults_are_told_apart_in_words(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite3"
+    full = storage_error(db, sqlite3.OperationalError("database or disk is full"))
+    assert "is full" in str(full) and not full.damaged
+    read_only = storage_error(db, sqlite3.OperationalError("attempt to write a readonly database"))
+    assert "read-only" in str(read_only) and "move" not in str(read_only)
+    assert storage_error(db, sqlite3.DatabaseError("database disk image is malformed")).damaged
+
+
+def test_repair_db_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from cli_helpers import exe
+
+    home = tmp_path / "home"
+    env = {**os.environ, "LOCALOPEN_HOME": str(home)}
+    assert subprocess.run([*exe(), "models"], env=env, capture_output=True).returncode == 0
+    database = next(home.rglob("*.sqlite3"))
+    database.write_bytes(b"\0garbage" * 1000)
+    for side in database.parent.glob(database.name + "-*"):
+        side.unlink()
+    broken = subprocess.run([*exe(), "models"], env=env, capture_output=True, text=True)
+    assert broken.returncode == 1 and "repair-db" in broken.stderr and "unexpected" not in broken.stderr
+    repaired = subprocess.run([*exe(), "repair-db"], env=env, capture_output=True, text=True)
+    assert repaired.returncode == 0 and "kept as" in repaired.stdout
+    assert subprocess.run([*exe(), "models"], env=env, capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill the disk")

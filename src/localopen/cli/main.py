@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from localopen import __version__
 from localopen.core.errors import LocalopenError
@@ -39,7 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_catalog_commands(sub)
     add_engine_commands(sub)
     add_library_commands(sub)
+    sub.add_parser(
+        "repair-db",
+        help="a damaged database: keep it aside, start a new one with what can still be read",
+    )
     return parser
+
+
+def repair_db(path: Path) -> int:
+    """Keep a damaged database aside and start a new one with what can be read."""
+    from localopen.core.store.db import connect, salvage
+
+    try:
+        connect(path).close()
+        print(f"The database {path} opens fine: nothing to repair.")
+        return 0
+    except LocalopenError as exc:
+        if not getattr(exc, "damaged", False):
+            raise
+    kept, saved = salvage(path)
+    print(f"Started a new database at {path} with {saved} rows saved from the damaged one, kept as {kept}.")
+    return 0
 
 
 def run_cli(argv: list[str]) -> int:
@@ -52,6 +73,8 @@ def run_cli(argv: list[str]) -> int:
     log_file = setup_logging(paths)
     log.info("localopen %s: %s", __version__, args.command)
     try:
+        if args.command == "repair-db":  # before anything opens the damaged database
+            return repair_db(paths.database)
         return int(args.func(AppContext(paths), args))
     except LocalopenError as exc:
         log.info("Failed: %s", exc)

@@ -7,8 +7,10 @@ import sys
 import threading
 import types
 from pathlib import Path
+from typing import Any
 
 from localopen.core.errors import LocalopenError
+from localopen.core.store.db import StorageError
 
 log = logging.getLogger("localopen.ui")
 
@@ -41,6 +43,33 @@ def _install_crash_handlers(log_file: Path | None) -> None:
 
     sys.excepthook = on_error
     threading.excepthook = on_thread_error
+
+
+def _offer_repair(exc: StorageError) -> Any:
+    """A damaged database: offer to keep it aside and start anew with what can be read (nothing is
+    deleted); any other storage fault is said, and the app does not start."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from localopen.core.paths import app_paths
+    from localopen.core.store.db import salvage
+    from localopen.ui.services import Services
+
+    log.error("Cannot start: %s", exc)
+    if not exc.damaged:
+        QMessageBox.critical(None, "localopen", str(exc))
+        return None
+    answer = QMessageBox.question(
+        None,
+        "localopen",
+        f"{exc}\n\nKeep the damaged file aside and start a new database with what can still be read?",
+    )
+    if answer != QMessageBox.StandardButton.Yes:
+        return None
+    kept, saved = salvage(app_paths().database)
+    QMessageBox.information(
+        None, "localopen", f"A new database was started with {saved} rows saved; the old one is kept as {kept}."
+    )
+    return Services()
 
 
 def run_app(argv: list[str] | None = None) -> int:
@@ -80,6 +109,10 @@ def run_app(argv: list[str] | None = None) -> int:
     QApplication.setWindowIcon(app_icon())  # dialogs and the task bar too
     try:
         services = Services()
+    except StorageError as exc:
+        services = _offer_repair(exc)
+        if services is None:
+            return 1
     except LocalopenError as exc:
         log.error("Cannot start: %s", exc)
         QMessageBox.critical(None, "localopen", str(exc))

@@ -9,7 +9,9 @@ scripts only create what does not exist yet, so a database left half-upgraded by
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
@@ -18,7 +20,81 @@ log = logging.getLogger("localopen.storage")
 
 
 class StorageError(LocalopenError):
-    """The database cannot be opened or upgraded; the message says what to do."""
+    """The database cannot be opened or upgraded; the message says what to do. `damaged`: the file
+    itself is unreadable, and salvage() can keep it aside and start anew with what can be read."""
+
+    def __init__(self, message: str, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+
+REPAIR_HINT = "`localopen repair-db` (the app offers the same)"
+
+
+def storage_error(path: Path, exc: BaseException, doing: str = "open") -> StorageError:
+    """A database fault in words: a full disk, a read-only folder or file, or a damaged file (with
+    the way to save what can be read); never the advice to move a healthy file aside."""
+    text = str(exc).lower()
+    errno = getattr(exc, "errno", None)
+    if "disk is full" in text or errno == 28:
+        return StorageError(f"The disk holding localopen's database ({path.parent}) is full: free some space.")
+    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError) or errno in (1, 13, 30):
+        where = path if path.exists() and not os.access(path, os.W_OK) else path.parent
+        return StorageError(
+            f"localopen cannot write its database: {where} is read-only. Make it writable, or set "
+            "LOCALOPEN_HOME to a folder that is."
+        )
+    if "unable to open database file" in text and path.parent.exists() and not os.access(path.parent, os.W_OK):
+        return StorageError(
+            f"localopen cannot write its database: the folder {path.parent} is read-only. Make it writable, "
+            "or set LOCALOPEN_HOME to a folder that is."
+        )
+    if "not a database" in text or "malformed" in text or "encrypted" in text:
+        return StorageError(
+            f"localopen's database {path} is damaged ({exc}). Run {REPAIR_HINT}: it keeps the damaged "
+            "file beside the new one and copies what can still be read (conversations, results). Your "
+            "models are files in the models folder and are not affected.",
+            damaged=True,
+        )
+    return StorageError(f"localopen cannot {doing} its database {path}: {exc}.")
+
+
+def salvage(path: Path) -> tuple[Path, int]:
+    """Keep a damaged database aside (never deleted), start a new one, and copy into it every row
+    that can still be read, table by table. Returns where the old file is kept and the rows saved."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.rename(kept)
+    for suffix in ("-wal", "-shm"):  # SQLite's side files go with their database
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(kept.with_name(kept.name + suffix))
+    conn = connect(path)
+    saved = 0
+    try:
+        conn.execute("ATTACH DATABASE ? AS old", (f"file:{kept}?mode=ro",))
+    except sqlite3.Error:
+        log.warning("Nothing can be read from the damaged database %s", kept, exc_info=True)
+        conn.close()
+        return kept, 0
+    tables = [r[0] for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        try:
+            new = [r[1] for r in conn.execute(f'PRAGMA main.table_info("{table}")')]
+            old = {r[1] for r in conn.execute(f'PRAGMA old.table_info("{table}")')}
+            columns = ", ".join(f'"{c}"' for c in new if c in old)
+            if not columns:
+                continue
+            with conn:
+                cursor = conn.execute(
+                    f'INSERT OR IGNORE INTO main."{table}" ({columns}) SELECT {columns} FROM old."{table}"'
+                )
+            saved += max(cursor.rowcount, 0)
+        except sqlite3.Error:
+            log.warning("Table %s of %s could not be read", table, kept, exc_info=True)
+    conn.execute("DETACH DATABASE old")
+    conn.close()
+    return kept, saved
 
 
 MIGRATIONS = [
@@ -154,10 +230,7 @@ def connect(path: Path, migrations: list[str] = MIGRATIONS) -> sqlite3.Connectio
         conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except (sqlite3.Error, OSError) as exc:
-        raise StorageError(
-            f"localopen cannot open its database {path}: {exc}. If the file is damaged, move it "
-            "aside (your downloaded models are not in it) and start localopen again."
-        ) from exc
+        raise storage_error(path, exc) from exc
     if version > len(migrations):
         conn.close()
         raise StorageError(
@@ -172,6 +245,9 @@ def connect(path: Path, migrations: list[str] = MIGRATIONS) -> sqlite3.Connectio
                 conn.execute("ROLLBACK")
             conn.close()
             log.exception("Migration %d of %s failed", number, path)
+            fault = storage_error(path, exc, "upgrade")
+            if fault.damaged or "read-only" in str(fault) or "is full" in str(fault):
+                raise fault from exc
             raise StorageError(
                 f"localopen could not upgrade its database {path} to schema {number}: {exc}. "
                 f"Nothing was changed (it is still at schema {number - 1}). Free some disk space "
