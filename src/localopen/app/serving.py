@@ -377,8 +377,8 @@ class ModelServer:
     ) -> None:
         """The lane holds the model (loaded now unless this process has it loaded already)."""
         options = dataclasses.replace(self.load_options, n_ctx=n_ctx) if n_ctx else self.load_options
-        if keep_alive is None:
-            keep_alive = float(self.ctx.settings.keep_alive_s)
+        if keep_alive is None:  # the model named at start (localopen serve MODEL) stays; others idle out
+            keep_alive = -1.0 if model.id == self.default_model else float(self.ctx.settings.keep_alive_s)
         if lane.session.is_loaded(str(model.path), options):
             return
         self._loading.add(model.id)

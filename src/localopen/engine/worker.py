@@ -597,15 +597,15 @@ class Worker:
         if split and self._calls is not None:
             pieces = [out for p in pieces for out in ([p] if p.reasoning else self._calls.feed(p.text))]
         for piece in pieces:
-            # The log probabilities of the tokens so far go with the next piece sent.
-            logprobs, self._logprobs = (self._logprobs or None), []
+            # The log probabilities of the tokens so far (when asked) go with the next piece sent.
+            logprobs = None
+            if self._logprobs and (piece.text or piece.tool_call is not None):
+                logprobs, self._logprobs = self._logprobs, []
             if piece.tool_call is not None:
                 self._n_calls += 1
                 self.send(Token("", False, piece.tool_call, logprobs))
             elif piece.text:
                 self.send(Token(piece.text, piece.reasoning, logprobs=logprobs))
-            else:
-                self._logprobs = logprobs or []
         clock.attribute(pieces, stream.in_reasoning)
 
     def _clear_cache(self) -> None:
