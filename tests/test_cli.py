@@ -154,3 +154,15 @@ def test_a_models_folder_that_is_a_file_and_a_malformed_hub_address_are_said_in_
     out = run("pull", "someone/some-model-GGUF", env={**os.environ, "HF_ENDPOINT": "http://[::1", "HF_HUB_OFFLINE": ""})
     assert out.returncode == 1 and "HF_ENDPOINT is not a usable address" in out.stderr
     assert "unexpected" not in out.stderr.lower()
+
+
+def test_models_lists_each_model_by_the_name_every_face_uses(tmp_path: Path, tiny_gguf: Path) -> None:
+    """One name in every face: the id the API and the Chat view use (the file's name without
+    .gguf), not the file name."""
+    copy = tmp_path / "gemma-chat.gguf"
+    copy.write_bytes(tiny_gguf.read_bytes())
+    assert run("import", str(copy)).returncode == 0
+    listed = run("models")
+    assert listed.stdout.split()[0] == "gemma-chat" and "gemma-chat.gguf" not in listed.stdout.split()
+    [entry] = json.loads(run("models", "--json").stdout)
+    assert entry["name"] == "gemma-chat" and entry["filename"] == "gemma-chat.gguf"

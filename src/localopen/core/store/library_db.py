@@ -45,6 +45,7 @@ class LibraryModel:
 
     def to_dict(self) -> dict:
         return {
+            "name": self.name,  # the id every face uses (the API, the Chat view, `localopen chat NAME`)
             "path": str(self.path),
             "repo": self.repo,
             "filename": self.filename,
