@@ -24,6 +24,7 @@ from tiny_gguf import REASONING_SPECIAL, write_scripted_llama, write_tiny_llama
 
 pytest.importorskip("llama_cpp")
 OPTIONS = LoadOptions(n_ctx=256)
+TALK = LoadOptions(n_ctx=2048)  # the talkers' server: room for answers that last a while
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -146,9 +147,9 @@ def talkers(tmp_path: Path) -> Iterator[Running]:
     """Two models that never stop talking, served together."""
     ctx = AppContext()
     for name, words in (("left", [" one", " two"]), ("right", [" three", " four"])):
-        path = write_scripted_llama(tmp_path / f"{name}.gguf", words, REASONING_SPECIAL, loop=True)
+        path = write_scripted_llama(tmp_path / f"{name}.gguf", words, REASONING_SPECIAL, loop=True, context_length=4096)
         import_file(ctx.db, path)
-    r = Running(ctx, options=OPTIONS)
+    r = Running(ctx, options=TALK)
     yield r
     r.stop()
     ctx.close_models()
@@ -156,9 +157,11 @@ def talkers(tmp_path: Path) -> Iterator[Running]:
 
 def test_two_models_answer_at_once(talkers: Running) -> None:
     times: dict[str, list[float]] = {"left": [], "right": []}
+    for model in times:  # both loaded first: a load takes longer than a tiny model's whole answer
+        talkers.client.chat.completions.create(model=model, messages=USER, max_tokens=1)
 
     def ask(model: str) -> None:
-        stream = talkers.client.chat.completions.create(model=model, messages=USER, max_tokens=150, stream=True)
+        stream = talkers.client.chat.completions.create(model=model, messages=USER, max_tokens=400, stream=True)
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 times[model].append(time.monotonic())
@@ -180,7 +183,7 @@ def test_the_chat_and_the_server_share_one_engine(talkers: Running) -> None:
     ctx = talkers.server.ctx
     path = next(m.path for m in talkers.server.models() if m.id == "left")
     session = ChatSession(ctx)
-    session.load(path, OPTIONS)
+    session.load(path, TALK)  # the server's own options: the same loaded model
     try:
         reply = talkers.client.chat.completions.create(model="left", messages=USER, max_tokens=3)
         assert reply.usage.completion_tokens == 3

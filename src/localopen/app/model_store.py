@@ -95,6 +95,21 @@ class ResidentView:
         return f"{who} · {human_bytes(self.size)} · context {self.n_ctx} · {when}"
 
 
+def _view(r: Resident, now: float) -> ResidentView:
+    process = r.engine.process  # read once: a kill elsewhere sets it to None
+    return ResidentView(
+        r.path,
+        r.info.n_ctx,
+        r.size,
+        sorted(set(r.holders.values())),
+        r.answering is not None,
+        round(now - r.last_used, 1),
+        r.expires_in(now),
+        r.info,
+        process.pid if process is not None else None,
+    )
+
+
 def default_budget() -> int:
     """Three quarters of this machine's memory: the rest is left to the system and the app."""
     return int(psutil.virtual_memory().total * 0.75)
@@ -132,7 +147,7 @@ class ModelStore:
                 self._make_room(path, need)
                 self._pending[key] = need  # counted while it loads, outside the lock
         if resident is None:
-            resident = self._load(key)
+            resident = self._load(key, holder, kind)
         with self._lock:
             resident.holders[id(holder)] = kind
             resident.last_used = time.monotonic()
@@ -173,22 +188,10 @@ class ModelStore:
 
     # -- what is loaded ------------------------------------------------------------------------------
     def residents(self) -> list[ResidentView]:
+        """What is loaded now. Without the store's lock (a view's timer asks this on the UI thread,
+        and the lock is held while an engine is shut down): a copy of the list, read as it is."""
         now = time.monotonic()
-        with self._lock:
-            return [
-                ResidentView(
-                    r.path,
-                    r.info.n_ctx,
-                    r.size,
-                    sorted(set(r.holders.values())),
-                    r.answering is not None,
-                    round(now - r.last_used, 1),
-                    r.expires_in(now),
-                    r.info,
-                    r.engine.process.pid if r.engine.process is not None else None,
-                )
-                for r in self._residents
-            ]
+        return [_view(r, now) for r in list(self._residents)]
 
     def used(self) -> int:
         """Bytes held by loaded models and reserved by those loading."""
@@ -257,9 +260,9 @@ class ModelStore:
                 ever=False,
             )
 
-    def _load(self, key: tuple[str, LoadOptions]) -> Resident:
+    def _load(self, key: tuple[str, LoadOptions], holder: object, kind: str) -> Resident:
         """Load outside the lock (other models answer and `ps` answers meanwhile); the room was
-        reserved by acquire()."""
+        reserved by acquire(). It is held from the moment it is listed: never evicted unheld."""
         path, options = key
         engine = Engine()
         try:
@@ -271,6 +274,7 @@ class ModelStore:
                 self._changed.notify_all()
             raise
         resident = Resident(path, options, engine, info, info.memory_actual.total or self._pending[key])
+        resident.holders[id(holder)] = kind
         with self._lock:
             self._pending.pop(key, None)
             self._residents.append(resident)

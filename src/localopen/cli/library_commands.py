@@ -104,9 +104,7 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
         m = e.model
         state = "MISSING (moved or deleted)" if m.missing else human_bytes(m.size)
         verdict = e.verdict.label if e.verdict else "not measured yet"
-        print(
-            f"{m.name:44} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} {m.repo or m.path}"
-        )
+        print(f"{m.name:44} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} {m.repo or m.path}")
         if e.problem:
             print(f"    {e.problem}")
     return 0
