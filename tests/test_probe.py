@@ -342,9 +342,14 @@ def test_cli_probe_json(hub: FakeHub, tiny_gguf: Path) -> None:
 
 
 # --- calibration and the three bases ------------------------------------------------------------
+# Short, but not so short that one disturbed millisecond decides a shape's figures (the fit then
+# rejects them as inconsistent): three repetitions of a 128-token prompt.
+TINY_PARAMS = BenchParams(n_prompt=128, n_gen=16, reps=3)
+
+
 def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
-    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    monkeypatch.setattr(calibrations, "PARAMS", TINY_PARAMS)
     ctx = _ctx_with_profile()
     model = ctx.catalog.get("smollm2-135m-instruct")
     assert isinstance(model, CatalogModel)
@@ -391,7 +396,7 @@ def test_the_calibration_waits_for_busy_engines_and_remeasures_what_they_overlap
     """A chat answering (or the server, or a benchmark) while the calibration runs would slow both
     and teach it a wrong speed: it waits for them, and measures again a shape they overlapped."""
     monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
-    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    monkeypatch.setattr(calibrations, "PARAMS", TINY_PARAMS)
     ctx = _ctx_with_profile()
     session = BenchmarkSession(ctx)
     measured: list[str] = []
@@ -429,7 +434,7 @@ def test_the_calibration_gives_way_at_once_to_a_chat_that_starts(
     """A person's first chat starting while the calibration measures: the measurement stops at
     once (the chat runs at full speed) and is made again once the chat is done."""
     monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
-    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    monkeypatch.setattr(calibrations, "PARAMS", TINY_PARAMS)
     ctx = _ctx_with_profile()
     session = BenchmarkSession(ctx)
     runs = []
