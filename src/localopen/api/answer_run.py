@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from localopen.api.answer_channel import AnswerChannel, ClientGone
 from localopen.api.request_body import disconnected
@@ -16,6 +17,12 @@ from localopen.app.serving import ApiCall, ModelServer, ServerRequest, ServingEr
 from localopen.core.records import AnswerPiece, AnswerStats
 
 log = logging.getLogger("localopen.server")
+
+
+def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent events, never buffered by a proxy (OpenAI's, the Responses API's, Anthropic's)."""
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 class AnswerRun:

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
-from localopen.api.answer_run import AnswerRun
+from localopen.api.answer_run import AnswerRun, event_stream
 from localopen.api.request_body import bad, number, read_json, stop_list, whole_number
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
 from localopen.core.records import AnswerPiece, AnswerStats
@@ -202,16 +202,10 @@ def _usage(stats: AnswerStats) -> dict[str, int]:
 
 
 def _tool_use(piece: AnswerPiece) -> dict[str, Any]:
-    assert piece.tool_call is not None
-    try:
-        arguments = json.loads(piece.tool_call.arguments or "{}")
-    except json.JSONDecodeError:
-        arguments = {}
-    return {
-        "type": "tool_use",
-        "id": f"toolu_{piece.tool_call.id.removeprefix('call_')}",
-        "name": piece.tool_call.name,
-    } | {"input": arguments if isinstance(arguments, dict) else {}}
+    call = piece.tool_call
+    assert call is not None
+    block = {"type": "tool_use", "id": f"toolu_{call.id.removeprefix('call_')}", "name": call.name}
+    return block | {"input": call.arguments_object}
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -259,11 +253,7 @@ class AnthropicFace:
             return Response(status_code=499)
         ident = f"msg_{uuid.uuid4().hex[:24]}"
         if stream:
-            return StreamingResponse(
-                self._events(run, ident),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return event_stream(self._events(run, ident))
         try:
             pieces = await run.collect()
         except ClientGone:

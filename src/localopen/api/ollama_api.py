@@ -254,11 +254,7 @@ def _done_reason(stats: AnswerStats) -> str:
 
 def _tool_call(piece: AnswerPiece) -> dict[str, Any]:
     assert piece.tool_call is not None
-    try:
-        arguments = json.loads(piece.tool_call.arguments or "{}")
-    except json.JSONDecodeError:
-        arguments = {}
-    return {"function": {"name": piece.tool_call.name, "arguments": arguments if isinstance(arguments, dict) else {}}}
+    return {"function": {"name": piece.tool_call.name, "arguments": piece.tool_call.arguments_object}}
 
 
 class OllamaFace:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
-from localopen.api.answer_run import AnswerRun
+from localopen.api.answer_run import AnswerRun, event_stream
 from localopen.api.request_body import bad, number, read_json
 from localopen.app.serving import MAX_TOKENS, ApiCall, EmbedCall, ServedModel, ServingError
 from localopen.core.records import AnswerStats
@@ -165,11 +165,16 @@ def parse_tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str]
         if not tools or name not in {t["function"]["name"] for t in tools}:
             raise bad(f"'tool_choice' names '{name}', which is not among 'tools'.", "invalid_value")
         return tools, name
+    return tools, plain_tool_choice(choice, tools)
+
+
+def plain_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> str:
+    """auto, none or required (the named form is each shape's own), checked against the tools."""
     if choice not in ("auto", "none", "required"):
         raise bad("'tool_choice' must be auto, none, required or a named function.", "invalid_value")
     if choice == "required" and not tools:
         raise bad("'tool_choice' required needs 'tools'.", "invalid_value")
-    return tools, choice
+    return str(choice)
 
 
 def json_schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -438,11 +443,7 @@ class OpenAIFace:
         except ClientGone:
             return Response(status_code=499)
         if shape.stream:
-            return StreamingResponse(
-                self._events(run, shape),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return event_stream(self._events(run, shape))
         choices, total = [], None
         for index in range(shape.n):
             if index:  # the next answer: another seed when one was given, so the answers differ

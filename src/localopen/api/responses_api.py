@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
-from localopen.api.answer_run import AnswerRun
-from localopen.api.openai_api import error_response, serving_error
+from localopen.api.answer_run import AnswerRun, event_stream
+from localopen.api.openai_api import error_response, plain_tool_choice, serving_error
 from localopen.api.request_body import bad, boolean, number, read_json, whole_number
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
 from localopen.core.records import AnswerPiece, AnswerStats
@@ -126,11 +126,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str]:
         if choice.get("type") != "function" or not tools or name not in {t["function"]["name"] for t in tools}:
             raise bad("A named 'tool_choice' must name one of the function 'tools'.", "invalid_value")
         return tools, str(name)
-    if choice not in ("auto", "none", "required"):
-        raise bad("'tool_choice' must be auto, none, required or a named function.", "invalid_value")
-    if choice == "required" and not tools:
-        raise bad("'tool_choice' required needs 'tools'.", "invalid_value")
-    return tools, choice
+    return tools, plain_tool_choice(choice, tools)
 
 
 def _schema(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -270,11 +266,7 @@ class ResponsesFace:
             return Response(status_code=499)
         response = _Response(run, body)
         if stream:
-            return StreamingResponse(
-                self._events(response),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return event_stream(self._events(response))
         try:
             pieces = await run.collect()
         except ClientGone:

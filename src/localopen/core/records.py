@@ -8,6 +8,7 @@ that ignores keys it does not know (records saved by older versions still read).
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -104,6 +105,15 @@ class ToolCall:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+    @property
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments as an object (what the Anthropic and Ollama APIs send); {} when not one."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
