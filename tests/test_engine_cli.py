@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +60,13 @@ def test_chat_bad_model_is_one_line(tmp_path: Path) -> None:
     fake.write_text("not a model, just a note that is long enough to look like a file")
     out = run("chat", str(fake), "-p", "hi")
     assert out.returncode == 1 and "not a GGUF file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_prompt_that_is_not_utf8_is_refused_in_words(tiny_gguf: Path) -> None:
+    """Bytes from a terminal set to Latin-1 reach Python as lone surrogates: said, no traceback."""
+    out = subprocess.run([*exe(), "chat", str(tiny_gguf), "-p", b"caf\xe9", "--ctx", "256"], capture_output=True)
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == 1 and "not valid Unicode" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -143,3 +152,74 @@ def test_bench_saves_results_and_lists_them(gemma_path: Path) -> None:
     assert json.loads(run("results", "--model", "nothing-like-this", "--json").stdout) == []
     md = run("results").stdout
     assert "| model |" in md and "pp32" in md and "tg8" in md
+
+
+def test_serve_ends_cleanly_on_sigterm_with_a_client_waiting(tmp_path: Path) -> None:
+    """SIGTERM (systemd, docker stop, kill) with a client still waiting for a long answer: the
+    server stops that answer, ends its engine and exits 0 within seconds, with no traceback."""
+    import socket
+
+    import httpx2 as httpx
+
+    from tiny_gguf import REASONING_SPECIAL, write_scripted_llama
+
+    path = write_scripted_llama(
+        tmp_path / "talker.gguf", [" and", " more"], REASONING_SPECIAL, loop=True, context_length=16384
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*exe(), "serve", str(path), "--port", str(port), "--ctx", "16384"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        body = {"model": "talker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16000}
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        waiting = threading.Thread(target=lambda: _wait_for(url, body))  # a client that waits for its whole answer
+        waiting.start()
+        time.sleep(2)
+        engines = [p for p in _children(proc.pid)]
+        assert engines, "the model's engine runs"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+        waiting.join(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and took < 15
+    assert "Traceback" not in err and "leaked" not in err
+    assert not any(_alive(pid) for pid in engines)
+
+
+def _wait_for(url: str, body: dict) -> None:
+    import httpx2 as httpx
+
+    with contextlib.suppress(httpx.HTTPError):  # the server went away: what this client sees is not the point
+        httpx.post(url, json=body, timeout=120)
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -40,8 +40,9 @@ def _engine_with(tmp_path: Path, template: str) -> tuple[Engine, float]:
             "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
             "longer than",
         ),
+        ("{{ " + "(" * 20000 + "1" + ")" * 20000 + " }}", "nests expressions or calls too deeply"),
     ],
-    ids=["huge constant", "huge text", "doubling text", "doubling by ~"],
+    ids=["huge constant", "huge text", "doubling text", "doubling by ~", "20000 parentheses"],
 )
 def test_a_template_that_builds_too_much_is_stopped_in_words(tmp_path: Path, template: str, said: str) -> None:
     engine, load_s = _engine_with(tmp_path, template)

@@ -453,3 +453,61 @@ def test_log_probabilities_in_chat_and_completions(running: Running) -> None:
     legacy = old.choices[0].logprobs
     assert "".join(legacy.tokens) == old.choices[0].text and len(legacy.top_logprobs[0]) == 2
     assert legacy.text_offset[0] == 0 and all(lp <= 0 for lp in legacy.token_logprobs)
+
+
+def test_health_reports_an_engine_that_stopped_making_progress(talker: Running) -> None:
+    """A hung engine (stopped here with SIGSTOP) makes /health a 503 that names the model; the
+    requests in progress are shown to a client with the key only; it recovers when the engine does."""
+    running = talker
+    health = running.config.base_url.removesuffix("/v1") + "/health"
+    stream = running.client.chat.completions.create(model="talker", messages=USER, max_tokens=16000, stream=True)
+    chunks = iter(stream)
+    for _ in range(4):
+        next(chunks)
+    ok = httpx.get(health, timeout=10)
+    assert ok.status_code == 200 and ok.json()["running"][0]["model"] == "talker"
+    assert ok.json()["running"][0]["silent_s"] < 5
+    running.server.stuck_after_s = 1.0
+    pid = running.server.ctx.models.residents()[0].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.5)
+        stuck = httpx.get(health, timeout=10)
+        assert stuck.status_code == 503 and stuck.json()["status"] == "stuck"
+        assert "'talker'" in stuck.json()["message"] and "no progress" in stuck.json()["message"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    next(chunks)  # it answers again: progress, so healthy
+    assert httpx.get(health, timeout=10).status_code == 200
+    stream.close()
+
+
+def test_shutdown_does_not_wait_for_clients_still_waiting(talker: Running) -> None:
+    """Two clients wait for long non-streamed answers (one running, one queued): stopping the
+    server ends both within seconds, the engine stops its answer, and nothing is left running."""
+    running = talker
+    url = running.config.base_url + "/chat/completions"
+    body = {"model": "talker", "messages": USER, "max_tokens": 16000}
+    running.client.chat.completions.create(model="talker", messages=USER, max_tokens=1)  # loaded
+    outcomes: list[str] = []
+
+    def wait_for_answer() -> None:
+        try:
+            outcomes.append(str(httpx.post(url, json=body, timeout=120).status_code))
+        except httpx.HTTPError as exc:
+            outcomes.append(type(exc).__name__)
+
+    clients = [threading.Thread(target=wait_for_answer) for _ in range(2)]
+    for client in clients:
+        client.start()
+    deadline = time.monotonic() + 20
+    while not running.server.health().running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running.server.health().running
+    started = time.monotonic()
+    running.stop()
+    for client in clients:
+        client.join(30)
+    assert time.monotonic() - started < 15
+    assert len(outcomes) == 2 and "200" not in outcomes
+    assert not running.server.ctx.models.residents()

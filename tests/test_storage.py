@@ -154,3 +154,30 @@ def test_a_log_that_cannot_be_written_is_said_once_never_as_tracebacks(
         assert err.count("cannot write its log") == 1 and "Logging error" not in err and "Traceback" not in err
     finally:
         root.handlers[:] = saved
+
+
+def test_damaged_pages_behind_a_sound_first_page_are_found_at_start(tmp_path: Path) -> None:
+    """The schema opens, the tables' pages are garbage (a bad sector): said at start with the
+    repair, not as an unexpected error in the middle of a task; repair-db then finds it."""
+    import subprocess
+
+    from cli_helpers import exe
+
+    home = tmp_path / "home"
+    env = {**os.environ, "LOCALOPEN_HOME": str(home)}
+    assert subprocess.run([*exe(), "models"], env=env, capture_output=True).returncode == 0
+    database = next(home.rglob("*.sqlite3"))
+    with sqlite3.connect(database) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(database.read_bytes())
+    data[page:] = b"\xa5" * (len(data) - page)
+    database.write_bytes(bytes(data))
+    with sqlite3.connect(database) as conn:  # the first page still opens
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    broken = subprocess.run([*exe(), "models"], env=env, capture_output=True, text=True)
+    assert broken.returncode == 1 and "damaged" in broken.stderr and "repair-db" in broken.stderr
+    assert "unexpected" not in broken.stderr
+    repaired = subprocess.run([*exe(), "repair-db"], env=env, capture_output=True, text=True)
+    assert repaired.returncode == 0 and "kept as" in repaired.stdout
+    assert subprocess.run([*exe(), "models"], env=env, capture_output=True).returncode == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import signal
 import socket
 import threading
 import time
@@ -154,10 +155,19 @@ class ApiApp:
             raise job.error
         return job
 
-    async def health(self, _request: Request) -> Response:
-        if self.server.loading:
-            return JSONResponse({"status": "loading model"}, 503)
-        return JSONResponse({"status": "ok"})
+    async def health(self, request: Request) -> Response:
+        """ok (200), or loading or stuck (503, as llama.cpp's server answers while loading); the
+        requests in progress are shown to a client with the key only (they name models)."""
+        health = self.server.health()
+        body: dict[str, Any] = {"status": "loading model" if health.status == "loading" else health.status}
+        if health.message:
+            body["message"] = health.message
+        if self.authorized(request):
+            body["running"] = health.running
+        return JSONResponse(body, 200 if health.status == "ok" else 503)
+
+
+SHUTDOWN_GRACE_S = 3
 
 
 def _uvicorn(app: ApiApp) -> Any:
@@ -168,15 +178,32 @@ def _uvicorn(app: ApiApp) -> Any:
         host=app.config.host,
         port=app.config.port,
         log_config=None,  # localopen's logging, not uvicorn's
+        # Shutting down, requests still running after this are cancelled (their answers stop):
+        # a client that never reads its answer cannot hold the server open.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         access_log=False,  # our own request log: no paths, no keys
         lifespan="off",
     )
     return uvicorn.Server(config)
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: the server has shut down; the caller's cleanup runs (exit status 0)."""
+
+
 def serve_forever(app: ApiApp) -> None:
-    """Serve in this thread until Ctrl+C (uvicorn handles the signal and shuts down cleanly)."""
-    _uvicorn(app).run()
+    """Serve in this thread until Ctrl+C or SIGTERM. uvicorn shuts down on either, then raises the
+    signal again for the handler it found: SIGTERM's default would end the process there, before
+    the caller's cleanup (answers stopped, engines ended), so that handler raises Terminated."""
+
+    def terminated(_signum: int, _frame: object) -> None:
+        raise Terminated(0)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        _uvicorn(app).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class ServerThread:

@@ -125,6 +125,12 @@ class ChatSession:
         process = resident.engine.process if resident is not None else None
         return process.pid if process is not None else None
 
+    @property
+    def silent_s(self) -> float:
+        """Seconds since this session's engine last showed progress (0 with no engine)."""
+        resident = self._resident
+        return resident.engine.silent_s if resident is not None and resident.engine.alive else 0.0
+
     def is_loaded(self, path: str, options: LoadOptions) -> bool:
         resident = self._resident
         return (

@@ -17,7 +17,7 @@ from localopen.core.hub.client import Hub
 from localopen.core.machine.hardware import HardwareProfile, read_profile
 from localopen.core.openness.catalog import Catalog, load_catalog
 from localopen.core.paths import AppPaths, app_paths
-from localopen.core.store.db import connect
+from localopen.core.store.db import check_integrity, connect
 from localopen.core.store.library_db import cached_files_by_repo
 
 log = logging.getLogger("localopen.app")
@@ -37,8 +37,10 @@ class AppContext:
         self._fingerprint: str | None = None  # this machine's id, before its profile is read
         self.activity = EngineActivity()  # which engines work now (the calibration waits for none)
         self._models: ModelStore | None = None
-        # This thread's connection, made now: a database that cannot be opened or migrated fails early, clearly.
+        # This thread's connection, made now: a database that cannot be opened or migrated, or has
+        # damaged pages, fails early and clearly (with the repair), not in the middle of a task.
         self._local.conn = connect(self.paths.database)
+        check_integrity(self._local.conn, self.paths.database)
 
     # -- storage ----------------------------------------------------------------------------------
     @property

@@ -46,6 +46,9 @@ log = logging.getLogger("localopen.server")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_QUEUE = 64  # requests waiting beyond this are refused (503) rather than left to time out
 MAX_TOKENS = 32768
+# An engine that shows no progress for this long while answering is stuck (a long prompt shows
+# progress batch by batch; a template's rendering is stopped by the engine after 10 s).
+STUCK_AFTER_S = 60.0
 
 
 class ServingError(LocalopenError):
@@ -173,6 +176,17 @@ class ServerRequest:
     error: ServingError | None = None
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
+    started: float = 0.0  # time.monotonic() when its turn came
+
+
+@dataclass(frozen=True)
+class ServerHealth:
+    """What /health says: ok, loading (a model is being loaded) or stuck (an engine answering a
+    request has shown no progress for ModelServer.stuck_after_s), with the requests in progress."""
+
+    status: str
+    message: str
+    running: list[dict[str, Any]]  # model, endpoint, running_s, silent_s
 
 
 class ModelServer:
@@ -198,6 +212,8 @@ class ModelServer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._lanes: dict[str, _Lane] = {}
+        self._closing = False
+        self.stuck_after_s = STUCK_AFTER_S
         self._served: dict[str, ServedModel] = {}  # path -> the model a lane loaded from it
 
     # -- models -------------------------------------------------------------------------------
@@ -347,10 +363,43 @@ class ModelServer:
             if lane is not None and lane.current is job:
                 lane.session.stop()
 
-    def close(self) -> None:
-        """Stop the answers in progress, end the lanes; the models are let go (the store unloads
-        them when nobody else holds them)."""
+    def health(self) -> ServerHealth:
+        """Whether the server answers: a model loading or an engine stuck on a request is said."""
+        now = time.monotonic()
         with self._lock:
+            busy = [(lane.current, lane.session) for lane in self._lanes.values() if lane.current is not None]
+        silent = {job.record.id: min(session.silent_s, now - job.started) for job, session in busy}
+        running: list[dict[str, Any]] = [
+            {
+                "model": job.record.model,
+                "endpoint": job.record.endpoint,
+                "running_s": round(now - job.started, 1),
+                "silent_s": round(silent[job.record.id], 1),
+            }
+            for job, _session in busy
+        ]
+        stuck = [
+            (job.record.model, silent[job.record.id])
+            for job, _session in busy
+            if silent[job.record.id] > self.stuck_after_s and job.record.model not in self._loading
+        ]
+        if stuck:
+            model, seconds = stuck[0]
+            return ServerHealth(
+                "stuck",
+                f"The engine answering '{model}' has shown no progress for {seconds:.0f} s; "
+                "other models still answer. Restart the server if it does not recover.",
+                running,
+            )
+        if self.loading:
+            return ServerHealth("loading", f"Loading {self.loading}.", running)
+        return ServerHealth("ok", "", running)
+
+    def close(self) -> None:
+        """Stop the answers in progress and those waiting, end the lanes; the models are let go
+        (the store unloads them when nobody else holds them)."""
+        with self._lock:
+            self._closing = True
             lanes = list(self._lanes.values())
             for lane in lanes:
                 if lane.current is not None:
@@ -399,11 +448,16 @@ class ModelServer:
             if job is None:
                 return
             with self._lock:
-                if job.cancelled:
-                    job.record.status, job.record.error = 499, "client went away before its turn"
+                if self._closing:
+                    job.error = ServingError("The server is shutting down.", 503, "server_error")
+                    job.record.status, job.record.error = 503, str(job.error)
+                if job.cancelled or self._closing:
+                    if not self._closing:
+                        job.record.status, job.record.error = 499, "client went away before its turn"
                     self._end(job)
                     continue
                 lane.current = job
+                job.started = time.monotonic()
             started = time.perf_counter()
             try:
                 assert job.model is not None

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from localopen import __version__
 from localopen.core.errors import LocalopenError
+from localopen.core.store.db import storage_error
 
 log = logging.getLogger("localopen.cli")
 
@@ -49,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def repair_db(path: Path) -> int:
     """Keep a damaged database aside and start a new one with what can be read."""
-    from localopen.core.store.db import connect, salvage
+    from localopen.core.store.db import check_integrity, connect, salvage
 
     try:
-        connect(path).close()
+        conn = connect(path)
+        check_integrity(conn, path)
+        conn.close()
         print(f"The database {path} opens fine: nothing to repair.")
         return 0
     except LocalopenError as exc:
@@ -79,6 +83,10 @@ def run_cli(argv: list[str]) -> int:
     except LocalopenError as exc:
         log.info("Failed: %s", exc)
         print(f"localopen: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a fault met in the middle of a task: said as at start
+        log.exception("Database fault in `localopen %s`", args.command)
+        print(f"localopen: {storage_error(paths.database, exc, 'use')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nlocalopen: interrupted.", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def main(conn: Any, stop_event: Any) -> None:
+def main(conn: Any, stop_event: Any, pulse: Any = None) -> None:
     _end_with_parent()
     try:
         import llama_cpp  # noqa: F401 - load order matters, see above
@@ -20,7 +20,7 @@ def main(conn: Any, stop_event: Any) -> None:
 
     from localopen.engine.worker import worker_main
 
-    worker_main(conn, stop_event)
+    worker_main(conn, stop_event, pulse)
 
 
 def _end_with_parent() -> None:

@@ -70,6 +70,7 @@ class Engine:
         self.process: mp.process.BaseProcess | None = None
         self.conn: Any = None
         self.stop_event: Any = None
+        self.pulse: Any = None  # when the engine last showed progress (time.monotonic(), in shared memory)
         self.info: LoadInfo | None = None
         self._ids = itertools.count(1)
         self._current = 0  # the request whose events are awaited
@@ -85,8 +86,9 @@ class Engine:
 
         parent, child = self._ctx.Pipe()
         self.stop_event = self._ctx.Event()
+        self.pulse = self._ctx.Value("d", time.monotonic(), lock=False)
         self.process = self._ctx.Process(
-            target=child_main, args=(child, self.stop_event), name="localopen-engine", daemon=True
+            target=child_main, args=(child, self.stop_event, self.pulse), name="localopen-engine", daemon=True
         )
         self.process.start()
         child.close()
@@ -97,6 +99,12 @@ class Engine:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
+
+    @property
+    def silent_s(self) -> float:
+        """Seconds since the engine last showed progress: a request taken, a batch of the prompt
+        evaluated, a token generated (a stuck engine's grows without end)."""
+        return time.monotonic() - self.pulse.value if self.pulse is not None else 0.0
 
     def ensure_started(self) -> None:
         if not self.alive:

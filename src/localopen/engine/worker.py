@@ -132,9 +132,10 @@ def _load_error(lines: list[str], path: Path) -> ModelLoadError:
 
 
 class Worker:
-    def __init__(self, conn: Any, stop_event: Any) -> None:
+    def __init__(self, conn: Any, stop_event: Any, pulse: Any = None) -> None:
         self.conn = conn
         self.stop_event = stop_event
+        self.pulse = pulse  # time.monotonic() of the last progress, read by the parent (a stuck engine)
         self.llm: Any = None
         self.header: GGUFHeader | None = None
         self.path: Path | None = None
@@ -146,6 +147,10 @@ class Worker:
         self._calls: ToolCallStream | None = None  # the answer in progress's tool-call parser
         self._logprobs: list[dict[str, Any]] = []  # asked for: tokens' log probabilities not sent yet
         self._n_calls = 0
+
+    def _beat(self) -> None:
+        if self.pulse is not None:
+            self.pulse.value = time.monotonic()
 
     def send(self, event: Event) -> None:
         """Send an event tied to the request being handled."""
@@ -163,8 +168,11 @@ class Worker:
                 self._unload()
                 return
             self._request_id = getattr(request, "request_id", 0)
+            self._beat()
             try:
                 self.handle(request)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the app went away while this answered: nobody is left to tell
             except EngineError as exc:
                 self.send(Error(str(exc), exc.kind, exc.details()))
             except LocalopenError as exc:
@@ -369,10 +377,11 @@ class Worker:
         import llama_cpp
 
         if on and self._abort_cb is None:
-            stop = self.stop_event
+            stop, beat = self.stop_event, self._beat
 
             @llama_cpp.ggml_abort_callback
             def _abort(_data: ctypes.c_void_p) -> bool:
+                beat()  # a long prompt is progress too
                 return bool(stop.is_set())
 
             self._abort_cb = _abort  # kept alive while the context may call it
@@ -417,7 +426,7 @@ class Worker:
         llama_cpp.llama_set_embeddings(llm.ctx, True)
         try:
             for i, text in enumerate(request.texts):
-                tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+                tokens = llm.tokenize(_utf8(text), add_bos=True, special=False)
                 if len(tokens) > limit:
                     if not request.truncate:
                         raise ContextTooLongError(
@@ -431,6 +440,7 @@ class Worker:
                 llm._batch.reset()  # noqa: SLF001 - llama-cpp-python's own batch, as its embed() fills it
                 llm._batch.add_sequence(tokens, 0, True)  # noqa: SLF001 - every token an output
                 llm._ctx.decode(llm._batch)  # noqa: SLF001
+                self._beat()
                 vector = list(llama_cpp.llama_get_embeddings_seq(llm.ctx, 0)[:n_embd])
                 norm = math.sqrt(sum(x * x for x in vector)) or 1.0
                 vectors.append([x / norm for x in vector])
@@ -509,6 +519,7 @@ class Worker:
                 if self.stop_event.is_set():
                     break
                 clock.token(time.perf_counter())
+                self._beat()
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     break  # the model ended its turn; the end token itself is never shown
                 clock.last = time.perf_counter()
@@ -636,7 +647,7 @@ class Worker:
             ) from exc
         except chat_template.TemplateRenderError as exc:
             raise TemplateError(str(exc)) from exc
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=choice.source is not None)
+        tokens = llm.tokenize(_utf8(prompt), add_bos=False, special=choice.source is not None)
         bos = llm.token_bos()
         if llm._model.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):  # noqa: SLF001
             tokens = [bos, *tokens]
@@ -851,7 +862,19 @@ class _AnswerClock:
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
 
 
-def worker_main(conn: Any, stop_event: Any) -> None:
+def _utf8(text: str) -> bytes:
+    """Text as llama.cpp takes it; a lone surrogate (bytes that were not UTF-8, passed on by a
+    terminal or a client) is refused in words."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequestError(
+            "The text has characters that are not valid Unicode (bytes that are not UTF-8, such as a terminal "
+            "set to another encoding sends): send it as UTF-8."
+        ) from exc
+
+
+def worker_main(conn: Any, stop_event: Any, pulse: Any = None) -> None:
     """Entry point of the engine process (started with the spawn method).
 
     llama.cpp's log goes to the engine's log file, never to the user's terminal.
@@ -864,4 +887,4 @@ def worker_main(conn: Any, stop_event: Any) -> None:
     # Ctrl+C in a terminal reaches the whole process group: the app decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(app_paths(), "engine.log")
-    Worker(conn, stop_event).serve()
+    Worker(conn, stop_event, pulse).serve()

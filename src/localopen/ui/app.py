@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 import threading
 import types
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core.errors import LocalopenError
-from localopen.core.store.db import StorageError
+from localopen.core.paths import app_paths
+from localopen.core.store.db import StorageError, storage_error
 
 log = logging.getLogger("localopen.ui")
 
@@ -28,6 +30,9 @@ def _install_crash_handlers(log_file: Path | None) -> None:
             return
         log.error("Unexpected error", exc_info=(kind, value, tb))
         if QApplication.instance() is not None and threading.current_thread() is threading.main_thread():
+            if isinstance(value, sqlite3.DatabaseError):  # a full disk, a damaged page: said as at start
+                QMessageBox.critical(None, "localopen", f"{storage_error(app_paths().database, value, 'use')}{where}")
+                return
             QMessageBox.critical(
                 None,
                 "localopen: unexpected error",
@@ -50,7 +55,6 @@ def _offer_repair(exc: StorageError) -> Any:
     deleted); any other storage fault is said, and the app does not start."""
     from PySide6.QtWidgets import QMessageBox
 
-    from localopen.core.paths import app_paths
     from localopen.core.store.db import salvage
     from localopen.ui.services import Services
 
@@ -75,7 +79,6 @@ def _offer_repair(exc: StorageError) -> Any:
 def run_app(argv: list[str] | None = None) -> int:
     from localopen import __version__
     from localopen.core.logs import setup_logging
-    from localopen.core.paths import app_paths
     from localopen.ui.platform_check import import_problem, platform_problem
 
     log_file = setup_logging(app_paths())

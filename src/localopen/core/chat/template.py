@@ -208,7 +208,7 @@ def traits(source: str | None) -> TemplateTraits:
     try:
         # The variables the template reads from its context (not message fields, not strings).
         reads = jinja2.meta.find_undeclared_variables(_ENV.parse(source))
-    except TemplateError:
+    except (TemplateError, RecursionError):  # rendering it says what is wrong, in words
         reads = set()
     switch = next((name for name in _THINKING_SWITCHES if name in reads), None)
     harmony = "<|channel|>" in source
@@ -427,7 +427,11 @@ def render(
         ) from exc
     except TemplateError as exc:
         raise TemplateRenderError(f"The chat template failed: {exc}. Choose a known template instead.") from exc
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError, OverflowError) as exc:
+    except RecursionError as exc:
+        raise TemplateRenderError(
+            "The chat template nests expressions or calls too deeply to be read. Choose a known template instead."
+        ) from exc
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
         raise TemplateRenderError(f"The chat template failed: {exc}. Choose a known template instead.") from exc
     except MemoryError as exc:
         raise TemplateRenderError("The chat template tried to build more text than memory holds.") from exc

@@ -443,7 +443,7 @@ class ToolCallStream:
     def _calls(self, body: str, as_written: str) -> list[AnswerPiece]:
         try:
             parsed = self.fmt.parse(body, self.types)
-        except (ValueError, SyntaxError, TypeError, AttributeError):
+        except (ValueError, SyntaxError, TypeError, AttributeError, RecursionError, MemoryError):
             parsed = []
         if not parsed:
             return [AnswerPiece(as_written)] if as_written else []

@@ -59,6 +59,21 @@ def storage_error(path: Path, exc: BaseException, doing: str = "open") -> Storag
     return StorageError(f"localopen cannot {doing} its database {path}: {exc}.")
 
 
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """A database whose first page opens can still have damaged pages (a bad sector, a copy cut
+    short): SQLite's quick check reads every page once (milliseconds for this app's few MB), so
+    the damage is said at start, with the repair, and not as an error in the middle of a task."""
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise storage_error(path, exc) from exc
+    if problems != ["ok"]:
+        conn.close()
+        log.error("Database %s fails its quick check: %s", path, problems)
+        raise storage_error(path, sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}"))
+
+
 def salvage(path: Path) -> tuple[Path, int]:
     """Keep a damaged database aside (never deleted), start a new one, and copy into it every row
     that can still be read, table by table. Returns where the old file is kept and the rows saved."""
