@@ -512,6 +512,70 @@ def read_only_as_root() -> Outcome:
     return Outcome(out.passed, out.detail + " (as root: chattr +i)")
 
 
+@contextlib.contextmanager
+def full_disk() -> Iterator[Path | None]:
+    """A 2 MB tmpfs filled to the last byte (None where mounting needs root)."""
+    mount = ROOT / f"full{next(_homes)}"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
+        yield None
+        return
+    try:
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, bytes(1 << 12))
+        os.close(fd)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@case("storage: localopen's home on a full disk")
+def _() -> Outcome:
+    with full_disk() as mount:
+        if mount is None:
+            return Outcome(True, "skipped: mounting a full disk needs root")
+        out = cli("models", env=fresh_env(LOCALOPEN_HOME=str(mount / "home")))
+    return Outcome(refused(out, "full").passed and "move" not in out.detail, out.detail)
+
+
+@case("download: the disk fills up mid-download, then resumes")
+def _() -> Outcome:
+    from fake_hub import FakeHub, Repo
+
+    mount = ROOT / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=210m", "tmpfs", str(mount)], capture_output=True).returncode:
+        return Outcome(True, "skipped: mounting a small disk needs root")
+    hub = FakeHub().start()
+    try:
+        data = os.urandom(3 << 20)
+        hub.add(Repo("org/Big-GGUF", files={"big-Q6_K.gguf": data}))
+        hub.bytes_per_second = 512 * 1024
+        env = fresh_env(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0")
+        subprocess.run([*exe(), "settings", "models_dir", str(mount / "models")], env=env, capture_output=True)
+        cmd = [*exe(), "pull", "org/Big-GGUF", "--file", "big-Q6_K.gguf"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, bytes(1 << 16))
+        os.close(fd)
+        _out, err = proc.communicate(timeout=60)
+        (mount / "filler").unlink()
+        hub.bytes_per_second = None
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        whole = again.returncode == 0 and Path(again.stdout.strip()).read_bytes() == data
+        said = (err.strip().splitlines() or [""])[-1]
+        ok = proc.returncode == 1 and "is full" in said and "unexpected" not in err and whole
+        return Outcome(ok, f"exit {proc.returncode}: {said[:100]}; resumed and verified: {whole}")
+    finally:
+        hub.stop()
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 @case("storage: a shared models folder's file is not deleted by rm")
 def _() -> Outcome:
     env = fresh_env()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,44 @@ def test_disk_too_small_is_refused_before_downloading(
         pull(Hub(), connect(app_paths().database), tmp_path, REPO, quant="Q6_K")
     assert hub.count(f"/{REPO}/resolve") == 0
     assert not list(tmp_path.rglob("*.part"))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 210 MB file system (tmpfs), where a disk can really fill up; needs root."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=210m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("mounting a small file system needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_download_is_said_and_the_download_resumes(hub: FakeHub, small_disk: Path) -> None:
+    """Another program fills the disk while a download runs: one sentence saying so (not an
+    unexpected OSError), and once space is freed the same command resumes and verifies."""
+    hub.bytes_per_second = 512 * 1024
+    env = {**os.environ, "LOCALOPEN_HOME": str(small_disk.parent / "home")}
+    subprocess.run([*exe(), "settings", "models_dir", str(small_disk / "models")], env=env, check=True)
+    cmd = [*exe(), "pull", REPO, "--file", "big-Q6_K.gguf"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = small_disk / "models" / REPO / "big-Q6_K.gguf.part"
+    deadline = time.monotonic() + 30
+    while not part.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError):  # noqa: PT012 - written until the disk is full
+        while True:
+            os.write(filler, bytes(1 << 16))
+    os.close(filler)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "is full: free some space" in err and "unexpected" not in err
+    (small_disk / "filler").unlink()
+    hub.bytes_per_second = None
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert Path(resumed.stdout.strip()).read_bytes() == hub.repos[REPO].files["big-Q6_K.gguf"]
 
 
 def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

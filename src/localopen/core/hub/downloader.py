@@ -9,6 +9,7 @@ deletes the bytes and says so. Transient failures (timeouts, 5xx, resets) retry 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -136,6 +137,40 @@ def download(
     """Fetch `remote` into `final`, resuming any earlier .part; returns `final` once verified."""
     if remote.size is None or not remote.sha256:
         raise DownloadError(f"The Hub gave no size or sha256 for {remote.filename}; it cannot be verified.")
+    try:
+        return _download(
+            remote, final, on_progress, should_stop, timeout, retries, backoff, free_space_check, request_span
+        )
+    except OSError as exc:  # the network's errors are retried inside: these are the disk's
+        raise _disk_error(final, exc) from exc
+
+
+def _disk_error(final: Path, exc: OSError) -> DownloadError:
+    """A write that failed, in words: the bytes already written stay in the .part file."""
+    part, _ = part_paths(final)
+    kept = part.stat().st_size if part.exists() else 0
+    resume = f" The {kept / 1e6:.1f} MB downloaded are kept: run it again to resume." if kept else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskSpaceError(f"The disk holding {final.parent} is full: free some space.{resume}")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return DownloadError(
+            f"localopen cannot write to {final.parent}: it is read-only. Choose another models folder in the settings."
+        )
+    return DownloadError(f"Writing {final.name} to {final.parent} failed: {exc.strerror or exc}.{resume}")
+
+
+def _download(
+    remote: RemoteFile,
+    final: Path,
+    on_progress: Callable[[Progress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    free_space_check: Callable[[Path, int], None],
+    request_span: int,
+) -> Path:
+    assert remote.size is not None  # download() refuses a file without a known size
     final.parent.mkdir(parents=True, exist_ok=True)
     part, sidecar = part_paths(final)
     record = {
