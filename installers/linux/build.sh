@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Build localopen for Linux from a clean checkout: a PyInstaller one-dir bundle and a .deb.
+# Build localopen for Linux: a PyInstaller one-dir bundle and a .deb, from a clean virtual
+# environment that holds localopen's runtime dependencies only (no test tools, no CUDA runtime in
+# a CPU package).
 #
 #   installers/linux/build.sh [--backend cpu|cuda|vulkan] [--cpu portable|compat] [--llama portable|installed]
 #
-# --llama portable (default): a fresh llama-cpp-python is compiled into build/venv (minutes) with
-#     -DGGML_NATIVE=OFF, so the bundle runs on other machines, not only on this CPU:
+# --llama portable (default, the release build): llama-cpp-python is compiled into the clean
+#     environment (minutes) with -DGGML_NATIVE=OFF, so the bundle runs on other machines:
 #       --cpu portable (default): AVX, AVX2, FMA, F16C (x86-64-v3: Intel Haswell / AMD Zen and later)
 #       --cpu compat: AVX only, for older CPUs that would crash with "illegal instruction"
-#     The venv sees this Python's other packages (PySide6, huggingface_hub…), so only llama.cpp is rebuilt.
-# --llama installed: bundle the llama-cpp-python already installed here (fast; for tests: it may
-#     use this CPU's newest instructions and then only runs on similar machines).
+# --llama installed: the llama-cpp-python installed for $PYTHON is copied in (fast; for tests: it
+#     may use this CPU's newest instructions and then only runs on similar machines).
 # --backend: cuda or vulkan adds -DGGML_CUDA=on / -DGGML_VULKAN=on (needs the CUDA toolkit / Vulkan SDK).
+#
+# The bundle must pass its --self-test before a .deb is written: a failed build leaves no package.
+# The .deb's Depends are what the bundled programs and libraries need from the system (read by
+# dpkg-shlibdeps, minus what the bundle ships), plus the fonts and font configuration Qt needs.
 #
 # Output: build/dist/localopen/ (the bundle) and build/localopen_<version>_<arch>.deb
 set -euo pipefail
@@ -22,37 +27,61 @@ while [ $# -gt 0 ]; do
     --backend) BACKEND=$2; shift 2 ;;
     --cpu) CPU=$2; shift 2 ;;
     --llama) LLAMA=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 PYTHON=${PYTHON:-python3}
 VERSION=$($PYTHON -c "import re;print(re.search(r'^version = \"(.+)\"', open('pyproject.toml').read(), re.M)[1])")
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB="build/localopen_${VERSION}_${ARCH}.deb"
 mkdir -p build
+rm -f "$DEB" "$DEB.partial"  # an older package must not pass for this build's
 
-if [ "$LLAMA" = portable ]; then
-  CMAKE="-DGGML_NATIVE=OFF"
-  [ "$CPU" = compat ] && CMAKE="$CMAKE -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF"
-  case "$BACKEND" in
-    cuda) CMAKE="$CMAKE -DGGML_CUDA=on" ;;
-    vulkan) CMAKE="$CMAKE -DGGML_VULKAN=on" ;;
-    cpu) ;;
-    *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
-  esac
-  if [ ! -x build/venv/bin/python ] || [ "$(cat build/venv/.cmake 2>/dev/null)" != "$CMAKE" ]; then
-    rm -rf build/venv
-    $PYTHON -m venv --system-site-packages build/venv
-    LLAMA_VERSION=$($PYTHON -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
+LLAMA_VERSION=$($PYTHON -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
+case "$LLAMA" in
+  portable)
+    CMAKE="-DGGML_NATIVE=OFF"
+    [ "$CPU" = compat ] && CMAKE="$CMAKE -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF"
+    case "$BACKEND" in
+      cuda) CMAKE="$CMAKE -DGGML_CUDA=on" ;;
+      vulkan) CMAKE="$CMAKE -DGGML_VULKAN=on" ;;
+      cpu) ;;
+      *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
+    esac ;;
+  installed) CMAKE="installed" ;;
+  *) echo "unknown --llama $LLAMA" >&2; exit 2 ;;
+esac
+
+# The clean environment: made again when the llama.cpp build or the dependencies change.
+VENV=build/venv
+MADE="$LLAMA_VERSION $CMAKE $(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -x $VENV/bin/python ] || [ "$(cat $VENV/.made 2>/dev/null)" != "$MADE" ]; then
+  rm -rf $VENV
+  $PYTHON -m venv $VENV
+  if [ "$LLAMA" = installed ]; then
+    # Copy the installed package with its metadata, so pip counts it as installed.
+    $PYTHON - "$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" <<'PY'
+import shutil, sys
+from importlib.metadata import distribution
+from pathlib import Path
+dist, site = distribution("llama-cpp-python"), Path(sys.argv[1])
+for file in dist.files or []:
+    source = Path(dist.locate_file(file))
+    if source.is_file() and ".." not in file.parts:
+        (site / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, site / file)
+PY
+  else
     echo "Compiling llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE' (several minutes)…"
-    CMAKE_ARGS="$CMAKE" build/venv/bin/pip install --no-cache-dir --force-reinstall --no-deps \
+    CMAKE_ARGS="$CMAKE" $VENV/bin/pip install -q --no-cache-dir --no-binary llama-cpp-python \
       "llama-cpp-python==$LLAMA_VERSION"
-    build/venv/bin/pip install -q pyinstaller
-    echo "$CMAKE" > build/venv/.cmake
   fi
-  PYTHON=$ROOT/build/venv/bin/python
+  $VENV/bin/pip install -q . "pyinstaller>=6.10"  # localopen's runtime dependencies only
+  echo "$MADE" > $VENV/.made
 fi
+PYTHON=$ROOT/$VENV/bin/python
 
-$PYTHON -m PyInstaller --version >/dev/null 2>&1 || $PYTHON -m pip install -q pyinstaller
 $PYTHON tools/make_icons.py build/icons
 $PYTHON -m PyInstaller --noconfirm --log-level WARN --distpath build/dist --workpath build/pyinstaller \
   installers/localopen.spec
@@ -67,6 +96,15 @@ cp -a build/dist/localopen "$PKG/opt/localopen"
 find "$PKG/opt/localopen" -type f \( -name "*.so" -o -name "*.so.*" \) -exec chmod 644 {} +
 find "$PKG/opt/localopen" -type f \( -name "*.so" -o -name "*.so.*" \) -not -path "*.libs/*" \
   -exec strip --strip-unneeded {} + 2>/dev/null || true
+$PYTHON installers/linux/prune.py "$PKG/opt/localopen"
+# Qt links glvnd's GL dispatch libraries (1 MB). Shipped, they need no GL package: Depends on libgl1
+# would pull Mesa and LLVM (some 150 MB) into a minimal system, for a window that paints without GL.
+# On a desktop the dispatcher finds the system's own driver (Mesa, NVIDIA) as it always does.
+for lib in libGL.so.1 libEGL.so.1 libGLX.so.0 libGLdispatch.so.0 libOpenGL.so.0; do
+  src=$(/sbin/ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64/ {print $NF; exit}')
+  [ -n "$src" ] || { echo "$lib is not installed here (apt install libgl1 libegl1 libopengl0)" >&2; exit 1; }
+  install -m 644 "$(readlink -f "$src")" "$PKG/opt/localopen/_internal/$lib"
+done
 mkdir -p "$PKG/usr/share/man/man1"
 gzip -9n < installers/linux/localopen.1 > "$PKG/usr/share/man/man1/localopen.1.gz"
 ln -s /opt/localopen/localopen "$PKG/usr/bin/localopen"
@@ -81,12 +119,15 @@ install -m 644 resources/icons/localopen.svg "$PKG/usr/share/icons/hicolor/scala
 install -m 644 installers/linux/copyright "$PKG/usr/share/doc/localopen/copyright"
 printf 'localopen (%s) stable; urgency=medium\n\n  * Release %s.\n\n -- localopen developers <dev@localopen.invalid>  %s\n' \
   "$VERSION" "$VERSION" "$(date -R)" | gzip -9n > "$PKG/usr/share/doc/localopen/changelog.gz"
+# The bundle loads a model through its engine process and opens its window, or no package is made.
+QT_QPA_PLATFORM=offscreen LOCALOPEN_HOME="$(mktemp -d)" "$PKG/opt/localopen/localopen" --self-test
+DEPENDS=$($PYTHON installers/linux/depends.py "$PKG/opt/localopen")
 SIZE_KB=$(du -sk "$PKG" | cut -f1)
-sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE_KB/" installers/linux/control.in \
-  > "$PKG/DEBIAN/control"
+sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE_KB/" -e "s/@DEPENDS@/$DEPENDS/" \
+  installers/linux/control.in > "$PKG/DEBIAN/control"
 chmod -R u+rwX,go+rX,go-w "$PKG"
-dpkg-deb --root-owner-group -Zxz -z1 --build "$PKG" "build/localopen_${VERSION}_${ARCH}.deb" >/dev/null
-# Smoke test: the bundle loads a model through its engine process and opens its window.
-QT_QPA_PLATFORM=offscreen LOCALOPEN_HOME="$(mktemp -d)" build/dist/localopen/localopen --self-test
+dpkg-deb --root-owner-group -Zxz -z1 --build "$PKG" "$DEB.partial" >/dev/null
+mv "$DEB.partial" "$DEB"
 echo "bundle: build/dist/localopen ($(du -sh build/dist/localopen | cut -f1))"
-echo "package: build/localopen_${VERSION}_${ARCH}.deb ($(du -sh "build/localopen_${VERSION}_${ARCH}.deb" | cut -f1))"
+echo "package: $DEB ($(du -sh "$DEB" | cut -f1), installed $((SIZE_KB / 1024)) MB)"
+echo "depends: $DEPENDS"

@@ -24,6 +24,7 @@ from localopen.core.machine.system_libraries import install_advice, missing_libr
 log = logging.getLogger("localopen.ui")
 
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found", re.MULTILINE)
+_FONT_WORDS = {"fonts.conf": "fontconfig's configuration is missing", "a font": "no font is installed"}
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb", "eglfs", "vkkhrdisplay")
 
 
@@ -72,14 +73,51 @@ def missing_advice(what: str, missing: list[str]) -> str:
     )
 
 
+FONTCONFIG_CONF = Path("/etc/fonts/fonts.conf")
+FONT_FOLDERS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts")
+
+
+def font_problem() -> list[str]:
+    """What Qt lacks to draw text through fontconfig (Linux): its configuration file, or any font.
+    Without them the window opens with every character an empty box."""
+    missing = []
+    configured = os.environ.get("FONTCONFIG_FILE") or os.environ.get("FONTCONFIG_PATH")
+    if not configured and not FONTCONFIG_CONF.exists():
+        missing.append("fonts.conf")
+    fonts = (".ttf", ".otf", ".pfb", ".ttc", ".pcf", ".gz")
+    if not any(
+        p.suffix.lower() in fonts for folder in FONT_FOLDERS for p in _walk(Path(folder).expanduser(), limit=2000)
+    ):
+        missing.append("a font")
+    return missing
+
+
+def _walk(folder: Path, limit: int) -> list[Path]:
+    """Up to `limit` files under a folder (a fonts folder can hold thousands: one is enough)."""
+    found: list[Path] = []
+    for root, _dirs, names in os.walk(folder):
+        found += [Path(root) / name for name in names]
+        if len(found) >= limit:
+            break
+    return found
+
+
 def platform_problem() -> str | None:
     """Why Qt cannot open a window here, in plain words with what to do; None when it can."""
     if not sys.platform.startswith("linux"):
         return None  # Windows and macOS ship their platform plugin's needs with Qt
-    missing = missing_libraries(*qt_modules())
-    if missing:  # even an offscreen window needs these (QtGui links libGL, libEGL, fontconfig...)
-        log.error("Qt's modules cannot load: missing %s", ", ".join(missing))
-        return missing_advice("Qt", missing)
+    # Both said at once: one message, one install command.
+    missing = missing_libraries(*qt_modules())  # even offscreen (QtGui links libGL, libEGL, fontconfig...)
+    fonts = font_problem()
+    if missing or fonts:
+        log.error("Qt cannot start or draw text: missing %s", ", ".join(missing + fonts))
+        said = [f"Qt needs system libraries that are missing: {', '.join(missing)}"] if missing else []
+        said += [" and ".join(_FONT_WORDS[f] for f in fonts)] if fonts else []
+        return (
+            f"localopen cannot open its window: {'; '.join(said)}.\n"
+            f"Install what is missing, then start localopen again:\n{install_advice(missing + fonts)}\n"
+            "(The terminal commands work without it: `localopen --help`.)"
+        )
     platform = os.environ.get("QT_QPA_PLATFORM", "")
     if platform.split(":")[0] in HEADLESS_PLATFORMS:
         return None

@@ -5,6 +5,9 @@ commands that install them. Used wherever a missing shared library must be named
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 
 # Shared-library name -> (Debian/Ubuntu, Fedora, Arch) package. Names not here are shown as they are.
 PACKAGES = {
@@ -30,6 +33,11 @@ PACKAGES = {
     "libGL.so.1": ("libgl1", "libglvnd-glx", "libglvnd"),
     "libGLX.so.0": ("libglx0", "libglvnd-glx", "libglvnd"),
     "libOpenGL.so.0": ("libopengl0", "libglvnd-opengl", "libglvnd"),
+    "libwayland-client.so.0": ("libwayland-client0", "libwayland-client", "wayland"),
+    "libwayland-cursor.so.0": ("libwayland-cursor0", "libwayland-cursor", "wayland"),
+    "libwayland-egl.so.1": ("libwayland-egl1", "libwayland-egl", "wayland"),
+    "fonts.conf": ("fontconfig-config", "fontconfig", "fontconfig"),  # fontconfig's configuration
+    "a font": ("fonts-dejavu-core", "dejavu-sans-fonts", "ttf-dejavu"),
     "libfontconfig.so.1": ("libfontconfig1", "fontconfig", "fontconfig"),
     "libfreetype.so.6": ("libfreetype6", "freetype", "freetype2"),
     "libdbus-1.so.3": ("libdbus-1-3", "dbus-libs", "dbus"),
@@ -42,7 +50,23 @@ PACKAGES = {
 INSTALLERS = (("Debian/Ubuntu", "sudo apt install"), ("Fedora", "sudo dnf install"), ("Arch", "sudo pacman -S"))
 
 
+def half_installed_deb() -> bool:
+    """Whether localopen's own .deb was unpacked with `dpkg -i` but not configured, for want of the
+    packages it depends on: apt then refuses to install anything else until `apt-get install -f`."""
+    if not sys.executable.startswith("/opt/localopen/") or not shutil.which("dpkg-query"):
+        return False
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${db:Status-Status}", "localopen"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and out.stdout.strip() not in ("installed", "")
+
+
 def install_advice(libraries: list[str]) -> str:
+    if half_installed_deb():  # the package's own Depends name everything it needs
+        return "  Debian/Ubuntu:  sudo apt-get install -f   (installs what the localopen package needs)"
     lines = []
     for i, (system, command) in enumerate(INSTALLERS):
         packages = sorted({PACKAGES[lib][i] for lib in libraries if lib in PACKAGES})
