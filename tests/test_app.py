@@ -131,3 +131,36 @@ def test_diagnostics_for_a_bug_report_never_show_the_hub_token() -> None:
     assert "localopen 0.1.0" in out.stdout and "llama-cpp-python" in out.stdout and str(log_file) in out.stdout
     assert "a careless line" in out.stdout and "[token hidden]" in out.stdout
     assert secret not in out.stdout
+
+
+def test_recommendations_are_usable_here_the_most_open_first_and_follow_what_is_measured(tiny_gguf: Path) -> None:
+    from localopen.app.recommend import USABLE_BANDS, recommend
+
+    ctx = AppContext()
+    profile = ctx.read_profile()
+    here = usable_here.MachineSnapshot.read(ctx, profile)
+    found = recommend(ctx, here, limit=100)
+    assert found, "this machine runs some catalog model"
+    rows = {r.model.id: r for r in usable_here.catalog_rows(ctx, here)}
+    for rec in found:
+        row = rows[rec.id]
+        assert row.fits and row.model.raw["chat"] and rec.band == row.verdict.band in USABLE_BANDS
+        assert rec.basis == row.verdict.basis and rec.installed_path is None
+    keys = [(r.letter, -rows[r.id].model.grade.transparency, USABLE_BANDS.index(r.band)) for r in found]
+    assert keys == sorted(keys)  # the most open first, then the best band
+    assert [r.id for r in recommend(ctx, here, limit=3)] == [r.id for r in found[:3]]
+    out = run("recommend", "--json", "--limit", "100")
+    assert [e["id"] for e in json.loads(out.stdout)] == [r.id for r in found]  # one list for every face
+
+    # Installed: chat at once. A load that failed here: no longer recommended.
+    entry = ctx.catalog.get(found[0].id)
+    assert entry is not None
+    target = ctx.models_dir / entry.gguf_repo / f"{entry.id}-{entry.recommended.type.lower()}.gguf"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(tiny_gguf.read_bytes())
+    library.scan(ctx)
+    mine = recommend(ctx, usable_here.MachineSnapshot.read(ctx, profile), limit=100)
+    assert next(r for r in mine if r.id == entry.id).installed_path == str(target.resolve())
+    record_load_failure(ctx.db, str(target.resolve()), profile.fingerprint, "out of memory")
+    after = recommend(ctx, usable_here.MachineSnapshot.read(ctx, profile), limit=100)
+    assert entry.id not in [r.id for r in after]

@@ -413,7 +413,9 @@ def test_the_calibration_waits_for_busy_engines_and_remeasures_what_they_overlap
     monkeypatch.setattr(session, "measure", measure)
     progress: list[str] = []
     with caplog.at_level(logging.INFO, logger="localopen.calibration"):
-        worker = threading.Thread(target=lambda: calibrations.calibrate(ctx, session, progress.append))
+        worker = threading.Thread(
+            target=lambda: calibrations.calibrate(ctx, session, lambda s: progress.append(str(s)))
+        )
         worker.start()
         deadline = time.monotonic() + 60
         while not any("waits" in p for p in progress) and time.monotonic() < deadline:

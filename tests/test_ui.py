@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from localopen.core.chat import conversations as convs
 from localopen.core.store.library_db import import_file, list_models
+from localopen.ui.explore_view import DOWNLOAD_COLUMN, MEASURE_COLUMN, USABLE_COLUMN
 from localopen.ui.main_window import SECTIONS, MainWindow
 from localopen.ui.services import Services
 
@@ -119,7 +120,7 @@ def test_explore_filters_sort_and_evidence(window: MainWindow, qtbot) -> None:
     qtbot.waitUntil(lambda: ex.settled and ex.quants.rowCount() > 0, timeout=20000)
     html = ex.detail.toHtml()
     assert "Pre-training data" in html and "arxiv.org" in html and "Usable here" in html
-    assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, 5).text() == "Download"
+    assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, DOWNLOAD_COLUMN).text() == "Download"
 
 
 def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, monkeypatch, tiny_gguf: Path) -> None:
@@ -132,7 +133,7 @@ def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     try:
         ex = _explore(window, qtbot, "smollm2-360m-instruct")
-        ex.quants.cellWidget(0, 5).click()  # Download Q8_0
+        ex.quants.cellWidget(0, DOWNLOAD_COLUMN).click()  # Download Q8_0
         library = window.views["Library"]
         qtbot.waitUntil(lambda: len(library.downloads.rows) == 1, timeout=5000)
         row = next(iter(library.downloads.rows.values()))
@@ -539,18 +540,18 @@ def test_measure_here_probes_a_hub_file_before_download(
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     try:
         ex = _explore(window, qtbot, "smollm2-135m-instruct")
-        assert "(predicted)" in ex.quants.item(0, 3).text()
-        button = ex.quants.cellWidget(0, 4)
+        assert "(predicted)" in ex.quants.item(0, USABLE_COLUMN).text()
+        button = ex.quants.cellWidget(0, MEASURE_COLUMN)
         assert button.text() == "Measure here"
         with qtbot.waitSignal(ex.probe_finished, timeout=120000) as probe:
             button.click()
         report = probe.args[0]
         assert report.verdict.basis == "probed" and report.bytes_fetched > 0
-        qtbot.waitUntil(lambda: ex.settled and "(probed)" in ex.quants.item(0, 3).text(), timeout=10000)
+        qtbot.waitUntil(lambda: ex.settled and "(probed)" in ex.quants.item(0, USABLE_COLUMN).text(), timeout=10000)
         assert "tokens/s" in ex.probe_status.text() and "from the Hub" in ex.probe_status.text()
         row = ex.selected_row()
         assert row is not None and row.verdict is not None and row.verdict.basis == "probed"
-        assert "(predicted)" in ex.quants.item(1, 3).text()  # the other files are not probed
+        assert "(predicted)" in ex.quants.item(1, USABLE_COLUMN).text()  # the other files are not probed
     finally:
         hub.stop()
 
@@ -710,3 +711,91 @@ def test_the_chat_and_the_local_server_share_one_loaded_model(window: MainWindow
         qtbot.waitUntil(lambda: "held by chat" in view.loaded_label.text(), timeout=5000)
     finally:
         qtbot.mouseClick(view.toggle_button, Qt.MouseButton.LeftButton)
+
+
+def test_the_first_screen_recommends_and_one_click_downloads_then_opens_a_chat(
+    window: MainWindow, qtbot, monkeypatch, tiny_gguf: Path
+) -> None:
+    """A new user's first window: the application layer's recommendations (the most open first),
+    and one click that downloads the file and opens a chat with it when done."""
+    from localopen.app.recommend import recommend
+    from localopen.app.usable_here import MachineSnapshot
+
+    assert window.stack.currentIndex() == SECTIONS.index("Start")  # what a first launch opens on
+    start = window.views["Start"]
+    qtbot.waitUntil(lambda: bool(start.recommendations), timeout=20000)
+    ctx = window.services.ctx
+    expected = recommend(ctx, MachineSnapshot.read(ctx, window.services.profile))
+    assert [r.id for r in start.recommendations] == [r.id for r in expected]
+    first = start.recommendations[0]
+    button = start.buttons[first.id]
+    assert button.text() == "Download and chat" and button.isVisible()
+    hub = FakeHub().start()
+    filename = first.pattern.replace("*", "model-", 1).replace("*", "")
+    hub.add(Repo(first.repo, files={filename: tiny_gguf.read_bytes()}))
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    window.services.downloads.hub = ctx.hub()
+    try:
+        button.click()
+        qtbot.waitUntil(lambda: window.stack.currentIndex() == SECTIONS.index("Chat"), timeout=30000)
+        chat = window.views["Chat"]
+        assert Path(chat.model_box.currentData()).name == filename
+        qtbot.waitUntil(lambda: start.buttons.get(first.id) is not None and start.buttons[first.id].text() == "Chat")
+    finally:
+        hub.stop()
+
+
+def test_primary_actions_are_visible_at_a_laptops_1280x800(window: MainWindow, qtbot) -> None:
+    """Nothing important behind a scroll bar or off the edge at laptop size."""
+    window.resize(1280, 800)
+    ex = _explore(window, qtbot, "olmo-2-1124-7b-instruct")
+    qtbot.wait(100)
+    actions = {
+        "Download": ex.quants.cellWidget(0, DOWNLOAD_COLUMN),
+        "Measure here": ex.quants.cellWidget(0, MEASURE_COLUMN),
+        "Filter": ex.search,
+    }
+    chat = window.goto("Chat")
+    actions |= {"Load": chat.load_button, "Send": chat.send_button}
+    actions["Run benchmark"] = window.goto("Compare").run_button
+    actions["Start server"] = window.goto("Local server").toggle_button
+    start = window.goto("Start")
+    qtbot.waitUntil(lambda: bool(start.buttons), timeout=20000)
+    actions["Download and chat"] = next(iter(start.buttons.values()))
+    for name, widget in actions.items():
+        section = next(i for i in range(window.stack.count()) if window.stack.widget(i).isAncestorOf(widget))
+        window.show_section(section)
+        qtbot.wait(50)
+        assert widget.isVisible(), name
+        assert widget.visibleRegion().boundingRect() == widget.rect(), f"{name} is clipped"
+        corner = widget.mapTo(window, widget.rect().bottomRight())
+        assert window.rect().contains(corner), f"{name} is outside the window"
+    assert ex.search.width() >= 200  # room to type a filter
+
+
+def test_dark_and_light_schemes_keep_the_grades_readable(window: MainWindow, qtbot) -> None:
+    """The app follows a dark scheme (a dark palette where the style has none) and its grade and
+    verdict colours keep WCAG AA contrast on the list's background in both schemes."""
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from localopen.ui import theme
+
+    app = QApplication.instance()
+    try:
+        for scheme in (Qt.ColorScheme.Dark, Qt.ColorScheme.Light):
+            theme.apply_scheme(app, scheme)
+            base = app.palette().color(QPalette.ColorRole.Base)
+            assert (base.lightness() < 128) == (scheme == Qt.ColorScheme.Dark)
+            text = app.palette().color(QPalette.ColorRole.Text)
+            assert theme.contrast(text, base) >= 7
+            for letter in "ABCDE?":
+                assert theme.contrast(theme.grade_colour(letter), base) >= 4.5, (scheme, letter)
+            for band in ("fluent", "comfortable", "readable", "too slow"):
+                assert theme.contrast(theme.band_colour(band), base) >= 4.5, (scheme, band)
+            ex = _explore(window, qtbot)
+            window.grab()  # renders in this scheme without error
+            assert ex.proxy.rowCount() > 0
+    finally:
+        theme.apply_scheme(app, Qt.ColorScheme.Unknown)

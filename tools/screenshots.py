@@ -33,9 +33,13 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv)
-    if os.environ.get("LOCALOPEN_DARK"):
+    from PySide6.QtCore import Qt
+
+    from localopen.ui import theme
+
+    if os.environ.get("LOCALOPEN_DARK"):  # what a dark desktop gives the app, through its own path
         app.setStyle("Fusion")
-        app.setPalette(_dark_palette())
+        theme.apply_scheme(app, Qt.ColorScheme.Dark)
     app.setOrganizationName("localopen-screenshots")
     app.setApplicationName("localopen")
     QSettings().clear()
@@ -200,8 +204,11 @@ def main() -> int:
         window.summary_shown.connect(lambda dialog: QTimer.singleShot(300, lambda: grab_dialog(dialog)))
         window.show_summary()
 
-    # Explore's rows and a model's files are computed in the background: shoot once they are shown.
-    explore_view = window.views["Explore"]
+    # The first screen: the recommendations, then Explore's rows and a model's files (computed in
+    # the background: shot once they are shown).
+    start_view = window.views["Start"]
+    explore_view = window.view("Explore")
+    when(lambda: services.profile is not None and bool(start_view.recommendations), lambda: shot("0-start"))
     when(
         lambda: services.profile is not None and explore_view.settled and explore_view.proxy.rowCount() > 0,
         explore_select,
@@ -209,7 +216,9 @@ def main() -> int:
     when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore)
     # The first launch calibrates this machine in the background; Explore then shows its predictions.
     # Wait for it: two engines on two cores slow each other badly.
-    when(lambda: calibration_done() and explore_view.settled, explore_calibrated_select)
+    when(lambda: calibration_done() and explore_view.settled, lambda: (window.goto("Start"), None)[1])
+    when(lambda: not start_view.calibration_box.isVisible(), lambda: shot("0b-start-calibrated"))
+    when(lambda: True, explore_calibrated_select)
     when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_calibrated)
     when(lambda: True, library_open)
     when(lambda: bool(state.get("library_shown")), library)
@@ -240,30 +249,6 @@ def main() -> int:
     timer.timeout.connect(tick)
     timer.start(300)
     return app.exec()
-
-
-def _dark_palette():
-    """What a dark desktop theme hands Qt: checks the app stays readable there."""
-    from PySide6.QtGui import QColor, QPalette
-
-    p = QPalette()
-    for role, colour in (
-        (QPalette.ColorRole.Window, "#2b2b2b"),
-        (QPalette.ColorRole.WindowText, "#e6e6e6"),
-        (QPalette.ColorRole.Base, "#1e1e1e"),
-        (QPalette.ColorRole.AlternateBase, "#2b2b2b"),
-        (QPalette.ColorRole.Text, "#e6e6e6"),
-        (QPalette.ColorRole.Button, "#3a3a3a"),
-        (QPalette.ColorRole.ButtonText, "#e6e6e6"),
-        (QPalette.ColorRole.Highlight, "#2f65ca"),
-        (QPalette.ColorRole.HighlightedText, "#ffffff"),
-        (QPalette.ColorRole.Link, "#7fb2ff"),
-        (QPalette.ColorRole.ToolTipBase, "#3a3a3a"),
-        (QPalette.ColorRole.ToolTipText, "#e6e6e6"),
-        (QPalette.ColorRole.PlaceholderText, "#9a9a9a"),
-    ):
-        p.setColor(role, QColor(colour))
-    return p
 
 
 if __name__ == "__main__":

@@ -52,7 +52,24 @@ PARAMS = BenchParams(n_prompt=512, n_gen=64, reps=2, warmup_prompt=32)
 # model (v2: the attention term replaced a per-layer prompt cost), is measured again.
 PROTOCOL = f"pp{PARAMS.n_prompt}-tg{PARAMS.n_gen}-v2"
 
-Progress = Callable[[str], None]
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationStep:
+    """Where a calibration is: shape `index` of `total`, measuring or waiting for another engine's
+    work to end. Its text is what a face shows; the numbers give a progress bar and time left."""
+
+    index: int
+    total: int
+    waiting: bool = False
+
+    def __str__(self) -> str:
+        what = f"shape {self.index} of {self.total}"
+        if self.waiting:
+            return f"Calibration waits while a model is loading, answering or being benchmarked ({what} next)…"
+        return f"Calibrating this machine: {what}"
+
+
+Progress = Callable[[CalibrationStep], None]
 
 
 class CalibrationError(LocalopenError):
@@ -107,7 +124,7 @@ def _measure_alone(
     options: LoadOptions,
     params: BenchParams,
     on_progress: Progress | None,
-    what: str,
+    index: int,
 ) -> BenchRun:
     """Measure with no other engine working: wait while a chat, the server or a benchmark is
     busy; when one starts meanwhile, stop this measurement at once (the person's chat runs at full
@@ -116,12 +133,12 @@ def _measure_alone(
     tries = 0
     while tries < MAX_TRIES:
         if ctx.activity.is_busy and on_progress is not None:
-            on_progress(f"Calibration waits while a model is loading, answering or being benchmarked ({what} next)…")
+            on_progress(CalibrationStep(index, len(SHAPES), waiting=True))
         ctx.activity.wait_idle(session.stopped)
         if session.stopped():
             raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
         if on_progress is not None:
-            on_progress(f"Calibrating this machine: {what}")
+            on_progress(CalibrationStep(index, len(SHAPES)))
         mark = ctx.activity.mark()
         yielded = threading.Event()
 
@@ -162,7 +179,7 @@ def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress 
         for index, (shape, ftype) in enumerate(SHAPES, start=1):
             path = folder / f"{shape.name}-{ftype}.gguf"
             write_shape(path, shape, ftype)
-            run = _measure_alone(ctx, session, path, options, params, on_progress, f"shape {index} of {len(SHAPES)}")
+            run = _measure_alone(ctx, session, path, options, params, on_progress, index)
             tests = {("pp" if r.is_prompt_test else "tg"): r for r in run.results}
             samples.append(Sample(file_features(read_header(path)), tests["tg"].avg_ts, tests["pp"].avg_ts))
             log.info("Calibration %s %s: tg %.2f pp %.2f", shape.name, ftype, tests["tg"].avg_ts, tests["pp"].avg_ts)

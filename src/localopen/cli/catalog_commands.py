@@ -290,6 +290,31 @@ def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 # --- summary --------------------------------------------------------------------------------
+def cmd_recommend(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.recommend import recommend
+    from localopen.app.usable_here import MachineSnapshot
+
+    here = MachineSnapshot.read(ctx, ctx.read_profile())
+    found = recommend(ctx, here, args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in found], indent=2))
+        return 0
+    if not found:
+        print(
+            "No catalog chat model is usable here yet (none fits, or each would be too slow): see `localopen catalog`."
+        )
+        return 0
+    print("Open models that are usable systems here, the most open first:\n")
+    for r in found:
+        print(f"  {r.id:<32} {r.grade:<7} {r.summary}")
+        if r.installed_path:
+            print(f"  {'':<32} installed: localopen chat {r.id}")
+        else:
+            print(f"  {'':<32} localopen pull {r.repo} --quant {r.quant}")
+    _calibration_hint(ctx)
+    return 0
+
+
 def cmd_summary(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.summary import render
 
@@ -362,6 +387,10 @@ def add_catalog_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_hw)
 
+    p = sub.add_parser("recommend", help="open models that are usable systems here, the most open first")
+    p.add_argument("--limit", type=int, default=6, help="how many (default 6)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("summary", help="one page: which open models are usable systems here, by grade")
     p.add_argument("--html", action="store_true", help="HTML instead of Markdown")
     p.set_defaults(func=cmd_summary)

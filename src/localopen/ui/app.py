@@ -102,6 +102,9 @@ def run_app(argv: list[str] | None = None) -> int:
     qt_messages.install()
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("localopen")
+    from localopen.ui import theme
+
+    theme.follow_system(app)  # type: ignore[arg-type]
     app.setOrganizationName("localopen")
     QApplication.setDesktopFileName("localopen")
     _install_crash_handlers(log_file)

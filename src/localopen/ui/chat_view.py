@@ -50,6 +50,7 @@ from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions
+from localopen.ui import theme
 from localopen.ui.chat_tools import ChatTools
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
@@ -60,7 +61,7 @@ FLUSH_MS = 33  # ~30 Hz: tokens are batched, the transcript is never re-rendered
 
 def _thinking_format() -> QTextCharFormat:
     fmt = QTextCharFormat()
-    fmt.setForeground(QColor("#777777"))
+    fmt.setForeground(QColor(theme.muted_colour()))
     fmt.setFontItalic(True)
     return fmt
 

@@ -13,16 +13,8 @@ from localopen.core.estimate.memory import FitVerdict, human_bytes
 from localopen.core.estimate.verdict import Verdict
 from localopen.core.openness.catalog import CatalogModel
 from localopen.core.openness.grade import Grade
+from localopen.ui import theme
 
-GRADE_COLOURS = {"A": "#2e7d32", "B": "#558b2f", "C": "#1565c0", "D": "#ef6c00", "E": "#c62828", "?": "#616161"}
-BAND_COLOURS = {
-    "fluent": "#2e7d32",
-    "comfortable": "#558b2f",
-    "readable": "#ef6c00",
-    "too slow": "#c62828",
-    "does not fit": "#c62828",
-    "damaged": "#c62828",
-}
 # The product's question first: how open, usable here, does it fit, what can it do; then the details.
 COLUMNS = [
     "Model",
@@ -93,11 +85,11 @@ class ExploreModel(QAbstractTableModel):
             return self._value(row, col, sort=role == SORT_ROLE)
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == "openness":
-                return QColor(GRADE_COLOURS[row.grade.letter])
+                return QColor(theme.grade_colour(row.grade.letter))
             if col == "usable" and row.verdict and not row.verdict.predicted:
-                return QColor(BAND_COLOURS.get(row.verdict.band, "#616161"))
+                return QColor(theme.band_colour(row.verdict.band))
             if col == "usable" and row.verdict:
-                return QColor("#757575")
+                return QColor(theme.muted_colour())
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == "openness":
                 tip = f"{row.grade.letter} — {row.grade.label}\n" + "\n".join(row.grade.explanation)

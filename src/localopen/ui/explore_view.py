@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import calibration as calibrations
 from localopen.app import capabilities, hub_search
 from localopen.app.context import AppContext
 from localopen.app.hub_search import HubResult
@@ -41,10 +40,14 @@ from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import COMPONENTS
 from localopen.core.records import LoadInfo
 from localopen.core.store.library_db import record_hub_files
+from localopen.ui import theme
 from localopen.ui.background import run_in_background
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
+
+QUANT_COLUMNS = ["Quantization", "Size", "Usable here", "", ""]
+USABLE_COLUMN, MEASURE_COLUMN, DOWNLOAD_COLUMN = 2, 3, 4
 
 EVIDENCE_NAMES = {
     "data_pretrain": "Pre-training data",
@@ -142,17 +145,23 @@ class ExploreView(QWidget):
         self.detail = QTextBrowser()
         self.detail.setAccessibleName("Model details and openness evidence")
         self.detail.setOpenExternalLinks(True)
-        self.quants = QTableWidget(0, 6)
+        # The fit is in the usable-here cell's tooltip (a file that does not fit says so there): the
+        # actions stay visible without scrolling at a laptop's 1280x800.
+        self.quants = QTableWidget(0, len(QUANT_COLUMNS))
         self.quants.setAccessibleName("Files of the selected model")
-        self.quants.setHorizontalHeaderLabels(["Quantization", "Size", "Fit here", "Usable here", "", ""])
+        self.quants.setHorizontalHeaderLabels(QUANT_COLUMNS)
         self.quants.verticalHeader().hide()
-        self.quants.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.quants.horizontalHeader().setStretchLastSection(True)
+        header = self.quants.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(USABLE_COLUMN, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
 
-        filters = QHBoxLayout()
-        filter_widgets: tuple[QWidget, ...] = (
-            self.search,
-            self.grade_box,
+        self.search.setMinimumWidth(220)
+        filters = QVBoxLayout()  # two rows: the filter box keeps room to type at a laptop's width
+        first, second = QHBoxLayout(), QHBoxLayout()
+        first.addWidget(self.search, 1)
+        first.addWidget(self.grade_box)
+        second_row: tuple[QWidget, ...] = (
             self.fits_box,
             self.installed_box,
             QLabel("Size"),
@@ -160,8 +169,11 @@ class ExploreView(QWidget):
             QLabel("to"),
             self.size_box,
         )
-        for w in filter_widgets:
-            filters.addWidget(w)
+        for w in second_row:
+            second.addWidget(w)
+        second.addStretch(1)
+        filters.addLayout(first)
+        filters.addLayout(second)
         hub_row = QHBoxLayout()
         for w in (self.hub_query, self.hub_sort, self.hub_button):
             hub_row.addWidget(w)
@@ -191,7 +203,7 @@ class ExploreView(QWidget):
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([690, 610])  # the file table's actions fit without scrolling
+        self.splitter.setSizes([600, 500])  # at 1280x800 both the model list and the files' actions show
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -199,7 +211,10 @@ class ExploreView(QWidget):
         self.probe_session = ProbeSession(services.ctx)
         self.probe_runner = EngineRunner("probe-engine")
         self._probing: tuple[str, str] | None = None  # repo, quantization
-        self._calibrating = False
+        calibration = services.calibration
+        calibration.step.connect(lambda step: self.probe_status.setText(str(step)))
+        calibration.calibrated.connect(self._on_calibrated)
+        calibration.failed.connect(self._on_calibration_failed)
         # Bound methods, not lambdas: Qt disconnects them when this view is deleted.
         services.profile_ready.connect(self._on_profile)
         services.library_changed.connect(self.reload)
@@ -336,11 +351,11 @@ class ExploreView(QWidget):
     def _add_quant_row(self, quant: str, size: str, fit: str, repo: str, pattern: str, verdict: Verdict | None) -> None:
         r = self.quants.rowCount()
         self.quants.insertRow(r)
-        usable = verdict.label if verdict is not None else "–"  # its speeds are in the tooltip
-        for c, text in enumerate((quant, size, fit, usable)):
+        usable = verdict.label if verdict is not None else "–"
+        for c, text in enumerate((quant, size, usable)):
             item = QTableWidgetItem(text)
-            if c == 3 and verdict is not None:
-                item.setToolTip(verdict.reason)
+            if c == USABLE_COLUMN:  # its speeds and the fit, in words
+                item.setToolTip(f"{verdict.reason}\nFit: {fit}" if verdict is not None else f"Fit: {fit}")
             self.quants.setItem(r, c, item)
         probing = self._probing == (repo, quant)
         measure = QPushButton("Stop" if probing else "Measure here")
@@ -348,35 +363,23 @@ class ExploreView(QWidget):
         measure.setToolTip("Benchmark this file on this machine from its header alone (a few MB), before downloading")
         measure.setEnabled(probing or self._probing is None)
         measure.clicked.connect(lambda _=False, rp=repo, q=quant: self.probe(rp, q))
-        self.quants.setCellWidget(r, 4, measure)
+        self.quants.setCellWidget(r, MEASURE_COLUMN, measure)
         button = QPushButton("Download")
         button.setAccessibleName(f"Download {repo} {quant}")
         button.clicked.connect(lambda _=False, rp=repo, pt=pattern: self.download_requested.emit(rp, pt))
-        self.quants.setCellWidget(r, 5, button)
+        self.quants.setCellWidget(r, DOWNLOAD_COLUMN, button)
 
     def _on_profile(self, _hw: object) -> None:
         self.reload()
-        self.calibrate_if_needed()
 
     # -- calibration and probe ------------------------------------------------------------------
     def calibrate_if_needed(self) -> None:
         """Measure this machine once per llama.cpp build, in the background, so predicted speeds are
         this machine's (the setting turns it off; `localopen calibrate` does the same)."""
-        ctx = self.services.ctx
-        if self._calibrating or not ctx.settings.calibrate_automatically or calibrations.current(ctx) is not None:
-            return
-        self._calibrating = True
-        self.probe_status.setText("Calibrating this machine once (1-2 minutes) so predicted speeds are its own…")
-        bench = self.probe_session.bench
-        self.probe_runner.submit(
-            lambda emit: calibrations.calibrate(ctx, bench, emit),
-            lambda message: self.probe_status.setText(str(message)),
-            self._on_calibrated,
-            self._on_calibration_failed,
-        )
+        if self.services.calibration.start_if_needed():
+            self.probe_status.setText("Calibrating this machine once (1-2 minutes) so predicted speeds are its own…")
 
     def _on_calibrated(self, calibration: Calibration) -> None:
-        self._calibrating = False
         self.probe_status.setText(
             f"This machine is calibrated: {calibration.bandwidth_gbs:.1f} GB/s for generation; predicted speeds "
             "below are its own. Measure here benchmarks one file before downloading it."
@@ -385,8 +388,7 @@ class ExploreView(QWidget):
         self.reload()
         self.show_detail(self.table.currentIndex())
 
-    def _on_calibration_failed(self, error: LocalopenError) -> None:
-        self._calibrating = False
+    def _on_calibration_failed(self, error: str) -> None:
         self.probe_status.setText(f"Calibration failed, predicted speeds stay rough: {error}")
 
     def probe(self, repo: str, quant: str) -> None:
@@ -439,7 +441,7 @@ class ExploreView(QWidget):
         g = row.grade
         parts = [
             f"<h2>{e(row.key)}</h2>",
-            f"<p><b style='color:{'#2e7d32' if g.letter in 'AB' else '#555'}'>{e(g.badge)}</b> — {e(g.label)}"
+            f"<p><b style='color:{theme.grade_colour(g.letter)}'>{e(g.badge)}</b> — {e(g.label)}"
             f"{' <i>(provisional)</i>' if g.provisional else ''}</p>",
             f"<p>GGUF repository: <a href='https://huggingface.co/{e(row.repo)}'>{e(row.repo)}</a></p>",
         ]

@@ -30,7 +30,7 @@ from localopen.ui.background import run_in_background
 from localopen.ui.explore_view import ExploreView
 from localopen.ui.services import Services
 
-SECTIONS = ["Explore", "Library", "Chat", "Compare", "Local server", "This machine"]
+SECTIONS = ["Start", "Explore", "Library", "Chat", "Compare", "Local server", "This machine"]
 
 
 def app_icon() -> QIcon:
@@ -123,6 +123,14 @@ class MainWindow(QMainWindow):
 
     def _build(self, name: str) -> QWidget:
         s = self.services
+        if name == "Start":
+            from localopen.ui.start_view import StartView
+
+            start = StartView(s)
+            start.download_requested.connect(lambda repo, pattern: s.downloads.add(repo, pattern=pattern))
+            start.chat_requested.connect(self.chat_with)
+            start.explore_requested.connect(lambda: self.goto("Explore"))
+            return start
         if name == "Explore":
             explore = ExploreView(s)
             explore.download_requested.connect(self.download)
@@ -199,6 +207,7 @@ class MainWindow(QMainWindow):
         SettingsDialog(self.services, self).exec()
 
     def _on_profile(self, hw: HardwareProfile) -> None:
+        self.services.calibration.start_if_needed()  # once per llama.cpp build, in the background
         ctx = self.services.ctx
         run_in_background(
             lambda: machine_line(catalog_rows(ctx, MachineSnapshot.read(ctx, hw))),
@@ -272,7 +281,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1280, 800)
-        last = settings.value("window/section", "Explore")
+        last = settings.value("window/section", "Start")
         self.show_section(SECTIONS.index(last) if last in SECTIONS else 0)
 
     def closeEvent(self, event) -> None:  # noqa: N802

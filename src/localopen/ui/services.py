@@ -4,6 +4,7 @@ tell views to refresh. Nothing here computes a product fact; views ask the appli
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -14,6 +15,9 @@ from localopen.app.settings import Settings
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.store.db import connect
 from localopen.ui.background import run_in_background
+
+if TYPE_CHECKING:
+    from localopen.ui.calibration_task import CalibrationTask
 
 log = logging.getLogger("localopen.ui")
 
@@ -36,6 +40,16 @@ class Services(QObject):
         )
         self.downloads.listeners.append(self.job_changed.emit)
         self.job_changed.connect(self._on_job)
+        self._calibration: CalibrationTask | None = None
+
+    @property
+    def calibration(self) -> CalibrationTask:
+        """This machine's calibration, shared by every view (made at first use)."""
+        if self._calibration is None:
+            from localopen.ui.calibration_task import CalibrationTask
+
+            self._calibration = CalibrationTask(self.ctx, self)
+        return self._calibration
 
     @property
     def profile(self) -> HardwareProfile | None:
@@ -70,3 +84,5 @@ class Services(QObject):
 
     def shutdown(self) -> None:
         self.downloads.stop_all()  # .part files stay; the next start offers to resume
+        if self._calibration is not None:
+            self._calibration.shutdown()
