@@ -164,3 +164,100 @@ def test_recommendations_are_usable_here_the_most_open_first_and_follow_what_is_
     record_load_failure(ctx.db, str(target.resolve()), profile.fingerprint, "out of memory")
     after = recommend(ctx, usable_here.MachineSnapshot.read(ctx, profile), limit=100)
     assert entry.id not in [r.id for r in after]
+
+
+def test_files_from_other_apps_are_recognised_as_catalog_models(tmp_path: Path) -> None:
+    """A user's LM Studio or shared-folder file: recognised by its name in its own metadata (or by
+    its sha256 where the catalog knows the file), then the curated grade applies, with its basis;
+    a fine-tune of a catalog model names itself and stays provisional."""
+    import hashlib
+
+    from localopen.core.hub.client import RemoteFile
+    from localopen.core.store.hashing import cached_sha256
+    from localopen.core.store.library_db import record_hub_files
+
+    from tiny_gguf import write_tiny_llama
+
+    ctx = AppContext()
+    (tmp_path / "lmstudio").mkdir()
+    named = write_tiny_llama(
+        tmp_path / "lmstudio" / "Qwen2.5-7B-Instruct-Q4_K_M.gguf",
+        extra={"general.basename": "Qwen2.5", "general.size_label": "7B", "general.finetune": "Instruct"},
+    )
+    tuned = write_tiny_llama(
+        tmp_path / "lmstudio" / "MyTune-7B-Q4_K_M.gguf",
+        extra={
+            "general.basename": "MyTune",
+            "general.size_label": "7B",
+            "general.base_model.count": 1,
+            "general.base_model.0.repo_url": "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct",
+        },
+        seed=1,
+    )
+    anonymous = write_tiny_llama(tmp_path / "lmstudio" / "x.gguf", seed=2)
+    for path in (named, tuned, anonymous):
+        import_file(ctx.db, path)
+    # The catalog knows one file's sha256 (as `localopen refresh` caches the Hub's).
+    smol = ctx.catalog.get("smollm2-135m-instruct")
+    assert smol is not None
+    digest = hashlib.sha256(anonymous.read_bytes()).hexdigest()
+    hub_name = smol.recommended.pattern.replace("*", "SmolLM2-135M-Instruct-", 1).replace("*", "")
+    record_hub_files(ctx.db, [RemoteFile(smol.gguf_repo, hub_name, anonymous.stat().st_size, digest)])
+    ctx.refresh_catalog()
+    assert cached_sha256(ctx.db, anonymous) == digest  # verify or a benchmark hashed it once
+
+    entries = {e.model.path.name: e for e in library.entries(ctx)}
+    qwen = entries[named.name]
+    assert qwen.match is not None and qwen.match.model.id == "qwen2.5-7b-instruct" and not qwen.match.exact
+    assert "by name" in qwen.match.basis and qwen.grade == ctx.catalog.get("qwen2.5-7b-instruct").grade
+    assert not qwen.grade.provisional
+    exact = entries[anonymous.name]
+    assert exact.match is not None and exact.match.exact and exact.match.model.id == "smollm2-135m-instruct"
+    assert f"same sha256 as {smol.gguf_repo}" in exact.match.basis
+    fine_tune = entries[tuned.name]
+    assert fine_tune.match is None and fine_tune.grade.provisional
+    # The catalog sees the recognised file as its model, installed.
+    rows = {r.model.id: r for r in _rows(ctx, ctx.read_profile(measure=False))}
+    assert rows["qwen2.5-7b-instruct"].installed is not None
+    assert rows["qwen2.5-7b-instruct"].installed.path == named.resolve()
+    out = run("info", str(named), "--json")
+    assert json.loads(out.stdout)["catalog_match"]["id"] == "qwen2.5-7b-instruct"
+
+
+def test_other_apps_models_are_found_named_and_added_without_copying(tmp_path: Path, tiny_gguf: Path) -> None:
+    """LM Studio's folder of .gguf files and Ollama's blobs (named by its manifests) are added by
+    path, recognised where the catalog knows them, and never deleted by rm."""
+    import os
+
+    from tiny_gguf import write_tiny_llama
+
+    home = tmp_path / "home"
+    lmstudio = home / ".lmstudio" / "models" / "lmstudio-community" / "Qwen2.5-7B-Instruct-GGUF"
+    lmstudio.mkdir(parents=True)
+    write_tiny_llama(
+        lmstudio / "Qwen2.5-7B-Instruct-Q4_K_M.gguf",
+        extra={"general.basename": "Qwen2.5", "general.size_label": "7B", "general.finetune": "Instruct"},
+    )
+    (lmstudio / "mmproj-model-f16.gguf").write_bytes(tiny_gguf.read_bytes())  # a projector is no model
+    ollama = home / ".ollama" / "models"
+    (ollama / "blobs").mkdir(parents=True)
+    blob = ollama / "blobs" / ("sha256-" + "ab" * 32)
+    blob.write_bytes(tiny_gguf.read_bytes())
+    manifest = ollama / "manifests" / "registry.ollama.ai" / "library" / "tinyllama" / "1.1b"
+    manifest.parent.mkdir(parents=True)
+    layers = [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "ab" * 32}]
+    manifest.write_text(json.dumps({"layers": layers}))
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    env.pop("OLLAMA_MODELS", None)
+    env.pop("LLAMA_CACHE", None)
+
+    out = run("import", "--other-apps", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "LM Studio" in out.stdout and "Ollama" in out.stdout and "Added 2 model(s)" in out.stdout
+    listed = json.loads(run("models", "--json", env=env).stdout)
+    by_name = {m["name"]: m for m in listed}
+    assert set(by_name) == {"Qwen2.5-7B-Instruct-Q4_K_M", "tinyllama-1.1b"}
+    assert by_name["Qwen2.5-7B-Instruct-Q4_K_M"]["catalog_match"]["id"] == "qwen2.5-7b-instruct"
+    assert run("import", "--other-apps", env=env).stdout.startswith("No models")  # nothing twice
+    assert run("rm", "tinyllama-1.1b", "-y", env=env).returncode == 0
+    assert blob.exists()  # Ollama's file is Ollama's

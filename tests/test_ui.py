@@ -799,3 +799,30 @@ def test_dark_and_light_schemes_keep_the_grades_readable(window: MainWindow, qtb
             assert ex.proxy.rowCount() > 0
     finally:
         theme.apply_scheme(app, Qt.ColorScheme.Unknown)
+
+
+def test_the_first_screen_offers_the_models_of_other_apps(qtbot, tmp_path: Path, monkeypatch, tiny_gguf) -> None:
+    """Someone arriving from LM Studio: the first screen says what it found and adds it in one click."""
+    home = tmp_path / "home"
+    folder = home / ".lmstudio" / "models" / "someone" / "Some-GGUF"
+    folder.mkdir(parents=True)
+    (folder / "some-model-Q4_K_M.gguf").write_bytes(tiny_gguf.read_bytes())
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    monkeypatch.delenv("LLAMA_CACHE", raising=False)
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    services = Services()
+    window = MainWindow(services)
+    qtbot.addWidget(window)
+    window.show()
+    start = window.views["Start"]
+    qtbot.waitUntil(lambda: start.offer.isVisible(), timeout=20000)
+    assert "1 model(s) from LM Studio" in start.other_apps.text()
+    start.add_other_apps.click()
+    qtbot.waitUntil(lambda: "Added 1 model" in start.other_apps.text(), timeout=20000)
+    from localopen.core.store.library_db import list_models
+
+    assert [m.filename for m in list_models(services.ctx.db)] == ["some-model-Q4_K_M.gguf"]
+    window.close()

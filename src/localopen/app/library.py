@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
@@ -18,8 +18,10 @@ from localopen.core.estimate.verdict import DAMAGED, Verdict
 from localopen.core.gguf.header import GGUFError, read_header
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import Grade, evidence_from_header, grade
+from localopen.core.openness.recognise import CatalogMatch, match_file
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
+from localopen.core.store.hashing import known_sha256
 from localopen.core.store.library_db import LibraryModel, VerifyResult
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 # (path, mtime_ns) -> the file's grade and chat template, or why its header cannot be trusted: read once
 # per file version.
-_grades: dict[tuple[str, int], tuple[Grade, str | None] | GGUFError] = {}
+_grades: dict[tuple[str, int], tuple[Grade, str | None, dict[str, Any]] | GGUFError] = {}
 _grades_lock = threading.Lock()
 
 
@@ -40,6 +42,7 @@ class LibraryEntry:
     verdict: Verdict | None  # from what happened on this machine; None: not measured yet
     problem: str | None = None  # why the file cannot be used (truncated, not a GGUF, ...)
     capabilities: Capabilities | None = None  # from its chat template and the agent check here
+    match: CatalogMatch | None = None  # a file from elsewhere recognised as a catalog model
 
     @property
     def badge(self) -> str:
@@ -54,9 +57,24 @@ def scan(ctx: AppContext) -> int:
 
 
 def _catalog_grade(ctx: AppContext, model: LibraryModel) -> Grade | None:
-    """A file downloaded from a catalog repo has the catalog's (curated) grade."""
+    """A file downloaded from a catalog repo, or recognised as a catalog model, has the catalog's
+    (curated) grade."""
     entry = ctx.catalog.get(model.repo) if model.repo else None
+    if entry is None:
+        found = recognised(ctx, model)
+        entry = found.model if found is not None else None
     return entry.grade if entry is not None else None
+
+
+def recognised(ctx: AppContext, model: LibraryModel) -> CatalogMatch | None:
+    """The catalog model a file from elsewhere is (by its cached sha256, else by name), if any."""
+    checked = _checked(ctx, model.path)
+    if isinstance(checked, GGUFError):
+        return None
+    return match_file(ctx.catalog, checked[2], model.filename, known_sha256(ctx.db, model.path))
+
+
+_NAMING = ("general.basename", "general.size_label", "general.finetune", "general.name")
 
 
 def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
@@ -65,8 +83,9 @@ def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
     return checked if isinstance(checked, GGUFError) else checked[0]
 
 
-def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None] | GGUFError:
-    """What the header says (the provisional grade and the chat template), read once per file version."""
+def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None, dict[str, Any]] | GGUFError:
+    """What the header says (the provisional grade, the chat template, the naming metadata), read
+    once per file version."""
     try:
         key = (str(path), path.stat().st_mtime_ns)
     except OSError as exc:
@@ -74,11 +93,12 @@ def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None] | GGUFErro
     with _grades_lock:
         if key in _grades:
             return _grades[key]
-    found: tuple[Grade, str | None] | GGUFError
+    found: tuple[Grade, str | None, dict[str, Any]] | GGUFError
     try:
         header = read_header(path)
         evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
-        found = (grade(evidence, provisional=True), header.chat_template)
+        naming = {k: v for k, v in header.metadata.items() if k in _NAMING}
+        found = (grade(evidence, provisional=True), header.chat_template, naming)
     except GGUFError as exc:
         found = exc
     with _grades_lock:
@@ -134,13 +154,22 @@ def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[Lib
         else:
             grade_here, problem = _catalog_grade(ctx, m) or checked[0], None
             caps = capabilities.of_file(ctx, m.path, checked[1])
-        out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem, caps))
+        match = None if m.missing or m.repo and ctx.catalog.get(m.repo) else recognised(ctx, m)
+        out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem, caps, match))
     return out
 
 
 def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:
-    """Installed Hub models by repo (present on disk)."""
-    return {m.repo: m for m in core_library.list_models(ctx.db) if m.repo and not m.missing}
+    """Installed catalog and Hub models by repo (present on disk): downloaded ones by their repo,
+    files from elsewhere by the catalog model they are recognised as."""
+    models = [m for m in core_library.list_models(ctx.db) if not m.missing]
+    out = {m.repo: m for m in models if m.repo}
+    for m in models:
+        if not m.repo:
+            found = recognised(ctx, m)
+            if found is not None:
+                out.setdefault(found.model.gguf_repo, m)
+    return out
 
 
 def resolve_model(ctx: AppContext, name: str) -> Path:

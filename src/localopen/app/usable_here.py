@@ -26,8 +26,10 @@ from localopen.core.gguf.header import GGUFHeader
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.catalog import CatalogModel, Quant
 from localopen.core.openness.grade import Evidence, Grade, evidence_from_header, grade
+from localopen.core.openness.recognise import CatalogMatch, match_file
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
+from localopen.core.store.hashing import known_sha256
 from localopen.core.store.library_db import LibraryModel, read_part_headers
 
 GOOD_BANDS = ("fluent", "comfortable")
@@ -166,6 +168,7 @@ class FileRow:
     grade: Grade
     fit: FitVerdict | None
     verdict: verdicts.Verdict | None
+    match: CatalogMatch | None = None  # the catalog model it is recognised as: its curated grade applies
 
 
 def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
@@ -181,4 +184,7 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
             ctx.db, here.machine_id, installed.repo, [installed.filename], installed.expected_sha256
         )
     answer = verdict(ctx, here, fit, installed, probe, file_features(header, total))
+    known = match_file(ctx.catalog, header.metadata, path.name, known_sha256(ctx.db, path))
+    if known is not None:
+        return FileRow(header, known.model.evidence, known.model.grade, fit, answer, known)
     return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer)

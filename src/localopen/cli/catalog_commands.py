@@ -194,6 +194,9 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                 "fit": fit.to_dict(),
                 "usable_here": f.verdict.to_dict() if f.verdict else None,
                 "capabilities": caps.to_dict(),
+                "catalog_match": (
+                    {"id": f.match.model.id, "basis": f.match.basis, "exact": f.match.exact} if f.match else None
+                ),
             }
         )
         return 0
@@ -215,7 +218,11 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     ):
         print(f"  {key:18} {s[key]}")
     print(f"Capabilities: {caps.reasoning or 'no reasoning'}; {caps.tools_label}")
-    print(f"Openness: {g.badge} (provisional, from the file's own metadata)")
+    if f.match is not None:
+        known = f.match.model.id
+        print(f"Openness: {g.badge}, the catalog's {known} ({f.match.basis}): `localopen info {known}`")
+    else:
+        print(f"Openness: {g.badge} (provisional, from the file's own metadata)")
     for line in g.explanation[:1]:
         print(f"  - {line}")
     m = fit.memory

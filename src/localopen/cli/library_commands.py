@@ -90,6 +90,11 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
                         "usable_here": e.verdict.to_dict() if e.verdict else None,
                         "capabilities": e.capabilities.to_dict() if e.capabilities else None,
                         "problem": e.problem,
+                        "catalog_match": (
+                            {"id": e.match.model.id, "basis": e.match.basis, "exact": e.match.exact}
+                            if e.match
+                            else None
+                        ),
                     }
                     for e in entries
                 ],
@@ -107,6 +112,8 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
         print(f"{m.name:44} {m.quant or '?':8} {state:12} {e.badge:10} {verdict:22} {m.source:10} {m.repo or m.path}")
         if e.problem:
             print(f"    {e.problem}")
+        if e.match:
+            print(f"    is the catalog's {e.match.model.id}: {e.match.basis}")
     return 0
 
 
@@ -115,8 +122,32 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
 
     from localopen.core.store.library_db import import_file
 
+    if args.other_apps:
+        return _import_other_apps(ctx)
+    if not args.path:
+        raise LocalopenError("Name a .gguf file to import, or --other-apps.")
     model = import_file(ctx.db, Path(args.path))
     print(f"Imported {model.filename} ({model.quant}, {human_bytes(model.size)}); the file stays where it is.")
+    return 0
+
+
+def _import_other_apps(ctx: AppContext) -> int:
+    from localopen.app import library, other_apps
+
+    found = other_apps.not_in_library(ctx, other_apps.find())
+    if not found:
+        print("No models of LM Studio, Jan, GPT4All, llama.cpp or Ollama were found that the library lacks.")
+        return 0
+    added, problems = other_apps.add(ctx, found)
+    for group in found:
+        print(f"{group.app} ({group.folder}): {len(group.files)} model(s)")
+    for problem in problems:
+        print(f"  skipped {problem}", file=sys.stderr)
+    recognised = [e for e in library.entries(ctx) if e.match is not None]
+    print(
+        f"Added {added} model(s) by path (nothing was copied or moved; `localopen rm` only forgets them); "
+        f"{len(recognised)} in the library are recognised as catalog models (`localopen models`)."
+    )
     return 0
 
 
@@ -213,8 +244,11 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("import", help="add a local .gguf by path (not copied)")
-    p.add_argument("path")
+    p = sub.add_parser("import", help="add a local .gguf by path (not copied), or other apps' models")
+    p.add_argument("path", nargs="?")
+    p.add_argument(
+        "--other-apps", action="store_true", help="add the models of LM Studio, Jan, GPT4All, llama.cpp and Ollama"
+    )
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("verify", help="check a model's sha256 against the Hub's")

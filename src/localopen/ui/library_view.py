@@ -112,7 +112,7 @@ class LibraryView(QWidget):
                 m.name,
                 m.quant or "?",
                 "missing (moved or deleted)" if m.missing else human_bytes(m.size),
-                e.badge,
+                f"{e.badge} · {e.match.model.id}" if e.match else e.badge,
                 "cannot be used: damaged" if e.problem else usable,
                 e.capabilities.short if e.capabilities else "",
                 last,
@@ -124,6 +124,8 @@ class LibraryView(QWidget):
                 if m.missing or e.problem:
                     item.setForeground(Qt.GlobalColor.red)
                     item.setToolTip(e.problem or f"{m.path} is missing")
+                elif e.match is not None and v.startswith(e.badge + " · "):
+                    item.setToolTip(f"Recognised as the catalog's {e.match.model.id}: {e.match.basis}")
                 elif c == COLUMNS.index("Can") and e.capabilities is not None:
                     item.setToolTip(f"{e.capabilities.reasoning or 'no reasoning'}; {e.capabilities.tools_label}")
                 self.table.setItem(r, c, item)

@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app import other_apps
 from localopen.app.calibration import CalibrationStep
 from localopen.app.download_queue import QueuedDownload
+from localopen.app.other_apps import OtherAppModels
 from localopen.app.recommend import Recommendation, recommend
 from localopen.app.usable_here import MachineSnapshot
 from localopen.core.estimate.memory import human_bytes
@@ -80,6 +82,19 @@ class StartView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
+        self.other_apps = QLabel()  # models the user has from other apps, offered once found
+        self.other_apps.setWordWrap(True)
+        self.add_other_apps = QPushButton("Add them to the library")
+        self.add_other_apps.setAccessibleName("Add the models of other apps to the library (by path, not copied)")
+        self.add_other_apps.clicked.connect(self._add_other_apps)
+        offer = QWidget()
+        offer_layout = QHBoxLayout(offer)
+        offer_layout.setContentsMargins(0, 0, 0, 0)
+        offer_layout.addWidget(self.other_apps, 1)
+        offer_layout.addWidget(self.add_other_apps)
+        self.offer = offer
+        offer.hide()
+        self._found: list[OtherAppModels] = []
         self.empty = QLabel("Reading this machine…")
         self.empty.setWordWrap(True)
 
@@ -94,6 +109,7 @@ class StartView(QWidget):
         layout.addWidget(title)
         layout.addWidget(self.intro)
         layout.addWidget(self.calibration_box)
+        layout.addWidget(self.offer)
         layout.addWidget(self.empty)
         layout.addWidget(scroll, 1)
         layout.addLayout(footer)
@@ -108,6 +124,10 @@ class StartView(QWidget):
         services.job_changed.connect(self._on_job, Qt.ConnectionType.QueuedConnection)
         if services.profile is not None:
             self.reload()
+        ctx = services.ctx
+        run_in_background(
+            lambda: other_apps.not_in_library(ctx, other_apps.find()), self._offer, name="other-apps", owner=self
+        )
 
     # -- the model's answer ------------------------------------------------------------------------
     def reload(self) -> None:
@@ -188,6 +208,31 @@ class StartView(QWidget):
                 button.setEnabled(True)
                 button.setText("Download and chat")
                 button.setToolTip(job.message)
+
+    # -- models from other apps --------------------------------------------------------------------
+    def _offer(self, found: list[OtherAppModels]) -> None:
+        self._found = found
+        if not found:
+            return
+        count = sum(len(g.files) for g in found)
+        apps = ", ".join(dict.fromkeys(g.app for g in found))
+        self.other_apps.setText(
+            f"You have {count} model(s) from {apps}. Add them to the library to chat with them here and see "
+            "their openness (nothing is copied, moved or ever deleted)."
+        )
+        self.offer.show()
+
+    def _add_other_apps(self) -> None:
+        ctx, found = self.services.ctx, self._found
+        self.add_other_apps.setEnabled(False)
+        run_in_background(lambda: other_apps.add(ctx, found), self._added, name="other-apps-add", owner=self)
+
+    def _added(self, outcome: tuple[int, list[str]]) -> None:
+        added, problems = outcome
+        skipped = f"; {len(problems)} could not be read (see the log)" if problems else ""
+        self.other_apps.setText(f"Added {added} model(s) to the library{skipped}.")
+        self.add_other_apps.hide()
+        self.services.library_changed.emit()
 
     # -- the calibration ---------------------------------------------------------------------------
     def _on_step(self, step: CalibrationStep) -> None:

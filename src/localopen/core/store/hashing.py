@@ -37,6 +37,17 @@ def fresh_sha256(conn: sqlite3.Connection, path: Path, progress: Callable[[int, 
     return value
 
 
+def known_sha256(conn: sqlite3.Connection, path: Path) -> str | None:
+    """The cached sha256 of the file as it is now (same size and time), never computed here."""
+    try:
+        resolved = path.resolve()
+        st = resolved.stat()
+    except OSError:
+        return None
+    row = conn.execute("SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?", (str(resolved),)).fetchone()
+    return row["sha256"] if row and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns else None
+
+
 def cached_sha256(conn: sqlite3.Connection, path: Path) -> str:
     path = path.resolve()
     st = path.stat()

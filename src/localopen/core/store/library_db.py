@@ -103,8 +103,9 @@ def add_downloaded(conn: sqlite3.Connection, path: Path, remote: RemoteFile, tot
         )
 
 
-def import_file(conn: sqlite3.Connection, path: Path) -> LibraryModel:
-    """Remember a local GGUF by path (not copied). Its header must read cleanly."""
+def import_file(conn: sqlite3.Connection, path: Path, name: str | None = None) -> LibraryModel:
+    """Remember a local GGUF by path (not copied). Its header must read cleanly. `name`: what the
+    library calls it when the file's own name says nothing (an Ollama blob named by its sha256)."""
     path = path.expanduser().resolve()
     header = read_header(path)  # clear error for a folder, a non-GGUF or a damaged file
     cached_sha256(conn, path)
@@ -112,7 +113,7 @@ def import_file(conn: sqlite3.Connection, path: Path) -> LibraryModel:
         conn.execute(
             "INSERT OR REPLACE INTO models(path, repo, filename, quant, size, expected_sha256, source, added_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (str(path), None, path.name, header.quantization, path.stat().st_size, None, "imported", _now()),
+            (str(path), None, name or path.name, header.quantization, path.stat().st_size, None, "imported", _now()),
         )
     return get(conn, str(path))  # type: ignore[return-value]
 
