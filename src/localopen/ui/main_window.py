@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
         QShortcut(QKeySequence("Ctrl+,"), self, self.open_settings)
         services.profile_ready.connect(self._on_profile, Qt.ConnectionType.QueuedConnection)
+        # The machine line's "should run comfortably" counts change when the calibration ends.
+        services.calibration.calibrated.connect(self._on_calibrated)
         self._restore()
         services.read_profile_async()
         services.scan_library()
@@ -215,6 +217,10 @@ class MainWindow(QMainWindow):
             name="machine-line",
             owner=self,
         )
+
+    def _on_calibrated(self, _calibration: object) -> None:
+        if self.services.profile is not None:
+            self._on_profile(self.services.profile)
 
     def _show_machine(self, hw: HardwareProfile, line: MachineLine) -> None:
         gpu = "; GPU offload possible" if hw.gpu_offload_possible else ""
