@@ -223,3 +223,27 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_quantized_kv_cache_with_flash_attention_from_the_command_line(tiny_gguf: Path, tmp_path: Path) -> None:
+    """--kv-type and --flash-attn reach the engine; a quantized V cache without flash attention, or
+    one whose block does not divide the model's head size, is refused in words as a setting (the
+    file is not called damaged, nor the model 'does not fit')."""
+    wide = write_tiny_llama(tmp_path / "wide.gguf", n_embd=128, n_head=4, n_head_kv=4)  # heads of 32
+    ok = run("chat", str(wide), "-p", "hi", "--max-tokens", "3", "--ctx", "256", "--kv-type", "q8_0",
+             "--flash-attn", "on", "--json")  # fmt: skip
+    assert ok.returncode == 0 and json.loads(ok.stdout)["completion_tokens"] <= 3, ok.stderr
+    refused = run("chat", str(wide), "-p", "hi", "--ctx", "256", "--kv-type", "q4_0", "--flash-attn", "off")
+    assert refused.returncode == 1 and "needs flash attention" in refused.stderr and "Traceback" not in refused.stderr
+    narrow = run("chat", str(tiny_gguf), "-p", "hi", "--ctx", "256", "--kv-type", "q8_0", "--flash-attn", "on")
+    assert narrow.returncode == 1 and "cannot make a context" in narrow.stderr and "damaged" not in narrow.stderr
+    assert "does not divide" in narrow.stderr
+    listed = json.loads(run("models", "--json").stdout)
+    assert all(m["usable_here"] is None or m["usable_here"]["band"] != "does not fit" for m in listed)
+    f16 = json.loads(run("info", str(tiny_gguf), "--ctx", "4096", "--json").stdout)
+    q4 = json.loads(
+        run("info", str(tiny_gguf), "--ctx", "4096", "--kv-type", "q4_0", "--flash-attn", "on", "--json").stdout
+    )
+    assert q4["fit"]["memory"]["kv_cache"] / f16["fit"]["memory"]["kv_cache"] == pytest.approx(0.28, abs=0.01)
+    assert q4["fit_cache"] == {"type_k": "q4_0", "type_v": "q4_0", "flash_attn": True}
+    assert set(q4["largest_context"]) == {"f16", "q8_0", "q4_0"}

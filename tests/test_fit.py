@@ -11,13 +11,24 @@ from localopen.core.gguf.header import read_header
 from localopen.core.machine.hardware import GPU, HardwareProfile
 
 
-def _llama_report(path: Path, n_ctx: int):
+def _llama_report(path: Path, n_ctx: int, cache: str = "f16", flash_attn: bool = False):
     llama_cpp = pytest.importorskip("llama_cpp")
     from localopen.engine import llama_log
 
     capture = llama_log.install()
     capture.clear()
-    llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_ubatch=512, n_batch=512, swa_full=False, verbose=False)
+    ggml = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}[cache]
+    llm = llama_cpp.Llama(
+        str(path),
+        n_ctx=n_ctx,
+        n_ubatch=512,
+        n_batch=512,
+        swa_full=False,
+        flash_attn=flash_attn,
+        type_k=ggml,
+        type_v=ggml,
+        verbose=False,
+    )
     report = llama_log.parse_memory(capture.lines)
     llm.close()
     return report
@@ -36,6 +47,41 @@ def test_estimate_within_10_percent_of_llama_cpp(gemma_path: Path, n_ctx: int) -
     )
     assert error < 0.10
     assert abs(estimate.kv_cache - actual.kv_cache) / actual.kv_cache < 0.10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cache", "flash_attn"), [("f16", True), ("q8_0", True), ("q4_0", True)])
+def test_kv_cache_types_and_flash_attention_within_10_percent_of_llama_cpp(
+    gemma_path: Path, cache: str, flash_attn: bool
+) -> None:
+    """The fit follows the cache: q8_0 about 0.53x and q4_0 about 0.28x of f16's KV bytes, and flash
+    attention's smaller compute buffer, against llama.cpp's own buffer report."""
+    shape = ModelShape.from_header(read_header(gemma_path))
+    estimate = estimate_memory(shape, 8192, n_ubatch=512, flash_attn=flash_attn, type_k=cache, type_v=cache)
+    actual = _llama_report(gemma_path, 8192, cache, flash_attn)
+    print(
+        f"{cache}, flash attention {flash_attn}: estimate {estimate.total / 2**20:.1f} MiB (KV "
+        f"{estimate.kv_cache / 2**20:.1f}, compute {estimate.compute / 2**20:.1f}), llama.cpp "
+        f"{actual.total / 2**20:.1f} MiB (KV {actual.kv_cache / 2**20:.1f}, compute {actual.compute / 2**20:.1f})"
+    )
+    assert abs(estimate.total - actual.total) / actual.total < 0.10
+    assert abs(estimate.kv_cache - actual.kv_cache) / actual.kv_cache < 0.10
+    f16 = estimate_memory(shape, 8192, n_ubatch=512, flash_attn=flash_attn)
+    assert estimate.kv_cache / f16.kv_cache == pytest.approx({"f16": 1.0, "q8_0": 0.53, "q4_0": 0.28}[cache], abs=0.01)
+
+
+def test_largest_context_is_the_largest_that_fits(tiny_gguf: Path) -> None:
+    from localopen.core.estimate.memory import largest_context
+
+    shape = ModelShape.from_header(read_header(tiny_gguf))
+    budget = estimate_memory(shape, 3000).total
+    found = largest_context(shape, budget, 1 << 20)
+    assert found is not None and found % 256 == 0
+    assert estimate_memory(shape, found).total <= budget < estimate_memory(shape, found + 256).total
+    smaller = largest_context(shape, budget, 1 << 20, type_k="q4_0", type_v="q4_0", flash_attn=True)
+    assert smaller is not None and smaller > found  # a quantized cache fits a longer context
+    assert largest_context(shape, 1, 4096) is None
+    assert largest_context(shape, budget * 100, 4096) == 4096  # capped at the model's context
 
 
 def test_kv_grows_with_context_and_swa_caps_it(tiny_gguf: Path) -> None:

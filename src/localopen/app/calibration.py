@@ -169,7 +169,10 @@ def _measure_alone(
 def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress | None = None) -> Calibration:
     """Measure this machine on the calibration shapes (about a minute on two cores) and save it."""
     # The CPU is what a calibration measures: no layers offloaded whatever the setting.
-    options = engine_options.load_options(ctx.settings, n_ctx=PARAMS.n_prompt + PARAMS.n_gen, n_gpu_layers=0)
+    # llama-bench's defaults for the cache too: the prediction is of the default engine's speed.
+    options = engine_options.load_options(
+        ctx.settings, n_ctx=PARAMS.n_prompt + PARAMS.n_gen, n_gpu_layers=0, kv_cache_type="f16", flash_attn=False
+    )
     params = dataclasses.replace(PARAMS, n_threads=options.n_threads)
     ctx.paths.cache.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="calibration-", dir=ctx.paths.cache))

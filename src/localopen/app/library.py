@@ -126,6 +126,8 @@ def note_load(ctx: AppContext, path: Path | str, error: LocalopenError | None) -
     """Remember whether a model loaded on this machine: a load that failed because the model cannot
     run here (not a cancelled or timed-out call) makes its verdict 'does not fit'."""
     machine = ctx.machine_id()
+    if isinstance(error, ModelLoadError) and error.settings:
+        return  # what was asked cannot be, whatever the machine: the model's verdict is not changed
     if error is None:
         usability.clear_load_failure(ctx.db, str(path), machine)
     elif isinstance(error, ModelLoadError) and error.damaged:

@@ -231,7 +231,7 @@ class ModelStore:
         """Bytes the model will hold at these options: localopen's fit (weights, cache, buffers)."""
         headers = read_part_headers(Path(path))
         shape = ModelShape.from_header(headers[0], sum(h.tensor_bytes for h in headers))
-        return estimate_memory(shape, options.n_ctx, n_ubatch=options.n_ubatch, flash_attn=options.flash_attn).total
+        return estimate_memory(shape, options.n_ctx, **options.memory_args()).total
 
     def _make_room(self, path: str, need: int) -> None:
         name = Path(path).name

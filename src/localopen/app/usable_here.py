@@ -11,15 +11,23 @@ here before a download, else predicted from the file's shape and this machine's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from localopen.app import calibration as calibrations
 from localopen.app import library
 from localopen.app.context import AppContext
 from localopen.core.estimate import verdict as verdicts
-from localopen.core.estimate.inputs import catalog_features, catalog_fit, file_features, file_fit
-from localopen.core.estimate.memory import FitVerdict
+from localopen.core.estimate.inputs import (
+    DEFAULT_CTX,
+    catalog_features,
+    catalog_fit,
+    catalog_shape,
+    file_features,
+    file_fit,
+)
+from localopen.core.estimate.memory import FitVerdict, ModelShape, cache_args, fit_budget, largest_context
 from localopen.core.estimate.speed import Calibration, Features
 from localopen.core.gguf.files import matches_quant
 from localopen.core.gguf.header import GGUFHeader
@@ -47,9 +55,18 @@ class MachineSnapshot:
     installed: dict[str, LibraryModel]  # by repository
     probed: dict[str, list[str]]  # probed Hub file names by repository
     calibration: Calibration | None
+    cache: dict[str, Any] = field(default_factory=cache_args)  # the KV cache the fit is computed for
 
     @classmethod
-    def read(cls, ctx: AppContext, profile: HardwareProfile | None = None, n_ctx: int | None = None) -> MachineSnapshot:
+    def read(
+        cls,
+        ctx: AppContext,
+        profile: HardwareProfile | None = None,
+        n_ctx: int | None = None,
+        kv_cache_type: str | None = None,
+        flash_attn: bool | None = None,
+    ) -> MachineSnapshot:
+        """`kv_cache_type`, `flash_attn`: the fit for these (None: the settings)."""
         profile = profile or ctx.profile
         machine_id = profile.fingerprint if profile is not None else ctx.machine_id()
         return cls(
@@ -59,6 +76,10 @@ class MachineSnapshot:
             library.installed_by_repo(ctx),
             usability.probed_files(ctx.db, machine_id),
             calibrations.current(ctx),
+            cache_args(
+                kv_cache_type or ctx.settings.kv_cache_type,
+                ctx.settings.flash_attn if flash_attn is None else flash_attn,
+            ),
         )
 
 
@@ -130,7 +151,7 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
     installed = here.installed.get(model.gguf_repo)
     rows = []
     for q in model.quants:
-        fit = catalog_fit(model, here.profile, q, here.n_ctx) if here.profile else None
+        fit = catalog_fit(model, here.profile, q, here.n_ctx, here.cache) if here.profile else None
         mine = installed if installed is not None and installed.quant == q.type else None
         probe = _probe_of(ctx, here, model, q)
         rows.append(QuantRow(q, fit, verdict(ctx, here, fit, mine, probe, catalog_features(model, q))))
@@ -140,7 +161,7 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
 def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> CatalogRow:
     """A catalog model as the product's question asks it: its recommended file, or the one installed."""
     quant = model.recommended
-    fit = catalog_fit(model, here.profile, n_ctx=here.n_ctx) if here.profile else None
+    fit = catalog_fit(model, here.profile, n_ctx=here.n_ctx, cache=here.cache) if here.profile else None
     installed = here.installed.get(model.gguf_repo)
     probe = _probe_of(ctx, here, model, quant)
     answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant))
@@ -149,6 +170,23 @@ def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> 
 
 def catalog_rows(ctx: AppContext, here: MachineSnapshot) -> list[CatalogRow]:
     return [catalog_row(ctx, here, m) for m in ctx.catalog.models]
+
+
+# The cache types a person would weigh: f16 (llama.cpp's default), and the two quantized ones
+# (with flash attention, which a quantized V cache needs).
+CACHE_CHOICES = (("f16", False), ("q8_0", True), ("q4_0", True))
+
+
+def largest_contexts(here: MachineSnapshot, shape: ModelShape, max_ctx: int) -> dict[str, int | None]:
+    """The largest context that fits this machine for each KV-cache type (None: not even 256 tokens)."""
+    if here.profile is None:
+        return {}
+    budget = fit_budget(here.profile)
+    return {name: largest_context(shape, budget, max_ctx, **cache_args(name, fa)) for name, fa in CACHE_CHOICES}
+
+
+def catalog_largest_contexts(here: MachineSnapshot, model: CatalogModel) -> dict[str, int | None]:
+    return largest_contexts(here, catalog_shape(model, model.recommended), model.context_length)
 
 
 def machine_line(rows: list[CatalogRow]) -> MachineLine:
@@ -169,6 +207,7 @@ class FileRow:
     fit: FitVerdict | None
     verdict: verdicts.Verdict | None
     match: CatalogMatch | None = None  # the catalog model it is recognised as: its curated grade applies
+    largest_context: dict[str, int | None] = field(default_factory=dict)  # by KV-cache type
 
 
 def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
@@ -176,7 +215,7 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
     headers = read_part_headers(path)
     header, total = headers[0], sum(h.tensor_bytes for h in headers)
     evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
-    fit = file_fit(header, here.profile, here.n_ctx, total) if here.profile else None
+    fit = file_fit(header, here.profile, here.n_ctx, total, here.cache) if here.profile else None
     installed = core_library.get(ctx.db, str(path.resolve()))
     probe = None
     if installed is not None and installed.repo and installed.expected_sha256 and here.profile is not None:
@@ -185,6 +224,7 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
         )
     answer = verdict(ctx, here, fit, installed, probe, file_features(header, total))
     known = match_file(ctx.catalog, header.metadata, path.name, known_sha256(ctx.db, path))
+    largest = largest_contexts(here, ModelShape.from_header(header, total), header.context_length or DEFAULT_CTX)
     if known is not None:
-        return FileRow(header, known.model.evidence, known.model.grade, fit, answer, known)
-    return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer)
+        return FileRow(header, known.model.evidence, known.model.grade, fit, answer, known, largest)
+    return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer, None, largest)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localopen.cli.flags import cache_flags, on_off
 from localopen.cli.output import print_json, table
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -101,7 +102,7 @@ def _calibration_hint(ctx: AppContext) -> None:
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app import capabilities
-    from localopen.app.usable_here import MachineSnapshot, catalog_row, file_row, quant_rows
+    from localopen.app.usable_here import MachineSnapshot, catalog_largest_contexts, catalog_row, file_row, quant_rows
 
     profile = ctx.read_profile()
     target = args.model
@@ -110,12 +111,14 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         raise LocalopenError(
             f"'{target}' is neither a file nor a model in the catalog (try `localopen catalog --search WORD`)."
         )
-    here = MachineSnapshot.read(ctx, profile, args.ctx)  # one reading of this machine for every row below
+    # One reading of this machine for every row below, the fit for the context and cache asked.
+    here = MachineSnapshot.read(ctx, profile, args.ctx, args.kv_type, on_off(args.flash_attn))
     if entry is not None:
         g = entry.grade
         quants = quant_rows(ctx, here, entry)
         row = catalog_row(ctx, here, entry)
         caps = capabilities.of_repo(ctx, here, entry.gguf_repo)
+        largest = catalog_largest_contexts(here, entry)
         if args.json:
             print_json(
                 {
@@ -127,6 +130,8 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                     "osai": entry.osai,
                     "usable_here": row.verdict.to_dict() if row.verdict else None,
                     "capabilities": caps.to_dict() if caps else None,
+                    "fit_cache": here.cache,
+                    "largest_context": largest,
                     "quants": [
                         {
                             "type": q.quant.type,
@@ -160,7 +165,8 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
             print(f"  Note: {entry.notes}")
         if row.verdict:
             print(f"Usable here: {row.verdict.label} — {row.verdict.reason}")
-        print("\nFiles (sizes with ~ are estimates):")
+        print(_largest_line(largest, entry.recommended.type))
+        print(f"\nFiles (sizes with ~ are estimates; the fit at context {here.n_ctx}, {_cache_words(here.cache)}):")
         print(
             table(
                 [
@@ -192,6 +198,8 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                 **s,
                 **g.to_dict(f.evidence),
                 "fit": fit.to_dict(),
+                "fit_cache": here.cache,
+                "largest_context": f.largest_context,
                 "usable_here": f.verdict.to_dict() if f.verdict else None,
                 "capabilities": caps.to_dict(),
                 "catalog_match": (
@@ -226,16 +234,29 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     for line in g.explanation[:1]:
         print(f"  - {line}")
     m = fit.memory
-    print(f"Fit at context {m.n_ctx}: {fit.label} — {fit.detail}")
+    print(f"Fit at context {m.n_ctx} ({_cache_words(here.cache)}): {fit.label} — {fit.detail}")
     print(
         f"  weights {human_bytes(m.weights)}, KV cache {human_bytes(m.kv_cache)}, "
         f"compute {human_bytes(m.compute)}, output {human_bytes(m.output)}"
     )
     if fit.decode_bound_tps:
         print(f"  decode speed bound from memory bandwidth: {fit.decode_bound_tps} tokens/s")
+    print(_largest_line(f.largest_context, "this file"))
     if f.verdict:
         print(f"Usable here: {f.verdict.label} — {f.verdict.reason}")
     return 0
+
+
+def _cache_words(cache: dict) -> str:
+    fa = "flash attention on" if cache.get("flash_attn") else "flash attention off"
+    return f"{cache.get('type_k', 'f16')} KV cache, {fa}"
+
+
+def _largest_line(largest: dict[str, int | None], what: str) -> str:
+    if not largest:
+        return "Largest context here: this machine is not read yet."
+    said = ", ".join(f"{name} cache {n:,} tokens" if n else f"{name} cache: none" for name, n in largest.items())
+    return f"Largest context that fits here ({what}): {said} (quantized caches with flash attention)."
 
 
 # --- grade ----------------------------------------------------------------------------------
@@ -382,6 +403,7 @@ def add_catalog_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="one model (catalog id, repo or .gguf path): evidence, files, fit")
     p.add_argument("model")
     p.add_argument("--ctx", type=int, default=None, help="context size for the fit (default: the setting)")
+    cache_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localopen.app import engine_options
+from localopen.cli.flags import cache_flags, on_off
 from localopen.cli.output import table
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -27,7 +28,14 @@ if TYPE_CHECKING:  # the engine client and sessions load only for the commands t
 
 def _load_options(ctx: AppContext, args: argparse.Namespace) -> LoadOptions:
     """The settings (app or `localopen settings`), with the command's flags over them."""
-    return engine_options.load_options(ctx.settings, n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.ngl)
+    return engine_options.load_options(
+        ctx.settings,
+        n_ctx=args.ctx,
+        n_threads=args.threads,
+        n_gpu_layers=args.ngl,
+        kv_cache_type=args.kv_type,
+        flash_attn=on_off(args.flash_attn),
+    )
 
 
 def _bench_options(ctx: AppContext, args: argparse.Namespace) -> tuple[LoadOptions, BenchParams]:
@@ -36,6 +44,8 @@ def _bench_options(ctx: AppContext, args: argparse.Namespace) -> tuple[LoadOptio
         BenchParams(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps),
         n_threads=args.threads,
         n_gpu_layers=args.ngl,
+        kv_cache_type=args.kv_type,
+        flash_attn=on_off(args.flash_attn),
     )
 
 
@@ -558,6 +568,7 @@ def _engine_flags(p: argparse.ArgumentParser, ctx: bool = True) -> None:
         p.add_argument("--ctx", type=int, help="context size in tokens (default: the n_ctx setting)")
     p.add_argument("-t", "--threads", type=int, help="CPU threads, 0: physical cores (default: the n_threads setting)")
     p.add_argument("--ngl", type=int, help="layers to offload to the GPU, -1: all (default: the n_gpu_layers setting)")
+    cache_flags(p)
 
 
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:

@@ -21,16 +21,18 @@ class EngineError(LocalopenError):
 
 class ModelLoadError(EngineError):
     """llama.cpp could not load the file, or no model is loaded. `damaged`: llama.cpp rejected the
-    file itself (its tensors or metadata), as opposed to this machine (memory) or this build."""
+    file itself (its tensors or metadata), as opposed to this machine (memory) or this build;
+    `settings`: the load options asked for what cannot be (a KV-cache type this model's heads do
+    not allow): neither the file nor the machine is to blame."""
 
     kind = "load"
 
-    def __init__(self, message: str, damaged: bool = False) -> None:
+    def __init__(self, message: str, damaged: bool = False, settings: bool = False) -> None:
         super().__init__(message)
-        self.damaged = damaged
+        self.damaged, self.settings = damaged, settings
 
     def details(self) -> dict[str, Any]:
-        return {"damaged": self.damaged}
+        return {"damaged": self.damaged, "settings": self.settings}
 
 
 class ContextTooLongError(EngineError):
@@ -151,7 +153,7 @@ def from_wire(message: str, kind: str, details: dict[str, Any]) -> EngineError:
         known = ("prompt_tokens", "n_ctx", "needed", "available", "fitting_ctx")
         return ContextTooLongError(message, **{k: details.get(k) for k in known})
     if cls is ModelLoadError:
-        return ModelLoadError(message, bool(details.get("damaged")))
+        return ModelLoadError(message, bool(details.get("damaged")), bool(details.get("settings")))
     if cls is NoTemplateError:
         return NoTemplateError(
             message,

@@ -29,6 +29,12 @@ class LoadOptions:
     n_gpu_layers: int = 0
     use_mmap: bool = True
     flash_attn: bool = False
+    type_k: str = "f16"  # the KV cache's types (core/estimate/memory.KV_TYPES); a quantized V needs flash attention
+    type_v: str = "f16"
+
+    def memory_args(self) -> dict[str, Any]:
+        """What the memory estimate needs of these options (the fit, the store's budget, the engine)."""
+        return {"n_ubatch": self.n_ubatch, "flash_attn": self.flash_attn, "type_k": self.type_k, "type_v": self.type_v}
 
 
 @dataclass

@@ -122,6 +122,16 @@ def _load_error(lines: list[str], path: Path) -> ModelLoadError:
                 f"{path.name} is damaged: it is truncated or corrupt (its tensor data runs past the end of the file).",
                 damaged=True,
             )
+    # The weights loaded and the context could not be made: these settings, not the file (a
+    # quantized cache whose block does not divide the head size, say).
+    made = [ln.strip() for ln in lines if ln.strip().startswith("llama_init_from_model:")]
+    if made and any(ln.strip().startswith("load_tensors:") for ln in lines):
+        reason = made[-1].split(": ", 1)[-1]
+        return ModelLoadError(
+            f"llama.cpp loaded {path.name} but cannot make a context for it with these settings ({reason}). "
+            "Change the setting it names (a KV-cache type, the context), then load again.",
+            settings=True,
+        )
     # llama.cpp's own words for what is wrong, not its generic last lines ("failed to load model").
     marks = ("error", "failed", "invalid", "duplicate", "wrong", "unknown", "unsupported", "mismatch")
     generic = ("failed to load model", "failed to read tensor info", "error loading model")
@@ -251,7 +261,13 @@ class Worker:
             # Beyond its training context a model degrades; llama.cpp only warns, we cap.
             opts = dataclasses.replace(opts, n_ctx=header.context_length)
         shape = ModelShape.from_header(header, total_bytes)
-        estimate = estimate_memory(shape, opts.n_ctx, n_ubatch=opts.n_ubatch, flash_attn=opts.flash_attn)
+        if opts.type_v not in ("f16", "f32", "bf16") and not opts.flash_attn:
+            raise ModelLoadError(
+                f"A {opts.type_v} V cache needs flash attention (llama.cpp quantizes V only with it): "
+                "turn flash attention on, or keep the V cache at f16.",
+                settings=True,
+            )
+        estimate = estimate_memory(shape, opts.n_ctx, **opts.memory_args())
         available = psutil.virtual_memory().available
         if opts.n_gpu_layers == 0 and estimate.total > available * 0.95:
             fitting = self._largest_context(shape, available * 0.8, opts)
@@ -280,6 +296,8 @@ class Worker:
                 n_gpu_layers=opts.n_gpu_layers,
                 use_mmap=opts.use_mmap,
                 flash_attn=opts.flash_attn,
+                type_k=_ggml_type(opts.type_k),
+                type_v=_ggml_type(opts.type_v),
                 swa_full=False,
                 verbose=False,
             )
@@ -342,7 +360,7 @@ class Worker:
         best = None
         ctx = 256
         while ctx <= opts.n_ctx:
-            if estimate_memory(shape, ctx, n_ubatch=opts.n_ubatch, flash_attn=opts.flash_attn).total <= budget:
+            if estimate_memory(shape, ctx, **opts.memory_args()).total <= budget:
                 best = ctx
             ctx *= 2
         return best
@@ -860,6 +878,13 @@ class _AnswerClock:
         if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
             return None
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
+
+
+def _ggml_type(name: str) -> int:
+    """ggml's number for a KV-cache type name (f16, q8_0, q4_0…)."""
+    import llama_cpp
+
+    return int(getattr(llama_cpp, f"GGML_TYPE_{name.upper()}", 30 if name == "bf16" else 1))
 
 
 def _utf8(text: str) -> bytes:

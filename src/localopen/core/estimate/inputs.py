@@ -24,18 +24,27 @@ def catalog_shape(model: CatalogModel, quant: Quant) -> ModelShape:
 
 
 def catalog_fit(
-    model: CatalogModel, hw: HardwareProfile, quant: Quant | None = None, n_ctx: int | None = None
+    model: CatalogModel,
+    hw: HardwareProfile,
+    quant: Quant | None = None,
+    n_ctx: int | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> FitVerdict:
+    """`cache`: the KV cache's type and flash attention (memory.cache_args); None: f16, no flash attention."""
     quant = quant or model.recommended
     ctx = min(n_ctx or DEFAULT_CTX, model.context_length)
-    return fit_verdict(catalog_shape(model, quant), hw, ctx)
+    return fit_verdict(catalog_shape(model, quant), hw, ctx, **(cache or {}))
 
 
 def file_fit(
-    header: GGUFHeader, hw: HardwareProfile, n_ctx: int | None = None, total_bytes: int | None = None
+    header: GGUFHeader,
+    hw: HardwareProfile,
+    n_ctx: int | None = None,
+    total_bytes: int | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> FitVerdict:
     ctx = min(n_ctx or DEFAULT_CTX, header.context_length or DEFAULT_CTX)
-    return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx)
+    return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx, **(cache or {}))
 
 
 def _attention_dim(arch: dict[str, Any]) -> int:

@@ -124,13 +124,36 @@ def _pad(n: int, to: int = CTX_PAD) -> int:
     return (n + to - 1) // to * to
 
 
+# Bytes per cached element of each KV-cache type llama.cpp offers, from ggml's block sizes
+# (q8_0: 32 values in 34 bytes, ≈0.53x f16; q4_0: 32 in 18 bytes, ≈0.28x).
+KV_TYPES = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+}
+
+
+def kv_type(name: str) -> str:
+    """A KV-cache type by name (f16, q8_0, q4_0…), or an error in words."""
+    key = name.strip().lower()
+    if key not in KV_TYPES:
+        raise ValueError(f"Unknown KV-cache type '{name}': choose one of {', '.join(KV_TYPES)}.")
+    return key
+
+
 def estimate_memory(
     shape: ModelShape,
     n_ctx: int,
     n_ubatch: int = 512,
     flash_attn: bool = False,
     swa_full: bool = False,
-    kv_bytes: float = 2.0,
+    type_k: str = "f16",
+    type_v: str = "f16",
 ) -> MemoryEstimate:
     """Bytes llama.cpp will allocate for this model at this context (f16 KV cache by default)."""
     n_ctx = _pad(max(1, n_ctx))
@@ -142,13 +165,16 @@ def estimate_memory(
     swa_cells = n_ctx
     if n_swa and shape.sliding_window and not swa_full:
         swa_cells = min(n_ctx, _pad(shape.sliding_window + ubatch))
-    full_width = shape.key_length + shape.value_length
-    swa_width = (shape.key_length_swa or shape.key_length) + (shape.value_length_swa or shape.value_length)
+    k_bytes, v_bytes = KV_TYPES[type_k], KV_TYPES[type_v]
+    full_width = shape.key_length * k_bytes + shape.value_length * v_bytes
+    swa_width = (shape.key_length_swa or shape.key_length) * k_bytes + (
+        shape.value_length_swa or shape.value_length
+    ) * v_bytes
     kv = 0.0
     for index, heads in enumerate(per_layer_heads):
         # Which layers are SWA only matters through their count; put them first.
         cells, width = (swa_cells, swa_width) if index < n_swa else (n_ctx, full_width)
-        kv += cells * heads * width * kv_bytes
+        kv += cells * heads * width
     # The compute buffer's peak is the larger of the logits of one micro-batch and, without
     # flash attention, the attention scores of one layer (f32).
     logits = shape.n_vocab * ubatch * 4
@@ -192,6 +218,37 @@ def decode_bound(shape: ModelShape, bandwidth_gbs: float | None) -> float | None
         return None
     per_token = shape.weight_bytes * shape.active_fraction
     return round(bandwidth_gbs * 1e9 / per_token, 1) if per_token else None
+
+
+def fit_budget(hw: HardwareProfile) -> float:
+    """The bytes a model may take here and be said to fit: the GPU's free memory where layers can be
+    offloaded (with headroom), else the available RAM's (with headroom)."""
+    ram = hw.ram_available * RAM_HEADROOM
+    if hw.gpu_offload_possible:
+        gpu = max(hw.gpus, key=lambda g: g.memory_free or g.memory_total)
+        free = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
+        return max(free * GPU_HEADROOM, ram)
+    return ram
+
+
+def largest_context(shape: ModelShape, budget: float, max_ctx: int, **kwargs: Any) -> int | None:
+    """The largest context (a multiple of 256, up to max_ctx) whose estimate fits in budget; None
+    when not even 256 tokens do."""
+    lo, hi = 1, max(1, max_ctx // 256)
+    if estimate_memory(shape, 256, **kwargs).total > budget:
+        return None
+    while lo < hi:  # the estimate grows with the context: bisect on multiples of 256
+        mid = (lo + hi + 1) // 2
+        if estimate_memory(shape, mid * 256, **kwargs).total <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * 256
+
+
+def cache_args(kv_cache_type: str = "f16", flash_attn: bool = False) -> dict[str, Any]:
+    """The KV cache's part of an estimate: one type for K and V, as the settings and flags give it."""
+    return {"type_k": kv_cache_type, "type_v": kv_cache_type, "flash_attn": flash_attn}
 
 
 def fit_verdict(shape: ModelShape, hw: HardwareProfile, n_ctx: int, **kwargs: Any) -> FitVerdict:
