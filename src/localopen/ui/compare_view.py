@@ -36,6 +36,7 @@ from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report import bench_format
 from localopen.core.store.library_db import list_models
 from localopen.engine.protocol import BenchParams
+from localopen.ui import theme
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
@@ -274,6 +275,8 @@ class CompareView(QWidget):
         from PySide6.QtCharts import QBarCategoryAxis, QBarSeries, QBarSet, QChart, QValueAxis
 
         chart = QChart()
+        if theme.is_dark():  # QtCharts draws its own light background otherwise
+            chart.setTheme(QChart.ChartTheme.ChartThemeDark)
         chart.setTitle("Throughput on this machine (tokens/s)")
         series = QBarSeries()
         pp_set, tg_set = QBarSet("prompt (pp)"), QBarSet("generation (tg)")

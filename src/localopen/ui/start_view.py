@@ -75,6 +75,7 @@ class StartView(QWidget):
         self.grid.setHorizontalSpacing(16)
         self.grid.setVerticalSpacing(10)
         holder = QWidget()
+        holder.setMaximumWidth(1100)  # on a wide screen each action stays beside its model
         holder_layout = QVBoxLayout(holder)
         holder_layout.addLayout(self.grid)
         holder_layout.addStretch(1)
@@ -82,6 +83,7 @@ class StartView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
+        scroll.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.other_apps = QLabel()  # models the user has from other apps, offered once found
         self.other_apps.setWordWrap(True)
         self.add_other_apps = QPushButton("Add them to the library")
