@@ -235,6 +235,15 @@ def test_a_quantized_kv_cache_with_flash_attention_from_the_command_line(tiny_gg
     assert ok.returncode == 0 and json.loads(ok.stdout)["completion_tokens"] <= 3, ok.stderr
     refused = run("chat", str(wide), "-p", "hi", "--ctx", "256", "--kv-type", "q4_0", "--flash-attn", "off")
     assert refused.returncode == 1 and "needs flash attention" in refused.stderr and "Traceback" not in refused.stderr
+    # A preset carries the same choice for every later command; a flag still wins over it.
+    assert run("preset", str(wide), "kv_cache_type", "q4_0").returncode == 0
+    preset_refused = run("chat", str(wide), "-p", "hi", "--ctx", "256")
+    assert preset_refused.returncode == 1 and "needs flash attention" in preset_refused.stderr
+    assert run("chat", str(wide), "-p", "hi", "--ctx", "256", "--max-tokens", "2", "--flash-attn", "on").returncode == 0
+    assert run("preset", str(wide), "flash_attn", "on").returncode == 0
+    shown = json.loads(run("preset", str(wide), "--json").stdout)
+    assert shown["preset"] == {"kv_cache_type": "q4_0", "flash_attn": True}
+    assert run("chat", str(wide), "-p", "hi", "--ctx", "256", "--max-tokens", "2").returncode == 0
     narrow = run("chat", str(tiny_gguf), "-p", "hi", "--ctx", "256", "--kv-type", "q8_0", "--flash-attn", "on")
     assert narrow.returncode == 1 and "cannot make a context" in narrow.stderr and "damaged" not in narrow.stderr
     assert "does not divide" in narrow.stderr

@@ -4,6 +4,7 @@ and `localopen settings` shows and sets what the app's settings dialog does."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, Settings
 from localopen.cli import engine_commands as engine_cli
 from localopen.cli.main import build_parser, run_cli
+from localopen.engine.protocol import BenchParams
 
 
 def _args(*argv: str):  # type: ignore[no-untyped-def]
@@ -29,7 +31,7 @@ def test_a_setting_changed_with_localopen_settings_reaches_chat_serve_and_bench(
     for command in ("chat", "serve"):
         options = engine_cli._load_options(ctx, _args(command, "some-model"))
         assert (options.n_ctx, options.n_threads, options.n_gpu_layers) == (1536, 3, -1), command
-    load, params = engine_cli._bench_options(ctx, _args("bench", "some-model"))
+    load, params = engine_cli._bench_options(ctx, _args("bench", "some-model"), Path("some-model.gguf"))
     assert (load.n_threads, load.n_gpu_layers, params.n_threads) == (3, -1, 3)
     assert load.n_ctx == engine_options.BENCH_LOAD_CTX  # a benchmark sizes its own context
     # A flag still wins over the setting.
@@ -67,3 +69,29 @@ def test_a_wrong_setting_is_one_plain_line(capsys: pytest.CaptureFixture[str]) -
     assert "whole number" in capsys.readouterr().err
     with pytest.raises(SettingError):
         Settings().with_value("offline", "perhaps")
+
+
+def test_a_models_preset_sits_between_the_settings_and_a_commands_flags(tmp_path) -> None:
+    """What a preset names wins over the settings; a flag the person gives wins over the preset;
+    what the preset does not name comes from the settings."""
+    from localopen.app import presets
+
+    ctx = AppContext()
+    ctx.save_settings(ctx.settings.with_value("n_ctx", "8192").with_value("n_gpu_layers", "3"))
+    presets.set_value(ctx, "gemma-chat", "n_ctx", "2048")
+    presets.set_value(ctx, "gemma-chat", "kv_cache_type", "q8_0")
+    presets.set_value(ctx, "gemma-chat", "flash_attn", "on")
+    preset = presets.preset_for(ctx, tmp_path / "gemma-chat.gguf")
+    options = engine_options.load_options(ctx.settings, preset=preset)
+    assert (options.n_ctx, options.type_k, options.type_v, options.flash_attn) == (2048, "q8_0", "q8_0", True)
+    assert options.n_gpu_layers == 3  # not in the preset: the setting
+    flagged = engine_options.load_options(ctx.settings, preset=preset, n_ctx=1024, kv_cache_type="f16")
+    assert (flagged.n_ctx, flagged.type_k) == (1024, "f16")
+    assert presets.preset_for(ctx, tmp_path / "other.gguf") == {}
+    _, params = engine_options.bench_options(ctx.settings, BenchParams(), preset=preset)
+    assert (params.type_k, params.flash_attn) == ("q8_0", "on")  # Compare and bench follow it too
+    for key, value in (("kv_cache_type", "q9"), ("flash_attn", "maybe"), ("n_ctx", "0"), ("colour", "blue")):
+        with pytest.raises(SettingError):
+            presets.set_value(ctx, "gemma-chat", key, value)
+    presets.set_value(ctx, "gemma-chat", "n_ctx", None)
+    assert "n_ctx" not in presets.preset_for(ctx, tmp_path / "gemma-chat.gguf")

@@ -511,3 +511,19 @@ def test_shutdown_does_not_wait_for_clients_still_waiting(talker: Running) -> No
     assert time.monotonic() - started < 15
     assert len(outcomes) == 2 and "200" not in outcomes
     assert not running.server.ctx.models.residents()
+
+
+def test_each_served_model_loads_with_its_own_preset(models: dict[str, Path]) -> None:
+    """`localopen serve` without flags: a model with a preset loads as its preset says."""
+    from localopen.app import presets
+
+    ctx = AppContext()
+    import_file(ctx.db, models["tiny"])
+    presets.set_value(ctx, "tiny", "n_ctx", "256")
+    r = Running(ctx)
+    r.server.overrides = {"n_ctx": None, "n_threads": None, "n_gpu_layers": None, "kv_cache_type": None}
+    try:
+        r.client.chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+        assert [v.n_ctx for v in ctx.models.residents()] == [256]
+    finally:
+        r.stop()

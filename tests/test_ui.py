@@ -826,3 +826,26 @@ def test_the_first_screen_offers_the_models_of_other_apps(qtbot, tmp_path: Path,
 
     assert [m.filename for m in list_models(services.ctx.db)] == ["some-model-Q4_K_M.gguf"]
     window.close()
+
+
+def test_a_models_preset_is_saved_and_shown_where_it_is_loaded(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    from localopen.app import presets
+    from localopen.core.store.library_db import import_file
+
+    ctx = window.services.ctx
+    import_file(ctx.db, tiny_gguf)
+    window.services.library_changed.emit()
+    chat = window.goto("Chat")
+    chat.new_chat(str(tiny_gguf.resolve()))
+    chat.n_ctx.setValue(1024)
+    chat.kv_type.setCurrentIndex(chat.kv_type.findData("q8_0"))
+    chat.flash_attn.setChecked(True)
+    chat.preset_button.click()
+    assert presets.preset_for(ctx, tiny_gguf)["kv_cache_type"] == "q8_0"
+    assert "preset" in chat.status.text()
+    chat.n_ctx.setValue(4096)
+    chat.kv_type.setCurrentIndex(chat.kv_type.findData("f16"))
+    chat.new_chat(str(tiny_gguf.resolve()))  # choosing the model again shows its preset
+    assert (chat.n_ctx.value(), chat.kv_type.currentData(), chat.flash_attn.isChecked()) == (1024, "q8_0", True)
+    options = chat.load_options()
+    assert (options.n_ctx, options.type_v, options.flash_attn) == (1024, "q8_0", True)

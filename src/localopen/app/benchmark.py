@@ -77,14 +77,19 @@ class BenchmarkSession:
             engine.kill()
 
     def run_all(
-        self, paths: list[Path], options: LoadOptions, params: BenchParams, on_progress: Progress | None = None
+        self,
+        paths: list[Path],
+        how: Callable[[Path], tuple[LoadOptions, BenchParams]],
+        on_progress: Progress | None = None,
     ) -> list[BenchRun]:
-        """Every model in turn, until one is stopped; a failure ends the run (its message says why)."""
+        """Every model in turn, each loaded and run as `how` says for it (its preset over the
+        settings), until one is stopped; a failure ends the run (its message says why)."""
         self._stopped.clear()
         runs: list[BenchRun] = []
         for path in paths:
             if self._stopped.is_set():
                 break
+            options, params = how(path)
             runs.append(self.run(path, options, params, on_progress, reset_stop=False))
             if runs[-1].aborted:
                 break

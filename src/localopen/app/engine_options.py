@@ -28,17 +28,28 @@ def load_options(
     n_gpu_layers: int | None = None,
     kv_cache_type: str | None = None,
     flash_attn: bool | None = None,
+    preset: dict[str, Any] | None = None,
 ) -> LoadOptions:
-    """How a model is loaded for chat and serving: the settings, each overridable."""
-    threads = settings.n_threads if n_threads is None else n_threads
-    cache = kv_type(kv_cache_type) if kv_cache_type is not None else settings.kv_cache_type
+    """How a model is loaded for chat and serving: the settings, under the model's preset (app/
+    presets), under the call's overrides (a command's flags)."""
+    p = preset or {}
+
+    def pick(override: Any, key: str, setting: Any) -> Any:
+        return override if override is not None else p.get(key, setting)
+
+    threads = pick(n_threads, "n_threads", settings.n_threads)
+    cache = kv_type(pick(kv_cache_type, "kv_cache_type", settings.kv_cache_type))
+    defaults = LoadOptions()
     return LoadOptions(
-        n_ctx=settings.n_ctx if n_ctx is None else n_ctx,
+        n_ctx=pick(n_ctx, "n_ctx", settings.n_ctx),
         n_threads=threads or None,  # 0: physical cores
-        n_gpu_layers=settings.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
-        flash_attn=settings.flash_attn if flash_attn is None else flash_attn,
+        n_gpu_layers=pick(n_gpu_layers, "n_gpu_layers", settings.n_gpu_layers),
+        flash_attn=pick(flash_attn, "flash_attn", settings.flash_attn),
         type_k=cache,
         type_v=cache,
+        n_batch=p.get("n_batch", defaults.n_batch),
+        n_ubatch=p.get("n_ubatch", defaults.n_ubatch),
+        use_mmap=p.get("use_mmap", defaults.use_mmap),
     )
 
 
@@ -50,18 +61,33 @@ def bench_options(
     n_gpu_layers: int | None = None,
     kv_cache_type: str | None = None,
     flash_attn: bool | None = None,
+    preset: dict[str, Any] | None = None,
 ) -> tuple[LoadOptions, BenchParams]:
-    """How a benchmark loads and runs: the settings' threads and GPU layers, a benchmark's context."""
-    # llama-bench's defaults (f16 cache, no flash attention) unless asked: results compare with its own.
+    """How a benchmark loads and runs: the settings' threads and GPU layers (a preset's over them), a
+    benchmark's context."""
+    # The load's own context only loads (each test makes its context, as llama-bench does): plain f16.
+    # The tests' cache is llama-bench's default (f16, flash attention auto) unless asked or preset.
+    p = preset or {}
     options = load_options(
         settings,
         n_ctx=BENCH_LOAD_CTX,
         n_threads=n_threads,
         n_gpu_layers=n_gpu_layers,
-        kv_cache_type=kv_cache_type or "f16",
-        flash_attn=bool(flash_attn),
+        kv_cache_type="f16",
+        flash_attn=False,
+        preset=p,
     )
-    return options, dataclasses.replace(params, n_threads=options.n_threads)
+    cache = kv_type(kv_cache_type or p.get("kv_cache_type", "f16"))
+    fa = flash_attn if flash_attn is not None else p.get("flash_attn")
+    return options, dataclasses.replace(
+        params,
+        n_threads=options.n_threads,
+        type_k=cache,
+        type_v=cache,
+        flash_attn=params.flash_attn if fa is None else ("on" if fa else "off"),
+        n_batch=p.get("n_batch", params.n_batch),
+        n_ubatch=p.get("n_ubatch", params.n_ubatch),
+    )
 
 
 def sampling(**overrides: Any) -> SamplingParams:

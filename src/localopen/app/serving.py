@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import capabilities, library
+from localopen.app import capabilities, engine_options, library, presets
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.model_store import NoRoomError, ResidentView
@@ -214,6 +214,9 @@ class ModelServer:
         self._lanes: dict[str, _Lane] = {}
         self._closing = False
         self.stuck_after_s = STUCK_AFTER_S
+        # Set: each model loads with its preset over the settings and these over both (the
+        # command's flags; None values are not given); unset: with load_options as they are.
+        self.overrides: dict[str, Any] | None = None
         self._served: dict[str, ServedModel] = {}  # path -> the model a lane loaded from it
 
     # -- models -------------------------------------------------------------------------------
@@ -425,7 +428,12 @@ class ModelServer:
         self, lane: _Lane, model: ServedModel, n_ctx: int | None = None, keep_alive: float | None = None
     ) -> None:
         """The lane holds the model (loaded now unless this process has it loaded already)."""
-        options = dataclasses.replace(self.load_options, n_ctx=n_ctx) if n_ctx else self.load_options
+        base = self.load_options
+        if self.overrides is not None:
+            base = engine_options.load_options(
+                self.ctx.settings, preset=presets.preset_for(self.ctx, model.path), **self.overrides
+            )
+        options = dataclasses.replace(base, n_ctx=n_ctx) if n_ctx else base
         if keep_alive is None:  # the model named at start (localopen serve MODEL) stays; others idle out
             keep_alive = -1.0 if model.id == self.default_model else float(self.ctx.settings.keep_alive_s)
         if lane.session.is_loaded(str(model.path), options):

@@ -26,10 +26,14 @@ if TYPE_CHECKING:  # the engine client and sessions load only for the commands t
     from localopen.app.tool_loop import ToolRun
 
 
-def _load_options(ctx: AppContext, args: argparse.Namespace) -> LoadOptions:
-    """The settings (app or `localopen settings`), with the command's flags over them."""
+def _load_options(ctx: AppContext, args: argparse.Namespace, path: Path | str | None = None) -> LoadOptions:
+    """The settings (app or `localopen settings`), the model's preset over them, the command's flags
+    over both."""
+    from localopen.app.presets import preset_for
+
     return engine_options.load_options(
         ctx.settings,
+        preset=preset_for(ctx, path),
         n_ctx=args.ctx,
         n_threads=args.threads,
         n_gpu_layers=args.ngl,
@@ -38,10 +42,24 @@ def _load_options(ctx: AppContext, args: argparse.Namespace) -> LoadOptions:
     )
 
 
-def _bench_options(ctx: AppContext, args: argparse.Namespace) -> tuple[LoadOptions, BenchParams]:
+def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The load flags the person gave (None: not given), as engine_options.load_options takes them."""
+    return {
+        "n_ctx": args.ctx,
+        "n_threads": args.threads,
+        "n_gpu_layers": args.ngl,
+        "kv_cache_type": args.kv_type,
+        "flash_attn": on_off(args.flash_attn),
+    }
+
+
+def _bench_options(ctx: AppContext, args: argparse.Namespace, path: Path) -> tuple[LoadOptions, BenchParams]:
+    from localopen.app.presets import preset_for
+
     return engine_options.bench_options(
         ctx.settings,
         BenchParams(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps),
+        preset=preset_for(ctx, path),
         n_threads=args.threads,
         n_gpu_layers=args.ngl,
         kv_cache_type=args.kv_type,
@@ -243,7 +261,7 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
     session = ChatSession(ctx)
     connections = _connect_mcp(args.mcp) if args.mcp else None
     try:
-        info = session.load(path, _load_options(ctx, args))
+        info = session.load(path, _load_options(ctx, args, path))
         if not args.json:
             _print_load(info)
         template = _choose_template(info, args)
@@ -284,7 +302,7 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
             except EngineError as exc:
                 print(f"localopen: {exc}", file=sys.stderr)
                 if isinstance(exc, EngineDied):
-                    session.load(path, _load_options(ctx, args))
+                    session.load(path, _load_options(ctx, args, path))
                 continue
             history = [*asked, *added]
             _print_stats(stats)
@@ -298,13 +316,49 @@ def _print_stats(stats: AnswerStats) -> None:
     print(f"[{', '.join(stats.describe())}]", file=sys.stderr)
 
 
+def cmd_preset(ctx: AppContext, args: argparse.Namespace) -> int:
+    """A model's preset, as `git config` shows and sets values: every face loads the model with it."""
+    import dataclasses as dc
+
+    from localopen.app import presets
+    from localopen.app.library import resolve_model
+    from localopen.core.store import presets as preset_store
+
+    if args.model is None:  # every model's preset
+        saved = preset_store.all_presets(ctx.db)
+        if args.json:
+            print(json.dumps({p.model: {**p.settings, "note": p.note} for p in saved}, indent=2))
+        for p in [] if args.json else saved:
+            print(f"{p.model}: " + ", ".join(f"{k} = {v}" for k, v in sorted(p.settings.items())) + f"  ({p.note})")
+        if not saved and not args.json:
+            print("No model has a preset: `localopen preset MODEL KEY VALUE` sets one (see --help).")
+        return 0
+    path = resolve_model(ctx, args.model)
+    name = presets.name_of(path)
+    if args.unset:
+        presets.set_value(ctx, name, args.unset, None)
+    elif args.key is not None:
+        if args.value is None:
+            raise LocalopenError(f"Give a value for {args.key} (or --unset {args.key}).")
+        presets.set_value(ctx, name, args.key, args.value)
+    mine = presets.preset_for(ctx, path)
+    options = engine_options.load_options(ctx.settings, preset=mine)
+    effective = {k: v for k, v in dc.asdict(options).items() if k != "type_v"}
+    effective["kv_cache_type"] = effective.pop("type_k")
+    if args.json:
+        print(json.dumps({"model": name, "preset": mine, "loads_with": effective}, indent=2))
+        return 0
+    print(f"{name}: " + (", ".join(f"{k} = {v}" for k, v in sorted(mine.items())) if mine else "no preset"))
+    print("loads with: " + ", ".join(f"{k} = {v}" for k, v in effective.items()))
+    return 0
+
+
 def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.benchmark import BenchmarkSession, BenchRun
     from localopen.app.library import resolve_model
 
     ctx.read_profile()  # the bandwidth bound saved with each result needs this machine's profile
     paths = [resolve_model(ctx, name) for name in args.models]
-    options, params = _bench_options(ctx, args)
     session = BenchmarkSession(ctx)
 
     def progress(event: LoadInfo | str) -> None:
@@ -316,7 +370,7 @@ def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
             print(f"  {event}", file=sys.stderr)
 
     with ctrl_c_stops(session.stop):
-        runs: list[BenchRun] = session.run_all(paths, options, params, progress)
+        runs: list[BenchRun] = session.run_all(paths, lambda path: _bench_options(ctx, args, path), progress)
     if any(run.aborted for run in runs):
         print("localopen: benchmark stopped; finished tests are saved.", file=sys.stderr)
     _print_results([r for run in runs for r in run.results], args)
@@ -442,7 +496,8 @@ def cmd_template(ctx: AppContext, args: argparse.Namespace) -> int:
     else:
         session = ChatSession(ctx)
         try:
-            session.load(resolve_model(ctx, args.model), _load_options(ctx, args))
+            path = resolve_model(ctx, args.model)
+            session.load(path, _load_options(ctx, args, path))
             options = AnswerOptions(thinking=thinking, tools=tools)
             prompt, tokens = session.render(messages, args.template, options, not args.no_generation_prompt)
         finally:
@@ -501,7 +556,7 @@ def cmd_check_tools(ctx: AppContext, args: argparse.Namespace) -> int:
 
     path = resolve_model(ctx, args.model)
     with_progress = None if args.json else (lambda message: print(f"  {message}", file=sys.stderr))
-    result = agent_check.check(ctx, path, _load_options(ctx, args), with_progress)
+    result = agent_check.check(ctx, path, _load_options(ctx, args, path), with_progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -530,6 +585,7 @@ def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     config.check()
     config.check_port_free()
     server = ModelServer(ctx, _load_options(ctx, args), default_model=None, template=args.template)
+    server.overrides = _load_overrides(args)  # each model loads with its preset, these flags over it
     try:
         if args.model:
             model = server.resolve_name(args.model)
@@ -573,6 +629,17 @@ def _engine_flags(p: argparse.ArgumentParser, ctx: bool = True) -> None:
 
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     from localopen.core.chat.template import template_options
+
+    p = sub.add_parser(
+        "preset",
+        help="a model's own load settings over the global ones (context, KV cache, flash attention, threads…)",
+    )
+    p.add_argument("model", nargs="?", help="a model in the library (none: list every preset)")
+    p.add_argument("key", nargs="?", help="n_ctx, kv_cache_type, flash_attn, n_threads, n_gpu_layers, n_batch…")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--unset", metavar="KEY", help="remove KEY from the preset (the global setting applies)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_preset)
 
     p = sub.add_parser("chat", help="chat with a model in the terminal (Ctrl+C stops an answer)")
     p.add_argument("model", help="a .gguf path or a model in the models folder")

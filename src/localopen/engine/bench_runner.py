@@ -26,6 +26,13 @@ from localopen.engine.threadpool import threadpool_for
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
 
+def ggml_type(name: str) -> int:
+    """ggml's number for a KV-cache type name (f16, q8_0, q4_0…)."""
+    import llama_cpp
+
+    return int(getattr(llama_cpp, f"GGML_TYPE_{name.upper()}", 30 if name == "bf16" else 1))
+
+
 class BenchAborted(Exception):
     pass
 
@@ -88,6 +95,8 @@ def run_bench(
         cparams.n_batch = params.n_batch
         cparams.n_ubatch = params.n_ubatch
         cparams.flash_attn_type = FLASH_ATTN[params.flash_attn]
+        cparams.type_k = ggml_type(params.type_k)
+        cparams.type_v = ggml_type(params.type_v)
         cparams.swa_full = False
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
@@ -148,8 +157,8 @@ def run_bench(
                 n_batch=params.n_batch,
                 n_ubatch=params.n_ubatch,
                 n_threads=threads,
-                type_k="f16",
-                type_v="f16",
+                type_k=params.type_k,
+                type_v=params.type_v,
                 flash_attn=params.flash_attn,
                 n_prompt=n_prompt,
                 n_gen=n_gen,

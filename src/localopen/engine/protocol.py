@@ -62,6 +62,8 @@ class BenchParams:
     n_batch: int = 2048  # llama-bench's defaults
     n_ubatch: int = 512
     flash_attn: str = "auto"  # auto | on | off, as llama-bench
+    type_k: str = "f16"  # the KV cache's types (llama-bench's -ctk / -ctv)
+    type_v: str = "f16"
     # Tokens of the warm-up prompt: None is the whole n_prompt, as llama-bench. Any prompt pass
     # touches every weight, so a probe warms up with a short one and spends its time on the test.
     warmup_prompt: int | None = None

@@ -36,7 +36,7 @@ from localopen.core.gguf.header import GGUFHeader
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
 from localopen.engine import grammar, llama_log
-from localopen.engine.bench_runner import run_bench
+from localopen.engine.bench_runner import ggml_type, run_bench
 from localopen.engine.errors import (
     BadRequestError,
     ContextTooLongError,
@@ -296,8 +296,8 @@ class Worker:
                 n_gpu_layers=opts.n_gpu_layers,
                 use_mmap=opts.use_mmap,
                 flash_attn=opts.flash_attn,
-                type_k=_ggml_type(opts.type_k),
-                type_v=_ggml_type(opts.type_v),
+                type_k=ggml_type(opts.type_k),
+                type_v=ggml_type(opts.type_v),
                 swa_full=False,
                 verbose=False,
             )
@@ -878,13 +878,6 @@ class _AnswerClock:
         if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
             return None
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
-
-
-def _ggml_type(name: str) -> int:
-    """ggml's number for a KV-cache type name (f16, q8_0, q4_0…)."""
-    import llama_cpp
-
-    return int(getattr(llama_cpp, f"GGML_TYPE_{name.upper()}", 30 if name == "bf16" else 1))
 
 
 def _utf8(text: str) -> bytes:

@@ -40,12 +40,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import chat, engine_options, tool_loop
+from localopen.app import chat, engine_options, presets, tool_loop
 from localopen.app.chat import ChatSession
 from localopen.app.tool_loop import ToolRun, TurnOutcome
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
-from localopen.core.estimate.memory import human_bytes
+from localopen.core.estimate.memory import KV_TYPES, human_bytes
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
@@ -161,6 +161,7 @@ class ChatView(QWidget):
         self.model_box = QComboBox()
         self.model_box.setAccessibleName("Model for this conversation")
         self.model_box.setMinimumContentsLength(30)
+        self.model_box.activated.connect(lambda _i: self.show_preset())  # a model the person picks
         self.load_button = button("Load", "Load the model", self.load_model)
         self.status = QLabel("Choose an installed model, or download one in Explore.")
         self.status.setAccessibleName("Model status")
@@ -231,6 +232,21 @@ class ChatView(QWidget):
         self.n_ctx = spin(256, 1 << 20, s.n_ctx, "Context size")
         self.threads = spin(0, 256, s.n_threads, "Threads (0 = automatic)")
         self.gpu_layers = spin(-1, 999, s.n_gpu_layers, "GPU layers (-1 = all)")
+        self.kv_type = QComboBox()
+        self.kv_type.setAccessibleName("KV-cache type")
+        self.kv_type.setToolTip("The KV cache's type: q8_0 takes about half the memory of f16, q4_0 about a quarter")
+        for name in KV_TYPES:
+            self.kv_type.addItem(name, name)
+        self.kv_type.setCurrentIndex(self.kv_type.findData(s.kv_cache_type))
+        self.flash_attn = QCheckBox("Flash attention")
+        self.flash_attn.setAccessibleName("Flash attention")
+        self.flash_attn.setToolTip("Smaller compute buffers; a quantized V cache needs it")
+        self.flash_attn.setChecked(s.flash_attn)
+        self.preset_button = button(
+            "Save as this model's preset",
+            "Save the context, KV cache, flash attention, threads and GPU layers as this model's preset",
+            self.save_preset,
+        )
         self.thinking = QCheckBox("Think before answering")
         self.thinking.setAccessibleName("Thinking")
         self.thinking.setChecked(True)
@@ -251,6 +267,9 @@ class ChatView(QWidget):
             ("Context", self.n_ctx),
             ("Threads", self.threads),
             ("GPU layers", self.gpu_layers),
+            ("KV cache", self.kv_type),
+            ("", self.flash_attn),
+            ("", self.preset_button),
             ("Thinking", self.thinking),
             ("Tools", self.tools),
         ):
@@ -291,6 +310,8 @@ class ChatView(QWidget):
             "n_ctx": self.n_ctx.value(),
             "n_threads": self.threads.value(),
             "n_gpu_layers": self.gpu_layers.value(),
+            "kv_cache_type": self.kv_type.currentData(),
+            "flash_attn": self.flash_attn.isChecked(),
             "thinking": self.thinking.isChecked(),
             "template": (self.conversation.settings.get("template") if self.conversation else None),
         }
@@ -311,6 +332,10 @@ class ChatView(QWidget):
             if key in st:
                 w.setValue(st[key])
         self.thinking.setChecked(bool(st.get("thinking", True)))
+        if st.get("kv_cache_type") in KV_TYPES:
+            self.kv_type.setCurrentIndex(self.kv_type.findData(st["kv_cache_type"]))
+        if "flash_attn" in st:
+            self.flash_attn.setChecked(bool(st["flash_attn"]))
 
     # -- models -------------------------------------------------------------------------------
     def reload_models(self) -> None:
@@ -333,7 +358,39 @@ class ChatView(QWidget):
             n_ctx=self.n_ctx.value(),
             n_threads=self.threads.value(),
             n_gpu_layers=self.gpu_layers.value(),
+            kv_cache_type=self.kv_type.currentData(),
+            flash_attn=self.flash_attn.isChecked(),
+            preset=presets.preset_for(self.services.ctx, self.model_box.currentData()),
         )
+
+    def show_preset(self) -> None:
+        """The chosen model's preset (what it does not name: the settings) in the load controls."""
+        options = engine_options.load_options(
+            self.services.ctx.settings, preset=presets.preset_for(self.services.ctx, self.model_box.currentData())
+        )
+        self.n_ctx.setValue(options.n_ctx)
+        self.threads.setValue(options.n_threads or 0)
+        self.gpu_layers.setValue(options.n_gpu_layers)
+        self.kv_type.setCurrentIndex(self.kv_type.findData(options.type_k))
+        self.flash_attn.setChecked(options.flash_attn)
+
+    def save_preset(self) -> None:
+        path = self.model_box.currentData()
+        if not path:
+            return
+        values = {
+            "n_ctx": self.n_ctx.value(),
+            "n_threads": self.threads.value(),
+            "n_gpu_layers": self.gpu_layers.value(),
+            "kv_cache_type": self.kv_type.currentData(),
+            "flash_attn": self.flash_attn.isChecked(),
+        }
+        try:
+            presets.save(self.services.ctx, presets.name_of(path), values, "saved in the Chat view")
+        except LocalopenError as exc:
+            self.status.setText(str(exc))
+            return
+        self.status.setText(f"Saved as {presets.name_of(path)}'s preset: every face loads it this way now.")
 
     def load_model(self) -> None:
         path = self.model_box.currentData()
@@ -438,6 +495,7 @@ class ChatView(QWidget):
     def new_chat(self, model_path: str | None = None) -> None:
         if model_path:
             self.select_model(model_path)
+            self.show_preset()
         settings = self.settings_dict()
         settings["template"] = None
         self.conversation = convs.create(

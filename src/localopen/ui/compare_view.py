@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from localopen.app import engine_options
 from localopen.app.benchmark import BenchmarkSession, BenchRun, ComparisonRow, compare, history
+from localopen.app.presets import preset_for
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.records import BenchResult, LoadInfo
@@ -187,11 +188,14 @@ class CompareView(QWidget):
             return
         path = self.queue.pop(0)
         self.progress_text.setText(f"Loading {Path(path).name}…")
+        settings = self.services.ctx.settings
+        # The model's preset applies; a value changed here from the settings' is this run's choice.
         options, params = engine_options.bench_options(
-            self.services.ctx.settings,
+            settings,
             BenchParams(n_prompt=self.n_prompt.value(), n_gen=self.n_gen.value(), reps=self.reps.value()),
-            n_threads=self.threads.value(),
-            n_gpu_layers=self.ngl.value(),
+            n_threads=self.threads.value() if self.threads.value() != settings.n_threads else None,
+            n_gpu_layers=self.ngl.value() if self.ngl.value() != settings.n_gpu_layers else None,
+            preset=preset_for(self.services.ctx, path),
         )
         bench = self.bench
         self.runner.submit(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.core.estimate.memory import KV_TYPES
 from localopen.core.estimate.verdict import Thresholds
 from localopen.ui.services import Services
 
@@ -57,6 +59,14 @@ class SettingsDialog(QDialog):
         self.ctx.setAccessibleName("Default context size")
         self.ngl = QSpinBox(minimum=-1, maximum=999, value=s.n_gpu_layers)
         self.ngl.setAccessibleName("Default GPU layers (-1 = all)")
+        self.kv_type = QComboBox()
+        self.kv_type.setAccessibleName("Default KV-cache type")
+        for name in KV_TYPES:
+            self.kv_type.addItem(name, name)
+        self.kv_type.setCurrentIndex(self.kv_type.findData(s.kv_cache_type))
+        self.flash_attn = QCheckBox("Flash attention (a quantized V cache needs it)")
+        self.flash_attn.setAccessibleName("Flash attention by default")
+        self.flash_attn.setChecked(s.flash_attn)
         self.parallel = QSpinBox(minimum=1, maximum=8, value=s.max_parallel_downloads)
         self.parallel.setAccessibleName("Downloads at a time")
         self.offline = QCheckBox("Work offline (no request to the Hub at all)")
@@ -84,6 +94,8 @@ class SettingsDialog(QDialog):
         form.addRow("Default threads", self.threads)
         form.addRow("Default context", self.ctx)
         form.addRow("Default GPU layers", self.ngl)
+        form.addRow("Default KV cache", self.kv_type)
+        form.addRow("", self.flash_attn)
         form.addRow("Downloads at a time", self.parallel)
         form.addRow("", self.offline)
         self.calibrate = QCheckBox("Calibrate this machine once per llama.cpp version (1-2 minutes, in the background)")
@@ -117,6 +129,8 @@ class SettingsDialog(QDialog):
             n_threads=self.threads.value(),
             n_ctx=self.ctx.value(),
             n_gpu_layers=self.ngl.value(),
+            kv_cache_type=self.kv_type.currentData(),
+            flash_attn=self.flash_attn.isChecked(),
             max_parallel_downloads=self.parallel.value(),
             offline=self.offline.isChecked(),
             calibrate_automatically=self.calibrate.isChecked(),

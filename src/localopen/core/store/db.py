@@ -230,6 +230,15 @@ MIGRATIONS = [
     ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '';
     ALTER TABLE messages ADD COLUMN tool_call_id TEXT NOT NULL DEFAULT '';
     """,
+    # 8: per-model presets (how a model is loaded, over the global settings)
+    """
+    CREATE TABLE IF NOT EXISTS model_presets (
+        model TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -1,0 +1,86 @@
+"""Per-model presets: the context, KV-cache type, flash attention, threads, batch sizes, GPU layers
+and memory mapping one model loads with, over the global settings, for every face (Chat, the
+server, Compare, the CLI). A command's own flags still win over a preset; what a preset does not
+name comes from the settings. Set with `localopen preset MODEL KEY VALUE` or in the Chat view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from localopen.app.context import AppContext
+from localopen.app.settings import SettingError
+from localopen.core.estimate.memory import kv_type
+from localopen.core.gguf.files import model_name
+from localopen.core.store import presets as store
+
+# key -> (kind, what it is)
+KEYS: dict[str, tuple[type, str]] = {
+    "n_ctx": (int, "context size in tokens"),
+    "kv_cache_type": (str, "KV-cache type for K and V: f16, q8_0, q4_0…"),
+    "flash_attn": (bool, "flash attention (a quantized V cache needs it)"),
+    "n_threads": (int, "CPU threads, 0: physical cores"),
+    "n_gpu_layers": (int, "layers offloaded to the GPU, -1: all"),
+    "n_batch": (int, "logical batch size for the prompt"),
+    "n_ubatch": (int, "physical (micro-)batch size"),
+    "use_mmap": (bool, "map the file instead of reading it into memory"),
+}
+
+
+def name_of(path: str | Path) -> str:
+    """The name a preset is kept under: the model's name as the library and the API say it."""
+    return model_name(Path(path).name)
+
+
+def preset_for(ctx: AppContext, path: str | Path | None) -> dict[str, Any]:
+    """The saved preset of the model at path ({} when none, or no model)."""
+    if path is None:
+        return {}
+    found = store.get(ctx.db, name_of(path))
+    return {k: v for k, v in found.settings.items() if k in KEYS} if found is not None else {}
+
+
+def parse(key: str, text: str) -> Any:
+    """A preset value from text, by its kind; SettingError in words when it is not one."""
+    if key not in KEYS:
+        raise SettingError(f"No preset setting '{key}'. Preset settings: {', '.join(KEYS)}.")
+    kind, _ = KEYS[key]
+    text = text.strip()
+    if kind is bool:
+        if text.lower() in ("true", "yes", "on", "1"):
+            return True
+        if text.lower() in ("false", "no", "off", "0"):
+            return False
+        raise SettingError(f"'{key}' is on or off, not '{text}'.")
+    if kind is str:
+        try:
+            return kv_type(text)
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingError(f"'{key}' is a whole number, not '{text}'.") from None
+    if value < (-1 if key == "n_gpu_layers" else 0) or (value == 0 and key in ("n_ctx", "n_batch", "n_ubatch")):
+        raise SettingError(f"'{key}' cannot be {text}.")
+    return value
+
+
+def set_value(ctx: AppContext, model: str, key: str, text: str | None, note: str = "set by hand") -> dict[str, Any]:
+    """Set (or with None remove) one value of a model's preset; returns the preset now."""
+    saved = store.get(ctx.db, model)
+    current = dict(saved.settings) if saved is not None else {}
+    if text is None:
+        if key not in KEYS:
+            raise SettingError(f"No preset setting '{key}'. Preset settings: {', '.join(KEYS)}.")
+        current.pop(key, None)
+    else:
+        current[key] = parse(key, text)
+    store.save(ctx.db, model, current, note)
+    return current
+
+
+def save(ctx: AppContext, model: str, values: dict[str, Any], note: str) -> None:
+    """Replace a model's preset with these values (each checked)."""
+    checked = {k: parse(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in values.items()}
+    store.save(ctx.db, model, checked, note)
