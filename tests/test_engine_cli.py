@@ -256,3 +256,20 @@ def test_a_quantized_kv_cache_with_flash_attention_from_the_command_line(tiny_gg
     assert q4["fit"]["memory"]["kv_cache"] / f16["fit"]["memory"]["kv_cache"] == pytest.approx(0.28, abs=0.01)
     assert q4["fit_cache"] == {"type_k": "q4_0", "type_v": "q4_0", "flash_attn": True}
     assert set(q4["largest_context"]) == {"f16", "q8_0", "q4_0"}
+
+
+@pytest.mark.slow
+def test_prompt_lookup_drafting_gives_the_same_greedy_text(gemma_path: Path) -> None:
+    """Speculative decoding with prompt lookup (--draft lookup) at temperature 0: the same text as
+    plain decoding on a quoting task, where the drafts are long runs of the prompt."""
+    prompt = (
+        "Repeat this text exactly: The quick brown fox jumps over the lazy dog near the quiet river bank "
+        "while the sun sets slowly behind the distant purple mountains and the birds sing their evening songs."
+    )
+    common = ["chat", str(gemma_path), "--template", "gemma", "--temperature", "0", "--repeat-penalty", "1.0"]
+    common += ["--max-tokens", "80", "-p", prompt, "--json"]
+    plain = run(*common, "--draft", "off", timeout=300)
+    drafted = run(*common, "--draft", "lookup", timeout=300)
+    assert plain.returncode == 0 and drafted.returncode == 0, drafted.stderr
+    assert json.loads(drafted.stdout)["content"] == json.loads(plain.stdout)["content"]
+    assert json.loads(plain.stdout)["completion_tokens"] == 80

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from localopen.app.settings import Settings
+from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import kv_type
 from localopen.engine.protocol import BenchParams, LoadOptions, SamplingParams
 
@@ -29,6 +30,7 @@ def load_options(
     kv_cache_type: str | None = None,
     flash_attn: bool | None = None,
     preset: dict[str, Any] | None = None,
+    draft: str | None = None,
 ) -> LoadOptions:
     """How a model is loaded for chat and serving: the settings, under the model's preset (app/
     presets), under the call's overrides (a command's flags)."""
@@ -50,7 +52,17 @@ def load_options(
         n_batch=p.get("n_batch", defaults.n_batch),
         n_ubatch=p.get("n_ubatch", defaults.n_ubatch),
         use_mmap=p.get("use_mmap", defaults.use_mmap),
+        draft=_draft(pick(draft, "draft", "off")),
     )
+
+
+def _draft(value: str) -> str | None:
+    """'lookup' drafts from the prompt (speculative decoding); 'off' (or none) decodes plainly."""
+    if value in ("off", "none", ""):
+        return None
+    if value != "lookup":
+        raise LocalopenError(f"Unknown drafting '{value}': use lookup (prompt lookup) or off.")
+    return value
 
 
 def bench_options(

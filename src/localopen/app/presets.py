@@ -24,6 +24,7 @@ KEYS: dict[str, tuple[type, str]] = {
     "n_batch": (int, "logical batch size for the prompt"),
     "n_ubatch": (int, "physical (micro-)batch size"),
     "use_mmap": (bool, "map the file instead of reading it into memory"),
+    "draft": (str, "speculative decoding: lookup (drafts from the conversation's own text) or off"),
 }
 
 
@@ -52,6 +53,10 @@ def parse(key: str, text: str) -> Any:
         if text.lower() in ("false", "no", "off", "0"):
             return False
         raise SettingError(f"'{key}' is on or off, not '{text}'.")
+    if key == "draft":
+        if text.lower() not in ("lookup", "off"):
+            raise SettingError(f"'draft' is lookup or off, not '{text}'.")
+        return text.lower()
     if kind is str:
         try:
             return kv_type(text)

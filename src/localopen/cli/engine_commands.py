@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localopen.app import engine_options
-from localopen.cli.flags import cache_flags, on_off
+from localopen.cli.flags import cache_flags, draft_flag, on_off
 from localopen.cli.output import table
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -39,6 +39,7 @@ def _load_options(ctx: AppContext, args: argparse.Namespace, path: Path | str | 
         n_gpu_layers=args.ngl,
         kv_cache_type=args.kv_type,
         flash_attn=on_off(args.flash_attn),
+        draft=getattr(args, "draft", None),
     )
 
 
@@ -50,6 +51,7 @@ def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "n_gpu_layers": args.ngl,
         "kv_cache_type": args.kv_type,
         "flash_attn": on_off(args.flash_attn),
+        "draft": args.draft,
     }
 
 
@@ -645,6 +647,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a .gguf path or a model in the models folder")
     p.add_argument("-p", "--prompt", help="answer this once and exit")
     p.add_argument("--system", help="system prompt")
+    draft_flag(p)
     p.add_argument(
         "--template",
         choices=["model", *template_options()],
@@ -701,6 +704,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve the library's models over the OpenAI, Anthropic and Ollama APIs (Ctrl+C stops)"
     )
     p.add_argument("model", nargs="?", help="load this model now (others load on demand, as memory allows)")
+    draft_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond 127.0.0.1 needs --api-key)")
     p.add_argument("--port", type=int, help="default 8080 (11434 with --ollama)")
     p.add_argument("--ollama", action="store_true", help="listen on Ollama's port, 11434, for tools that assume it")

@@ -24,3 +24,12 @@ def cache_flags(p: argparse.ArgumentParser) -> None:
         choices=["on", "off"],
         help="flash attention (a quantized V cache needs it; default: the setting)",
     )
+
+
+def draft_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--draft",
+        choices=["lookup", "off"],
+        help="speculative decoding: lookup drafts tokens from the conversation's own text (faster when the "
+        "answer repeats it: quoting, code edits; the same text at temperature 0); default: the model's preset, off",
+    )

@@ -31,10 +31,21 @@ class LoadOptions:
     flash_attn: bool = False
     type_k: str = "f16"  # the KV cache's types (core/estimate/memory.KV_TYPES); a quantized V needs flash attention
     type_v: str = "f16"
+    # Speculative decoding: "lookup" drafts from the conversation itself (prompt lookup: text the
+    # answer repeats, as quoting or editing code does); None: plain decoding.
+    draft: str | None = None
+    draft_tokens: int = 10  # tokens drafted at a time
 
     def memory_args(self) -> dict[str, Any]:
         """What the memory estimate needs of these options (the fit, the store's budget, the engine)."""
-        return {"n_ubatch": self.n_ubatch, "flash_attn": self.flash_attn, "type_k": self.type_k, "type_v": self.type_v}
+        return {
+            "n_ubatch": self.n_ubatch,
+            "flash_attn": self.flash_attn,
+            "type_k": self.type_k,
+            "type_v": self.type_v,
+            "all_logits": self.draft is not None,
+            "n_batch": self.n_batch,
+        }
 
 
 @dataclass

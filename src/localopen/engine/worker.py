@@ -63,6 +63,7 @@ from localopen.engine.protocol import (
     Event,
     Load,
     Loaded,
+    LoadOptions,
     Render,
     Rendered,
     Request,
@@ -299,6 +300,7 @@ class Worker:
                 type_k=ggml_type(opts.type_k),
                 type_v=ggml_type(opts.type_v),
                 swa_full=False,
+                draft_model=_draft_model(opts),
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -878,6 +880,18 @@ class _AnswerClock:
         if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
             return None
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
+
+
+def _draft_model(opts: LoadOptions) -> Any:
+    """llama-cpp-python's drafter for speculative decoding (it keeps every token's logits to check
+    the drafts), or None."""
+    if opts.draft is None:
+        return None
+    if opts.draft != "lookup":
+        raise ModelLoadError(f"Unknown drafting '{opts.draft}': 'lookup' (prompt lookup) is offered.", settings=True)
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    return LlamaPromptLookupDecoding(num_pred_tokens=max(1, opts.draft_tokens))
 
 
 def _utf8(text: str) -> bytes:
