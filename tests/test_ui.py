@@ -849,3 +849,19 @@ def test_a_models_preset_is_saved_and_shown_where_it_is_loaded(window: MainWindo
     assert (chat.n_ctx.value(), chat.kv_type.currentData(), chat.flash_attn.isChecked()) == (1024, "q8_0", True)
     options = chat.load_options()
     assert (options.n_ctx, options.type_v, options.flash_attn) == (1024, "q8_0", True)
+
+
+def test_tune_for_this_machine_from_compare(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    from localopen.core.store.library_db import import_file
+
+    import_file(window.services.ctx.db, tiny_gguf)
+    window.services.library_changed.emit()
+    compare = window.goto("Compare")
+    compare.check(str(tiny_gguf.resolve()))
+    with qtbot.waitSignal(compare.tuned, timeout=180000) as tuned:
+        compare.tune_button.click()
+    choice = tuned.args[0]
+    assert choice.baseline.tg_ts > 0
+    text = compare.progress_text.text()
+    assert ("Saved as the model's preset" in text) == choice.changed and ("No gain here" in text) != choice.changed
+    assert compare.tune_button.isEnabled() and compare.run_button.isEnabled()

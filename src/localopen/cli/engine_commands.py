@@ -355,6 +355,54 @@ def cmd_preset(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Measure a model's load settings here and keep the measurably faster ones as its preset."""
+    import dataclasses as dc
+
+    from localopen.app import tune
+    from localopen.app.benchmark import BenchmarkSession
+    from localopen.app.library import resolve_model
+
+    path = resolve_model(ctx, args.model)
+    session = BenchmarkSession(ctx)
+    params = dc.replace(tune.TUNE_PARAMS, reps=args.reps)
+    with ctrl_c_stops(session.stop):
+        choice = tune.tune(ctx, path, session, lambda message: print(message, file=sys.stderr), params)
+    if not args.no_save:
+        tune.save(ctx, path, choice)
+    rows = [choice.baseline, *([] if not choice.changed else [choice.best])]
+    if args.json:
+        out = {
+            "model": path.name,
+            "baseline": choice.baseline.to_dict(),
+            "best": choice.best.to_dict(),
+            "changed": choice.changed,
+            "tg_gain": round(choice.tg_gain, 4),
+            "pp_gain": round(choice.pp_gain, 4),
+            "why": choice.why,
+            "saved": choice.changed and not args.no_save,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        table(
+            [
+                [m.candidate.label, f"{m.pp_ts:.1f} ± {m.pp_sd:.1f}", f"{m.tg_ts:.1f} ± {m.tg_sd:.1f}"]
+                + [human_bytes(m.memory)]
+                for m in rows
+            ],
+            ["settings", "pp t/s", "tg t/s", "memory"],
+        )
+    )
+    if not choice.changed:
+        print(f"No gain here: {choice.why}. The model's settings are unchanged.")
+    elif args.no_save:
+        print(f"Faster: {choice.best.candidate.label} ({choice.why}); not saved (--no-save).")
+    else:
+        print(f"Saved as the model's preset: {choice.best.candidate.label} ({choice.why}).")
+    return 0
+
+
 def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.benchmark import BenchmarkSession, BenchRun
     from localopen.app.library import resolve_model
@@ -642,6 +690,15 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unset", metavar="KEY", help="remove KEY from the preset (the global setting applies)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_preset)
+
+    p = sub.add_parser(
+        "tune", help="measure a model's threads, batch, flash attention and KV cache here; keep what is faster"
+    )
+    p.add_argument("model")
+    p.add_argument("--reps", type=int, default=3, help="repetitions per setting (default 3)")
+    p.add_argument("--no-save", action="store_true", help="report only; leave the model's preset as it is")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("chat", help="chat with a model in the terminal (Ctrl+C stops an answer)")
     p.add_argument("model", help="a .gguf path or a model in the models folder")

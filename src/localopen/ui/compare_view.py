@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import engine_options
+from localopen.app import tune as tuning
 from localopen.app.benchmark import BenchmarkSession, BenchRun, ComparisonRow, compare, history
 from localopen.app.presets import preset_for
 from localopen.core.errors import LocalopenError
@@ -47,6 +48,7 @@ COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Pe
 
 class CompareView(QWidget):
     run_finished = Signal(str)  # how the run ended, in words
+    tuned = Signal(object)  # a tuning's Choice
 
     def __init__(self, services: Services) -> None:
         super().__init__()
@@ -66,6 +68,11 @@ class CompareView(QWidget):
         self.ngl = spin(-1, 999, services.ctx.settings.n_gpu_layers, "GPU layers")
         self.run_button = button("Run benchmark", "Run the benchmark", self.run)
         self.cancel_button = button("Cancel", "Cancel the benchmark", self.cancel)
+        self.tune_button = button(
+            "Tune for this machine",
+            "Measure threads, batch, flash attention and KV cache for the checked model; keep what is faster",
+            self.tune,
+        )
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Benchmark progress")
@@ -90,6 +97,7 @@ class CompareView(QWidget):
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
         ll.addLayout(row)
+        ll.addWidget(self.tune_button)
         ll.addWidget(self.progress)
         ll.addWidget(self.progress_text)
 
@@ -164,11 +172,7 @@ class CompareView(QWidget):
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> None:
-        paths = [
-            self.models.item(i).data(Qt.ItemDataRole.UserRole)
-            for i in range(self.models.count())
-            if self.models.item(i).checkState() == Qt.CheckState.Checked
-        ]
+        paths = self._checked()
         if not paths or self.running:
             self.progress_text.setText("Check at least one model." if not paths else "A benchmark is running.")
             return
@@ -205,10 +209,54 @@ class CompareView(QWidget):
             on_failed=self._on_failed,
         )
 
+    def tune(self) -> None:
+        """The checked model's load settings measured here; what is faster is kept as its preset."""
+        paths = self._checked()
+        if len(paths) != 1 or self.running:
+            self.progress_text.setText("Check one model to tune." if not self.running else "A benchmark is running.")
+            return
+        path, ctx, bench = Path(paths[0]), self.services.ctx, self.bench
+        self.running = True
+        self.run_button.setEnabled(False)
+        self.tune_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)  # busy: the sweep's length depends on this machine
+        self.progress_text.setText(f"Tuning {path.name}: measuring its current settings…")
+
+        def work(emit: Any) -> Any:
+            choice = tuning.tune(ctx, path, bench, emit)
+            tuning.save(ctx, path, choice)
+            return choice
+
+        self.runner.submit(work, self.progress_text.setText, self._on_tuned, self._on_tune_failed)
+
+    def _on_tuned(self, choice: Any) -> None:
+        self.tune_button.setEnabled(True)
+        self.progress.setRange(0, 1)
+        if choice.changed:
+            said = f"Saved as the model's preset: {choice.best.candidate.label} ({choice.why})."
+        else:
+            said = f"No gain here: {choice.why}."
+        base = choice.baseline
+        self._end(f"{said} Current settings measured at tg {base.tg_ts:.1f}, pp {base.pp_ts:.1f} t/s.")
+        self.tuned.emit(choice)
+
+    def _on_tune_failed(self, error: LocalopenError) -> None:
+        self.tune_button.setEnabled(True)
+        self.progress.setRange(0, 1)
+        self._end(str(error))
+
+    def _checked(self) -> list[str]:
+        return [
+            self.models.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.models.count())
+            if self.models.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
     def cancel(self) -> None:
         if self.running:
             self.queue = []
-            self.bench.stop()
+            self.bench.stop()  # a tuning sweep stops too (its engine is this session's)
             self.progress_text.setText("Cancelling: finished tests are kept…")
 
     def shutdown(self) -> None:
