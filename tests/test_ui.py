@@ -865,3 +865,26 @@ def test_tune_for_this_machine_from_compare(window: MainWindow, qtbot, tiny_gguf
     text = compare.progress_text.text()
     assert ("Saved as the model's preset" in text) == choice.changed and ("No gain here" in text) != choice.changed
     assert compare.tune_button.isEnabled() and compare.run_button.isEnabled()
+
+
+def test_compare_shows_what_a_new_llama_cpp_build_changed(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    """Results of two earlier builds: the slower one is said with the way back, and the models
+    only an earlier build measured are offered a short run with this one."""
+    from localopen.core.store import results as results_db
+    from test_builds import _result
+
+    ctx = window.services.ctx
+    model = import_file(ctx.db, tiny_gguf)
+    for build, speeds in (("0.3.30", [40.0, 40.5, 39.8]), ("0.3.31", [30.0, 30.2, 29.9])):
+        results_db.save(ctx.db, _result(build, "tg128", speeds, model=str(model.path), machine=ctx.machine_id()))
+    window.services.library_changed.emit()
+    compare = window.goto("Compare")
+    compare.builds_button.click()
+    dialog = compare.builds_dialog
+    text = dialog.findChild(QTextBrowser).toPlainText()
+    assert "slower" in text and "llama-cpp-python==0.3.30" in text
+    again = next(b for b in dialog.findChildren(QAbstractButton) if b.text() == "Measure them with this build")
+    with qtbot.waitSignal(compare.run_finished, timeout=120000):
+        again.click()
+    assert (compare.n_prompt.value(), compare.n_gen.value(), compare.reps.value()) == (128, 32, 3)
+    assert any(r.llama_cpp_version not in ("0.3.30", "0.3.31") for r in results_db.query(ctx.db))

@@ -19,6 +19,8 @@ from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.memory import ModelShape, decode_bound
 from localopen.core.records import BenchResult, LoadInfo
+from localopen.core.report.builds import BuildChange, compare_builds
+from localopen.core.store import library_db
 from localopen.core.store import results as results_db
 from localopen.core.store.hashing import cached_sha256
 from localopen.core.store.library_db import read_part_headers
@@ -222,6 +224,25 @@ def compare(results: list[BenchResult], thresholds: verdicts.Thresholds) -> list
             verdict = judge(tg.avg_ts, pp.avg_ts if pp else None, thresholds)
         rows.append(ComparisonRow(filename, pp, tg, verdict))
     return rows
+
+
+def build_changes(ctx: AppContext) -> list[BuildChange]:
+    """Each model's speeds on the previous llama.cpp build and the current one (this machine's)."""
+    return compare_builds(results_db.query(ctx.db, machine=ctx.machine_id()))
+
+
+def stale(ctx: AppContext, current: str) -> list[Path]:
+    """Installed models benchmarked here on an earlier llama.cpp build but not on `current`: the
+    ones to measure again (short protocol) to see what the new build changed."""
+    by_file: dict[str, set[str]] = {}
+    for r in results_db.query(ctx.db, machine=ctx.machine_id()):
+        if r.basis == "measured" and r.llama_cpp_version:
+            by_file.setdefault(r.model_filename, set()).add(r.llama_cpp_version)
+    installed = {str(m.path): m.path for m in library_db.list_models(ctx.db) if not m.missing}
+    return [installed[f] for f, builds in by_file.items() if f in installed and current not in builds]
+
+
+RERUN_PARAMS = BenchParams(n_prompt=128, n_gen=32, reps=3)  # short, with enough repetitions to flag a change
 
 
 def history(ctx: AppContext, model: str | None = None, machine: str | None = None) -> list[BenchResult]:

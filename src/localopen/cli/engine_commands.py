@@ -500,11 +500,64 @@ def _print_results(results: list[BenchResult], args: argparse.Namespace) -> None
 def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.benchmark import history
 
+    if args.compare_builds:
+        return _compare_builds(ctx, args)
     results = history(ctx, args.model, args.machine)
     if not results and not (args.json or args.csv):
         print("No saved results yet: run `localopen bench MODEL`.", file=sys.stderr)
         return 0
     _print_results(results, args)
+    return 0
+
+
+def _compare_builds(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Each model's speeds on the previous llama.cpp build and this one; --rerun first measures
+    again (short protocol) the installed models only the previous build has measured."""
+    from localopen.app.benchmark import RERUN_PARAMS, BenchmarkSession, build_changes, stale
+    from localopen.app.calibration import llama_cpp_version
+
+    current = llama_cpp_version()
+    waiting = stale(ctx, current)
+    if args.rerun and waiting:
+        ctx.read_profile()
+        session = BenchmarkSession(ctx)
+        print(f"Measuring {len(waiting)} model(s) again with llama.cpp {current}…", file=sys.stderr)
+
+        def how(path: Path) -> tuple[LoadOptions, BenchParams]:
+            return engine_options.bench_options(ctx.settings, RERUN_PARAMS)
+
+        with ctrl_c_stops(session.stop):
+            session.run_all(waiting, how, lambda event: None)
+        waiting = stale(ctx, current)
+    changes = build_changes(ctx)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in changes], indent=2))
+        return 0
+    if waiting:
+        names = ", ".join(p.name for p in waiting[:5])
+        print(
+            f"{len(waiting)} installed model(s) were measured only with an earlier llama.cpp ({names}): "
+            "`localopen results --compare-builds --rerun` measures them with this one.",
+            file=sys.stderr,
+        )
+    if not changes:
+        print("No model has results on two llama.cpp builds on this machine yet.")
+        return 0
+    rows = [
+        [
+            c.model,
+            c.test,
+            f"{c.old_ts:.1f} ({c.old_build})",
+            f"{c.new_ts:.1f} ({c.new_build})",
+            f"{c.change:+.1%}",
+            ("SLOWER" if c.change < 0 else "faster") if c.flagged else "within noise",
+        ]
+        for c in changes
+    ]
+    print(table(rows, ["model", "test", "t/s before", "t/s now", "change", "verdict"]))
+    slower = [c for c in changes if c.slower]
+    if slower:
+        print(f"\nSlower beyond the noise on {len(slower)} test(s). To go back: {slower[0].pin_command}")
     return 0
 
 
@@ -813,5 +866,12 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="saved benchmark results")
     p.add_argument("--model", help="name, path or sha256 prefix")
     p.add_argument("--machine", help="machine id prefix (see `localopen hw`)")
+    p.add_argument(
+        "--compare-builds",
+        action="store_true",
+        help="each model's speeds on the previous llama.cpp build and this one, changes beyond the noise flagged",
+    )
+    p.add_argument("--rerun", action="store_true", help="with --compare-builds: first measure again what only "
+                   "an earlier build measured (short protocol)")  # fmt: skip
     _output_flags(p)
     p.set_defaults(func=cmd_results)

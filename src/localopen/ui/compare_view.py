@@ -8,11 +8,14 @@ memory-bandwidth bound, as the application layer computes it.
 from __future__ import annotations
 
 import functools
+import html
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -24,13 +27,24 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from localopen.app import engine_options
 from localopen.app import tune as tuning
-from localopen.app.benchmark import BenchmarkSession, BenchRun, ComparisonRow, compare, history
+from localopen.app.benchmark import (
+    RERUN_PARAMS,
+    BenchmarkSession,
+    BenchRun,
+    ComparisonRow,
+    build_changes,
+    compare,
+    history,
+    stale,
+)
+from localopen.app.calibration import llama_cpp_version
 from localopen.app.presets import preset_for
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -118,6 +132,10 @@ class CompareView(QWidget):
             ("Show history", "history"),
         ):
             exports.addWidget(button(label, label, functools.partial(self.export, fmt)))
+        self.builds_button = button(
+            "llama.cpp builds…", "Each model's speeds on the previous llama.cpp build and this one", self.show_builds
+        )
+        exports.addWidget(self.builds_button)
         exports.addStretch(1)
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -358,6 +376,58 @@ class CompareView(QWidget):
             self.shown = results
             self._fill(results)
             self.progress_text.setText(f"{len(results)} earlier results on this machine.")
+
+    def show_builds(self) -> None:
+        """The regression guard: each model's pp/tg on the previous build and this one, and an offer
+        to measure again what only an earlier build measured."""
+        ctx = self.services.ctx
+        changes, waiting = build_changes(ctx), stale(ctx, llama_cpp_version())
+        rows = "".join(
+            f"<tr><td>{html.escape(c.model)}</td><td>{c.test}</td><td>{c.old_ts:.1f} ({c.old_build})</td>"
+            f"<td>{c.new_ts:.1f} ({c.new_build})</td><td>{c.change:+.1%}</td>"
+            f"<td>{('<b>slower</b>' if c.change < 0 else 'faster') if c.flagged else 'within noise'}</td></tr>"
+            for c in changes
+        )
+        slower = [c for c in changes if c.slower]
+        text = (
+            "<table cellpadding=4><tr><th>Model</th><th>Test</th><th>Before</th><th>Now</th><th>Change</th>"
+            f"<th></th></tr>{rows}</table>"
+            if changes
+            else "<p>No model has results on two llama.cpp builds on this machine yet.</p>"
+        )
+        if slower:
+            text += f"<p>Slower beyond the noise. To go back: <code>{html.escape(slower[0].pin_command)}</code></p>"
+        dialog = QDialog(self)
+        dialog.setWindowTitle("llama.cpp builds compared")
+        view = QTextBrowser()
+        view.setHtml(text)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(view)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.reject)
+        if waiting:
+            layout.addWidget(
+                QLabel(f"{len(waiting)} installed model(s) were measured only with an earlier llama.cpp build.")
+            )
+            again = buttons.addButton("Measure them with this build", QDialogButtonBox.ButtonRole.AcceptRole)
+            again.setAccessibleName("Measure again with this llama.cpp build (short protocol)")
+            again.clicked.connect(dialog.accept)
+            again.clicked.connect(lambda: self.measure_again(waiting))
+        layout.addWidget(buttons)
+        dialog.resize(760, 420)
+        self.builds_dialog = dialog
+        dialog.open()
+
+    def measure_again(self, paths: list[Path]) -> None:
+        """The short protocol on these models (enough repetitions to flag a change)."""
+        for i in range(self.models.count()):
+            item = self.models.item(i)
+            wanted = item.data(Qt.ItemDataRole.UserRole) in {str(p) for p in paths}
+            item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+        self.n_prompt.setValue(RERUN_PARAMS.n_prompt)
+        self.n_gen.setValue(RERUN_PARAMS.n_gen)
+        self.reps.setValue(RERUN_PARAMS.reps)
+        self.run()
 
     def export(self, fmt: str) -> None:
         if fmt == "history":
