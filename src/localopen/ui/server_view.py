@@ -158,6 +158,11 @@ class ServerView(QWidget):
                 on_record=self.record_seen.emit,
                 template=self.template_box.currentData(),
             )
+            # Each model with its preset; a context or GPU-layer count changed here wins over it.
+            server.overrides = {
+                "n_ctx": self.n_ctx.value() if self.n_ctx.value() != settings.n_ctx else None,
+                "n_gpu_layers": self.gpu_layers.value() if self.gpu_layers.value() != settings.n_gpu_layers else None,
+            }
             http = ServerThread(ApiApp(server, config))
             try:
                 http.start()
