@@ -477,7 +477,10 @@ def test_health_reports_an_engine_that_stopped_making_progress(talker: Running) 
         assert "'talker'" in stuck.json()["message"] and "no progress" in stuck.json()["message"]
     finally:
         os.kill(pid, signal.SIGCONT)
-    next(chunks)  # it answers again: progress, so healthy
+    # It answers again: progress, so healthy (the client may still be reading what was buffered).
+    deadline = time.monotonic() + 20
+    while httpx.get(health, timeout=10).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert httpx.get(health, timeout=10).status_code == 200
     stream.close()
 
