@@ -85,6 +85,7 @@ class Choice:
     tg_gain: float  # best / baseline - 1
     pp_gain: float
     why: str
+    measured: tuple[Measured, ...] = ()  # every setting measured, for the report
 
 
 def _beats(new: float, new_sd: float, old: float, old_sd: float) -> bool:
@@ -107,10 +108,11 @@ def choose(baseline: Measured, measured: list[Measured]) -> Choice:
     ]
     if not fair:
         why = "nothing was faster than the current settings beyond the noise"
-        return Choice(baseline, baseline, False, 0.0, 0.0, why)
+        return Choice(baseline, baseline, False, 0.0, 0.0, why, tuple(measured))
     best = max(fair, key=lambda m: (m.tg_ts, m.pp_ts))
     tg, pp = best.tg_ts / baseline.tg_ts - 1, best.pp_ts / baseline.pp_ts - 1
-    return Choice(best, baseline, True, tg, pp, f"generation {tg:+.0%}, prompt {pp:+.0%} over the current settings")
+    why = f"generation {tg:+.0%}, prompt {pp:+.0%} over the current settings"
+    return Choice(best, baseline, True, tg, pp, why, tuple(measured))
 
 
 def candidates(current: Candidate) -> list[Candidate]:

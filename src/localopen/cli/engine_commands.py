@@ -370,12 +370,13 @@ def cmd_tune(ctx: AppContext, args: argparse.Namespace) -> int:
         choice = tune.tune(ctx, path, session, lambda message: print(message, file=sys.stderr), params)
     if not args.no_save:
         tune.save(ctx, path, choice)
-    rows = [choice.baseline, *([] if not choice.changed else [choice.best])]
+    rows = [choice.baseline, *choice.measured]
     if args.json:
         out = {
             "model": path.name,
             "baseline": choice.baseline.to_dict(),
             "best": choice.best.to_dict(),
+            "measured": [m.to_dict() for m in choice.measured],
             "changed": choice.changed,
             "tg_gain": round(choice.tg_gain, 4),
             "pp_gain": round(choice.pp_gain, 4),
@@ -391,7 +392,7 @@ def cmd_tune(ctx: AppContext, args: argparse.Namespace) -> int:
                 + [human_bytes(m.memory)]
                 for m in rows
             ],
-            ["settings", "pp t/s", "tg t/s", "memory"],
+            ["settings (the current ones first)", "pp t/s", "tg t/s", "memory"],
         )
     )
     if not choice.changed:
