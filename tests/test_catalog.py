@@ -112,9 +112,12 @@ def test_catalog_audit_guards() -> None:
     it was read for, every lineage stays within OPENNESS.md's four hops with a licence on each (a hop called the
     root, trained from scratch, is the last and says where that was read),
     and every model has the architecture block the fit estimate needs."""
+    import re
+
     from localopen.core.gguf.quant import estimate_file_bytes
     from localopen.core.openness.catalog import ARCH_FIELDS, load_catalog
 
+    model_page = re.compile(r"https://huggingface\.co/[^/]+/[^/]+/?")
     problems = []
     for m in load_catalog().models:
         raw = m.raw
@@ -150,6 +153,18 @@ def test_catalog_audit_guards() -> None:
             problems.append(f"{m.id}: architecture without a source")
         if raw.get("gated_upstream") is None:
             problems.append(f"{m.id}: upstream gating not recorded")
+        # From the audit of 2026-11: each kind of error it found fails here.
+        if model_page.fullmatch(raw["license"].get("url") or ""):
+            problems.append(f"{m.id}: the licence URL is a model page, not the licence's text")
+        osi = raw.get("osi")
+        if osi and osi.get("status") == "validated" and osi.get("source") != "https://opensource.org/ai":
+            problems.append(f"{m.id}: an OSI validation cites something other than the OSI's list of validated systems")
+        code = raw["evidence"].get("training_code", {})
+        if code.get("value") in ("open", "partial") and model_page.fullmatch(code.get("source") or ""):
+            problems.append(f"{m.id}: training code '{code['value']}' sourced to a model card, not its code or rater")
+        report = str(raw["evidence"].get("report", {}).get("source", ""))
+        if m.family.startswith("Llama 3.2") and "2407.21783" in report:
+            problems.append(f"{m.id}: Llama 3.2 cites the Llama 3.1 paper as its report")
     assert problems == []
 
 
