@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -185,7 +184,8 @@ def test_serve_ends_cleanly_on_sigterm_with_a_client_waiting(tmp_path: Path) -> 
                 time.sleep(0.2)
         body = {"model": "talker", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16000}
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        waiting = threading.Thread(target=lambda: _wait_for(url, body))  # a client that waits for its whole answer
+        answered: list[int] = []
+        waiting = threading.Thread(target=lambda: answered.append(_wait_for(url, body)))  # waits for it all
         waiting.start()
         time.sleep(2)
         engines = [p for p in _children(proc.pid)]
@@ -200,14 +200,20 @@ def test_serve_ends_cleanly_on_sigterm_with_a_client_waiting(tmp_path: Path) -> 
             proc.kill()
     assert proc.returncode == 0 and took < 15
     assert "Traceback" not in err and "leaked" not in err
+    assert answered == [503]  # the waiting client is told the server stopped, in OpenAI's error shape
+    deadline = time.monotonic() + 5  # an engine notices its parent's end within a second
+    while any(_alive(pid) for pid in engines) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(_alive(pid) for pid in engines)
 
 
-def _wait_for(url: str, body: dict) -> None:
+def _wait_for(url: str, body: dict) -> int:
     import httpx2 as httpx
 
-    with contextlib.suppress(httpx.HTTPError):  # the server went away: what this client sees is not the point
-        httpx.post(url, json=body, timeout=120)
+    try:
+        return httpx.post(url, json=body, timeout=120).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def _children(pid: int) -> list[int]:

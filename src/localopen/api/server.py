@@ -173,6 +173,14 @@ SHUTDOWN_GRACE_S = 3
 def _uvicorn(app: ApiApp) -> Any:
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """uvicorn's server that tells the model server at once when it is asked to stop: answers
+        in progress end as 503 "shutting down" instead of waiting out the grace period."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.server.begin_shutdown()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
         app.app,
         host=app.config.host,
@@ -184,7 +192,7 @@ def _uvicorn(app: ApiApp) -> Any:
         access_log=False,  # our own request log: no paths, no keys
         lifespan="off",
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 class Terminated(SystemExit):
@@ -210,6 +218,7 @@ class ServerThread:
     """uvicorn serving an ApiApp on its own thread (the app's UI never waits on it)."""
 
     def __init__(self, app: ApiApp) -> None:
+        self.app = app
         self.server = _uvicorn(app)
         self.thread = threading.Thread(target=self.server.run, name="api-http", daemon=True)
 
@@ -227,5 +236,6 @@ class ServerThread:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        self.app.server.begin_shutdown()  # answers in progress end now, as 503 "shutting down"
         self.server.should_exit = True
         self.thread.join(10)

@@ -398,6 +398,15 @@ class ModelServer:
             return ServerHealth("loading", f"Loading {self.loading}.", running)
         return ServerHealth("ok", "", running)
 
+    def begin_shutdown(self) -> None:
+        """The server is stopping: answers in progress stop now and end as 503 "shutting down"
+        (their clients get an answer, not a dropped connection), waiting ones are not started."""
+        with self._lock:
+            self._closing = True
+            for lane in self._lanes.values():
+                if lane.current is not None:
+                    lane.session.stop()
+
     def close(self) -> None:
         """Stop the answers in progress and those waiting, end the lanes; the models are let go
         (the store unloads them when nobody else holds them)."""
@@ -557,6 +566,8 @@ class ModelServer:
             job.stats = session.answer(call.messages, call.sampling, template, on_piece, options)
         except EngineError as exc:
             raise _engine_error(exc) from exc
+        if self._closing and not job.cancelled:  # stopped by the shutdown, not finished: say so
+            raise ServingError("The server is shutting down: the answer was stopped.", 503, "server_error")
 
 
 class _Lane:

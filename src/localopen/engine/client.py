@@ -125,6 +125,9 @@ class Engine:
     def kill(self) -> None:
         process, conn = self.process, self.conn
         self.process, self.conn, self.info = None, None, None
+        # Let the stop event's semaphore go now, while the resource tracker still runs (held to
+        # the interpreter's exit, it could be unlinked after the tracker counted it as leaked).
+        self.stop_event, self.pulse = None, None
         if process is not None and process.is_alive():
             process.kill()
             process.join(5)
@@ -133,8 +136,9 @@ class Engine:
 
     def stop(self) -> None:
         """Ask the current answer or benchmark to stop (within one token)."""
-        if self.stop_event is not None:
-            self.stop_event.set()
+        event = self.stop_event  # kill() on another thread may let it go meanwhile
+        if event is not None:
+            event.set()
 
     # -- requests --------------------------------------------------------------------------------
     def _send(self, request: Request, clear_stop: bool = False) -> None:
