@@ -888,3 +888,23 @@ def test_compare_shows_what_a_new_llama_cpp_build_changed(window: MainWindow, qt
         again.click()
     assert (compare.n_prompt.value(), compare.n_gen.value(), compare.reps.value()) == (128, 32, 3)
     assert any(r.llama_cpp_version not in ("0.3.30", "0.3.31") for r in results_db.query(ctx.db))
+
+
+def test_empty_chat_and_compare_say_what_to_do_next(window: MainWindow, qtbot, tiny_gguf: Path) -> None:
+    chat = window.goto("Chat")
+    if chat.model_box.count() == 0:  # a fresh machine: no model installed
+        chat.render_conversation()
+        assert "Start" in chat.transcript.toPlainText() and "recommends" in chat.transcript.toPlainText()
+    compare = window.goto("Compare")
+    assert compare.empty_hint.isVisible() and "Run benchmark" in compare.empty_hint.text()
+    import_file(window.services.ctx.db, tiny_gguf)
+    window.services.library_changed.emit()
+    compare.check(str(tiny_gguf.resolve()))
+    compare.n_prompt.setValue(16)
+    compare.n_gen.setValue(4)
+    compare.reps.setValue(1)
+    with qtbot.waitSignal(compare.run_finished, timeout=120000):
+        compare.run()
+    assert not compare.empty_hint.isVisible() and compare.table.rowCount() == 1
+    chat.new_chat(str(tiny_gguf.resolve()))
+    assert "write a message" in chat.transcript.toPlainText()

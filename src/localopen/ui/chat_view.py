@@ -751,17 +751,24 @@ class ChatView(QWidget):
         return chat.conversation_messages(self.services.ctx, self.conversation.id, self.system.toPlainText())
 
     # -- rendering ----------------------------------------------------------------------------
+    def _empty_hint(self) -> str:
+        if self.model_box.count() == 0:
+            return (
+                "No model is installed yet. <b>Start</b> recommends open models that run well on this machine: "
+                "one click downloads one and opens a chat with it. You can also drop a .gguf file on the window."
+            )
+        if self.conversation is None:
+            return "Start a new chat (Ctrl+N) with an installed model. Everything runs on this machine, offline."
+        return "Pick a model above and write a message below; Enter sends. Everything runs on this machine, offline."
+
     def render_conversation(self) -> None:
         """Render the whole conversation once (on load and after each answer, never per token)."""
         self.transcript.clear()
-        if self.conversation is None:
-            self.transcript.setHtml(
-                "<p style='color:#777'>Start a new chat (Ctrl+N) with an installed model. "
-                "Everything runs on this machine, offline.</p>"
-            )
+        stored = convs.messages(self.services.ctx.db, self.conversation.id) if self.conversation else []
+        if not stored:  # an empty chat says what to do next
+            self.transcript.setHtml(f"<p style='color:{theme.muted_colour()}'>{self._empty_hint()}</p>")
             return
         cursor = QTextCursor(self.transcript.document())
-        stored = convs.messages(self.services.ctx.db, self.conversation.id)
         calls = {c.get("id"): c.get("function", {}) for m in stored for c in m.tool_calls}
         for m in stored:
             if m.role == "tool":  # a call's result, shown with the call it answers

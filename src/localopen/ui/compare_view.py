@@ -140,6 +140,14 @@ class CompareView(QWidget):
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
+        # Nothing measured yet: say how to start, where the results will be.
+        self.empty_hint = QLabel(
+            "No results yet. Check one or more installed models on the left and press <b>Run benchmark</b>: "
+            "prompt and generation speed are measured as llama-bench does and saved. <b>Tune for this machine</b> "
+            "finds faster settings for one checked model. No model installed? <b>Start</b> recommends some."
+        )
+        self.empty_hint.setWordWrap(True)
+        rl.addWidget(self.empty_hint)
         rl.addWidget(self.table, 2)
         rl.addWidget(self.chart_view, 3)
         rl.addLayout(exports)
@@ -318,6 +326,7 @@ class CompareView(QWidget):
     def _fill(self, results: list[BenchResult]) -> None:
         rows = compare(results, self.services.ctx.thresholds)
         self.table.setRowCount(len(rows))
+        self.empty_hint.setVisible(not rows)
         for i, row in enumerate(rows):
             pp, tg, base = row.pp, row.tg, row.base
             efficiency = (
