@@ -728,8 +728,10 @@ def test_the_first_screen_recommends_and_one_click_downloads_then_opens_a_chat(
     expected = recommend(ctx, MachineSnapshot.read(ctx, window.services.profile))
     assert [r.id for r in start.recommendations] == [r.id for r in expected]
     first = start.recommendations[0]
+    # The list is shown again as facts arrive (the profile, the library): take the row's button as shown.
+    qtbot.waitUntil(lambda: first.id in start.buttons and start.buttons[first.id].isVisible(), timeout=10000)
     button = start.buttons[first.id]
-    assert button.text() == "Download and chat" and button.isVisible()
+    assert button.text() == "Download and chat"
     hub = FakeHub().start()
     filename = first.pattern.replace("*", "model-", 1).replace("*", "")
     hub.add(Repo(first.repo, files={filename: tiny_gguf.read_bytes()}))
@@ -737,7 +739,7 @@ def test_the_first_screen_recommends_and_one_click_downloads_then_opens_a_chat(
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     window.services.downloads.hub = ctx.hub()
     try:
-        button.click()
+        start.buttons[first.id].click()
         qtbot.waitUntil(lambda: window.stack.currentIndex() == SECTIONS.index("Chat"), timeout=30000)
         chat = window.views["Chat"]
         assert Path(chat.model_box.currentData()).name == filename
