@@ -20,28 +20,15 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from prune import elf_files, needed  # noqa: E402  (the bundle's ELF files, as prune.py reads them)
 
 from localopen.core.machine.system_libraries import PACKAGES  # noqa: E402
 
 FONTS = ["fontconfig-config", "fonts-dejavu-core | fonts-liberation2 | fonts-freefont-ttf"]
 # Loaded only where the hardware has them (a GPU driver): never a dependency of a CPU package.
 OPTIONAL = re.compile(r"^lib(cuda|nvidia-ml|vulkan)\.so")
-_NEEDED = re.compile(r"\(NEEDED\)\s+Shared library: \[(\S+)\]")
-
-
-def elf_files(root: Path) -> list[Path]:
-    files = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    files.append(path)
-    return files
-
-
-def needed(path: Path) -> set[str]:
-    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True)
-    return set(_NEEDED.findall(out.stdout))
 
 
 def system_paths() -> dict[str, str]:

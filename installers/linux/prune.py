@@ -41,7 +41,7 @@ def needed(path: Path) -> set[str]:
 
 def elf_files(root: Path) -> list[Path]:
     found = []
-    for path in root.rglob("*"):
+    for path in sorted(root.rglob("*")):
         if path.is_file() and not path.is_symlink():
             with path.open("rb") as f:
                 if f.read(4) == b"\x7fELF":

@@ -150,13 +150,16 @@ def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[Lib
 
     for m in core_library.list_models(ctx.db):
         checked = None if m.missing else _checked(ctx, m.path)
-        caps = None
+        caps, match = None, None
         if checked is None or isinstance(checked, GGUFError):
             grade_here, problem = None, (str(checked) if checked is not None else None)
         else:
-            grade_here, problem = _catalog_grade(ctx, m) or checked[0], None
+            # A catalog repo's file is that model; another file may be recognised as one (once).
+            curated = ctx.catalog.get(m.repo) if m.repo else None
+            match = None if curated is not None else recognised(ctx, m)
+            curated = curated or (match.model if match is not None else None)
+            grade_here, problem = curated.grade if curated is not None else checked[0], None
             caps = capabilities.of_file(ctx, m.path, checked[1])
-        match = None if m.missing or m.repo and ctx.catalog.get(m.repo) else recognised(ctx, m)
         out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem, caps, match))
     return out
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +47,7 @@ def _candidates(home: Path) -> list[tuple[str, Path]]:
         ("GPT4All", data / "nomic.ai" / "GPT4All"),
         ("GPT4All", support / "nomic.ai" / "GPT4All"),
         ("llama.cpp", Path(llama_cache) if llama_cache else cache / "llama.cpp"),
-        ("llama.cpp", support / "llama.cpp" if sys.platform == "darwin" else cache / "llama.cpp"),
+        ("llama.cpp", home / "Library" / "Caches" / "llama.cpp"),  # macOS
         ("Ollama", Path(ollama) if ollama else home / ".ollama" / "models"),
         ("Ollama", Path("/usr/share/ollama/.ollama/models")),
     ]

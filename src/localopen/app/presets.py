@@ -9,22 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from localopen.app.context import AppContext
-from localopen.app.settings import SettingError
-from localopen.core.estimate.memory import kv_type
+from localopen.app.settings import SettingError, parse_value
 from localopen.core.gguf.files import model_name
 from localopen.core.store import presets as store
 
-# key -> (kind, what it is)
-KEYS: dict[str, tuple[type, str]] = {
-    "n_ctx": (int, "context size in tokens"),
-    "kv_cache_type": (str, "KV-cache type for K and V: f16, q8_0, q4_0…"),
-    "flash_attn": (bool, "flash attention (a quantized V cache needs it)"),
-    "n_threads": (int, "CPU threads, 0: physical cores"),
-    "n_gpu_layers": (int, "layers offloaded to the GPU, -1: all"),
-    "n_batch": (int, "logical batch size for the prompt"),
-    "n_ubatch": (int, "physical (micro-)batch size"),
-    "use_mmap": (bool, "map the file instead of reading it into memory"),
-    "draft": (str, "speculative decoding: lookup (drafts from the conversation's own text) or off"),
+# key -> (a value of its kind, what it is); parsed as the settings are (app/settings.parse_value)
+KEYS: dict[str, tuple[Any, str]] = {
+    "n_ctx": (4096, "context size in tokens"),
+    "kv_cache_type": ("f16", "KV-cache type for K and V: f16, q8_0, q4_0…"),
+    "flash_attn": (False, "flash attention (a quantized V cache needs it)"),
+    "n_threads": (0, "CPU threads, 0: physical cores"),
+    "n_gpu_layers": (0, "layers offloaded to the GPU, -1: all"),
+    "n_batch": (512, "logical batch size for the prompt"),
+    "n_ubatch": (512, "physical (micro-)batch size"),
+    "use_mmap": (True, "map the file instead of reading it into memory"),
+    "draft": ("off", "speculative decoding: lookup (drafts from the conversation's own text) or off"),
 }
 
 
@@ -45,29 +44,13 @@ def parse(key: str, text: str) -> Any:
     """A preset value from text, by its kind; SettingError in words when it is not one."""
     if key not in KEYS:
         raise SettingError(f"No preset setting '{key}'. Preset settings: {', '.join(KEYS)}.")
-    kind, _ = KEYS[key]
-    text = text.strip()
-    if kind is bool:
-        if text.lower() in ("true", "yes", "on", "1"):
-            return True
-        if text.lower() in ("false", "no", "off", "0"):
-            return False
-        raise SettingError(f"'{key}' is on or off, not '{text}'.")
     if key == "draft":
-        if text.lower() not in ("lookup", "off"):
-            raise SettingError(f"'draft' is lookup or off, not '{text}'.")
-        return text.lower()
-    if kind is str:
-        try:
-            return kv_type(text)
-        except ValueError as exc:
-            raise SettingError(str(exc)) from None
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"'{key}' is a whole number, not '{text}'.") from None
-    if value < (-1 if key == "n_gpu_layers" else 0) or (value == 0 and key in ("n_ctx", "n_batch", "n_ubatch")):
-        raise SettingError(f"'{key}' cannot be {text}.")
+        if text.strip().lower() not in ("lookup", "off"):
+            raise SettingError(f"'draft' is lookup or off, not '{text.strip()}'.")
+        return text.strip().lower()
+    value = parse_value(key, text, KEYS[key][0])
+    if value == 0 and key in ("n_ctx", "n_batch", "n_ubatch"):
+        raise SettingError(f"'{key}' cannot be {text.strip()}.")
     return value
 
 

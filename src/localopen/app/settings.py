@@ -82,10 +82,10 @@ class Settings:
         if key.startswith("thresholds."):
             name = key.split(".", 1)[1]
             default_t = getattr(Thresholds(), name)
-            value_t = default_t if text is None else _parse(key, text, default_t)
+            value_t = default_t if text is None else parse_value(key, text, default_t)
             return dataclasses.replace(self, thresholds=dataclasses.replace(self.thresholds, **{name: value_t}))
         default = getattr(Settings(), key)
-        value = default if text is None else _parse(key, text, default)
+        value = default if text is None else parse_value(key, text, default)
         return dataclasses.replace(self, **{key: value})
 
     def save(self, paths: paths_mod.AppPaths) -> None:
@@ -102,8 +102,8 @@ class SettingError(LocalopenError):
     """A setting named or valued wrongly (`localopen settings KEY VALUE`)."""
 
 
-def _parse(key: str, text: str, default: Any) -> Any:
-    """A setting's value from text, by the kind of its default."""
+def parse_value(key: str, text: str, default: Any) -> Any:
+    """A setting's value from text, by the kind of its default (a model's preset parses the same way)."""
     text = text.strip()
     if key == "models_dir":
         return text or None

@@ -54,7 +54,7 @@ from localopen.ui import theme
 from localopen.ui.chat_tools import ChatTools
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
-from localopen.ui.widgets import button, dspin, spin
+from localopen.ui.widgets import button, dspin, kv_cache_box, spin
 
 FLUSH_MS = 33  # ~30 Hz: tokens are batched, the transcript is never re-rendered per token
 
@@ -232,12 +232,7 @@ class ChatView(QWidget):
         self.n_ctx = spin(256, 1 << 20, s.n_ctx, "Context size")
         self.threads = spin(0, 256, s.n_threads, "Threads (0 = automatic)")
         self.gpu_layers = spin(-1, 999, s.n_gpu_layers, "GPU layers (-1 = all)")
-        self.kv_type = QComboBox()
-        self.kv_type.setAccessibleName("KV-cache type")
-        self.kv_type.setToolTip("The KV cache's type: q8_0 takes about half the memory of f16, q4_0 about a quarter")
-        for name in KV_TYPES:
-            self.kv_type.addItem(name, name)
-        self.kv_type.setCurrentIndex(self.kv_type.findData(s.kv_cache_type))
+        self.kv_type = kv_cache_box(s.kv_cache_type, "KV-cache type")
         self.flash_attn = QCheckBox("Flash attention")
         self.flash_attn.setAccessibleName("Flash attention")
         self.flash_attn.setToolTip("Smaller compute buffers; a quantized V cache needs it")

@@ -84,22 +84,17 @@ def font_problem() -> list[str]:
     configured = os.environ.get("FONTCONFIG_FILE") or os.environ.get("FONTCONFIG_PATH")
     if not configured and not FONTCONFIG_CONF.exists():
         missing.append("fonts.conf")
-    fonts = (".ttf", ".otf", ".pfb", ".ttc", ".pcf", ".gz")
-    if not any(
-        p.suffix.lower() in fonts for folder in FONT_FOLDERS for p in _walk(Path(folder).expanduser(), limit=2000)
-    ):
+    if not any(_has_font(Path(folder).expanduser()) for folder in FONT_FOLDERS):
         missing.append("a font")
     return missing
 
 
-def _walk(folder: Path, limit: int) -> list[Path]:
-    """Up to `limit` files under a folder (a fonts folder can hold thousands: one is enough)."""
-    found: list[Path] = []
-    for root, _dirs, names in os.walk(folder):
-        found += [Path(root) / name for name in names]
-        if len(found) >= limit:
-            break
-    return found
+_FONT_SUFFIXES = (".ttf", ".otf", ".pfb", ".ttc", ".pcf", ".gz")
+
+
+def _has_font(folder: Path) -> bool:
+    """Whether a font file is under the folder (the walk stops at the first one: at each start)."""
+    return any(name.lower().endswith(_FONT_SUFFIXES) for _root, _dirs, names in os.walk(folder) for name in names)
 
 
 def platform_problem() -> str | None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -23,9 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.core.estimate.memory import KV_TYPES
 from localopen.core.estimate.verdict import Thresholds
 from localopen.ui.services import Services
+from localopen.ui.widgets import kv_cache_box
 
 
 def save_hub_token(token: str) -> Path:
@@ -59,11 +58,7 @@ class SettingsDialog(QDialog):
         self.ctx.setAccessibleName("Default context size")
         self.ngl = QSpinBox(minimum=-1, maximum=999, value=s.n_gpu_layers)
         self.ngl.setAccessibleName("Default GPU layers (-1 = all)")
-        self.kv_type = QComboBox()
-        self.kv_type.setAccessibleName("Default KV-cache type")
-        for name in KV_TYPES:
-            self.kv_type.addItem(name, name)
-        self.kv_type.setCurrentIndex(self.kv_type.findData(s.kv_cache_type))
+        self.kv_type = kv_cache_box(s.kv_cache_type, "Default KV-cache type")
         self.flash_attn = QCheckBox("Flash attention (a quantized V cache needs it)")
         self.flash_attn.setAccessibleName("Flash attention by default")
         self.flash_attn.setChecked(s.flash_attn)

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,16 +137,36 @@ def download(
     """Fetch `remote` into `final`, resuming any earlier .part; returns `final` once verified."""
     if remote.size is None or not remote.sha256:
         raise DownloadError(f"The Hub gave no size or sha256 for {remote.filename}; it cannot be verified.")
+    with _disk_errors_in_words(final):
+        part, sidecar = _prepare_part(remote, final, free_space_check)
+        hashed = _RunningHash()
+        attempt = 0
+        while True:
+            try:
+                _fetch(remote, part, on_progress, should_stop, timeout, hashed, request_span)
+                break
+            except _Transient as exc:
+                attempt += 1
+                if attempt > retries:
+                    raise DownloadError(
+                        f"Download of {remote.filename} keeps failing ({exc}); "
+                        "run it again later: it will resume where it stopped."
+                    ) from exc
+                time.sleep(min(backoff * 2 ** (attempt - 1), 30))
+        return _verify_and_install(remote, part, sidecar, final, hashed.digest_for(part))
+
+
+@contextlib.contextmanager
+def _disk_errors_in_words(final: Path) -> Iterator[None]:
+    """The network's errors are retried inside; an OSError that reaches here is the disk's: said in
+    words, the bytes already written kept in the .part file."""
     try:
-        return _download(
-            remote, final, on_progress, should_stop, timeout, retries, backoff, free_space_check, request_span
-        )
-    except OSError as exc:  # the network's errors are retried inside: these are the disk's
+        yield
+    except OSError as exc:
         raise _disk_error(final, exc) from exc
 
 
 def _disk_error(final: Path, exc: OSError) -> DownloadError:
-    """A write that failed, in words: the bytes already written stay in the .part file."""
     part, _ = part_paths(final)
     kept = part.stat().st_size if part.exists() else 0
     resume = f" The {kept / 1e6:.1f} MB downloaded are kept: run it again to resume." if kept else ""
@@ -159,17 +179,9 @@ def _disk_error(final: Path, exc: OSError) -> DownloadError:
     return DownloadError(f"Writing {final.name} to {final.parent} failed: {exc.strerror or exc}.{resume}")
 
 
-def _download(
-    remote: RemoteFile,
-    final: Path,
-    on_progress: Callable[[Progress], None] | None,
-    should_stop: Callable[[], bool] | None,
-    timeout: float,
-    retries: int,
-    backoff: float,
-    free_space_check: Callable[[Path, int], None],
-    request_span: int,
-) -> Path:
+def _prepare_part(remote: RemoteFile, final: Path, free_space_check: Callable[[Path, int], None]) -> tuple[Path, Path]:
+    """The .part file to append to (an earlier one of another file or version is started again)
+    and its sidecar naming what it holds; the free space checked for what is left to fetch."""
     assert remote.size is not None  # download() refuses a file without a known size
     final.parent.mkdir(parents=True, exist_ok=True)
     part, sidecar = part_paths(final)
@@ -189,22 +201,7 @@ def _download(
             part.unlink()
     sidecar.write_text(json.dumps(record))
     free_space_check(final.parent, remote.size - (part.stat().st_size if part.exists() else 0))
-
-    hashed = _RunningHash()
-    attempt = 0
-    while True:
-        try:
-            _fetch(remote, part, on_progress, should_stop, timeout, hashed, request_span)
-            break
-        except _Transient as exc:
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(
-                    f"Download of {remote.filename} keeps failing ({exc}); "
-                    "run it again later: it will resume where it stopped."
-                ) from exc
-            time.sleep(min(backoff * 2 ** (attempt - 1), 30))
-    return _verify_and_install(remote, part, sidecar, final, hashed.digest_for(part))
+    return part, sidecar
 
 
 class _RunningHash:
