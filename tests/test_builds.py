@@ -71,3 +71,38 @@ def test_results_compare_builds_from_the_command_line_and_what_to_measure_again(
     assert out.returncode == 0 and "SLOWER" in out.stdout and "llama-cpp-python==0.3.35" in out.stdout
     data = json.loads(run("results", "--compare-builds", "--json").stdout)
     assert data[0]["flagged"] and data[0]["change"] < -0.2
+
+
+def test_the_calibrations_shift_from_the_previous_build_is_shown(tiny_gguf: Path) -> None:
+    """A new llama.cpp is calibrated again; what moved since the previous build's calibration is
+    said by `localopen calibrate` and by the build comparison."""
+    from localopen.app import calibration
+    from localopen.core.estimate.speed import Calibration
+
+    ctx = AppContext()
+
+    def measured(build: str, gbs: float, gflops: float, when: str) -> Calibration:
+        return Calibration(
+            bandwidth_gbs=gbs, tg_layer_s=1e-5, tg_token_s=1e-3, pp_attention_gflops=50.0,
+            pp_gflops={"k-quant": gflops, "q8_0": 90.0}, machine=ctx.machine_id(), llama_cpp_version=build,
+            n_threads=2, created_at=when,
+        )  # fmt: skip
+
+    assert calibration.build_shift(ctx) is None  # nothing measured yet
+    calibration.save(ctx, measured("0.3.29", 30.0, 200.0, "2026-10-01T00:00:00"))
+    calibration.save(ctx, measured("0.3.30", 20.0, 150.0, "2026-11-01T00:00:00"))
+    assert calibration.build_shift(ctx) is None  # this build is not calibrated yet
+    calibration.save(ctx, measured(calibration.llama_cpp_version(), 18.0, 165.0, "2026-12-01T00:00:00"))
+    build, shifts = calibration.build_shift(ctx)  # type: ignore[misc]
+    assert build == "0.3.30"  # the newest other build, not the oldest
+    by_what = {s.what: s for s in shifts}
+    assert round(by_what["generation, effective bandwidth (k-quants)"].change, 2) == -0.10
+    assert round(by_what["prompt compute (k-quant)"].change, 2) == 0.10
+    ctx.db.close()
+    out = run("calibrate")
+    assert out.returncode == 0, out.stderr
+    assert "Since llama.cpp 0.3.30 on this machine:" in out.stdout
+    assert "generation, effective bandwidth (k-quants): 20.0 → 18.0 GB/s (-10%)" in out.stdout
+    said = json.loads(run("calibrate", "--json").stdout)
+    assert said["previous_build"] == "0.3.30" and len(said["shift"]) == 3  # bandwidth, two kernel families
+    assert "The calibration since llama.cpp 0.3.30" in run("results", "--compare-builds").stdout

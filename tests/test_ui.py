@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QAbstractSpinBox,
     QComboBox,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QTextBrowser,
@@ -910,3 +911,88 @@ def test_empty_chat_and_compare_say_what_to_do_next(window: MainWindow, qtbot, t
     assert not compare.empty_hint.isVisible() and compare.table.rowCount() == 1
     chat.new_chat(str(tiny_gguf.resolve()))
     assert "write a message" in chat.transcript.toPlainText()
+
+
+def test_drafting_in_chat_and_compare(window: MainWindow, qtbot, tmp_path: Path) -> None:
+    """The Chat view offers the installed models that could draft for the chosen one; Compare
+    measures drafting task by task and shows the speed-up."""
+    from tiny_gguf import write_scripted_llama, write_tiny_llama
+
+    ctx = window.services.ctx
+    big = write_tiny_llama(tmp_path / "big.gguf", n_embd=256, n_ff=512, n_layer=4)
+    small = write_tiny_llama(tmp_path / "small.gguf")
+    for path in (big, small):
+        import_file(ctx.db, path)
+    window.services.library_changed.emit()
+    chat = window.goto("Chat")
+    chat.new_chat(str(big.resolve()))
+    drafts = [chat.draft_box.itemData(i) for i in range(chat.draft_box.count())]
+    assert drafts == ["off", "lookup", str(small.resolve())]
+    chat.draft_box.setCurrentIndex(2)
+    assert chat.load_options().draft == str(small.resolve())
+
+    # A model that repeats its script forever: prompt lookup finds its drafts in what it said.
+    script, ends = ["One", " two", " three."], {"<|im_end|>": 3}
+    looping = write_scripted_llama(tmp_path / "looping.gguf", script, ends, loop=True, context_length=4096)
+    import_file(ctx.db, looping)
+    window.services.library_changed.emit()
+    compare = window.goto("Compare")
+    compare.check(str(looping.resolve()))
+    compare.drafting.setCurrentIndex(compare.drafting.findData("lookup"))
+    compare.n_gen.setValue(24)
+    compare.reps.setValue(1)
+    with qtbot.waitSignal(compare.run_finished, timeout=120000):
+        compare.run_button.click()
+    column = compare.table.horizontalHeaderItem(compare.table.columnCount() - 1).text()
+    assert column == "Drafting speed-up"
+    assert compare.table.rowCount() == 1, compare.progress_text.text()
+    said = compare.table.item(0, compare.table.columnCount() - 1).text()
+    assert said.startswith("lookup: quote ") and "code" in said and "chat" in said
+    assert {(r.task, r.draft) for r in compare.shown} == {
+        (t, d) for t in ("quote", "code", "chat") for d in ("", "lookup")
+    }
+    assert all(r.same_text is True for r in compare.shown if r.draft)
+    assert next(r for r in compare.shown if r.task == "quote" and r.draft).draft_kept == 1.0  # it loops: all kept
+
+
+def test_after_a_llama_cpp_update_the_app_offers_to_measure_again(qtbot, tmp_path: Path, tiny_gguf: Path) -> None:
+    from localopen.app.calibration import llama_cpp_version
+    from localopen.core.store import results as results_db
+    from test_builds import _result
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    services = Services()
+    ctx = services.ctx
+    model = import_file(ctx.db, tiny_gguf)
+    results_db.save(ctx.db, _result("0.3.30", "tg128", [40.0] * 3, model=str(model.path), machine=ctx.machine_id()))
+
+    def start() -> MainWindow:
+        w = MainWindow(Services())  # a new start of the app
+        qtbot.addWidget(w)
+        w.show()
+        return w
+
+    def offer(w: MainWindow, action: str) -> None:
+        qtbot.waitUntil(lambda: "rerun" in w.offer_rows, timeout=20000)
+        row = w.offer_rows["rerun"]
+        assert "benchmarked only with an earlier build" in row.findChild(QLabel).text()
+        next(b for b in row.findChildren(QAbstractButton) if b.text() == action).click()
+        assert "rerun" not in w.offer_rows
+
+    first = start()
+    offer(first, "Not now")  # declined for this build: not offered at the next start
+    assert QSettings().value("offers/rerun-declined") == llama_cpp_version()
+    first.close()
+    again = start()
+    qtbot.wait(300)
+    assert "rerun" not in again.offer_rows
+    again.close()
+    QSettings().remove("offers/rerun-declined")
+    third = start()
+    offer(third, "Measure again")
+    compare = third.goto("Compare")
+    qtbot.waitUntil(lambda: not compare.running, timeout=120000)
+    assert (compare.n_prompt.value(), compare.n_gen.value(), compare.reps.value()) == (128, 32, 3)
+    assert any(r.llama_cpp_version == llama_cpp_version() for r in results_db.query(ctx.db))
+    third.close()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localopen.app import library
+from localopen.app import draft_bench, library
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
@@ -120,6 +120,40 @@ class BenchmarkSession:
             r.id = results_db.save(self.ctx.db, r)
         return run
 
+    def run_drafting(
+        self,
+        path: Path,
+        options: LoadOptions,
+        draft: str,
+        n_gen: int = 128,
+        reps: int = 3,
+        on_progress: Progress | None = None,
+    ) -> BenchRun:
+        """Speculative decoding measured on a file (app/draft_bench): each task plainly and with
+        the drafter ("lookup" or a draft model's path); results saved like a benchmark's."""
+        self._stopped.clear()
+        run = BenchRun(Path(path))
+        engines: list[Engine] = []
+
+        def start_engine() -> Engine:
+            engine = self._engine = Engine()
+            engines.append(engine)
+            return engine
+
+        try:
+            with self.ctx.activity.busy():
+                run.load, run.results, run.aborted = draft_bench.measure(
+                    start_engine, Path(path), options, draft, n_gen, reps, self._stopped.is_set, on_progress
+                )
+        finally:
+            self._engine = None
+            for engine in engines:
+                engine.shutdown()
+        self._describe(run)
+        for r in run.results:
+            r.id = results_db.save(self.ctx.db, r)
+        return run
+
     def measure(
         self,
         path: Path,
@@ -180,18 +214,48 @@ class BenchmarkSession:
             r.gpu_info = ", ".join(g.name for g in profile.gpus) if profile else ""
 
 
+@dataclass(frozen=True)
+class DraftGain:
+    """Speculative decoding on one task: the drafted speed against the plain one (newest of each)."""
+
+    task: str
+    draft: str
+    plain_ts: float
+    drafted_ts: float
+    same_text: bool | None
+    kept: float | None = None  # the share of drafted tokens the model kept
+
+    @property
+    def speedup(self) -> float:
+        return self.drafted_ts / self.plain_ts if self.plain_ts else 0.0
+
+    def describe(self) -> str:
+        text = f"{self.task} {self.speedup:.2f}x"
+        return text if self.same_text is not False else text + " (text differed)"
+
+
 @dataclass
 class ComparisonRow:
-    """One model's pp and tg results side by side, with efficiency and the measured verdict."""
+    """One model's pp and tg results side by side, with efficiency and the measured verdict, and
+    what drafting gained on each task it was measured on."""
 
     model_filename: str
     pp: BenchResult | None
     tg: BenchResult | None
     verdict: verdicts.Verdict | None
+    drafting: list[DraftGain] = field(default_factory=list)
+    latest: BenchResult | None = None  # the model's newest result of any kind (drafting alone, perhaps)
+
+    def drafting_summary(self) -> str:
+        """'lookup: quote 1.9x, code 1.6x, chat 0.95x', one drafter after another."""
+        by_draft: dict[str, list[str]] = {}
+        for gain in self.drafting:
+            by_draft.setdefault(gain.draft, []).append(gain.describe())
+        return "; ".join(f"{draft}: {', '.join(parts)}" for draft, parts in by_draft.items())
 
     @property
     def base(self) -> BenchResult:
-        result = self.tg or self.pp
+        result = self.tg or self.pp or self.latest
         assert result is not None
         return result
 
@@ -212,9 +276,15 @@ class ComparisonRow:
 def compare(results: list[BenchResult], thresholds: verdicts.Thresholds) -> list[ComparisonRow]:
     """Newest pp and tg per model file, in the order models first appear."""
     by_model: dict[str, dict[str, BenchResult]] = {}
+    tasks: dict[str, dict[tuple[str, str], BenchResult]] = {}  # file -> (task, draft) -> newest
+    latest: dict[str, BenchResult] = {}
     for r in results:
+        latest[r.model_filename] = r
         tests = by_model.setdefault(r.model_filename, {})
-        tests["pp" if r.is_prompt_test else "tg"] = r
+        if r.task:
+            tasks.setdefault(r.model_filename, {})[(r.task, r.draft)] = r
+        else:
+            tests["pp" if r.is_prompt_test else "tg"] = r
     rows = []
     for filename, tests in by_model.items():
         pp, tg = tests.get("pp"), tests.get("tg")
@@ -222,8 +292,19 @@ def compare(results: list[BenchResult], thresholds: verdicts.Thresholds) -> list
         if tg is not None:
             judge = verdicts.probed if tg.basis == "probed" else verdicts.measured
             verdict = judge(tg.avg_ts, pp.avg_ts if pp else None, thresholds)
-        rows.append(ComparisonRow(filename, pp, tg, verdict))
+        gains = _draft_gains(tasks.get(filename, {}))
+        rows.append(ComparisonRow(filename, pp, tg, verdict, gains, latest[filename]))
     return rows
+
+
+def _draft_gains(tasks: dict[tuple[str, str], BenchResult]) -> list[DraftGain]:
+    """Each drafted task against the same task decoded plainly."""
+    gains = []
+    for (task, draft), r in tasks.items():
+        plain = tasks.get((task, ""))
+        if draft and plain is not None:
+            gains.append(DraftGain(task, draft, plain.avg_ts, r.avg_ts, r.same_text, r.draft_kept))
+    return gains
 
 
 def build_changes(ctx: AppContext) -> list[BuildChange]:
@@ -236,7 +317,7 @@ def stale(ctx: AppContext, current: str) -> list[Path]:
     ones to measure again (short protocol) to see what the new build changed."""
     by_file: dict[str, set[str]] = {}
     for r in results_db.query(ctx.db, machine=ctx.machine_id()):
-        if r.basis == "measured" and r.llama_cpp_version:
+        if r.basis == "measured" and r.llama_cpp_version and not r.task:  # llama-bench's tests, re-run
             by_file.setdefault(r.model_filename, set()).add(r.llama_cpp_version)
     installed = {str(m.path): m.path for m in library_db.list_models(ctx.db) if not m.missing}
     return [installed[f] for f, builds in by_file.items() if f in installed and current not in builds]

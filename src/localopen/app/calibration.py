@@ -22,7 +22,7 @@ from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.inputs import file_features
-from localopen.core.estimate.speed import Calibration, Sample, fit
+from localopen.core.estimate.speed import Calibration, CalibrationShift, Sample, fit
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.shapes import DenseShape, write_shape
 from localopen.core.versions import package_version
@@ -99,6 +99,30 @@ def current(ctx: AppContext) -> Calibration | None:
     except (ValueError, TypeError, AttributeError):
         log.warning("Unreadable calibration for %s; it will be measured again", ctx.machine_id(), exc_info=True)
         return None
+
+
+def previous(ctx: AppContext) -> Calibration | None:
+    """This machine's newest calibration for another llama.cpp build (to show what the build changed)."""
+    row = ctx.db.execute(
+        "SELECT figures FROM calibrations WHERE machine = ? AND llama_cpp_version != ? ORDER BY created_at DESC",
+        (ctx.machine_id(), llama_cpp_version()),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        return Calibration.from_dict(json.loads(row["figures"]))
+    except (ValueError, TypeError, AttributeError):
+        log.warning("Unreadable earlier calibration for %s", ctx.machine_id(), exc_info=True)
+        return None
+
+
+def build_shift(ctx: AppContext) -> tuple[str, list[CalibrationShift]] | None:
+    """How this build's calibration differs from the previous build's: (that build, the figures);
+    None until both are measured here."""
+    old, new = previous(ctx), current(ctx)
+    if old is None or new is None:
+        return None
+    return old.llama_cpp_version, new.shift_from(old)
 
 
 def save(ctx: AppContext, calibration: Calibration) -> None:

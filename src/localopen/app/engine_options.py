@@ -9,6 +9,7 @@ defaults live in `SamplingParams` alone.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from localopen.app.settings import Settings
@@ -57,12 +58,17 @@ def load_options(
 
 
 def _draft(value: str) -> str | None:
-    """'lookup' drafts from the prompt (speculative decoding); 'off' (or none) decodes plainly."""
+    """'lookup' drafts from the prompt (speculative decoding), a path: that draft model (app/drafting
+    resolves a library name to it); 'off' (or none) decodes plainly."""
     if value in ("off", "none", ""):
         return None
-    if value != "lookup":
-        raise LocalopenError(f"Unknown drafting '{value}': use lookup (prompt lookup) or off.")
-    return value
+    if value == "lookup" or Path(value).is_file():
+        return value
+    if value.endswith(".gguf"):
+        raise LocalopenError(
+            f"The draft model {value} is not there (moved or deleted): name another, or turn drafting off."
+        )
+    raise LocalopenError(f"Unknown drafting '{value}': use lookup (prompt lookup), off, or a draft model.")
 
 
 def bench_options(

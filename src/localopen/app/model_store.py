@@ -231,7 +231,8 @@ class ModelStore:
         """Bytes the model will hold at these options: localopen's fit (weights, cache, buffers)."""
         headers = read_part_headers(Path(path))
         shape = ModelShape.from_header(headers[0], sum(h.tensor_bytes for h in headers))
-        return estimate_memory(shape, options.n_ctx, **options.memory_args()).total
+        draft = self.estimate(options.draft_model, options.draft_options()) if options.draft_model else 0
+        return estimate_memory(shape, options.n_ctx, **options.memory_args()).total + draft
 
     def _make_room(self, path: str, need: int) -> None:
         name = Path(path).name

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from localopen.app import drafting
 from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, parse_value
 from localopen.core.gguf.files import model_name
@@ -23,7 +24,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "n_batch": (512, "logical batch size for the prompt"),
     "n_ubatch": (512, "physical (micro-)batch size"),
     "use_mmap": (True, "map the file instead of reading it into memory"),
-    "draft": ("off", "speculative decoding: lookup (drafts from the conversation's own text) or off"),
+    "draft": (
+        "off",
+        "speculative decoding: lookup (drafts from the conversation's own text), a draft model "
+        "(a small model of the same family), or off",
+    ),
 }
 
 
@@ -45,9 +50,12 @@ def parse(key: str, text: str) -> Any:
     if key not in KEYS:
         raise SettingError(f"No preset setting '{key}'. Preset settings: {', '.join(KEYS)}.")
     if key == "draft":
-        if text.strip().lower() not in ("lookup", "off"):
-            raise SettingError(f"'draft' is lookup or off, not '{text.strip()}'.")
-        return text.strip().lower()
+        value = text.strip()
+        if value.lower() in ("lookup", "off"):
+            return value.lower()
+        if not value.endswith(".gguf") or not Path(value).is_file():
+            raise SettingError(f"'draft' is lookup, off or a draft model's file, not '{value}'.")
+        return value
     value = parse_value(key, text, KEYS[key][0])
     if value == 0 and key in ("n_ctx", "n_batch", "n_ubatch"):
         raise SettingError(f"'{key}' cannot be {text.strip()}.")
@@ -63,6 +71,8 @@ def set_value(ctx: AppContext, model: str, key: str, text: str | None, note: str
             raise SettingError(f"No preset setting '{key}'. Preset settings: {', '.join(KEYS)}.")
         current.pop(key, None)
     else:
+        if key == "draft":  # a library name becomes the draft model's path
+            text = drafting.resolve(ctx, text) or "off"
         current[key] = parse(key, text)
     store.save(ctx.db, model, current, note)
     return current

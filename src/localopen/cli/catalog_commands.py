@@ -101,7 +101,7 @@ def _calibration_hint(ctx: AppContext) -> None:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app import capabilities
+    from localopen.app import capabilities, drafting
     from localopen.app.usable_here import MachineSnapshot, catalog_largest_contexts, catalog_row, file_row, quant_rows
 
     profile = ctx.read_profile()
@@ -190,6 +190,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     path = Path(target).expanduser()
     f = file_row(ctx, here, path)
     caps = capabilities.of_file(ctx, path, f.header.chat_template)
+    drafts = drafting.candidates(ctx, path)
     s, g, fit = f.header.summary(), f.grade, f.fit
     assert fit is not None
     if args.json:
@@ -205,6 +206,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                 "catalog_match": (
                     {"id": f.match.model.id, "basis": f.match.basis, "exact": f.match.exact} if f.match else None
                 ),
+                "draft_models": [d.to_dict() for d in drafts],
             }
         )
         return 0
@@ -244,6 +246,12 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     print(_largest_line(f.largest_context, "this file"))
     if f.verdict:
         print(f"Usable here: {f.verdict.label} — {f.verdict.reason}")
+    if drafts:
+        best = drafts[0]
+        print(
+            f"Draft model here (the same vocabulary, {best.share:.0%} of its size): {best.name}. Speculative "
+            f"decoding: --draft {best.name}; measure it with `localopen bench {path.name} --draft {best.name}`"
+        )
     return 0
 
 

@@ -29,29 +29,32 @@ if TYPE_CHECKING:  # the engine client and sessions load only for the commands t
 def _load_options(ctx: AppContext, args: argparse.Namespace, path: Path | str | None = None) -> LoadOptions:
     """The settings (app or `localopen settings`), the model's preset over them, the command's flags
     over both."""
+    from localopen.app import drafting
     from localopen.app.presets import preset_for
 
     return engine_options.load_options(
         ctx.settings,
         preset=preset_for(ctx, path),
-        n_ctx=args.ctx,
+        n_ctx=getattr(args, "ctx", None),  # `bench` has no --ctx: the preset's or the setting's
         n_threads=args.threads,
         n_gpu_layers=args.ngl,
         kv_cache_type=args.kv_type,
         flash_attn=on_off(args.flash_attn),
-        draft=getattr(args, "draft", None),
+        draft=drafting.resolve(ctx, getattr(args, "draft", None)),
     )
 
 
-def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _load_overrides(ctx: AppContext, args: argparse.Namespace) -> dict[str, Any]:
     """The load flags the person gave (None: not given), as engine_options.load_options takes them."""
+    from localopen.app import drafting
+
     return {
         "n_ctx": args.ctx,
         "n_threads": args.threads,
         "n_gpu_layers": args.ngl,
         "kv_cache_type": args.kv_type,
         "flash_attn": on_off(args.flash_attn),
-        "draft": args.draft,
+        "draft": drafting.resolve(ctx, args.draft),
     }
 
 
@@ -420,11 +423,50 @@ def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
         else:
             print(f"  {event}", file=sys.stderr)
 
+    if args.draft and args.draft != "off":
+        return _bench_drafting(ctx, args, session, paths, progress)
     with ctrl_c_stops(session.stop):
         runs: list[BenchRun] = session.run_all(paths, lambda path: _bench_options(ctx, args, path), progress)
     if any(run.aborted for run in runs):
         print("localopen: benchmark stopped; finished tests are saved.", file=sys.stderr)
     _print_results([r for run in runs for r in run.results], args)
+    return 0
+
+
+def _bench_drafting(ctx: AppContext, args: argparse.Namespace, session: Any, paths: list[Path], progress: Any) -> int:
+    """`bench --draft`: each model's tasks plainly and drafted (app/draft_bench), the speed-ups."""
+    from localopen.app import drafting
+    from localopen.app.benchmark import compare
+
+    draft = drafting.resolve(ctx, args.draft)
+    assert draft is not None
+    runs = []
+    with ctrl_c_stops(session.stop):
+        for path in paths:
+            runs.append(
+                session.run_drafting(path, _load_options(ctx, args, path), draft, args.n_gen, args.reps, progress)
+            )
+            if runs[-1].aborted:
+                print("localopen: benchmark stopped; finished tests are saved.", file=sys.stderr)
+                break
+    results = [r for run in runs for r in run.results]
+    if args.json or args.csv:
+        _print_results(results, args)
+        return 0
+    rows = []
+    for row in compare(results, ctx.thresholds):
+        for gain in row.drafting:
+            same = {True: "yes", False: "NO", None: "?"}[gain.same_text]
+            kept = f"{gain.kept:.0%}" if gain.kept is not None else "?"
+            rows.append([Path(row.model_filename).name, gain.task, gain.draft, f"{gain.plain_ts:.1f}",
+                         f"{gain.drafted_ts:.1f}", f"{gain.speedup:.2f}x", kept, same])  # fmt: skip
+    print(table(rows, ["model", "task", "draft", "plain t/s", "drafted t/s", "speed-up", "drafts kept", "same text"]))
+    if any(row[-1] == "NO" for row in rows):
+        print(
+            "\nSame text NO: drafts are checked in batches, which llama.cpp computes with slightly different "
+            "rounding than one token at a time; where two tokens were nearly tied the drafted answer took the "
+            "other (llama.cpp's own speculative decoding does the same)."
+        )
     return 0
 
 
@@ -465,7 +507,7 @@ def cmd_probe(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.benchmark import BenchmarkSession
-    from localopen.app.calibration import calibrate, current
+    from localopen.app.calibration import build_shift, calibrate, current
 
     existing = current(ctx)
     if existing is not None and not args.force:
@@ -475,8 +517,10 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
         session = BenchmarkSession(ctx)
         with ctrl_c_stops(session.stop):
             calibration = calibrate(ctx, session, lambda message: print(message, file=sys.stderr))
+    shift = build_shift(ctx)
     if args.json:
-        print(json.dumps(calibration.to_dict(), indent=2))
+        since = {"previous_build": shift[0], "shift": [x.to_dict() for x in shift[1]]} if shift else {}
+        print(json.dumps({**calibration.to_dict(), **since}, indent=2))
         return 0
     others = ", ".join(f"{family} {gbs:.1f}" for family, gbs in calibration.tg_gbs.items())
     print(
@@ -488,6 +532,10 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
     flops = ", ".join(f"{family} {gflops:.0f}" for family, gflops in calibration.pp_gflops.items())
     print(f"Prompt: {flops} GFLOP/s by quantization family, attention {calibration.pp_attention_gflops:.0f} GFLOP/s")
     print(f"llama.cpp {calibration.llama_cpp_version}, {calibration.n_threads} threads, machine {calibration.machine}")
+    if shift:
+        print(f"Since llama.cpp {shift[0]} on this machine:")
+        for x in shift[1]:
+            print(f"  {x.describe()}")
     return 0
 
 
@@ -515,7 +563,7 @@ def _compare_builds(ctx: AppContext, args: argparse.Namespace) -> int:
     """Each model's speeds on the previous llama.cpp build and this one; --rerun first measures
     again (short protocol) the installed models only the previous build has measured."""
     from localopen.app.benchmark import RERUN_PARAMS, BenchmarkSession, build_changes, stale
-    from localopen.app.calibration import llama_cpp_version
+    from localopen.app.calibration import build_shift, llama_cpp_version
 
     current = llama_cpp_version()
     waiting = stale(ctx, current)
@@ -541,6 +589,9 @@ def _compare_builds(ctx: AppContext, args: argparse.Namespace) -> int:
             "`localopen results --compare-builds --rerun` measures them with this one.",
             file=sys.stderr,
         )
+    shift = build_shift(ctx)
+    if shift:
+        print(f"The calibration since llama.cpp {shift[0]}: " + "; ".join(x.describe() for x in shift[1]))
     if not changes:
         print("No model has results on two llama.cpp builds on this machine yet.")
         return 0
@@ -689,7 +740,7 @@ def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
     config.check()
     config.check_port_free()
     server = ModelServer(ctx, _load_options(ctx, args), default_model=None, template=args.template)
-    server.overrides = _load_overrides(args)  # each model loads with its preset, these flags over it
+    server.overrides = _load_overrides(ctx, args)  # each model loads with its preset, these flags over it
     try:
         if args.model:
             model = server.resolve_name(args.model)
@@ -848,6 +899,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--n-gen", type=int, default=128)
     p.add_argument("-r", "--reps", type=int, default=5)
     _engine_flags(p, ctx=False)
+    draft_flag(p)
     _output_flags(p)
     p.set_defaults(func=cmd_bench)
 

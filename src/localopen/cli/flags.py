@@ -29,7 +29,8 @@ def cache_flags(p: argparse.ArgumentParser) -> None:
 def draft_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--draft",
-        choices=["lookup", "off"],
+        metavar="lookup|MODEL|off",
         help="speculative decoding: lookup drafts tokens from the conversation's own text (faster when the "
-        "answer repeats it: quoting, code edits; the same text at temperature 0); default: the model's preset, off",
+        "answer repeats it: quoting, code edits), MODEL: a small model of the same family drafts (`localopen info` "
+        "suggests one); the same text at temperature 0. Default: the model's preset, off",
     )

@@ -150,6 +150,9 @@ class AnswerStats:
     reasoning_ms: float | None = None  # from the first reasoning token to the first answer token (or the end)
     answer_ttft_ms: float | None = None  # to the first token of the answer proper
     answer_tps: float | None = None  # the answer's tokens alone
+    # Speculative decoding: tokens drafted and checked, and how many the model kept (None: no drafts)
+    draft_proposed: int | None = None
+    draft_accepted: int | None = None
 
     @property
     def answer_tokens(self) -> int:
@@ -175,6 +178,8 @@ class AnswerStats:
             parts.append(f"{self.gen_tps:.1f} tokens/s")
         if self.reasoning_tokens and self.answer_tps:
             parts.append(f"answer {self.answer_tps:.1f} tokens/s")
+        if self.draft_proposed:
+            parts.append(f"{self.draft_accepted} of {self.draft_proposed} drafted tokens kept")
         if self.dropped_messages:
             parts.append(f"{self.dropped_messages} oldest messages dropped to fit the context")
         return parts
@@ -206,7 +211,8 @@ LLAMA_BENCH_FIELDS = (
 )  # fmt: skip
 LOCALOPEN_FIELDS = (
     "test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization", "machine",
-    "llama_cpp_version", "model_name", "decode_bound_tps", "basis", "repo",
+    "llama_cpp_version", "model_name", "decode_bound_tps", "basis", "repo", "task", "draft", "same_text",
+    "draft_kept",
 )  # fmt: skip
 
 
@@ -257,6 +263,13 @@ class BenchResult:
     # "measured": the real file; "probed": a zero-data replica of a Hub file, before any download
     basis: str = "measured"
     repo: str = ""  # probed: the Hub repository (model_filename is then "hub:REPO/FILE")
+    # A drafting test (app/benchmark's run_drafting): greedy generation of a task's text, plainly
+    # ("" draft) or with a drafter ("lookup" or the draft model's file name); the tg speed is the
+    # clock's after the first token. same_text: the drafted text equalled the plain one.
+    task: str = ""
+    draft: str = ""
+    same_text: bool | None = None
+    draft_kept: float | None = None  # the share of drafted tokens the model kept
     id: int | None = None  # the row id once saved
 
     @property

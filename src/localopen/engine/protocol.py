@@ -11,6 +11,7 @@ request is dropped, never taken for the answer to the next one).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -32,9 +33,19 @@ class LoadOptions:
     type_k: str = "f16"  # the KV cache's types (core/estimate/memory.KV_TYPES); a quantized V needs flash attention
     type_v: str = "f16"
     # Speculative decoding: "lookup" drafts from the conversation itself (prompt lookup: text the
-    # answer repeats, as quoting or editing code does); None: plain decoding.
+    # answer repeats, as quoting or editing code does), a path: that small model (the same
+    # vocabulary) drafts; None: plain decoding.
     draft: str | None = None
     draft_tokens: int = 10  # tokens drafted at a time
+
+    @property
+    def draft_model(self) -> str | None:
+        """The draft model's path, when a model drafts (not prompt lookup)."""
+        return self.draft if self.draft not in (None, "lookup") else None
+
+    def draft_options(self) -> LoadOptions:
+        """How the draft model loads: the model's context, cache and threads, drafting nothing itself."""
+        return dataclasses.replace(self, draft=None)
 
     def memory_args(self) -> dict[str, Any]:
         """What the memory estimate needs of these options (the fit, the store's budget, the engine)."""
@@ -43,8 +54,7 @@ class LoadOptions:
             "flash_attn": self.flash_attn,
             "type_k": self.type_k,
             "type_v": self.type_v,
-            "all_logits": self.draft is not None,
-            "n_batch": self.n_batch,
+            "output_rows": 1 + self.draft_tokens if self.draft is not None else 1,
         }
 
 

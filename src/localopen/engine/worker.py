@@ -230,6 +230,9 @@ class Worker:
             self._pool.detach()  # while the context still exists
         if self.llm is not None:
             try:
+                close_draft = getattr(self.llm.draft_model, "close", None)  # a draft model's own
+                if close_draft is not None:
+                    close_draft()
                 self.llm.close()
             except Exception:  # noqa: BLE001 - unloading must not fail; the process may end anyway
                 log.exception("Closing the model failed")
@@ -269,15 +272,18 @@ class Worker:
                 settings=True,
             )
         estimate = estimate_memory(shape, opts.n_ctx, **opts.memory_args())
+        draft_need = _draft_bytes(opts)
+        needed = estimate.total + draft_need
         available = psutil.virtual_memory().available
-        if opts.n_gpu_layers == 0 and estimate.total > available * 0.95:
-            fitting = self._largest_context(shape, available * 0.8, opts)
+        if opts.n_gpu_layers == 0 and needed > available * 0.95:
+            fitting = self._largest_context(shape, available * 0.8 - draft_need, opts)
             hint = f" A context of {fitting} tokens would fit." if fitting else ""
+            with_draft = f" with its draft model {Path(opts.draft_model or '').name}" if draft_need else ""
             raise ContextTooLongError(
-                f"A context of {opts.n_ctx} tokens needs about {human_bytes(estimate.total)} for {path.name}; "
+                f"A context of {opts.n_ctx} tokens needs about {human_bytes(needed)} for {path.name}{with_draft}; "
                 f"this machine has {human_bytes(available)} available.{hint}",
                 n_ctx=opts.n_ctx,
-                needed=estimate.total,
+                needed=needed,
                 available=available,
                 fitting_ctx=fitting,
             )
@@ -300,11 +306,19 @@ class Worker:
                 type_k=ggml_type(opts.type_k),
                 type_v=ggml_type(opts.type_v),
                 swa_full=False,
-                draft_model=_draft_model(opts),
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise _load_error(self.capture.lines, path) from exc
+        try:
+            llm.draft_model = self._drafter(llm, opts, threads)
+            if llm.draft_model is not None:
+                from localopen.engine.drafting import check_drafts
+
+                check_drafts(llm, 1 + opts.draft_tokens)
+        except BaseException:
+            llm.close()
+            raise
         load_ms = (time.perf_counter() - start) * 1000
         self.llm, self.header, self.path = llm, header, path
         self._pool = threadpool_for(llm.ctx, max(threads, opts.n_threads_batch or threads))
@@ -356,6 +370,41 @@ class Worker:
             threadpool_threads=self._pool.n_threads if self._pool is not None else 0,
         )
         return self.load_info
+
+    def _drafter(self, llm: Any, opts: LoadOptions, threads: int) -> Any:
+        """Speculative decoding's drafter for this load (engine/drafting), or None: plain decoding.
+        A draft model loads as the model does (context, threads, GPU layers, cache); its log
+        lines are kept apart from the model's memory report."""
+        import llama_cpp
+
+        from localopen.engine.drafting import make_drafter
+
+        def load_draft(path: Path) -> Any:
+            lines = list(self.capture.lines)
+            self.capture.clear()
+            try:
+                return llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=opts.n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=opts.n_threads_batch or threads,
+                    n_batch=opts.n_batch,
+                    n_ubatch=opts.n_ubatch,
+                    n_gpu_layers=opts.n_gpu_layers,
+                    use_mmap=opts.use_mmap,
+                    flash_attn=opts.flash_attn,
+                    type_k=ggml_type(opts.type_k),
+                    type_v=ggml_type(opts.type_v),
+                    swa_full=False,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                error = _load_error(self.capture.lines, path)
+                raise ModelLoadError(f"The draft model: {error}", settings=True) from exc
+            finally:
+                self.capture.lines[:] = lines
+
+        return make_drafter(opts.draft, opts.draft_tokens, llm, load_draft)
 
     @staticmethod
     def _largest_context(shape: ModelShape, budget: float, opts: Any) -> int | None:
@@ -497,6 +546,9 @@ class Worker:
         self._logprobs = []
         llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
+        drafter = llm.draft_model  # engine/drafting's CountingDrafter, or None
+        if drafter is not None:
+            drafter.reset()
         vocab = llm._model.vocab  # noqa: SLF001 - token attributes and pieces
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # Tokens whose text is never part of an answer (AnswerStream still sees reasoning tags among them).
@@ -576,14 +628,19 @@ class Worker:
         elif self._n_calls and finish == "stop":
             finish = "tool_calls"
         perf = llama_cpp.llama_perf_context(llm.ctx)
+        prompt_tps = round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 2) if perf.t_p_eval_ms > 0 else None
+        gen_tps = round(perf.n_eval / (perf.t_eval_ms / 1000), 2) if perf.t_eval_ms > 0 else None
+        if llm.draft_model is not None:
+            # llama.cpp counts a batch of drafts checked as prompt: the speeds come from the clock.
+            prompt_tps, gen_tps = None, clock.stream_tps(n_gen)
         return AnswerStats(
             finish_reason=finish,
             prompt_tokens=len(tokens),
-            prompt_tokens_evaluated=perf.n_p_eval,
+            prompt_tokens_evaluated=perf.n_p_eval if llm.draft_model is None else len(tokens),
             completion_tokens=n_gen,
             ttft_ms=clock.ms(clock.first),
-            prompt_tps=round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 2) if perf.t_p_eval_ms > 0 else None,
-            gen_tps=round(perf.n_eval / (perf.t_eval_ms / 1000), 2) if perf.t_eval_ms > 0 else None,
+            prompt_tps=prompt_tps,
+            gen_tps=gen_tps,
             total_ms=clock.ms(time.perf_counter()) or 0.0,
             template=choice.name,
             dropped_messages=dropped,
@@ -594,6 +651,8 @@ class Worker:
             reasoning_ms=clock.reasoning_ms(),
             answer_ttft_ms=clock.ms(clock.first_answer),
             answer_tps=clock.answer_tps(),
+            draft_proposed=drafter.proposed if drafter is not None else None,
+            draft_accepted=drafter.accepted if drafter is not None else None,
         )
 
     def _prepare(
@@ -876,22 +935,28 @@ class _AnswerClock:
             return None
         return round(((self.first_answer or self.last) - self.first_reasoning) * 1000, 1)
 
+    def stream_tps(self, n_tokens: int) -> float | None:
+        """Tokens per second after the first, by the clock."""
+        if self.first is None or self.last <= self.first or n_tokens < 2:
+            return None
+        return round((n_tokens - 1) / (self.last - self.first), 2)
+
     def answer_tps(self) -> float | None:
         if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
             return None
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
 
 
-def _draft_model(opts: LoadOptions) -> Any:
-    """llama-cpp-python's drafter for speculative decoding (it keeps every token's logits to check
-    the drafts), or None."""
-    if opts.draft is None:
-        return None
-    if opts.draft != "lookup":
-        raise ModelLoadError(f"Unknown drafting '{opts.draft}': 'lookup' (prompt lookup) is offered.", settings=True)
-    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-    return LlamaPromptLookupDecoding(num_pred_tokens=max(1, opts.draft_tokens))
+def _draft_bytes(opts: LoadOptions) -> int:
+    """What a draft model holds at the model's context (0: no draft model)."""
+    if opts.draft_model is None or not Path(opts.draft_model).is_file():
+        return 0  # a missing draft file is said at its load
+    try:
+        headers = read_part_headers(Path(opts.draft_model))
+    except LocalopenError as exc:  # the draft's fault, never the model's
+        raise ModelLoadError(f"The draft model: {exc}", settings=True) from exc
+    shape = ModelShape.from_header(headers[0], sum(h.tensor_bytes for h in headers))
+    return estimate_memory(shape, opts.n_ctx, **opts.draft_options().memory_args()).total
 
 
 def _utf8(text: str) -> bytes:

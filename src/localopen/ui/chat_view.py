@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import chat, engine_options, presets, tool_loop
+from localopen.app import chat, drafting, engine_options, presets, tool_loop
 from localopen.app.chat import ChatSession
 from localopen.app.tool_loop import ToolRun, TurnOutcome
 from localopen.core.chat import conversations as convs
@@ -237,9 +237,17 @@ class ChatView(QWidget):
         self.flash_attn.setAccessibleName("Flash attention")
         self.flash_attn.setToolTip("Smaller compute buffers; a quantized V cache needs it")
         self.flash_attn.setChecked(s.flash_attn)
+        self.draft_box = QComboBox()
+        self.draft_box.setAccessibleName("Drafting")
+        self.draft_box.setToolTip(
+            "Speculative decoding: tokens drafted cheaply and checked in one batch; the same text at "
+            "temperature 0. Prompt lookup helps when answers repeat the conversation (quoting, editing "
+            "code); a draft model (a small one of the same family) helps in general."
+        )
+        self._fill_drafts(None)
         self.preset_button = button(
             "Save as this model's preset",
-            "Save the context, KV cache, flash attention, threads and GPU layers as this model's preset",
+            "Save the context, KV cache, flash attention, threads, GPU layers and drafting as this model's preset",
             self.save_preset,
         )
         self.thinking = QCheckBox("Think before answering")
@@ -264,6 +272,7 @@ class ChatView(QWidget):
             ("GPU layers", self.gpu_layers),
             ("KV cache", self.kv_type),
             ("", self.flash_attn),
+            ("Drafting", self.draft_box),
             ("", self.preset_button),
             ("Thinking", self.thinking),
             ("Tools", self.tools),
@@ -307,6 +316,7 @@ class ChatView(QWidget):
             "n_gpu_layers": self.gpu_layers.value(),
             "kv_cache_type": self.kv_type.currentData(),
             "flash_attn": self.flash_attn.isChecked(),
+            "draft": self.draft_box.currentData(),
             "thinking": self.thinking.isChecked(),
             "template": (self.conversation.settings.get("template") if self.conversation else None),
         }
@@ -331,6 +341,8 @@ class ChatView(QWidget):
             self.kv_type.setCurrentIndex(self.kv_type.findData(st["kv_cache_type"]))
         if "flash_attn" in st:
             self.flash_attn.setChecked(bool(st["flash_attn"]))
+        if self.draft_box.findData(st.get("draft")) >= 0:
+            self.draft_box.setCurrentIndex(self.draft_box.findData(st.get("draft")))
 
     # -- models -------------------------------------------------------------------------------
     def reload_models(self) -> None:
@@ -356,7 +368,16 @@ class ChatView(QWidget):
             kv_cache_type=self.kv_type.currentData(),
             flash_attn=self.flash_attn.isChecked(),
             preset=presets.preset_for(self.services.ctx, self.model_box.currentData()),
+            draft=self.draft_box.currentData(),
         )
+
+    def _fill_drafts(self, path: str | None) -> None:
+        """Off, prompt lookup, and the installed models that could draft for the model at path."""
+        self.draft_box.clear()
+        self.draft_box.addItem("Off", "off")
+        self.draft_box.addItem("Prompt lookup", "lookup")
+        for candidate in drafting.candidates(self.services.ctx, path) if path else []:
+            self.draft_box.addItem(f"Draft model: {candidate.name}", str(candidate.path))
 
     def show_preset(self) -> None:
         """The chosen model's preset (what it does not name: the settings) in the load controls."""
@@ -368,6 +389,8 @@ class ChatView(QWidget):
         self.gpu_layers.setValue(options.n_gpu_layers)
         self.kv_type.setCurrentIndex(self.kv_type.findData(options.type_k))
         self.flash_attn.setChecked(options.flash_attn)
+        self._fill_drafts(self.model_box.currentData())
+        self.draft_box.setCurrentIndex(max(0, self.draft_box.findData(options.draft or "off")))
 
     def save_preset(self) -> None:
         path = self.model_box.currentData()
@@ -379,6 +402,7 @@ class ChatView(QWidget):
             "n_gpu_layers": self.gpu_layers.value(),
             "kv_cache_type": self.kv_type.currentData(),
             "flash_attn": self.flash_attn.isChecked(),
+            "draft": self.draft_box.currentData(),
         }
         try:
             presets.save(self.services.ctx, presets.name_of(path), values, "saved in the Chat view")

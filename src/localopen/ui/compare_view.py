@@ -14,6 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -32,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import engine_options
+from localopen.app import draft_bench, drafting, engine_options
 from localopen.app import tune as tuning
 from localopen.app.benchmark import (
     RERUN_PARAMS,
@@ -44,7 +45,7 @@ from localopen.app.benchmark import (
     history,
     stale,
 )
-from localopen.app.calibration import llama_cpp_version
+from localopen.app.calibration import build_shift, llama_cpp_version
 from localopen.app.presets import preset_for
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -57,7 +58,16 @@ from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
 
-COLUMNS = ["Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Peak memory", "Efficiency", "Verdict"]
+COLUMNS = [
+    "Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Peak memory", "Efficiency", "Verdict",
+    "Drafting speed-up",
+]  # fmt: skip
+# The Drafting choice: llama-bench's tests, or each model's drafting tasks plainly and drafted.
+DRAFT_CHOICES = [
+    ("Off: llama-bench's tests", None),
+    ("Prompt lookup: speed-up", "lookup"),
+    ("Draft model (suggested): speed-up", "model"),
+]
 
 
 class CompareView(QWidget):
@@ -80,6 +90,15 @@ class CompareView(QWidget):
         self.reps = spin(1, 50, 5, "Repetitions")
         self.threads = spin(0, 256, services.ctx.settings.n_threads, "Threads (0 = physical cores)")
         self.ngl = spin(-1, 999, services.ctx.settings.n_gpu_layers, "GPU layers")
+        self.drafting = QComboBox()
+        self.drafting.setAccessibleName("Drafting")
+        self.drafting.setToolTip(
+            "Speculative decoding measured: each model copies a passage, edits code and answers a question, "
+            "plainly and drafted, at temperature 0; the speed-up is shown (a draft model: the smallest "
+            "installed model of the same family)"
+        )
+        for label, value in DRAFT_CHOICES:
+            self.drafting.addItem(label, value)
         self.run_button = button("Run benchmark", "Run the benchmark", self.run)
         self.cancel_button = button("Cancel", "Cancel the benchmark", self.cancel)
         self.tune_button = button(
@@ -99,6 +118,7 @@ class CompareView(QWidget):
             ("Repetitions", self.reps),
             ("Threads", self.threads),
             ("GPU layers", self.ngl),
+            ("Drafting", self.drafting),
         ):
             form.addRow(label, w)
         left = QWidget()
@@ -207,7 +227,8 @@ class CompareView(QWidget):
         self.running = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.progress.setRange(0, len(paths) * 2 * (self.reps.value() + 1))
+        per_model = 2 * (self.reps.value() * len(draft_bench.TASKS) + 1) if self.drafting.currentData() else 0
+        self.progress.setRange(0, len(paths) * (per_model or 2 * (self.reps.value() + 1)))
         self.progress.setValue(0)
         self.table.setRowCount(0)
         self._next()
@@ -227,13 +248,24 @@ class CompareView(QWidget):
             n_gpu_layers=self.ngl.value() if self.ngl.value() != settings.n_gpu_layers else None,
             preset=preset_for(self.services.ctx, path),
         )
-        bench = self.bench
-        self.runner.submit(
-            lambda emit: bench.run(Path(path), options, params, emit),
-            on_progress=self._on_progress,
-            on_done=self._on_done,
-            on_failed=self._on_failed,
-        )
+        bench, work = self.bench, lambda emit: self.bench.run(Path(path), options, params, emit)
+        if self.drafting.currentData():
+            draft = self._draft_for(path)
+            if draft is None:
+                self.progress_text.setText(f"No installed model can draft for {Path(path).name}: skipped.")
+                self._next()
+                return
+            load = engine_options.load_options(settings, preset=preset_for(self.services.ctx, path))
+            n_gen, reps = self.n_gen.value() or 128, self.reps.value()
+            work = lambda emit: bench.run_drafting(Path(path), load, draft, n_gen, reps, emit)  # noqa: E731
+        self.runner.submit(work, on_progress=self._on_progress, on_done=self._on_done, on_failed=self._on_failed)
+
+    def _draft_for(self, path: str) -> str | None:
+        """The drafter the Drafting choice means for this model: lookup, or its suggested draft model."""
+        if self.drafting.currentData() == "lookup":
+            return "lookup"
+        found = drafting.candidates(self.services.ctx, path)
+        return str(found[0].path) if found else None
 
     def tune(self) -> None:
         """The checked model's load settings measured here; what is faster is kept as its preset."""
@@ -345,6 +377,7 @@ class CompareView(QWidget):
                 human_bytes(base.peak_rss_bytes),
                 efficiency,
                 row.verdict.label if row.verdict else "",
+                row.drafting_summary(),
             ]
             for c, v in enumerate(values):
                 self.table.setItem(i, c, QTableWidgetItem(v))
@@ -406,6 +439,10 @@ class CompareView(QWidget):
         )
         if slower:
             text += f"<p>Slower beyond the noise. To go back: <code>{html.escape(slower[0].pin_command)}</code></p>"
+        shift = build_shift(ctx)
+        if shift:
+            lines = "".join(f"<li>{html.escape(x.describe())}</li>" for x in shift[1])
+            text += f"<p>This machine's calibration since llama.cpp {html.escape(shift[0])}:</p><ul>{lines}</ul>"
         dialog = QDialog(self)
         dialog.setWindowTitle("llama.cpp builds compared")
         view = QTextBrowser()
@@ -433,6 +470,7 @@ class CompareView(QWidget):
             item = self.models.item(i)
             wanted = item.data(Qt.ItemDataRole.UserRole) in {str(p) for p in paths}
             item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+        self.drafting.setCurrentIndex(0)  # llama-bench's tests, as the earlier build's results
         self.n_prompt.setValue(RERUN_PARAMS.n_prompt)
         self.n_gen.setValue(RERUN_PARAMS.n_gen)
         self.reps.setValue(RERUN_PARAMS.reps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
@@ -22,6 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import summary
+from localopen.app.benchmark import stale
+from localopen.app.calibration import llama_cpp_version
 from localopen.app.usable_here import MachineLine, MachineSnapshot, catalog_rows, machine_line
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.hub.downloader import unfinished_downloads
@@ -67,15 +70,10 @@ class MainWindow(QMainWindow):
         self.summary = QLabel("Reading this machine…")
         self.summary.setAccessibleName("What this machine can run")
         self.summary.setWordWrap(True)
-        self.banner = QWidget()
-        banner_layout = QHBoxLayout(self.banner)
-        banner_layout.setContentsMargins(0, 0, 0, 0)
-        self.banner_text = QLabel()
-        self.banner_button = QPushButton("Resume")
-        self.banner_button.setAccessibleName("Resume unfinished downloads")
-        banner_layout.addWidget(self.banner_text, 1)
-        banner_layout.addWidget(self.banner_button)
-        self.banner.hide()
+        # Offers made at start (unfinished downloads, a new llama.cpp to measure): one row each.
+        self.offers = QVBoxLayout()
+        self.offers.setContentsMargins(0, 0, 0, 0)
+        self.offer_rows: dict[str, QWidget] = {}
         summary_button = QPushButton("Usable here: summary…")
         summary_button.setAccessibleName("Summary of usable open models on this machine")
         summary_button.clicked.connect(self.show_summary)
@@ -95,7 +93,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.sidebar)
         right = QVBoxLayout()
         right.addLayout(top)
-        right.addWidget(self.banner)
+        right.addLayout(self.offers)
         right.addWidget(self.stack, 1)
         layout.addLayout(right, 1)
         self.setCentralWidget(body)
@@ -111,6 +109,7 @@ class MainWindow(QMainWindow):
         services.read_profile_async()
         services.scan_library()
         QTimer.singleShot(0, self._offer_resume)
+        QTimer.singleShot(0, self._offer_rerun)
 
     # -- sections (built on first use: start-up stays fast) ---------------------------------------
     def view(self, name: str) -> QWidget:
@@ -240,17 +239,81 @@ class MainWindow(QMainWindow):
     def _show_resume(self, pending: list[tuple[str, str]]) -> None:
         if not pending:
             return
-        self.banner_text.setText(
-            f"{len(pending)} download(s) were not finished: " + ", ".join(f for _, f in pending[:3])
+        self.offer(
+            "resume",
+            f"{len(pending)} download(s) were not finished: " + ", ".join(f for _, f in pending[:3]),
+            "Resume",
+            "Resume unfinished downloads",
+            lambda: self._resume(pending),
         )
-        self.banner_button.clicked.connect(lambda: self._resume(pending))
-        self.banner.show()
 
     def _resume(self, pending: list[tuple[str, str]]) -> None:
         for repo, filename in pending:
             self.services.downloads.add(repo, filename=filename)
-        self.banner.hide()
         self.goto("Library")
+
+    def _offer_rerun(self) -> None:
+        """After a llama.cpp update: the installed models benchmarked only on an earlier build, to
+        measure again (the regression guard), unless this build's offer was declined."""
+        ctx, build = self.services.ctx, llama_cpp_version()
+        if QSettings().value("offers/rerun-declined") == build:
+            return
+        run_in_background(
+            lambda: stale(ctx, build), lambda paths: self._show_rerun(build, paths), name="stale-results", owner=self
+        )
+
+    def _show_rerun(self, build: str, paths: list[Path]) -> None:
+        if not paths:
+            return
+        self.offer(
+            "rerun",
+            f"llama.cpp is now {build}: {len(paths)} installed model(s) were benchmarked only with an earlier "
+            "build. Measure them again (short protocol) to see whether this build is slower or faster here.",
+            "Measure again",
+            "Measure the models again with this llama.cpp build",
+            lambda: self._rerun(paths),
+            on_decline=lambda: QSettings().setValue("offers/rerun-declined", build),
+        )
+
+    def _rerun(self, paths: list[Path]) -> None:
+        from localopen.ui.compare_view import CompareView  # QtCharts loads with Compare only
+
+        compare = self.goto("Compare")
+        assert isinstance(compare, CompareView)
+        compare.measure_again(paths)
+
+    def offer(
+        self,
+        key: str,
+        text: str,
+        action: str,
+        accessible: str,
+        on_accept: Callable[[], None],
+        on_decline: Callable[[], None] | None = None,
+    ) -> None:
+        """A row above the sections: what is offered, its action and "Not now"; either closes it."""
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        label = QLabel(text)
+        label.setWordWrap(True)
+        accept, decline = QPushButton(action), QPushButton("Not now")
+        accept.setAccessibleName(accessible)
+        decline.setAccessibleName(f"Not now: {accessible.lower()}")
+        layout.addWidget(label, 1)
+        layout.addWidget(accept)
+        layout.addWidget(decline)
+
+        def close(then: Callable[[], None] | None) -> None:
+            row.hide()
+            self.offer_rows.pop(key, None)
+            if then is not None:
+                then()
+
+        accept.clicked.connect(lambda: close(on_accept))
+        decline.clicked.connect(lambda: close(on_decline))
+        self.offer_rows[key] = row
+        self.offers.addWidget(row)
 
     def show_summary(self) -> None:
         """The same page `localopen summary` prints, from the application layer (made in the

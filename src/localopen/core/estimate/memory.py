@@ -154,12 +154,11 @@ def estimate_memory(
     swa_full: bool = False,
     type_k: str = "f16",
     type_v: str = "f16",
-    all_logits: bool = False,
-    n_batch: int = 512,
+    output_rows: int = 1,
 ) -> MemoryEstimate:
     """Bytes llama.cpp will allocate for this model at this context (f16 KV cache by default).
-    `all_logits`: every token's logits are kept (speculative decoding checks each drafted token):
-    the output buffer grows to a batch's worth at the first decode (not in the load's report)."""
+    `output_rows`: logits kept per evaluation (speculative decoding checks a token and its drafts
+    in one batch): the output buffer grows to that at the first decode (not in the load's report)."""
     n_ctx = _pad(max(1, n_ctx))
     ubatch = min(n_ubatch, n_ctx)
     layers = shape.n_attention_layers if shape.n_attention_layers is not None else shape.n_layers
@@ -185,7 +184,7 @@ def estimate_memory(
     attention = 0 if flash_attn else n_ctx * ubatch * shape.n_head * 4
     hidden = 4 * shape.n_embd * ubatch * 4
     compute = int(max(logits, attention + hidden) * 1.005)
-    output = shape.n_vocab * 4 * (min(n_batch, n_ctx) if all_logits else 1)
+    output = shape.n_vocab * 4 * max(1, min(output_rows, n_ctx))
     return MemoryEstimate(n_ctx=n_ctx, weights=shape.weight_bytes, kv_cache=int(kv), compute=compute, output=output)
 
 

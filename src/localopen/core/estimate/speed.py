@@ -141,6 +141,26 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class CalibrationShift:
+    """One calibration figure on the previous llama.cpp build and this one."""
+
+    what: str
+    unit: str
+    old: float
+    new: float
+
+    @property
+    def change(self) -> float:
+        return self.new / self.old - 1 if self.old else 0.0
+
+    def describe(self) -> str:
+        return f"{self.what}: {self.old:.1f} → {self.new:.1f} {self.unit} ({self.change:+.0%})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "unit": self.unit, "old": self.old, "new": self.new, "change": round(self.change, 4)}
+
+
+@dataclass(frozen=True)
 class Calibration:
     bandwidth_gbs: float  # effective, as generation sees it, for k-quant weights
     tg_layer_s: float
@@ -167,6 +187,16 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def shift_from(self, old: Calibration) -> list[CalibrationShift]:
+        """What changed since an earlier calibration (another llama.cpp build): generation's
+        effective bandwidth and each kernel family's prompt compute, both measured."""
+        shifts = [CalibrationShift("generation, effective bandwidth (k-quants)", "GB/s", old.bandwidth_gbs,
+                                   self.bandwidth_gbs)]  # fmt: skip
+        for family, gflops in self.pp_gflops.items():
+            if old.pp_gflops.get(family):
+                shifts.append(CalibrationShift(f"prompt compute ({family})", "GFLOP/s", old.pp_gflops[family], gflops))
+        return shifts
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:

@@ -63,7 +63,16 @@ class BuildChange:
 
 
 def _key(r: BenchResult) -> tuple[Any, ...]:
-    return (r.sha256 or r.model_filename, r.machine, r.test, r.n_threads, r.n_gpu_layers, r.type_k, r.flash_attn)
+    return (
+        r.sha256 or r.model_filename,
+        r.machine,
+        r.test,
+        r.draft,
+        r.n_threads,
+        r.n_gpu_layers,
+        r.type_k,
+        r.flash_attn,
+    )
 
 
 def _version_key(version: str) -> tuple[Any, ...]:
