@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run
 from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, Settings
@@ -95,3 +96,25 @@ def test_a_models_preset_sits_between_the_settings_and_a_commands_flags(tmp_path
             presets.set_value(ctx, "gemma-chat", key, value)
     presets.set_value(ctx, "gemma-chat", "n_ctx", None)
     assert "n_ctx" not in presets.preset_for(ctx, tmp_path / "gemma-chat.gguf")
+
+
+def test_an_installed_models_fit_follows_its_preset_unless_asked(gemma_path: Path) -> None:
+    """A q8_0 cache and a 16k context set once for a model: its fit (info, Explore's rows) is
+    computed for them; a command's own --ctx or --kv-type still wins."""
+    from localopen.app import presets
+    from localopen.core.store.library_db import import_file
+
+    ctx = AppContext()
+    import_file(ctx.db, gemma_path)
+    name = presets.name_of(gemma_path)
+    for key, value in (("n_ctx", "16384"), ("kv_cache_type", "q8_0"), ("flash_attn", "on")):
+        presets.set_value(ctx, name, key, value)
+    ctx.db.close()
+    said = json.loads(run("info", str(gemma_path), "--json").stdout)
+    assert said["fit"]["memory"]["n_ctx"] == 16384 and said["fit_cache"]["type_k"] == "q8_0"
+    assert "Fit at context 16384 (q8_0 KV cache, flash attention on)" in run("info", str(gemma_path)).stdout
+    asked = json.loads(run("info", str(gemma_path), "--ctx", "2048", "--kv-type", "f16", "--json").stdout)
+    assert asked["fit"]["memory"]["n_ctx"] == 2048 and asked["fit_cache"]["type_k"] == "f16"
+    # The smaller cache shows in the estimate: q8_0 holds about half of f16's bytes.
+    f16 = json.loads(run("info", str(gemma_path), "--ctx", "16384", "--kv-type", "f16", "--json").stdout)
+    assert 0.45 < said["fit"]["memory"]["kv_cache"] / f16["fit"]["memory"]["kv_cache"] < 0.6

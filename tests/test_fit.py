@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import run
 from localopen.core.estimate.memory import GiB, ModelShape, estimate_memory, fit_verdict
 from localopen.core.gguf.header import read_header
 from localopen.core.machine.hardware import GPU, HardwareProfile
@@ -200,3 +202,20 @@ def test_gemma4_kv_cache_follows_llama_cpps_shared_and_sliding_layers(tmp_path: 
     # Without the sharing and the narrow sliding heads it would be 35 layers of 512-wide heads.
     naive = ModelShape(1, 35, 8, 1, 512, 512, 262144, 1536, sliding_window=512, n_swa_layers=28)
     assert estimate_memory(naive, n_ctx).kv_cache > 2 * expected
+
+
+@pytest.mark.slow
+def test_bench_json_carries_llama_cpps_buffer_report_which_the_fit_predicts(gemma_path: Path) -> None:
+    """Each benchmark result carries llama.cpp's own report for its test's context (weights, KV
+    cache, compute, output); the fit at that context and cache agrees within 10 %."""
+    out = run("bench", str(gemma_path), "-p", "256", "-n", "8", "-r", "1", "--kv-type", "q8_0", "--flash-attn", "on",
+              "--json", timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    pp = next(r for r in json.loads(out.stdout) if r["test"] == "pp256")
+    report = pp["memory"]
+    assert set(report) == {"weights", "kv_cache", "compute", "output", "total"}
+    assert report["total"] == report["weights"] + report["kv_cache"] + report["compute"] + report["output"]
+    info = run("info", str(gemma_path), "--ctx", "256", "--kv-type", "q8_0", "--flash-attn", "on", "--json")
+    estimate = json.loads(info.stdout)["fit"]["memory"]
+    for kind in ("kv_cache", "compute", "total"):
+        assert abs(estimate[kind] - report[kind]) <= 0.10 * report[kind], kind

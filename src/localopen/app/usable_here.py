@@ -29,7 +29,7 @@ from localopen.core.estimate.inputs import (
 )
 from localopen.core.estimate.memory import FitVerdict, ModelShape, cache_args, fit_budget, largest_context
 from localopen.core.estimate.speed import Calibration, Features
-from localopen.core.gguf.files import matches_quant
+from localopen.core.gguf.files import matches_quant, model_name
 from localopen.core.gguf.header import GGUFHeader
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.catalog import CatalogModel, Quant
@@ -37,6 +37,7 @@ from localopen.core.openness.grade import Evidence, Grade, evidence_from_header,
 from localopen.core.openness.recognise import CatalogMatch, match_file
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
+from localopen.core.store import presets as preset_store
 from localopen.core.store.hashing import known_sha256
 from localopen.core.store.library_db import LibraryModel, read_part_headers
 
@@ -56,6 +57,21 @@ class MachineSnapshot:
     probed: dict[str, list[str]]  # probed Hub file names by repository
     calibration: Calibration | None
     cache: dict[str, Any] = field(default_factory=cache_args)  # the KV cache the fit is computed for
+    # Installed models' presets by name, and what the caller asked (context, cache type, flash
+    # attention; None: not asked): an installed model's fit follows its preset unless asked.
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    asked: tuple[int | None, str | None, bool | None] = (None, None, None)
+
+    def fit_settings(self, model: str | None) -> tuple[int, dict[str, Any]]:
+        """The context and KV cache a model's fit is computed for: what the caller asked, else the
+        model's preset, else the settings."""
+        preset = self.presets.get(model or "")
+        if not preset:
+            return self.n_ctx, self.cache
+        n_ctx, kv, fa = self.asked
+        kv = kv or preset.get("kv_cache_type") or self.cache["type_k"]
+        fa = fa if fa is not None else preset.get("flash_attn", self.cache["flash_attn"])
+        return n_ctx or preset.get("n_ctx") or self.n_ctx, cache_args(kv, fa)
 
     @classmethod
     def read(
@@ -80,6 +96,8 @@ class MachineSnapshot:
                 kv_cache_type or ctx.settings.kv_cache_type,
                 ctx.settings.flash_attn if flash_attn is None else flash_attn,
             ),
+            {p.model: p.settings for p in preset_store.all_presets(ctx.db)},
+            (n_ctx, kv_cache_type, flash_attn),
         )
 
 
@@ -151,8 +169,9 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
     installed = here.installed.get(model.gguf_repo)
     rows = []
     for q in model.quants:
-        fit = catalog_fit(model, here.profile, q, here.n_ctx, here.cache) if here.profile else None
         mine = installed if installed is not None and installed.quant == q.type else None
+        n_ctx, cache = here.fit_settings(mine.name if mine else None)
+        fit = catalog_fit(model, here.profile, q, n_ctx, cache) if here.profile else None
         probe = _probe_of(ctx, here, model, q)
         rows.append(QuantRow(q, fit, verdict(ctx, here, fit, mine, probe, catalog_features(model, q))))
     return rows
@@ -161,8 +180,9 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
 def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> CatalogRow:
     """A catalog model as the product's question asks it: its recommended file, or the one installed."""
     quant = model.recommended
-    fit = catalog_fit(model, here.profile, n_ctx=here.n_ctx, cache=here.cache) if here.profile else None
     installed = here.installed.get(model.gguf_repo)
+    n_ctx, cache = here.fit_settings(installed.name if installed else None)
+    fit = catalog_fit(model, here.profile, n_ctx=n_ctx, cache=cache) if here.profile else None
     probe = _probe_of(ctx, here, model, quant)
     answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant))
     return CatalogRow(model, quant, fit, answer, installed)
@@ -208,6 +228,7 @@ class FileRow:
     verdict: verdicts.Verdict | None
     match: CatalogMatch | None = None  # the catalog model it is recognised as: its curated grade applies
     largest_context: dict[str, int | None] = field(default_factory=dict)  # by KV-cache type
+    cache: dict[str, Any] = field(default_factory=cache_args)  # the KV cache its fit is for (its preset's)
 
 
 def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
@@ -215,7 +236,8 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
     headers = read_part_headers(path)
     header, total = headers[0], sum(h.tensor_bytes for h in headers)
     evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
-    fit = file_fit(header, here.profile, here.n_ctx, total, here.cache) if here.profile else None
+    n_ctx, cache = here.fit_settings(model_name(path.name))
+    fit = file_fit(header, here.profile, n_ctx, total, cache) if here.profile else None
     installed = core_library.get(ctx.db, str(path.resolve()))
     probe = None
     if installed is not None and installed.repo and installed.expected_sha256 and here.profile is not None:
@@ -226,5 +248,5 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
     known = match_file(ctx.catalog, header.metadata, path.name, known_sha256(ctx.db, path))
     largest = largest_contexts(here, ModelShape.from_header(header, total), header.context_length or DEFAULT_CTX)
     if known is not None:
-        return FileRow(header, known.model.evidence, known.model.grade, fit, answer, known, largest)
-    return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer, None, largest)
+        return FileRow(header, known.model.evidence, known.model.grade, fit, answer, known, largest, cache)
+    return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer, None, largest, cache)

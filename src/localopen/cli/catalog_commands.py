@@ -199,7 +199,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                 **s,
                 **g.to_dict(f.evidence),
                 "fit": fit.to_dict(),
-                "fit_cache": here.cache,
+                "fit_cache": f.cache,
                 "largest_context": f.largest_context,
                 "usable_here": f.verdict.to_dict() if f.verdict else None,
                 "capabilities": caps.to_dict(),
@@ -236,7 +236,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     for line in g.explanation[:1]:
         print(f"  - {line}")
     m = fit.memory
-    print(f"Fit at context {m.n_ctx} ({_cache_words(here.cache)}): {fit.label} — {fit.detail}")
+    print(f"Fit at context {m.n_ctx} ({_cache_words(f.cache)}): {fit.label} — {fit.detail}")
     print(
         f"  weights {human_bytes(m.weights)}, KV cache {human_bytes(m.kv_cache)}, "
         f"compute {human_bytes(m.compute)}, output {human_bytes(m.output)}"

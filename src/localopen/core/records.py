@@ -212,7 +212,7 @@ LLAMA_BENCH_FIELDS = (
 LOCALOPEN_FIELDS = (
     "test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization", "machine",
     "llama_cpp_version", "model_name", "decode_bound_tps", "basis", "repo", "task", "draft", "same_text",
-    "draft_kept",
+    "draft_kept", "memory",
 )  # fmt: skip
 
 
@@ -270,6 +270,9 @@ class BenchResult:
     draft: str = ""
     same_text: bool | None = None
     draft_kept: float | None = None  # the share of drafted tokens the model kept
+    # llama.cpp's buffer report for the test's context, in bytes (weights, kv_cache, compute,
+    # output, by_device, total), as the probe's JSON carries it
+    memory: dict[str, Any] | None = None
     id: int | None = None  # the row id once saved
 
     @property

@@ -20,6 +20,7 @@ import psutil
 
 from localopen.core.records import BenchResult
 from localopen.core.report.benchstats import mean, stdev, tokens_per_second
+from localopen.engine import llama_log
 from localopen.engine.protocol import BenchParams
 from localopen.engine.threadpool import threadpool_for
 
@@ -70,9 +71,14 @@ def _test_gen(llama_cpp: Any, ctx: Any, vocab: Any, n_gen: int, rng: random.Rand
 
 
 def run_bench(
-    llm: Any, params: BenchParams, stop_event: Any, progress: Callable[[str], None] | None = None
+    llm: Any,
+    params: BenchParams,
+    stop_event: Any,
+    progress: Callable[[str], None] | None = None,
+    log_lines: list[str] | None = None,
 ) -> tuple[list[BenchResult], bool]:
-    """Run pp{n_prompt} and tg{n_gen} as llama-bench does: (one result per finished test, aborted)."""
+    """Run pp{n_prompt} and tg{n_gen} as llama-bench does: (one result per finished test, aborted).
+    log_lines: llama.cpp's log as it grows; each test's context's buffers are read from it."""
     import llama_cpp
 
     model = llm.model
@@ -105,9 +111,11 @@ def run_bench(
             # Stop ends a prompt batch at once. Not for generation: ggml calls the callback after
             # every graph node (some 400 Python calls a token) and llama-bench has none.
             cparams.abort_callback = abort
+        seen = len(log_lines) if log_lines is not None else 0
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a context for {name}")
+        buffers = llama_log.parse_memory(log_lines[seen:]) if log_lines is not None else None
         # A persistent threadpool, as llama-bench attaches one (tools/llama-bench/llama-bench.cpp).
         pool = threadpool_for(ctx, threads)
         rng = random.Random(1234)
@@ -172,6 +180,7 @@ def run_bench(
                 samples_ts=ts,
                 # For a prompt test, the time to first token of an n_prompt-token prompt is its processing time.
                 ttft_ms=round(avg_ns / 1e6, 2) if n_prompt else None,
+                memory=buffers.to_dict() if buffers is not None else None,
             )
         )
     return results, False

@@ -211,9 +211,17 @@ class Worker:
             self._require_model()
             assert self.load_info is not None
             results, aborted = run_bench(
-                self.llm, request.params, self.stop_event, progress=lambda msg: self.send(BenchProgress(msg))
+                self.llm,
+                request.params,
+                self.stop_event,
+                progress=lambda msg: self.send(BenchProgress(msg)),
+                log_lines=self.capture.lines,
             )
+            weights = self.load_info.memory_actual.weights
             for r in results:
+                if r.memory is not None:  # the test's context's buffers, with the model's weights
+                    context = {k: v for k, v in r.memory.items() if k not in ("by_device", "total")}
+                    r.memory = {**context, "weights": weights, "total": sum(context.values()) + weights}
                 r.load_time_ms = self.load_info.load_time_ms
                 r.peak_rss_bytes = peak_rss()
                 r.backends = self.load_info.backend
