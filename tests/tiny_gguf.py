@@ -202,3 +202,82 @@ def write_scripted_llama(
 # The reasoning model of the end-to-end tests: it thinks, then answers, then ends its turn.
 REASONING_SPECIAL = {"<|im_start|>": 3, "<|im_end|>": 3, "<think>": 4, "</think>": 4}
 REASONING_SCRIPT = ["<think>", "Adding", " two and two", "</think>", "The answer", " is four.", "<|im_end|>"]
+
+
+def write_tiny_projector(
+    path: Path,
+    projection_dim: int,
+    kind: str = "gemma3",
+    n_embd: int = 32,
+    n_ff: int = 64,
+    image_size: int = 32,
+    patch: int = 8,
+    merge: int = 2,
+) -> Path:
+    """A random-weight vision projector (an mmproj file) that llama.cpp's libmtmd loads: a one-layer
+    ViT of image_size/patch patches per side, pooled merge x merge, projected to projection_dim
+    (the text model's width). Gemma 3's layout (clip.cpp's siglip graph); assert on structure,
+    counts and timings, never on what a model says about an image."""
+    import gguf
+
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(str(path), "clip")
+    w.add_name("tiny-test-projector")
+    w.add_clip_has_vision_encoder(True)
+    w.add_clip_projector_type(kind)
+    w.add_vision_projection_dim(projection_dim)
+    w.add_vision_patch_size(patch)
+    w.add_vision_image_size(image_size)
+    w.add_vision_embedding_length(n_embd)
+    w.add_vision_feed_forward_length(n_ff)
+    w.add_vision_block_count(1)
+    w.add_vision_head_count(2)
+    w.add_vision_attention_layernorm_eps(1e-6)
+    w.add_vision_image_mean([0.5, 0.5, 0.5])
+    w.add_vision_image_std([0.5, 0.5, 0.5])
+    w.add_uint32("clip.vision.projector.scale_factor", merge)
+    w.add_bool("clip.use_gelu", True)
+
+    def t(name: str, *shape: int, ones: bool = False) -> None:
+        data = np.ones(shape, np.float32) if ones else (rng.standard_normal(shape) * 0.05).astype(np.float32)
+        w.add_tensor(name, data)
+
+    t("v.patch_embd.weight", n_embd, 3, patch, patch)
+    t("v.patch_embd.bias", n_embd)
+    t("v.position_embd.weight", (image_size // patch) ** 2, n_embd)
+    for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+        t(f"v.blk.0.{name}.weight", n_embd, n_embd)
+        t(f"v.blk.0.{name}.bias", n_embd)
+    for norm in ("ln1", "ln2"):
+        t(f"v.blk.0.{norm}.weight", n_embd, ones=True)
+        t(f"v.blk.0.{norm}.bias", n_embd)
+    t("v.blk.0.ffn_up.weight", n_ff, n_embd)
+    t("v.blk.0.ffn_up.bias", n_ff)
+    t("v.blk.0.ffn_down.weight", n_embd, n_ff)
+    t("v.blk.0.ffn_down.bias", n_embd)
+    t("v.post_ln.weight", n_embd, ones=True)
+    t("v.post_ln.bias", n_embd)
+    t("mm.soft_emb_norm.weight", n_embd, ones=True)
+    t("mm.input_projection.weight", n_embd, projection_dim)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def tiny_png(width: int = 64, height: int = 48, seed: int = 1) -> bytes:
+    """A small RGB PNG (a colour ramp), written by hand: no imaging library needed."""
+    import struct
+    import zlib
+
+    rows = b"".join(
+        b"\x00" + bytes((x * 4 + y * 3 + seed + c * 50) % 256 for x in range(width) for c in range(3))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

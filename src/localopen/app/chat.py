@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app import library
+from localopen.app import library, vision
 from localopen.app.context import AppContext
 from localopen.app.model_store import Resident
 from localopen.core.chat import conversations as convs
@@ -146,7 +146,9 @@ class ChatSession:
         self.release()
         try:
             with self.ctx.activity.busy():  # a load works the machine too (the calibration waits)
-                resident = self.ctx.models.acquire(path, options, self, self.kind, keep_alive)
+                # A vision model loads with the projector beside it (app/vision): it then reads images.
+                loaded_with = vision.with_projector(path, options)
+                resident = self.ctx.models.acquire(path, loaded_with, self, self.kind, keep_alive)
         except LocalopenError as exc:
             library.note_load(self.ctx, path, exc)
             raise

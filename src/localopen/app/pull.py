@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf.files import is_gguf, matches_quant, split_part
+from localopen.core.gguf.files import is_gguf, is_projector_name, matches_quant, split_part
 from localopen.core.hub.client import Hub, RemoteFile
 from localopen.core.hub.downloader import Progress, check_disk_space, download
 from localopen.core.store.library_db import add_downloaded, record_hub_files
@@ -18,8 +18,9 @@ DEFAULT_QUANT = "Q4_K_M"
 def choose_files(
     files: list[RemoteFile], quant: str | None = None, filename: str | None = None, pattern: str | None = None
 ) -> list[RemoteFile]:
-    """The GGUF file(s) to fetch: one file, or every part of a split model, in order."""
-    ggufs = [f for f in files if is_gguf(f.filename)]
+    """The GGUF file(s) to fetch: one file, or every part of a split model, in order (a vision
+    projector is never the model: it comes with it, choose_projector)."""
+    ggufs = [f for f in files if is_gguf(f.filename) and not is_projector_name(f.filename)]
     if not ggufs:
         raise LocalopenError("This repository has no GGUF file.")
     if filename:
@@ -51,6 +52,23 @@ def choose_files(
     return [first]
 
 
+# A projector's precision, best first: it is small beside the model, and its errors reach every image.
+_PROJECTOR_PREFERENCE = ("f16", "bf16", "f32", "q8_0")
+
+
+def choose_projector(files: list[RemoteFile]) -> RemoteFile | None:
+    """The repository's vision projector (mmproj file) that comes with its model, or None (a text
+    model): the most precise one where several are published."""
+    projectors = [f for f in files if is_gguf(f.filename) and is_projector_name(f.filename)]
+
+    def rank(f: RemoteFile) -> tuple[int, str]:
+        low = f.filename.lower()
+        found = [i for i, p in enumerate(_PROJECTOR_PREFERENCE) if p in low]
+        return (found[0] if found else len(_PROJECTOR_PREFERENCE), f.filename)
+
+    return min(projectors, key=rank) if projectors else None
+
+
 def target_path(models_dir: Path, remote: RemoteFile) -> Path:
     return models_dir / remote.repo / Path(remote.filename).name
 
@@ -77,9 +95,11 @@ def pull(
     record_hub_files(conn, files)
     chosen = choose_files(files, quant, filename, pattern)
     total = sum(f.size or 0 for f in chosen)
-    remaining = sum((f.size or 0) - _have(target_path(models_dir, f)) for f in chosen)
+    projector = choose_projector(files)  # a vision model's images need it: fetched, verified, beside it
+    fetched = [*chosen, projector] if projector is not None else chosen
+    remaining = sum((f.size or 0) - _have(target_path(models_dir, f)) for f in fetched)
     check_disk_space(models_dir, remaining)
-    for remote in chosen:
+    for remote in fetched:
         final = target_path(models_dir, remote)
         if final.exists() and final.stat().st_size == remote.size:
             continue  # this part is installed (it was verified before it got its final name)

@@ -38,6 +38,7 @@ from localopen.engine.errors import (
     NoTemplateError,
     TemplateError,
     ToolsUnsupportedError,
+    VisionUnsupportedError,
 )
 from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
@@ -599,6 +600,8 @@ def _engine_error(exc: EngineError) -> ServingError:
         return ServingError(str(exc), 400, code="invalid_value")
     if isinstance(exc, EmbeddingsUnsupportedError):
         return ServingError(str(exc), 400, code="embeddings_not_supported")
+    if isinstance(exc, VisionUnsupportedError):
+        return ServingError(str(exc), 400, code="images_not_supported")
     if isinstance(exc, (TemplateError, NoTemplateError)):
         return ServingError(
             f"{exc} Over the API: /v1/completions sends plain text without a template, or start the server "

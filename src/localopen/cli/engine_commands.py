@@ -95,6 +95,13 @@ def _print_load(info: LoadInfo) -> None:
     )
     if info.gpu_warning:
         print(f"Warning: {info.gpu_warning}", file=sys.stderr)
+    if info.vision is not None:
+        v = info.vision
+        print(
+            f"Sees images: {Path(v['projector']).name} ({v['type']} projector, about {v['image_tokens'] or '?'} "
+            "tokens an image)",
+            file=sys.stderr,
+        )
 
 
 @contextlib.contextmanager
@@ -258,17 +265,26 @@ def _connect_mcp(path: str) -> McpConnections:
 
 
 def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from localopen.app import vision
     from localopen.app.chat import ChatSession
     from localopen.app.library import resolve_model
     from localopen.engine.errors import EngineDied, EngineError
 
     path = resolve_model(ctx, args.model)
+    images = [vision.read_image(f) for f in args.image or []]
     session = ChatSession(ctx)
     connections = _connect_mcp(args.mcp) if args.mcp else None
     try:
-        info = session.load(path, _load_options(ctx, args, path))
+        options = _load_options(ctx, args, path)
+        if args.mmproj:
+            options = dataclasses.replace(options, mmproj=str(Path(args.mmproj).expanduser()))
+        info = session.load(path, options)
         if not args.json:
             _print_load(info)
+        if images and info.vision is None:
+            raise LocalopenError(vision.no_vision(path))
         template = _choose_template(info, args)
         system = [{"role": "system", "content": args.system}] if args.system and args.system.strip() else []
         history: list[dict[str, Any]] = list(system)
@@ -277,7 +293,7 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
         approval = _TerminalApproval(args.allow_tools)
         tools = (connections, approval, args.tool_choice, args.max_tool_rounds) if connections else None
         if args.prompt is not None:
-            history.append({"role": "user", "content": args.prompt})
+            history.append(vision.user_message(args.prompt, images))
             _, content, reasoning, stats, runs = _turn(session, history, sampling, template, args.json, thinking, tools)
             if args.json:
                 out = {"content": content, "reasoning": reasoning, **stats.to_dict()}
@@ -301,7 +317,8 @@ def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
                 continue
             if not line.strip():
                 continue
-            asked = [*history, {"role": "user", "content": line}]
+            asked = [*history, vision.user_message(line, images)]
+            images = []  # the pictures go with the first message
             try:
                 added, _, _, stats, _ = _turn(session, asked, sampling, template, False, thinking, tools)
             except EngineError as exc:
@@ -809,6 +826,11 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a .gguf path or a model in the models folder")
     p.add_argument("-p", "--prompt", help="answer this once and exit")
     p.add_argument("--system", help="system prompt")
+    p.add_argument(
+        "--image", action="append", metavar="FILE", help="a picture for a vision model to see (repeatable; with -p, "
+        "or with the first message)",
+    )  # fmt: skip
+    p.add_argument("--mmproj", metavar="FILE", help="the vision projector to load (default: the one beside the model)")
     draft_flag(p)
     p.add_argument(
         "--template",

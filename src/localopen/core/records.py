@@ -74,6 +74,9 @@ class LoadInfo:
     special_tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token… as templates name them
     thinking_switch: str | None = None  # the template variable that turns thinking on/off, if any
     threadpool_threads: int = 0  # the context's persistent threadpool; 0: ggml's pool per graph
+    # The vision projector loaded beside the model (core/gguf/projector's facts, its path and
+    # compute buffer): the model takes images. None: text only.
+    vision: dict[str, Any] | None = None
 
     @property
     def estimate_error(self) -> float | None:

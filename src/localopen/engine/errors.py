@@ -104,6 +104,12 @@ class EmbeddingsUnsupportedError(EngineError):
     kind = "no_embeddings"
 
 
+class VisionUnsupportedError(EngineError):
+    """Images were sent to a model loaded without a vision projector."""
+
+    kind = "no_vision"
+
+
 class BadRequestError(EngineError):
     """A request the loaded model cannot take as it is (a logit bias for a token it does not have)."""
 
@@ -138,6 +144,7 @@ _BY_KIND: dict[str, type[EngineError]] = {
         TemplateError,
         ToolsUnsupportedError,
         EmbeddingsUnsupportedError,
+        VisionUnsupportedError,
         BadRequestError,
         EngineDied,
         EngineTimeout,

@@ -61,6 +61,22 @@ def install() -> LogCapture:
     return _capture
 
 
+_vision_installed = False
+
+
+def install_vision() -> None:
+    """Route libmtmd's log (the projector's loader and encoder) to the same capture, once: it
+    prints to the terminal otherwise."""
+    global _vision_installed
+    if _vision_installed or _callback_ref is None:
+        return
+    import llama_cpp.mtmd_cpp as mtmd
+
+    mtmd.mtmd_log_set(_callback_ref, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_callback_ref, ctypes.c_void_p(0))
+    _vision_installed = True
+
+
 _BUFFER = re.compile(r"^\s*(?:\S+:\s+)?(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")
 
 

@@ -37,6 +37,7 @@ class LoadOptions:
     # vocabulary) drafts; None: plain decoding.
     draft: str | None = None
     draft_tokens: int = 10  # tokens drafted at a time
+    mmproj: str | None = None  # the vision projector loaded beside the model (its images are read)
 
     @property
     def draft_model(self) -> str | None:
@@ -45,7 +46,7 @@ class LoadOptions:
 
     def draft_options(self) -> LoadOptions:
         """How the draft model loads: the model's context, cache and threads, drafting nothing itself."""
-        return dataclasses.replace(self, draft=None)
+        return dataclasses.replace(self, draft=None, mmproj=None)
 
     def memory_args(self) -> dict[str, Any]:
         """What the memory estimate needs of these options (the fit, the store's budget, the engine)."""

@@ -32,7 +32,8 @@ from localopen.core.chat.tool_calls import ToolCallStream
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import ModelShape, estimate_memory, human_bytes
 from localopen.core.gguf.files import parts_of
-from localopen.core.gguf.header import GGUFHeader
+from localopen.core.gguf.header import GGUFHeader, read_header
+from localopen.core.gguf.projector import pairing_problem, read_projector
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
 from localopen.engine import grammar, llama_log
@@ -47,6 +48,7 @@ from localopen.engine.errors import (
     TemplateChoice,
     TemplateError,
     ToolsUnsupportedError,
+    VisionUnsupportedError,
 )
 from localopen.engine.protocol import (
     AnswerOptions,
@@ -148,6 +150,7 @@ class Worker:
         self.stop_event = stop_event
         self.pulse = pulse  # time.monotonic() of the last progress, read by the parent (a stuck engine)
         self.llm: Any = None
+        self.vision: Any = None  # engine/vision's Vision: the loaded model's projector, if any
         self.header: GGUFHeader | None = None
         self.path: Path | None = None
         self.load_info: LoadInfo | None = None
@@ -200,7 +203,8 @@ class Worker:
         elif isinstance(request, Render):
             self._require_model()
             choice, traits, switches, tools = self._prepare(request.template, request.options)
-            tokens, prompt = self._tokens_for(request.messages, choice, switches, tools, request.add_generation_prompt)
+            add = request.add_generation_prompt
+            tokens, prompt, _ = self._tokens_for(request.messages, choice, switches, tools, add)
             self.send(Rendered(prompt, len(tokens)))
         elif isinstance(request, Check):
             self.send(self._check(Path(request.path)))
@@ -236,6 +240,9 @@ class Worker:
     def _unload(self) -> None:
         if self._pool is not None:
             self._pool.detach()  # while the context still exists
+        if self.vision is not None:
+            self.vision.close()  # before the model it encodes for
+            self.vision = None
         if self.llm is not None:
             try:
                 close_draft = getattr(self.llm.draft_model, "close", None)  # a draft model's own
@@ -324,11 +331,16 @@ class Worker:
                 from localopen.engine.drafting import check_drafts
 
                 check_drafts(llm, 1 + opts.draft_tokens)
+            vision = self._projector(llm, header, opts, threads)
         except BaseException:
+            close_draft = getattr(llm.draft_model, "close", None)
+            if close_draft is not None:
+                close_draft()
             llm.close()
             raise
         load_ms = (time.perf_counter() - start) * 1000
         self.llm, self.header, self.path = llm, header, path
+        self.vision, vision_facts = vision if vision is not None else (None, None)
         self._pool = threadpool_for(llm.ctx, max(threads, opts.n_threads_batch or threads))
 
         actual = llama_log.parse_memory(self.capture.lines)
@@ -376,8 +388,34 @@ class Worker:
             special_tokens=self._special_tokens(llm, header),
             thinking_switch=chat_template.traits(header.chat_template).thinking_switch,
             threadpool_threads=self._pool.n_threads if self._pool is not None else 0,
+            vision=vision_facts,
         )
         return self.load_info
+
+    def _projector(self, llm: Any, header: GGUFHeader, opts: LoadOptions, threads: int) -> Any:
+        """The model's vision projector loaded beside it (engine/vision) with its facts, or None:
+        the pairing is checked from both headers first (a wrong projector answers nonsense, not an
+        error); its log lines are kept apart from the model's memory report."""
+        if opts.mmproj is None:
+            return None
+        from localopen.engine.vision import Vision
+
+        projector_path = Path(opts.mmproj)
+        try:
+            projector = read_projector(read_header(projector_path))
+        except LocalopenError as exc:
+            raise ModelLoadError(f"The vision projector: {exc}", settings=True) from exc
+        problem = pairing_problem(projector, header, projector_path.name, Path(llm.model_path).name)
+        if problem is not None:
+            raise ModelLoadError(problem, settings=True)
+        lines = list(self.capture.lines)
+        try:
+            vision = Vision(llm, projector_path, threads, opts.flash_attn, self.capture.lines)
+            buffers = llama_log.parse_memory(self.capture.lines[len(lines) :])
+        finally:
+            self.capture.lines[:] = lines
+        facts = {**projector.to_dict(), "projector": str(projector_path), "compute_bytes": buffers.compute}
+        return vision, facts
 
     def _drafter(self, llm: Any, opts: LoadOptions, threads: int) -> Any:
         """Speculative decoding's drafter for this load (engine/drafting), or None: plain decoding.
@@ -446,6 +484,12 @@ class Worker:
     @staticmethod
     def _is_one_token(llm: Any, text: str) -> bool:
         return len(llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
+
+    def _check_stop(self) -> None:
+        """Between pieces of a prompt: a stop asked ends it as an aborted evaluation does."""
+        self._beat()
+        if self.stop_event.is_set():
+            raise RuntimeError("stopped while the prompt was evaluated")
 
     def _abortable(self, on: bool) -> None:
         """llama.cpp's abort callback, on while a prompt is evaluated (Stop ends a long prompt at
@@ -539,7 +583,7 @@ class Worker:
         grammar = _grammar(options, traits.tool_format, tools)
         sampling = request.sampling
         n_ctx = llm.n_ctx()
-        dropped, tokens, prompt = self._fit_messages(
+        dropped, tokens, prompt, images = self._fit_messages(
             request.messages, choice, switches, sampling.max_tokens, n_ctx, options.drop_oldest, tools
         )
         max_tokens = max(1, min(sampling.max_tokens, n_ctx - len(tokens)))
@@ -589,6 +633,10 @@ class Worker:
 
         try:
             self._abortable(True)
+            if images:
+                assert self.vision is not None
+                special = self._special(prompt, choice.source is not None)
+                tokens = self.vision.evaluate(llm, prompt, images, special, self._check_stop)
             generator = generate(tokens, grammar)
             prompt_in = False
             while (token := next(generator, None)) is not None:
@@ -719,9 +767,11 @@ class Worker:
         switches: dict[str, Any],
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
-    ) -> tuple[list[int], str]:
+    ) -> tuple[list[int], str, list[bytes]]:
+        """The prompt's tokens (an image's positions as -1), its text and its images in order."""
         llm, info = self.llm, self.load_info
         assert info is not None
+        messages, images = self._split_images(messages)
         try:
             with _time_limit(chat_template.RENDER_SECONDS):
                 prompt = chat_template.render(
@@ -734,11 +784,56 @@ class Worker:
             ) from exc
         except chat_template.TemplateRenderError as exc:
             raise TemplateError(str(exc)) from exc
-        tokens = llm.tokenize(_utf8(prompt), add_bos=False, special=choice.source is not None)
+        special = choice.source is not None
+        if images:
+            assert self.vision is not None
+            return self.vision.tokens(prompt, images, self._special(prompt, special)), prompt, images
+        tokens = llm.tokenize(_utf8(prompt), add_bos=False, special=special)
         bos = llm.token_bos()
         if llm._model.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):  # noqa: SLF001
             tokens = [bos, *tokens]
-        return tokens, prompt
+        return tokens, prompt, images
+
+    def _special(self, prompt: str, parse: bool) -> Any:
+        """How a prompt with images is tokenized by libmtmd, as one without is here: the model's
+        BOS added where the rendering does not begin with it."""
+        from localopen.engine.vision import Special
+
+        llm = self.llm
+        bos = llm.token_bos()
+        head = llm.tokenize(_utf8(prompt[:64]), add_bos=False, special=parse)
+        return Special(bool(llm._model.add_bos_token()) and bos >= 0 and head[:1] != [bos], parse)  # noqa: SLF001
+
+    def _split_images(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """Messages whose content holds images ({"type": "image", "data": bytes} parts) as text
+        with libmtmd's marker where each image goes, as llama.cpp's server renders them, and the
+        images in order. A model without a projector refuses them in words."""
+        if not any(isinstance(m.get("content"), list) for m in messages):
+            return messages, []
+        images: list[bytes] = []
+        flat = []
+        for message in messages:
+            content = message.get("content")
+            if not isinstance(content, list):
+                flat.append(message)
+                continue
+            texts = []
+            for part in content:
+                if part.get("type") == "image":
+                    if self.vision is None:
+                        name = Path(self.llm.model_path).name
+                        raise VisionUnsupportedError(
+                            f"{name} reads text only: it was loaded without a vision projector (mmproj file), so "
+                            "it cannot see images. Use a vision model with its projector, or send text."
+                        )
+                    from localopen.engine.vision import MARKER
+
+                    images.append(part["data"])
+                    texts.append(MARKER)
+                else:
+                    texts.append(str(part.get("text", "")))
+            flat.append({**message, "content": "\n".join(texts)})
+        return flat, images
 
     def _fit_messages(
         self,
@@ -749,16 +844,17 @@ class Worker:
         n_ctx: int,
         drop_oldest: bool = True,
         tools: list[dict[str, Any]] | None = None,
-    ) -> tuple[int, list[int], str]:
+    ) -> tuple[int, list[int], str, list[bytes]]:
         """Drop the oldest turns (never the system prompt) until prompt + answer fit the context
-        (or, not drop_oldest, refuse); returns how many were dropped, the prompt's tokens and text."""
+        (or, not drop_oldest, refuse); returns how many were dropped, the prompt's tokens, text and
+        images."""
         kept = [dict(m) for m in messages]
         dropped = 0
         reserve = min(max_tokens, max(16, n_ctx // 4))
         while True:
-            tokens, prompt = self._tokens_for(kept, choice, switches, tools)
+            tokens, prompt, images = self._tokens_for(kept, choice, switches, tools)
             if len(tokens) + reserve <= n_ctx:
-                return dropped, tokens, prompt
+                return dropped, tokens, prompt, images
             removable = [i for i, m in enumerate(kept[:-1]) if m.get("role") != "system" and drop_oldest]
             if not removable:
                 raise ContextTooLongError(

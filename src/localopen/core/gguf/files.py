@@ -30,6 +30,11 @@ def is_gguf(name: str) -> bool:
     return name.lower().endswith(SUFFIX)
 
 
+def is_projector_name(name: str) -> bool:
+    """A vision projector by llama.cpp's naming (mmproj-*.gguf): used with its model, never alone."""
+    return "mmproj" in Path(name).name.lower()
+
+
 def split_part(name: str) -> SplitPart | None:
     """Which part of a split model a file name is, or None for a whole file."""
     m = SPLIT_RE.search(name)

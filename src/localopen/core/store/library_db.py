@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localopen.core.errors import LocalopenError
-from localopen.core.gguf.files import is_first_part, is_gguf, model_name, parts_of, quant_of
+from localopen.core.gguf.files import is_first_part, is_gguf, is_projector_name, model_name, parts_of, quant_of
 from localopen.core.gguf.header import GGUFHeader, read_header
+from localopen.core.gguf.projector import is_projector
 from localopen.core.hub.client import RemoteFile
 from localopen.core.store.hashing import cached_sha256, fresh_sha256
 
@@ -108,6 +109,11 @@ def import_file(conn: sqlite3.Connection, path: Path, name: str | None = None) -
     library calls it when the file's own name says nothing (an Ollama blob named by its sha256)."""
     path = path.expanduser().resolve()
     header = read_header(path)  # clear error for a folder, a non-GGUF or a damaged file
+    if is_projector(header):
+        raise LocalopenError(
+            f"{path.name} is a vision projector (an mmproj file), not a model: it is used with its model. Keep "
+            "it in the same folder as the model file and import the model."
+        )
     cached_sha256(conn, path)
     with conn:
         conn.execute(
@@ -133,6 +139,8 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
     added = 0
     for p in models_dir.rglob("*"):
         if not is_gguf(p.name) or not is_first_part(p.name) or str(p) in known or not p.is_file():
+            continue
+        if is_projector_name(p.name):  # a vision projector: used with the model beside it
             continue
         rel = p.relative_to(models_dir).parts
         repo = f"{rel[0]}/{rel[1]}" if len(rel) >= 3 else None

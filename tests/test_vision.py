@@ -1,0 +1,102 @@
+"""Images in: a vision projector found beside its model, the pairing checked before a load, images
+through the CLI, the API and a saved chat. Real llama.cpp (libmtmd) with the real Gemma 3 270M and a
+tiny random projector written by the gguf package: assertions on structure and counts, never on
+what the model says about a picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import run
+from localopen.app import vision
+from localopen.core.gguf.header import read_header
+from localopen.core.gguf.projector import pairing_problem, read_projector
+
+from tiny_gguf import tiny_png, write_tiny_llama, write_tiny_projector
+
+pytest.importorskip("llama_cpp")
+
+GEMMA_WIDTH = 640  # Gemma 3 270M's embedding width
+
+
+@pytest.fixture
+def seeing(tmp_path: Path, gemma_path: Path) -> Path:
+    """Gemma 3 270M in a folder with a Gemma 3 projector beside it, as a download leaves them."""
+    folder = tmp_path / "ggml-org" / "gemma-vision"
+    folder.mkdir(parents=True)
+    model = folder / "gemma-3-270m-q4_k_m.gguf"
+    model.symlink_to(gemma_path)
+    write_tiny_projector(folder / "mmproj-gemma-f16.gguf", GEMMA_WIDTH)
+    return model
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    path = tmp_path / "picture.png"
+    path.write_bytes(tiny_png())
+    return path
+
+
+def test_the_pairing_is_checked_by_width_and_family_from_the_headers(tmp_path: Path, gemma_path: Path) -> None:
+    gemma = read_header(gemma_path)
+    fits = read_projector(read_header(write_tiny_projector(tmp_path / "a.gguf", GEMMA_WIDTH)))
+    assert fits.image_tokens == 4 and fits.family == "Gemma 3"  # (32 / 8 / 2)^2
+    assert pairing_problem(fits, gemma, "a.gguf", "gemma.gguf") is None
+    narrow = read_projector(read_header(write_tiny_projector(tmp_path / "b.gguf", 64)))
+    said = pairing_problem(narrow, gemma, "b.gguf", "gemma.gguf")
+    assert said is not None and "b.gguf" in said and "gemma.gguf" in said and "64 wide" in said and "640" in said
+    qwen = read_projector(read_header(write_tiny_projector(tmp_path / "c.gguf", GEMMA_WIDTH, kind="qwen25vl")))
+    said = pairing_problem(qwen, gemma, "c.gguf", "gemma.gguf")
+    assert said is not None and "Qwen2.5-VL projector" in said and "gemma3 model" in said
+
+
+def test_a_model_sees_images_with_the_projector_beside_it(seeing: Path, picture: Path) -> None:
+    out = run("chat", str(seeing), "--template", "gemma", "-p", "What is this?", "--image", str(picture),
+              "--image", str(picture), "--max-tokens", "4", "--json", timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    text_only = run("chat", str(seeing), "--template", "gemma", "-p", "What is this?", "--max-tokens", "4", "--json")
+    # Two images of 4 tokens each, with Gemma's image delimiters, made the prompt longer.
+    assert said["prompt_tokens"] >= json.loads(text_only.stdout)["prompt_tokens"] + 8
+    assert said["completion_tokens"] >= 1
+    shown = run("chat", str(seeing), "--template", "gemma", "-p", "hi", "--image", str(picture), "--max-tokens", "2")
+    assert "Sees images: mmproj-gemma-f16.gguf (gemma3 projector, about 4 tokens an image)" in shown.stderr
+
+
+def test_a_wrong_projector_is_refused_in_words_naming_both_files(
+    tmp_path: Path, gemma_path: Path, picture: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    model = folder / "gemma-3-270m-q4_k_m.gguf"
+    model.symlink_to(gemma_path)
+    write_tiny_projector(folder / "mmproj-qwen-f16.gguf", 64)  # another model's width
+    out = run("chat", str(model), "--template", "gemma", "-p", "hi", "--image", str(picture), timeout=300)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "mmproj-qwen-f16.gguf" in out.stderr and "gemma-3-270m-q4_k_m.gguf" in out.stderr
+    assert "made for another model" in out.stderr
+    # Named by hand, it is refused at the load, before any answer.
+    named = run("chat", str(model), "--template", "gemma", "-p", "hi", "--mmproj", str(folder / "mmproj-qwen-f16.gguf"))
+    assert named.returncode != 0 and "made for another model" in named.stderr
+    # Without a projector at all: the model reads text only, and says so.
+    alone = run("chat", str(gemma_path), "--template", "gemma", "-p", "hi", "--image", str(picture), timeout=300)
+    assert alone.returncode != 0 and "reads text only" in alone.stderr
+    not_a_picture = tmp_path / "notes.txt"
+    not_a_picture.write_text("hello")
+    bad = run("chat", str(gemma_path), "-p", "hi", "--image", str(not_a_picture))
+    assert bad.returncode != 0 and "not a picture" in bad.stderr
+
+
+def test_a_projector_is_found_beside_its_model_and_never_listed_as_a_model(tmp_path: Path, seeing: Path) -> None:
+    found = vision.pairing(seeing)
+    assert found.projector == seeing.parent / "mmproj-gemma-f16.gguf" and found.facts is not None
+    # Another repository's projector in the same folder (llama.cpp's cache) is passed over.
+    write_tiny_projector(seeing.parent / "mmproj-other-f16.gguf", 64)
+    assert vision.pairing(seeing).projector == seeing.parent / "mmproj-gemma-f16.gguf"
+    out = run("import", str(seeing.parent / "mmproj-gemma-f16.gguf"))
+    assert out.returncode != 0 and "vision projector" in out.stderr and "not a model" in out.stderr
+    text_model = write_tiny_llama(tmp_path / "text.gguf")
+    assert vision.pairing(text_model).projector is None
