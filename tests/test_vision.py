@@ -5,7 +5,10 @@ what the model says about a picture."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,7 +31,10 @@ def seeing(tmp_path: Path, gemma_path: Path) -> Path:
     folder = tmp_path / "ggml-org" / "gemma-vision"
     folder.mkdir(parents=True)
     model = folder / "gemma-3-270m-q4_k_m.gguf"
-    model.symlink_to(gemma_path)
+    try:
+        os.link(gemma_path, model)  # a file of its own (the library keeps resolved paths), no copy
+    except OSError:
+        shutil.copyfile(gemma_path, model)
     write_tiny_projector(folder / "mmproj-gemma-f16.gguf", GEMMA_WIDTH)
     return model
 
@@ -100,3 +106,69 @@ def test_a_projector_is_found_beside_its_model_and_never_listed_as_a_model(tmp_p
     assert out.returncode != 0 and "vision projector" in out.stderr and "not a model" in out.stderr
     text_model = write_tiny_llama(tmp_path / "text.gguf")
     assert vision.pairing(text_model).projector is None
+
+
+def test_the_apis_take_images_as_data_urls_and_refuse_what_they_cannot_take(seeing: Path, gemma_path: Path) -> None:
+    import anthropic
+    import httpx2 as httpx
+    import openai
+
+    from localopen.app.context import AppContext
+    from localopen.core.store.library_db import import_file
+    from localopen.engine.protocol import LoadOptions
+    from test_server import Running
+
+    ctx = AppContext()
+    import_file(ctx.db, seeing)
+    running = Running(ctx, options=LoadOptions(n_ctx=2048))
+    running.server.template = "gemma"  # the base model has no template of its own
+    try:
+        listed = {m.id: m.model_extra["input_modalities"] for m in running.client.models.list().data}
+        assert listed == {"gemma-3-270m-q4_k_m": ["text", "image"]}
+        url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+        ask = [{"type": "text", "text": "What is in the picture?"}, {"type": "image_url", "image_url": {"url": url}}]
+        answer = running.client.chat.completions.create(
+            model="gemma-3-270m-q4_k_m", messages=[{"role": "user", "content": ask}], max_tokens=3, temperature=0
+        )
+        plain = running.client.chat.completions.create(
+            model="gemma-3-270m-q4_k_m", messages=[{"role": "user", "content": ask[:1]}], max_tokens=3, temperature=0
+        )
+        assert answer.usage.prompt_tokens >= plain.usage.prompt_tokens + 4  # the picture's 4 tokens, delimited
+        # Anthropic's base64 image block and Ollama's images list reach the same model.
+        claude = anthropic.Anthropic(base_url=running.config.base_url.removesuffix("/v1"), api_key="none")
+        block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": url.split(",")[1]}}
+        said = claude.messages.create(
+            model="gemma-3-270m-q4_k_m", max_tokens=3,
+            messages=[{"role": "user", "content": [block, {"type": "text", "text": "Describe it."}]}],
+        )  # fmt: skip
+        assert said.usage.input_tokens >= plain.usage.prompt_tokens
+        base = running.config.base_url.removesuffix("/v1")
+        ollama = httpx.post(f"{base}/api/chat", json={"model": "gemma-3-270m-q4_k_m", "stream": False,
+                            "messages": [{"role": "user", "content": "Describe it.", "images": [url.split(",")[1]]}],
+                            "options": {"num_predict": 3}}, timeout=120)  # fmt: skip
+        assert ollama.status_code == 200, ollama.text
+        # What cannot be taken is a 400 in words: a web address, not a picture, too many.
+        for content, words in (
+            ([{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}], "does not fetch images"),
+            ([{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}], "not a picture"),
+            ([{"type": "image_url", "image_url": {"url": url}}] * 9, "at most 8"),
+        ):
+            with pytest.raises(openai.BadRequestError) as refused:
+                running.client.chat.completions.create(
+                    model="gemma-3-270m-q4_k_m", messages=[{"role": "user", "content": content}], max_tokens=1
+                )
+            assert words in str(refused.value)
+    finally:
+        running.stop()
+    # A model without a projector: the request is refused in words, not answered blind.
+    ctx = AppContext()
+    import_file(ctx.db, write_tiny_llama(seeing.parent.parent / "text-only.gguf"))
+    running = Running(ctx, options=LoadOptions(n_ctx=512))
+    try:
+        with pytest.raises(openai.BadRequestError) as refused:
+            running.client.chat.completions.create(
+                model="text-only", messages=[{"role": "user", "content": ask}], max_tokens=1
+            )
+        assert "reads text only" in str(refused.value)
+    finally:
+        running.stop()

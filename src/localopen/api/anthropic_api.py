@@ -18,7 +18,17 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
-from localopen.api.request_body import bad, number, read_json, stop_list, whole_number
+from localopen.api.request_body import (
+    IMAGE_HERE,
+    bad,
+    check_image_count,
+    image_part,
+    number,
+    read_json,
+    stop_list,
+    whole_number,
+    with_images,
+)
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
@@ -73,6 +83,7 @@ def _message(m: Any) -> list[dict[str, Any]]:
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
     for block in content:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
@@ -93,13 +104,23 @@ def _message(m: Any) -> list[dict[str, Any]]:
             if block.get("is_error"):
                 output = f"Error: {output}"
             results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": output})
-        elif kind in ("image", "document"):
-            raise bad(f"{kind.capitalize()} blocks are not supported by local models here yet.", "invalid_content")
+        elif kind == "image" and role == "user":
+            source = block.get("source") if isinstance(block.get("source"), dict) else {}
+            if source.get("type") == "url":
+                url = source.get("url")
+            elif source.get("type") == "base64":
+                url = source.get("data")
+            else:
+                raise bad("An image block's 'source' must be base64 (or a url, which is refused).", "invalid_content")
+            images.append(image_part(url, f"Image {len(images) + 1}"))
+            text.append(IMAGE_HERE)
+        elif kind == "document":
+            raise bad("Document blocks are not supported by local models here yet.", "invalid_content")
         else:
             raise bad(f"Unsupported content block type '{kind}' in a {role} message.", "invalid_content")
     out = list(results)
     if text or reasoning or calls or not results:
-        message: dict[str, Any] = {"role": role, "content": "".join(text)}
+        message: dict[str, Any] = {"role": role, "content": with_images("".join(text), images)}
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
         if calls:
@@ -167,6 +188,7 @@ def parse_messages(body: dict[str, Any], count_only: bool = False) -> tuple[ApiC
         conversation.append({"role": "system", "content": _block_text(body["system"], "'system'")})
     for m in messages:
         conversation += _message(m)
+    check_image_count(conversation)
     max_tokens = whole_number(body, "max_tokens")
     if max_tokens is None and not count_only:
         raise bad("'max_tokens' is required.", "invalid_value")

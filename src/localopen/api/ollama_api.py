@@ -21,7 +21,7 @@ from starlette.routing import Route
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun
 from localopen.api.openai_api import parse_tools
-from localopen.api.request_body import bad, read_json, stop_list
+from localopen.api.request_body import bad, check_image_count, image_part, read_json, stop_list
 from localopen.app.serving import (
     MAX_TOKENS,
     ApiCall,
@@ -183,6 +183,16 @@ def _arguments(value: Any) -> dict[str, Any]:
     raise bad("A tool call's 'arguments' must be an object.")
 
 
+def _with_pictures(text: str, images: Any) -> str | list[dict[str, Any]]:
+    """A message's text with Ollama's 'images' (base64 pictures), placed before it as Ollama does."""
+    if not images:
+        return text
+    if not isinstance(images, list):
+        raise bad("'images' must be a list of base64-encoded pictures.")
+    parts = [image_part(image, f"Image {i}") for i, image in enumerate(images, 1)]
+    return [*parts, {"type": "text", "text": text}]
+
+
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -191,12 +201,10 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     for m in messages:
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
             raise bad("Each message needs a 'role' of system, user, assistant or tool.")
-        if m.get("images"):
-            raise bad("Images are not supported by local models here yet.")
         content = m.get("content") or ""
         if not isinstance(content, str):
             raise bad("A message's 'content' must be a string.")
-        message: dict[str, Any] = {"role": m["role"], "content": content}
+        message: dict[str, Any] = {"role": m["role"], "content": _with_pictures(content, m.get("images"))}
         if isinstance(m.get("thinking"), str) and m["thinking"]:
             message["reasoning_content"] = m["thinking"]
         if m["role"] == "assistant" and m.get("tool_calls"):
@@ -224,6 +232,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(m.get("tool_name"), str):
                 message["name"] = m["tool_name"]
         out.append(message)
+    check_image_count(out)
     return out
 
 
@@ -392,7 +401,7 @@ class OllamaFace:
         try:
             body = await read_json(request)
             model = self._resolve(_model_name(body))
-            for key in ("suffix", "template", "context", "images"):
+            for key in ("suffix", "template", "context"):
                 if body.get(key):
                     raise bad(f"'{key}' is not supported by localopen's Ollama API.")
             sampling, num_ctx = _options(body)
@@ -402,7 +411,8 @@ class OllamaFace:
             if not prompt:
                 return await self._load_only(model, "/api/generate", num_ctx, keep_alive_of(body))
             raw = bool(body.get("raw"))
-            messages = [{"role": "user", "content": prompt}]
+            messages = [{"role": "user", "content": _with_pictures(prompt, body.get("images"))}]
+            check_image_count(messages)
             if isinstance(body.get("system"), str) and body["system"] and not raw:
                 messages.insert(0, {"role": "system", "content": body["system"]})
             call = ApiCall(

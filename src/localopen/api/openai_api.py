@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
-from localopen.api.request_body import bad, number, read_json
+from localopen.api.request_body import bad, check_image_count, image_part, number, read_json
 from localopen.app.serving import MAX_TOKENS, ApiCall, EmbedCall, ServedModel, ServingError
 from localopen.core.records import AnswerStats
 from localopen.engine.protocol import SamplingParams
@@ -77,18 +77,36 @@ def _sampling(body: dict[str, Any]) -> SamplingParams:
 
 def _text(content: Any) -> str:
     """A message's content: a string, or OpenAI's list of parts (text parts only)."""
+    content = _content(content, images=False)
+    assert isinstance(content, str)
+    return content
+
+
+def _content(content: Any, images: bool) -> str | list[dict[str, Any]]:
+    """A message's content: a string, or OpenAI's list of parts; with images (a user's message),
+    image_url parts become images (data: URLs) and the content a list of parts."""
     if isinstance(content, str):
         return content
     if content is None:
         return ""
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise bad("Only text content parts are supported by local models here.", "invalid_content")
-            parts.append(part["text"])
-        return "".join(parts)
-    raise bad("A message's 'content' must be a string or a list of text parts.", "invalid_content")
+    if not isinstance(content, list):
+        raise bad("A message's 'content' must be a string or a list of content parts.", "invalid_content")
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url" and images:
+            source = part.get("image_url")
+            url = source.get("url") if isinstance(source, dict) else source
+            parts.append(image_part(url, f"Image {sum(p['type'] == 'image' for p in parts) + 1}"))
+        elif kind == "image_url":
+            raise bad("Images go in a user's message.", "invalid_content")
+        else:
+            raise bad(f"Unsupported content part '{kind}': text and image_url parts are taken.", "invalid_content")
+    if not any(p["type"] == "image" for p in parts):
+        return "".join(p["text"] for p in parts)
+    return parts
 
 
 def _tool_calls(calls: Any) -> list[dict[str, Any]]:
@@ -123,7 +141,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise bad("Each message needs a 'role' of system, user, assistant or tool.", "invalid_messages")
         message: dict[str, Any] = {
             "role": "system" if m["role"] == "developer" else m["role"],
-            "content": _text(m.get("content")),
+            "content": _content(m.get("content"), images=m["role"] == "user"),
         }
         reasoning = m.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
@@ -137,6 +155,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(m.get("name"), str):
                 message["name"] = m["name"]
         out.append(message)
+    check_image_count(out)
     return out
 
 
@@ -386,6 +405,7 @@ class OpenAIFace:
             "quantization": m.quant,
             "size_bytes": m.size,
             "loaded": m.id in loaded,
+            "input_modalities": ["text", "image"] if m.vision else ["text"],  # images: a projector pairs
         }
 
     async def list_models(self, request: Request) -> Response:

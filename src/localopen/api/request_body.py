@@ -5,14 +5,17 @@ their HTTP status; each shape writes them in its own error format."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from typing import Any
 
 from starlette.requests import Request
 
+from localopen.app import vision
 from localopen.app.serving import ServingError
 
-MAX_BODY = 8 * 1024 * 1024  # bytes: a long conversation fits; a runaway client gets 413
+MAX_BODY = 48 * 1024 * 1024  # bytes: a long conversation with a few photos fits; a runaway client gets 413
 MAX_DEPTH = 64  # JSON nesting: tool schemas need a few levels, nothing needs more
 
 
@@ -123,3 +126,57 @@ def disconnected(request: Request) -> asyncio.Future[None]:
             pass
 
     return asyncio.ensure_future(wait())
+
+
+def image_part(url: Any, what: str) -> dict[str, Any]:
+    """An image a client sent (a data: URL, or bare base64 as Ollama and Anthropic send it) as a
+    content part for the engine. Web and file addresses are refused: the server never fetches
+    what a request points at (a privacy default)."""
+    if not isinstance(url, str) or not url:
+        raise bad(f"{what} needs its image as a data: URL.", "invalid_image")
+    if url.startswith(("http://", "https://", "file:")):
+        raise bad(
+            f"{what} is an address ({url.split(':', 1)[0]}): this server does not fetch images (a privacy default). "
+            "Send the picture itself, base64-encoded in a data: URL (data:image/png;base64,...).",
+            "image_url_not_allowed",
+        )
+    payload = url
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        if ";base64" not in header:
+            raise bad(f"{what} must be a base64 data: URL (data:image/png;base64,...).", "invalid_image")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise bad(f"{what} is not valid base64.", "invalid_image") from exc
+    try:
+        return vision.image_part(data, what)
+    except vision.ImageError as exc:
+        raise bad(str(exc), "invalid_image") from exc
+
+
+def check_image_count(messages: list[dict[str, Any]]) -> None:
+    """At most vision.MAX_IMAGES pictures in one request."""
+    count = sum(
+        1 for m in messages if isinstance(m.get("content"), list) for p in m["content"] if p.get("type") == "image"
+    )
+    if count > vision.MAX_IMAGES:
+        raise bad(f"{count} images in one request; at most {vision.MAX_IMAGES} are taken.", "too_many_images")
+
+
+IMAGE_HERE = "\x00image\x00"  # where an image sat among a message's text blocks, while they are joined
+
+
+def with_images(text: str, images: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A message's joined text (IMAGE_HERE where each image sat) as its content: the text alone,
+    or text and image parts in their order."""
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = []
+    pieces = text.split(IMAGE_HERE)
+    for i, piece in enumerate(pieces):
+        if piece:
+            parts.append({"type": "text", "text": piece})
+        if i < len(images):
+            parts.append(images[i])
+    return parts

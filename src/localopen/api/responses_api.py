@@ -21,7 +21,17 @@ from starlette.routing import Route
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
 from localopen.api.openai_api import error_response, plain_tool_choice, serving_error
-from localopen.api.request_body import bad, boolean, number, read_json, whole_number
+from localopen.api.request_body import (
+    IMAGE_HERE,
+    bad,
+    boolean,
+    check_image_count,
+    image_part,
+    number,
+    read_json,
+    whole_number,
+    with_images,
+)
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
@@ -33,19 +43,32 @@ log = logging.getLogger("localopen.server")
 
 
 def _content_text(content: Any) -> str:
+    text = _content(content, images=False)
+    assert isinstance(text, str)
+    return text
+
+
+def _content(content: Any, images: bool) -> str | list[dict[str, Any]]:
+    """A message's content: text, or (a user's, with input_image parts) text and images in order."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = []
+        parts: list[str] = []
+        pictures: list[dict[str, Any]] = []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
                 parts.append(part["text"])
+            elif kind == "input_image" and images:
+                source = part.get("image_url")
+                url = source.get("url") if isinstance(source, dict) else source
+                pictures.append(image_part(url, f"Image {len(pictures) + 1}"))
+                parts.append(IMAGE_HERE)
             elif kind in ("input_image", "input_file", "input_audio"):
-                raise bad(f"'{kind}' content is not supported by local models here yet.", "invalid_content")
+                raise bad(f"'{kind}' content is not supported here (images go in a user's message).", "invalid_content")
             else:
                 raise bad(f"Unsupported content part '{kind}'.", "invalid_content")
-        return "".join(parts)
+        return with_images("".join(parts), pictures)
     raise bad("A message's 'content' must be a string or a list of content parts.", "invalid_content")
 
 
@@ -72,7 +95,7 @@ def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
             if role not in ("system", "developer", "user", "assistant"):
                 raise bad("A message item needs a 'role' of system, developer, user or assistant.", "invalid_input")
             message: dict[str, Any] = {"role": "system" if role == "developer" else role}
-            message["content"] = _content_text(item.get("content"))
+            message["content"] = _content(item.get("content"), images=message.get("role") == "user")
             if role == "assistant" and reasoning:
                 message["reasoning_content"], reasoning = reasoning, ""
             out.append(message)
@@ -99,6 +122,7 @@ def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
         else:
             raise bad(f"Unsupported input item type '{kind}'.", "invalid_input")
+    check_image_count(out)
     return out
 
 

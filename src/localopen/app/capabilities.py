@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app import agent_check, library, probed_headers
+from localopen.app import agent_check, library, probed_headers, vision
 from localopen.app.context import AppContext
 from localopen.app.usable_here import MachineSnapshot
 from localopen.core.chat import tool_calls
@@ -24,6 +24,7 @@ class Capabilities:
     tools_format: str | None  # the call format; None: its template offers no tools
     tools_measured: ToolCheck | None = None
     basis: str = "template"  # template (an installed file's) | probed header (a Hub file's, before download)
+    vision: str | None = None  # the projector beside it that pairs (its images are read); None: text only
 
     @property
     def tools(self) -> bool:
@@ -40,6 +41,8 @@ class Capabilities:
             )
         if self.reasoning:
             parts.append("thinking")
+        if self.vision:
+            parts.append("images")
         return " · ".join(parts) or "chat"
 
     @property
@@ -59,6 +62,7 @@ class Capabilities:
                 "format": self.tools_format,
                 "measured": self.tools_measured.to_dict() if self.tools_measured else None,
             },
+            "vision": {"projector": self.vision} if self.vision else None,
             "basis": self.basis,
         }
 
@@ -95,8 +99,11 @@ def of_repo(ctx: AppContext, here: MachineSnapshot, repo: str) -> Capabilities |
 
 
 def of_file(ctx: AppContext, path: Path, template: str | None) -> Capabilities:
-    """An installed file's capabilities, with its newest agent check on this machine."""
+    """An installed file's capabilities, with its newest agent check on this machine and the
+    projector beside it (app/vision)."""
     found = of_template(template)
-    if not found.tools:
-        return found
-    return Capabilities(found.reasoning, found.tools_format, agent_check.latest(ctx, path), found.basis)
+    projector = vision.pairing(path).projector
+    measured = agent_check.latest(ctx, path) if found.tools else None
+    return Capabilities(
+        found.reasoning, found.tools_format, measured, found.basis, projector.name if projector else None
+    )

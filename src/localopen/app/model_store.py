@@ -232,7 +232,8 @@ class ModelStore:
         headers = read_part_headers(Path(path))
         shape = ModelShape.from_header(headers[0], sum(h.tensor_bytes for h in headers))
         draft = self.estimate(options.draft_model, options.draft_options()) if options.draft_model else 0
-        return estimate_memory(shape, options.n_ctx, **options.memory_args()).total + draft
+        projector = Path(options.mmproj).stat().st_size if options.mmproj and Path(options.mmproj).is_file() else 0
+        return estimate_memory(shape, options.n_ctx, **options.memory_args()).total + draft + projector
 
     def _make_room(self, path: str, need: int) -> None:
         name = Path(path).name

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import capabilities, engine_options, library, presets
+from localopen.app import capabilities, engine_options, library, presets, vision
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.model_store import NoRoomError, ResidentView
@@ -77,6 +77,7 @@ class ServedModel:
     size: int | None
     grade: str | None  # openness grade letter (A–F), None for a damaged file
     repo: str | None
+    vision: bool = False  # a projector beside it pairs: it takes images
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,15 @@ class ModelServer:
                 continue
             out.setdefault(
                 m.name,
-                ServedModel(m.name, m.path, m.quant, m.size, entry.grade.letter if entry.grade else None, m.repo),
+                ServedModel(
+                    m.name,
+                    m.path,
+                    m.quant,
+                    m.size,
+                    entry.grade.letter if entry.grade else None,
+                    m.repo,
+                    vision.pairing(m.path).projector is not None,
+                ),
             )
         return list(out.values())
 
@@ -296,6 +305,7 @@ class ModelServer:
         can += ["tools"] if found.tools else []
         can += ["thinking"] if found.reasoning else []
         can += ["embedding"] if embeds else []
+        can += ["vision"] if model.vision else []
         scalars = {k: v for k, v in header.metadata.items() if isinstance(v, (str, int, float, bool))}
         scalars.pop("tokenizer.chat_template", None)
         return ModelDescription(
@@ -547,6 +557,8 @@ class ModelServer:
         if not call.raw and loaded is not None and not loaded.has_chat_template:
             template = self.template
 
+        if loaded is not None and loaded.vision is None and vision.has_images(call.messages):
+            raise ServingError(vision.no_vision(loaded.path), 400, code="images_not_supported")
         if call.count_only:
             try:
                 _prompt, tokens = session.render(call.messages, template, options)

@@ -101,7 +101,7 @@ def _calibration_hint(ctx: AppContext) -> None:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app import capabilities, drafting
+    from localopen.app import capabilities, drafting, vision
     from localopen.app.usable_here import MachineSnapshot, catalog_largest_contexts, catalog_row, file_row, quant_rows
 
     profile = ctx.read_profile()
@@ -149,7 +149,8 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         print(f"{entry.id} — {entry.family}, {entry.params_b}B parameters, context {entry.context_length}")
         print(f"GGUF repo: {entry.gguf_repo}    base model: {entry.base_model}")
         if caps is not None:
-            print(f"Capabilities ({caps.basis}): {caps.reasoning or 'no reasoning'}; {caps.tools_label}")
+            print(f"Capabilities ({caps.basis}): {caps.reasoning or 'no reasoning'}; {caps.tools_label}; "
+                  f"{_vision_words(caps.vision)}")  # fmt: skip
         else:
             print("Capabilities: known once a file is installed or probed here (its chat template says)")
         print(f"Openness: {g.badge}  {g.label}{'  (provisional)' if g.provisional else ''}")
@@ -191,6 +192,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     f = file_row(ctx, here, path)
     caps = capabilities.of_file(ctx, path, f.header.chat_template)
     drafts = drafting.candidates(ctx, path)
+    paired = vision.pairing(path)
     s, g, fit = f.header.summary(), f.grade, f.fit
     assert fit is not None
     if args.json:
@@ -207,6 +209,12 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                     {"id": f.match.model.id, "basis": f.match.basis, "exact": f.match.exact} if f.match else None
                 ),
                 "draft_models": [d.to_dict() for d in drafts],
+                "projector": (
+                    {"path": str(paired.projector), **paired.facts.to_dict()}
+                    if paired.projector and paired.facts
+                    else None
+                ),
+                "projector_problems": list(paired.problems),
             }
         )
         return 0
@@ -227,7 +235,16 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         "license",
     ):
         print(f"  {key:18} {s[key]}")
-    print(f"Capabilities: {caps.reasoning or 'no reasoning'}; {caps.tools_label}")
+    print(f"Capabilities: {caps.reasoning or 'no reasoning'}; {caps.tools_label}; {_vision_words(caps.vision)}")
+    if paired.facts is not None and paired.projector is not None:
+        v = paired.facts
+        print(
+            f"  vision projector {paired.projector.name}: {v.kind} ({v.family or 'family not known'}), encoder "
+            f"{v.encoder_params / 1e6:.0f}M parameters, {human_bytes(v.file_size)} beside the model's weights, "
+            f"about {v.image_tokens or '?'} tokens an image"
+        )
+    for problem in paired.problems:
+        print(f"  not paired: {problem}")
     if f.match is not None:
         known = f.match.model.id
         print(f"Openness: {g.badge}, the catalog's {known} ({f.match.basis}): `localopen info {known}`")
@@ -253,6 +270,10 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
             f"decoding: --draft {best.name}; measure it with `localopen bench {path.name} --draft {best.name}`"
         )
     return 0
+
+
+def _vision_words(projector: str | None) -> str:
+    return f"sees images ({projector})" if projector else "text only"
 
 
 def _cache_words(cache: dict) -> str:
