@@ -996,3 +996,79 @@ def test_after_a_llama_cpp_update_the_app_offers_to_measure_again(qtbot, tmp_pat
     assert (compare.n_prompt.value(), compare.n_gen.value(), compare.reps.value()) == (128, 32, 3)
     assert any(r.llama_cpp_version == llama_cpp_version() for r in results_db.query(ctx.db))
     third.close()
+
+
+def test_a_picture_in_the_chat_is_kept_with_the_conversation_and_shown_after_a_restart(
+    qtbot, tmp_path: Path, gemma_path: Path
+) -> None:
+    """A vision model (Gemma 3 270M with a tiny projector beside it) answers a message with a
+    picture; the picture is copied into the app's data, so the chat shows and resends it after a
+    restart even though the original file is gone. A text-only model says it cannot see."""
+    import shutil
+
+    from tiny_gguf import tiny_png, write_tiny_llama, write_tiny_projector
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    folder = tmp_path / "vision"
+    folder.mkdir()
+    model = folder / "gemma-3-270m-q4_k_m.gguf"
+    try:
+        os.link(gemma_path, model)
+    except OSError:
+        shutil.copyfile(gemma_path, model)
+    write_tiny_projector(folder / "mmproj-gemma-f16.gguf", 640)
+    original = tmp_path / "holiday.png"
+    original.write_bytes(tiny_png())
+
+    first = MainWindow(Services())
+    qtbot.addWidget(first)
+    first.show()
+    chat = _chat_with(first, model)
+    chat.n_ctx.setValue(1024)
+    chat.max_tokens.setValue(3)
+    chat.attachments.add_all([original.read_bytes()])
+    assert chat.attachments.isVisible() and len(chat.attachments.pictures) == 1
+    chat.input.setPlainText("What is in this picture?")
+    with qtbot.waitSignal(chat.template_needed, timeout=60000):
+        chat.send()
+    chat.template_box.setCurrentIndex(chat.template_box.findData("gemma"))
+    with qtbot.waitSignal(chat.answer_finished, timeout=120000) as answered:
+        qtbot.mouseClick(chat.use_template_button, Qt.MouseButton.LeftButton)
+    with_picture = answered.args[0].prompt_tokens
+    assert not chat.attachments.pictures and not chat.attachments.isVisible()
+    stored = convs.messages(first.services.ctx.db, chat.conversation.id)
+    assert len(stored[0].images) == 1
+    kept = first.services.ctx.paths.data / "images" / stored[0].images[0]
+    assert kept.read_bytes() == original.read_bytes()
+    conversation_id = chat.conversation.id
+    first.close()
+    original.unlink()  # the user tidies up: the chat keeps its own copy
+
+    second = MainWindow(Services())
+    qtbot.addWidget(second)
+    second.show()
+    chat = second.goto("Chat")
+    chat.reload_conversations()
+    chat.conv_list.setCurrentRow(
+        next(
+            i
+            for i in range(chat.conv_list.count())
+            if chat.conv_list.item(i).data(Qt.ItemDataRole.UserRole) == conversation_id
+        )
+    )
+    assert "chat-image:" in chat.transcript.toHtml()  # its thumbnail
+    chat.max_tokens.setValue(3)
+    with qtbot.waitSignal(chat.answer_finished, timeout=120000) as again:
+        chat.regenerate()
+    assert again.args[0].prompt_tokens == with_picture  # the picture was sent again
+    # A text-only model: the picture stays attached and the status says why.
+    text_only = write_tiny_llama(tmp_path / "text-only.gguf")
+    import_file(second.services.ctx.db, text_only)
+    second.services.library_changed.emit()
+    chat.select_model(str(text_only.resolve()))
+    chat.attachments.add_all([tiny_png()])
+    chat.input.setPlainText("and this?")
+    chat.send()
+    assert "reads text only" in chat.status.text() and len(chat.attachments.pictures) == 1
+    second.close()

@@ -172,3 +172,14 @@ def test_the_apis_take_images_as_data_urls_and_refuse_what_they_cannot_take(seei
         assert "reads text only" in str(refused.value)
     finally:
         running.stop()
+
+
+def test_the_benchmark_times_an_images_encoding_for_a_vision_model(seeing: Path, gemma_path: Path) -> None:
+    out = run("bench", str(seeing), "-p", "32", "-n", "4", "-r", "2", "--json", timeout=300)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    assert all(r["image_encode_ms"] > 0 and r["image_tokens"] == 4 for r in results)  # 896x896 -> fixed 32x32, 4
+    shown = run("bench", str(seeing), "-p", "32", "-n", "4", "-r", "1")
+    assert "sees images: one 896x896 picture encodes in" in shown.stdout
+    text_only = json.loads(run("bench", str(gemma_path), "-p", "32", "-n", "4", "-r", "1", "--json").stdout)
+    assert all(r["image_encode_ms"] is None for r in text_only)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localopen.app import draft_bench, library
+from localopen.app import draft_bench, library, vision
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
@@ -171,7 +171,8 @@ class BenchmarkSession:
         engine = self._engine = Engine()
         try:
             try:
-                run.load = engine.load(str(path), options)
+                # A vision model loads with its projector: the protocol then times an image's encoding too.
+                run.load = engine.load(str(path), vision.with_projector(path, options))
             except LocalopenError as exc:
                 if on_load is not None:
                     on_load(exc)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app import library, vision
+from localopen.app import chat_images, library, vision
 from localopen.app.context import AppContext
 from localopen.app.model_store import Resident
 from localopen.core.chat import conversations as convs
@@ -44,16 +44,24 @@ NEW_CHAT_TITLE = "New chat"
 TITLE_LENGTH = 48
 
 
-def add_user_turn(ctx: AppContext, conversation: convs.Conversation, text: str, edit_from: int | None = None) -> None:
-    """The user's message joins the conversation. Sent as an edit of an earlier message (its position),
-    everything from there on is dropped first; the first message of an untitled chat names it."""
+def add_user_turn(
+    ctx: AppContext,
+    conversation: convs.Conversation,
+    text: str,
+    edit_from: int | None = None,
+    images: list[bytes] | None = None,
+) -> None:
+    """The user's message joins the conversation, its pictures copied into the app's data
+    (app/chat_images). Sent as an edit of an earlier message (its position), everything from there
+    on is dropped first; the first message of an untitled chat names it."""
     db = ctx.db
+    names = [chat_images.store(ctx, data) for data in images or []]
     if edit_from is not None:
         convs.truncate_from(db, conversation.id, edit_from)
     if not convs.messages(db, conversation.id) and conversation.title == NEW_CHAT_TITLE:
-        conversation.title = text[:TITLE_LENGTH]
+        conversation.title = (text or "Picture")[:TITLE_LENGTH]
         convs.rename(db, conversation.id, conversation.title)
-    convs.add_message(db, conversation.id, "user", text)
+    convs.add_message(db, conversation.id, "user", text, images=names)
 
 
 def drop_last_answer(ctx: AppContext, conversation_id: int) -> bool:
@@ -72,6 +80,10 @@ def conversation_messages(ctx: AppContext, conversation_id: int, system: str) ->
     names = {c.get("id"): c.get("function", {}).get("name", "") for m in stored for c in m.tool_calls}
     messages = template_messages(system, [(m.role, m.content, m.reasoning) for m in stored])
     for message, m in zip(messages[len(messages) - len(stored) :], stored):
+        if m.images:  # its pictures, then its text (a picture deleted by hand is left out)
+            pictures = [data for data in (chat_images.load(ctx, name) for name in m.images) if data is not None]
+            parts = [vision.image_part(data, "A kept picture") for data in pictures]
+            message["content"] = vision.user_message(m.content, parts)["content"]
         if m.tool_calls:
             message["tool_calls"] = m.tool_calls
         if m.tool_call_id:

@@ -215,7 +215,7 @@ LLAMA_BENCH_FIELDS = (
 LOCALOPEN_FIELDS = (
     "test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization", "machine",
     "llama_cpp_version", "model_name", "decode_bound_tps", "basis", "repo", "task", "draft", "same_text",
-    "draft_kept", "memory",
+    "draft_kept", "memory", "image_encode_ms", "image_tokens",
 )  # fmt: skip
 
 
@@ -276,6 +276,10 @@ class BenchResult:
     # llama.cpp's buffer report for the test's context, in bytes (weights, kv_cache, compute,
     # output, by_device, total), as the probe's JSON carries it
     memory: dict[str, Any] | None = None
+    # A vision model (its projector loaded): the time to encode one 896x896 picture, the median of
+    # the test's repetitions, and the tokens it became (engine/vision's BENCH_IMAGE_SIDE)
+    image_encode_ms: float | None = None
+    image_tokens: int | None = None
     id: int | None = None  # the row id once saved
 
     @property

@@ -222,7 +222,10 @@ class Worker:
                 log_lines=self.capture.lines,
             )
             weights = self.load_info.memory_actual.weights
+            encoded = self._image_encode(request.params.reps) if results and not aborted else None
             for r in results:
+                if encoded is not None:
+                    r.image_encode_ms, r.image_tokens = encoded
                 if r.memory is not None:  # the test's context's buffers, with the model's weights
                     context = {k: v for k, v in r.memory.items() if k not in ("by_device", "total")}
                     r.memory = {**context, "weights": weights, "total": sum(context.values()) + weights}
@@ -391,6 +394,21 @@ class Worker:
             vision=vision_facts,
         )
         return self.load_info
+
+    def _image_encode(self, reps: int) -> tuple[float, int] | None:
+        """A vision model's time to encode the benchmark's picture: the median of reps encodings
+        after one warm-up, and its tokens; None for a text model."""
+        if self.vision is None:
+            return None
+        self.vision.encode_ms()  # warm-up: the first encoding allocates
+        times, tokens = [], 0
+        for _ in range(max(1, reps)):
+            if self.stop_event.is_set():
+                return None
+            ms, tokens = self.vision.encode_ms()
+            times.append(ms)
+        times.sort()
+        return round(times[len(times) // 2], 2), tokens
 
     def _projector(self, llm: Any, header: GGUFHeader, opts: LoadOptions, threads: int) -> Any:
         """The model's vision projector loaded beside it (engine/vision) with its facts, or None:

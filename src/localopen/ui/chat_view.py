@@ -19,6 +19,7 @@ from PySide6.QtGui import (
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
+    QTextDocument,
 )
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -40,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import chat, drafting, engine_options, presets, tool_loop
+from localopen.app import chat, chat_images, drafting, engine_options, presets, tool_loop, vision
 from localopen.app.chat import ChatSession
 from localopen.app.tool_loop import ToolRun, TurnOutcome
 from localopen.core.chat import conversations as convs
@@ -51,11 +52,13 @@ from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions
 from localopen.ui import theme
+from localopen.ui.chat_attachments import Attachments, pictures_in, thumbnail
 from localopen.ui.chat_tools import ChatTools
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, dspin, kv_cache_box, spin
 
+PICTURE_SIDE = 160  # a message's pictures in the transcript, at most this many pixels a side
 FLUSH_MS = 33  # ~30 Hz: tokens are batched, the transcript is never re-rendered per token
 
 
@@ -96,9 +99,20 @@ class _LiveThinking:
 
 
 class MessageInput(QPlainTextEdit):
-    """Enter sends, Shift+Enter makes a new line."""
+    """Enter sends, Shift+Enter makes a new line; pictures pasted or dropped here are attached."""
 
     submitted = Signal()
+    pictures = Signal(list)  # bytes of each picture pasted or dropped
+
+    def canInsertFromMimeData(self, source: Any) -> bool:  # noqa: N802
+        return bool(source.hasImage() or source.hasUrls()) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: Any) -> None:  # noqa: N802
+        found = pictures_in(source)
+        if found:
+            self.pictures.emit(found)
+        elif source.hasText():
+            super().insertFromMimeData(source)
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
         if (
@@ -192,6 +206,12 @@ class ChatView(QWidget):
         self.input.setPlaceholderText("Message… (Enter sends, Shift+Enter for a new line)")
         self.input.setMaximumHeight(110)
         self.input.submitted.connect(self.send)
+        self.attachments = Attachments()
+        self.attachments.refused.connect(self.status.setText)
+        self.input.pictures.connect(self.attachments.add_all)
+        self.attach_button = button(
+            "Attach picture…", "Attach pictures for a vision model to see", self.attachments.choose
+        )
         self.send_button = button("Send", "Send the message", self.send)
         self.stop_button = button("Stop", "Stop the answer (Esc)", self.stop)
         self.stop_button.setEnabled(False)
@@ -208,8 +228,10 @@ class ChatView(QWidget):
         cl.addWidget(self.notice)
         cl.addWidget(self.transcript, 1)
         cl.addWidget(self.tools.approval)
+        cl.addWidget(self.attachments)
         cl.addWidget(self.input)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.attach_button)
         buttons.addWidget(self.regen_button)
         buttons.addStretch(1)
         buttons.addWidget(self.stop_button)
@@ -552,6 +574,7 @@ class ChatView(QWidget):
         ):
             return
         convs.delete(self.services.ctx.db, self.conversation.id)
+        chat_images.prune(self.services.ctx)  # its pictures, unless another chat shows them
         self.conversation = None
         self.reload_conversations()
         self.render_conversation()
@@ -559,14 +582,23 @@ class ChatView(QWidget):
     # -- sending ------------------------------------------------------------------------------
     def send(self) -> None:
         text = self.input.toPlainText().strip()
-        if not text or self.streaming:
+        if not (text or self.attachments.pictures) or self.streaming:
+            return
+        model = self.model_box.currentData()
+        if self.attachments.pictures and model and vision.pairing(model).projector is None:
+            self.status.setText(html.escape(vision.no_vision(model)))  # the pictures stay attached
             return
         if self.conversation is None:
             self.new_chat()
         c = self.conversation
         assert c is not None
         title = c.title
-        chat.add_user_turn(self.services.ctx, c, text, self._edit_position)
+        try:
+            chat.add_user_turn(self.services.ctx, c, text, self._edit_position, self.attachments.pictures)
+        except LocalopenError as exc:
+            self.status.setText(html.escape(str(exc)))
+            return
+        self.attachments.take()
         self._edit_position = None
         if c.title != title:
             self.reload_conversations()
@@ -805,6 +837,8 @@ class ChatView(QWidget):
             cursor.insertBlock()
             if m.reasoning:
                 self._insert_thinking(cursor, m)
+            if m.images:
+                self._insert_pictures(cursor, m.images)
             cursor.insertMarkdown(keep_line_breaks(m.content))
             cursor.insertBlock()
             if m.stats:
@@ -813,6 +847,21 @@ class ChatView(QWidget):
                 cursor.insertHtml(f"<p style='color:{color}'><small>{html.escape(' · '.join(bits))}</small></p>")
                 cursor.insertBlock()
         self.transcript.moveCursor(QTextCursor.MoveOperation.End)
+
+    def _insert_pictures(self, cursor: QTextCursor, names: list[str]) -> None:
+        """A message's pictures as thumbnails (from the app's copies; a deleted one is said)."""
+        document = self.transcript.document()
+        tags = []
+        for name in names:
+            data = chat_images.load(self.services.ctx, name)
+            if data is None:
+                tags.append("<i>(a picture that is no longer on this computer)</i>")
+                continue
+            url = QUrl(f"chat-image:{name}")
+            document.addResource(QTextDocument.ResourceType.ImageResource, url, thumbnail(data, PICTURE_SIDE).toImage())
+            tags.append(f"<img src='chat-image:{html.escape(name)}'> ")
+        cursor.insertHtml("<p>" + "".join(tags) + "</p>")
+        cursor.insertBlock()
 
     def _insert_thinking(self, cursor: QTextCursor, m: convs.Message) -> None:
         """A stored answer's Thinking section: one line, opened and closed by a click."""

@@ -59,8 +59,8 @@ from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
 
 COLUMNS = [
-    "Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Load", "Peak memory", "Efficiency", "Verdict",
-    "Drafting speed-up",
+    "Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Image encode", "Load", "Peak memory", "Efficiency",
+    "Verdict", "Drafting speed-up",
 ]  # fmt: skip
 # The Drafting choice: llama-bench's tests, or each model's drafting tasks plainly and drafted.
 DRAFT_CHOICES = [
@@ -373,6 +373,7 @@ class CompareView(QWidget):
                 f"{pp.avg_ts:.1f} ± {pp.stddev_ts:.1f}" if pp else "",
                 f"{tg.avg_ts:.1f} ± {tg.stddev_ts:.1f}" if tg else "",
                 f"{pp.ttft_ms:.0f} ms" if pp and pp.ttft_ms else "",
+                _image_encode(base),
                 f"{base.load_time_ms:.0f} ms" if base.load_time_ms else "",
                 human_bytes(base.peak_rss_bytes),
                 efficiency,
@@ -489,3 +490,10 @@ class CompareView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export results", f"results.{fmt}")
         if path:
             Path(path).write_text(text, encoding="utf-8")
+
+
+def _image_encode(result: BenchResult) -> str:
+    """A vision model's time to encode the benchmark's picture (896x896) and its tokens."""
+    if result.image_encode_ms is None:
+        return ""
+    return f"{result.image_encode_ms:.0f} ms ({result.image_tokens} tokens)"

@@ -30,6 +30,7 @@ from localopen.core.estimate.memory import human_bytes
 from localopen.core.hub.downloader import unfinished_downloads
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.ui.background import run_in_background
+from localopen.ui.chat_attachments import pictures_in
 from localopen.ui.explore_view import ExploreView
 from localopen.ui.services import Services
 
@@ -336,11 +337,22 @@ class MainWindow(QMainWindow):
         urls = event.mimeData().urls()
         if urls and all(u.toLocalFile().lower().endswith(".gguf") for u in urls):
             event.acceptProposedAction()
+        elif self._chat_shown() and pictures_in(event.mimeData()):
+            event.acceptProposedAction()  # pictures dropped on the chat: attached to the message
 
     def dropEvent(self, event) -> None:  # noqa: N802
+        urls = event.mimeData().urls()
+        if not (urls and all(u.toLocalFile().lower().endswith(".gguf") for u in urls)):
+            chat = self.views.get("Chat")
+            if chat is not None and self._chat_shown():
+                chat.attachments.add_all(pictures_in(event.mimeData()))  # type: ignore[attr-defined]
+            return
         library = self.goto("Library")
-        for url in event.mimeData().urls():
+        for url in urls:
             library.import_path(Path(url.toLocalFile()))  # type: ignore[attr-defined]
+
+    def _chat_shown(self) -> bool:
+        return SECTIONS[self.stack.currentIndex()] == "Chat" if self.stack.currentIndex() >= 0 else False
 
     # -- state ------------------------------------------------------------------------------------------
     def _restore(self) -> None:

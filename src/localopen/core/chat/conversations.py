@@ -25,6 +25,7 @@ class Message:
     reasoning: str = ""  # a reasoning model's thinking before this answer
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # an answer's calls, as OpenAI writes them
     tool_call_id: str = ""  # a tool result: the call it answers
+    images: list[str] = field(default_factory=list)  # a user's pictures: names in the app's images folder
 
 
 @dataclass
@@ -107,6 +108,7 @@ def messages(conn: sqlite3.Connection, conversation_id: int) -> list[Message]:
             r["reasoning"],
             json.loads(r["tool_calls"]) if r["tool_calls"] else [],
             r["tool_call_id"],
+            json.loads(r["images"]) if r["images"] else [],
         )
         for r in rows
     ]
@@ -121,6 +123,7 @@ def add_message(
     reasoning: str = "",
     tool_calls: list[dict[str, Any]] | None = None,
     tool_call_id: str = "",
+    images: list[str] | None = None,
 ) -> Message:
     with conn:
         position = conn.execute(
@@ -128,7 +131,7 @@ def add_message(
         ).fetchone()[0]
         cur = conn.execute(
             "INSERT INTO messages(conversation_id, position, role, content, stats, created_at, reasoning,"
-            " tool_calls, tool_call_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            " tool_calls, tool_call_id, images) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 conversation_id,
                 position,
@@ -139,12 +142,29 @@ def add_message(
                 reasoning,
                 json.dumps(tool_calls) if tool_calls else "",
                 tool_call_id,
+                json.dumps(images) if images else "",
             ),
         )
         conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
     return Message(
-        int(cur.lastrowid or 0), position, role, content, stats, reasoning, list(tool_calls or []), tool_call_id
+        int(cur.lastrowid or 0),
+        position,
+        role,
+        content,
+        stats,
+        reasoning,
+        list(tool_calls or []),
+        tool_call_id,
+        list(images or []),
     )
+
+
+def image_names(conn: sqlite3.Connection) -> set[str]:
+    """Every picture a stored message still shows."""
+    names: set[str] = set()
+    for row in conn.execute("SELECT images FROM messages WHERE images != ''"):
+        names.update(json.loads(row["images"]))
+    return names
 
 
 def truncate_from(conn: sqlite3.Connection, conversation_id: int, position: int) -> None:

@@ -239,6 +239,10 @@ MIGRATIONS = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 9: a message's images (file names in the data folder's images/, copied there when attached)
+    """
+    ALTER TABLE messages ADD COLUMN images TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
