@@ -38,6 +38,9 @@ def test_a_catalog_pattern_matches_exactly_its_quantization() -> None:
     assert matches_quant("model-Q4_K_M-00001-of-00002.gguf", "*Q4_K_M*.gguf")
     assert matches_quant("Model-Q4_K_M.gguf", "model-*q4_k_m*.gguf")
     assert not matches_quant("other-Q4_K_M.gguf", "model-*Q4_K_M*.gguf")
+    # A vision projector is never one of the model's files, whatever its precision.
+    assert not matches_quant("mmproj-model-f16.gguf", "*F16*.gguf")
+    assert matches_quant("gemma-3-4b-it-f16.gguf", "*F16*.gguf")
 
 
 def test_split_parts_and_model_names() -> None:

@@ -183,3 +183,55 @@ def test_the_benchmark_times_an_images_encoding_for_a_vision_model(seeing: Path,
     assert "sees images: one 896x896 picture encodes in" in shown.stdout
     text_only = json.loads(run("bench", str(gemma_path), "-p", "32", "-n", "4", "-r", "1", "--json").stdout)
     assert all(r["image_encode_ms"] is None for r in text_only)
+
+
+def test_info_shows_the_projector_and_its_memory_joins_the_fit(seeing: Path, gemma_path: Path) -> None:
+    said = json.loads(run("info", str(seeing), "--json").stdout)
+    projector = said["projector"]
+    assert projector["type"] == "gemma3" and projector["image_tokens"] == 4 and projector["projection_dim"] == 640
+    assert said["fit"]["memory"]["projector"] == projector["file_size"] > 0
+    assert said["capabilities"]["vision"] == {"projector": "mmproj-gemma-f16.gguf"}
+    alone = json.loads(run("info", str(gemma_path), "--json").stdout)
+    assert alone["projector"] is None and alone["fit"]["memory"]["projector"] == 0
+    assert alone["fit"]["memory"]["total"] + projector["file_size"] == said["fit"]["memory"]["total"]
+    text = run("info", str(seeing)).stdout
+    assert "sees images (mmproj-gemma-f16.gguf)" in text and "vision projector mmproj-gemma-f16.gguf: gemma3" in text
+
+
+def test_a_download_fetches_the_projector_beside_the_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A vision repository on the (fake) Hub: pulling a quantization fetches the model and its most
+    precise projector, verified, into one folder; the library lists the model alone, which sees."""
+    from localopen.app.context import AppContext
+    from localopen.core.store.library_db import list_models, scan
+
+    from fake_hub import FakeHub, Repo
+
+    text = write_tiny_llama(tmp_path / "t.gguf").read_bytes()
+    projector = write_tiny_projector(tmp_path / "p.gguf", 64, kind="idefics3").read_bytes()  # a llama family's
+    hub = FakeHub().start()
+    hub.add(
+        Repo(
+            "org/Vision-GGUF",
+            files={
+                "tiny-Q4_K_M.gguf": text,
+                "tiny-F16.gguf": text + b"\0" * 32,
+                "mmproj-tiny-f16.gguf": projector,
+                "mmproj-tiny-Q8_0.gguf": projector + b"\0" * 32,
+            },
+        )
+    )
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        out = run("pull", "org/Vision-GGUF", "--quant", "F16", timeout=120, env={**os.environ})
+        assert out.returncode == 0, out.stderr
+    finally:
+        hub.stop()
+    ctx = AppContext()
+    scan(ctx.db, ctx.models_dir)
+    [model] = list_models(ctx.db)  # the projector is never a model of its own
+    assert model.filename == "tiny-F16.gguf"
+    beside = sorted(p.name for p in model.path.parent.iterdir())
+    assert beside == ["mmproj-tiny-f16.gguf", "tiny-F16.gguf"]  # the f16 projector, not the Q8_0 one
+    assert (model.path.parent / "mmproj-tiny-f16.gguf").read_bytes() == projector
+    assert vision.pairing(model.path).projector == model.path.parent / "mmproj-tiny-f16.gguf"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localopen.app.pull import choose_files, pull, target_path
+from localopen.app.pull import choose_files, choose_projector, pull, target_path
 from localopen.core.errors import LocalopenError
 from localopen.core.hub.client import Hub
 from localopen.core.hub.downloader import Paused, Progress, part_paths
@@ -96,7 +96,10 @@ class DownloadQueue:
     def _finish_cancel(self, job: QueuedDownload) -> None:
         job.state, job.message = "cancelled", "Cancelled; partial bytes deleted."
         with contextlib.suppress(LocalopenError):
-            for remote in choose_files(self._known_files(job), job.quant, job.filename, job.pattern):
+            known = self._known_files(job)
+            projector = choose_projector(known)  # fetched with the model: its partial bytes go too
+            fetched = choose_files(known, job.quant, job.filename, job.pattern) + ([projector] if projector else [])
+            for remote in fetched:
                 for p in part_paths(target_path(self.models_dir, remote)):
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()

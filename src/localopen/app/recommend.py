@@ -86,7 +86,12 @@ def recommend(ctx: AppContext, here: MachineSnapshot | None = None, limit: int =
     for row in sorted(usable, key=_order)[:limit]:
         assert row.verdict is not None
         found = capabilities.of_repo(ctx, here, row.model.gguf_repo)
-        can = tuple(c for c, on in (("thinking", found and found.reasoning), ("tools", found and found.tools)) if on)
+        sees = row.model.vision is not None or (found is not None and found.vision is not None)
+        can = tuple(
+            c
+            for c, on in (("thinking", found and found.reasoning), ("tools", found and found.tools), ("images", sees))
+            if on
+        )
         installed = row.installed
         out.append(
             Recommendation(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from localopen.app import calibration as calibrations
-from localopen.app import library
+from localopen.app import library, vision
 from localopen.app.context import AppContext
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.inputs import (
@@ -237,7 +237,9 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
     header, total = headers[0], sum(h.tensor_bytes for h in headers)
     evidence = evidence_from_header(header.metadata, ctx.catalog.evidence_by_repo())
     n_ctx, cache = here.fit_settings(model_name(path.name))
-    fit = file_fit(header, here.profile, n_ctx, total, cache) if here.profile else None
+    projector = vision.pairing(path).facts  # a vision model's projector loads beside it: its memory counts
+    sized = {**cache, "projector_bytes": projector.file_size} if projector is not None else cache
+    fit = file_fit(header, here.profile, n_ctx, total, sized) if here.profile else None
     installed = core_library.get(ctx.db, str(path.resolve()))
     probe = None
     if installed is not None and installed.repo and installed.expected_sha256 and here.profile is not None:

@@ -130,6 +130,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                     "osai": entry.osai,
                     "usable_here": row.verdict.to_dict() if row.verdict else None,
                     "capabilities": caps.to_dict() if caps else None,
+                    "vision": entry.vision,
                     "fit_cache": here.cache,
                     "largest_context": largest,
                     "quants": [
@@ -153,6 +154,9 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                   f"{_vision_words(caps.vision)}")  # fmt: skip
         else:
             print("Capabilities: known once a file is installed or probed here (its chat template says)")
+        if entry.vision is not None:
+            name = entry.vision.get("projector") or "its mmproj file"
+            print(f"Sees images: the GGUF repository publishes a vision projector ({name}); a download fetches it")
         print(f"Openness: {g.badge}  {g.label}{'  (provisional)' if g.provisional else ''}")
         for line in g.explanation:
             print(f"  - {line}")

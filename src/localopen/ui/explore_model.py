@@ -52,6 +52,12 @@ class ExploreRow:
     quants: list[str] = field(default_factory=list)
     capabilities: Capabilities | None = None  # from an installed file's or a probed header's template
 
+    @property
+    def sees_images(self) -> bool:
+        """Its projector is installed beside it, or the catalog says the repository publishes one."""
+        installed = self.capabilities is not None and self.capabilities.vision is not None
+        return installed or (self.catalog is not None and self.catalog.vision is not None)
+
 
 class ExploreModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
@@ -140,7 +146,10 @@ class ExploreModel(QAbstractTableModel):
         if col == "installed":
             return ("yes" if row.installed else "") if not sort else int(row.installed)
         if col == "can":
-            return row.capabilities.short if row.capabilities else ("" if sort else "?")
+            said = row.capabilities.short if row.capabilities else ""
+            if row.sees_images and "images" not in said:
+                said = f"{said} · images" if said else "images"
+            return said or ("" if sort else "?")
         return None
 
 

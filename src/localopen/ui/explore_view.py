@@ -457,6 +457,10 @@ class ExploreView(QWidget):
             )
         else:
             parts.append("<p><b>Can:</b> known once a file is installed or probed here (its chat template says)</p>")
+        if row.sees_images:
+            projector = row.capabilities.vision if row.capabilities and row.capabilities.vision else None
+            said = f"with {e(projector)} beside it" if projector else "its repository publishes a vision projector"
+            parts.append(f"<p><b>Sees images:</b> {said}; a download fetches the projector with the model.</p>")
         parts.append(f"<p><b>Licence:</b> {e(g.rights.reason)} (from {e(g.rights_origin)})</p>")
         if row.catalog is not None:
             ev = row.catalog.evidence

@@ -104,10 +104,11 @@ class MemoryEstimate:
     kv_cache: int
     compute: int
     output: int
+    projector: int = 0  # a vision model's projector (its weights) loaded beside it
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.output
+        return self.weights + self.kv_cache + self.compute + self.output + self.projector
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -116,6 +117,7 @@ class MemoryEstimate:
             "kv_cache": self.kv_cache,
             "compute": self.compute,
             "output": self.output,
+            "projector": self.projector,
             "total": self.total,
         }
 
@@ -155,6 +157,7 @@ def estimate_memory(
     type_k: str = "f16",
     type_v: str = "f16",
     output_rows: int = 1,
+    projector_bytes: int = 0,
 ) -> MemoryEstimate:
     """Bytes llama.cpp will allocate for this model at this context (f16 KV cache by default).
     `output_rows`: logits kept per evaluation (speculative decoding checks a token and its drafts
@@ -185,7 +188,14 @@ def estimate_memory(
     hidden = 4 * shape.n_embd * ubatch * 4
     compute = int(max(logits, attention + hidden) * 1.005)
     output = shape.n_vocab * 4 * max(1, min(output_rows, n_ctx))
-    return MemoryEstimate(n_ctx=n_ctx, weights=shape.weight_bytes, kv_cache=int(kv), compute=compute, output=output)
+    return MemoryEstimate(
+        n_ctx=n_ctx,
+        weights=shape.weight_bytes,
+        kv_cache=int(kv),
+        compute=compute,
+        output=output,
+        projector=projector_bytes,
+    )
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,10 @@ def quant_of(filename: str) -> str | None:
 def matches_quant(filename: str, pattern: str) -> bool:
     """A file matches a catalog pattern such as *Q6_K*.gguf only with exactly that quantization:
     not Q6_K_L, and *F16* never BF16 (but Qwen's -fp16.gguf is F16). The rest of the pattern (a
-    model name around the quantization) still applies."""
+    model name around the quantization) still applies. A vision projector (mmproj-model-f16.gguf)
+    is never a model's file, whatever its precision."""
+    if is_projector_name(filename) and not is_projector_name(pattern):
+        return False
     wanted = quant_of(pattern.replace("*", "-"))
     if wanted is None:
         return fnmatch.fnmatch(filename.lower(), pattern.lower())

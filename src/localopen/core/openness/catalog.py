@@ -86,6 +86,12 @@ class CatalogModel:
         return min(1.0, active / self.raw["params_b"]) if active else 1.0
 
     @property
+    def vision(self) -> dict[str, Any] | None:
+        """The GGUF repository's vision projector (its mmproj file, with the page that shows it):
+        a download fetches it and the model sees images. None: a text model."""
+        return self.raw.get("vision")
+
+    @property
     def mof(self) -> dict[str, Any] | None:
         """The Model Openness Framework badge (class, scope, source), when known."""
         return self.raw.get("mof")
