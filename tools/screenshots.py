@@ -135,9 +135,40 @@ def main() -> int:
         chat.toggle_thinking(last.position)
         shot("4c-chat-thinking-open")
 
+    def chat_picture_start() -> None:
+        # A vision model: Gemma 3 270M with a tiny random projector beside it (tests/tiny_gguf.py);
+        # its answer about the picture is nonsense, the screen shows how a picture goes in.
+        from localopen.core.chat import conversations as convs
+
+        from tiny_gguf import tiny_png, write_tiny_projector
+
+        folder = out / "vision"
+        folder.mkdir(exist_ok=True)
+        seeing = folder / model.name
+        if not seeing.exists():
+            os.link(model, seeing)
+        write_tiny_projector(folder / "mmproj-gemma-f16.gguf", 640)
+        state["seeing"] = seeing
+        import_file(services.ctx.db, seeing)
+        services.library_changed.emit()
+        chat = window.views["Chat"]
+        chat.answer_finished.connect(lambda _stats: state.update(saw=True))
+        chat.new_chat(str(seeing))
+        chat.conversation.settings["template"] = "gemma"  # the base model has none
+        convs.update(services.ctx.db, chat.conversation.id, str(seeing), chat.conversation.settings)
+        chat.attachments.add_all([tiny_png(320, 200, 7), tiny_png(200, 200, 90)])
+        chat.input.setPlainText("What is in these pictures?")
+        chat.max_tokens.setValue(24)
+        shot("4d-chat-pictures-attached")
+        chat.send()
+
+    def chat_picture_done() -> None:
+        shot("4e-chat-pictures")
+
     def compare_start() -> None:
         cmp_ = window.goto("Compare")
         cmp_.check(str(model))
+        cmp_.check(str(Path(state["seeing"]).resolve()))
         cmp_.n_prompt.setValue(128)
         cmp_.n_gen.setValue(32)
         cmp_.reps.setValue(2)
@@ -145,6 +176,37 @@ def main() -> int:
 
     def compare_done() -> None:
         shot("5-compare")
+        cmp_ = window.views["Compare"]
+        cmp_.check(str(model))
+        for i in range(cmp_.models.count()):  # drafting: the text model alone
+            item = cmp_.models.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) != str(model):
+                item.setCheckState(Qt.CheckState.Unchecked)
+        cmp_.drafting.setCurrentIndex(cmp_.drafting.findData("lookup"))
+        cmp_.n_gen.setValue(48)
+        cmp_.reps.setValue(1)
+        cmp_.run()
+
+    def compare_drafting_done() -> None:
+        shot("5b-compare-drafting")
+
+    def offer_after_update() -> None:
+        # What a llama.cpp update brings at the next start: a result of an earlier build (0.3.30).
+        import dataclasses as dc
+
+        from localopen.core.store import results as results_db
+
+        old = next(r for r in results_db.query(services.ctx.db) if not r.task)
+        results_db.save(
+            services.ctx.db, dc.replace(old, llama_cpp_version="0.3.30", model_filename=str(out / "x.gguf"))
+        )
+        stale_model = out / "x.gguf"
+        if not stale_model.exists():
+            os.link(model, stale_model)
+        import_file(services.ctx.db, stale_model)
+        QSettings().remove("offers/rerun-declined")
+        window.goto("Start")
+        window._offer_rerun()
 
     def explore_calibrated_select() -> None:
         ex = window.goto("Explore")
@@ -226,8 +288,13 @@ def main() -> int:
     when(lambda: window.views["Chat"].notice.isVisible(), chat_notice)
     when(lambda: bool(state.get("answered")), chat_done)
     when(lambda: bool(state.get("thought")), chat_thinking_done)
+    when(lambda: True, chat_picture_start)
+    when(lambda: bool(state.get("saw")), chat_picture_done)
     when(lambda: True, compare_start)
     when(lambda: not window.views["Compare"].running, compare_done)
+    when(lambda: not window.views["Compare"].running, compare_drafting_done)
+    when(lambda: True, offer_after_update)
+    when(lambda: "rerun" in window.offer_rows, lambda: shot("0c-offer-after-update"))
     when(lambda: True, server)
     when(lambda: bool(state.get("served")), server_done)
     when(lambda: True, machine)
