@@ -1072,3 +1072,20 @@ def test_a_picture_in_the_chat_is_kept_with_the_conversation_and_shown_after_a_r
     chat.send()
     assert "reads text only" in chat.status.text() and len(chat.attachments.pictures) == 1
     second.close()
+
+
+def test_explores_model_list_fits_its_pane_without_sideways_scrolling(window: MainWindow, qtbot) -> None:
+    """At 1280x800 the columns that fit show, in order (model, openness and usable here always);
+    a wider window shows more; never a horizontal scroll bar."""
+    explore = _explore(window, qtbot)
+    shown = {}
+    for size in ((1280, 800), (1920, 1080)):
+        window.resize(*size)
+        qtbot.waitUntil(lambda: explore.table.viewport().width() > size[0] // 3, timeout=5000)
+        qtbot.wait(50)
+        assert explore.table.horizontalScrollBar().maximum() == 0
+        hidden = [explore.table.isColumnHidden(c) for c in range(explore.model.columnCount())]
+        assert not any(hidden[:3])
+        assert hidden == sorted(hidden)  # a hidden column hides the ones after it: the order holds
+        shown[size] = hidden.count(False)
+    assert shown[(1920, 1080)] > shown[(1280, 800)]

@@ -30,6 +30,7 @@ COLUMNS = [
 ]
 KEYS = ["model", "openness", "usable", "fit", "can", "size", "params", "licence", "family", "installed"]
 OPENNESS_COLUMN = KEYS.index("openness")
+ALWAYS_SHOWN = KEYS.index("usable")  # the model, its openness and whether it is usable here show at any width
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,7 +43,7 @@ from localopen.core.store.library_db import record_hub_files
 from localopen.ui import theme
 from localopen.ui.background import run_in_background
 from localopen.ui.engine_runner import EngineRunner
-from localopen.ui.explore_model import OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
+from localopen.ui.explore_model import ALWAYS_SHOWN, OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
 
 QUANT_COLUMNS = ["Quantization", "Size", "Usable here", "", ""]
@@ -141,6 +141,7 @@ class ExploreView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self.show_detail(cur))
+        self.table.viewport().installEventFilter(self)  # on resize: the columns that fit (fit_columns)
 
         self.detail = QTextBrowser()
         self.detail.setAccessibleName("Model details and openness evidence")
@@ -243,6 +244,7 @@ class ExploreView(QWidget):
         selected = self.selected_row()
         self._here, rows = out
         self.model.set_rows(rows)
+        self.fit_columns()
         if selected is not None:
             self.select(selected.key)
         self.rows_ready.emit()
@@ -294,6 +296,22 @@ class ExploreView(QWidget):
         self.reload()
 
     # -- detail ---------------------------------------------------------------------------------
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self.fit_columns()
+        return super().eventFilter(watched, event)
+
+    def fit_columns(self) -> None:
+        """The columns that fit the pane, in their order, the rest hidden: never a sideways scroll
+        at 1280x800 (the detail pane says everything a hidden column would)."""
+        header = self.table.horizontalHeader()
+        room, used = self.table.viewport().width(), 0
+        for column in range(self.model.columnCount()):
+            width = max(header.sectionSizeHint(column), self.table.sizeHintForColumn(column))
+            fits = column <= ALWAYS_SHOWN or (used + width <= room and not self.table.isColumnHidden(column - 1))
+            self.table.setColumnHidden(column, not fits)
+            used += width if fits else 0
+
     def show_detail(self, index: Any) -> None:
         row: ExploreRow | None = index.data(ROW_ROLE) if index.isValid() else None
         self.quants.setRowCount(0)
