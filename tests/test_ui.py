@@ -1081,7 +1081,7 @@ def test_explores_model_list_fits_its_pane_without_sideways_scrolling(window: Ma
     shown = {}
     for size in ((1280, 800), (1920, 1080)):
         window.resize(*size)
-        qtbot.waitUntil(lambda: explore.table.viewport().width() > size[0] // 3, timeout=5000)
+        qtbot.waitUntil(lambda wide=size[0] // 3: explore.table.viewport().width() > wide, timeout=5000)
         qtbot.wait(50)
         assert explore.table.horizontalScrollBar().maximum() == 0
         hidden = [explore.table.isColumnHidden(c) for c in range(explore.model.columnCount())]
