@@ -460,6 +460,8 @@ class ChatView(QWidget):
         )
         if info.gpu_warning:
             text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
+        if info.vision is not None:
+            text += f" Sees images ({html.escape(Path(info.vision['projector']).name)}): attach pictures below."
         self.status.setText(text)
         self._show_thinking_switch(info)
         self.model_loaded.emit(info)

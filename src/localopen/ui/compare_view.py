@@ -59,9 +59,11 @@ from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
 
 COLUMNS = [
-    "Model", "Quant", "Openness", "pp t/s", "tg t/s", "TTFT", "Image encode", "Load", "Peak memory", "Efficiency",
-    "Verdict", "Drafting speed-up",
+    "Model", "Quant", "Openness", "pp t/s", "tg t/s", "Drafting speed-up", "TTFT", "Image encode", "Load",
+    "Peak memory", "Efficiency", "Verdict",
 ]  # fmt: skip
+# Shown only when a result fills them (a drafting run, a vision model): the table stays within its pane.
+OPTIONAL_COLUMNS = ("Drafting speed-up", "Image encode")
 # The Drafting choice: llama-bench's tests, or each model's drafting tasks plainly and drafted.
 DRAFT_CHOICES = [
     ("Off: llama-bench's tests", None),
@@ -372,16 +374,20 @@ class CompareView(QWidget):
                 base.grade,
                 f"{pp.avg_ts:.1f} ± {pp.stddev_ts:.1f}" if pp else "",
                 f"{tg.avg_ts:.1f} ± {tg.stddev_ts:.1f}" if tg else "",
+                row.drafting_summary(),
                 f"{pp.ttft_ms:.0f} ms" if pp and pp.ttft_ms else "",
                 _image_encode(base),
                 f"{base.load_time_ms:.0f} ms" if base.load_time_ms else "",
                 human_bytes(base.peak_rss_bytes),
                 efficiency,
                 row.verdict.label if row.verdict else "",
-                row.drafting_summary(),
             ]
             for c, v in enumerate(values):
                 self.table.setItem(i, c, QTableWidgetItem(v))
+        for name in OPTIONAL_COLUMNS:
+            c = COLUMNS.index(name)
+            filled = any((item := self.table.item(i, c)) is not None and item.text() for i in range(len(rows)))
+            self.table.setColumnHidden(c, not filled)
         self._chart(rows)
 
     def _chart(self, rows: list[ComparisonRow]) -> None:
