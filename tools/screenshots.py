@@ -144,7 +144,7 @@ def main() -> int:
 
         folder = out / "vision"
         folder.mkdir(exist_ok=True)
-        seeing = folder / model.name
+        seeing = folder / model.name.replace("270m", "270m-vision")  # named apart from the text model
         if not seeing.exists():
             os.link(model, seeing)
         write_tiny_projector(folder / "mmproj-gemma-f16.gguf", 640)

@@ -450,7 +450,7 @@ def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
     for run in runs if not (args.json or args.csv) else []:
         seen = next((r for r in run.results if r.image_encode_ms is not None), None)
         if seen is not None:
-            print(f"{run.path.name} sees images: one 896x896 picture encodes in {seen.image_encode_ms:.0f} ms "
+            print(f"{run.path.name} sees images: one 896x896 picture encodes in {seen.image_encode_ms:.1f} ms "
                   f"({seen.image_tokens} tokens; median of {args.reps})")  # fmt: skip
     return 0
 

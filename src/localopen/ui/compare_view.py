@@ -502,4 +502,5 @@ def _image_encode(result: BenchResult) -> str:
     """A vision model's time to encode the benchmark's picture (896x896) and its tokens."""
     if result.image_encode_ms is None:
         return ""
-    return f"{result.image_encode_ms:.0f} ms ({result.image_tokens} tokens)"
+    ms = result.image_encode_ms
+    return f"{ms:.1f} ms ({result.image_tokens} tokens)" if ms < 10 else f"{ms:.0f} ms ({result.image_tokens} tokens)"
