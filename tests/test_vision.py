@@ -235,3 +235,20 @@ def test_a_download_fetches_the_projector_beside_the_model(monkeypatch: pytest.M
     assert beside == ["mmproj-tiny-f16.gguf", "tiny-F16.gguf"]  # the f16 projector, not the Q8_0 one
     assert (model.path.parent / "mmproj-tiny-f16.gguf").read_bytes() == projector
     assert vision.pairing(model.path).projector == model.path.parent / "mmproj-tiny-f16.gguf"
+
+
+def test_a_picture_that_claims_too_many_pixels_or_cannot_be_decoded_is_refused_in_words(
+    seeing: Path, tmp_path: Path
+) -> None:
+    png = tiny_png()
+    bomb = png[:16] + (60000).to_bytes(4, "big") + (60000).to_bytes(4, "big") + png[24:]  # a 3.6 GP claim
+    with pytest.raises(vision.ImageError, match="claims 60000x60000 pixels"):
+        vision.image_part(bomb, "The bomb")
+    jfif = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    frame = b"\xff\xc0\x00\x11\x08" + (100).to_bytes(2, "big") + (200).to_bytes(2, "big") + b"\x03" + b"\x00" * 9
+    assert vision.image_pixels(jfif + frame) == (200, 100)
+    assert vision.image_kind(b"RIFF\x00\x00\x00\x00WEBPVP8 ") is None  # libmtmd's decoder reads no WebP
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(png[:40] + b"\x00" * 200)  # a PNG's header, then nothing a decoder can read
+    out = run("chat", str(seeing), "--template", "gemma", "-p", "hi", "--image", str(broken), timeout=300)
+    assert out.returncode != 0 and "Image 1 could not be read" in out.stderr and "Traceback" not in out.stderr

@@ -17,7 +17,7 @@ from localopen.core.errors import LocalopenError
 
 log = logging.getLogger("localopen.chat")
 
-_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WebP": ".webp"}
+_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp"}
 
 
 def folder(ctx: AppContext) -> Path:

@@ -71,6 +71,10 @@ def with_projector(path: str | Path, options: LoadOptions) -> LoadOptions:
 # What one request may carry: a photo from a phone is a few MB; the projector scales it down anyway.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGES = 8
+# Pixels a picture may claim: its decoded RGB copy is 3 bytes each (a 50 MP photo: 150 MB). A
+# few-KB file can claim a billion (a decompression bomb): refused before anything decodes it.
+MAX_PIXELS = 50_000_000
+# The formats libmtmd's decoder (stb_image) reads, by their first bytes.
 _SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "PNG",
     b"\xff\xd8\xff": "JPEG",
@@ -86,9 +90,30 @@ class ImageError(LocalopenError):
 
 def image_kind(data: bytes) -> str | None:
     """The picture format by its first bytes (the ones libmtmd's decoder reads), or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
     return next((kind for magic, kind in _SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def image_pixels(data: bytes) -> tuple[int, int] | None:
+    """A picture's width and height as its header claims them (None: not found in the header)."""
+    kind = image_kind(data)
+    if kind == "PNG" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if kind == "GIF" and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if kind == "BMP" and len(data) >= 26:
+        return abs(int.from_bytes(data[18:22], "little", signed=True)), abs(
+            int.from_bytes(data[22:26], "little", signed=True)
+        )
+    if kind == "JPEG":
+        i = 2
+        while i + 9 < len(data):  # the segments up to a frame header (SOF0-SOF15, not DHT/JPG/DAC)
+            if data[i] != 0xFF:
+                return None
+            marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+            i += 2 + length
+    return None
 
 
 def image_part(data: bytes, what: str) -> dict[str, object]:
@@ -97,7 +122,13 @@ def image_part(data: bytes, what: str) -> dict[str, object]:
         limit = MAX_IMAGE_BYTES // 2**20
         raise ImageError(f"{what} is {len(data) / 2**20:.0f} MB; an image may be at most {limit} MB.")
     if image_kind(data) is None:
-        raise ImageError(f"{what} is not a picture localopen can read: send a PNG, JPEG, GIF, BMP or WebP image.")
+        raise ImageError(f"{what} is not a picture localopen can read: send a PNG, JPEG, GIF or BMP image.")
+    size = image_pixels(data)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(
+            f"{what} claims {size[0]}x{size[1]} pixels; at most {MAX_PIXELS // 1_000_000} megapixels are read "
+            "(scale it down first)."
+        )
     return {"type": "image", "data": data}
 
 

@@ -138,7 +138,7 @@ class Vision:
                 bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self.ctx, buffer, len(data), False)
                 if not bitmap:
                     raise BadRequestError(
-                        f"Image {i} could not be read: send a PNG, JPEG, GIF, BMP or WebP picture (its bytes, "
+                        f"Image {i} could not be read: send a PNG, JPEG, GIF or BMP picture (its bytes, "
                         "or a data: URL with them)."
                     )
                 bitmaps.append(bitmap)

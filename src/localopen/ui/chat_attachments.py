@@ -13,7 +13,7 @@ from localopen.app import vision
 from localopen.core.errors import LocalopenError
 
 THUMBNAIL = 64
-IMAGE_FILTER = "Pictures (*.png *.jpg *.jpeg *.gif *.bmp *.webp)"
+IMAGE_FILTER = "Pictures (*.png *.jpg *.jpeg *.gif *.bmp)"
 
 
 def thumbnail(data: bytes, side: int = THUMBNAIL) -> QPixmap:
@@ -29,7 +29,7 @@ def pictures_in(mime: QMimeData) -> list[bytes]:
     found: list[bytes] = []
     for url in mime.urls() if mime.hasUrls() else []:
         path = Path(url.toLocalFile())
-        if path.is_file() and path.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"):
+        if path.is_file() and path.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp"):
             found.append(path.read_bytes())
     if not found and mime.hasImage():
         image = mime.imageData()
