@@ -223,6 +223,10 @@ def test_a_download_fetches_the_projector_beside_the_model(monkeypatch: pytest.M
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     try:
+        found = json.loads(run("search", "vision", "--json", env={**os.environ}).stdout)
+        [listed] = [r for r in found if r["id"] == "org/Vision-GGUF"]
+        # Hub search says it sees images; a projector's precision is not one of the model's quants.
+        assert listed["vision"] is True and listed["quants"] == ["F16", "Q4_K_M"]
         out = run("pull", "org/Vision-GGUF", "--quant", "F16", timeout=120, env={**os.environ})
         assert out.returncode == 0, out.stderr
     finally:

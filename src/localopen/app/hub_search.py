@@ -20,7 +20,7 @@ from localopen.core.estimate.inputs import file_features, file_fit, params_featu
 from localopen.core.estimate.memory import FitVerdict
 from localopen.core.estimate.speed import Features
 from localopen.core.estimate.verdict import Verdict
-from localopen.core.gguf.files import is_gguf, quant_of
+from localopen.core.gguf.files import is_gguf, is_projector_name, quant_of
 from localopen.core.gguf.header import GGUFError
 from localopen.core.gguf.quant import estimate_file_bytes
 from localopen.core.openness.grade import Grade
@@ -51,6 +51,11 @@ class HubResult:
     verdict: Verdict | None = None
 
     @property
+    def vision(self) -> bool:
+        """The repository publishes a vision projector (an mmproj file): its model sees images."""
+        return any(is_gguf(f) and is_projector_name(f) for f in self.info.get("files", []))
+
+    @property
     def params_b(self) -> float | None:
         return round(self.params / 1e9, 2) if self.params else None
 
@@ -61,6 +66,7 @@ class HubResult:
             "likes": self.likes,
             "last_modified": self.last_modified,
             "quants": self.quants,
+            "vision": self.vision,
             "params_b": self.params_b,
             "quant": self.quant,
             "size_bytes": self.size_bytes,
@@ -90,7 +96,8 @@ def search_hub(ctx: AppContext, query: str, sort: str = "downloads", limit: int 
     """Raises HubError (OfflineError when offline) in plain words."""
     results = []
     for info in ctx.hub().search(query, sort=sort, limit=limit):
-        quants = sorted({q for f in info["files"] if is_gguf(f) and (q := quant_of(f))})
+        files = [f for f in info["files"] if is_gguf(f) and not is_projector_name(f)]  # a projector is no quant
+        quants = sorted({q for f in files if (q := quant_of(f))})
         total = (info.get("gguf") or {}).get("total")
         results.append(
             HubResult(

@@ -208,6 +208,7 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
         print(
             f"{r['id']:55} {r['grade']} · {r['transparency']} (provisional)  {r['license']['effective'] or '-':14}"
             f" ↓{r['downloads'] or 0:<9} {usable:34} {' '.join(r['quants'][:8])}"
+            + ("  · sees images (mmproj)" if r["vision"] else "")
         )
     return 0
 

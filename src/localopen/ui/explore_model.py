@@ -11,6 +11,7 @@ from PySide6.QtGui import QColor
 from localopen.app.capabilities import Capabilities
 from localopen.core.estimate.memory import FitVerdict, human_bytes
 from localopen.core.estimate.verdict import Verdict
+from localopen.core.gguf.files import is_projector_name
 from localopen.core.openness.catalog import CatalogModel
 from localopen.core.openness.grade import Grade
 from localopen.ui import theme
@@ -57,7 +58,8 @@ class ExploreRow:
     def sees_images(self) -> bool:
         """Its projector is installed beside it, or the catalog says the repository publishes one."""
         installed = self.capabilities is not None and self.capabilities.vision is not None
-        return installed or (self.catalog is not None and self.catalog.vision is not None)
+        published = self.hub_info is not None and any(is_projector_name(f) for f in self.hub_info.get("files", []))
+        return installed or published or (self.catalog is not None and self.catalog.vision is not None)
 
 
 class ExploreModel(QAbstractTableModel):
