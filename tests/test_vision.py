@@ -256,3 +256,27 @@ def test_a_picture_that_claims_too_many_pixels_or_cannot_be_decoded_is_refused_i
     broken.write_bytes(png[:40] + b"\x00" * 200)  # a PNG's header, then nothing a decoder can read
     out = run("chat", str(seeing), "--template", "gemma", "-p", "hi", "--image", str(broken), timeout=300)
     assert out.returncode != 0 and "Image 1 could not be read" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_probe_measures_the_projector_beside_the_model_before_download(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gemma_path: Path
+) -> None:
+    """The Hub file and its projector are both read by their headers and replicated with zero
+    data: the probe loads the pair, so the projector's memory and an image's encoding are measured
+    before anything is downloaded."""
+    from fake_hub import FakeHub, Repo
+
+    projector = write_tiny_projector(tmp_path / "p.gguf", GEMMA_WIDTH).read_bytes()
+    hub = FakeHub().start()
+    hub.add(Repo("org/Seeing-GGUF", {"seeing-Q4_K_M.gguf": gemma_path.read_bytes(), "mmproj-f16.gguf": projector}))
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        out = run("probe", "org/Seeing-GGUF", "--quant", "Q4_K_M", "--json", timeout=300, env={**os.environ})
+    finally:
+        hub.stop()
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert said["projector"]["type"] == "gemma3" and said["projector"]["file_size"] == len(projector)
+    assert said["image_encode_ms"] > 0
+    assert said["bytes_fetched"] < len(gemma_path.read_bytes()) * 0.05  # headers, not weights

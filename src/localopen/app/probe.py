@@ -23,7 +23,7 @@ from localopen.app import engine_options, probed_headers
 from localopen.app.benchmark import BenchmarkSession
 from localopen.app.calibration import current as current_calibration
 from localopen.app.context import AppContext
-from localopen.app.pull import choose_files
+from localopen.app.pull import choose_files, choose_projector
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.inputs import file_features, file_fit
@@ -76,6 +76,7 @@ class ProbeReport:
     results: list[BenchResult] = field(default_factory=list)
     elapsed_s: float = 0.0
     load_time_ms: float = 0.0
+    projector: dict[str, Any] | None = None  # a vision model's projector, probed beside it (LoadInfo.vision)
 
     def _test(self, prompt: bool) -> BenchResult | None:
         return next((r for r in self.results if r.is_prompt_test == prompt), None)
@@ -109,6 +110,8 @@ class ProbeReport:
             "reason": self.verdict.reason,
             "load_time_ms": round(self.load_time_ms, 1),
             "elapsed_s": round(self.elapsed_s, 1),
+            "projector": self.projector,
+            "image_encode_ms": pp.image_encode_ms if pp else None,
         }
 
 
@@ -156,17 +159,21 @@ class ProbeSession:
         files = ctx.hub().files(repo)
         record_hub_files(ctx.db, files)
         chosen = choose_files(files, quant, filename)
+        projector = choose_projector(files)  # a vision model's: probed beside it (its memory, an image's encoding)
         headers: list[RemoteHeader] = []
-        for remote in chosen:
+        for remote in [*chosen, projector] if projector is not None else chosen:
             if self._stopped.is_set():
                 raise ProbeStopped("The probe was stopped.")
             say(f"Reading the header of {Path(remote.filename).name} ({human_bytes(remote.size)} on the Hub)…")
             headers.append(fetch_header(remote))
+        projector_header = headers.pop() if projector is not None else None
         header = headers[0].header
         total = sum(h.header.tensor_bytes for h in headers)
         profile = ctx.profile or ctx.read_profile(measure=False)
         n_ctx = min(ctx.settings.n_ctx, header.context_length or ctx.settings.n_ctx)
-        fit = file_fit(header, profile, n_ctx, total)
+        fit = file_fit(
+            header, profile, n_ctx, total, {"projector_bytes": projector.size or 0} if projector is not None else None
+        )
         if fit.code == "no_fit":
             raise ProbeRefused(
                 f"Not probed: {fit.detail}. A probe loads the whole model into memory as the real file "
@@ -180,6 +187,8 @@ class ProbeSession:
         try:
             say(f"Writing a zero-data replica ({human_bytes(sum(h.remote.size or 0 for h in headers))}, sparse)…")
             path = write_replica(headers, folder)
+            if projector_header is not None:  # beside the model, as a download puts it: it is paired and loaded
+                write_replica([projector_header], folder)
             if self._stopped.is_set():
                 raise ProbeStopped("The probe was stopped.")
             run = self.bench.measure(path, options, params, on_progress)
@@ -206,6 +215,7 @@ class ProbeSession:
             results=run.results,
             elapsed_s=time.monotonic() - started,
             load_time_ms=run.load.load_time_ms,
+            projector=run.load.vision and {k: v for k, v in run.load.vision.items() if k != "projector"},
         )
 
     def _describe(self, results: list[BenchResult], headers: list[RemoteHeader], total: int) -> None:
