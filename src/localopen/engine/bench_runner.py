@@ -9,6 +9,7 @@ a time with a synchronize after each; random token ids, BOS first when the model
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -76,9 +77,11 @@ def run_bench(
     stop_event: Any,
     progress: Callable[[str], None] | None = None,
     log_lines: list[str] | None = None,
+    weights: int = 0,
 ) -> tuple[list[BenchResult], bool]:
     """Run pp{n_prompt} and tg{n_gen} as llama-bench does: (one result per finished test, aborted).
-    log_lines: llama.cpp's log as it grows; each test's context's buffers are read from it."""
+    log_lines: llama.cpp's log as it grows; each test's context's buffers are read from it and
+    reported with the model's weights (bytes)."""
     import llama_cpp
 
     model = llm.model
@@ -116,6 +119,8 @@ def run_bench(
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a context for {name}")
         buffers = llama_log.parse_memory(log_lines[seen:]) if log_lines is not None else None
+        if buffers is not None:
+            buffers = dataclasses.replace(buffers, weights=weights, by_device={})
         # A persistent threadpool, as llama-bench attaches one (tools/llama-bench/llama-bench.cpp).
         pool = threadpool_for(ctx, threads)
         rng = random.Random(1234)
@@ -180,7 +185,7 @@ def run_bench(
                 samples_ts=ts,
                 # For a prompt test, the time to first token of an n_prompt-token prompt is its processing time.
                 ttft_ms=round(avg_ns / 1e6, 2) if n_prompt else None,
-                memory=buffers.to_dict() if buffers is not None else None,
+                memory={k: v for k, v in buffers.to_dict().items() if k != "by_device"} if buffers else None,
             )
         )
     return results, False

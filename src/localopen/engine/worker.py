@@ -220,15 +220,12 @@ class Worker:
                 self.stop_event,
                 progress=lambda msg: self.send(BenchProgress(msg)),
                 log_lines=self.capture.lines,
+                weights=self.load_info.memory_actual.weights,
             )
-            weights = self.load_info.memory_actual.weights
             encoded = self._image_encode(request.params.reps) if results and not aborted else None
             for r in results:
                 if encoded is not None:
                     r.image_encode_ms, r.image_tokens = encoded
-                if r.memory is not None:  # the test's context's buffers, with the model's weights
-                    context = {k: v for k, v in r.memory.items() if k not in ("by_device", "total")}
-                    r.memory = {**context, "weights": weights, "total": sum(context.values()) + weights}
                 r.load_time_ms = self.load_info.load_time_ms
                 r.peak_rss_bytes = peak_rss()
                 r.backends = self.load_info.backend
@@ -248,10 +245,7 @@ class Worker:
             self.vision = None
         if self.llm is not None:
             try:
-                close_draft = getattr(self.llm.draft_model, "close", None)  # a draft model's own
-                if close_draft is not None:
-                    close_draft()
-                self.llm.close()
+                _close(self.llm)
             except Exception:  # noqa: BLE001 - unloading must not fail; the process may end anyway
                 log.exception("Closing the model failed")
         if self._pool is not None:
@@ -336,10 +330,7 @@ class Worker:
                 check_drafts(llm, 1 + opts.draft_tokens)
             vision = self._projector(llm, header, opts, threads)
         except BaseException:
-            close_draft = getattr(llm.draft_model, "close", None)
-            if close_draft is not None:
-                close_draft()
-            llm.close()
+            _close(llm)
             raise
         load_ms = (time.perf_counter() - start) * 1000
         self.llm, self.header, self.path = llm, header, path
@@ -1067,6 +1058,14 @@ class _AnswerClock:
         if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
             return None
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
+
+
+def _close(llm: Any) -> None:
+    """A model and the draft model loaded beside it (prompt lookup has nothing to close)."""
+    close_draft = getattr(llm.draft_model, "close", None)
+    if close_draft is not None:
+        close_draft()
+    llm.close()
 
 
 def _draft_bytes(opts: LoadOptions) -> int:
