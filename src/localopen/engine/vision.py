@@ -98,6 +98,7 @@ class Vision:
                     ctypes.byref(n_past),  # noqa: SLF001
                 )
                 if result != 0:
+                    check()  # stopped: the abort callback ended the image's decoding
                     which = _image_index(chunks, i)
                     raise BadRequestError(f"The model could not read image {which} (libmtmd {result}).")
                 llm.input_ids[start : n_past.value] = IMAGE_POSITION
