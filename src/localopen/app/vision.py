@@ -36,9 +36,12 @@ def pairing(model_path: str | Path) -> Pairing:
     """The projector beside the model that pairs with it (disk work: headers only)."""
     model_path = Path(model_path)
     try:
-        model = read_header(model_path)
         candidates = [p for p in model_path.parent.iterdir() if is_gguf(p.name) and is_projector_name(p.name)]
+        if not candidates:  # a text model's folder: its header is not read
+            return Pairing(None)
+        model = read_header(model_path)
     except (LocalopenError, OSError):
+        log.info("No projector pairing read for %s", model_path, exc_info=True)
         return Pairing(None)
     stem = model_path.name.lower()
     candidates.sort(key=lambda p: (-len(os.path.commonprefix([stem, p.name.lower()])), p.name))
