@@ -139,7 +139,8 @@ class Served:
         for path in (tiny("tiny.gguf"), self.looping(), self.talker(), self.seeing()):
             subprocess.run([*exe(), "import", str(path)], env=self.env, capture_output=True, check=True)
         self.proc = subprocess.Popen(
-            [*exe(), "serve", "--port", str(self.port), "--ctx", "4096"],
+            # --template: for the seeing model (Gemma 3 270M's base file has none)
+            [*exe(), "serve", "--port", str(self.port), "--ctx", "4096", "--template", "gemma"],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
