@@ -929,6 +929,7 @@ def test_drafting_in_chat_and_compare(window: MainWindow, qtbot, tmp_path: Path)
     window.services.library_changed.emit()
     chat = window.goto("Chat")
     chat.new_chat(str(big.resolve()))
+    qtbot.waitUntil(lambda: chat.draft_box.count() == 3, timeout=10000)  # read off the UI thread
     drafts = [chat.draft_box.itemData(i) for i in range(chat.draft_box.count())]
     assert drafts == ["off", "lookup", str(small.resolve())]
     chat.draft_box.setCurrentIndex(2)

@@ -52,6 +52,7 @@ from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
 from localopen.engine.protocol import AnswerOptions, LoadOptions
 from localopen.ui import theme
+from localopen.ui.background import run_in_background
 from localopen.ui.chat_attachments import Attachments, pictures_in, thumbnail
 from localopen.ui.chat_tools import ChatTools
 from localopen.ui.engine_runner import EngineRunner
@@ -393,13 +394,30 @@ class ChatView(QWidget):
             draft=self.draft_box.currentData(),
         )
 
-    def _fill_drafts(self, path: str | None) -> None:
-        """Off, prompt lookup, and the installed models that could draft for the model at path."""
+    def _fill_drafts(self, path: str | None, chosen: str | None = None) -> None:
+        """Off, prompt lookup and the chosen draft model at once; the installed models that could
+        draft for the model at path join the list from a background read of their headers."""
         self.draft_box.clear()
         self.draft_box.addItem("Off", "off")
         self.draft_box.addItem("Prompt lookup", "lookup")
-        for candidate in drafting.candidates(self.services.ctx, path) if path else []:
-            self.draft_box.addItem(f"Draft model: {candidate.name}", str(candidate.path))
+        if chosen not in (None, "off", "lookup"):
+            self.draft_box.addItem(f"Draft model: {Path(str(chosen)).stem}", chosen)
+        self.draft_box.setCurrentIndex(max(0, self.draft_box.findData(chosen or "off")))
+        if path:
+            ctx = self.services.ctx
+            run_in_background(
+                lambda: drafting.candidates(ctx, path),
+                lambda found: self._add_drafts(path, found),
+                name="draft-candidates",
+                owner=self,
+            )
+
+    def _add_drafts(self, path: str, found: list[drafting.DraftCandidate]) -> None:
+        if path != self.model_box.currentData():
+            return  # another model was chosen meanwhile
+        for candidate in found:
+            if self.draft_box.findData(str(candidate.path)) < 0:
+                self.draft_box.addItem(f"Draft model: {candidate.name}", str(candidate.path))
 
     def show_preset(self) -> None:
         """The chosen model's preset (what it does not name: the settings) in the load controls."""
@@ -411,8 +429,7 @@ class ChatView(QWidget):
         self.gpu_layers.setValue(options.n_gpu_layers)
         self.kv_type.setCurrentIndex(self.kv_type.findData(options.type_k))
         self.flash_attn.setChecked(options.flash_attn)
-        self._fill_drafts(self.model_box.currentData())
-        self.draft_box.setCurrentIndex(max(0, self.draft_box.findData(options.draft or "off")))
+        self._fill_drafts(self.model_box.currentData(), options.draft)
 
     def save_preset(self) -> None:
         path = self.model_box.currentData()
