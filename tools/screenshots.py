@@ -18,6 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """The same file under another name: a hard link where the two share a filesystem."""
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, target)
+
+
 def main() -> int:
     out = Path(sys.argv[1]).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +156,7 @@ def main() -> int:
         folder.mkdir(exist_ok=True)
         seeing = folder / model.name.replace("270m", "270m-vision")  # named apart from the text model
         if not seeing.exists():
-            os.link(model, seeing)
+            _link_or_copy(model, seeing)
         write_tiny_projector(folder / "mmproj-gemma-f16.gguf", 640)
         state["seeing"] = seeing
         import_file(services.ctx.db, seeing)
@@ -202,7 +212,7 @@ def main() -> int:
         )
         stale_model = out / "x.gguf"
         if not stale_model.exists():
-            os.link(model, stale_model)
+            _link_or_copy(model, stale_model)
         import_file(services.ctx.db, stale_model)
         QSettings().remove("offers/rerun-declined")
         window.goto("Start")
