@@ -25,16 +25,24 @@ pytest.importorskip("llama_cpp")
 GEMMA_WIDTH = 640  # Gemma 3 270M's embedding width
 
 
+@pytest.fixture(scope="module")
+def gemma_in_tmp(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path) -> Path:
+    """Gemma 3 270M on the temporary files' filesystem, once: the tests hard-link it from here."""
+    here = tmp_path_factory.mktemp("gemma") / gemma_path.name
+    try:
+        os.link(gemma_path, here)
+    except OSError:
+        shutil.copyfile(gemma_path, here)  # another filesystem: copied once for the module
+    return here
+
+
 @pytest.fixture
-def seeing(tmp_path: Path, gemma_path: Path) -> Path:
+def seeing(tmp_path: Path, gemma_in_tmp: Path) -> Path:
     """Gemma 3 270M in a folder with a Gemma 3 projector beside it, as a download leaves them."""
     folder = tmp_path / "ggml-org" / "gemma-vision"
     folder.mkdir(parents=True)
     model = folder / "gemma-3-270m-q4_k_m.gguf"
-    try:
-        os.link(gemma_path, model)  # a file of its own (the library keeps resolved paths), no copy
-    except OSError:
-        shutil.copyfile(gemma_path, model)
+    os.link(gemma_in_tmp, model)  # a file of its own (the library keeps resolved paths), no copy
     write_tiny_projector(folder / "mmproj-gemma-f16.gguf", GEMMA_WIDTH)
     return model
 
@@ -78,7 +86,7 @@ def test_a_wrong_projector_is_refused_in_words_naming_both_files(
     folder = tmp_path / "mixed"
     folder.mkdir()
     model = folder / "gemma-3-270m-q4_k_m.gguf"
-    model.symlink_to(gemma_path)
+    model.symlink_to(gemma_path)  # read where it lies: its folder is the link's
     write_tiny_projector(folder / "mmproj-qwen-f16.gguf", 64)  # another model's width
     out = run("chat", str(model), "--template", "gemma", "-p", "hi", "--image", str(picture), timeout=300)
     assert out.returncode != 0 and "Traceback" not in out.stderr
