@@ -288,3 +288,14 @@ def test_a_probe_measures_the_projector_beside_the_model_before_download(
     assert said["projector"]["type"] == "gemma3" and said["projector"]["file_size"] == len(projector)
     assert said["image_encode_ms"] > 0
     assert said["bytes_fetched"] < len(gemma_path.read_bytes()) * 0.05  # headers, not weights
+
+
+def test_a_picture_file_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as fh:
+        fh.write(tiny_png()[:32])
+        fh.truncate(30 * 2**20)  # sparse: 30 MB that were never written
+    with pytest.raises(vision.ImageError, match="huge.png is 30 MB; an image may be at most 20 MB"):
+        vision.read_image(huge)
+    with pytest.raises(vision.ImageError, match="cannot be read"):
+        vision.read_image(tmp_path / "gone.png")

@@ -56,10 +56,6 @@ def load(ctx: AppContext, name: str) -> bytes | None:
         return None
 
 
-def path_of(ctx: AppContext, name: str) -> Path:
-    return folder(ctx) / Path(name).name
-
-
 def prune(ctx: AppContext) -> int:
     """Delete the kept pictures no stored message shows (after a chat or a message is deleted)."""
     shown = convs.image_names(ctx.db)

@@ -139,6 +139,10 @@ def read_image(path: str | Path) -> dict[str, object]:
     """An image file as a content part; a missing or unreadable file said in words."""
     path = Path(path).expanduser()
     try:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:  # said before a huge file is read
+            limit = MAX_IMAGE_BYTES // 2**20
+            raise ImageError(f"{path.name} is {size / 2**20:.0f} MB; an image may be at most {limit} MB.")
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"The image {path} cannot be read: {exc.strerror or exc}.") from exc

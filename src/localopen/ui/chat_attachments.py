@@ -23,14 +23,14 @@ def thumbnail(data: bytes, side: int = THUMBNAIL) -> QPixmap:
     )
 
 
-def pictures_in(mime: QMimeData) -> list[bytes]:
-    """The pictures a drop or a paste carries: image files by their URLs, or an image itself (a
-    screenshot pasted); each encoded as the file's own bytes, or as PNG."""
-    found: list[bytes] = []
+def pictures_in(mime: QMimeData) -> list[bytes | Path]:
+    """The pictures a drop or a paste carries: image files by their paths (read when attached), or
+    an image itself (a screenshot pasted) encoded as PNG."""
+    found: list[bytes | Path] = []
     for url in mime.urls() if mime.hasUrls() else []:
         path = Path(url.toLocalFile())
         if path.is_file() and path.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp"):
-            found.append(path.read_bytes())
+            found.append(path)
     if not found and mime.hasImage():
         image = mime.imageData()
         if isinstance(image, QImage) and not image.isNull():
@@ -58,15 +58,21 @@ class Attachments(QWidget):
     def choose(self) -> None:
         """The Attach button: pick picture files."""
         files, _ = QFileDialog.getOpenFileNames(self, "Attach pictures", "", IMAGE_FILTER)
-        for name in files:
-            try:
-                self.add(vision.read_image(name)["data"])  # type: ignore[arg-type]
-            except LocalopenError as exc:
-                self.refused.emit(str(exc))
+        self.add_all([Path(name) for name in files])
 
-    def add_all(self, found: list[bytes]) -> None:
-        for data in found:
-            self.add(data)
+    def add_all(self, found: list[bytes | Path]) -> None:
+        """Pictures by their bytes, or files read now (one that cannot be read is said in words)."""
+        for item in found:
+            if isinstance(item, Path):
+                try:
+                    data = vision.read_image(item)["data"]
+                except LocalopenError as exc:
+                    self.refused.emit(str(exc))
+                    continue
+                assert isinstance(data, bytes)
+                self.add(data)
+            else:
+                self.add(item)
 
     def add(self, data: bytes) -> None:
         try:
