@@ -305,21 +305,7 @@ class Worker:
         _skip_llama_cpp_formatters()
         start = time.perf_counter()
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=opts.n_ctx,
-                n_threads=threads,
-                n_threads_batch=opts.n_threads_batch or threads,
-                n_batch=opts.n_batch,
-                n_ubatch=opts.n_ubatch,
-                n_gpu_layers=opts.n_gpu_layers,
-                use_mmap=opts.use_mmap,
-                flash_attn=opts.flash_attn,
-                type_k=ggml_type(opts.type_k),
-                type_v=ggml_type(opts.type_v),
-                swa_full=False,
-                verbose=False,
-            )
+            llm = _new_llama(path, opts, threads)
         except (ValueError, RuntimeError, OSError) as exc:
             raise _load_error(self.capture.lines, path) from exc
         try:
@@ -430,7 +416,6 @@ class Worker:
         """Speculative decoding's drafter for this load (engine/drafting), or None: plain decoding.
         A draft model loads as the model does (context, threads, GPU layers, cache); its log
         lines are kept apart from the model's memory report."""
-        import llama_cpp
 
         from localopen.engine.drafting import make_drafter
 
@@ -438,21 +423,7 @@ class Worker:
             lines = list(self.capture.lines)
             self.capture.clear()
             try:
-                return llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=opts.n_ctx,
-                    n_threads=threads,
-                    n_threads_batch=opts.n_threads_batch or threads,
-                    n_batch=opts.n_batch,
-                    n_ubatch=opts.n_ubatch,
-                    n_gpu_layers=opts.n_gpu_layers,
-                    use_mmap=opts.use_mmap,
-                    flash_attn=opts.flash_attn,
-                    type_k=ggml_type(opts.type_k),
-                    type_v=ggml_type(opts.type_v),
-                    swa_full=False,
-                    verbose=False,
-                )
+                return _new_llama(path, opts, threads)
             except (ValueError, RuntimeError, OSError) as exc:
                 error = _load_error(self.capture.lines, path)
                 raise ModelLoadError(f"The draft model: {error}", settings=True) from exc
@@ -1058,6 +1029,27 @@ class _AnswerClock:
         if self.first_answer is None or self.last <= self.first_answer or not self.answer_tokens_after_first:
             return None
         return round(self.answer_tokens_after_first / (self.last - self.first_answer), 2)
+
+
+def _new_llama(path: Path, opts: LoadOptions, threads: int) -> Any:
+    """llama-cpp-python's model and context as these options ask (a model, or its draft model)."""
+    import llama_cpp
+
+    return llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=opts.n_ctx,
+        n_threads=threads,
+        n_threads_batch=opts.n_threads_batch or threads,
+        n_batch=opts.n_batch,
+        n_ubatch=opts.n_ubatch,
+        n_gpu_layers=opts.n_gpu_layers,
+        use_mmap=opts.use_mmap,
+        flash_attn=opts.flash_attn,
+        type_k=ggml_type(opts.type_k),
+        type_v=ggml_type(opts.type_v),
+        swa_full=False,
+        verbose=False,
+    )
 
 
 def _close(llm: Any) -> None:
