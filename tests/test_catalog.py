@@ -14,7 +14,7 @@ from localopen.core.openness.catalog import CatalogError, load_catalog
 
 def test_catalog_loads_with_every_grade() -> None:
     catalog = load_catalog()
-    assert len(catalog.models) >= 30
+    assert len(catalog.models) >= 58
     letters = Counter(m.grade.letter for m in catalog.models)
     assert set("ABCDE") <= set(letters)
     params = [m.raw["params_b"] for m in catalog.models]
@@ -176,3 +176,64 @@ def test_gemma3_sliding_window_layers_follow_the_every_sixth_rule() -> None:
         arch = m.arch or {}
         if m.family == "Gemma 3" and arch.get("sliding_window"):
             assert arch["n_swa_layers"] == arch["n_layers"] - arch["n_layers"] // 6, m.id
+
+
+NAMED_IN_THE_FIRST_FIVE_MINUTES = (
+    "marin-8b-instruct",
+    "moxin-7b-chat",
+    "olmo-3-7b-think",
+    "ministral-3-3b-instruct-2512",
+    "ministral-3-8b-instruct-2512",
+    "granite-4.0-1b",
+    "qwen3-4b-instruct-2507",
+    "nemotron-nano-9b-v2",
+)
+
+
+def test_the_open_models_people_look_for_now_are_there() -> None:
+    catalog = load_catalog()
+    missing = [i for i in NAMED_IN_THE_FIRST_FIVE_MINUTES if catalog.get(i) is None]
+    assert missing == []
+    assert any(m.kind == "embedding" for m in catalog.models)
+    # Ministral 3 (Apache-2.0) grades above the research-only Ministral 8B 2410 it supersedes.
+    assert catalog.get("ministral-3-8b-instruct-2512").grade.letter == "C"
+    assert catalog.get("ministral-8b-instruct-2410").grade.letter == "E"
+    assert catalog.get("nemotron-nano-9b-v2").grade.letter == "D"  # the NVIDIA Open Model License
+
+
+def test_every_recommended_file_was_seen_in_its_repository() -> None:
+    """An entry checked since the files rule (2026-12-02) records the file names read from its
+    repository (or a pinned download address); each quantization it offers names one of them,
+    so a pattern that matches nothing (Qwen's -fp16 under *F16*) cannot be added again."""
+    from localopen.core.gguf.files import matches_quant
+
+    problems = []
+    for m in load_catalog().models:
+        seen = m.raw.get("files_seen")
+        if seen is None:
+            if m.raw.get("checked", "") >= "2026-12-02":
+                problems.append(f"{m.id}: checked since the files rule but no file names were recorded")
+            continue
+        if not str(seen.get("source", "")).startswith("https://") or not seen.get("read") or not seen.get("names"):
+            problems.append(f"{m.id}: files seen without a source, a date or names")
+            continue
+        for q in m.raw["quants"]:
+            if not any(matches_quant(name, q["pattern"]) for name in seen["names"]):
+                problems.append(f"{m.id}: {q['type']} ({q['pattern']}) matches none of the files seen")
+    assert problems == []
+
+
+def test_a_model_that_does_not_chat_says_what_it_is_and_is_never_recommended_for_chat() -> None:
+    catalog = load_catalog()
+    embed = catalog.get("nomic-embed-text-v1.5")
+    assert embed.kind == "embedding" and "not a chat model" in embed.kind_words
+    pythia, think = catalog.get("pythia-1.4b-deduped"), catalog.get("olmo-3-7b-think")
+    assert pythia.kind == "base" and "continues text" in pythia.kind_words
+    assert think.kind == "chat" and think.kind_words is None
+
+
+def test_a_kind_that_contradicts_chat_is_refused(tmp_path: Path) -> None:
+    good = json.loads(resources.files("localopen.resources").joinpath("catalog.json").read_text())["models"][0]
+    bad = dict(good, id="chatty-embedder", kind="embedding")  # chat: true
+    with pytest.raises(CatalogError, match="'kind' must be one of"):
+        load_catalog(_write(tmp_path, [bad]))

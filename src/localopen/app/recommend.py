@@ -80,7 +80,7 @@ def recommend(ctx: AppContext, here: MachineSnapshot | None = None, limit: int =
     usable = [
         r
         for r in catalog_rows(ctx, here)
-        if r.model.raw.get("chat") and r.fits and r.verdict is not None and r.verdict.band in USABLE_BANDS
+        if r.model.kind == "chat" and r.fits and r.verdict is not None and r.verdict.band in USABLE_BANDS
     ]
     out = []
     for row in sorted(usable, key=_order)[:limit]:

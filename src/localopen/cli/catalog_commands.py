@@ -131,6 +131,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
                     "usable_here": row.verdict.to_dict() if row.verdict else None,
                     "capabilities": caps.to_dict() if caps else None,
                     "vision": entry.vision,
+                    "kind": entry.kind,
                     "fit_cache": here.cache,
                     "largest_context": largest,
                     "quants": [
@@ -149,6 +150,8 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
             return 0
         print(f"{entry.id} — {entry.family}, {entry.params_b}B parameters, context {entry.context_length}")
         print(f"GGUF repo: {entry.gguf_repo}    base model: {entry.base_model}")
+        if entry.kind_words:
+            print(f"What it is: {entry.kind_words}")
         if caps is not None:
             print(f"Capabilities ({caps.basis}): {caps.reasoning or 'no reasoning'}; {caps.tools_label}; "
                   f"{_vision_words(caps.vision)}")  # fmt: skip

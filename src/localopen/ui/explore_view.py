@@ -463,6 +463,8 @@ class ExploreView(QWidget):
             f"{' <i>(provisional)</i>' if g.provisional else ''}</p>",
             f"<p>GGUF repository: <a href='https://huggingface.co/{e(row.repo)}'>{e(row.repo)}</a></p>",
         ]
+        if row.catalog is not None and row.catalog.kind_words:
+            parts.append(f"<p><b>What it is:</b> {e(row.catalog.kind_words)}</p>")
         if row.verdict:
             parts.append(f"<p><b>Usable here:</b> {e(row.verdict.label)} — {e(row.verdict.reason)}</p>")
         if row.fit:

@@ -35,6 +35,15 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "recommended_quant": str,
 }
 ARCH_FIELDS = ("n_layers", "n_embd", "n_head", "n_head_kv", "head_dim", "n_vocab")
+# What a model is for, said in words wherever it is shown: only chat models are recommended for chat.
+KIND_WORDS = {
+    "chat": None,
+    "base": "A base model: it continues text and has no chat template; it does not follow instructions or chat.",
+    "embedding": (
+        "An embedding model, not a chat model: it turns text into vectors for search and document chat "
+        "(the server's /v1/embeddings); it writes no text."
+    ),
+}
 
 
 class CatalogError(LocalopenError):
@@ -84,6 +93,16 @@ class CatalogModel:
         """Mixture of experts: the share of weights read per token (1.0 for dense models)."""
         active = self.raw.get("active_params_b")
         return min(1.0, active / self.raw["params_b"]) if active else 1.0
+
+    @property
+    def kind(self) -> str:
+        """chat, base (completion only) or embedding; entries before the field say chat: true/false."""
+        return self.raw.get("kind") or ("chat" if self.raw.get("chat") else "base")
+
+    @property
+    def kind_words(self) -> str | None:
+        """What the model is, in a sentence, when it is not a chat model (None for a chat model)."""
+        return KIND_WORDS[self.kind]
 
     @property
     def vision(self) -> dict[str, Any] | None:
@@ -216,6 +235,9 @@ def _validate(index: int, raw: Any, seen: set[str]) -> list[str]:
         if not isinstance(q, dict) or not q.get("type") or not q.get("pattern"):
             problems.append("each quantization needs a 'type' and a file 'pattern'")
             break
+    what = raw.get("kind")
+    if what is not None and (what not in KIND_WORDS or (what == "chat") != bool(raw.get("chat"))):
+        problems.append(f"'kind' must be one of {sorted(KIND_WORDS)} and agree with 'chat'")
     arch = raw.get("arch")
     if arch is not None:
         missing = [f for f in ARCH_FIELDS if not isinstance(arch.get(f), int) or arch.get(f) <= 0]
@@ -316,9 +338,23 @@ def exact_from_hub(
     return out
 
 
+def seen_sizes(raw: dict[str, Any]) -> dict[str, dict]:
+    """Exact sizes (and sha256) of the files the entry records as seen in its repository, keyed as
+    `exact` is: the Hub's own figures (after `localopen refresh`) take precedence."""
+    seen = raw.get("files_seen") or {}
+    sizes, hashes = seen.get("sizes") or {}, seen.get("sha256") or {}
+    out: dict[str, dict] = {}
+    for q in raw["quants"]:
+        hit = next((n for n in sizes if matches_quant(n, q["pattern"])), None)
+        if hit is not None:
+            out[f"{raw['gguf_repo']}:{q['type']}"] = {"size": sizes[hit], "sha256": hashes.get(hit)}
+    return out
+
+
 def _build(raw: dict[str, Any], exact: dict[str, dict]) -> CatalogModel:
     model = CatalogModel(raw=raw)
     n_params = raw["params_b"] * 1e9
+    exact = seen_sizes(raw) | exact
     for q in raw["quants"]:
         known = exact.get(f"{raw['gguf_repo']}:{q['type']}")
         if known:
