@@ -347,6 +347,31 @@ def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch:
     assert speeds["Q4_K_M"] > speeds["F16"]  # fewer bytes per token: faster generation
 
 
+def test_an_embedding_model_is_predicted_by_how_fast_it_reads() -> None:
+    """Nomic Embed writes no text: its catalog row says how fast this machine would read with it
+    (a calibration's prompt speed), never a generation speed, and it is not recommended for chat."""
+    from localopen.app.recommend import recommend
+
+    ctx = _ctx_with_profile()
+    calibrations.save(
+        ctx,
+        Calibration(
+            bandwidth_gbs=20.0, tg_layer_s=40e-6, tg_token_s=0.0, pp_attention_gflops=70.0,
+            pp_gflops={"K": 150.0, "Q8_0": 150.0, "F16": 150.0}, machine=ctx.machine_id(),
+            llama_cpp_version=calibrations.llama_cpp_version(),
+        ),
+    )  # fmt: skip
+    here = MachineSnapshot.read(ctx)
+    embed = ctx.catalog.get("nomic-embed-text-v1.5")
+    assert isinstance(embed, CatalogModel)
+    row = catalog_row(ctx, here, embed)
+    assert row.verdict is not None and row.verdict.tg_tps is None and row.verdict.pp_tps
+    assert "embedding model" in row.verdict.reason and "writes no text" in row.verdict.reason
+    chat = catalog_row(ctx, here, ctx.catalog.get("smollm2-135m-instruct"))  # type: ignore[arg-type]
+    assert chat.verdict is not None and chat.verdict.tg_tps  # a chat model keeps its generation speed
+    assert "nomic-embed-text-v1.5" not in [r.id for r in recommend(ctx, here, limit=100)]
+
+
 def test_a_calibration_measured_by_an_older_protocol_is_measured_again() -> None:
     """Its prompt speeds were for another prompt length (pp128 before pp512): not this machine's figures."""
     ctx = _ctx_with_profile()

@@ -55,6 +55,18 @@ def test_predicted_says_so_and_never_claims_a_fit_it_does_not_have() -> None:
     assert "tight" in verdict.predicted(_fit("tight", 100.0), T).reason
 
 
+def test_an_embedding_model_is_judged_by_how_fast_it_reads_never_by_a_generation_speed() -> None:
+    fast_writer_slow_reader = verdict.measured(tg_tps=80.0, pp_tps=40.0, t=T)  # 512 tokens read in 12.8 s
+    v = verdict.for_embeddings(fast_writer_slow_reader, T)
+    assert v.band == "too slow" and v.tg_tps is None and v.pp_tps == 40.0
+    assert "embedding model" in v.reason and "12.8 s" in v.reason and "writes no text" in v.reason
+    quick = verdict.for_embeddings(verdict.probed(tg_tps=1.0, pp_tps=2000.0, t=T), T)
+    assert quick.band == "fluent" and quick.basis == "probed"  # its slow 'generation' does not count
+    rough = verdict.for_embeddings(verdict.predicted(_fit("fits_ram", 100.0), T), T)
+    assert rough.band == "unknown" and rough.tg_tps is None and "generation speed does not apply" in rough.reason
+    assert verdict.for_embeddings(verdict.predicted(_fit("no_fit", 100.0), T), T).band == "does not fit"
+
+
 def _result(test: str, avg_ts: float, path: str, machine: str) -> BenchResult:
     n_prompt, n_gen = (512, 0) if test.startswith("pp") else (0, 128)
     return BenchResult(

@@ -77,12 +77,6 @@ def of_template(source: str | None, basis: str = "template") -> Capabilities:
     return Capabilities(reasoning, t.tool_format, None, basis)
 
 
-def makes_embeddings(pooling_type: Any) -> bool:
-    """Whether a file's `<arch>.pooling_type` (as llama.cpp reads it) pools token vectors into one
-    embedding (mean, cls, last); none and rank (a reranker) make no embeddings."""
-    return isinstance(pooling_type, int) and pooling_type in (1, 2, 3)
-
-
 def of_repo(ctx: AppContext, here: MachineSnapshot, repo: str) -> Capabilities | None:
     """A Hub repository's model, from its installed file's template, else from a probed header
     (before any download); None when neither is here (the catalog does not record templates)."""

@@ -300,11 +300,10 @@ class ModelServer:
         except LocalopenError as exc:
             raise ServingError(f"The model '{model.id}' cannot be read: {exc}", 500, "server_error") from exc
         found = capabilities.of_template(header.chat_template)
-        embeds = capabilities.makes_embeddings(header.arch_key("pooling_type"))
-        can = [] if embeds and not header.chat_template else ["completion"]  # an embedding model writes no text
+        can = [] if header.embeds_only else ["completion"]  # an embedding model writes no text
         can += ["tools"] if found.tools else []
         can += ["thinking"] if found.reasoning else []
-        can += ["embedding"] if embeds else []
+        can += ["embedding"] if header.makes_embeddings else []
         can += ["vision"] if model.vision else []
         scalars = {k: v for k, v in header.metadata.items() if isinstance(v, (str, int, float, bool))}
         scalars.pop("tokenizer.chat_template", None)

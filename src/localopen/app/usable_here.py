@@ -137,8 +137,21 @@ def verdict(
     installed: LibraryModel | None,
     probe: usability.Measured | None = None,
     features: Features | None = None,
+    embeds: bool = False,
 ) -> verdicts.Verdict | None:
-    """Measured beats probed beats predicted."""
+    """Measured beats probed beats predicted; an embedding model is judged by how fast it reads."""
+    found = _verdict(ctx, here, fit, installed, probe, features)
+    return verdicts.for_embeddings(found, ctx.thresholds) if embeds and found is not None else found
+
+
+def _verdict(
+    ctx: AppContext,
+    here: MachineSnapshot,
+    fit: FitVerdict | None,
+    installed: LibraryModel | None,
+    probe: usability.Measured | None,
+    features: Features | None,
+) -> verdicts.Verdict | None:
     if installed is not None:
         measured = library.verdict_of(ctx, installed, here.profile)
         if measured is not None:
@@ -173,7 +186,8 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
         n_ctx, cache = here.fit_settings(mine.name if mine else None)
         fit = catalog_fit(model, here.profile, q, n_ctx, cache) if here.profile else None
         probe = _probe_of(ctx, here, model, q)
-        rows.append(QuantRow(q, fit, verdict(ctx, here, fit, mine, probe, catalog_features(model, q))))
+        answer = verdict(ctx, here, fit, mine, probe, catalog_features(model, q), model.kind == "embedding")
+        rows.append(QuantRow(q, fit, answer))
     return rows
 
 
@@ -184,7 +198,7 @@ def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> 
     n_ctx, cache = here.fit_settings(installed.name if installed else None)
     fit = catalog_fit(model, here.profile, n_ctx=n_ctx, cache=cache) if here.profile else None
     probe = _probe_of(ctx, here, model, quant)
-    answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant))
+    answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant), model.kind == "embedding")
     return CatalogRow(model, quant, fit, answer, installed)
 
 
@@ -246,7 +260,7 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
         probe = usability.latest_probe(
             ctx.db, here.machine_id, installed.repo, [installed.filename], installed.expected_sha256
         )
-    answer = verdict(ctx, here, fit, installed, probe, file_features(header, total))
+    answer = verdict(ctx, here, fit, installed, probe, file_features(header, total), header.embeds_only)
     known = match_file(ctx.catalog, header.metadata, path.name, known_sha256(ctx.db, path))
     largest = largest_contexts(here, ModelShape.from_header(header, total), header.context_length or DEFAULT_CTX)
     if known is not None:

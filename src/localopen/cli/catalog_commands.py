@@ -82,6 +82,8 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def _speeds(verdict: Verdict | None) -> str:
+    if verdict is not None and not verdict.tg_tps and verdict.pp_tps:
+        return f"reads {verdict.pp_tps:.0f} t/s"  # an embedding model writes no text
     if verdict is None or not verdict.tg_tps:
         return "?"
     first = f", first token {verdict.ttft_s:.1f} s" if verdict.ttft_s is not None else ""

@@ -121,6 +121,25 @@ def predicted(fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] 
     )
 
 
+def for_embeddings(v: Verdict, t: Thresholds) -> Verdict:
+    """An embedding model reads text and writes none: it is judged by how fast it reads a
+    512-token passage (the bands' first-token time), never by a generation speed."""
+    if v.band in ("unknown", "does not fit", "damaged"):
+        return v
+    if v.pp_tps:
+        seconds = PROMPT_TOKENS / v.pp_tps
+        reason = (
+            f"an embedding model, {v.basis} here: it reads about {v.pp_tps:.0f} tokens/s, a {PROMPT_TOKENS}-token "
+            f"passage in {seconds:.1f} s; it writes no text"
+        )
+        return Verdict(band_for(float("inf"), seconds, t), reason, v.basis, None, v.pp_tps)
+    reason = (
+        "an embedding model: it writes no text, so a generation speed does not apply; how fast it reads is "
+        "known once this machine is calibrated or the model is measured"
+    )
+    return Verdict("unknown", reason, v.basis, None, None)
+
+
 DAMAGED = "damaged: "  # a load failure's note when llama.cpp rejected the file itself
 
 

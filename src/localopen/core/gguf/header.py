@@ -179,6 +179,18 @@ class GGUFHeader:
         return self.metadata.get(f"{self.architecture}.{suffix}", default)
 
     @property
+    def makes_embeddings(self) -> bool:
+        """Whether `<arch>.pooling_type` (as llama.cpp reads it) pools token vectors into one
+        embedding (mean, cls, last); none and rank (a reranker) make no embeddings."""
+        pooling = self.arch_key("pooling_type")
+        return isinstance(pooling, int) and pooling in (1, 2, 3)
+
+    @property
+    def embeds_only(self) -> bool:
+        """An embedding model: it pools into embeddings and has no chat template (it writes no text)."""
+        return self.makes_embeddings and not self.chat_template
+
+    @property
     def architecture(self) -> str:
         return str(self.metadata.get("general.architecture", "unknown"))
 
