@@ -124,6 +124,18 @@ def test_explore_filters_sort_and_evidence(window: MainWindow, qtbot) -> None:
     assert ex.quants.rowCount() >= 2 and ex.quants.cellWidget(0, DOWNLOAD_COLUMN).text() == "Download"
 
 
+def test_explore_says_what_a_model_that_does_not_chat_is(window: MainWindow, qtbot) -> None:
+    from localopen.ui.explore_model import KEYS
+
+    ex = _explore(window, qtbot)
+    can = {ex.proxy.index(r, 0).data(): ex.proxy.index(r, KEYS.index("can")).data() for r in range(ex.proxy.rowCount())}
+    assert can["nomic-embed-text-v1.5"] == "embeddings" and can["pythia-1.4b-deduped"] == "completion only"
+    assert ex.select("nomic-embed-text-v1.5")
+    qtbot.waitUntil(lambda: ex.settled and ex.quants.rowCount() > 0, timeout=20000)
+    text = ex.detail.toPlainText()
+    assert "What it is: An embedding model, not a chat model" in text and "/v1/embeddings" in text
+
+
 def test_download_with_pause_and_resume_in_the_ui(window: MainWindow, qtbot, monkeypatch, tiny_gguf: Path) -> None:
     repo = "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF"
     data = tiny_gguf.read_bytes() * 8

@@ -224,6 +224,14 @@ def main() -> int:
 
     def explore_calibrated() -> None:
         shot("8-explore-calibrated")
+        window.view("Explore").select("nomic-embed-text-v1.5")
+
+    def explore_embedding() -> None:
+        shot("8b-explore-embedding")  # a model that does not chat says what it is
+        window.view("Explore").select("ministral-3-8b-instruct-2512")
+
+    def explore_new_model() -> None:
+        shot("8c-explore-ministral-3")
 
     def server() -> None:
         import openai
@@ -292,6 +300,8 @@ def main() -> int:
     when(lambda: not start_view.calibration_box.isVisible(), lambda: shot("0b-start-calibrated"))
     when(lambda: True, explore_calibrated_select)
     when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_calibrated)
+    when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_embedding)
+    when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_new_model)
     when(lambda: True, library_open)
     when(lambda: bool(state.get("library_shown")), library)
     when(lambda: True, chat_start)

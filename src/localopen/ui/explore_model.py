@@ -36,6 +36,10 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
+# What a model that does not chat can do, in a table cell (the catalog's kind says).
+KIND_SHORT = {"base": "completion only", "embedding": "embeddings"}
+
+
 @dataclass
 class ExploreRow:
     key: str  # catalog id or Hub repo
@@ -111,6 +115,8 @@ class ExploreModel(QAbstractTableModel):
                 return "Estimated: parameters × bits per weight" if row.size_estimate else "Exact size from the Hub"
             if col == "can":
                 caps = row.capabilities
+                if row.catalog is not None and row.catalog.kind_words:
+                    return row.catalog.kind_words
                 if caps is None:
                     return "Known once a file is installed or probed here (its chat template says)"
                 return f"{caps.reasoning or 'no reasoning'}; {caps.tools_label} (from the {caps.basis})"
@@ -150,6 +156,9 @@ class ExploreModel(QAbstractTableModel):
             return ("yes" if row.installed else "") if not sort else int(row.installed)
         if col == "can":
             said = row.capabilities.short if row.capabilities else ""
+            kind = row.catalog.kind if row.catalog is not None else "chat"
+            if kind != "chat" and not said:
+                said = KIND_SHORT[kind]
             if row.sees_images and "images" not in said:
                 said = f"{said} · images" if said else "images"
             return said or ("" if sort else "?")

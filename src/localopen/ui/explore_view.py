@@ -475,6 +475,8 @@ class ExploreView(QWidget):
                 f"<p><b>Can:</b> {e(caps.reasoning or 'no reasoning')}; {e(caps.tools_label)} "
                 f"<i>(from the {e(caps.basis)})</i></p>"
             )
+        elif row.catalog is not None and row.catalog.kind == "embedding":
+            parts.append("<p><b>Can:</b> embeddings (the server's /v1/embeddings); no chat, no text</p>")
         else:
             parts.append("<p><b>Can:</b> known once a file is installed or probed here (its chat template says)</p>")
         if row.sees_images:
