@@ -112,7 +112,11 @@ class ExploreModel(QAbstractTableModel):
             if col == "usable" and row.verdict:
                 return row.verdict.reason
             if col == "size":
-                return "Estimated: parameters × bits per weight" if row.size_estimate else "Exact size from the Hub"
+                return (
+                    "Estimated: parameters × bits per weight"
+                    if row.size_estimate
+                    else "Exact size (from the Hub, or as the catalog recorded it)"
+                )
             if col == "can":
                 caps = row.capabilities
                 if row.catalog is not None and row.catalog.kind_words:
