@@ -319,7 +319,7 @@ class ExploreView(QWidget):
             self.detail.clear()
             return
         self.detail.setHtml(self._detail_html(row))
-        if row.catalog is not None and any(q.size_is_estimate for q in row.catalog.quants):
+        if row.catalog is not None and not all(q.from_hub for q in row.catalog.quants):
             self._fetch_exact_sizes(row.catalog.gguf_repo)
         here = self._here
         if here is None:
@@ -347,7 +347,7 @@ class ExploreView(QWidget):
 
     def _fetch_exact_sizes(self, repo: str) -> None:
         """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
-        online (never in offline mode) and cached, so estimates give way to real figures."""
+        online (never in offline mode) and cached, so estimates and recorded sizes give way to the Hub's."""
         ctx = self.services.ctx
         if repo in self._asked_exact or is_offline(ctx.settings.offline):
             return

@@ -54,9 +54,10 @@ class CatalogError(LocalopenError):
 class Quant:
     type: str
     pattern: str
-    size_bytes: int | None  # exact when known from the Hub, else an estimate
+    size_bytes: int | None  # exact when known from the Hub or recorded in the catalog, else an estimate
     size_is_estimate: bool
     sha256: str | None = None
+    from_hub: bool = False  # the Hub's own figures (a recorded size still asks the Hub when online)
 
 
 @dataclass
@@ -354,11 +355,12 @@ def seen_sizes(raw: dict[str, Any]) -> dict[str, dict]:
 def _build(raw: dict[str, Any], exact: dict[str, dict]) -> CatalogModel:
     model = CatalogModel(raw=raw)
     n_params = raw["params_b"] * 1e9
-    exact = seen_sizes(raw) | exact
+    recorded = seen_sizes(raw)
     for q in raw["quants"]:
-        known = exact.get(f"{raw['gguf_repo']}:{q['type']}")
+        key = f"{raw['gguf_repo']}:{q['type']}"
+        known = exact.get(key) or recorded.get(key)
         if known:
-            model.quants.append(Quant(q["type"], q["pattern"], known["size"], False, known.get("sha256")))
+            model.quants.append(Quant(q["type"], q["pattern"], known["size"], False, known.get("sha256"), key in exact))
         else:
             model.quants.append(Quant(q["type"], q["pattern"], estimate_file_bytes(n_params, q["type"]), True))
     return model
