@@ -267,7 +267,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         f"  weights {human_bytes(m.weights)}, KV cache {human_bytes(m.kv_cache)}, "
         f"compute {human_bytes(m.compute)}, output {human_bytes(m.output)}"
     )
-    if fit.decode_bound_tps:
+    if fit.decode_bound_tps and not f.header.embeds_only:  # an embedding model decodes nothing
         print(f"  decode speed bound from memory bandwidth: {fit.decode_bound_tps} tokens/s")
     print(_largest_line(f.largest_context, "this file"))
     if f.verdict:
