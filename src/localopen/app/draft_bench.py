@@ -74,7 +74,7 @@ def result(
 ) -> BenchResult:
     """A drafting test's result, in the benchmark's shape."""
     ns = [int(1e9 * n_gen / s) for s in speeds]
-    return BenchResult(
+    out = BenchResult(
         model_filename=load.path,
         model_type=f"{load.architecture} {load.quantization}",
         model_size=load.weights_bytes,
@@ -93,16 +93,13 @@ def result(
         n_threads=load.n_threads,
         type_k=options.type_k,
         type_v=options.type_v,
-        n_gpu_layers=load.n_gpu_layers,
         flash_attn="on" if options.flash_attn else "off",
-        build_commit=f"llama-cpp-python {load.llama_cpp_version}",
-        backends=load.backend,
-        load_time_ms=load.load_time_ms,
-        llama_cpp_version=load.llama_cpp_version,
         test=f"{task} tg{n_gen}",
         task=task,
         draft=draft_label(draft) if draft else "",
     )
+    out.stamp_load(load)
+    return out
 
 
 def measure(

@@ -32,5 +32,6 @@ def draft_flag(p: argparse.ArgumentParser) -> None:
         metavar="lookup|MODEL|off",
         help="speculative decoding: lookup drafts tokens from the conversation's own text (faster when the "
         "answer repeats it: quoting, code edits), MODEL: a small model of the same family drafts (`localopen info` "
-        "suggests one); the same text at temperature 0. Default: the model's preset, off",
+        "suggests one); at temperature 0 the same text but where two tokens nearly tie. "
+        "Default: the model's preset, off",
     )

@@ -286,6 +286,14 @@ class BenchResult:
     def is_prompt_test(self) -> bool:
         return self.n_prompt > 0
 
+    def stamp_load(self, load: LoadInfo) -> None:
+        """The facts of the load the test ran on: its time, backend, offload and llama.cpp build."""
+        self.load_time_ms = load.load_time_ms
+        self.backends = load.backend
+        self.n_gpu_layers = load.n_gpu_layers
+        self.llama_cpp_version = load.llama_cpp_version
+        self.build_commit = f"llama-cpp-python {load.llama_cpp_version}"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

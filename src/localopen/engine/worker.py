@@ -226,12 +226,8 @@ class Worker:
             for r in results:
                 if encoded is not None:
                     r.image_encode_ms, r.image_tokens = encoded
-                r.load_time_ms = self.load_info.load_time_ms
+                r.stamp_load(self.load_info)
                 r.peak_rss_bytes = peak_rss()
-                r.backends = self.load_info.backend
-                r.n_gpu_layers = self.load_info.n_gpu_layers
-                r.llama_cpp_version = self.load_info.llama_cpp_version
-                r.build_commit = f"llama-cpp-python {self.load_info.llama_cpp_version}"
             self.send(BenchDone(results, aborted))
         else:
             raise EngineError(f"Unknown request {type(request).__name__}.")

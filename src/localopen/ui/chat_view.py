@@ -263,9 +263,9 @@ class ChatView(QWidget):
         self.draft_box = QComboBox()
         self.draft_box.setAccessibleName("Drafting")
         self.draft_box.setToolTip(
-            "Speculative decoding: tokens drafted cheaply and checked in one batch; the same text at "
-            "temperature 0. Prompt lookup helps when answers repeat the conversation (quoting, editing "
-            "code); a draft model (a small one of the same family) helps in general."
+            "Speculative decoding: tokens drafted cheaply and checked in one batch; at temperature 0 the same "
+            "text but where two tokens nearly tie. Prompt lookup helps when answers repeat the conversation "
+            "(quoting, editing code); a draft model (a small one of the same family) helps in general."
         )
         self._fill_drafts(None)
         self.preset_button = button(
