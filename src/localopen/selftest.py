@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -39,6 +41,9 @@ def run_self_test() -> int:
         hw = read_profile(Path(home), None, measure=False)
         lines.append(f"cpu: {hw.cpu_model}; features {', '.join(hw.simd) or 'unknown'}")
         lines.append(f"llama.cpp backends: {', '.join(hw.llama_backends) or 'none'}")
+        from localopen.app import cpu_kernels
+
+        lines.append(f"llama.cpp CPU kernels: {cpu_kernels.in_words()}")
         _engine_check(lines)
         _server_check(lines)
         _window_check(lines)
@@ -56,14 +61,20 @@ def run_self_test() -> int:
     return 0
 
 
-def _engine_check(lines: list[str]) -> None:
+def _engine_check(lines: list[str], child: Callable[..., None] | None = None) -> None:
+    """The engine as a chat runs it: the tiny model's chat through its template, then a model with
+    quantized weights (the types llama.cpp's fast CPU kernels take: AMX, repacking) decoded with the
+    kernels this machine's canary chose, so the self-test fails wherever a chat would crash."""
     from localopen.core.machine import cpu_features
+    from localopen.engine.canary import write_canary_model
     from localopen.engine.client import Engine
+    from localopen.engine.errors import EngineDied
     from localopen.engine.protocol import LoadOptions, SamplingParams
 
     model = resources.files("localopen.resources").joinpath("selftest-tiny.gguf")
+    folder = Path(tempfile.mkdtemp(prefix="localopen-selftest-"))
     with resources.as_file(model) as path:
-        engine = Engine()
+        engine = Engine(child)
         try:
             start = time.perf_counter()
             info = engine.load(str(path), LoadOptions(n_ctx=256, n_threads=1), timeout=120)
@@ -84,8 +95,28 @@ def _engine_check(lines: list[str]) -> None:
             lines.append(
                 f"llama.cpp CPU features used: {', '.join(sorted(cpu_features.build_features(info.system_info)))}"
             )
+            quantized = write_canary_model(folder / "quantized.gguf")
+            info = engine.load(str(quantized), LoadOptions(n_ctx=256), timeout=120)
+            kernels = ", ".join(info.kernels) or "plain CPU kernels"
+            try:
+                stats = engine.answer(
+                    [{"role": "user", "content": "self-test"}],
+                    SamplingParams(max_tokens=4, seed=1, temperature=0.0),
+                    template="chatml",
+                )
+            except EngineDied as exc:
+                raise RuntimeError(
+                    f"decoding quantized weights with llama.cpp's {kernels} kernels {exc.how}: every model "
+                    "with such weights would crash the same way"
+                ) from exc
+            notice = f" ({stats.notice})" if stats.notice else ""
+            lines.append(
+                f"quantized weights (Q4_0, Q8_0, Q4_K, Q6_K): decoded {stats.completion_tokens} tokens with "
+                f"{', '.join(engine.info.kernels if engine.info else []) or 'plain CPU kernels'}{notice}"
+            )
         finally:
             engine.shutdown()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _server_check(lines: list[str]) -> None:

@@ -105,6 +105,10 @@ class AppContext:
     def read_profile(self, measure: bool = True) -> HardwareProfile:
         """Read this machine (the bandwidth probe runs once per machine, then is cached)."""
         profile = read_profile(self.models_dir, self.paths.cache, measure=measure)
+        if measure:  # the slow reading: the kernel canary's once-per-build answer goes with it
+            from localopen.app import cpu_kernels
+
+            profile.cpu_kernels = cpu_kernels.in_words()
         if measure or self._profile is None:
             self._profile = profile
         return profile

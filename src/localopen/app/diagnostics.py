@@ -10,6 +10,7 @@ import sys
 from collections import deque
 
 from localopen import __version__
+from localopen.app import cpu_kernels
 from localopen.app.context import AppContext
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.logs import log_path
@@ -42,6 +43,7 @@ def diagnostics(ctx: AppContext, extra: list[str] | None = None) -> str:
         f"backends: {', '.join(hw.llama_backends) or 'none'}",
         f"huggingface_hub {_version('huggingface_hub', 'huggingface_hub')}; PySide6 {_version('PySide6', 'PySide6')}",
         f"CPU: {hw.cpu_model}, {hw.cores_physical} cores; RAM {human_bytes(hw.ram_total)}; GPU: {gpus}",
+        f"llama.cpp CPU kernels: {hw.cpu_kernels or cpu_kernels.in_words()}",
         f"Offline: {'yes' if ctx.settings.offline else 'no'}; models folder: {ctx.models_dir}",
         *(extra or []),
         f"Log: {log_path(ctx.paths)}",

@@ -349,6 +349,8 @@ def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
             "            this llama.cpp build cannot use the GPU: reinstall with "
             'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
         )
+    if hw.cpu_kernels:
+        print(f"Kernels:    {hw.cpu_kernels}")
     cached = " (measured earlier)" if hw.bandwidth_cached else ""
     print(f"Bandwidth:  {hw.bandwidth_gbs} GB/s memory copy{cached}")
     print(f"Machine id: {hw.fingerprint}")

@@ -30,10 +30,21 @@ class MemoryFigures:
     compute: int = 0
     output: int = 0
     by_device: dict[str, int] = field(default_factory=dict)
+    # Weights llama.cpp copied into its CPU extra buffer types (CPU_REPACK, AMX: laid out for
+    # their kernels), part of `weights`. With mmap the file's pages of these tensors were read once
+    # and are never used again: clean page cache the OS drops first, so not counted in `total`.
+    extra_buffers: dict[str, int] = field(default_factory=dict)
+    mapped: bool = False  # the weights are mapped from the file (llama.cpp's "CPU_Mapped")
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.output
+        """What the loaded model holds in memory: weights (a repacked tensor once), cache, compute."""
+        return self.weights + self.kv_cache + self.compute + self.output - self.mapped_repacked
+
+    @property
+    def mapped_repacked(self) -> int:
+        """The file's pages of repacked tensors, in `weights` twice when mapped."""
+        return sum(self.extra_buffers.values()) if self.mapped else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "total": self.total}
@@ -77,6 +88,10 @@ class LoadInfo:
     # The vision projector loaded beside the model (core/gguf/projector's facts, its path and
     # compute buffer): the model takes images. None: text only.
     vision: dict[str, Any] | None = None
+    # llama.cpp's CPU extra buffer types that hold weights of this load ("CPU_REPACK", "AMX"…), and
+    # a sentence when a kernel crashed and the model was loaded again without it.
+    kernels: list[str] = field(default_factory=list)
+    kernel_notice: str | None = None
 
     @property
     def estimate_error(self) -> float | None:
@@ -156,6 +171,8 @@ class AnswerStats:
     # Speculative decoding: tokens drafted and checked, and how many the model kept (None: no drafts)
     draft_proposed: int | None = None
     draft_accepted: int | None = None
+    # What the engine had to do to give this answer, in words (a kernel that crashed, left off).
+    notice: str | None = None
 
     @property
     def answer_tokens(self) -> int:
@@ -185,6 +202,8 @@ class AnswerStats:
             parts.append(f"{self.draft_accepted} of {self.draft_proposed} drafted tokens kept")
         if self.dropped_messages:
             parts.append(f"{self.dropped_messages} oldest messages dropped to fit the context")
+        if self.notice:
+            parts.append(self.notice)
         return parts
 
     @property

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import multiprocessing as mp
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
+from localopen.engine.canary import kernel_choice, remember_crash
 from localopen.engine.errors import EngineDied, EngineError, EngineTimeout, from_wire
 from localopen.engine.protocol import (
     FINAL_EVENTS,
@@ -65,13 +68,17 @@ class Engine:
     """One engine process, owned by one caller (a chat, a benchmark). Not thread-safe: use it from
     one thread; only stop() and kill() may be called from another."""
 
-    def __init__(self) -> None:
+    def __init__(self, child: Callable[..., None] | None = None) -> None:
+        # The process's entry point (engine/child.py's main); tests give one that fails on cue.
+        self._child = child
         self._ctx = mp.get_context("spawn")
         self.process: mp.process.BaseProcess | None = None
         self.conn: Any = None
         self.stop_event: Any = None
         self.pulse: Any = None  # when the engine last showed progress (time.monotonic(), in shared memory)
         self.info: LoadInfo | None = None
+        self._loaded: tuple[str, LoadOptions, float | None] | None = None  # the last load, to make again
+        self._first_decode = False  # loaded with extra CPU kernels, nothing decoded yet
         self._ids = itertools.count(1)
         self._current = 0  # the request whose events are awaited
 
@@ -88,7 +95,10 @@ class Engine:
         self.stop_event = self._ctx.Event()
         self.pulse = self._ctx.Value("d", time.monotonic(), lock=False)
         self.process = self._ctx.Process(
-            target=child_main, args=(child, self.stop_event, self.pulse), name="localopen-engine", daemon=True
+            target=self._child or child_main,
+            args=(child, self.stop_event, self.pulse),
+            name="localopen-engine",
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -156,12 +166,15 @@ class Engine:
         model = self.model_path or "no model"
         if process is not None:
             process.join(1)
-        what = describe_exit(process.exitcode if process is not None else None)
+        code = process.exitcode if process is not None else None
+        what = describe_exit(code)
         self.kill()
         log.warning("Engine running %s %s", model, what)
-        return EngineDied(
+        died = EngineDied(
             f"The engine running {model} {what}. What was received is kept; the engine can be started again."
         )
+        died.how, died.by_signal = what, code is not None and code < 0 and code != -signal.SIGKILL
+        return died
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Events of the current request until a final one (Loaded, Done, BenchDone);
@@ -201,13 +214,47 @@ class Engine:
         return False
 
     def load(self, path: str, options: LoadOptions | None = None, timeout: float | None = 600) -> LoadInfo:
+        options = options or LoadOptions()
+        if options.kernels is None:  # as this machine's kernel canary allows (it runs once, here if need be)
+            choice = kernel_choice()
+            if choice is not None:
+                options = dataclasses.replace(options, kernels=choice.for_file(str(Path(path).expanduser())))
         self.info = None
-        self._send(Load(str(path), options or LoadOptions()))
+        self._loaded = None
+        self._send(Load(str(path), options))
         for event in self.events(timeout):
             if isinstance(event, Loaded):
                 self.info = event.info
+                self._loaded = (str(path), options, timeout)
+                self._first_decode = bool(event.info.kernels)
                 return event.info
         raise EngineError("The engine ended the load without an answer.")
+
+    def _requested(self, request: Request, clear_stop: bool = False) -> Iterator[Event]:
+        """The events of one request; when the engine crashes on the first decode after a load that
+        used llama.cpp's extra CPU kernels (what the canary did not predict), it is started again
+        once with them off, the model loaded again, the request sent again (the file is remembered
+        for this build) and the load's notice says so."""
+        self._send(request, clear_stop)
+        try:
+            for event in self.events():
+                self._first_decode = False
+                yield event
+            return
+        except EngineDied as crash:
+            if not (self._first_decode and self._loaded is not None and crash.by_signal):
+                raise
+            path, options, timeout = self._loaded
+            kernels = ", ".join(options.kernels or ())
+            log.warning("The engine crashed on the first decode of %s with llama.cpp's %s kernels", path, kernels)
+            remember_crash(path, f"{crash.how} with llama.cpp's {kernels} kernels")
+            info = self.load(path, dataclasses.replace(options, kernels=()), timeout)
+            info.kernel_notice = (
+                f"llama.cpp's {kernels} kernels crashed on this model's first answer ({crash.how}): it was loaded "
+                "again with its plain CPU kernels, as it will be from now on with this llama.cpp build."
+            )
+        self._send(request, clear_stop)
+        yield from self.events()
 
     def chat(
         self,
@@ -216,8 +263,8 @@ class Engine:
         template: str | None = None,
         options: AnswerOptions | None = None,
     ) -> Iterator[Token | Done]:
-        self._send(Chat(messages, sampling or SamplingParams(), template, options or AnswerOptions()), clear_stop=True)
-        for event in self.events():
+        request = Chat(messages, sampling or SamplingParams(), template, options or AnswerOptions())
+        for event in self._requested(request, clear_stop=True):
             assert isinstance(event, (Token, Done))
             yield event
 
@@ -244,11 +291,14 @@ class Engine:
         options: AnswerOptions | None = None,
     ) -> AnswerStats:
         """Stream one answer, calling on_piece per piece of reasoning or answer; returns its stats."""
+        before = self.info
         for event in self.chat(messages, sampling, template, options):
             if isinstance(event, Token):
                 if on_piece is not None:
                     on_piece(AnswerPiece(event.text, event.reasoning, event.tool_call, event.logprobs))
             else:
+                if self.info is not before and self.info is not None:  # loaded again meanwhile: say why
+                    event.stats.notice = self.info.kernel_notice
                 return event.stats
         raise EngineError("The engine ended the answer without its statistics.")
 
@@ -263,14 +313,12 @@ class Engine:
 
     def embed(self, texts: list[str], truncate: bool = False) -> Embedded:
         """Embedding vectors of the texts (L2-normalised), from the loaded embedding model."""
-        self._send(Embed(list(texts), truncate), clear_stop=True)
-        for event in self.events():
+        for event in self._requested(Embed(list(texts), truncate), clear_stop=True):
             assert isinstance(event, Embedded)
             return event
         raise EngineError("The engine ended the embedding without an answer.")
 
     def bench(self, params: BenchParams | None = None) -> Iterator[BenchProgress | BenchDone]:
-        self._send(Bench(params or BenchParams()), clear_stop=True)
-        for event in self.events():
+        for event in self._requested(Bench(params or BenchParams()), clear_stop=True):
             assert isinstance(event, (BenchProgress, BenchDone))
             yield event

@@ -120,6 +120,8 @@ class EngineDied(EngineError):
     """The engine process ended without being asked to (crash, abort, out of memory, killed)."""
 
     kind = "died"
+    how = "stopped answering"  # describe_exit's words
+    by_signal = False  # a crash (segmentation fault, abort, illegal instruction), not a kill
 
 
 class EngineTimeout(EngineError):

@@ -78,6 +78,8 @@ def install_vision() -> None:
 
 
 _BUFFER = re.compile(r"^\s*(?:\S+:\s+)?(\S+)\s+(model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")
+# The CPU backend's extra buffer types (engine/cpu_kernels.py): memory of the CPU device.
+EXTRA_BUFFERS = ("AMX", "CPU_REPACK", "CPU_KLEIDIAI")
 
 
 def parse_memory(lines: list[str]) -> MemoryFigures:
@@ -87,12 +89,15 @@ def parse_memory(lines: list[str]) -> MemoryFigures:
         m = _BUFFER.match(line)
         if not m:
             continue
-        device, kind, mib = m.group(1), m.group(2), float(m.group(3))
+        buffer, kind, mib = m.group(1), m.group(2), float(m.group(3))
         size = int(mib * MiB)
-        device = device.removesuffix("_Mapped").removesuffix("_REPACK")
+        device = "CPU" if buffer in EXTRA_BUFFERS else buffer.removesuffix("_Mapped")
         report.by_device[device] = report.by_device.get(device, 0) + size
         if kind == "model":
             report.weights += size
+            if buffer in EXTRA_BUFFERS:
+                report.extra_buffers[buffer] = report.extra_buffers.get(buffer, 0) + size
+            report.mapped = report.mapped or buffer.endswith("_Mapped")
         elif kind == "KV":
             report.kv_cache += size
         elif kind == "compute":

@@ -38,6 +38,9 @@ class LoadOptions:
     draft: str | None = None
     draft_tokens: int = 10  # tokens drafted at a time
     mmproj: str | None = None  # the vision projector loaded beside the model (its images are read)
+    # llama.cpp's CPU extra buffer types this load may use (engine/cpu_kernels.py): None, as this
+    # machine's kernel canary allows (the engine's client fills it in); () none: plain kernels.
+    kernels: tuple[str, ...] | None = None
 
     @property
     def draft_model(self) -> str | None:

@@ -36,7 +36,7 @@ from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import pairing_problem, read_projector
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
-from localopen.engine import grammar, llama_log
+from localopen.engine import cpu_kernels, grammar, llama_log
 from localopen.engine.bench_runner import ggml_type, run_bench
 from localopen.engine.errors import (
     BadRequestError,
@@ -299,6 +299,7 @@ class Worker:
         threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         self.capture.clear()
         _skip_llama_cpp_formatters()
+        allowed = cpu_kernels.restrict(opts.kernels)
         start = time.perf_counter()
         try:
             llm = _new_llama(path, opts, threads)
@@ -365,6 +366,7 @@ class Worker:
             thinking_switch=chat_template.traits(header.chat_template).thinking_switch,
             threadpool_threads=self._pool.n_threads if self._pool is not None else 0,
             vision=vision_facts,
+            kernels=[name for name in allowed if name in actual.extra_buffers],
         )
         return self.load_info
 

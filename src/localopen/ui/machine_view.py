@@ -50,6 +50,8 @@ class MachineView(QWidget):
             rows.append(("GPU", "none detected"))
         rows.append(("llama.cpp backends", ", ".join(hw.llama_backends) or "llama-cpp-python is not installed"))
         rows.append(("GPU offload", "possible" if hw.gpu_offload_possible else "not possible with this build"))
+        if hw.cpu_kernels:
+            rows.append(("llama.cpp CPU kernels", hw.cpu_kernels))
         table = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(v)}</td></tr>" for k, v in rows)
         bound = ""
         if hw.bandwidth_gbs:

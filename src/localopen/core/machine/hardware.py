@@ -47,6 +47,7 @@ class HardwareProfile:
     llama_backends: list[str] = field(default_factory=list)  # e.g. ["CPU", "CUDA"]
     bandwidth_gbs: float | None = None
     bandwidth_cached: bool = False
+    cpu_kernels: str = ""  # llama.cpp's CPU kernels used here, in words (app/cpu_kernels.py); "" not read
 
     @property
     def gpu_offload_possible(self) -> bool:
