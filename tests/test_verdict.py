@@ -55,6 +55,14 @@ def test_predicted_says_so_and_never_claims_a_fit_it_does_not_have() -> None:
     assert "tight" in verdict.predicted(_fit("tight", 100.0), T).reason
 
 
+def test_a_prediction_without_a_calibration_never_claims_one() -> None:
+    rough = verdict.predicted(_fit("fits_ram", 100.0), T)
+    assert rough.basis_words == "predicted roughly: this machine is not calibrated yet"
+    calibrated = verdict.predicted(_fit("fits_ram", 100.0), T, speed=(30.0, 400.0))
+    assert calibrated.basis_words == "predicted from this machine's calibration"
+    assert verdict.probed(30.0, 400.0, T).basis_words.startswith("measured here on the Hub file's header")
+
+
 def test_an_embedding_model_is_judged_by_how_fast_it_reads_never_by_a_generation_speed() -> None:
     fast_writer_slow_reader = verdict.measured(tg_tps=80.0, pp_tps=40.0, t=T)  # 512 tokens read in 12.8 s
     v = verdict.for_embeddings(fast_writer_slow_reader, T)

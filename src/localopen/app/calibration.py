@@ -25,6 +25,7 @@ from localopen.core.estimate.inputs import file_features
 from localopen.core.estimate.speed import Calibration, CalibrationShift, Sample, fit
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.shapes import DenseShape, write_shape
+from localopen.core.machine.load import LoadReading, OtherLoad, sample, wait_calm
 from localopen.core.versions import package_version
 from localopen.engine.protocol import BenchParams, LoadOptions
 
@@ -61,9 +62,12 @@ class CalibrationStep:
     index: int
     total: int
     waiting: bool = False
+    other_programs: bool = False  # waiting for other programs to leave the cores calm
 
     def __str__(self) -> str:
         what = f"shape {self.index} of {self.total}"
+        if self.other_programs:
+            return f"Calibration waits while other programs keep the processor busy ({what} next)…"
         if self.waiting:
             return f"Calibration waits while a model is loading, answering or being benchmarked ({what} next)…"
         return f"Calibrating this machine: {what}"
@@ -125,7 +129,13 @@ def build_shift(ctx: AppContext) -> tuple[str, list[CalibrationShift]] | None:
     return old.llama_cpp_version, new.shift_from(old)
 
 
-def save(ctx: AppContext, calibration: Calibration) -> None:
+def save(ctx: AppContext, calibration: Calibration) -> Calibration:
+    """Keep this calibration, unless it was taken while the machine was busy and a calm one is
+    kept already; returns the one in effect."""
+    kept = current(ctx)
+    if calibration.busy and kept is not None and not kept.busy:
+        log.info("A calibration taken while busy (%s) does not replace the calm one", calibration.busy)
+        return kept
     with ctx.db:
         ctx.db.execute(
             "INSERT OR REPLACE INTO calibrations(machine, llama_cpp_version, created_at, figures) VALUES (?,?,?,?)",
@@ -136,9 +146,15 @@ def save(ctx: AppContext, calibration: Calibration) -> None:
                 json.dumps({**calibration.to_dict(), "protocol": PROTOCOL}),
             ),
         )
+    return calibration
 
 
 MAX_TRIES = 3  # a shape whose measurement an engine's work overlapped is measured again
+# Other programs keeping the cores busy make every figure read low: a shape measured while they
+# did waits for calm and is measured again; still busy after that, the calibration is kept but
+# marked busy, measured again at the next launch, and never replaces a calm one.
+BUSY_TRIES = 2
+CALM_WAIT_S = 20.0
 
 
 def _measure_alone(
@@ -149,18 +165,25 @@ def _measure_alone(
     params: BenchParams,
     on_progress: Progress | None,
     index: int,
-) -> BenchRun:
-    """Measure with no other engine working: wait while a chat, the server or a benchmark is
-    busy; when one starts meanwhile, stop this measurement at once (the person's chat runs at full
-    speed) and measure again once it is done (an overlap would have taught a wrong speed)."""
+) -> tuple[BenchRun, LoadReading | None]:
+    """Measure with no other engine working and no other program keeping the cores busy: wait
+    while a chat, the server or a benchmark is busy; when one starts meanwhile, stop this
+    measurement at once (the person's chat runs at full speed) and measure again once it is done
+    (an overlap would have taught a wrong speed). Returns the run and, when other programs kept
+    the cores busy through every try, that load."""
     run: BenchRun | None = None
-    tries = 0
+    tries = busy_tries = 0
+    busy: LoadReading | None = None
     while tries < MAX_TRIES:
         if ctx.activity.is_busy and on_progress is not None:
             on_progress(CalibrationStep(index, len(SHAPES), waiting=True))
         ctx.activity.wait_idle(session.stopped)
         if session.stopped():
             raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
+        if sample().busy:
+            if on_progress is not None:
+                on_progress(CalibrationStep(index, len(SHAPES), waiting=True, other_programs=True))
+            wait_calm(CALM_WAIT_S, session.stopped)
         if on_progress is not None:
             on_progress(CalibrationStep(index, len(SHAPES)))
         mark = ctx.activity.mark()
@@ -172,22 +195,31 @@ def _measure_alone(
 
         session.clear_interrupt()
         stop_listening = ctx.activity.on_busy(give_way)
+        watch = OtherLoad()
         try:
             run = session.measure(path, options, params)
         finally:
             stop_listening()
+        reading = watch.reading()
         if yielded.is_set() and not session.stopped():
             log.info("Calibration %s gave way to another engine's work: measured again later", path.name)
             continue  # not a try: what was measured (if anything) overlapped a person's work
         if run.aborted:
             raise CalibrationError("The calibration was stopped; predictions stay rough until it runs.")
-        if not ctx.activity.overlapped(mark):
-            return run
-        tries += 1
-        log.info("Calibration %s overlapped another engine's work: measured again", path.name)
+        if ctx.activity.overlapped(mark):
+            tries += 1
+            log.info("Calibration %s overlapped another engine's work: measured again", path.name)
+            continue
+        if not reading.busy:
+            return run, None
+        busy = reading
+        busy_tries += 1
+        log.info("Calibration %s measured while %s", path.name, reading)
+        if busy_tries >= BUSY_TRIES:
+            return run, busy
     assert run is not None
     log.warning("Calibration %s kept overlapping other work: its last measurement is used", path.name)
-    return run
+    return run, busy
 
 
 def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress | None = None) -> Calibration:
@@ -202,11 +234,14 @@ def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress 
     folder = Path(tempfile.mkdtemp(prefix="calibration-", dir=ctx.paths.cache))
     samples: list[Sample] = []
     threads = 0
+    busy: list[LoadReading] = []
     try:
         for index, (shape, ftype) in enumerate(SHAPES, start=1):
             path = folder / f"{shape.name}-{ftype}.gguf"
             write_shape(path, shape, ftype)
-            run = _measure_alone(ctx, session, path, options, params, on_progress, index)
+            run, load = _measure_alone(ctx, session, path, options, params, on_progress, index)
+            if load is not None:
+                busy.append(load)
             tests = {("pp" if r.is_prompt_test else "tg"): r for r in run.results}
             samples.append(Sample(file_features(read_header(path)), tests["tg"].avg_ts, tests["pp"].avg_ts))
             log.info("Calibration %s %s: tg %.2f pp %.2f", shape.name, ftype, tests["tg"].avg_ts, tests["pp"].avg_ts)
@@ -225,6 +260,8 @@ def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress 
     except ValueError as exc:
         log.error("Calibration fit failed on %s", [(s.features, s.tg_tps, s.pp_tps) for s in samples])
         raise CalibrationError(f"The calibration measurements could not be used ({exc}); try again.") from exc
-    save(ctx, calibration)
-    log.info("Calibrated %s: %s", ctx.machine_id(), calibration)
-    return calibration
+    kept = save(ctx, calibration)
+    log.info(
+        "Calibrated %s: %s%s", ctx.machine_id(), calibration, f" (busy: {calibration.busy})" if calibration.busy else ""
+    )
+    return kept

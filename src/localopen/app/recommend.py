@@ -35,6 +35,7 @@ class Recommendation:
     size_bytes: int | None
     can: tuple[str, ...]  # thinking, tools (when known from a template)
     installed_path: str | None  # set when the file is in the library: chat at once
+    basis_words: str = ""  # how the verdict is known, in words (core/estimate/verdict.py)
 
     @property
     def size_text(self) -> str:
@@ -55,6 +56,7 @@ class Recommendation:
             "badge": self.grade,
             "band": self.band,
             "basis": self.basis,
+            "basis_words": self.basis_words,
             "reason": self.reason,
             "size_bytes": self.size_bytes,
             "capabilities": list(self.can),
@@ -107,6 +109,7 @@ def recommend(ctx: AppContext, here: MachineSnapshot | None = None, limit: int =
                 size_bytes=installed.size if installed is not None and installed.size else row.quant.size_bytes,
                 can=can,
                 installed_path=str(installed.path) if installed is not None and not installed.missing else None,
+                basis_words=row.verdict.basis_words,
             )
         )
     return out

@@ -351,8 +351,7 @@ def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
         )
     if hw.cpu_kernels:
         print(f"Kernels:    {hw.cpu_kernels}")
-    cached = " (measured earlier)" if hw.bandwidth_cached else ""
-    print(f"Bandwidth:  {hw.bandwidth_gbs} GB/s memory copy{cached}")
+    print(f"Bandwidth:  {hw.bandwidth_words}")
     print(f"Machine id: {hw.fingerprint}")
     return 0
 

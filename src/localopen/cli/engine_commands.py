@@ -532,7 +532,7 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.calibration import build_shift, calibrate, current
 
     existing = current(ctx)
-    if existing is not None and not args.force:
+    if existing is not None and not args.force and not existing.busy:
         calibration = existing
         print(f"Already calibrated on {existing.created_at} (use --force to measure again).", file=sys.stderr)
     else:
@@ -554,6 +554,12 @@ def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
     flops = ", ".join(f"{family} {gflops:.0f}" for family, gflops in calibration.pp_gflops.items())
     print(f"Prompt: {flops} GFLOP/s by quantization family, attention {calibration.pp_attention_gflops:.0f} GFLOP/s")
     print(f"llama.cpp {calibration.llama_cpp_version}, {calibration.n_threads} threads, machine {calibration.machine}")
+    if calibration.busy:
+        print(
+            f"Taken while the machine was busy ({calibration.busy}): these figures read low. "
+            "Run `localopen calibrate` again when other programs are idle.",
+            file=sys.stderr,
+        )
     if shift:
         print(f"Since llama.cpp {shift[0]} on this machine:")
         for x in shift[1]:

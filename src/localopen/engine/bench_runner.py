@@ -71,6 +71,9 @@ def _test_gen(llama_cpp: Any, ctx: Any, vocab: Any, n_gen: int, rng: random.Rand
         token = rng.randrange(n_vocab)
 
 
+BENCH_MEMORY = ("weights", "kv_cache", "compute", "output", "total")  # a result's buffer report
+
+
 def run_bench(
     llm: Any,
     params: BenchParams,
@@ -185,7 +188,7 @@ def run_bench(
                 samples_ts=ts,
                 # For a prompt test, the time to first token of an n_prompt-token prompt is its processing time.
                 ttft_ms=round(avg_ns / 1e6, 2) if n_prompt else None,
-                memory={k: v for k, v in buffers.to_dict().items() if k != "by_device"} if buffers else None,
+                memory={k: v for k, v in buffers.to_dict().items() if k in BENCH_MEMORY} if buffers else None,
             )
         )
     return results, False

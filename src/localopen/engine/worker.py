@@ -220,7 +220,8 @@ class Worker:
                 self.stop_event,
                 progress=lambda msg: self.send(BenchProgress(msg)),
                 log_lines=self.capture.lines,
-                weights=self.load_info.memory_actual.weights,
+                # the weights as the load holds them (a repacked tensor's mapped pages once)
+                weights=self.load_info.memory_actual.weights - self.load_info.memory_actual.mapped_repacked,
             )
             encoded = self._image_encode(request.params.reps) if results and not aborted else None
             for r in results:

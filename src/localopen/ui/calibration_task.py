@@ -33,12 +33,17 @@ class CalibrationTask(QObject):
         self.running = False
         self.last: CalibrationStep | None = None
         self._started: dict[int, float] = {}  # shape index -> when its measurement began
+        self._retried_busy = False
 
     def start_if_needed(self) -> bool:
         """Calibrate unless this llama.cpp build is calibrated here, one runs, or the setting is off."""
         ctx = self.ctx
-        if self.running or not ctx.settings.calibrate_automatically or calibrations.current(ctx) is not None:
+        kept = calibrations.current(ctx)
+        # One taken while other programs kept the cores busy is measured again (once a launch).
+        again = kept is not None and bool(kept.busy) and not self._retried_busy
+        if self.running or not ctx.settings.calibrate_automatically or (kept is not None and not again):
             return False
+        self._retried_busy = self._retried_busy or again
         self.running, self.last, self._started = True, None, {}
         if self._runner is None:
             self._runner = EngineRunner("calibration-engine")

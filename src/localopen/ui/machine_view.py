@@ -40,7 +40,7 @@ class MachineView(QWidget):
             ("Processor", f"{hw.cpu_model}: {hw.cores_physical} physical / {hw.cores_logical} logical cores"),
             ("Instruction sets", ", ".join(hw.simd) or "none detected"),
             ("Memory", f"{human_bytes(hw.ram_total)} total, {human_bytes(hw.ram_available)} available"),
-            ("Memory bandwidth", f"{hw.bandwidth_gbs} GB/s (measured copy)"),
+            ("Memory bandwidth", hw.bandwidth_words),
             ("Disk free", f"{human_bytes(hw.disk_free)} in {hw.models_dir}"),
         ]
         for g in hw.gpus:

@@ -31,12 +31,6 @@ from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
 from localopen.ui.theme import grade_colour
 
-BASIS_WORDS = {
-    "measured": "measured on this machine",
-    "probed": "measured here on the Hub file's header, before downloading",
-    "predicted": "predicted from this machine's calibration",
-}
-
 
 class StartView(QWidget):
     download_requested = Signal(str, str)  # repo, file pattern
@@ -164,8 +158,8 @@ class StartView(QWidget):
         grade = QLabel(f"<b style='color:{grade_colour(rec.letter)}'>{html.escape(rec.grade)}</b>")
         grade.setToolTip("Openness grade (A most open) and transparency tier, from the catalog's evidence")
         name = QLabel(
-            f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)} — {html.escape(BASIS_WORDS[rec.basis])}"
-            if rec.basis in BASIS_WORDS
+            f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)} — {html.escape(rec.basis_words)}"
+            if rec.basis_words
             else f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)}"
         )
         name.setWordWrap(True)

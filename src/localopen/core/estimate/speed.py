@@ -174,6 +174,9 @@ class Calibration:
     llama_cpp_version: str = ""
     n_threads: int = 0
     created_at: str = ""
+    # "": measured while the machine was calm; else how busy other programs kept it (the figures
+    # read low: measured again at the next launch, and never kept over a calm calibration)
+    busy: str = ""
 
     def predict(self, f: Features) -> Prediction:
         tg_s = f.n_layers * self.tg_layer_s + self.tg_token_s

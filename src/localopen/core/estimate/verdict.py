@@ -16,6 +16,7 @@ from localopen.core.estimate.memory import FitVerdict
 
 # Before this machine is calibrated: decode speed is well below the bandwidth bound.
 UNCALIBRATED_EFFICIENCY = 0.6
+ROUGH = "predicted roughly (this machine is not calibrated yet)"
 PROMPT_TOKENS = 512
 BASES = ("measured", "probed", "predicted")
 
@@ -53,6 +54,17 @@ class Verdict:
     def ttft_s(self) -> float | None:
         """Time to first token for a 512-token prompt."""
         return round(PROMPT_TOKENS / self.pp_tps, 2) if self.pp_tps else None
+
+    @property
+    def basis_words(self) -> str:
+        """How this verdict is known, in words; a prediction without a calibration never claims one."""
+        if self.basis == "measured":
+            return "measured on this machine"
+        if self.basis == "probed":
+            return "measured here on the Hub file's header, before downloading"
+        if self.reason.startswith(ROUGH) or self.tg_tps is None:
+            return "predicted roughly: this machine is not calibrated yet"
+        return "predicted from this machine's calibration"
 
     @property
     def label(self) -> str:
@@ -113,7 +125,7 @@ def predicted(fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] 
     band = band_for(expected, None, t)
     return Verdict(
         band,
-        f"predicted roughly (this machine is not calibrated yet): about {expected:.0f} tokens/s, "
+        f"{ROUGH}: about {expected:.0f} tokens/s, "
         f"{UNCALIBRATED_EFFICIENCY:.0%} of the {fit.decode_bound_tps:.0f} tokens/s memory-bandwidth bound; "
         f"time to first token unknown{tight}",
         "predicted",

@@ -18,6 +18,7 @@ import psutil
 
 from localopen.core.machine import cpu_features
 from localopen.core.machine.bandwidth import measure_bandwidth
+from localopen.core.machine.load import OtherLoad, wait_calm
 
 log = logging.getLogger("localopen.hardware")
 
@@ -47,6 +48,8 @@ class HardwareProfile:
     llama_backends: list[str] = field(default_factory=list)  # e.g. ["CPU", "CUDA"]
     bandwidth_gbs: float | None = None
     bandwidth_cached: bool = False
+    bandwidth_busy: bool = False  # measured only while other programs kept the cores busy (reads low)
+    bandwidth_spread: tuple[float, float] | None = None  # the calm readings' lowest and highest
     cpu_kernels: str = ""  # llama.cpp's CPU kernels used here, in words (app/cpu_kernels.py); "" not read
 
     @property
@@ -70,6 +73,19 @@ class HardwareProfile:
             ]
         )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def bandwidth_words(self) -> str:
+        """The bandwidth and how sure it is: calm readings' spread, or taken only while busy."""
+        if self.bandwidth_gbs is None:
+            return "not measured"
+        text = f"{self.bandwidth_gbs} GB/s memory copy"
+        if self.bandwidth_busy:
+            return text + " (measured while other programs kept the cores busy: it reads low; measured again later)"
+        spread = self.bandwidth_spread
+        if spread and spread[0] != spread[1]:
+            text += f" (best of calm readings {spread[0]}–{spread[1]})"
+        return text + (" (measured earlier)" if self.bandwidth_cached else "")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -205,28 +221,48 @@ def read_profile(models_dir: Path, cache_dir: Path | None = None, measure: bool 
 
 
 # A copy probe only ever reads low (other work, a busy memory bus): it is measured again after a
-# day and the best reading is kept, so the "decode speed bound" it gives does not stay below the
-# speed this machine really reaches (a cached 17.5 GB/s once bounded a model at 71 t/s that ran at 78).
+# day and the best calm reading is kept, so the "decode speed bound" it gives does not stay below
+# the speed this machine really reaches (a cached 17.5 GB/s once bounded a model at 71 t/s that ran
+# at 78). A reading taken while other programs kept the cores busy is marked so, never kept over a
+# calm one, and measured again at the next reading.
 BANDWIDTH_MAX_AGE_S = 24 * 3600
+BANDWIDTH_CALM_WAIT_S = 15.0  # how long a reading waits for other programs to calm down
+CALM_READINGS_KEPT = 5
 
 
 def _cached_bandwidth(profile: HardwareProfile, cache_dir: Path | None) -> tuple[float | None, bool]:
     cache = cache_dir / f"bandwidth-{profile.fingerprint}.json" if cache_dir else None
-    best = 0.0
+    calm: list[float] = []
+    measured_at = 0.0
     if cache and cache.exists():
         try:
             data = json.loads(cache.read_text())
-            best = float(data["gbs"])
-            if time.time() - float(data.get("measured_at", 0)) < BANDWIDTH_MAX_AGE_S:
-                return best, True
+            calm = [float(x) for x in data.get("calm", [data["gbs"]] if not data.get("busy") else [])]
+            measured_at = float(data.get("measured_at", 0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             log.warning("Unreadable bandwidth cache %s: measuring again", cache, exc_info=True)
-            best = 0.0
-    gbs = max(best, measure_bandwidth(threads=profile.cores_physical))
+            calm = []
+        if calm and time.time() - measured_at < BANDWIDTH_MAX_AGE_S:
+            profile.bandwidth_spread = (min(calm), max(calm))
+            return max(calm), True
+    wait_calm(BANDWIDTH_CALM_WAIT_S)
+    watch = OtherLoad()
+    gbs = measure_bandwidth(threads=profile.cores_physical)
+    reading = watch.reading()
+    if reading.busy:
+        log.info("Bandwidth %.2f GB/s measured while %s: not kept over a calm reading", gbs, reading)
+        profile.bandwidth_busy = not calm
+    else:
+        calm = [*calm, gbs][-CALM_READINGS_KEPT:]
+    if calm:
+        profile.bandwidth_spread = (min(calm), max(calm))
+    best = max(calm) if calm else gbs
     if cache:
+        when = measured_at if reading.busy else time.time()  # a busy reading is measured again next time
+        saved = {"gbs": best, "calm": calm, "busy": not calm, "measured_at": when}
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({"gbs": gbs, "measured_at": time.time()}))
+            cache.write_text(json.dumps(saved))
         except OSError:
             log.warning("Could not keep the bandwidth in %s: it is measured again next time", cache, exc_info=True)
-    return gbs, False
+    return best, False
