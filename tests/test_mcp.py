@@ -151,12 +151,17 @@ def test_the_tool_loop_runs_allowed_calls_and_gives_results_back(
         )
         run = outcome.runs[0]
         assert run.call.name == "get_weather" and run.result.text == "22 °C and sunny in Paris"
-        # The scripted model calls again in its second answer: over the limit of one round, not run.
+        # After the one round allowed, the model answers with tools off: the loop ends in words.
         roles = [m["role"] for m in outcome.messages]
-        assert roles == ["assistant", "tool", "assistant", "tool"]
-        assert outcome.messages[3]["content"].startswith("Not run: this answer reached its limit of 1 rounds")
+        assert roles == ["assistant", "tool", "assistant"]
+        assert "tool_calls" not in outcome.messages[2] and len(outcome.runs) == 1
+        assert outcome.note == "After 1 round of tool calls the model was asked to answer in words."
         assert outcome.messages[0]["tool_calls"][0]["function"]["name"] == "get_weather"
         assert outcome.messages[1]["tool_call_id"] == run.call.id
+        # The scripted model repeats its call: not run again, it answers from the result it has.
+        again = answer_with_tools(session, ASK, SamplingParams(max_tokens=40), None, weather, lambda call: True)
+        assert len(again.runs) == 1 and [m["role"] for m in again.messages] == ["assistant", "tool", "assistant"]
+        assert "same arguments" in again.note
     finally:
         session.shutdown()
 

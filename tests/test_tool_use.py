@@ -141,6 +141,10 @@ def test_the_tool_result_goes_back_to_the_model(server: Running) -> None:
         json={"model": "caller", "messages": [*ASK, {"role": "tool", "content": "22"}], "tools": [WEATHER]},
     )
     assert bad.status_code == 400 and "tool_call_id" in bad.json()["error"]["message"]
+    stray = [*history[:2], {"role": "tool", "tool_call_id": "call_9", "content": "22"}]
+    unmatched = httpx.post(server.config.base_url + "/chat/completions", json={"model": "caller", "messages": stray})
+    assert unmatched.status_code == 400
+    assert "answers no tool call of the assistant message before it" in unmatched.json()["error"]["message"]
 
 
 def test_tool_choice_none_answers_in_words_and_a_template_without_tools_is_refused(server: Running) -> None:

@@ -156,7 +156,27 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 message["name"] = m["name"]
         out.append(message)
     check_image_count(out)
+    check_tool_results(out)
     return out
+
+
+def check_tool_results(messages: list[dict[str, Any]]) -> None:
+    """Each tool result answers a call of the assistant turn before it (OpenAI refuses others too):
+    a result for no call would otherwise be read by the model as a call it never made."""
+    open_calls: set[str] = set()
+    for m in messages:
+        if m["role"] == "assistant":
+            open_calls = {str(c.get("id") or "") for c in m.get("tool_calls") or []}
+        elif m["role"] == "tool":
+            if m.get("tool_call_id") not in open_calls:
+                raise bad(
+                    f"The tool message with tool_call_id '{m.get('tool_call_id')}' answers no tool call of the "
+                    "assistant message before it: each tool result must follow the assistant message whose "
+                    "'tool_calls' has that id.",
+                    "invalid_messages",
+                )
+        elif m["role"] == "user":
+            open_calls = set()
 
 
 def parse_tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str]:

@@ -70,39 +70,60 @@ def _args(call: ToolCall) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _said(text: str, calls: list[ToolCall]) -> str:
+def _said(text: str, calls: list[ToolCall], why: str = "") -> str:
     shown = "; ".join(f"{c.name}({c.arguments})" for c in calls) or "no call"
-    return f"{shown}; text: {text.strip()[:120]!r}"
+    return f"{why + ': ' if why else ''}{shown}; text: {text.strip()[:120]!r}"
+
+
+def _why(calls: list[ToolCall], tool: str, args_ok: Callable[[dict[str, Any]], bool], n: int = 1) -> str:
+    """Why calls are not the one expected, in words: none, how many, the wrong tool, bad arguments."""
+    if not calls:
+        return "no call"
+    if len(calls) != n:
+        return f"{len(calls)} calls where {n} {'was' if n == 1 else 'were'} needed"
+    wrong = [c.name for c in calls if c.name != tool]
+    if wrong:
+        return f"wrong tool ({', '.join(wrong)} instead of {tool})"
+    if not all(args_ok(_args(c)) for c in calls):
+        return "right tool, bad arguments"
+    return ""
 
 
 def _one_typed_call(text: str, calls: list[ToolCall]) -> tuple[bool, str]:
-    ok = (
-        len(calls) == 1
-        and calls[0].name == "get_weather"
-        and "paris" in str(_args(calls[0]).get("city", "")).lower()
-        and _args(calls[0]).get("days") == 3
-        and isinstance(_args(calls[0]).get("days"), int)
-    )
-    return ok, _said(text, calls)
+    def args_ok(a: dict[str, Any]) -> bool:
+        days = a.get("days")
+        return "paris" in str(a.get("city", "")).lower() and days == 3 and isinstance(days, int)
+
+    why = _why(calls, "get_weather", args_ok)
+    return not why, _said(text, calls, why)
 
 
 def _chosen_call(text: str, calls: list[ToolCall]) -> tuple[bool, str]:
-    ok = len(calls) == 1 and calls[0].name == "get_time" and "tokyo" in str(_args(calls[0]).get("city", "")).lower()
-    return ok, _said(text, calls)
+    why = _why(calls, "get_time", lambda a: "tokyo" in str(a.get("city", "")).lower())
+    return not why, _said(text, calls, why)
 
 
 def _two_calls(text: str, calls: list[ToolCall]) -> tuple[bool, str]:
-    cities = sorted(str(_args(c).get("city", "")).lower() for c in calls if c.name == "get_time")
-    ok = len(calls) == 2 and len(cities) == 2 and "paris" in cities[0] + cities[1] and "tokyo" in cities[0] + cities[1]
-    return ok, _said(text, calls)
+    why = _why(calls, "get_time", lambda a: isinstance(a.get("city"), str), n=2)
+    if not why:
+        cities = {str(_args(c).get("city", "")).lower() for c in calls}
+        if not (any("paris" in c for c in cities) and any("tokyo" in c for c in cities)):
+            why = "two calls, but not one for Paris and one for Tokyo"
+    return not why, _said(text, calls, why)
 
 
 def _uses_result(text: str, calls: list[ToolCall]) -> tuple[bool, str]:
-    return not calls and "18" in text, _said(text, calls)
+    if calls:
+        return False, _said(text, calls, "called again instead of answering from the result")
+    ok = "18" in text
+    return ok, _said(text, calls, "" if ok else "the answer does not use the result (18 °C)")
 
 
 def _no_call(text: str, calls: list[ToolCall]) -> tuple[bool, str]:
-    return not calls and "4" in text, _said(text, calls)
+    if calls:
+        return False, _said(text, calls, "called a tool that was not needed")
+    ok = "4" in text
+    return ok, _said(text, calls, "" if ok else "wrong answer")
 
 
 _PAST_CALL = {

@@ -599,12 +599,14 @@ def _engine_error(exc: EngineError) -> ServingError:
         # OpenAI's own words: litellm, LangChain and agents recognise this and shorten the conversation.
         return ServingError(
             f"This model's maximum context length is {exc.n_ctx} tokens. However, your messages resulted in "
-            f"{exc.prompt_tokens} tokens. Please reduce the length of the messages.",
+            f"{exc.prompt_tokens} tokens. Please reduce the length of the messages. (context_length_exceeded)",
             400,
             code="context_length_exceeded",
         )
     if isinstance(exc, ContextTooLongError):
-        return ServingError(str(exc), 400, code="context_length_exceeded")
+        # The code in the message too: openai 3.x's str(error) carries only the message, where
+        # LangChain and litellm look for it.
+        return ServingError(f"{exc} (context_length_exceeded)", 400, code="context_length_exceeded")
     if isinstance(exc, ToolsUnsupportedError):
         return ServingError(str(exc), 400, code="tools_not_supported")
     if isinstance(exc, BadRequestError):

@@ -6,16 +6,20 @@ again, for a limited number of rounds. The CLI's chat (and any face) drives it t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from localopen.app.chat import ChatSession
 from localopen.app.mcp_tools import McpConnections, ToolResult
+from localopen.core.errors import LocalopenError
 from localopen.core.records import AnswerPiece, AnswerStats, ToolCall
 from localopen.engine.protocol import AnswerOptions, SamplingParams
 
-MAX_ROUNDS = 5  # answers whose calls run in one turn; calls beyond them are answered "not run"
+log = logging.getLogger("localopen.tools")
+
+MAX_ROUNDS = 5  # answers whose calls run in one turn; the answer after them has tools off
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class TurnOutcome:
     stats: AnswerStats
     runs: list[ToolRun] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)  # what the turn added to the conversation
+    note: str = ""  # how the loop ended when it had to end it (a repeated call, the round limit), in words
 
 
 class _Collected:
@@ -66,6 +71,27 @@ class _Collected:
             self.on_piece(piece)
 
 
+def _key(name: str, arguments: str) -> tuple[str, str]:
+    """A call as the same call whatever its spacing or key order."""
+    try:
+        return name, json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        return name, arguments
+
+
+def _answered(messages: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """The calls this conversation already made and the results they got."""
+    calls: dict[str, tuple[str, str]] = {}
+    out: dict[tuple[str, str], str] = {}
+    for m in messages:
+        for call in m.get("tool_calls") or []:
+            function = call.get("function") or {}
+            calls[str(call.get("id"))] = _key(str(function.get("name")), str(function.get("arguments", "")))
+        if m.get("role") == "tool" and str(m.get("tool_call_id")) in calls:
+            out[calls[str(m.get("tool_call_id"))]] = str(m.get("content", ""))
+    return out
+
+
 def answer_with_tools(
     session: ChatSession,
     messages: list[dict[str, Any]],
@@ -79,14 +105,31 @@ def answer_with_tools(
     thinking: bool | None = None,
     max_rounds: int = MAX_ROUNDS,
 ) -> TurnOutcome:
-    """Answer, running the calls the person allows, until the model answers without calling."""
+    """Answer, running the calls the person allows, until the model answers without calling. A loop
+    always ends in words: a call that repeats one already answered is not run again (the model is
+    asked to answer from the results it has, with tools off), and the last round has tools off."""
     tools = [t.openai() for t in connections.tools()]
+    if tool_choice not in ("auto", "none") and not tools:
+        raise LocalopenError(
+            "A tool call was required, but no tool is available (no MCP server offers one): "
+            "check the MCP servers, or let the model answer without tools."
+        )
     history = list(messages)
     added: list[dict[str, Any]] = []
     runs: list[ToolRun] = []
+    done = _answered(history)
+    words_only = False  # the model repeated a call already answered: it answers from the results
+    note = ""
     for round_ in range(max_rounds + 1):
         got = _Collected(on_piece)
-        choice = (tool_choice if round_ == 0 else "auto") if tools else "none"
+        last = round_ == max_rounds
+        if not tools or words_only or last:
+            choice = "none"
+            if last and tools and not words_only:
+                rounds = f"{max_rounds} round{'s' if max_rounds != 1 else ''}"
+                note = f"After {rounds} of tool calls the model was asked to answer in words."
+        else:
+            choice = tool_choice if round_ == 0 else "auto"
         options = AnswerOptions(thinking=thinking, tools=tools or None, tool_choice=choice)
         stats = session.answer(history, sampling, template, got, options)
         answer: dict[str, Any] = {"role": "assistant", "content": "".join(got.text)}
@@ -94,16 +137,21 @@ def answer_with_tools(
             answer["reasoning_content"] = "".join(got.reasoning)
         if not got.calls:
             added.append(answer)
-            return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added)
+            if note:  # said under the answer, in every face
+                stats.notice = f"{stats.notice} {note}" if stats.notice else note
+            return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added, note)
+        if all(_key(c.name, c.arguments) in done for c in got.calls):
+            log.info("The model repeated calls already answered: it answers from their results")
+            words_only = True
+            note = "The model called a tool again with the same arguments: it answered from the result it had."
+            continue
         answer["tool_calls"] = [c.to_dict() for c in got.calls]
         added.append(answer)
         history.append(answer)
-        spent = round_ == max_rounds  # the calls of this answer are over the limit: none runs
         for call in got.calls:
-            if spent:
-                result = ToolResult(
-                    f"Not run: this answer reached its limit of {max_rounds} rounds of tool calls.", True, 0.0
-                )
+            key = _key(call.name, call.arguments)
+            if key in done:
+                result = ToolResult(done[key], False, 0.0)  # the same call's result, not run again
             elif allow(call):
                 try:
                     arguments = json.loads(call.arguments)
@@ -115,6 +163,7 @@ def answer_with_tools(
                     result = ToolResult("The call's arguments are not a JSON object.", True, 0.0)
             else:
                 result = ToolResult("The user did not allow this call.", True, 0.0)
+            done[key] = result.text
             run = ToolRun(call, result)
             runs.append(run)
             if on_run is not None:
@@ -122,6 +171,4 @@ def answer_with_tools(
             message = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.text}
             added.append(message)
             history.append(message)
-        if spent:
-            return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added)
-    raise AssertionError("unreachable: the last round returns")
+    raise AssertionError("unreachable: the last round has tools off and returns")

@@ -9,8 +9,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from localopen.core.chat import json_schema
 from localopen.core.chat.tool_calls import CONSTRAINED, call_schema
-from localopen.engine.errors import ToolsUnsupportedError
+from localopen.engine.errors import BadRequestError, ToolsUnsupportedError
 
 _BODY = "tool-call-body"
 
@@ -20,9 +21,30 @@ def _literal(text: str) -> str:
 
 
 def schema_gbnf(schema: Mapping[str, Any]) -> str:
+    """The GBNF of a JSON schema; a schema no grammar can be made from is a BadRequestError naming
+    what is wrong (never an engine error)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return str(json_schema_to_gbnf(json.dumps(schema)))
+    try:
+        return str(json_schema_to_gbnf(json.dumps(json_schema.whole(dict(schema)))))
+    except json_schema.SchemaError as exc:
+        raise BadRequestError(f"The JSON schema cannot be used: {exc}.") from exc
+    except (AssertionError, KeyError, ValueError, TypeError, RecursionError, AttributeError, IndexError) as exc:
+        raise BadRequestError(
+            f"The JSON schema uses something a grammar cannot express here ({type(exc).__name__}: {exc}): "
+            "simplify that part of the schema."
+        ) from exc
+
+
+def check(vocab: Any, gbnf: str) -> None:
+    """llama.cpp's own parser on a grammar before any sampler uses it: one it rejects would crash
+    the engine in llama-cpp-python (a null sampler), so it is a BadRequestError here."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+    if not sampler:
+        raise BadRequestError("This request's schema or tools make a grammar llama.cpp cannot read.")
+    llama_cpp.llama_sampler_free(sampler)
 
 
 def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str, Any]]) -> str | None:
@@ -32,7 +54,11 @@ def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str,
     fmt = CONSTRAINED.get(fmt_name)
     if fmt is None or not marker or not fmt.prefix.startswith(marker):
         return None
-    body = re.sub(r"^root ::=", f"{_BODY} ::=", schema_gbnf(call_schema(tools, fmt)), flags=re.M)
+    try:
+        schema = call_schema(tools, fmt)
+    except json_schema.SchemaError as exc:
+        raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
+    body = re.sub(r"^root ::=", f"{_BODY} ::=", schema_gbnf(schema), flags=re.M)
     rest = fmt.prefix[len(marker) :]
     one = " ".join(p for p in (_literal(rest) if rest else "", _BODY, _literal(fmt.suffix) if fmt.suffix else "") if p)
     more = "" if fmt.as_list else f' ("\\n" {_literal(fmt.prefix)} {_BODY} {_literal(fmt.suffix)})*'
@@ -50,6 +76,8 @@ def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choic
     only = None if tool_choice == "required" else tool_choice
     try:
         schema = call_schema(tools, fmt, only)
+    except json_schema.SchemaError as exc:
+        raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
     except ValueError as exc:
         raise ToolsUnsupportedError(f"tool_choice names a tool that is not among 'tools' ({exc}).") from exc
     body = re.sub(r"^root ::=", f"{_BODY} ::=", schema_gbnf(schema), flags=re.M)

@@ -559,7 +559,7 @@ class Worker:
         options = request.options
         choice, traits, switches, tools = self._prepare(request.template, options)
         calls = _tool_stream(traits.tool_format, tools)
-        grammar = _grammar(options, traits.tool_format, tools)
+        grammar = _grammar(options, traits.tool_format, tools, llm._model.vocab)  # noqa: SLF001
         sampling = request.sampling
         n_ctx = llm.n_ctx()
         dropped, tokens, prompt, images = self._fit_messages(
@@ -588,6 +588,8 @@ class Worker:
         finish = "stop"
         n_gen = 0
         lazy = _lazy_grammar(options, traits.tool_format, tools, calls) if grammar is None else None
+        if lazy is not None:
+            _parsed(lazy, llm._model.vocab)  # noqa: SLF001
         generated: list[int] = []
 
         processors = _logit_bias(sampling.logit_bias, llama_cpp.llama_vocab_n_tokens(vocab))
@@ -851,6 +853,9 @@ def _tool_stream(fmt: str | None, tools: list[dict[str, Any]] | None) -> ToolCal
     read by the answer stream itself). Tools a template cannot offer are refused in words."""
     if not tools:
         return None
+    problem = tool_calls.name_problem(tools)
+    if problem is not None:
+        raise BadRequestError(problem)
     if fmt is None:
         raise ToolsUnsupportedError(
             "This model's chat template does not offer tools to the model (it was not trained to call "
@@ -864,15 +869,25 @@ def _tool_stream(fmt: str | None, tools: list[dict[str, Any]] | None) -> ToolCal
     return None if fmt == tool_calls.HARMONY else ToolCallStream(tool_calls.FORMATS[fmt], tools)
 
 
-def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None) -> Any:
-    """A llama.cpp grammar for a JSON answer or a required tool call; None to decode freely."""
+def _parsed(gbnf: str, vocab: Any) -> str:
+    """A grammar llama.cpp's parser accepts (else a BadRequestError, never a crash)."""
+    grammar.check(vocab, gbnf)
+    return gbnf
+
+
+def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None, vocab: Any) -> Any:
+    """A llama.cpp grammar for a JSON answer or a required tool call, parsed by llama.cpp first;
+    None to decode freely."""
     from llama_cpp import LlamaGrammar
 
     if options.json_schema is not None:
-        return LlamaGrammar.from_string(grammar.schema_gbnf(options.json_schema), verbose=False)
-    if tools and fmt is not None and options.tool_choice not in ("auto", "none"):
-        return LlamaGrammar.from_string(grammar.tool_call_gbnf(fmt, tools, options.tool_choice), verbose=False)
-    return None
+        gbnf = grammar.schema_gbnf(options.json_schema)
+    elif tools and fmt is not None and options.tool_choice not in ("auto", "none"):
+        gbnf = grammar.tool_call_gbnf(fmt, tools, options.tool_choice)
+    else:
+        return None
+    grammar.check(vocab, gbnf)
+    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 class _TimeUp(Exception):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localopen.core.chat import json_schema
 from localopen.core.chat.answer_stream import held_suffix
 from localopen.core.records import AnswerPiece, ToolCall, new_tool_call_id
 
@@ -201,6 +202,85 @@ def _functionary(body: str) -> Parsed:
     return [(name.strip(), _loads(args) if args.strip() else {})]
 
 
+# Calls written outside the template's format, as small models write them (Qwen2.5-Coder: a bare
+# {"name": …, "arguments": …} or one in a ```json fence instead of <tool_call> tags): at the very
+# start of an answer, a JSON object (or list of them) naming an offered tool with arguments its
+# schema accepts is a call. Anything else stays the text it was.
+_CALL_KEYS = ("name", "type", "function", "tool_name")  # a written call's first key
+_FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n")
+_FIRST_KEY = re.compile(r'\s*\[?\s*\{\s*"((?:[^"\\]|\\.)*)"')
+
+
+def json_end(text: str) -> int | None:
+    """Where the JSON object or list that `text` opens with ends (None: not yet; -1: it is not one)."""
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+            if depth < 0:
+                return -1
+        elif depth == 0 and not ch.isspace():
+            return -1
+    return None
+
+
+def could_be_call(text: str) -> bool:
+    """Whether a JSON opening may still become a call: its first key, once written, is a call's."""
+    m = _FIRST_KEY.match(text)
+    if m is None:
+        # Not yet a first key: '{', '[{', blank space, or a key still being written.
+        return bool(re.fullmatch(r'\s*\[?\s*(\{\s*("(?:[^"\\]|\\.)*)?)?', text))
+    return m.group(1) in _CALL_KEYS
+
+
+def _valid(schema: Any, arguments: Any) -> bool:
+    """The arguments satisfy the tool's parameter schema (a schema that is itself broken checks nothing)."""
+    from jsonschema import exceptions, validators
+    from referencing.exceptions import Unresolvable
+
+    if not isinstance(schema, dict):
+        return True
+    try:
+        cls = validators.validator_for(schema)
+        cls.check_schema(schema)
+        return bool(cls(schema).is_valid(arguments))
+    except (exceptions.SchemaError, Unresolvable, RecursionError):
+        return True
+
+
+def offered_calls(text: str, schemas: Mapping[str, Any]) -> Parsed | None:
+    """The calls a JSON text writes when each names an offered tool with arguments its schema
+    accepts; None when it is anything else (then it is text)."""
+    try:
+        parsed = _json_calls(text)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    out: Parsed = []
+    for name, args in parsed:
+        if isinstance(args, str):
+            try:
+                args = _loads(args)
+            except ValueError:
+                return None
+        if name not in schemas or not isinstance(args, dict) or not _valid(schemas[name], args):
+            return None
+        out.append((name, args))
+    return out or None
+
+
 @dataclass(frozen=True)
 class ToolFormat:
     name: str
@@ -298,14 +378,17 @@ CONSTRAINED: dict[str, Constrained] = {
 
 def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str | None = None) -> dict[str, Any]:
     """The JSON schema of one call of one of the tools (or of the named one), in the format's keys:
-    the arguments must satisfy that tool's own parameter schema."""
+    the arguments must satisfy that tool's own parameter schema (its definitions lifted to the
+    call schema's root, so its references still resolve)."""
     options = []
-    for tool in tools:
+    defs: dict[str, Any] = {}
+    for i, tool in enumerate(tools):
         function = tool.get("function", tool)
         name = function.get("name")
         if only is not None and name != only:
             continue
-        parameters = function.get("parameters") or {"type": "object"}
+        parameters, own = json_schema.lift(function.get("parameters") or {"type": "object"}, f"t{i}-")
+        defs.update(own)
         options.append(
             {
                 "type": "object",
@@ -320,7 +403,29 @@ def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str 
     if not options:
         raise ValueError(f"no tool named {only!r}" if only else "no tools")
     one = options[0] if len(options) == 1 else {"anyOf": options}
-    return {"type": "array", "items": one, "minItems": 1} if fmt.as_list else one
+    out = {"type": "array", "items": one, "minItems": 1} if fmt.as_list else one
+    return {**out, "$defs": defs} if defs else out
+
+
+# OpenAI's rule for a tool's name; a name outside it is refused before any grammar is made.
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def name_problem(tools: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """Why these tools' names cannot be offered (None: they can), in OpenAI's words."""
+    seen: set[str] = set()
+    for tool in tools or ():
+        function = tool.get("function", tool)
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            return (
+                f"Invalid tool name {name!r}: a tool's name must match ^[a-zA-Z0-9_-]{{1,64}}$ "
+                "(letters, digits, underscores and dashes, at most 64)."
+            )
+        if name in seen:
+            return f"Two tools are named {name!r}: each tool needs its own name."
+        seen.add(name)
+    return None
 
 
 def detect(source: str, reads_tools: bool) -> str | None:
@@ -378,9 +483,16 @@ class ToolCallStream:
 
     def __init__(self, fmt: ToolFormat, tools: Iterable[Mapping[str, Any]] | None = None) -> None:
         self.fmt = fmt
+        tools = list(tools or ())
         self.types = parameter_types(tools)
+        self.schemas: dict[str, Any] = {
+            str(f.get("name")): f.get("parameters") or {"type": "object"}
+            for f in (t.get("function", t) for t in tools)
+            if isinstance(f, Mapping) and isinstance(f.get("name"), str)
+        }
         # start (nothing shown yet) | text | call | after (a call ended: blank space is no answer)
         # | bare (a JSON object at the very start, which may be a call)
+        # | loose (a JSON object or ```json fence at the very start: a call written outside the format?)
         self.state = "start"
         self.buf = ""
         self.opened = ""  # the marker that opened the call in progress
@@ -397,7 +509,14 @@ class ToolCallStream:
                 if self.fmt.bare_json and stripped.startswith("{"):
                     self.state, self.buf = "bare", stripped
                     return out
-                self.state, self.buf = "text", stripped  # blank space before the answer (or a call) is none
+                loose = self.schemas and stripped.startswith(("{", "[", "`"))
+                self.state, self.buf = "loose" if loose else "text", stripped  # blank space before is none
+                continue
+            if self.state == "loose":
+                decided = self._loose(final=False)
+                if decided is None:
+                    return out
+                out += decided
                 continue
             if self.state == "text":
                 hit = min(
@@ -433,12 +552,62 @@ class ToolCallStream:
         return out
 
     def finish(self) -> list[AnswerPiece]:
+        out: list[AnswerPiece] = []
+        if self.state == "loose":
+            out = self._loose(final=True) or []
+            return out + self.finish() if self.state != "loose" else out
         text, self.buf = self.buf, ""
         if self.state == "call":
             return self._calls(text, ("" if self.fmt.keep_start else self.opened) + text)
         if self.state == "bare":
             return self._calls(text, text)
         return [AnswerPiece(text)] if text and self.state == "text" else []
+
+    def _loose(self, final: bool) -> list[AnswerPiece] | None:
+        """The answer opens with JSON or a fence: the calls it writes (state 'after'), or back to text
+        once it cannot be one; None: undecided yet (held back)."""
+        text = self.buf
+        start = 0
+        fenced = text.startswith("`")
+        if fenced:
+            fence = _FENCE.match(text)
+            if fence is None:
+                if not final and re.fullmatch(r"`{1,3}(?:j(?:s(?:o(?:n)?)?)?|J(?:S(?:O(?:N)?)?)?)?[ \t]*", text):
+                    return None
+                self.state = "text"
+                return []
+            start = fence.end()
+        body = text[start:]
+        lead = len(body) - len(body.lstrip())
+        if not body.strip():
+            if final:
+                self.state = "text"
+                return []
+            return None
+        if not body.lstrip().startswith(("{", "[")) or not could_be_call(body):
+            self.state = "text"
+            return []
+        end = json_end(body[lead:])
+        if end is None and not final:
+            return None
+        if end is None or end < 0:
+            self.state = "text"
+            return []
+        value_end = start + lead + end
+        rest = text[value_end:]
+        if fenced:
+            closing = rest.lstrip()
+            if not final and "```".startswith(closing) and len(closing) < 3:
+                return None  # the fence may still close
+            if closing.startswith("```"):
+                rest = closing[3:]
+        parsed = offered_calls(text[start + lead : value_end], self.schemas)
+        if parsed is None:
+            self.state = "text"
+            return []
+        self.calls += len(parsed)
+        self.buf, self.state = rest, "after"
+        return [AnswerPiece("", tool_call=call) for call in to_calls(parsed)]
 
     def _calls(self, body: str, as_written: str) -> list[AnswerPiece]:
         try:

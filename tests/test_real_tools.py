@@ -1,0 +1,88 @@
+"""Tool calls with a real tool-trained model (Qwen2.5-Coder 0.5B Instruct, from ../shared/models),
+through the local server and the real `openai` client, temperature 0: its calls come back as
+`tool_calls` whether it writes them in its template's <tool_call> tags, bare or in a ```json fence;
+requests that need no tool get none."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localopen.app.context import AppContext
+from localopen.core.store.library_db import import_file
+from localopen.engine.protocol import LoadOptions
+from test_server import Running
+
+from real_tool_prompts import NEEDS_NO_TOOL, NEEDS_TOOL, TOOLS, right_call
+
+pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def qwen_server(qwen_coder_05b: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, str]]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCALOPEN_HOME", str(tmp_path_factory.mktemp("home")))  # one home for the module's server
+        ctx = AppContext()
+        served = import_file(ctx.db, qwen_coder_05b)
+        running = Running(ctx, options=LoadOptions(n_ctx=4096))
+        yield running, served.name
+        running.stop()
+
+
+def test_qwen_05b_calls_tools_in_auto_and_answers_plainly_without_need(qwen_server: tuple[Running, str]) -> None:
+    running, model = qwen_server
+    right, outcomes = 0, []
+    for request, tool, expect in NEEDS_TOOL:
+        reply = running.client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": request}],
+            tools=TOOLS,  # type: ignore[arg-type]
+            tool_choice="auto",
+            temperature=0,
+            max_tokens=128,
+        )
+        calls = reply.choices[0].message.tool_calls or []
+        said = [(c.function.name, json.loads(c.function.arguments)) for c in calls]  # type: ignore[union-attr]
+        ok = len(said) >= 1 and right_call(*said[0], tool, expect)
+        right += ok
+        outcomes.append((request, said or reply.choices[0].message.content, ok))
+        if calls:
+            assert reply.choices[0].finish_reason == "tool_calls"
+    print("\n".join(f"{'OK ' if ok else 'BAD'} {request} -> {said}" for request, said, ok in outcomes))
+    assert right >= 8, outcomes
+    for request in NEEDS_NO_TOOL:
+        reply = running.client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": request}],
+            tools=TOOLS,
+            temperature=0,
+            max_tokens=96,  # type: ignore[arg-type]
+        )
+        assert not reply.choices[0].message.tool_calls, (request, reply.choices[0].message)
+        assert reply.choices[0].message.content
+
+
+def test_a_streamed_call_written_as_bare_json_arrives_as_a_tool_call(qwen_server: tuple[Running, str]) -> None:
+    running, model = qwen_server
+    stream = running.client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": NEEDS_TOOL[0][0]}],
+        tools=TOOLS,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=128,
+        stream=True,
+    )
+    names, text, finish = [], "", None
+    for chunk in stream:
+        delta = chunk.choices[0].delta if chunk.choices else None
+        if delta is not None:
+            text += delta.content or ""
+            names += [c.function.name for c in delta.tool_calls or [] if c.function and c.function.name]
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    assert names == ["get_weather"] and finish == "tool_calls"
+    assert "{" not in text  # the call never leaked as answer text
