@@ -86,3 +86,24 @@ def test_a_streamed_call_written_as_bare_json_arrives_as_a_tool_call(qwen_server
             finish = chunk.choices[0].finish_reason
     assert names == ["get_weather"] and finish == "tool_calls"
     assert "{" not in text  # the call never leaked as answer text
+
+
+def test_an_agent_loop_with_a_real_mcp_server_ends_in_a_grounded_answer(qwen_coder_05b: Path, tmp_path: Path) -> None:
+    """`localopen chat --mcp` with the time server from the package index, as a user runs it: the
+    loop ends in words that carry the tool's result (the repeated call is not run again)."""
+    import sys
+
+    from cli_helpers import run
+
+    pytest.importorskip("mcp_server_time")
+    config = tmp_path / "mcp.json"
+    server = {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "Europe/Paris"]}
+    config.write_text(json.dumps({"mcpServers": {"time": server}}))
+    args = ["chat", str(qwen_coder_05b), "-p", "What time is it in Tokyo right now?", "--mcp", str(config)]
+    out = run(*args, "--allow-tools", "--temperature", "0", "--json", timeout=600)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    results = [json.loads(c["result"]) for c in answer["tool_calls"] if c["name"] == "get_current_time"]
+    assert results and results[0]["timezone"] == "Asia/Tokyo"
+    assert results[0]["datetime"][11:16] in answer["content"], answer["content"]
+    assert not answer["content"].lstrip().startswith("{")

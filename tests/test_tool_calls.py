@@ -241,3 +241,43 @@ def test_the_format_comes_from_the_template() -> None:
     }
     for name, fmt in expected.items():
         assert ct.traits((TEMPLATES / f"{name}.jinja").read_text()).tool_format == fmt, name
+
+
+LOOSE = '{"name": "get_weather", "arguments": {"location": "Paris"}}'
+# Calls as small tool-trained models write them outside their template's format (Qwen2.5-Coder:
+# bare JSON, a ```json fence), and the text that must stay text.
+LOOSE_CASES = [
+    (LOOSE, "", [PARIS]),
+    (f"  ```json\n{LOOSE}\n```", "", [PARIS]),
+    (f"```\n{LOOSE}\n```\nDone.", "Done.", [PARIS]),
+    (
+        f'[{LOOSE}, {{"name": "get_time", "parameters": {{"timezone": "UTC"}}}}]',
+        "",
+        [PARIS, ("get_time", {"timezone": "UTC"})],
+    ),
+    (f"{LOOSE}\n{LOOSE}", "", [PARIS, PARIS]),
+    (f'{{"type": "function", "function": {LOOSE}}}', "", [PARIS]),
+    # Not a call: an unknown tool, arguments the schema refuses, JSON that is an answer, prose first.
+    ('{"name": "get_stock", "arguments": {"s": "X"}}', '{"name": "get_stock", "arguments": {"s": "X"}}', []),
+    ('{"name": "get_weather", "arguments": {"days": 3}}', '{"name": "get_weather", "arguments": {"days": 3}}', []),
+    ('{"answer": 42}', '{"answer": 42}', []),
+    (f"Sure: {LOOSE}", f"Sure: {LOOSE}", []),
+    ("```python\nprint(1)\n```", "```python\nprint(1)\n```", []),
+    ('{"name": "get_weather", "arguments": {"loc', '{"name": "get_weather", "arguments": {"loc', []),
+]
+
+
+@pytest.mark.parametrize(("output", "text", "calls"), LOOSE_CASES)
+def test_a_call_written_outside_the_format_is_read_when_it_names_an_offered_tool_validly(
+    output: str, text: str, calls: list
+) -> None:
+    assert run("hermes", [output]) == (text, calls)
+    assert run("hermes", list(output)) == (text, calls)
+
+
+def test_json_that_cannot_be_a_call_is_shown_at_once_not_held_to_its_end() -> None:
+    stream = ToolCallStream(FORMATS["hermes"], TOOLS)
+    shown = "".join(p.text for p in stream.feed('{"answer": "a long JSON answer'))
+    assert shown == '{"answer": "a long JSON answer'
+    held = ToolCallStream(FORMATS["hermes"], TOOLS)
+    assert held.feed('{"name": "get_wea') == []  # may still become a call

@@ -20,6 +20,7 @@ from localopen.engine.protocol import AnswerOptions, SamplingParams
 log = logging.getLogger("localopen.tools")
 
 MAX_ROUNDS = 5  # answers whose calls run in one turn; the answer after them has tools off
+CLOSING = "Now answer my question in words, using the tool results above. Do not call a tool."
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,12 @@ def answer_with_tools(
                 note = f"After {rounds} of tool calls the model was asked to answer in words."
         else:
             choice = tool_choice if round_ == 0 else "auto"
-        options = AnswerOptions(thinking=thinking, tools=tools or None, tool_choice=choice)
-        stats = session.answer(history, sampling, template, got, options)
+        # After tools ran, an answer with tools off is words: small models otherwise write one more
+        # call as text. It is asked for in words too (only in the prompt, never kept).
+        closing = choice == "none" and bool(runs)
+        options = AnswerOptions(thinking=thinking, tools=tools or None, tool_choice=choice, words_only=closing)
+        prompt = [*history, {"role": "user", "content": CLOSING}] if closing else history
+        stats = session.answer(prompt, sampling, template, got, options)
         answer: dict[str, Any] = {"role": "assistant", "content": "".join(got.text)}
         if got.reasoning:
             answer["reasoning_content"] = "".join(got.reasoning)
@@ -140,19 +145,20 @@ def answer_with_tools(
             if note:  # said under the answer, in every face
                 stats.notice = f"{stats.notice} {note}" if stats.notice else note
             return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added, note)
-        if all(_key(c.name, c.arguments) in done for c in got.calls):
+        fresh = [c for c in got.calls if _key(c.name, c.arguments) not in done]
+        if len(fresh) < len(got.calls):
+            # A call already answered: not run again; the model answers from the results next.
             log.info("The model repeated calls already answered: it answers from their results")
             words_only = True
             note = "The model called a tool again with the same arguments: it answered from the result it had."
-            continue
-        answer["tool_calls"] = [c.to_dict() for c in got.calls]
+            if not fresh:
+                continue
+        answer["tool_calls"] = [c.to_dict() for c in fresh]
         added.append(answer)
         history.append(answer)
-        for call in got.calls:
+        for call in fresh:
             key = _key(call.name, call.arguments)
-            if key in done:
-                result = ToolResult(done[key], False, 0.0)  # the same call's result, not run again
-            elif allow(call):
+            if allow(call):
                 try:
                     arguments = json.loads(call.arguments)
                 except ValueError:

@@ -20,6 +20,10 @@ def _literal(text: str) -> str:
     return json.dumps(text)  # a GBNF string literal: JSON's escapes are GBNF's
 
 
+# An answer in words: it may not open with what a call written as text opens with.
+WORDS_ONLY = 'root ::= [^{[`<\\x00-\\x20] [^\\x00]*'
+
+
 def schema_gbnf(schema: Mapping[str, Any]) -> str:
     """The GBNF of a JSON schema; a schema no grammar can be made from is a BadRequestError naming
     what is wrong (never an engine error)."""

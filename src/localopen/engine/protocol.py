@@ -106,6 +106,9 @@ class AnswerOptions:
     # name: that tool is called. required and a name decode under a grammar (well-formed by construction).
     tool_choice: str = "auto"
     json_schema: dict[str, Any] | None = None  # the answer is JSON satisfying this schema (under a grammar)
+    # The answer is words, never opened as a call (a JSON object or list, a code fence): an agent
+    # loop's answer after its tools ran, which small models otherwise write as one more call.
+    words_only: bool = False
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -884,6 +884,8 @@ def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]
         gbnf = grammar.schema_gbnf(options.json_schema)
     elif tools and fmt is not None and options.tool_choice not in ("auto", "none"):
         gbnf = grammar.tool_call_gbnf(fmt, tools, options.tool_choice)
+    elif options.words_only:
+        gbnf = grammar.WORDS_ONLY
     else:
         return None
     grammar.check(vocab, gbnf)

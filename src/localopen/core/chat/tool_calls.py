@@ -497,6 +497,7 @@ class ToolCallStream:
         self.buf = ""
         self.opened = ""  # the marker that opened the call in progress
         self.calls = 0
+        self.loose_calls = False  # calls were written outside the format (JSON at the start)
 
     def feed(self, text: str) -> list[AnswerPiece]:
         self.buf += text
@@ -546,7 +547,9 @@ class ToolCallStream:
             if self.state == "after":
                 self.buf = self.buf.lstrip()
                 if self.buf:
-                    self.state = "text"
+                    # Calls written as text come one after another, as JSON lines or fences.
+                    again = self.loose_calls and self.buf.startswith(("{", "[", "`"))
+                    self.state = "loose" if again else "text"
                 continue
             return out  # a call that runs to the end of the answer, or a bare JSON object: wait
         return out
@@ -606,6 +609,7 @@ class ToolCallStream:
             self.state = "text"
             return []
         self.calls += len(parsed)
+        self.loose_calls = True
         self.buf, self.state = rest, "after"
         return [AnswerPiece("", tool_call=call) for call in to_calls(parsed)]
 
