@@ -21,7 +21,7 @@ def _literal(text: str) -> str:
 
 
 # An answer in words: it may not open with what a call written as text opens with.
-WORDS_ONLY = 'root ::= [^{[`<\\x00-\\x20] [^\\x00]*'
+WORDS_ONLY = "root ::= [^{[`<\\x00-\\x20] [^\\x00]*"
 
 
 def schema_gbnf(schema: Mapping[str, Any]) -> str:
