@@ -158,18 +158,20 @@ def answer_with_tools(
         history.append(answer)
         for call in fresh:
             key = _key(call.name, call.arguments)
+            ran = False
             if allow(call):
                 try:
                     arguments = json.loads(call.arguments)
                 except ValueError:
                     arguments = None
                 if isinstance(arguments, dict):
-                    result = connections.call(call.name, arguments)
+                    result, ran = connections.call(call.name, arguments), True
                 else:
                     result = ToolResult("The call's arguments are not a JSON object.", True, 0.0)
             else:
                 result = ToolResult("The user did not allow this call.", True, 0.0)
-            done[key] = result.text
+            if ran:  # a call refused or malformed was not answered: asking again is no repeat
+                done[key] = result.text
             run = ToolRun(call, result)
             runs.append(run)
             if on_run is not None:
