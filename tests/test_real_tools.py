@@ -107,3 +107,31 @@ def test_an_agent_loop_with_a_real_mcp_server_ends_in_a_grounded_answer(qwen_cod
     assert results and results[0]["timezone"] == "Asia/Tokyo"
     assert results[0]["datetime"][11:16] in answer["content"], answer["content"]
     assert not answer["content"].lstrip().startswith("{")
+
+
+def test_a_required_call_may_be_several_when_parallel_calls_are_allowed(qwen_server: tuple[Running, str]) -> None:
+    """tool_choice required with parallel_tool_calls (OpenAI's default): 'Paris and Tokyo' is two
+    calls, each well-formed by the grammar; with parallel_tool_calls false, exactly one."""
+    running, model = qwen_server
+    ask = [{"role": "user", "content": "What is the weather in Paris and in Tokyo? Look up both cities."}]
+    weather = [TOOLS[0]]
+    both = running.client.chat.completions.create(
+        model=model,
+        messages=ask,
+        tools=weather,
+        tool_choice="required",
+        temperature=0,
+        max_tokens=160,  # type: ignore[arg-type]
+    )
+    cities = {json.loads(c.function.arguments)["city"].lower() for c in both.choices[0].message.tool_calls or []}  # type: ignore[union-attr]
+    assert cities == {"paris", "tokyo"}, both.choices[0].message
+    one = running.client.chat.completions.create(
+        model=model,
+        messages=ask,
+        tools=weather,  # type: ignore[arg-type]
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=160,
+    )
+    assert len(one.choices[0].message.tool_calls or []) == 1

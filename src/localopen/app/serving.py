@@ -549,6 +549,7 @@ class ModelServer:
             tools=call.tools,
             tool_choice=call.tool_choice,
             json_schema=call.json_schema,
+            parallel_calls=call.parallel_calls is not False,
         )
         session = lane.session
         loaded = session.loaded

@@ -69,8 +69,9 @@ def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str,
     return f"root ::= {one}{more}\n{body}"
 
 
-def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choice: str) -> str:
-    """One call of the tools (any, or the one named by tool_choice), written as the format writes it."""
+def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choice: str, parallel: bool = True) -> str:
+    """A call of the tools (any, or the one named by tool_choice), written as the format writes it;
+    with parallel calls allowed, one or more ("Paris and Tokyo": two)."""
     fmt = CONSTRAINED.get(fmt_name)
     if fmt is None:
         raise ToolsUnsupportedError(
@@ -84,6 +85,10 @@ def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choic
         raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
     except ValueError as exc:
         raise ToolsUnsupportedError(f"tool_choice names a tool that is not among 'tools' ({exc}).") from exc
+    if fmt.as_list and not parallel:
+        schema = {**schema, "maxItems": 1}
     body = re.sub(r"^root ::=", f"{_BODY} ::=", schema_gbnf(schema), flags=re.M)
     parts = [p for p in (_literal(fmt.prefix) if fmt.prefix else "", _BODY, _literal(fmt.suffix) if fmt.suffix else "")]
-    return f"root ::= {' '.join(p for p in parts if p)}\n{body}"
+    one = " ".join(p for p in parts if p)
+    more = f' ("\\n" {one})*' if parallel and not fmt.as_list else ""
+    return f"root ::= {one}{more}\n{body}"

@@ -109,6 +109,8 @@ class AnswerOptions:
     # The answer is words, never opened as a call (a JSON object or list, a code fence): an agent
     # loop's answer after its tools ran, which small models otherwise write as one more call.
     words_only: bool = False
+    # A required call may be several (OpenAI's parallel_tool_calls, on unless a client turns it off).
+    parallel_calls: bool = True
 
 
 # --- requests ---------------------------------------------------------------------------------

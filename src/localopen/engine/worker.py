@@ -883,7 +883,7 @@ def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]
     if options.json_schema is not None:
         gbnf = grammar.schema_gbnf(options.json_schema)
     elif tools and fmt is not None and options.tool_choice not in ("auto", "none"):
-        gbnf = grammar.tool_call_gbnf(fmt, tools, options.tool_choice)
+        gbnf = grammar.tool_call_gbnf(fmt, tools, options.tool_choice, options.parallel_calls)
     elif options.words_only:
         gbnf = grammar.WORDS_ONLY
     else:
