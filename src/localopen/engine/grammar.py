@@ -79,6 +79,7 @@ def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choic
             "tool_choice 'required' or a named tool is not available for it: use tool_choice 'auto'."
         )
     only = None if tool_choice == "required" else tool_choice
+    parallel = parallel and only is None  # a named tool is one call of it, as OpenAI forces it
     try:
         schema = call_schema(tools, fmt, only)
     except json_schema.SchemaError as exc:
