@@ -6,33 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": required},
-        },
-    }
-
+from localopen.app.agent_check import function_tool
 
 TOOLS = [
-    _tool("get_weather", "The current weather in a city.", {"city": {"type": "string"}}, ["city"]),
-    _tool(
+    function_tool("get_weather", "The current weather in a city.", {"city": {"type": "string"}}, ["city"]),
+    function_tool(
         "get_time",
         "The current time in an IANA time zone, such as Europe/Paris.",
         {"timezone": {"type": "string"}},
         ["timezone"],
     ),
-    _tool(
+    function_tool(
         "convert_currency",
         "Convert an amount of money from one currency to another (ISO codes such as USD, EUR).",
         {"amount": {"type": "number"}, "from_currency": {"type": "string"}, "to_currency": {"type": "string"}},
         ["amount", "from_currency", "to_currency"],
     ),
-    _tool(
+    function_tool(
         "search_files",
         "Search the user's files for a text and list the files that contain it.",
         {"text": {"type": "string"}},

@@ -27,7 +27,7 @@ from localopen.engine.errors import ToolsUnsupportedError
 from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 
-def _function(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+def function_tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "type": "function",
         "function": {
@@ -38,14 +38,14 @@ def _function(name: str, description: str, properties: dict[str, Any], required:
     }
 
 
-WEATHER = _function(
+WEATHER = function_tool(
     "get_weather",
     "Get the weather forecast for a city for a number of days.",
     {"city": {"type": "string", "description": "City name"}, "days": {"type": "integer", "description": "1 to 7"}},
     ["city", "days"],
 )
-TIME = _function("get_time", "Get the current local time in a city.", {"city": {"type": "string"}}, ["city"])
-CURRENCY = _function(
+TIME = function_tool("get_time", "Get the current local time in a city.", {"city": {"type": "string"}}, ["city"])
+CURRENCY = function_tool(
     "convert_currency",
     "Convert an amount of money from one currency to another.",
     {"amount": {"type": "number"}, "from": {"type": "string"}, "to": {"type": "string"}},

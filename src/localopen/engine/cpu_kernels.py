@@ -16,9 +16,9 @@ import ctypes
 import logging
 from collections.abc import Sequence
 
-log = logging.getLogger("localopen.engine")
+from localopen.engine import cpu_backend
 
-GGML_BACKEND_DEVICE_TYPE_CPU = 0
+log = logging.getLogger("localopen.engine")
 
 _array: ctypes.Array[ctypes.c_void_p] | None = None  # the CPU backend's own list
 _original: list[tuple[str, int]] | None = None  # (name, buffer type) as llama.cpp offered them
@@ -28,34 +28,20 @@ def _read() -> None:
     global _array, _original
     if _original is not None:
         return
-    from llama_cpp import _ggml
-
-    ggml = _ggml.libggml
-    ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
-    ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
-    ggml.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
-    ggml.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
-    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
-    ggml.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
-    ggml.ggml_backend_buft_name.restype = ctypes.c_char_p
-    device = ggml.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)
-    registry = ggml.ggml_backend_dev_backend_reg(device) if device else None
-    name = b"ggml_backend_dev_get_extra_bufts"
-    address = ggml.ggml_backend_reg_get_proc_address(registry, name) if registry else None
     _original = []
-    if not address:
+    address = cpu_backend.proc("ggml_backend_dev_get_extra_bufts")
+    if address is None:
         log.info("This llama.cpp's CPU backend offers no extra buffer types")
         return
     get = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)
-    entries = get(device)
+    entries = get(cpu_backend.device())
     if not entries:
         return
     n = 0
     while entries[n]:
         n += 1
     _array = ctypes.cast(entries, ctypes.POINTER(ctypes.c_void_p * (n + 1))).contents
-    _original = [(ggml.ggml_backend_buft_name(entries[i]).decode(), int(entries[i])) for i in range(n)]
+    _original = [(cpu_backend.buffer_type_name(entries[i]), int(entries[i])) for i in range(n)]
 
 
 def offered() -> list[str]:

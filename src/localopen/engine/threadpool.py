@@ -14,10 +14,11 @@ import ctypes
 import logging
 from typing import Any
 
+from localopen.engine import cpu_backend
+
 log = logging.getLogger("localopen.engine")
 
 GGML_MAX_N_THREADS = 512  # ggml.h
-GGML_BACKEND_DEVICE_TYPE_CPU = 0
 POLL = 50  # llama-bench's and llama-server's default polling level (0-100)
 
 
@@ -43,23 +44,14 @@ class _Api:
         from llama_cpp import _ggml
 
         ggml = _ggml.libggml
-        ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
-        ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
-        ggml.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
-        ggml.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
-        ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
         ggml.ggml_threadpool_params_init.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.c_int]
         ggml.ggml_threadpool_params_init.restype = None
         self.params_init = ggml.ggml_threadpool_params_init
-
-        device = ggml.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)
-        registry = ggml.ggml_backend_dev_backend_reg(device) if device else None
-        if not registry:
+        if cpu_backend.device() is None:
             raise OSError("llama.cpp has no CPU backend")
 
         def proc(name: str) -> int:
-            address = ggml.ggml_backend_reg_get_proc_address(registry, name.encode())
+            address = cpu_backend.proc(name)
             if not address:
                 raise OSError(f"the CPU backend does not export {name}")
             return int(address)
