@@ -157,6 +157,10 @@ BUSY_TRIES = 2
 CALM_WAIT_S = 20.0
 
 
+def _tg(run: BenchRun) -> float:
+    return max((r.avg_ts for r in run.results if not r.is_prompt_test), default=0.0)
+
+
 def _measure_alone(
     ctx: AppContext,
     session: BenchmarkSession,
@@ -172,6 +176,7 @@ def _measure_alone(
     (an overlap would have taught a wrong speed). Returns the run and, when other programs kept
     the cores busy through every try, that load."""
     run: BenchRun | None = None
+    best: BenchRun | None = None  # the fastest of the tries taken while busy
     tries = busy_tries = 0
     busy: LoadReading | None = None
     while tries < MAX_TRIES:
@@ -215,8 +220,9 @@ def _measure_alone(
         busy = reading
         busy_tries += 1
         log.info("Calibration %s measured while %s", path.name, reading)
+        best = run if best is None or _tg(run) > _tg(best) else best
         if busy_tries >= BUSY_TRIES:
-            return run, busy
+            return best, busy  # a busy machine only slows a measurement: the fastest try is nearest
     assert run is not None
     log.warning("Calibration %s kept overlapping other work: its last measurement is used", path.name)
     return run, busy

@@ -140,6 +140,10 @@ def answer_with_tools(
         answer: dict[str, Any] = {"role": "assistant", "content": "".join(got.text)}
         if got.reasoning:
             answer["reasoning_content"] = "".join(got.reasoning)
+        if not got.calls and runs and not closing and not "".join(got.text).strip():
+            # Nothing said after tools ran (an empty turn): the model is asked once more, in words.
+            words_only = True
+            continue
         if not got.calls:
             added.append(answer)
             if note:  # said under the answer, in every face
