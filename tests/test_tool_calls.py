@@ -96,6 +96,12 @@ CASES: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
         "",
         [PARIS, TOKYO],
     ),
+    (
+        "mistral_args",
+        '[TOOL_CALLS]get_weather[ARGS]{"location": "Paris"}[TOOL_CALLS]get_time[ARGS]{"timezone": "Asia/Tokyo"}',
+        "",
+        [PARIS, TOKYO],
+    ),
     ("granite", '<|tool_call|>[{"name": "get_weather", "arguments": {"location": "Paris"}}]', "", [PARIS]),
     (
         "command_r",
@@ -228,7 +234,7 @@ def test_the_format_comes_from_the_template() -> None:
         "meta-llama-Llama-3.1-8B-Instruct": "llama3_json",
         "meta-llama-Llama-3.2-3B-Instruct": "llama3_json",
         "mistralai-Mistral-Nemo-Instruct-2407": "mistral",
-        "unsloth-mistral-Devstral-Small-2507": "mistral",
+        "unsloth-mistral-Devstral-Small-2507": "mistral_args",
         "ibm-granite-granite-3.3-2B-Instruct": "granite",
         "CohereForAI-c4ai-command-r7b-12-2024-tool_use": "command_r",
         "llama-cpp-deepseek-r1": "deepseek",

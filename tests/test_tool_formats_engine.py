@@ -151,3 +151,51 @@ def test_the_engine_reads_each_familys_call(fmt: str, tmp_path: Path) -> None:
     text = "".join(p.text for p in pieces if not p.reasoning)
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"location": "Paris"})], pieces
     assert text.strip() == "" and stats.finish_reason == "tool_calls" and stats.tool_calls == 1
+
+
+MISTRAL_CONTROL = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[ARGS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]"]
+# Formats whose required and named calls decode under a grammar: the model's own call, as its
+# family writes it, passes the grammar token by token and comes back as the call.
+FORCED = {
+    "mistral": (  # Nemo: a JSON list after [TOOL_CALLS]
+        "mistralai-Mistral-Nemo-Instruct-2407",
+        "[/INST]",
+        ["[TOOL_CALLS]", '[{"name": "get_weather", "arguments": ' + PARIS_JSON + ', "id": "abc123def"}]', "</s>"],
+        MISTRAL_CONTROL,
+        "</s>",
+    ),
+    "mistral_args": (  # Small 3.2, Devstral, Ministral 3: NAME[ARGS]{json}
+        "unsloth-mistral-Devstral-Small-2507",
+        "[/INST]",
+        ["[TOOL_CALLS]", "get_weather", "[ARGS]", PARIS_JSON, "</s>"],
+        MISTRAL_CONTROL,
+        "</s>",
+    ),
+    "granite": CASES["granite"],
+}
+
+
+@pytest.mark.parametrize("choice", ["required", "get_weather"])
+@pytest.mark.parametrize("fmt", sorted(FORCED))
+def test_a_required_call_decodes_under_the_familys_grammar(fmt: str, choice: str, tmp_path: Path) -> None:
+    from localopen.core.chat.template import traits
+
+    template, start, script, control, eos = FORCED[fmt]
+    source = (TEMPLATES / f"{template}.jinja").read_text()
+    assert traits(source).tool_format == fmt
+    special = {token: CONTROL for token in control}
+    path = write_scripted_llama(
+        tmp_path / f"{fmt}.gguf", script, special, chat_template=source, start=start, eos=eos, context_length=16384
+    )
+    engine = Engine()
+    try:
+        engine.load(str(path), LoadOptions(n_ctx=16384))
+        pieces: list = []
+        options = AnswerOptions(tools=TOOLS, tool_choice=choice)
+        messages = [{"role": "user", "content": "Weather in Paris?"}]
+        stats = engine.answer(messages, SamplingParams(max_tokens=48, seed=1), None, pieces.append, options)
+    finally:
+        engine.shutdown()
+    calls = [(p.tool_call.name, json.loads(p.tool_call.arguments)) for p in pieces if p.tool_call is not None]
+    assert calls == [("get_weather", {"location": "Paris"})], pieces
+    assert stats.finish_reason == "tool_calls"

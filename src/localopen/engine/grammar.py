@@ -69,9 +69,38 @@ def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str,
     return f"root ::= {one}{more}\n{body}"
 
 
+def _mistral_args_gbnf(tools: Sequence[Mapping[str, Any]], only: str | None, parallel: bool) -> str:
+    """[TOOL_CALLS]NAME[ARGS]{json}, once or repeated: the name outside the JSON, so each tool's
+    arguments are a rule of their own (lifted as a definition) and the call picks one by its name."""
+    defs: dict[str, Any] = {}
+    alternatives = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function", tool)
+        name = function.get("name")
+        if only is not None and name != only:
+            continue
+        try:
+            parameters, own = json_schema.lift(function.get("parameters") or {"type": "object"}, f"t{i}-")
+        except json_schema.SchemaError as exc:
+            raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
+        defs.update(own)
+        defs[f"t{i}-args"] = parameters
+        alternatives.append(f'{_literal(str(name))} "[ARGS]" t{i}-args')
+    if not alternatives:
+        raise ToolsUnsupportedError(f"tool_choice names a tool that is not among 'tools' ({only!r}).")
+    schema = {"$defs": defs, "anyOf": [{"$ref": f"#/$defs/t{i}-args"} for i in range(len(tools))
+                                        if f"t{i}-args" in defs]}  # fmt: skip
+    body = re.sub(r"^root ::=", "tool-call-arguments ::=", schema_gbnf(schema), flags=re.M)
+    one = f'"[TOOL_CALLS]" ({" | ".join(alternatives)})'
+    return f"root ::= {one}{f' ({one})*' if parallel else ''}\n{body}"
+
+
 def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choice: str, parallel: bool = True) -> str:
     """A call of the tools (any, or the one named by tool_choice), written as the format writes it;
     with parallel calls allowed, one or more ("Paris and Tokyo": two)."""
+    if fmt_name == "mistral_args":
+        only = None if tool_choice == "required" else tool_choice
+        return _mistral_args_gbnf(tools, only, parallel and only is None)
     fmt = CONSTRAINED.get(fmt_name)
     if fmt is None:
         raise ToolsUnsupportedError(

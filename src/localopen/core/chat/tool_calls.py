@@ -319,6 +319,11 @@ FORMATS: dict[str, ToolFormat] = {
         ToolFormat(
             "mistral", ("[TOOL_CALLS]",), None, _typed(_mistral), keep_start=True, inner=("[ARGS]", "[CALL_ID]")
         ),
+        # The same calls as Small 3.2, Devstral and Ministral 3 write them: NAME[ARGS]{json} (one
+        # parser reads both; the name says which a grammar writes).
+        ToolFormat(
+            "mistral_args", ("[TOOL_CALLS]",), None, _typed(_mistral), keep_start=True, inner=("[ARGS]", "[CALL_ID]")
+        ),
         ToolFormat("granite", ("<|tool_call|>",), None, _typed(_hermes)),
         ToolFormat("command_r", ("<|START_ACTION|>",), "<|END_ACTION|>", _typed(_command_r)),
         ToolFormat("command_r_plus", ("Action:\n```json",), "```", _typed(_command_r)),
@@ -361,6 +366,7 @@ class Constrained:
     arguments_key: str = "arguments"
     as_list: bool = False  # the format writes a JSON list of calls
     leading: tuple[str, ...] = ()  # string keys the format writes before the name (Command R's tool_call_id)
+    call_id: bool = False  # each call ends with a 9-character "id" (Mistral Nemo's)
 
 
 CONSTRAINED: dict[str, Constrained] = {
@@ -373,6 +379,8 @@ CONSTRAINED: dict[str, Constrained] = {
         "<|START_ACTION|>", "<|END_ACTION|>", "tool_name", "parameters", as_list=True, leading=("tool_call_id",)
     ),
     "firefunction": Constrained(" functools", "", as_list=True),
+    # Nemo: [TOOL_CALLS][{"name": …, "arguments": …, "id": "abc123def"}]
+    "mistral": Constrained("[TOOL_CALLS]", "", as_list=True, call_id=True),
 }
 
 
@@ -396,8 +404,9 @@ def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str 
                     **{key: {"type": "string"} for key in fmt.leading},
                     fmt.name_key: {"const": name},
                     fmt.arguments_key: parameters,
+                    **({"id": {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}} if fmt.call_id else {}),
                 },
-                "required": [*fmt.leading, fmt.name_key, fmt.arguments_key],
+                "required": [*fmt.leading, fmt.name_key, fmt.arguments_key, *(["id"] if fmt.call_id else [])],
             }
         )
     if not options:
@@ -441,6 +450,7 @@ def detect(source: str, reads_tools: bool) -> str | None:
         ("<minimax:tool_call>", "minimax"),
         ("<parameter=", "qwen3_coder"),
         ("<tool_call>", "hermes"),
+        ("[ARGS]", "mistral_args"),
         ("[TOOL_CALLS]", "mistral"),
         ("<|tool_call|>", "granite"),
         ("<TOOLCALL>", "nemotron"),
