@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,13 +129,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("fmt", sorted(CASES))
-def test_the_engine_reads_each_familys_call(fmt: str, tmp_path: Path) -> None:
-    template, start, script, control, eos = CASES[fmt]
+def _answer(case: tuple, tmp_path: Path, options: AnswerOptions, max_tokens: int) -> tuple[list, Any]:
+    """A scripted model with a family's real template answers 'Weather in Paris?': its pieces and stats."""
+    template, start, script, control, eos = case
     source = (TEMPLATES / f"{template}.jinja").read_text()
     special = {token: CONTROL for token in control}
     path = write_scripted_llama(
-        tmp_path / f"{fmt}.gguf", script, special, chat_template=source, start=start, eos=eos, context_length=16384
+        tmp_path / "scripted.gguf", script, special, chat_template=source, start=start, eos=eos, context_length=16384
     )
     engine = Engine()
     try:
@@ -142,11 +143,15 @@ def test_the_engine_reads_each_familys_call(fmt: str, tmp_path: Path) -> None:
         engine.load(str(path), LoadOptions(n_ctx=16384))
         pieces: list = []
         messages = [{"role": "user", "content": "Weather in Paris?"}]
-        stats = engine.answer(
-            messages, SamplingParams(max_tokens=32, seed=1), None, pieces.append, AnswerOptions(tools=TOOLS)
-        )
+        stats = engine.answer(messages, SamplingParams(max_tokens=max_tokens, seed=1), None, pieces.append, options)
     finally:
         engine.shutdown()
+    return pieces, stats
+
+
+@pytest.mark.parametrize("fmt", sorted(CASES))
+def test_the_engine_reads_each_familys_call(fmt: str, tmp_path: Path) -> None:
+    pieces, stats = _answer(CASES[fmt], tmp_path, AnswerOptions(tools=TOOLS), 32)
     calls = [p.tool_call for p in pieces if p.tool_call is not None]
     text = "".join(p.text for p in pieces if not p.reasoning)
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"location": "Paris"})], pieces
@@ -180,22 +185,9 @@ FORCED = {
 def test_a_required_call_decodes_under_the_familys_grammar(fmt: str, choice: str, tmp_path: Path) -> None:
     from localopen.core.chat.template import traits
 
-    template, start, script, control, eos = FORCED[fmt]
-    source = (TEMPLATES / f"{template}.jinja").read_text()
+    source = (TEMPLATES / f"{FORCED[fmt][0]}.jinja").read_text()
     assert traits(source).tool_format == fmt
-    special = {token: CONTROL for token in control}
-    path = write_scripted_llama(
-        tmp_path / f"{fmt}.gguf", script, special, chat_template=source, start=start, eos=eos, context_length=16384
-    )
-    engine = Engine()
-    try:
-        engine.load(str(path), LoadOptions(n_ctx=16384))
-        pieces: list = []
-        options = AnswerOptions(tools=TOOLS, tool_choice=choice)
-        messages = [{"role": "user", "content": "Weather in Paris?"}]
-        stats = engine.answer(messages, SamplingParams(max_tokens=48, seed=1), None, pieces.append, options)
-    finally:
-        engine.shutdown()
+    pieces, stats = _answer(FORCED[fmt], tmp_path, AnswerOptions(tools=TOOLS, tool_choice=choice), 48)
     calls = [(p.tool_call.name, json.loads(p.tool_call.arguments)) for p in pieces if p.tool_call is not None]
     assert calls == [("get_weather", {"location": "Paris"})], pieces
     assert stats.finish_reason == "tool_calls"
