@@ -42,6 +42,8 @@ def run_llama_bench(binary: Path, model: str, args: argparse.Namespace) -> dict[
     ]
     if args.t:
         cmd += ["-t", str(args.t)]
+    if args.plain_kernels:
+        cmd += ["--repack", "0"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows = json.loads(out)
     return {("pp" if r["n_prompt"] else "tg") + str(r["n_prompt"] or r["n_gen"]): r for r in rows}
@@ -73,7 +75,11 @@ def run_localopen(model: str, args: argparse.Namespace) -> dict[str, dict]:
 
     engine = Engine()
     try:
-        engine.load(model, LoadOptions(n_ctx=max(256, args.n + 64), n_threads=args.t, n_gpu_layers=args.ngl))
+        kernels = () if args.plain_kernels else None  # None: the kernels this machine's canary kept
+        engine.load(
+            model,
+            LoadOptions(n_ctx=max(256, args.n + 64), n_threads=args.t, n_gpu_layers=args.ngl, kernels=kernels),
+        )
         for event in engine.bench(BenchParams(n_prompt=args.p, n_gen=args.n, reps=args.r, n_threads=args.t)):
             if isinstance(event, BenchDone):
                 results = {r.test: r.to_dict() for r in event.results}
@@ -96,6 +102,12 @@ def main() -> int:
     parser.add_argument("-t", type=int, default=None)
     parser.add_argument("--ngl", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two tools this many times")
+    parser.add_argument(
+        "--plain-kernels",
+        action="store_true",
+        help="no extra CPU buffer types on either side (llama-bench --repack 0): where llama.cpp's AMX "
+        "kernels crash, llama-bench cannot run otherwise",
+    )
     parser.add_argument("--chat", action="store_true", help="also the chat's answer stream against llama-bench's tg")
     args = parser.parse_args()
     if args.llama_bench:

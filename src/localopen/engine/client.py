@@ -247,7 +247,7 @@ class Engine:
             path, options, timeout = self._loaded
             kernels = ", ".join(options.kernels or ())
             log.warning("The engine crashed on the first decode of %s with llama.cpp's %s kernels", path, kernels)
-            remember_crash(path, f"{crash.how} with llama.cpp's {kernels} kernels")
+            remember_crash(str(Path(path).expanduser()), f"{crash.how} with llama.cpp's {kernels} kernels")
             info = self.load(path, dataclasses.replace(options, kernels=()), timeout)
             info.kernel_notice = (
                 f"llama.cpp's {kernels} kernels crashed on this model's first answer ({crash.how}): it was loaded "

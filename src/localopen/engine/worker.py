@@ -589,7 +589,7 @@ class Worker:
         n_gen = 0
         lazy = _lazy_grammar(options, traits.tool_format, tools, calls) if grammar is None else None
         if lazy is not None:
-            _parsed(lazy, llm._model.vocab)  # noqa: SLF001
+            _check_grammar(lazy, llm._model.vocab)  # noqa: SLF001
         generated: list[int] = []
 
         processors = _logit_bias(sampling.logit_bias, llama_cpp.llama_vocab_n_tokens(vocab))
@@ -869,10 +869,10 @@ def _tool_stream(fmt: str | None, tools: list[dict[str, Any]] | None) -> ToolCal
     return None if fmt == tool_calls.HARMONY else ToolCallStream(tool_calls.FORMATS[fmt], tools)
 
 
-def _parsed(gbnf: str, vocab: Any) -> str:
-    """A grammar llama.cpp's parser accepts (else a BadRequestError, never a crash)."""
+def _check_grammar(gbnf: str, vocab: Any) -> None:
+    """llama.cpp's parser on a grammar first: one it rejects is a BadRequestError, never a crash
+    (module-level: `grammar` is also a local name in _chat)."""
     grammar.check(vocab, gbnf)
-    return gbnf
 
 
 def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None, vocab: Any) -> Any:
@@ -888,7 +888,7 @@ def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]
         gbnf = grammar.WORDS_ONLY
     else:
         return None
-    grammar.check(vocab, gbnf)
+    _check_grammar(gbnf, vocab)
     return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
