@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,11 @@ def check_kernels(key: str, build: str, child: Child = canary_child, n_threads: 
     return choice
 
 
-def current_key(build: str | None = None) -> tuple[str, str]:
-    build = build or build_id()
+@cache
+def current_key() -> tuple[str, str]:
+    """(the record's key, the build): read once a process, not at every load (/proc/cpuinfo, the
+    libraries' files); an upgrade while the app runs is met at its next start."""
+    build = build_id()
     return kernel_key(cpu_model(), sorted(cpu_features.read().present), build), build
 
 
