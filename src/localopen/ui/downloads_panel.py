@@ -47,23 +47,26 @@ class JobRow(QWidget):
 
     def update_view(self) -> None:
         j = self.job
-        if j.total:
-            self.bar.setValue(int(1000 * j.done / j.total))
-        eta = f", {j.eta_seconds:.0f} s left" if j.eta_seconds is not None and j.state == "running" else ""
-        speed = f" at {human_bytes(j.speed)}/s" if j.state == "running" and j.speed else ""
+        # The worker thread changes the job while this runs: read its state once, so the
+        # status line and the buttons always describe the same moment.
+        state, done, total, speed, eta_s = j.state, j.done, j.total, j.speed, j.eta_seconds
+        if total:
+            self.bar.setValue(int(1000 * done / total))
+        eta = f", {eta_s:.0f} s left" if eta_s is not None and state == "running" else ""
+        rate = f" at {human_bytes(speed)}/s" if state == "running" and speed else ""
         text = {
-            "running": f"{human_bytes(j.done)} of {human_bytes(j.total)}{speed}{eta}",
+            "running": f"{human_bytes(done)} of {human_bytes(total)}{rate}{eta}",
             "queued": "waiting for a free slot",
-            "paused": f"paused at {human_bytes(j.done)}",
+            "paused": f"paused at {human_bytes(done)}",
             "done": j.message,
             "failed": j.message,
             "cancelled": j.message,
-        }.get(j.state, j.state)
+        }.get(state, state)
         self.status.setText(text)
-        self.status.setStyleSheet("color: #c62828" if j.state == "failed" else "")
-        self.pause.setText("Pause" if j.state in ("running", "queued") else "Resume")
-        self.pause.setEnabled(j.state in ("running", "queued", "paused", "failed"))
-        self.cancel.setEnabled(j.state not in ("done", "cancelled"))
+        self.status.setStyleSheet("color: #c62828" if state == "failed" else "")
+        self.pause.setText("Pause" if state in ("running", "queued") else "Resume")
+        self.pause.setEnabled(state in ("running", "queued", "paused", "failed"))
+        self.cancel.setEnabled(state not in ("done", "cancelled"))
 
 
 class DownloadsPanel(QWidget):
