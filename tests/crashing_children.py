@@ -17,7 +17,9 @@ def _segfault() -> None:
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
-def canary_crashing_with_repack(conn: Any, model: str, buffer_type: str | None, n_threads: int) -> None:
+def canary_crashing_with_repack(
+    conn: Any, model: str, variant: str | None, buffer_type: str | None, n_threads: int
+) -> None:
     """The real canary, except that its decode with CPU_REPACK dies by SIGSEGV."""
     from localopen.engine import canary
 
@@ -26,7 +28,28 @@ def canary_crashing_with_repack(conn: Any, model: str, buffer_type: str | None, 
             _segfault()
         canary.decode_few(llm)
 
-    canary.canary_child(conn, model, buffer_type, n_threads, decode=decode)
+    canary.canary_child(conn, model, variant, buffer_type, n_threads, decode=decode)
+
+
+# A build with its CPU backend in one library per CPU generation, best first as ggml scores them
+# here; the best one dies on its first decode (as a variant built for instructions a virtual
+# machine announces but does not run would).
+VARIANTS = ["sapphirerapids", "icelake", "haswell"]
+
+
+def canary_with_variants_best_crashing(
+    conn: Any, model: str, variant: str | None, buffer_type: str | None, n_threads: int
+) -> None:
+    """The real canary in a build that names VARIANTS (decoding with the CPU backend this llama.cpp
+    links in), except that the best variant dies by SIGSEGV on its first decode."""
+    from localopen.engine import canary
+
+    def decode(llm: Any) -> None:
+        if variant == VARIANTS[0]:
+            _segfault()
+        canary.decode_few(llm)
+
+    canary.canary_child(conn, model, variant, buffer_type, n_threads, decode=decode, variants=lambda: VARIANTS)
 
 
 def engine_crashing_with_repack(conn: Any, stop_event: Any, pulse: Any = None) -> None:

@@ -13,7 +13,13 @@ from localopen.engine import canary
 from localopen.engine.client import Engine
 from localopen.engine.protocol import LoadOptions, SamplingParams
 
-from crashing_children import CRASHING, canary_crashing_with_repack, engine_crashing_with_repack
+from crashing_children import (
+    CRASHING,
+    VARIANTS,
+    canary_crashing_with_repack,
+    canary_with_variants_best_crashing,
+    engine_crashing_with_repack,
+)
 
 pytest.importorskip("llama_cpp")
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -139,3 +145,56 @@ def test_the_self_test_survives_a_kernel_crash_by_the_restart_and_says_so(fresh_
     selftest._engine_check(lines, child=engine_crashing_with_repack)
     decoded = next(line for line in lines if line.startswith("quantized weights"))
     assert "with plain CPU kernels (llama.cpp's CPU_REPACK kernels crashed" in decoded, decoded
+
+
+def test_a_cpu_variant_that_crashes_is_skipped_for_the_next_best(gemma_path: Path, fresh_canary: None) -> None:
+    """In a build with one CPU backend per CPU generation, the canary tries them best first; the
+    first that decodes is this machine's, the one before it is named in the sentence, and every
+    load asks for it."""
+    key, build = canary.current_key()
+    choice = canary.check_kernels(key, build, child=canary_with_variants_best_crashing)
+    assert choice is not None
+    assert choice.variant == VARIANTS[1]
+    assert choice.variants_crashed == {VARIANTS[0]: "crashed (segmentation fault)"}
+    assert f"llama.cpp's {VARIANTS[0]} CPU build crashes on this CPU; localopen uses its {VARIANTS[1]} build" in (
+        choice.sentence() or ""
+    )
+    assert KernelChoice.from_dict(choice.to_dict()) == choice
+    save_choice(app_paths().cache, choice)
+
+    from localopen.app import cpu_kernels as words
+
+    assert f"of its {VARIANTS[1]} CPU build" in words.in_words()
+    engine = Engine()
+    try:
+        # This llama.cpp links its CPU backend in: the variant is asked for and nothing is loaded.
+        info = engine.load(str(gemma_path), LoadOptions(n_ctx=512))
+        assert info.cpu_variant == ""
+        assert engine._loaded is not None and engine._loaded[1].cpu_variant == VARIANTS[1]
+        assert engine.answer(HELLO, GREEDY, template="gemma").completion_tokens >= 1
+    finally:
+        engine.shutdown()
+
+
+def test_cpu_variants_are_ranked_by_their_own_score(tmp_path: Path) -> None:
+    """Real shared libraries, each exporting ggml_backend_score() as ggml's variants do: those
+    scoring 0 (cannot run on this CPU) are left out, the rest come best first."""
+    import shutil
+    import subprocess
+
+    from localopen.engine import cpu_variants
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    for name, score in (("x64", 1), ("haswell", 40), ("sapphirerapids", 0), ("icelake", 77)):
+        source = tmp_path / f"{name}.c"
+        source.write_text(f"int ggml_backend_score(void) {{ return {score}; }}\n")
+        subprocess.run(
+            [compiler, "-shared", "-fPIC", "-o", str(tmp_path / f"libggml-cpu-{name}.so"), str(source)], check=True
+        )
+    (tmp_path / "libggml-base.so").write_bytes(b"")  # not a variant
+    (tmp_path / "libggml-cpu.so").write_bytes(b"")  # a linked-in CPU backend: not a variant either
+    assert set(cpu_variants.variant_files(tmp_path)) == {"x64", "haswell", "sapphirerapids", "icelake"}
+    ranked = cpu_variants.ranked(tmp_path)
+    assert [(v.name, v.score) for v in ranked] == [("icelake", 77), ("haswell", 40), ("x64", 1)]

@@ -3,12 +3,13 @@
 # environment that holds localopen's runtime dependencies only (no test tools, no CUDA runtime in
 # a CPU package).
 #
-#   installers/linux/build.sh [--backend cpu|cuda|vulkan] [--cpu portable|compat] [--llama portable|installed]
+#   installers/linux/build.sh [--backend cpu|cuda|vulkan] [--llama portable|installed]
 #
 # --llama portable (default, the release build): llama-cpp-python is compiled into the clean
-#     environment (minutes) with -DGGML_NATIVE=OFF, so the bundle runs on other machines:
-#       --cpu portable (default): AVX, AVX2, FMA, F16C (x86-64-v3: Intel Haswell / AMD Zen and later)
-#       --cpu compat: AVX only, for older CPUs that would crash with "illegal instruction"
+#     environment (half an hour on two cores) with -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON
+#     -DGGML_CPU_ALL_VARIANTS=ON: the CPU backend is built once per CPU generation (x64, SSE4.2,
+#     AVX, AVX2, AVX-512 variants, AVX-VNNI, AMX) and the engine loads, at run time, the best one
+#     that decodes on the machine (engine/cpu_variants.py), so every x86-64 CPU gets its own kernels.
 # --llama installed: the llama-cpp-python installed for $PYTHON is copied in (fast; for tests: it
 #     may use this CPU's newest instructions and then only runs on similar machines).
 # --backend: cuda or vulkan adds -DGGML_CUDA=on / -DGGML_VULKAN=on (needs the CUDA toolkit / Vulkan SDK).
@@ -21,11 +22,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-BACKEND=cpu; CPU=portable; LLAMA=portable
+BACKEND=cpu; LLAMA=portable
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) BACKEND=$2; shift 2 ;;
-    --cpu) CPU=$2; shift 2 ;;
     --llama) LLAMA=$2; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -41,8 +41,8 @@ rm -f "$DEB" "$DEB.partial"  # an older package must not pass for this build's
 LLAMA_VERSION=$($PYTHON -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
 case "$LLAMA" in
   portable)
-    CMAKE="-DGGML_NATIVE=OFF"
-    [ "$CPU" = compat ] && CMAKE="$CMAKE -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF"
+    CMAKE="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON"
+    [ "$(uname -m)" = x86_64 ] && CMAKE="$CMAKE -DGGML_CPU_ALL_VARIANTS=ON"
     case "$BACKEND" in
       cuda) CMAKE="$CMAKE -DGGML_CUDA=on" ;;
       vulkan) CMAKE="$CMAKE -DGGML_VULKAN=on" ;;
@@ -73,9 +73,16 @@ for file in dist.files or []:
         shutil.copy2(source, site / file)
 PY
   else
-    echo "Compiling llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE' (several minutes)…"
+    echo "Compiling llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE' (many minutes)…"
+    rm -rf build/llama-build
     CMAKE_ARGS="$CMAKE" $VENV/bin/pip install -q --no-cache-dir --no-binary llama-cpp-python \
-      "llama-cpp-python==$LLAMA_VERSION"
+      -C build-dir="$ROOT/build/llama-build" "llama-cpp-python==$LLAMA_VERSION"
+    # llama-cpp-python installs the libraries it names, not the backends ggml builds as modules
+    # (libggml-cpu-haswell.so …): they go beside libggml.so, where the engine looks for them.
+    LIBS=$($VENV/bin/python -c 'import llama_cpp, pathlib; print(pathlib.Path(llama_cpp.__file__).parent / "lib")')
+    find build/llama-build -name 'libggml-*.so'\
+      -not -name 'libggml-base.so' -exec cp -n {} "$LIBS/" \;
+    ls "$LIBS"/libggml-cpu*.so >/dev/null || { echo "no CPU backend was built" >&2; exit 1; }
   fi
   $VENV/bin/pip install -q . "pyinstaller>=6.10"  # localopen's runtime dependencies only
   echo "$MADE" > $VENV/.made

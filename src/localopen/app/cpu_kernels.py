@@ -11,8 +11,10 @@ def in_words() -> str:
     choice = kernel_choice()
     if choice is None:
         return "not chosen: the canary could not decode with llama.cpp's plain CPU kernels (the log says why)"
-    if not choice.offered:
-        return "plain CPU kernels (this llama.cpp build offers no others on this CPU)"
-    used = " and ".join(choice.working) if choice.working else "plain CPU kernels only"
+    build = f" of its {choice.variant} CPU build" if choice.variant else ""
     sentence = choice.sentence()
-    return f"{used} (each decoded a test model here)" + (f". {sentence}" if sentence else "")
+    said = f". {sentence}" if sentence else ""
+    if not choice.offered:
+        return f"plain CPU kernels{build} (this llama.cpp build offers no others on this CPU){said}"
+    used = " and ".join(choice.working) if choice.working else "plain CPU kernels only"
+    return f"{used}{build} (each decoded a test model here){said}"

@@ -92,6 +92,7 @@ class LoadInfo:
     # a sentence when a kernel crashed and the model was loaded again without it.
     kernels: list[str] = field(default_factory=list)
     kernel_notice: str | None = None
+    cpu_variant: str = ""  # the CPU backend's variant in a build with one per CPU generation ("" linked in)
 
     @property
     def estimate_error(self) -> float | None:

@@ -2,10 +2,11 @@
 
 Once per CPU, OS kernel and llama.cpp build (core/machine/kernels.py keeps the record), a tiny
 zero-data model whose weights are of the types the fast kernels take (Q4_0, Q8_0, Q4_K, Q6_K, in
-shapes AMX and the repacking kernels accept) is loaded and decoded in throwaway processes: first
-with no extra buffer type (and the list llama.cpp offers), then with each offered one alone. A
-process that dies marks its buffer type as crashing; every engine then loads with the others
-(engine/cpu_kernels.py). A few seconds, once; the first load waits for it.
+shapes AMX and the repacking kernels accept) is loaded and decoded in throwaway processes: in a
+build with CPU variants (engine/cpu_variants.py) with each variant from the best down until one
+decodes, then with no extra buffer type (and the list llama.cpp offers), then with each offered
+one alone. A process that dies marks its variant or buffer type as crashing; every engine then
+loads with the others (engine/cpu_kernels.py). A few seconds, once; the first load waits for it.
 """
 
 from __future__ import annotations
@@ -78,18 +79,33 @@ def decode_few(llm: Any) -> None:
 
 
 def canary_child(
-    conn: Any, model: str, buffer_type: str | None, n_threads: int, decode: Callable[[Any], None] = decode_few
+    conn: Any,
+    model: str,
+    variant: str | None,
+    buffer_type: str | None,
+    n_threads: int,
+    decode: Callable[[Any], None] = decode_few,
+    variants: Callable[[], list[str]] | None = None,
 ) -> None:
-    """One canary process: load with only `buffer_type` (None: none, and report what is offered),
-    decode, say whether that buffer type held any weight. A crash ends the process: its exit says it."""
+    """One canary process. In a build with CPU variants, asked with no variant it only names them,
+    best first (each is then tried in its own process). Otherwise: load `variant`, load the model
+    with only `buffer_type` (None: none, and report what is offered), decode, say whether that
+    buffer type held any weight. A crash ends the process: its exit says it."""
     try:
         import llama_cpp
     except (ImportError, OSError, RuntimeError) as exc:  # said by the engine's own load, in words
         conn.send(("unavailable", str(exc)))
         return
 
-    from localopen.engine import cpu_kernels, llama_log
+    from localopen.engine import cpu_kernels, cpu_variants, llama_log
 
+    if variant is None:
+        names = variants() if variants is not None else [v.name for v in cpu_variants.ranked()]
+        if names:
+            conn.send(("variants", names))
+            return
+    else:
+        cpu_variants.load(variant)
     capture = llama_log.install()
     if buffer_type is None:
         conn.send(("offered", cpu_kernels.offered()))
@@ -104,19 +120,22 @@ def canary_child(
 Child = Callable[..., None]
 
 
-def _try(child: Child, model: Path, buffer_type: str | None, n_threads: int) -> tuple[str | None, list[str]]:
-    """Run one canary process: (None when it decoded, else how it ended; what it said was offered)."""
+def _try(
+    child: Child, model: Path, variant: str | None, buffer_type: str | None, n_threads: int
+) -> tuple[str | None, dict[str, list[str]]]:
+    """Run one canary process: (None when it decoded or named the variants, else how it ended;
+    the lists it sent: "offered" buffer types, "variants")."""
     from localopen.engine.client import describe_exit
 
     ctx = mp.get_context("spawn")
     parent, end = ctx.Pipe()
     process = ctx.Process(
-        target=child, args=(end, str(model), buffer_type, n_threads), name="localopen-canary", daemon=True
+        target=child, args=(end, str(model), variant, buffer_type, n_threads), name="localopen-canary", daemon=True
     )
     process.start()
     end.close()
-    offered: list[str] = []
-    decoded = False
+    said: dict[str, list[str]] = {}
+    finished = False
     deadline = time.monotonic() + CHILD_TIMEOUT_S
     try:
         while time.monotonic() < deadline:
@@ -129,13 +148,15 @@ def _try(child: Child, model: Path, buffer_type: str | None, n_threads: int) -> 
             except (EOFError, OSError):
                 break
             if what == "unavailable":
-                return f"could not load llama.cpp ({value})", offered
-            if what == "offered":
-                offered = list(value)
+                return f"could not load llama.cpp ({value})", said
+            if what in ("offered", "variants"):
+                said[what] = list(value)
+                finished = what == "variants"
             elif what == "decoded":
-                decoded = True
+                finished = True
                 if not value:
                     log.info("The canary's weights took no %s buffer here: it was not exercised", buffer_type)
+            if finished:
                 break
         process.join(10)
     finally:
@@ -143,26 +164,37 @@ def _try(child: Child, model: Path, buffer_type: str | None, n_threads: int) -> 
             process.kill()
             process.join(5)
         parent.close()
-    if decoded:
-        return None, offered
+    if finished:
+        return None, said
     if process.exitcode is None:
-        return f"did not finish in {CHILD_TIMEOUT_S:.0f} s", offered
-    return describe_exit(process.exitcode), offered
+        return f"did not finish in {CHILD_TIMEOUT_S:.0f} s", said
+    return describe_exit(process.exitcode), said
 
 
 def check_kernels(key: str, build: str, child: Child = canary_child, n_threads: int = 2) -> KernelChoice | None:
-    """Try each extra buffer type in its own process; None when even the plain kernels did not
-    decode (llama.cpp cannot run here at all: the load that follows says why)."""
+    """Find the CPU variant (in a build with them: the best that decodes) and try each extra buffer
+    type with it, each in its own process; None when even the plain kernels did not decode
+    (llama.cpp cannot run here at all: the load that follows says why)."""
     folder = Path(tempfile.mkdtemp(prefix="localopen-canary-"))
+    variant = ""
+    variants_crashed: dict[str, str] = {}
     try:
         model = write_canary_model(folder / "canary.gguf")
-        failure, offered = _try(child, model, None, n_threads)
-        if failure is not None:
+        failure, said = _try(child, model, None, None, n_threads)
+        for name in said.get("variants", []):  # best first: the first that decodes is this machine's
+            failure, said = _try(child, model, name, None, n_threads)
+            if failure is None:
+                variant = name
+                break
+            variants_crashed[name] = failure
+            log.warning("The canary with llama.cpp's %s CPU variant %s: the next one is tried", name, failure)
+        if failure is not None or "offered" not in said:
             log.error("The canary with llama.cpp's plain CPU kernels %s: no kernel choice is made", failure)
             return None
+        offered = said["offered"]
         crashed: dict[str, str] = {}
         for name in offered:
-            failure, _ = _try(child, model, name, n_threads)
+            failure, _ = _try(child, model, variant or None, name, n_threads)
             if failure is not None:
                 crashed[name] = failure
                 log.warning("The canary with llama.cpp's %s kernels %s: models load without them", name, failure)
@@ -176,8 +208,15 @@ def check_kernels(key: str, build: str, child: Child = canary_child, n_threads: 
         crashed=crashed,
         checked_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         simd=simd_level(sorted(cpu.present)),
+        variant=variant,
+        variants_crashed=variants_crashed,
     )
-    log.info("Kernel canary: offered %s, crashed %s", offered, crashed or "none")
+    log.info(
+        "Kernel canary: CPU variant %s, offered %s, crashed %s",
+        variant or "linked in",
+        offered,
+        {**variants_crashed, **crashed} or "none",
+    )
     return choice
 
 

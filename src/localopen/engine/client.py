@@ -215,10 +215,13 @@ class Engine:
 
     def load(self, path: str, options: LoadOptions | None = None, timeout: float | None = 600) -> LoadInfo:
         options = options or LoadOptions()
-        if options.kernels is None:  # as this machine's kernel canary allows (it runs once, here if need be)
-            choice = kernel_choice()
+        if options.kernels is None or options.cpu_variant is None:
+            choice = kernel_choice()  # this machine's kernel canary (it runs once, here if need be)
             if choice is not None:
-                options = dataclasses.replace(options, kernels=choice.for_file(str(Path(path).expanduser())))
+                kernels = choice.for_file(str(Path(path).expanduser())) if options.kernels is None else options.kernels
+                options = dataclasses.replace(
+                    options, kernels=kernels, cpu_variant=options.cpu_variant or choice.variant or None
+                )
         self.info = None
         self._loaded = None
         self._send(Load(str(path), options))

@@ -41,6 +41,9 @@ class LoadOptions:
     # llama.cpp's CPU extra buffer types this load may use (engine/cpu_kernels.py): None, as this
     # machine's kernel canary allows (the engine's client fills it in); () none: plain kernels.
     kernels: tuple[str, ...] | None = None
+    # In a build with one CPU backend per CPU generation (engine/cpu_variants.py): the one to load,
+    # as the canary chose (the client fills it in); None: llama.cpp's own pick.
+    cpu_variant: str | None = None
 
     @property
     def draft_model(self) -> str | None:

@@ -36,7 +36,7 @@ from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import pairing_problem, read_projector
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
-from localopen.engine import cpu_kernels, grammar, llama_log
+from localopen.engine import cpu_kernels, cpu_variants, grammar, llama_log
 from localopen.engine.bench_runner import ggml_type, run_bench
 from localopen.engine.errors import (
     BadRequestError,
@@ -300,6 +300,7 @@ class Worker:
         threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         self.capture.clear()
         _skip_llama_cpp_formatters()
+        variant = cpu_variants.load(opts.cpu_variant)  # before anything asks llama.cpp for its devices
         allowed = cpu_kernels.restrict(opts.kernels)
         start = time.perf_counter()
         try:
@@ -368,6 +369,7 @@ class Worker:
             threadpool_threads=self._pool.n_threads if self._pool is not None else 0,
             vision=vision_facts,
             kernels=[name for name in allowed if name in actual.extra_buffers],
+            cpu_variant=variant or "",
         )
         return self.load_info
 

@@ -50,6 +50,10 @@ class KernelChoice:
     # Model files that crashed on their first decode although the canary's kernels ran: they load
     # with no extra buffer type (path -> what happened).
     files: dict[str, str] = dataclasses.field(default_factory=dict)
+    # In a build with its CPU backend in one library per CPU generation: the one models load
+    # ("" a build with it linked in), and those that crashed first, best first (name -> how).
+    variant: str = ""
+    variants_crashed: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def working(self) -> list[str]:
@@ -61,6 +65,17 @@ class KernelChoice:
 
     def sentence(self) -> str | None:
         """The one sentence a person needs, or None when every kernel runs."""
+        said = [s for s in (self._variant_sentence(), self._buffer_sentence()) if s]
+        return " ".join(said) or None
+
+    def _variant_sentence(self) -> str | None:
+        if not self.variants_crashed:
+            return None
+        names = " and ".join(self.variants_crashed)
+        builds = "builds crash" if len(self.variants_crashed) > 1 else "build crashes"
+        return f"llama.cpp's {names} CPU {builds} on this CPU; localopen uses its {self.variant} build instead."
+
+    def _buffer_sentence(self) -> str | None:
         if not self.crashed:
             return None
         names = [name for name in self.offered if name in self.crashed]
@@ -87,6 +102,8 @@ class KernelChoice:
             checked_at=str(data.get("checked_at", "")),
             simd=str(data.get("simd", "")),
             files={str(k): str(v) for k, v in dict(data.get("files", {})).items()},
+            variant=str(data.get("variant", "")),
+            variants_crashed={str(k): str(v) for k, v in dict(data.get("variants_crashed", {})).items()},
         )
 
 
