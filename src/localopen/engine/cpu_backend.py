@@ -6,15 +6,32 @@ from __future__ import annotations
 
 import ctypes
 from functools import cache
+from pathlib import Path
 
 GGML_BACKEND_DEVICE_TYPE_CPU = 0
 
 
+# The names libllama links ggml by. A wheel holds no symbolic links: libggml.so (which
+# llama_cpp._ggml opens) and libggml.so.0 (which libllama needs) are two copies of one library,
+# each with its own backend registry; the one libllama uses is the one that counts.
+_LINKED_NAMES = ("libggml.so.0", "libggml.0.dylib", "ggml.dll")
+
+
 @cache
-def _ggml() -> ctypes.CDLL:
+def libggml() -> ctypes.CDLL:
+    """The ggml library libllama uses (engine process, after `import llama_cpp`)."""
     from llama_cpp import _ggml as bound
 
-    ggml = bound.libggml
+    folder = Path(bound.__file__).parent / "lib"
+    for name in _LINKED_NAMES:
+        if (folder / name).is_file():
+            return ctypes.CDLL(str(folder / name))
+    return bound.libggml
+
+
+@cache
+def _ggml() -> ctypes.CDLL:
+    ggml = libggml()
     ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
     ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
     ggml.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]

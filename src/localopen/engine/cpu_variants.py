@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from localopen.engine import cpu_backend
+
 log = logging.getLogger("localopen.engine")
 
 _VARIANT = re.compile(r"^(?:lib)?ggml-cpu-(?P<name>[A-Za-z0-9_.]+)\.(?:so|dll|dylib)$")
@@ -75,9 +77,7 @@ def ranked(folder: Path | None = None) -> list[Variant]:
 
 @cache
 def _ggml() -> ctypes.CDLL:
-    from llama_cpp import _ggml as bound
-
-    ggml = bound.libggml
+    ggml = cpu_backend.libggml()  # libllama's own: the registry its model loads read
     ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_load.restype = ctypes.c_void_p
     ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]

@@ -41,9 +41,8 @@ class _Api:
 
     def __init__(self) -> None:
         import llama_cpp
-        from llama_cpp import _ggml
 
-        ggml = _ggml.libggml
+        ggml = cpu_backend.libggml()
         ggml.ggml_threadpool_params_init.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.c_int]
         ggml.ggml_threadpool_params_init.restype = None
         self.params_init = ggml.ggml_threadpool_params_init
