@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.core.estimate.memory import GiB, ModelShape, estimate_memory, fit_verdict
+from localopen.core.estimate.budget import Budget, fit_verdict
+from localopen.core.estimate.memory import GiB, ModelShape, estimate_memory
 from localopen.core.gguf.header import read_header
 from localopen.core.machine.hardware import GPU, HardwareProfile
 
@@ -73,8 +74,7 @@ def test_kv_cache_types_and_flash_attention_within_10_percent_of_llama_cpp(
 
 
 def test_largest_context_is_the_largest_that_fits(tiny_gguf: Path) -> None:
-    from localopen.core.estimate.memory import largest_context
-
+    largest_context = Budget.largest_context
     shape = ModelShape.from_header(read_header(tiny_gguf))
     budget = estimate_memory(shape, 3000).total
     found = largest_context(shape, budget, 1 << 20)
@@ -153,6 +153,16 @@ def test_verdicts(hw: HardwareProfile, code: str) -> None:
     verdict = fit_verdict(SHAPE_4GB, hw, 4096)
     assert verdict.code == code
     assert verdict.detail
+
+
+def test_the_share_models_may_take_is_one_setting_said_in_words() -> None:
+    """4 GB of weights plus cache on a machine with 5.5 GB available: within 85 % it does not fit,
+    within 95 % it does; the verdict says the room and the share."""
+    hw = _hw(8, 5.5)
+    strict, relaxed = fit_verdict(SHAPE_4GB, hw, 4096), fit_verdict(SHAPE_4GB, hw, 4096, Budget(95))
+    assert strict.code == "tight" and relaxed.code == "fits_ram"
+    assert "(85% of 5.9 GB available)" in strict.detail and "(95% of 5.9 GB available)" in relaxed.detail
+    assert Budget(5).percent == 10 and Budget(150).percent == 100  # a share that leaves something, or all
 
 
 def test_decode_bound_from_bandwidth() -> None:

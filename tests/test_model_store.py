@@ -16,6 +16,8 @@ import pytest
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.model_store import ModelStore, NoRoomError
+from localopen.core.estimate.budget import Budget
+from localopen.core.machine.devices import Device
 from localopen.core.store.library_db import import_file
 from localopen.engine.protocol import LoadOptions, SamplingParams
 from test_server import Running
@@ -32,6 +34,12 @@ class Holder:
     """A face holding a model (the store only needs its identity)."""
 
 
+def store_with_room(room: int) -> ModelStore:
+    """A store whose models may take exactly `room` bytes together: all of a RAM with that much
+    free when none of them is loaded (a figure set from the fit, never from this machine's RAM)."""
+    return ModelStore(Budget(100), memory=lambda: Device("RAM", "RAM", room, room))
+
+
 @pytest.fixture(scope="module")
 def tinies(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("store")
@@ -40,7 +48,7 @@ def tinies(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture
 def store() -> Iterator[ModelStore]:
-    s = ModelStore(budget=2**40)
+    s = store_with_room(2**40)
     yield s
     s.close()
 
@@ -74,7 +82,7 @@ def test_a_model_held_by_no_one_without_keep_alive_unloads_at_once(store: ModelS
 
 
 def test_models_fit_together_within_the_budget_and_the_least_recently_used_goes(tinies: list[Path]) -> None:
-    probe = ModelStore(budget=2**40)
+    probe = store_with_room(2**40)
     holder = Holder()
     sizes = []
     for path in tinies:
@@ -84,7 +92,7 @@ def test_models_fit_together_within_the_budget_and_the_least_recently_used_goes(
     probe.close()
     need = [probe.estimate(str(p), OPTIONS) for p in tinies]
     # Room for the first two as loaded and the third as estimated, not for all three.
-    store = ModelStore(budget=sizes[0] + sizes[1] + need[2] - 1)
+    store = store_with_room(sizes[0] + sizes[1] + need[2] - 1)
     try:
         for path in tinies[:2]:
             store.release(store.acquire(path, OPTIONS, holder, "server", keep_alive=-1), holder)
@@ -92,27 +100,29 @@ def test_models_fit_together_within_the_budget_and_the_least_recently_used_goes(
         store.release(store.acquire(tinies[0], OPTIONS, holder, "server", keep_alive=-1), holder)  # used again
         store.release(store.acquire(tinies[2], OPTIONS, holder, "server", keep_alive=-1), holder)
         assert {Path(v.path) for v in store.residents()} == {tinies[0], tinies[2]}  # tiny-1 was least recent
-        assert store.used() <= store.budget
+        assert store.used() <= store.room()
     finally:
         store.close()
 
 
 def test_a_model_that_can_never_fit_is_refused_with_the_numbers(tinies: list[Path]) -> None:
-    store = ModelStore(budget=1000)
+    store = store_with_room(1000)
     try:
-        with pytest.raises(NoRoomError, match=r"needs about .* more than the memory for models") as refused:
+        with pytest.raises(
+            NoRoomError, match=r"needs about .* there is 1.0 KB for models \(100% of 1.0 KB available\), with no other"
+        ) as refused:
             store.acquire(tinies[0], OPTIONS, Holder(), "server")
-        assert refused.value.ever and not store.residents()
+        assert refused.value.ever and refused.value.fitting_ctx is None and not store.residents()
     finally:
         store.close()
 
 
 def test_a_model_answering_is_never_unloaded_to_make_room(tinies: list[Path]) -> None:
-    probe = ModelStore(budget=2**40)
+    probe = store_with_room(2**40)
     holder = Holder()
     size = probe.acquire(tinies[0], OPTIONS, holder, "chat").size
     probe.close()
-    store = ModelStore(budget=size + probe.estimate(str(tinies[1]), OPTIONS) - 1)
+    store = store_with_room(size + probe.estimate(str(tinies[1]), OPTIONS) - 1)
     try:
         busy = store.acquire(tinies[0], OPTIONS, holder, "chat")
         with store.turn(busy, holder):

@@ -56,8 +56,7 @@ class AppContext:
         """The loaded models, lent to every face of this process (made at first use)."""
         with self._lock:
             if self._models is None:
-                mib = self.settings.models_memory_mb
-                self._models = ModelStore(mib * 2**20 if mib > 0 else None)
+                self._models = ModelStore(self.settings.budget)
             return self._models
 
     def close_models(self) -> None:

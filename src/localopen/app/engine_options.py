@@ -54,6 +54,7 @@ def load_options(
         n_ubatch=p.get("n_ubatch", defaults.n_ubatch),
         use_mmap=p.get("use_mmap", defaults.use_mmap),
         draft=_draft(pick(draft, "draft", "off")),
+        memory_percent=settings.models_memory_percent,
     )
 
 

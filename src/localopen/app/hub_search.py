@@ -146,11 +146,11 @@ def _quant_row(ctx: AppContext, here: MachineSnapshot, result: HubResult, quant:
     features: Features | None
     if kept is not None:
         size, features = kept.file_size, file_features(kept.header, kept.tensor_bytes)
-        fit = file_fit(kept.header, profile, here.n_ctx, kept.tensor_bytes) if profile else None
+        fit = file_fit(kept.header, profile, here.n_ctx, kept.tensor_bytes, budget=here.budget) if profile else None
     else:
         size = estimate_file_bytes(params, quant) if params else None
         features = params_features(params, quant) if params else None
-        fit = params_fit(params, quant, profile, here.n_ctx) if params and profile else None
+        fit = params_fit(params, quant, profile, here.n_ctx, here.budget) if params and profile else None
     verdict = usable_here.verdict(ctx, here, fit, None, probe, features)
     if verdict is not None and verdict.predicted and kept is None:
         verdict = dataclasses.replace(

@@ -2,8 +2,9 @@
 (the Chat view, the local server, `localopen chat`): a model is loaded once and handed out, never
 loaded twice (GPT4All's model store is the example).
 
-Several models stay loaded while localopen's fit estimate says they fit together within the memory
-budget (the `models_memory_mb` setting); a model that needs room unloads the least recently used
+Several models stay loaded while localopen's fit estimate says they fit together within the one
+memory rule (core/estimate/budget.py: the `models_memory_percent` setting's share of RAM, what
+loaded models hold counted as free); a model that needs room unloads the least recently used
 idle ones first (models nobody holds before models a chat holds); a model that can never fit is
 refused with the numbers. A model with a keep-alive (the server's, per request as Ollama's
 keep_alive) unloads once nobody holds it and it has been idle that long. One request at a time
@@ -12,22 +13,23 @@ runs on an engine: two faces using one model take turns.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from localopen.core.errors import LocalopenError
-from localopen.core.estimate.memory import ModelShape, estimate_memory, human_bytes
+from localopen.core.estimate.budget import Budget
+from localopen.core.estimate.memory import human_bytes
+from localopen.core.machine.devices import Device, ram_now
 from localopen.core.records import LoadInfo
-from localopen.core.store.library_db import read_part_headers
 from localopen.engine.client import Engine
+from localopen.engine.load_need import LoadNeed, load_need
 from localopen.engine.protocol import LoadOptions
 
 log = logging.getLogger("localopen.models")
@@ -36,9 +38,10 @@ log = logging.getLogger("localopen.models")
 class NoRoomError(LocalopenError):
     """A model does not fit within the memory budget, now (busy models hold it) or ever."""
 
-    def __init__(self, message: str, *, ever: bool) -> None:
+    def __init__(self, message: str, *, ever: bool, fitting_ctx: int | None = None) -> None:
         super().__init__(message)
         self.ever = ever  # True: it would not fit even alone
+        self.fitting_ctx = fitting_ctx  # then: the largest context that fits alone (None: none)
 
 
 @dataclass(eq=False)
@@ -110,14 +113,13 @@ def _view(r: Resident, now: float) -> ResidentView:
     )
 
 
-def default_budget() -> int:
-    """Three quarters of this machine's memory: the rest is left to the system and the app."""
-    return int(psutil.virtual_memory().total * 0.75)
-
-
 class ModelStore:
-    def __init__(self, budget: int | None = None) -> None:
-        self.budget = budget or default_budget()
+    def __init__(self, budget: Budget | None = None, memory: Callable[[], Device] | None = None) -> None:
+        """`budget`: the share of memory models may take (the settings'); `memory`: this machine's
+        RAM with this store's models counted as free (default: as the OS reports it, plus what
+        the loaded models hold outside the page cache)."""
+        self.budget = budget or Budget()
+        self._memory = memory or self._ram_without_models
         self._residents: list[Resident] = []
         self._pending: dict[tuple[str, LoadOptions], int] = {}  # models loading now, and the room they take
         self._lock = threading.RLock()
@@ -143,9 +145,9 @@ class ModelStore:
             if resident is None:
                 if self._closed:
                     raise LocalopenError("The app is closing.")
-                need = self.estimate(path, options)
+                need = load_need(path, options)
                 self._make_room(path, need)
-                self._pending[key] = need  # counted while it loads, outside the lock
+                self._pending[key] = need.total  # counted while it loads, outside the lock
         if resident is None:
             resident = self._load(key, holder, kind)
         with self._lock:
@@ -229,24 +231,35 @@ class ModelStore:
 
     def estimate(self, path: str, options: LoadOptions) -> int:
         """Bytes the model will hold at these options: localopen's fit (weights, cache, buffers)."""
-        headers = read_part_headers(Path(path))
-        shape = ModelShape.from_header(headers[0], sum(h.tensor_bytes for h in headers))
-        draft = self.estimate(options.draft_model, options.draft_options()) if options.draft_model else 0
-        projector = Path(options.mmproj).stat().st_size if options.mmproj and Path(options.mmproj).is_file() else 0
-        return estimate_memory(shape, options.n_ctx, **options.memory_args()).total + draft + projector
+        return load_need(path, options).total
 
-    def _make_room(self, path: str, need: int) -> None:
+    def room(self) -> int:
+        """Bytes models may hold together: the budget's share of RAM, the memory this store's
+        models hold counted as free (it unloads them to make room)."""
+        return self.budget.room(self._memory())
+
+    def _ram_without_models(self) -> Device:
+        ram = ram_now()
+        held = sum(r.info.memory_actual.unmapped or r.size for r in list(self._residents))
+        return dataclasses.replace(ram, free=ram.free + held)
+
+    def _make_room(self, path: str, need: LoadNeed) -> None:
         name = Path(path).name
-        if need > self.budget:
+        memory = self._memory()
+        room = self.budget.room(memory)
+        if need.total > room:
+            fitting = need.largest_context(room)
+            hint = f" A context of {fitting} tokens would fit." if fitting else " Use a smaller file."
             raise NoRoomError(
-                f"{name} needs about {human_bytes(need)}, more than the memory for models "
-                f"({human_bytes(self.budget)}; the models_memory_mb setting). Use a smaller context or file.",
+                f"{name} needs about {human_bytes(need.total)} at a context of {need.options.n_ctx} tokens; "
+                f"there is {self.budget.in_words(memory)}, with no other model loaded.{hint}",
                 ever=True,
+                fitting_ctx=fitting,
             )
         # Idle models nobody holds go first, then idle models a chat holds; least recently used first.
         candidates = sorted(self._residents, key=lambda r: (bool(r.holders), r.last_used))
         for resident in candidates:
-            if self.used() + need <= self.budget:
+            if self.used() + need.total <= room:
                 return
             if resident.lock.acquire(blocking=False):  # never a model answering now
                 try:
@@ -254,10 +267,10 @@ class ModelStore:
                 finally:
                     resident.lock.release()
         used = self.used()
-        if used + need > self.budget:
+        if used + need.total > room:
             busy = ", ".join([r.name for r in self._residents] + [Path(p).name for p, _ in self._pending])
             raise NoRoomError(
-                f"{name} needs about {human_bytes(need)}; {human_bytes(used)} of the {human_bytes(self.budget)} "
+                f"{name} needs about {human_bytes(need.total)}; {human_bytes(used)} of the {human_bytes(room)} "
                 f"for models is held by models answering now ({busy}). Try again when they finish.",
                 ever=False,
             )
@@ -281,7 +294,7 @@ class ModelStore:
             self._pending.pop(key, None)
             self._residents.append(resident)
             self._changed.notify_all()
-        log.info("Loaded %s (%s; %s of %s used)", resident.name, human_bytes(resident.size), self.used(), self.budget)
+        log.info("Loaded %s (%s; %s of %s used)", resident.name, human_bytes(resident.size), self.used(), self.room())
         return resident
 
     def _unload(self, resident: Resident, why: str, kill: bool = False) -> None:

@@ -172,7 +172,12 @@ class ProbeSession:
         profile = ctx.profile or ctx.read_profile(measure=False)
         n_ctx = min(ctx.settings.n_ctx, header.context_length or ctx.settings.n_ctx)
         fit = file_fit(
-            header, profile, n_ctx, total, {"projector_bytes": projector.size or 0} if projector is not None else None
+            header,
+            profile,
+            n_ctx,
+            total,
+            {"projector_bytes": projector.size or 0} if projector is not None else None,
+            ctx.settings.budget,
         )
         if fit.code == "no_fit":
             raise ProbeRefused(

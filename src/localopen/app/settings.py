@@ -10,6 +10,7 @@ from typing import Any
 
 from localopen.core import paths as paths_mod
 from localopen.core.errors import LocalopenError
+from localopen.core.estimate.budget import DEFAULT_PERCENT, Budget
 from localopen.core.estimate.memory import KV_TYPES, kv_type
 from localopen.core.estimate.verdict import Thresholds
 
@@ -27,13 +28,20 @@ class Settings:
     max_parallel_downloads: int = 2
     offline: bool = False
     calibrate_automatically: bool = True  # measure this machine once (83 s on 2 cores) for predicted speeds
-    # Memory for loaded models together, in MiB; 0: three quarters of this machine's memory.
-    models_memory_mb: int = 0
+    # The share of this machine's free memory (RAM, or a GPU's) that models may take, in percent:
+    # the fit verdicts, models loaded together and the engine's check before a load all follow it
+    # (core/estimate/budget.py).
+    models_memory_percent: int = DEFAULT_PERCENT
     # Seconds a model the local server loaded stays loaded while idle; -1: until memory is needed.
     keep_alive_s: int = 300
     # Host names the local server answers to beyond loopback and its own address (api/guard.py).
     allowed_hosts: list[str] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def budget(self) -> Budget:
+        """The one memory rule these settings give."""
+        return Budget(self.models_memory_percent)
 
     @classmethod
     def load(cls, paths: paths_mod.AppPaths) -> Settings:

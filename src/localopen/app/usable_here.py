@@ -19,6 +19,7 @@ from localopen.app import calibration as calibrations
 from localopen.app import library, vision
 from localopen.app.context import AppContext
 from localopen.core.estimate import verdict as verdicts
+from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.inputs import (
     DEFAULT_CTX,
     catalog_features,
@@ -27,10 +28,11 @@ from localopen.core.estimate.inputs import (
     file_features,
     file_fit,
 )
-from localopen.core.estimate.memory import FitVerdict, ModelShape, cache_args, fit_budget, largest_context
+from localopen.core.estimate.memory import FitVerdict, ModelShape, cache_args
 from localopen.core.estimate.speed import Calibration, Features
 from localopen.core.gguf.files import matches_quant, model_name
 from localopen.core.gguf.header import GGUFHeader
+from localopen.core.machine.devices import devices
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.catalog import CatalogModel, Quant
 from localopen.core.openness.grade import Evidence, Grade, evidence_from_header, grade
@@ -61,6 +63,7 @@ class MachineSnapshot:
     # attention; None: not asked): an installed model's fit follows its preset unless asked.
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     asked: tuple[int | None, str | None, bool | None] = (None, None, None)
+    budget: Budget = field(default_factory=Budget)  # the share of memory models may take
 
     def fit_settings(self, model: str | None) -> tuple[int, dict[str, Any]]:
         """The context and KV cache a model's fit is computed for: what the caller asked, else the
@@ -98,6 +101,7 @@ class MachineSnapshot:
             ),
             {p.model: p.settings for p in preset_store.all_presets(ctx.db)},
             (n_ctx, kv_cache_type, flash_attn),
+            ctx.settings.budget,
         )
 
 
@@ -184,7 +188,7 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
     for q in model.quants:
         mine = installed if installed is not None and installed.quant == q.type else None
         n_ctx, cache = here.fit_settings(mine.name if mine else None)
-        fit = catalog_fit(model, here.profile, q, n_ctx, cache) if here.profile else None
+        fit = catalog_fit(model, here.profile, q, n_ctx, cache, here.budget) if here.profile else None
         probe = _probe_of(ctx, here, model, q)
         answer = verdict(ctx, here, fit, mine, probe, catalog_features(model, q), model.kind == "embedding")
         rows.append(QuantRow(q, fit, answer))
@@ -196,7 +200,7 @@ def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> 
     quant = model.recommended
     installed = here.installed.get(model.gguf_repo)
     n_ctx, cache = here.fit_settings(installed.name if installed else None)
-    fit = catalog_fit(model, here.profile, n_ctx=n_ctx, cache=cache) if here.profile else None
+    fit = catalog_fit(model, here.profile, n_ctx=n_ctx, cache=cache, budget=here.budget) if here.profile else None
     probe = _probe_of(ctx, here, model, quant)
     answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant), model.kind == "embedding")
     return CatalogRow(model, quant, fit, answer, installed)
@@ -211,12 +215,17 @@ def catalog_rows(ctx: AppContext, here: MachineSnapshot) -> list[CatalogRow]:
 CACHE_CHOICES = (("f16", False), ("q8_0", True), ("q4_0", True))
 
 
-def largest_contexts(here: MachineSnapshot, shape: ModelShape, max_ctx: int) -> dict[str, int | None]:
+def largest_contexts(
+    here: MachineSnapshot, shape: ModelShape, max_ctx: int, projector_bytes: int = 0
+) -> dict[str, int | None]:
     """The largest context that fits this machine for each KV-cache type (None: not even 256 tokens)."""
     if here.profile is None:
         return {}
-    budget = fit_budget(here.profile)
-    return {name: largest_context(shape, budget, max_ctx, **cache_args(name, fa)) for name, fa in CACHE_CHOICES}
+    room = here.budget.best_room(devices(here.profile))
+    return {
+        name: here.budget.largest_context(shape, room, max_ctx, projector_bytes=projector_bytes, **cache_args(name, fa))
+        for name, fa in CACHE_CHOICES
+    }
 
 
 def catalog_largest_contexts(here: MachineSnapshot, model: CatalogModel) -> dict[str, int | None]:
@@ -253,7 +262,7 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
     n_ctx, cache = here.fit_settings(model_name(path.name))
     projector = vision.pairing(path).facts  # a vision model's projector loads beside it: its memory counts
     sized = {**cache, "projector_bytes": projector.file_size} if projector is not None else cache
-    fit = file_fit(header, here.profile, n_ctx, total, sized) if here.profile else None
+    fit = file_fit(header, here.profile, n_ctx, total, sized, here.budget) if here.profile else None
     installed = core_library.get(ctx.db, str(path.resolve()))
     probe = None
     if installed is not None and installed.repo and installed.expected_sha256 and here.profile is not None:
@@ -262,7 +271,12 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
         )
     answer = verdict(ctx, here, fit, installed, probe, file_features(header, total), header.embeds_only)
     known = match_file(ctx.catalog, header.metadata, path.name, known_sha256(ctx.db, path))
-    largest = largest_contexts(here, ModelShape.from_header(header, total), header.context_length or DEFAULT_CTX)
+    largest = largest_contexts(
+        here,
+        ModelShape.from_header(header, total),
+        header.context_length or DEFAULT_CTX,
+        projector.file_size if projector is not None else 0,
+    )
     if known is not None:
         return FileRow(header, known.model.evidence, known.model.grade, fit, answer, known, largest, cache)
     return FileRow(header, evidence, grade(evidence, provisional=True), fit, answer, None, largest, cache)

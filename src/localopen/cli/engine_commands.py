@@ -781,7 +781,8 @@ def cmd_serve(ctx: AppContext, args: argparse.Namespace) -> int:
         print(
             f"Serving the OpenAI and Anthropic APIs at {config.base_url} and the Ollama API at {root} "
             f"(models: {models}). Models load on demand and stay loaded as memory allows "
-            f"({human_bytes(ctx.models.budget)} for models); an idle one unloads after "
+            f"({ctx.models.budget.percent}% of the free memory, {human_bytes(ctx.models.room())} now); "
+            "an idle one unloads after "
             f"{ctx.settings.keep_alive_s} s."
             f"{' Clients must send the API key.' if config.api_key else ''} Ctrl+C stops.",
             file=sys.stderr,

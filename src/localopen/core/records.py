@@ -42,6 +42,14 @@ class MemoryFigures:
         return self.weights + self.kv_cache + self.compute + self.output - self.mapped_repacked
 
     @property
+    def unmapped(self) -> int:
+        """What the loaded model holds outside the file's page cache (the OS counts mapped pages
+        as available memory): everything, or with mmap the cache, buffers and repacked copies."""
+        if not self.mapped:
+            return self.total
+        return self.kv_cache + self.compute + self.output + sum(self.extra_buffers.values())
+
+    @property
     def mapped_repacked(self) -> int:
         """The file's pages of repacked tensors, in `weights` twice when mapped."""
         return sum(self.extra_buffers.values()) if self.mapped else 0

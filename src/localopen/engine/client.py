@@ -12,9 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from localopen.core.errors import LocalopenError
+from localopen.core.estimate.budget import Budget
+from localopen.core.machine.devices import ram_now
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.canary import kernel_choice, remember_crash
 from localopen.engine.errors import EngineDied, EngineError, EngineTimeout, from_wire
+from localopen.engine.load_need import LoadNeed, check_room, load_need
 from localopen.engine.protocol import (
     FINAL_EVENTS,
     AnswerOptions,
@@ -54,6 +58,7 @@ def describe_exit(code: int | None) -> str:
         sig = -code
         names: dict[int, str] = {
             signal.SIGSEGV: "crashed (segmentation fault)",
+            signal.SIGILL: "crashed (an instruction this CPU does not run)",
             signal.SIGABRT: "aborted inside llama.cpp",
             signal.SIGKILL: "was killed (out of memory, or by the system)",
             signal.SIGTERM: "was terminated",
@@ -222,6 +227,12 @@ class Engine:
                 options = dataclasses.replace(
                     options, kernels=kernels, cpu_variant=options.cpu_variant or choice.variant or None
                 )
+        try:
+            need: LoadNeed | None = load_need(path, options)
+        except LocalopenError:
+            need = None  # the engine's load says what is wrong with the file, in its own words
+        if need is not None:
+            check_room(path, need, Budget(options.memory_percent), ram_now())
         self.info = None
         self._loaded = None
         self._send(Load(str(path), options))

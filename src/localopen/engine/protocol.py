@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from localopen.core.estimate.budget import DEFAULT_PERCENT
 from localopen.core.records import AnswerStats, BenchResult, LoadInfo, ToolCall
 
 
@@ -44,6 +45,9 @@ class LoadOptions:
     # In a build with one CPU backend per CPU generation (engine/cpu_variants.py): the one to load,
     # as the canary chose (the client fills it in); None: llama.cpp's own pick.
     cpu_variant: str | None = None
+    # The share of free memory models may take (core/estimate/budget.py): the client refuses a
+    # load on the CPU beyond it, naming the context that fits.
+    memory_percent: int = DEFAULT_PERCENT
 
     @property
     def draft_model(self) -> str | None:

@@ -30,7 +30,7 @@ from localopen.core.chat import tool_calls
 from localopen.core.chat.answer_stream import AnswerStream
 from localopen.core.chat.tool_calls import ToolCallStream
 from localopen.core.errors import LocalopenError
-from localopen.core.estimate.memory import ModelShape, estimate_memory, human_bytes
+from localopen.core.estimate.memory import ModelShape, estimate_memory
 from localopen.core.gguf.files import parts_of
 from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import pairing_problem, read_projector
@@ -281,22 +281,6 @@ class Worker:
                 settings=True,
             )
         estimate = estimate_memory(shape, opts.n_ctx, **opts.memory_args())
-        draft_need = _draft_bytes(opts)
-        needed = estimate.total + draft_need
-        available = psutil.virtual_memory().available
-        if opts.n_gpu_layers == 0 and needed > available * 0.95:
-            fitting = self._largest_context(shape, available * 0.8 - draft_need, opts)
-            hint = f" A context of {fitting} tokens would fit." if fitting else ""
-            with_draft = f" with its draft model {Path(opts.draft_model or '').name}" if draft_need else ""
-            raise ContextTooLongError(
-                f"A context of {opts.n_ctx} tokens needs about {human_bytes(needed)} for {path.name}{with_draft}; "
-                f"this machine has {human_bytes(available)} available.{hint}",
-                n_ctx=opts.n_ctx,
-                needed=needed,
-                available=available,
-                fitting_ctx=fitting,
-            )
-
         threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         self.capture.clear()
         _skip_llama_cpp_formatters()
@@ -432,16 +416,6 @@ class Worker:
                 self.capture.lines[:] = lines
 
         return make_drafter(opts.draft, opts.draft_tokens, llm, load_draft)
-
-    @staticmethod
-    def _largest_context(shape: ModelShape, budget: float, opts: Any) -> int | None:
-        best = None
-        ctx = 256
-        while ctx <= opts.n_ctx:
-            if estimate_memory(shape, ctx, **opts.memory_args()).total <= budget:
-                best = ctx
-            ctx *= 2
-        return best
 
     @staticmethod
     def _special_tokens(llm: Any, header: GGUFHeader) -> dict[str, str]:
@@ -1076,18 +1050,6 @@ def _close(llm: Any) -> None:
     if close_draft is not None:
         close_draft()
     llm.close()
-
-
-def _draft_bytes(opts: LoadOptions) -> int:
-    """What a draft model holds at the model's context (0: no draft model)."""
-    if opts.draft_model is None or not Path(opts.draft_model).is_file():
-        return 0  # a missing draft file is said at its load
-    try:
-        headers = read_part_headers(Path(opts.draft_model))
-    except LocalopenError as exc:  # the draft's fault, never the model's
-        raise ModelLoadError(f"The draft model: {exc}", settings=True) from exc
-    shape = ModelShape.from_header(headers[0], sum(h.tensor_bytes for h in headers))
-    return estimate_memory(shape, opts.n_ctx, **opts.draft_options().memory_args()).total
 
 
 def _utf8(text: str) -> bytes:

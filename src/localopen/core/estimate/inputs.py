@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from localopen.core.estimate.memory import FitVerdict, ModelShape, fit_verdict
+from localopen.core.estimate.budget import Budget, fit_verdict
+from localopen.core.estimate.memory import FitVerdict, ModelShape
 from localopen.core.estimate.speed import Features
 from localopen.core.gguf.header import GGUFHeader
 from localopen.core.gguf.quant import estimate_file_bytes
@@ -29,11 +30,13 @@ def catalog_fit(
     quant: Quant | None = None,
     n_ctx: int | None = None,
     cache: dict[str, Any] | None = None,
+    budget: Budget | None = None,
 ) -> FitVerdict:
-    """`cache`: the KV cache's type and flash attention (memory.cache_args); None: f16, no flash attention."""
+    """`cache`: the KV cache's type and flash attention (memory.cache_args); None: f16, no flash
+    attention. `budget`: the share of memory models may take (None: the default)."""
     quant = quant or model.recommended
     ctx = min(n_ctx or DEFAULT_CTX, model.context_length)
-    return fit_verdict(catalog_shape(model, quant), hw, ctx, **(cache or {}))
+    return fit_verdict(catalog_shape(model, quant), hw, ctx, budget, **(cache or {}))
 
 
 def file_fit(
@@ -42,9 +45,10 @@ def file_fit(
     n_ctx: int | None = None,
     total_bytes: int | None = None,
     cache: dict[str, Any] | None = None,
+    budget: Budget | None = None,
 ) -> FitVerdict:
     ctx = min(n_ctx or DEFAULT_CTX, header.context_length or DEFAULT_CTX)
-    return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx, **(cache or {}))
+    return fit_verdict(ModelShape.from_header(header, total_bytes), hw, ctx, budget, **(cache or {}))
 
 
 def _attention_dim(arch: dict[str, Any]) -> int:
@@ -80,13 +84,15 @@ def file_features(header: GGUFHeader, total_bytes: int | None = None) -> Feature
     )
 
 
-def params_fit(n_params: int, quantization: str, hw: HardwareProfile, n_ctx: int | None = None) -> FitVerdict | None:
+def params_fit(
+    n_params: int, quantization: str, hw: HardwareProfile, n_ctx: int | None = None, budget: Budget | None = None
+) -> FitVerdict | None:
     """A Hub file known only by its parameter count (the Hub's gguf.total) and quantization: the
     size from bits per weight and a typical 7-8B model's attention, which errs on the large side."""
     weight_bytes = estimate_file_bytes(n_params, quantization)
     if not weight_bytes:
         return None
-    return fit_verdict(ModelShape.from_catalog(_FALLBACK_ARCH, weight_bytes), hw, n_ctx or DEFAULT_CTX)
+    return fit_verdict(ModelShape.from_catalog(_FALLBACK_ARCH, weight_bytes), hw, n_ctx or DEFAULT_CTX, budget)
 
 
 def params_features(n_params: int, quantization: str) -> Features:

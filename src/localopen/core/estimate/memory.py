@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from localopen.core.gguf.header import GGUFHeader
-from localopen.core.machine.hardware import HardwareProfile
 
 MiB = 2**20
 GiB = 2**30
 CTX_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
-RAM_HEADROOM = 0.85  # leave room for the OS and the app itself
-GPU_HEADROOM = 0.90
 
 
 @dataclass(frozen=True)
@@ -233,70 +230,6 @@ def decode_bound(shape: ModelShape, bandwidth_gbs: float | None) -> float | None
     return round(bandwidth_gbs * 1e9 / per_token, 1) if per_token else None
 
 
-def fit_budget(hw: HardwareProfile) -> float:
-    """The bytes a model may take here and be said to fit: the GPU's free memory where layers can be
-    offloaded (with headroom), else the available RAM's (with headroom)."""
-    ram = hw.ram_available * RAM_HEADROOM
-    if hw.gpu_offload_possible:
-        gpu = max(hw.gpus, key=lambda g: g.memory_free or g.memory_total)
-        free = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
-        return max(free * GPU_HEADROOM, ram)
-    return ram
-
-
-def largest_context(shape: ModelShape, budget: float, max_ctx: int, **kwargs: Any) -> int | None:
-    """The largest context (a multiple of 256, up to max_ctx) whose estimate fits in budget; None
-    when not even 256 tokens do."""
-    lo, hi = 1, max(1, max_ctx // 256)
-    if estimate_memory(shape, 256, **kwargs).total > budget:
-        return None
-    while lo < hi:  # the estimate grows with the context: bisect on multiples of 256
-        mid = (lo + hi + 1) // 2
-        if estimate_memory(shape, mid * 256, **kwargs).total <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo * 256
-
-
 def cache_args(kv_cache_type: str = "f16", flash_attn: bool = False) -> dict[str, Any]:
     """The KV cache's part of an estimate: one type for K and V, as the settings and flags give it."""
     return {"type_k": kv_cache_type, "type_v": kv_cache_type, "flash_attn": flash_attn}
-
-
-def fit_verdict(shape: ModelShape, hw: HardwareProfile, n_ctx: int, **kwargs: Any) -> FitVerdict:
-    mem = estimate_memory(shape, n_ctx, **kwargs)
-    need = mem.total
-    bound = decode_bound(shape, hw.bandwidth_gbs)
-    if hw.gpu_offload_possible:
-        gpu = max(hw.gpus, key=lambda g: g.memory_free or g.memory_total)
-        free = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
-        if need <= free * GPU_HEADROOM:
-            return FitVerdict(
-                "fits_gpu",
-                "fits on GPU",
-                f"needs {human_bytes(need)} of {human_bytes(free)} free on {gpu.name}",
-                mem,
-                bound,
-            )
-    available = hw.ram_available
-    if need <= available * RAM_HEADROOM:
-        return FitVerdict(
-            "fits_ram", "fits in RAM", f"needs {human_bytes(need)} of {human_bytes(available)} available", mem, bound
-        )
-    if need <= hw.ram_total * 0.95:
-        return FitVerdict(
-            "tight",
-            "tight",
-            f"needs {human_bytes(need)}; {human_bytes(available)} available of "
-            f"{human_bytes(hw.ram_total)}: close other programs first",
-            mem,
-            bound,
-        )
-    return FitVerdict(
-        "no_fit",
-        "will not fit",
-        f"needs {human_bytes(need)}, more than this machine's {human_bytes(hw.ram_total)} of RAM",
-        mem,
-        bound,
-    )
