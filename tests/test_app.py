@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app import library, summary, usable_here
+from localopen.app import library, library_listing, summary, usable_here
 from localopen.app.context import AppContext
 from localopen.app.settings import Settings
 from localopen.core.paths import app_paths, save_settings
@@ -82,10 +82,10 @@ def test_library_entries_grade_imported_files_once(tiny_gguf: Path, tmp_path: Pa
     copy = tmp_path / "mine.gguf"
     copy.write_bytes(tiny_gguf.read_bytes())
     import_file(ctx.db, copy)
-    [entry] = library.entries(ctx)
+    [entry] = library_listing.entries(ctx)
     assert entry.badge == "C · T0" and entry.verdict is None  # apache-2.0 in its header; nothing measured
     copy.unlink()
-    [gone] = library.entries(ctx)
+    [gone] = library_listing.entries(ctx)
     assert gone.model.missing and gone.badge == "?"
 
 
@@ -206,7 +206,7 @@ def test_files_from_other_apps_are_recognised_as_catalog_models(tmp_path: Path) 
     ctx.refresh_catalog()
     assert cached_sha256(ctx.db, anonymous) == digest  # verify or a benchmark hashed it once
 
-    entries = {e.model.path.name: e for e in library.entries(ctx)}
+    entries = {e.model.path.name: e for e in library_listing.entries(ctx)}
     qwen = entries[named.name]
     assert qwen.match is not None and qwen.match.model.id == "qwen2.5-7b-instruct" and not qwen.match.exact
     assert "by name" in qwen.match.basis and qwen.grade == ctx.catalog.get("qwen2.5-7b-instruct").grade

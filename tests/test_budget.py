@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import real_model
 from localopen.app import usable_here
 from localopen.app.context import AppContext
 from localopen.app.model_store import ModelStore, NoRoomError
@@ -20,8 +21,6 @@ from localopen.engine import client
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError
 from localopen.engine.protocol import LoadOptions
-
-from conftest import real_model
 
 pytest.importorskip("llama_cpp")
 

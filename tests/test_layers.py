@@ -1,5 +1,6 @@
-"""The layers, walked recursively: imports point down (core < engine < app < api < cli, ui), each
-third-party stack stays in its layer, and no face computes a product fact."""
+"""The layers, walked recursively: imports point down (core < engine < app < api < cli, ui), no
+import loop inside a layer, each third-party stack stays in its layer, and no face computes a
+product fact."""
 
 from __future__ import annotations
 
@@ -99,6 +100,85 @@ def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
     nested = tmp_path / "bad.py"
     nested.write_text("def f():\n    from localopen.app.context import AppContext\n")
     assert "localopen.app.context" in _imports(nested)
+
+
+def _module_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same layer it imports (lazy and type-only imports included: a
+    loop hidden in a function or behind TYPE_CHECKING is still a loop)."""
+    names = {}
+    for path in root.rglob("*.py"):
+        parts = [package, *path.relative_to(root).with_suffix("").parts]
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name in names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package up
+                    up = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    targets.add(full if full in names else base)
+        layer = name.split(".")[:2]
+        graph[name] = {t for t in targets if t in names and t != name and t.split(".")[:2] == layer}
+    return graph
+
+
+def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import loops (strongly connected groups of two or more modules), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    loops: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                loops.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return loops
+
+
+def test_no_import_loop_inside_a_layer() -> None:
+    graph = _module_graph(SRC, "localopen")
+    assert "localopen.app.capabilities" in graph["localopen.app.library_listing"], "edges are read"
+    assert _loops(graph) == []
+
+
+def test_the_loop_check_sees_a_loop_hidden_in_a_function_and_behind_type_checking(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "library.py").write_text("def entries():\n    from pkg.app import capabilities\n")
+    (app / "capabilities.py").write_text("from pkg.app.chat import ChatSession\n")
+    (app / "chat.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import library\n")
+    (app / "other.py").write_text("from pkg.app import library\n")  # imports into the loop: not part of it
+    assert _loops(_module_graph(tmp_path, "pkg")) == [["pkg.app.capabilities", "pkg.app.chat", "pkg.app.library"]]
 
 
 # What computes a product fact (fit, grade, verdict): the application layer calls these, faces never do.

@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
+from localopen.api.host import ApiHost
 from localopen.api.request_body import (
     IMAGE_HERE,
     bad,
@@ -32,9 +33,6 @@ from localopen.api.request_body import (
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
-
-if TYPE_CHECKING:
-    from localopen.api.server import ApiApp
 
 log = logging.getLogger("localopen.server")
 
@@ -235,9 +233,9 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 
 class AnthropicFace:
-    """The Messages routes of one ApiApp."""
+    """The Messages routes of one ApiHost."""
 
-    def __init__(self, app: ApiApp) -> None:
+    def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
     def routes(self) -> list[Route]:

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun
+from localopen.api.host import ApiHost
 from localopen.api.openai_api import parse_tools
 from localopen.api.request_body import bad, check_image_count, image_part, read_json, stop_list
 from localopen.app.serving import (
@@ -33,9 +34,6 @@ from localopen.app.serving import (
 )
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
-
-if TYPE_CHECKING:
-    from localopen.api.server import ApiApp
 
 log = logging.getLogger("localopen.server")
 
@@ -267,9 +265,9 @@ def _tool_call(piece: AnswerPiece) -> dict[str, Any]:
 
 
 class OllamaFace:
-    """The /api routes of one ApiApp."""
+    """The /api routes of one ApiHost."""
 
-    def __init__(self, app: ApiApp) -> None:
+    def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
     def routes(self) -> list[Route]:

@@ -15,7 +15,7 @@ import struct
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,13 +23,11 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
+from localopen.api.host import ApiHost
 from localopen.api.request_body import bad, check_image_count, image_part, number, read_json
 from localopen.app.serving import MAX_TOKENS, ApiCall, EmbedCall, ServedModel, ServingError
 from localopen.core.records import AnswerStats
 from localopen.engine.protocol import SamplingParams
-
-if TYPE_CHECKING:
-    from localopen.api.server import ApiApp
 
 log = logging.getLogger("localopen.server")
 
@@ -397,9 +395,9 @@ def parse_embed(body: dict[str, Any]) -> tuple[EmbedCall, str]:
 
 
 class OpenAIFace:
-    """The OpenAI routes of one ApiApp."""
+    """The OpenAI routes of one ApiHost."""
 
-    def __init__(self, app: ApiApp) -> None:
+    def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
     def routes(self) -> list[Route]:

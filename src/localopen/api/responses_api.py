@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
+from localopen.api.host import ApiHost
 from localopen.api.openai_api import error_response, plain_tool_choice, serving_error
 from localopen.api.request_body import (
     IMAGE_HERE,
@@ -35,9 +36,6 @@ from localopen.api.request_body import (
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.protocol import SamplingParams
-
-if TYPE_CHECKING:
-    from localopen.api.server import ApiApp
 
 log = logging.getLogger("localopen.server")
 
@@ -269,9 +267,9 @@ def _item(piece: AnswerPiece) -> dict[str, Any]:
 
 
 class ResponsesFace:
-    """The /v1/responses route of one ApiApp."""
+    """The /v1/responses route of one ApiHost."""
 
-    def __init__(self, app: ApiApp) -> None:
+    def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
     def routes(self) -> list[Route]:

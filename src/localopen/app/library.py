@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
@@ -26,29 +25,10 @@ from localopen.core.store.library_db import LibraryModel, VerifyResult
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
 
-if TYPE_CHECKING:
-    from localopen.app.capabilities import Capabilities
-
 # (path, mtime_ns) -> the file's grade and chat template, or why its header cannot be trusted: read once
 # per file version.
 _grades: dict[tuple[str, int], tuple[Grade, str | None, dict[str, Any]] | GGUFError] = {}
 _grades_lock = threading.Lock()
-
-
-@dataclass
-class LibraryEntry:
-    model: LibraryModel
-    grade: Grade | None  # None: the file is missing or damaged
-    verdict: Verdict | None  # from what happened on this machine; None: not measured yet
-    problem: str | None = None  # why the file cannot be used (truncated, not a GGUF, ...)
-    capabilities: Capabilities | None = None  # from its chat template and the agent check here
-    match: CatalogMatch | None = None  # a file from elsewhere recognised as a catalog model
-
-    @property
-    def badge(self) -> str:
-        if self.model.missing:
-            return "?"
-        return self.grade.badge if self.grade else "damaged"
 
 
 def scan(ctx: AppContext) -> int:
@@ -140,28 +120,6 @@ def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | 
     if profile is None or model.missing:
         return None
     return usability.verdict_here(ctx.db, str(model.path), profile.fingerprint, ctx.thresholds)
-
-
-def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[LibraryEntry]:
-    """Every library model with grade and verdict (reads headers of new files: disk work)."""
-    profile = profile or ctx.profile
-    out = []
-    from localopen.app import capabilities  # it reads checks through app modules that import this one
-
-    for m in core_library.list_models(ctx.db):
-        checked = None if m.missing else _checked(ctx, m.path)
-        caps, match = None, None
-        if checked is None or isinstance(checked, GGUFError):
-            grade_here, problem = None, (str(checked) if checked is not None else None)
-        else:
-            # A catalog repo's file is that model; another file may be recognised as one (once).
-            curated = ctx.catalog.get(m.repo) if m.repo else None
-            match = None if curated is not None else recognised(ctx, m)
-            curated = curated or (match.model if match is not None else None)
-            grade_here, problem = curated.grade if curated is not None else checked[0], None
-            caps = capabilities.of_file(ctx, m.path, checked[1])
-        out.append(LibraryEntry(m, grade_here, verdict_of(ctx, m, profile), problem, caps, match))
-    return out
 
 
 def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import capabilities, engine_options, library, presets, vision
+from localopen.app import capabilities, engine_options, library, library_listing, presets, vision
 from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.model_store import NoRoomError, ResidentView
@@ -224,7 +224,7 @@ class ModelServer:
     # -- models -------------------------------------------------------------------------------
     def models(self) -> list[ServedModel]:
         out: dict[str, ServedModel] = {}
-        for entry in library.entries(self.ctx):
+        for entry in library_listing.entries(self.ctx):
             m = entry.model
             if m.missing or entry.problem:
                 continue

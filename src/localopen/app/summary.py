@@ -3,7 +3,7 @@ The app's dialog and `localopen summary` print the same page."""
 
 from __future__ import annotations
 
-from localopen.app import capabilities, library, usable_here
+from localopen.app import capabilities, library_listing, usable_here
 from localopen.app.context import AppContext
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.machine.hardware import HardwareProfile
@@ -41,7 +41,7 @@ def summary_rows(ctx: AppContext, profile: HardwareProfile | None = None) -> lis
             )
         )
     seen = {r.name for r in rows}
-    for entry in library.entries(ctx, profile):
+    for entry in library_listing.entries(ctx, profile):
         m = entry.model
         if entry.verdict is None or entry.grade is None or m.name in seen or (m.repo and ctx.catalog.get(m.repo)):
             continue

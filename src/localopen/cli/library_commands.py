@@ -76,10 +76,10 @@ def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app import library
+    from localopen.app import library, library_listing
 
     library.scan(ctx)
-    entries = library.entries(ctx, ctx.read_profile(measure=False))
+    entries = library_listing.entries(ctx, ctx.read_profile(measure=False))
     if args.json:
         print(
             json.dumps(
@@ -132,7 +132,7 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def _import_other_apps(ctx: AppContext) -> int:
-    from localopen.app import library, other_apps
+    from localopen.app import library_listing, other_apps
 
     found = other_apps.not_in_library(ctx, other_apps.find())
     if not found:
@@ -143,7 +143,7 @@ def _import_other_apps(ctx: AppContext) -> int:
         print(f"{group.app} ({group.folder}): {len(group.files)} model(s)")
     for problem in problems:
         print(f"  skipped {problem}", file=sys.stderr)
-    recognised = [e for e in library.entries(ctx) if e.match is not None]
+    recognised = [e for e in library_listing.entries(ctx) if e.match is not None]
     print(
         f"Added {added} model(s) by path (nothing was copied or moved; `localopen rm` only forgets them); "
         f"{len(recognised)} in the library are recognised as catalog models (`localopen models`)."

@@ -32,6 +32,7 @@ from localopen.core.machine.hardware import cpu_model
 from localopen.core.machine.kernels import KernelChoice, kernel_key, read_choice, save_choice, simd_level
 from localopen.core.paths import app_paths
 from localopen.core.versions import package_version
+from localopen.engine.errors import describe_exit
 
 log = logging.getLogger("localopen.kernels")
 
@@ -125,8 +126,6 @@ def _try(
 ) -> tuple[str | None, dict[str, list[str]]]:
     """Run one canary process: (None when it decoded or named the variants, else how it ended;
     the lists it sent: "offered" buffer types, "variants")."""
-    from localopen.engine.client import describe_exit
-
     ctx = mp.get_context("spawn")
     parent, end = ctx.Pipe()
     process = ctx.Process(

@@ -17,7 +17,7 @@ from localopen.core.estimate.budget import Budget
 from localopen.core.machine.devices import ram_now
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.canary import kernel_choice, remember_crash
-from localopen.engine.errors import EngineDied, EngineError, EngineTimeout, from_wire
+from localopen.engine.errors import EngineDied, EngineError, EngineTimeout, describe_exit, from_wire
 from localopen.engine.load_need import LoadNeed, check_room, load_need
 from localopen.engine.protocol import (
     FINAL_EVENTS,
@@ -48,25 +48,7 @@ from localopen.engine.protocol import (
 
 log = logging.getLogger("localopen.engine.client")
 
-__all__ = ["Engine", "EngineDied", "EngineError", "describe_exit"]
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        sig = -code
-        names: dict[int, str] = {
-            signal.SIGSEGV: "crashed (segmentation fault)",
-            signal.SIGILL: "crashed (an instruction this CPU does not run)",
-            signal.SIGABRT: "aborted inside llama.cpp",
-            signal.SIGKILL: "was killed (out of memory, or by the system)",
-            signal.SIGTERM: "was terminated",
-        }
-        if hasattr(signal, "SIGBUS"):
-            names[signal.SIGBUS] = "crashed (bus error: the model file may have changed or be damaged)"
-        return names.get(sig, f"ended by signal {sig}")
-    return f"exited with code {code}"
+__all__ = ["Engine", "EngineDied", "EngineError"]
 
 
 class Engine:

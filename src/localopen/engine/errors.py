@@ -3,6 +3,7 @@ client raises the same class again, so every caller catches by type (never by co
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -171,3 +172,21 @@ def from_wire(message: str, kind: str, details: dict[str, Any]) -> EngineError:
             ),
         )
     return cls(message)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        sig = -code
+        names: dict[int, str] = {
+            signal.SIGSEGV: "crashed (segmentation fault)",
+            signal.SIGILL: "crashed (an instruction this CPU does not run)",
+            signal.SIGABRT: "aborted inside llama.cpp",
+            signal.SIGKILL: "was killed (out of memory, or by the system)",
+            signal.SIGTERM: "was terminated",
+        }
+        if hasattr(signal, "SIGBUS"):
+            names[signal.SIGBUS] = "crashed (bus error: the model file may have changed or be damaged)"
+        return names.get(sig, f"ended by signal {sig}")
+    return f"exited with code {code}"

@@ -19,8 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import library
-from localopen.app.library import LibraryEntry, verify
+from localopen.app import library_listing
+from localopen.app.library import verify
+from localopen.app.library_listing import LibraryEntry
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, owns_file, remove
@@ -93,7 +94,9 @@ class LibraryView(QWidget):
             if number == self._reloads:
                 self._render(entries)
 
-        run_in_background(lambda: library.entries(ctx, profile), render, self._on_error, name="library", owner=self)
+        run_in_background(
+            lambda: library_listing.entries(ctx, profile), render, self._on_error, name="library", owner=self
+        )
 
     def _on_error(self, error: LocalopenError) -> None:
         self.status.setText(str(error))
