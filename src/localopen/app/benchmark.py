@@ -20,6 +20,7 @@ from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.memory import ModelShape, decode_bound
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report.builds import BuildChange, compare_builds
+from localopen.core.report.result_record import MachineClass, ResultRecord
 from localopen.core.store import library_db
 from localopen.core.store import results as results_db
 from localopen.core.store.hashing import cached_sha256
@@ -329,3 +330,25 @@ RERUN_PARAMS = BenchParams(n_prompt=128, n_gen=32, reps=3)  # short, with enough
 
 def history(ctx: AppContext, model: str | None = None, machine: str | None = None) -> list[BenchResult]:
     return results_db.query(ctx.db, model, machine)
+
+
+def records(ctx: AppContext, model: str | None = None) -> list[ResultRecord]:
+    """This machine's saved llama-bench results as versioned records (core/report/result_record):
+    per file, settings and llama.cpp build, its newest prompt test with its newest generation test."""
+    profile = ctx.profile or ctx.read_profile()  # with the measured bandwidth (cached once measured)
+    newest: dict[tuple[object, ...], dict[str, BenchResult]] = {}
+    for r in results_db.query(ctx.db, model, ctx.machine_id()):
+        if r.task or r.basis not in ("measured", "probed"):  # drafting tasks are not llama-bench's tests
+            continue
+        file, settings = r.sha256 or r.model_filename, (r.n_threads, r.n_gpu_layers, r.type_k, r.type_v, r.flash_attn)
+        key = (file, r.basis, *settings, r.backends, r.llama_cpp_version)
+        kind = "pp" if r.n_prompt and not r.n_gen else "tg" if r.n_gen and not r.n_prompt else ""
+        pair = newest.setdefault(key, {})
+        if kind and (kind not in pair or r.test_time > pair[kind].test_time):
+            pair[kind] = r
+    out = []
+    for pair in newest.values():
+        if "pp" in pair and "tg" in pair:
+            tg = pair["tg"]
+            out.append(ResultRecord.of(pair["pp"], tg, MachineClass.of(profile, tg.backends, tg.llama_cpp_version)))
+    return sorted(out, key=lambda rec: rec.measured_at)
