@@ -273,5 +273,5 @@ def test_suggestion_comes_from_the_files_metadata() -> None:
     assert ct.suggest("llama", "llama-bpe", set().__contains__).name == "llama3"
     assert ct.suggest("gemma3").name == "gemma"
     assert ct.suggest("some-new-arch").name == "chatml"
-    with pytest.raises(ct.NoTemplateError, match="because its vocabulary"):
+    with pytest.raises(ct.TemplateNotChosenError, match="because its vocabulary"):
         ct.choose(None, None, s)

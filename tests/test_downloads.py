@@ -455,3 +455,27 @@ def test_a_file_found_in_a_shared_models_folder_is_never_deleted_unasked(tmp_pat
     assert out.returncode == 0 and "stays" in out.stdout and theirs.exists()
     out = subprocess.run([*exe(), "rm", "-y", "--delete-file", "theirs"], capture_output=True, text=True)
     assert out.returncode == 0 and "Deleted" in out.stdout and not theirs.exists()
+
+
+def test_a_saved_hub_token_is_private_from_its_first_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written to a new 0600 file and moved into place: a token file that was readable by others
+    is replaced, not rewritten in place; huggingface_hub reads it back."""
+    import os
+    import stat
+
+    from localopen.core.hub import client
+
+    path = tmp_path / "hf" / "token"
+    path.parent.mkdir()
+    path.write_text("old")
+    path.chmod(0o644)
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(path))  # where a login keeps it (HF_HOME/token)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert client.save_token("  hf_abcdefghijklmnop \n") == path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "hf_abcdefghijklmnop"
+    assert os.listdir(path.parent) == ["token"]  # no temporary file left
+    assert client.token() == "hf_abcdefghijklmnop"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app.tune import Candidate, Measured, candidates, choose
+from localopen.app.tune import Candidate, MeasuredSetting, candidates, choose
 
 BASE = Candidate(4, 512, False, "f16")
 
 
 def _m(candidate: Candidate, tg: float, tg_sd: float = 0.5, pp: float = 400.0, pp_sd: float = 5.0, mem: int = 1000):
-    return Measured(candidate, pp, pp_sd, tg, tg_sd, mem)
+    return MeasuredSetting(candidate, pp, pp_sd, tg, tg_sd, mem)
 
 
 def test_a_setting_is_kept_only_when_it_beats_the_current_one_beyond_the_noise() -> None:

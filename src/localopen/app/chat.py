@@ -26,6 +26,18 @@ from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 log = logging.getLogger("localopen.chat")
 
 
+def needs_template(info: LoadInfo, chosen: str | None) -> bool:
+    """Whether a person must choose a chat template before this model can chat: its file has none
+    and none was chosen (localopen never guesses one)."""
+    return not info.has_chat_template and not chosen
+
+
+def template_for(info: LoadInfo, chosen: str | None) -> str | None:
+    """The template a chat renders with: the model's own (None) where its file has one, else the
+    one chosen for it."""
+    return None if info.has_chat_template else chosen
+
+
 def template_messages(system: str, turns: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     """The conversation as a chat template reads it: the system prompt, then (role, content,
     reasoning) turns. A past answer's reasoning goes under the fields templates read

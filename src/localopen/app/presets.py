@@ -11,12 +11,13 @@ from typing import Any
 from localopen.app import drafting
 from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, parse_value
+from localopen.core.defaults import DEFAULT_CTX
 from localopen.core.gguf.files import model_name
 from localopen.core.store import presets as store
 
 # key -> (a value of its kind, what it is); parsed as the settings are (app/settings.parse_value)
 KEYS: dict[str, tuple[Any, str]] = {
-    "n_ctx": (4096, "context size in tokens"),
+    "n_ctx": (DEFAULT_CTX, "context size in tokens"),
     "kv_cache_type": ("f16", "KV-cache type for K and V: f16, q8_0, q4_0…"),
     "flash_attn": (False, "flash attention (a quantized V cache needs it)"),
     "n_threads": (0, "CPU threads, 0: physical cores"),

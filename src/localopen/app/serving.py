@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from localopen.app import capabilities, engine_options, library, library_listing, presets, vision
-from localopen.app.chat import ChatSession
+from localopen.app.chat import ChatSession, template_for
 from localopen.app.context import AppContext
 from localopen.app.model_store import NoRoomError, ResidentView
 from localopen.core.errors import LocalopenError
@@ -553,9 +553,7 @@ class ModelServer:
         )
         session = lane.session
         loaded = session.loaded
-        template = "completion" if call.raw else None
-        if not call.raw and loaded is not None and not loaded.has_chat_template:
-            template = self.template
+        template = "completion" if call.raw else template_for(loaded, self.template) if loaded is not None else None
 
         if loaded is not None and loaded.vision is None and vision.has_images(call.messages):
             raise ServingError(vision.no_vision(loaded.path), 400, code="images_not_supported")

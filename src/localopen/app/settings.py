@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core import paths as paths_mod
+from localopen.core.defaults import DEFAULT_CTX
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.budget import DEFAULT_PERCENT, Budget
 from localopen.core.estimate.memory import KV_TYPES, kv_type
@@ -20,7 +21,7 @@ log = logging.getLogger("localopen.settings")
 @dataclass
 class Settings:
     models_dir: str | None = None  # None: <data>/models
-    n_ctx: int = 4096
+    n_ctx: int = DEFAULT_CTX
     n_threads: int = 0  # 0: physical cores
     n_gpu_layers: int = 0
     kv_cache_type: str = "f16"  # the KV cache's type for K and V: f16, q8_0 (≈0.53x), q4_0 (≈0.28x)…

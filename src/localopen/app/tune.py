@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from localopen.app import engine_options, presets
 from localopen.app.benchmark import BenchmarkSession
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import ModelShape, estimate_memory
 from localopen.core.gguf.header import read_header
+from localopen.core.machine.hardware import physical_cores
 from localopen.engine.protocol import BenchParams
 
 TUNE_PARAMS = BenchParams(n_prompt=128, n_gen=32, reps=3)
@@ -58,7 +57,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Measured:
+class MeasuredSetting:
     candidate: Candidate
     pp_ts: float
     pp_sd: float
@@ -79,13 +78,13 @@ class Measured:
 
 @dataclass(frozen=True)
 class Choice:
-    best: Measured
-    baseline: Measured
+    best: MeasuredSetting
+    baseline: MeasuredSetting
     changed: bool  # False: nothing beat the current settings beyond the noise
     tg_gain: float  # best / baseline - 1
     pp_gain: float
     why: str
-    measured: tuple[Measured, ...] = ()  # every setting measured, for the report
+    measured: tuple[MeasuredSetting, ...] = ()  # every setting measured, for the report
 
 
 def _beats(new: float, new_sd: float, old: float, old_sd: float) -> bool:
@@ -96,7 +95,7 @@ def _not_worse(new: float, new_sd: float, old: float, old_sd: float) -> bool:
     return old - new <= max(NOISE_SIGMAS * math.hypot(new_sd, old_sd), MIN_GAIN * old)
 
 
-def choose(baseline: Measured, measured: list[Measured]) -> Choice:
+def choose(baseline: MeasuredSetting, measured: list[MeasuredSetting]) -> Choice:
     """The fastest setting for generation that beats the baseline beyond the noise, loses no prompt
     speed beyond it, and needs no more memory; else the baseline."""
     fair = [
@@ -116,7 +115,7 @@ def choose(baseline: Measured, measured: list[Measured]) -> Choice:
 
 
 def candidates(current: Candidate) -> list[Candidate]:
-    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    physical = physical_cores()
     logical = os.cpu_count() or physical
     threads = sorted({physical, max(1, physical - 1), logical} - {current.n_threads})
     out = [dataclasses.replace(current, n_threads=t) for t in threads]
@@ -140,12 +139,12 @@ def tune(
     """Measure the current settings and each candidate (a fresh engine each, as Compare does)."""
     preset = presets.preset_for(ctx, path)
     options = engine_options.load_options(ctx.settings, preset=preset)
-    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    physical = physical_cores()
     current = Candidate(options.n_threads or physical, options.n_ubatch, options.flash_attn, options.type_k)
     header = read_header(path)
     shape = ModelShape.from_header(header, path.stat().st_size)
 
-    def measure(candidate: Candidate) -> Measured:
+    def measure(candidate: Candidate) -> MeasuredSetting:
         if on_progress is not None:
             on_progress(f"Measuring {candidate.label}…")
         load, bench = engine_options.bench_options(
@@ -168,11 +167,11 @@ def tune(
             type_k=candidate.kv_cache_type,
             type_v=candidate.kv_cache_type,
         ).total
-        return Measured(
+        return MeasuredSetting(
             candidate, tests["pp"].avg_ts, tests["pp"].stddev_ts, tests["tg"].avg_ts, tests["tg"].stddev_ts, memory
         )
 
-    def attempt(candidate: Candidate) -> Measured | None:
+    def attempt(candidate: Candidate) -> MeasuredSetting | None:
         """A setting this model or build cannot run (a cache block that does not divide its heads)
         is left out, said in the progress, never the end of the sweep."""
         try:

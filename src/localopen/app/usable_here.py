@@ -139,7 +139,7 @@ def verdict(
     here: MachineSnapshot,
     fit: FitVerdict | None,
     installed: LibraryModel | None,
-    probe: usability.Measured | None = None,
+    probe: usability.MeasuredSpeed | None = None,
     features: Features | None = None,
     embeds: bool = False,
 ) -> verdicts.Verdict | None:
@@ -153,7 +153,7 @@ def _verdict(
     here: MachineSnapshot,
     fit: FitVerdict | None,
     installed: LibraryModel | None,
-    probe: usability.Measured | None,
+    probe: usability.MeasuredSpeed | None,
     features: Features | None,
 ) -> verdicts.Verdict | None:
     if installed is not None:
@@ -171,7 +171,9 @@ def _verdict(
     return verdicts.predicted(fit, ctx.thresholds, speed)
 
 
-def _probe_of(ctx: AppContext, here: MachineSnapshot, model: CatalogModel, quant: Quant) -> usability.Measured | None:
+def _probe_of(
+    ctx: AppContext, here: MachineSnapshot, model: CatalogModel, quant: Quant
+) -> usability.MeasuredSpeed | None:
     """The newest probe here of this catalog file (by its Hub name, or its sha256 when known)."""
     if here.profile is None:
         return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localopen.app import engine_options
+from localopen.app.chat import needs_template
 from localopen.cli.flags import cache_flags, draft_flag, on_off
 from localopen.cli.output import table
 from localopen.core.errors import LocalopenError
@@ -164,7 +165,7 @@ class _Printer:
 
 def _choose_template(info: LoadInfo, args: argparse.Namespace) -> str | None:
     """The model's own template, the one asked for, or the user's choice: never a silent guess."""
-    if info.has_chat_template or args.template is not None:
+    if not needs_template(info, args.template):
         return args.template
     if args.prompt is not None or not sys.stdin.isatty():
         raise LocalopenError(
@@ -579,6 +580,12 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
 
     if args.compare_builds:
         return _compare_builds(ctx, args)
+    if args.records:
+        from localopen.app.benchmark import records
+
+        for record in records(ctx, args.model):
+            print(json.dumps(record.to_dict()))
+        return 0
     results = history(ctx, args.model, args.machine)
     if not results and not (args.json or args.csv):
         print("No saved results yet: run `localopen bench MODEL`.", file=sys.stderr)
@@ -960,5 +967,10 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--rerun", action="store_true", help="with --compare-builds: first measure again what only "
                    "an earlier build measured (short protocol)")  # fmt: skip
+    p.add_argument(
+        "--records",
+        action="store_true",
+        help="this machine's results as versioned records, one JSON object a line (what a shared index reads)",
+    )
     _output_flags(p)
     p.set_defaults(func=cmd_results)

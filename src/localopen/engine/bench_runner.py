@@ -11,14 +11,12 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import datetime as dt
-import os
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
+from localopen.core.machine.hardware import physical_cores
 from localopen.core.records import BenchResult
 from localopen.core.report.benchstats import mean, stdev, tokens_per_second
 from localopen.engine import llama_log
@@ -89,7 +87,7 @@ def run_bench(
 
     model = llm.model
     vocab = llama_cpp.llama_model_get_vocab(model)
-    threads = params.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    threads = params.n_threads or physical_cores()
     desc = ctypes.create_string_buffer(256)
     llama_cpp.llama_model_desc(model, desc, ctypes.sizeof(desc))
     tests = [(params.n_prompt, 0)] if params.n_prompt > 0 else []

@@ -100,6 +100,7 @@ def canary_child(
 
     from localopen.engine import cpu_kernels, cpu_variants, llama_log
 
+    capture = llama_log.install()  # before a variant loads: ggml says so in its log, not the terminal
     if variant is None:
         names = variants() if variants is not None else [v.name for v in cpu_variants.ranked()]
         if names:
@@ -107,7 +108,6 @@ def canary_child(
             return
     else:
         cpu_variants.load(variant)
-    capture = llama_log.install()
     if buffer_type is None:
         conn.send(("offered", cpu_kernels.offered()))
     cpu_kernels.restrict([] if buffer_type is None else [buffer_type])

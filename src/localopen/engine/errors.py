@@ -66,7 +66,7 @@ class ContextTooLongError(EngineError):
 
 
 @dataclass(frozen=True)
-class TemplateChoice:
+class TemplateOffer:
     """What a person can pick for a model without a chat template: the known templates and a suggestion."""
 
     options: list[str] = field(default_factory=list)
@@ -79,9 +79,9 @@ class NoTemplateError(EngineError):
 
     kind = "no_template"
 
-    def __init__(self, message: str, choice: TemplateChoice | None = None) -> None:
+    def __init__(self, message: str, choice: TemplateOffer | None = None) -> None:
         super().__init__(message)
-        self.choice = choice or TemplateChoice()
+        self.choice = choice or TemplateOffer()
 
     def details(self) -> dict[str, Any]:
         return asdict(self.choice)
@@ -167,7 +167,7 @@ def from_wire(message: str, kind: str, details: dict[str, Any]) -> EngineError:
     if cls is NoTemplateError:
         return NoTemplateError(
             message,
-            TemplateChoice(
+            TemplateOffer(
                 list(details.get("options") or []), details.get("suggested"), str(details.get("reason") or "")
             ),
         )

@@ -17,13 +17,14 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from localopen.core.defaults import DEFAULT_CTX
 from localopen.core.estimate.budget import DEFAULT_PERCENT
 from localopen.core.records import AnswerStats, BenchResult, LoadInfo, ToolCall
 
 
 @dataclass(frozen=True)
 class LoadOptions:
-    n_ctx: int = 4096
+    n_ctx: int = DEFAULT_CTX
     n_threads: int | None = None  # None: physical cores, as llama-bench does
     n_threads_batch: int | None = None
     n_batch: int = 512

@@ -12,7 +12,6 @@ import ctypes
 import dataclasses
 import logging
 import math
-import os
 import platform
 import random
 import re
@@ -34,6 +33,7 @@ from localopen.core.estimate.memory import ModelShape, estimate_memory
 from localopen.core.gguf.files import parts_of
 from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import pairing_problem, read_projector
+from localopen.core.machine.hardware import physical_cores
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
 from localopen.engine import cpu_kernels, cpu_variants, grammar, llama_log
@@ -45,8 +45,8 @@ from localopen.engine.errors import (
     EngineError,
     ModelLoadError,
     NoTemplateError,
-    TemplateChoice,
     TemplateError,
+    TemplateOffer,
     ToolsUnsupportedError,
     VisionUnsupportedError,
 )
@@ -281,7 +281,7 @@ class Worker:
                 settings=True,
             )
         estimate = estimate_memory(shape, opts.n_ctx, **opts.memory_args())
-        threads = opts.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+        threads = opts.n_threads or physical_cores()
         self.capture.clear()
         _skip_llama_cpp_formatters()
         variant = cpu_variants.load(opts.cpu_variant)  # before anything asks llama.cpp for its devices
@@ -677,9 +677,9 @@ class Worker:
         suggestion = chat_template.Suggestion(info.template_suggestion, info.template_suggestion_reason)
         try:
             choice = chat_template.choose(header.chat_template, template, suggestion)
-        except chat_template.NoTemplateError as exc:
+        except chat_template.TemplateNotChosenError as exc:
             raise NoTemplateError(
-                str(exc), TemplateChoice(chat_template.template_options(), suggestion.name, suggestion.reason)
+                str(exc), TemplateOffer(chat_template.template_options(), suggestion.name, suggestion.reason)
             ) from exc
         except LocalopenError as exc:
             raise TemplateError(str(exc)) from exc

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.app import chat, chat_images, drafting, engine_options, presets, tool_loop, vision
-from localopen.app.chat import ChatSession
+from localopen.app.chat import ChatSession, needs_template
 from localopen.app.tool_loop import ToolRun, TurnOutcome
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
@@ -483,7 +483,7 @@ class ChatView(QWidget):
         self._show_thinking_switch(info)
         self.model_loaded.emit(info)
         template = self.conversation.settings.get("template") if self.conversation else None
-        if not info.has_chat_template and not template:
+        if needs_template(info, template):
             self._show_template_notice(info.template_options, info.template_suggestion, info.template_suggestion_reason)
             return
         if self._queued_send is not None:
@@ -645,7 +645,7 @@ class ChatView(QWidget):
             self.load_model()
             return
         template = c.settings.get("template")
-        if not loaded.has_chat_template and not template:
+        if needs_template(loaded, template):
             self._queued_send = messages
             self._show_template_notice(
                 loaded.template_options, loaded.template_suggestion, loaded.template_suggestion_reason

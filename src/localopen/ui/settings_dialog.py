@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,19 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from localopen.core.estimate.verdict import Thresholds
+from localopen.core.hub.client import save_token
 from localopen.ui.services import Services
 from localopen.ui.widgets import kv_cache_box
-
-
-def save_hub_token(token: str) -> Path:
-    """Store the token where huggingface_hub keeps its login (HF_HOME/token), readable by us only."""
-    from huggingface_hub import constants
-
-    path = Path(os.environ.get("HF_TOKEN_PATH") or constants.HF_TOKEN_PATH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(token.strip())
-    path.chmod(0o600)
-    return path
 
 
 class SettingsDialog(QDialog):
@@ -132,7 +120,7 @@ class SettingsDialog(QDialog):
             thresholds=Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}),
         )
         if self.token.text().strip():
-            save_hub_token(self.token.text())
+            save_token(self.token.text())
             self.token.clear()
         self.services.save_settings(settings)
         super().accept()

@@ -135,7 +135,7 @@ class TemplateRenderError(LocalopenError):
     """The chat template failed or tried something unsafe; nothing was executed."""
 
 
-class NoTemplateError(LocalopenError):
+class TemplateNotChosenError(LocalopenError):
     """The model has no chat template and the user has not chosen one."""
 
 
@@ -186,7 +186,7 @@ def choose(model_template: str | None, requested: str | None, suggestion: Sugges
         if model_template:
             return TemplateChoice("model", model_template)
         hint = f" Suggested: {suggestion.name}, because {suggestion.reason}." if suggestion else ""
-        raise NoTemplateError(
+        raise TemplateNotChosenError(
             "This model has no chat template, so localopen will not guess one. Choose plain completion "
             f"or a known template ({', '.join(KNOWN_TEMPLATES)}).{hint}"
         )

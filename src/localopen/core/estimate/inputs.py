@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from localopen.core.defaults import DEFAULT_CTX
 from localopen.core.estimate.budget import Budget, fit_verdict
 from localopen.core.estimate.memory import FitVerdict, ModelShape
 from localopen.core.estimate.speed import Features
@@ -12,8 +13,6 @@ from localopen.core.gguf.header import GGUFHeader
 from localopen.core.gguf.quant import estimate_file_bytes
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.catalog import CatalogModel, Quant
-
-DEFAULT_CTX = 4096
 
 # Used only for entries without architecture data: errs on the large side (big vocabulary).
 _FALLBACK_ARCH = {"n_layers": 32, "n_embd": 4096, "n_head": 32, "n_head_kv": 8, "head_dim": 128, "n_vocab": 262144}

@@ -16,6 +16,7 @@ import os
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from localopen.core.errors import LocalopenError
@@ -72,6 +73,26 @@ def endpoint() -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HubError(f"HF_ENDPOINT must be an http(s) address such as https://huggingface.co, not {value!r}.")
     return value
+
+
+def save_token(value: str) -> Path:
+    """Store a token where huggingface_hub keeps its login (HF_TOKEN_PATH, else HF_HOME/token),
+    readable by this user only from its first byte: written to a private file made with mode
+    0600, then moved into place (an existing, wider file is replaced, not reused)."""
+    from huggingface_hub import constants
+
+    path = Path(os.environ.get("HF_TOKEN_PATH") or constants.HF_TOKEN_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value.strip())
+        os.replace(fresh, path)
+    except BaseException:
+        fresh.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def token() -> str | None:

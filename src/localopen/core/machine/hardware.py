@@ -23,6 +23,12 @@ from localopen.core.machine.load import OtherLoad, wait_calm
 log = logging.getLogger("localopen.hardware")
 
 
+def physical_cores() -> int:
+    """This machine's physical cores: llama.cpp's default thread count, and what 0 threads means
+    in the settings, presets and flags."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
 @dataclass
 class GPU:
     name: str
@@ -205,7 +211,7 @@ def read_profile(models_dir: Path, cache_dir: Path | None = None, measure: bool 
         os=f"{platform.system()} {platform.release()}",
         arch=platform.machine(),
         cpu_model=cpu_model(),
-        cores_physical=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        cores_physical=physical_cores(),
         cores_logical=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
         simd=simd_features(),
         ram_total=int(vm.total),

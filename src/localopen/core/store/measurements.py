@@ -11,12 +11,12 @@ from localopen.core.estimate import verdict as verdicts
 
 
 @dataclass(frozen=True)
-class Measured:
+class MeasuredSpeed:
     tg_tps: float
     pp_tps: float | None
 
 
-def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measured | None:
+def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> MeasuredSpeed | None:
     """The newest tg and pp results for this file on this machine (by path, then by its sha256)."""
     sha_row = conn.execute("SELECT sha256 FROM file_hashes WHERE path = ?", (model_path,)).fetchone()
     rows = conn.execute(
@@ -27,10 +27,10 @@ def latest_for(conn: sqlite3.Connection, model_path: str, machine: str) -> Measu
     return _newest(rows)
 
 
-def _newest(rows: list[sqlite3.Row]) -> Measured | None:
+def _newest(rows: list[sqlite3.Row]) -> MeasuredSpeed | None:
     tg = next((json.loads(r["record"]) for r in rows if r["test"].startswith("tg")), None)
     pp = next((json.loads(r["record"]) for r in rows if r["test"].startswith("pp")), None)
-    return Measured(tg["avg_ts"], pp["avg_ts"] if pp else None) if tg else None
+    return MeasuredSpeed(tg["avg_ts"], pp["avg_ts"] if pp else None) if tg else None
 
 
 def probe_key(repo: str, filename: str) -> str:
@@ -40,7 +40,7 @@ def probe_key(repo: str, filename: str) -> str:
 
 def latest_probe(
     conn: sqlite3.Connection, machine: str, repo: str, filenames: list[str] | None = None, sha256: str = ""
-) -> Measured | None:
+) -> MeasuredSpeed | None:
     """The newest probe on this machine of one of these Hub files (or of a file with this sha256)."""
     keys = [probe_key(repo, f) for f in filenames or []] or [""]
     marks = ",".join("?" * len(keys))
