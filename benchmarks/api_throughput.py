@@ -93,8 +93,8 @@ def main() -> int:
     from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
     from localopen.app.serving import ModelServer
+    from localopen.core.options import LoadOptions, SamplingParams
     from localopen.core.store.library_db import import_file
-    from localopen.engine.protocol import LoadOptions, SamplingParams
 
     if args.model:
         path = Path(args.model)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.engine import cpu_variants
 from localopen.engine.canary import kernel_choice
 from localopen.engine.client import Engine
 from localopen.engine.errors import EngineError
-from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
+from localopen.engine.protocol import BenchDone
 
 
 def main() -> int:

@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> int:
+    from localopen.core.options import BenchParams, LoadOptions, SamplingParams
     from localopen.engine.client import Engine
-    from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions, SamplingParams
+    from localopen.engine.protocol import BenchDone
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?")

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.engine.canary import kernel_choice
 from localopen.engine.client import Engine
-from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
+from localopen.engine.protocol import BenchDone
 
 MiB = 2**20
 

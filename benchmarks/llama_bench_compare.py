@@ -52,7 +52,7 @@ def run_llama_bench(binary: Path, model: str, args: argparse.Namespace) -> dict[
 def chat_rate(engine: Any, n_gen: int, reps: int) -> dict[str, float]:
     """Generation as the Chat view receives it (the engine's answer stream, sampling included):
     tokens/s from the first piece to the last, the median of reps answers at temperature 0."""
-    from localopen.engine.protocol import SamplingParams
+    from localopen.core.options import SamplingParams
 
     rates = []
     prompt = [{"role": "user", "content": "Counting from one to a thousand: 1, 2, 3, 4, 5,"}]
@@ -70,8 +70,9 @@ def chat_rate(engine: Any, n_gen: int, reps: int) -> dict[str, float]:
 
 
 def run_localopen(model: str, args: argparse.Namespace) -> dict[str, dict]:
+    from localopen.core.options import BenchParams, LoadOptions
     from localopen.engine.client import Engine
-    from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
+    from localopen.engine.protocol import BenchDone
 
     engine = Engine()
     try:

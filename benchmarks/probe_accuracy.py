@@ -39,8 +39,9 @@ from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.inputs import file_features
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.shapes import DenseShape, write_shape
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.engine.client import Engine
-from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
+from localopen.engine.protocol import BenchDone
 
 # Shapes from the models' config.json (catalog arch blocks), tied embeddings as published.
 SHAPES = [

@@ -19,8 +19,9 @@ import tempfile
 from pathlib import Path
 
 from localopen.core.gguf.header import read_header
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.engine.client import Engine
-from localopen.engine.protocol import BenchDone, BenchParams, LoadOptions
+from localopen.engine.protocol import BenchDone
 
 
 def write_copies(real: Path, folder: Path) -> dict[str, Path]:

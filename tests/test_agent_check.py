@@ -10,9 +10,9 @@ import pytest
 
 from localopen.app import agent_check, capabilities
 from localopen.app.context import AppContext
+from localopen.core.options import LoadOptions
 from localopen.core.store.library_db import import_file
 from localopen.engine.errors import ToolsUnsupportedError
-from localopen.engine.protocol import LoadOptions
 from test_tool_use import QWEN, SPECIAL, caller  # noqa: F401 - the model that always calls get_weather(Paris)
 
 from tiny_gguf import write_scripted_llama, write_tiny_llama

@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from localopen.app.context import AppContext
+from localopen.core.options import LoadOptions
 from localopen.core.store.library_db import import_file
-from localopen.engine.protocol import LoadOptions
 from test_server import Running
 from test_tool_use import CALL_SCRIPT, QWEN, SPECIAL, WEATHER
 

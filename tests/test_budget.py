@@ -17,10 +17,10 @@ from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import GiB
 from localopen.core.gguf.header import GGUFTruncatedError, read_header
 from localopen.core.machine.devices import Device
+from localopen.core.options import LoadOptions
 from localopen.engine import client
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError
-from localopen.engine.protocol import LoadOptions
 
 pytest.importorskip("llama_cpp")
 

@@ -25,7 +25,7 @@ from localopen.app.context import AppContext
 from localopen.core.estimate.speed import Calibration
 from localopen.core.machine import hardware, load
 from localopen.core.machine.hardware import read_profile
-from localopen.engine.protocol import BenchParams, LoadOptions
+from localopen.core.options import BenchParams, LoadOptions
 
 SPIN = """import os, sys, time
 open(sys.argv[1], "a").write(f"{os.getpid()}\\n")

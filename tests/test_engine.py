@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from localopen.core.options import BenchParams, LoadOptions, SamplingParams
 from localopen.core.records import ToolCall
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, NoTemplateError, TemplateError
-from localopen.engine.protocol import (
-    BenchDone,
-    BenchParams,
-    Done,
-    Error,
-    LoadOptions,
-    SamplingParams,
-    Token,
-    event_bytes,
-    event_from_bytes,
-)
+from localopen.engine.protocol import BenchDone, Done, Error, Token, event_bytes, event_from_bytes
 
 from tiny_gguf import expected_params, write_tiny_llama
 
@@ -402,8 +393,9 @@ def test_an_engine_whose_llama_cpp_cannot_load_says_which_library_is_missing() -
     the error llama-cpp-python raises: a real one needs a system without libgomp.)"""
     import multiprocessing as mp
 
+    from localopen.core.options import LoadOptions
     from localopen.engine.child import _answer_unavailable, unavailable_message
-    from localopen.engine.protocol import Error, Load, LoadOptions, Shutdown
+    from localopen.engine.protocol import Error, Load, Shutdown
 
     error = RuntimeError(
         "Failed to load shared library '/x/llama_cpp/lib/libllama.so': libgomp.so.1: cannot open shared object file"
@@ -426,7 +418,7 @@ def test_an_engine_whose_llama_cpp_cannot_load_says_which_library_is_missing() -
 APP_THAT_DIES = """
 import sys
 from localopen.engine.client import Engine
-from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.core.options import LoadOptions, SamplingParams
 
 if __name__ == "__main__":
     engine = Engine()

@@ -14,7 +14,7 @@ from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, Settings
 from localopen.cli import engine_commands as engine_cli
 from localopen.cli.main import build_parser, run_cli
-from localopen.engine.protocol import BenchParams
+from localopen.core.options import BenchParams
 
 
 def _args(*argv: str):  # type: ignore[no-untyped-def]
@@ -118,3 +118,58 @@ def test_an_installed_models_fit_follows_its_preset_unless_asked(gemma_path: Pat
     # The smaller cache shows in the estimate: q8_0 holds about half of f16's bytes.
     f16 = json.loads(run("info", str(gemma_path), "--ctx", "16384", "--kv-type", "f16", "--json").stdout)
     assert 0.45 < said["fit"]["memory"]["kv_cache"] / f16["fit"]["memory"]["kv_cache"] < 0.6
+
+
+# One value other than the default for each load option, as a person types it.
+TYPED = {
+    "n_ctx": ("1536", 1536),
+    "n_threads": ("3", 3),
+    "n_gpu_layers": ("-1", -1),
+    "kv_cache_type": ("q8_0", "q8_0"),
+    "flash_attn": ("on", True),
+    "n_batch": ("256", 256),
+    "n_ubatch": ("128", 128),
+    "use_mmap": ("off", False),
+    "draft": ("lookup", "lookup"),
+    "models_memory_percent": ("70", 70),
+}
+
+
+def test_every_load_option_round_trips_through_setting_preset_flag_and_load_options() -> None:
+    """Each row of core/options.OPTIONS, set as a person sets it: with `localopen settings`, then a
+    preset over it, then a command's flag over both; what the engine is asked for follows each."""
+    from localopen.app import presets
+    from localopen.core.options import OPTIONS, load_options, values_of
+
+    assert set(TYPED) == {o.key for o in OPTIONS}, "a new option needs a value here"
+    ctx = AppContext()
+    defaults = values_of(engine_options.load_options(Settings()))
+    assert defaults == {o.key: o.default for o in OPTIONS}
+    for option in OPTIONS:
+        text, value = TYPED[option.key]
+        assert values_of(load_options({option.key: value}))[option.key] == value
+        if option.setting:
+            assert getattr(Settings(), option.key) == option.default
+            settings = Settings().with_value(option.key, text)
+            assert values_of(engine_options.load_options(settings))[option.key] == value, option.key
+        if option.preset:
+            assert presets.KEYS[option.key] == (option.default, option.words)
+            preset = {option.key: presets.parse(option.key, text)}
+            assert values_of(engine_options.load_options(Settings(), preset=preset))[option.key] == value
+        else:
+            assert option.key not in presets.KEYS
+        if option.flags:
+            got = values_of(engine_cli._load_options(ctx, _args("chat", "some-model", option.flags[-1], text)))
+            assert got == defaults | {option.key: value}, option.key
+
+
+def test_a_flag_wins_over_the_preset_which_wins_over_the_setting() -> None:
+    from localopen.app import presets
+
+    settings = Settings().with_value("n_ctx", "1024")
+    preset = {"n_ctx": presets.parse("n_ctx", "2048")}
+    assert engine_options.load_options(settings).n_ctx == 1024
+    assert engine_options.load_options(settings, preset=preset).n_ctx == 2048
+    assert engine_options.load_options(settings, preset=preset, n_ctx=3072).n_ctx == 3072
+    with pytest.raises(TypeError, match="not load options: n_ctxx"):
+        engine_options.load_options(settings, n_ctxx=1)

@@ -13,8 +13,8 @@ import pytest
 from localopen.app.context import AppContext
 from localopen.core.chat import json_schema
 from localopen.core.chat.tool_calls import CONSTRAINED, call_schema, name_problem
+from localopen.core.options import LoadOptions
 from localopen.core.store.library_db import import_file
-from localopen.engine.protocol import LoadOptions
 from test_server import Running
 from test_tool_use import CALL_SCRIPT, QWEN, SPECIAL
 

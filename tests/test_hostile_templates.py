@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from localopen.core.options import LoadOptions, SamplingParams
 from localopen.engine.client import Engine
 from localopen.engine.errors import TemplateError
-from localopen.engine.protocol import LoadOptions, SamplingParams
 
 from tiny_gguf import write_tiny_llama
 

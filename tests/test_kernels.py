@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from localopen.core.machine.kernels import KernelChoice, read_choice, save_choice
+from localopen.core.options import LoadOptions, SamplingParams
 from localopen.core.paths import app_paths
 from localopen.engine import canary
 from localopen.engine.client import Engine
-from localopen.engine.protocol import LoadOptions, SamplingParams
 
 from crashing_children import (
     CRASHING,

@@ -18,7 +18,7 @@ from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.mcp_tools import McpConnections, McpError, parse_config, read_config
 from localopen.app.tool_loop import answer_with_tools
-from localopen.engine.protocol import LoadOptions, SamplingParams
+from localopen.core.options import LoadOptions, SamplingParams
 from test_tool_use import ASK, caller  # noqa: F401 - the scripted model that calls get_weather
 
 pytest.importorskip("mcp")

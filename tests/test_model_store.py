@@ -18,8 +18,8 @@ from localopen.app.context import AppContext
 from localopen.app.model_store import ModelStore, NoRoomError
 from localopen.core.estimate.budget import Budget
 from localopen.core.machine.devices import Device
+from localopen.core.options import LoadOptions, SamplingParams
 from localopen.core.store.library_db import import_file
-from localopen.engine.protocol import LoadOptions, SamplingParams
 from test_server import Running
 
 from tiny_gguf import REASONING_SPECIAL, write_scripted_llama, write_tiny_llama

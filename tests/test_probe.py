@@ -29,10 +29,10 @@ from localopen.core.gguf.writer import GGML_TYPES
 from localopen.core.hub.client import RemoteFile
 from localopen.core.hub.replica import ReplicaError, check_size, fetch_header, supports_sparse, write_replica
 from localopen.core.openness.catalog import CatalogModel
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.core.records import BenchResult
 from localopen.core.store import measurements as usability
 from localopen.engine.client import Engine
-from localopen.engine.protocol import BenchParams, LoadOptions
 
 from fake_hub import FakeHub, Repo
 from tiny_gguf import write_tiny_llama

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from localopen.app.context import AppContext
+from localopen.core.options import LoadOptions
 from localopen.core.store.library_db import import_file
-from localopen.engine.protocol import LoadOptions
 from test_server import Running
 
 from real_tool_prompts import NEEDS_NO_TOOL, NEEDS_TOOL, TOOLS, right_call

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.engine.client import Engine
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 from tiny_gguf import CHATML, REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama
 

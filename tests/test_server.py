@@ -20,8 +20,8 @@ from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.app.serving import ModelServer, RequestRecord
 from localopen.core.errors import LocalopenError
+from localopen.core.options import LoadOptions, SamplingParams
 from localopen.core.store.library_db import import_file
-from localopen.engine.protocol import LoadOptions, SamplingParams
 
 from tiny_gguf import REASONING_SCRIPT, REASONING_SPECIAL, write_scripted_llama, write_tiny_llama
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams
 from localopen.engine.client import Engine
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 from tiny_gguf import write_scripted_llama
 

@@ -13,10 +13,10 @@ import openai
 import pytest
 
 from localopen.app.context import AppContext
+from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams
 from localopen.core.store.library_db import import_file
 from localopen.engine.client import Engine
 from localopen.engine.errors import ToolsUnsupportedError
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 from test_server import Running
 
 from tiny_gguf import write_scripted_llama, write_tiny_llama

@@ -580,7 +580,7 @@ def test_first_launch_calibrates_this_machine_in_the_background(window: MainWind
 
     from localopen.app import calibration as calibrations
     from localopen.core.gguf.shapes import DenseShape
-    from localopen.engine.protocol import BenchParams
+    from localopen.core.options import BenchParams
 
     shapes = [
         (DenseShape("cal-a", 2, 256, 512, 4, 4, 1024), "Q4_K_M"),

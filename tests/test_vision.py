@@ -122,8 +122,8 @@ def test_the_apis_take_images_as_data_urls_and_refuse_what_they_cannot_take(seei
     import openai
 
     from localopen.app.context import AppContext
+    from localopen.core.options import LoadOptions
     from localopen.core.store.library_db import import_file
-    from localopen.engine.protocol import LoadOptions
     from test_server import Running
 
     ctx = AppContext()

@@ -43,7 +43,7 @@ def main() -> int:
     from localopen.app.context import AppContext
     from localopen.app.probe import ProbeSession
     from localopen.app.pull import pull
-    from localopen.engine.protocol import BenchParams, LoadOptions
+    from localopen.core.options import BenchParams, LoadOptions
 
     ctx = AppContext()
     ctx.read_profile()

@@ -66,10 +66,10 @@ def _engine_check(lines: list[str], child: Callable[..., None] | None = None) ->
     quantized weights (the types llama.cpp's fast CPU kernels take: AMX, repacking) decoded with the
     kernels this machine's canary chose, so the self-test fails wherever a chat would crash."""
     from localopen.core.machine import cpu_features
+    from localopen.core.options import LoadOptions, SamplingParams
     from localopen.engine.canary import write_canary_model
     from localopen.engine.client import Engine
     from localopen.engine.errors import EngineDied
-    from localopen.engine.protocol import LoadOptions, SamplingParams
 
     model = resources.files("localopen.resources").joinpath("selftest-tiny.gguf")
     folder = Path(tempfile.mkdtemp(prefix="localopen-selftest-"))
@@ -128,8 +128,8 @@ def _server_check(lines: list[str]) -> None:
     from localopen.api.server import ApiApp, ServerConfig, ServerThread
     from localopen.app.context import AppContext
     from localopen.app.serving import ModelServer
+    from localopen.core.options import LoadOptions
     from localopen.core.store.library_db import import_file
-    from localopen.engine.protocol import LoadOptions
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

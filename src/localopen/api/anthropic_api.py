@@ -31,8 +31,8 @@ from localopen.api.request_body import (
     with_images,
 )
 from localopen.app.serving import MAX_TOKENS, ApiCall, ServingError
+from localopen.core.options import SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats
-from localopen.engine.protocol import SamplingParams
 
 log = logging.getLogger("localopen.server")
 

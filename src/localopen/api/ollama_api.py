@@ -32,8 +32,8 @@ from localopen.app.serving import (
     ServedModel,
     ServingError,
 )
+from localopen.core.options import SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats
-from localopen.engine.protocol import SamplingParams
 
 log = logging.getLogger("localopen.server")
 

@@ -26,8 +26,8 @@ from localopen.api.answer_run import AnswerRun, event_stream
 from localopen.api.host import ApiHost
 from localopen.api.request_body import bad, check_image_count, image_part, number, read_json
 from localopen.app.serving import MAX_TOKENS, ApiCall, EmbedCall, ServedModel, ServingError
+from localopen.core.options import SamplingParams
 from localopen.core.records import AnswerStats
-from localopen.engine.protocol import SamplingParams
 
 log = logging.getLogger("localopen.server")
 

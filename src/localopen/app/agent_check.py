@@ -19,12 +19,12 @@ from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
 from localopen.core.chat.template import traits
 from localopen.core.gguf.header import read_header
+from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams
 from localopen.core.records import AnswerPiece, ToolCall
 from localopen.core.store import tool_checks
 from localopen.core.store.hashing import cached_sha256
 from localopen.core.store.tool_checks import TaskOutcome, ToolCheck
 from localopen.engine.errors import ToolsUnsupportedError
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 
 def function_tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.memory import ModelShape, decode_bound
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report.builds import BuildChange, compare_builds
 from localopen.core.report.result_record import MachineClass, ResultRecord
@@ -27,7 +28,7 @@ from localopen.core.store.hashing import cached_sha256
 from localopen.core.store.library_db import read_part_headers
 from localopen.engine.client import Engine
 from localopen.engine.errors import EngineDied
-from localopen.engine.protocol import BenchDone, BenchParams, BenchProgress, LoadOptions
+from localopen.engine.protocol import BenchDone, BenchProgress
 
 log = logging.getLogger("localopen.benchmark")
 

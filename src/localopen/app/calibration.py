@@ -26,8 +26,8 @@ from localopen.core.estimate.speed import Calibration, CalibrationShift, Sample,
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.shapes import DenseShape, write_shape
 from localopen.core.machine.load import LoadReading, OtherLoad, sample, wait_calm
+from localopen.core.options import BenchParams, LoadOptions
 from localopen.core.versions import package_version
-from localopen.engine.protocol import BenchParams, LoadOptions
 
 if TYPE_CHECKING:  # reading a calibration must not load the engine client
     from localopen.app.benchmark import BenchmarkSession, BenchRun

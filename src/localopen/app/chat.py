@@ -18,10 +18,10 @@ from localopen.app.context import AppContext
 from localopen.app.model_store import Resident
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
+from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.client import Engine
 from localopen.engine.errors import EngineDied, ModelLoadError
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.chat")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from localopen.app import engine_options
 from localopen.core.chat.template import COMPLETION
+from localopen.core.options import AnswerOptions, LoadOptions
 from localopen.core.records import AnswerStats, BenchResult, LoadInfo
 from localopen.core.report.benchstats import mean, stdev
 from localopen.engine.client import Engine
-from localopen.engine.protocol import AnswerOptions, LoadOptions
 
 _PASSAGE = (
     "The lighthouse keeper climbed the spiral stairs each evening at dusk, carrying a can of oil and a "

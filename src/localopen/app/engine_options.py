@@ -15,47 +15,32 @@ from typing import Any
 from localopen.app.settings import Settings
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import kv_type
-from localopen.engine.protocol import BenchParams, LoadOptions, SamplingParams
+from localopen.core.options import BY_KEY, OPTIONS, BenchParams, LoadOptions, SamplingParams
+from localopen.core.options import load_options as options_from
 
 # The context a benchmark loads with: just large enough for the load; llama-bench's protocol
 # makes its own context per test. The chat's context setting does not apply to it.
 BENCH_LOAD_CTX = 256
 
 
-def load_options(
-    settings: Settings,
-    *,
-    n_ctx: int | None = None,
-    n_threads: int | None = None,
-    n_gpu_layers: int | None = None,
-    kv_cache_type: str | None = None,
-    flash_attn: bool | None = None,
-    preset: dict[str, Any] | None = None,
-    draft: str | None = None,
-) -> LoadOptions:
-    """How a model is loaded for chat and serving: the settings, under the model's preset (app/
-    presets), under the call's overrides (a command's flags)."""
+def load_options(settings: Settings, *, preset: dict[str, Any] | None = None, **overrides: Any) -> LoadOptions:
+    """How a model is loaded for chat and serving, option by option (core/options.OPTIONS): the
+    call's override (a command's flag; None: not given), else the model's preset, else the setting,
+    else the option's default."""
+    unknown = set(overrides) - set(BY_KEY)
+    if unknown:
+        raise TypeError(f"not load options: {', '.join(sorted(unknown))}")
     p = preset or {}
-
-    def pick(override: Any, key: str, setting: Any) -> Any:
-        return override if override is not None else p.get(key, setting)
-
-    threads = pick(n_threads, "n_threads", settings.n_threads)
-    cache = kv_type(pick(kv_cache_type, "kv_cache_type", settings.kv_cache_type))
-    defaults = LoadOptions()
-    return LoadOptions(
-        n_ctx=pick(n_ctx, "n_ctx", settings.n_ctx),
-        n_threads=threads or None,  # 0: physical cores
-        n_gpu_layers=pick(n_gpu_layers, "n_gpu_layers", settings.n_gpu_layers),
-        flash_attn=pick(flash_attn, "flash_attn", settings.flash_attn),
-        type_k=cache,
-        type_v=cache,
-        n_batch=p.get("n_batch", defaults.n_batch),
-        n_ubatch=p.get("n_ubatch", defaults.n_ubatch),
-        use_mmap=p.get("use_mmap", defaults.use_mmap),
-        draft=_draft(pick(draft, "draft", "off")),
-        memory_percent=settings.models_memory_percent,
-    )
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if overrides.get(option.key) is not None:
+            values[option.key] = overrides[option.key]
+        elif option.preset and option.key in p:
+            values[option.key] = p[option.key]
+        elif option.setting:
+            values[option.key] = getattr(settings, option.key)
+    values["draft"] = _draft(values.get("draft") or "off")
+    return options_from(values)
 
 
 def _draft(value: str) -> str | None:

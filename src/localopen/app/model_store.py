@@ -27,10 +27,10 @@ from localopen.core.errors import LocalopenError
 from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.machine.devices import Device, ram_now
+from localopen.core.options import LoadOptions
 from localopen.core.records import LoadInfo
 from localopen.engine.client import Engine
 from localopen.engine.load_need import LoadNeed, load_need
-from localopen.engine.protocol import LoadOptions
 
 log = logging.getLogger("localopen.models")
 

@@ -11,26 +11,13 @@ from typing import Any
 from localopen.app import drafting
 from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, parse_value
-from localopen.core.defaults import DEFAULT_CTX
 from localopen.core.gguf.files import model_name
+from localopen.core.options import OPTIONS
 from localopen.core.store import presets as store
 
-# key -> (a value of its kind, what it is); parsed as the settings are (app/settings.parse_value)
-KEYS: dict[str, tuple[Any, str]] = {
-    "n_ctx": (DEFAULT_CTX, "context size in tokens"),
-    "kv_cache_type": ("f16", "KV-cache type for K and V: f16, q8_0, q4_0…"),
-    "flash_attn": (False, "flash attention (a quantized V cache needs it)"),
-    "n_threads": (0, "CPU threads, 0: physical cores"),
-    "n_gpu_layers": (0, "layers offloaded to the GPU, -1: all"),
-    "n_batch": (512, "logical batch size for the prompt"),
-    "n_ubatch": (512, "physical (micro-)batch size"),
-    "use_mmap": (True, "map the file instead of reading it into memory"),
-    "draft": (
-        "off",
-        "speculative decoding: lookup (drafts from the conversation's own text), a draft model "
-        "(a small model of the same family), or off",
-    ),
-}
+# key -> (a value of its kind, what it is): the load options a model may have its own value of
+# (core/options.OPTIONS); parsed as the settings are (app/settings.parse_value).
+KEYS: dict[str, tuple[Any, str]] = {o.key: (o.default, o.words) for o in OPTIONS if o.preset}
 
 
 def name_of(path: str | Path) -> str:

@@ -31,11 +31,11 @@ from localopen.core.estimate.memory import ModelShape, decode_bound, human_bytes
 from localopen.core.estimate.speed import Calibration, Features
 from localopen.core.hub.replica import RemoteHeader, ReplicaError, fetch_header, write_replica
 from localopen.core.openness.grade import evidence_from_header, grade
+from localopen.core.options import BenchParams
 from localopen.core.records import BenchResult, LoadInfo, MemoryFigures
 from localopen.core.store import results as results_db
 from localopen.core.store.library_db import record_hub_files
 from localopen.core.store.measurements import probe_key
-from localopen.engine.protocol import BenchParams
 
 log = logging.getLogger("localopen.probe")
 

@@ -27,6 +27,7 @@ from localopen.app.context import AppContext
 from localopen.app.model_store import NoRoomError, ResidentView
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.header import read_header
+from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats
 from localopen.core.store import library_db as core_library
 from localopen.engine.errors import (
@@ -40,7 +41,6 @@ from localopen.engine.errors import (
     ToolsUnsupportedError,
     VisionUnsupportedError,
 )
-from localopen.engine.protocol import AnswerOptions, LoadOptions, SamplingParams
 
 log = logging.getLogger("localopen.server")
 

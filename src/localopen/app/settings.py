@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core import paths as paths_mod
-from localopen.core.defaults import DEFAULT_CTX
 from localopen.core.errors import LocalopenError
-from localopen.core.estimate.budget import DEFAULT_PERCENT, Budget
+from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import KV_TYPES, kv_type
 from localopen.core.estimate.verdict import Thresholds
+from localopen.core.options import BY_KEY
 
 log = logging.getLogger("localopen.settings")
 
@@ -21,18 +21,16 @@ log = logging.getLogger("localopen.settings")
 @dataclass
 class Settings:
     models_dir: str | None = None  # None: <data>/models
-    n_ctx: int = DEFAULT_CTX
-    n_threads: int = 0  # 0: physical cores
-    n_gpu_layers: int = 0
-    kv_cache_type: str = "f16"  # the KV cache's type for K and V: f16, q8_0 (≈0.53x), q4_0 (≈0.28x)…
-    flash_attn: bool = False  # needed for a quantized V cache; smaller compute buffers
+    # The load options' global values (core/options.OPTIONS: their words, kinds and defaults).
+    n_ctx: int = BY_KEY["n_ctx"].default
+    n_threads: int = BY_KEY["n_threads"].default  # 0: physical cores
+    n_gpu_layers: int = BY_KEY["n_gpu_layers"].default
+    kv_cache_type: str = BY_KEY["kv_cache_type"].default
+    flash_attn: bool = BY_KEY["flash_attn"].default
+    models_memory_percent: int = BY_KEY["models_memory_percent"].default  # core/estimate/budget.py
     max_parallel_downloads: int = 2
     offline: bool = False
     calibrate_automatically: bool = True  # measure this machine once (83 s on 2 cores) for predicted speeds
-    # The share of this machine's free memory (RAM, or a GPU's) that models may take, in percent:
-    # the fit verdicts, models loaded together and the engine's check before a load all follow it
-    # (core/estimate/budget.py).
-    models_memory_percent: int = DEFAULT_PERCENT
     # Seconds a model the local server loaded stays loaded while idle; -1: until memory is needed.
     keep_alive_s: int = 300
     # Host names the local server answers to beyond loopback and its own address (api/guard.py).

@@ -14,8 +14,8 @@ from typing import Any
 from localopen.app.chat import ChatSession
 from localopen.app.mcp_tools import McpConnections, ToolResult
 from localopen.core.errors import LocalopenError
+from localopen.core.options import AnswerOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, ToolCall
-from localopen.engine.protocol import AnswerOptions, SamplingParams
 
 log = logging.getLogger("localopen.tools")
 

@@ -28,7 +28,7 @@ from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import ModelShape, estimate_memory
 from localopen.core.gguf.header import read_header
 from localopen.core.machine.hardware import physical_cores
-from localopen.engine.protocol import BenchParams
+from localopen.core.options import BenchParams
 
 TUNE_PARAMS = BenchParams(n_prompt=128, n_gen=32, reps=3)
 NOISE_SIGMAS = 2.0  # a gain counts past twice the combined standard deviation…

@@ -18,7 +18,7 @@ from localopen.core.errors import LocalopenError
 from localopen.core.gguf.files import is_gguf, is_projector_name
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.projector import Projector, is_projector, pairing_problem, read_projector
-from localopen.engine.protocol import LoadOptions
+from localopen.core.options import LoadOptions
 
 log = logging.getLogger("localopen.vision")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localopen.cli.flags import cache_flags, on_off
+from localopen.cli.flags import given, option_flags
 from localopen.cli.output import print_json, table
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
@@ -28,7 +28,7 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.usable_here import MachineSnapshot, catalog_rows
 
     rows, out = [], []
-    for r in catalog_rows(ctx, MachineSnapshot.read(ctx, ctx.read_profile(), args.ctx)):
+    for r in catalog_rows(ctx, MachineSnapshot.read(ctx, ctx.read_profile(), args.n_ctx)):
         m, g, q, fit = r.model, r.model.grade, r.quant, r.fit
         if args.grade and g.letter not in args.grade.upper():
             continue
@@ -114,7 +114,8 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
             f"'{target}' is neither a file nor a model in the catalog (try `localopen catalog --search WORD`)."
         )
     # One reading of this machine for every row below, the fit for the context and cache asked.
-    here = MachineSnapshot.read(ctx, profile, args.ctx, args.kv_type, on_off(args.flash_attn))
+    flags = given(args)
+    here = MachineSnapshot.read(ctx, profile, flags["n_ctx"], flags["kv_cache_type"], flags["flash_attn"])
     if entry is not None:
         g = entry.grade
         quants = quant_rows(ctx, here, entry)
@@ -435,14 +436,17 @@ def add_catalog_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grade", help="only these grades, e.g. AB")
     p.add_argument("--fits", action="store_true", help="only models that fit this machine")
     p.add_argument("--search", help="text to look for in names, repos, families and licences")
-    p.add_argument("--ctx", type=int, default=None, help="context size for the fit (default: the setting, 4096)")
+    option_flags(p, ["n_ctx"], {"n_ctx": "the n_ctx setting, 4096"})
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_catalog)
 
     p = sub.add_parser("info", help="one model (catalog id, repo or .gguf path): evidence, files, fit")
     p.add_argument("model")
-    p.add_argument("--ctx", type=int, default=None, help="context size for the fit (default: the setting)")
-    cache_flags(p)
+    option_flags(
+        p,
+        ["n_ctx", "kv_cache_type", "flash_attn"],
+        {k: f"the {k} setting" for k in ("n_ctx", "kv_cache_type", "flash_attn")},
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 

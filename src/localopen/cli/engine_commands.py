@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from localopen.app import engine_options
 from localopen.app.chat import needs_template
-from localopen.cli.flags import cache_flags, draft_flag, on_off
+from localopen.cli.flags import given, option_flags
 from localopen.cli.output import table
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
+from localopen.core.options import AnswerOptions, BenchParams, LoadOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, BenchResult, LoadInfo, ToolCall
-from localopen.engine.protocol import AnswerOptions, BenchParams, LoadOptions, SamplingParams
 
 if TYPE_CHECKING:  # the engine client and sessions load only for the commands that run a model
     from localopen.app.chat import ChatSession
@@ -30,46 +30,34 @@ if TYPE_CHECKING:  # the engine client and sessions load only for the commands t
 def _load_options(ctx: AppContext, args: argparse.Namespace, path: Path | str | None = None) -> LoadOptions:
     """The settings (app or `localopen settings`), the model's preset over them, the command's flags
     over both."""
-    from localopen.app import drafting
     from localopen.app.presets import preset_for
 
-    return engine_options.load_options(
-        ctx.settings,
-        preset=preset_for(ctx, path),
-        n_ctx=getattr(args, "ctx", None),  # `bench` has no --ctx: the preset's or the setting's
-        n_threads=args.threads,
-        n_gpu_layers=args.ngl,
-        kv_cache_type=args.kv_type,
-        flash_attn=on_off(args.flash_attn),
-        draft=drafting.resolve(ctx, getattr(args, "draft", None)),
-    )
+    return engine_options.load_options(ctx.settings, preset=preset_for(ctx, path), **_load_overrides(ctx, args))
 
 
 def _load_overrides(ctx: AppContext, args: argparse.Namespace) -> dict[str, Any]:
-    """The load flags the person gave (None: not given), as engine_options.load_options takes them."""
+    """The load flags the person gave (None: not given), by option key; a draft model named by its
+    library name is found."""
     from localopen.app import drafting
 
-    return {
-        "n_ctx": args.ctx,
-        "n_threads": args.threads,
-        "n_gpu_layers": args.ngl,
-        "kv_cache_type": args.kv_type,
-        "flash_attn": on_off(args.flash_attn),
-        "draft": drafting.resolve(ctx, args.draft),
-    }
+    flags = given(args)
+    if "draft" in flags:
+        flags["draft"] = drafting.resolve(ctx, flags["draft"])
+    return flags
 
 
 def _bench_options(ctx: AppContext, args: argparse.Namespace, path: Path) -> tuple[LoadOptions, BenchParams]:
     from localopen.app.presets import preset_for
 
+    flags = given(args)
     return engine_options.bench_options(
         ctx.settings,
         BenchParams(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps),
         preset=preset_for(ctx, path),
-        n_threads=args.threads,
-        n_gpu_layers=args.ngl,
-        kv_cache_type=args.kv_type,
-        flash_attn=on_off(args.flash_attn),
+        n_threads=flags["n_threads"],
+        n_gpu_layers=flags["n_gpu_layers"],
+        kv_cache_type=flags["kv_cache_type"],
+        flash_attn=flags["flash_attn"],
     )
 
 
@@ -810,12 +798,10 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_flags(p: argparse.ArgumentParser, ctx: bool = True) -> None:
-    """Load flags; each defaults to the setting (`localopen settings`), not to a number."""
-    if ctx:
-        p.add_argument("--ctx", type=int, help="context size in tokens (default: the n_ctx setting)")
-    p.add_argument("-t", "--threads", type=int, help="CPU threads, 0: physical cores (default: the n_threads setting)")
-    p.add_argument("--ngl", type=int, help="layers to offload to the GPU, -1: all (default: the n_gpu_layers setting)")
-    cache_flags(p)
+    """Load flags; each defaults to the model's preset, else the setting (`localopen settings`)."""
+    keys = ["n_ctx"] if ctx else []
+    bench = {} if ctx else {"kv_cache_type": "f16, as llama-bench", "flash_attn": "auto, as llama-bench"}
+    option_flags(p, [*keys, "n_threads", "n_gpu_layers", "kv_cache_type", "flash_attn"], bench)
 
 
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:
@@ -850,7 +836,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
         "or with the first message)",
     )  # fmt: skip
     p.add_argument("--mmproj", metavar="FILE", help="the vision projector to load (default: the one beside the model)")
-    draft_flag(p)
+    option_flags(p, ["draft"])
     p.add_argument(
         "--template",
         choices=["model", *template_options()],
@@ -907,7 +893,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve the library's models over the OpenAI, Anthropic and Ollama APIs (Ctrl+C stops)"
     )
     p.add_argument("model", nargs="?", help="load this model now (others load on demand, as memory allows)")
-    draft_flag(p)
+    option_flags(p, ["draft"])
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond 127.0.0.1 needs --api-key)")
     p.add_argument("--port", type=int, help="default 8080 (11434 with --ollama)")
     p.add_argument("--ollama", action="store_true", help="listen on Ollama's port, 11434, for tools that assume it")
@@ -940,7 +926,7 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--n-gen", type=int, default=128)
     p.add_argument("-r", "--reps", type=int, default=5)
     _engine_flags(p, ctx=False)
-    draft_flag(p)
+    option_flags(p, ["draft"])
     _output_flags(p)
     p.set_defaults(func=cmd_bench)
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from localopen.core.machine.hardware import physical_cores
+from localopen.core.options import BenchParams
 from localopen.core.records import BenchResult
 from localopen.core.report.benchstats import mean, stdev, tokens_per_second
 from localopen.engine import llama_log
-from localopen.engine.protocol import BenchParams
 from localopen.engine.threadpool import threadpool_for
 
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}

@@ -15,16 +15,15 @@ from typing import Any
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.budget import Budget
 from localopen.core.machine.devices import ram_now
+from localopen.core.options import AnswerOptions, BenchParams, LoadOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.engine.canary import kernel_choice, remember_crash
 from localopen.engine.errors import EngineDied, EngineError, EngineTimeout, describe_exit, from_wire
 from localopen.engine.load_need import LoadNeed, check_room, load_need
 from localopen.engine.protocol import (
     FINAL_EVENTS,
-    AnswerOptions,
     Bench,
     BenchDone,
-    BenchParams,
     BenchProgress,
     Chat,
     Check,
@@ -36,11 +35,9 @@ from localopen.engine.protocol import (
     Event,
     Load,
     Loaded,
-    LoadOptions,
     Render,
     Rendered,
     Request,
-    SamplingParams,
     Shutdown,
     Token,
     event_from_bytes,

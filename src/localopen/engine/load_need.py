@@ -13,9 +13,9 @@ from localopen.core.errors import LocalopenError
 from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import ModelShape, estimate_memory, human_bytes
 from localopen.core.machine.devices import Device
+from localopen.core.options import LoadOptions
 from localopen.core.store.library_db import read_part_headers
 from localopen.engine.errors import ContextTooLongError, ModelLoadError
-from localopen.engine.protocol import LoadOptions
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from localopen.core.gguf.files import parts_of
 from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import pairing_problem, read_projector
 from localopen.core.machine.hardware import physical_cores
+from localopen.core.options import AnswerOptions, LoadOptions
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, MemoryFigures
 from localopen.core.store.library_db import read_part_headers
 from localopen.engine import cpu_kernels, cpu_variants, grammar, llama_log
@@ -51,7 +52,6 @@ from localopen.engine.errors import (
     VisionUnsupportedError,
 )
 from localopen.engine.protocol import (
-    AnswerOptions,
     Bench,
     BenchDone,
     BenchProgress,
@@ -65,7 +65,6 @@ from localopen.engine.protocol import (
     Event,
     Load,
     Loaded,
-    LoadOptions,
     Render,
     Rendered,
     Request,

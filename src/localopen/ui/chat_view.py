@@ -47,10 +47,10 @@ from localopen.app.tool_loop import ToolRun, TurnOutcome
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import KV_TYPES, human_bytes
+from localopen.core.options import AnswerOptions, LoadOptions
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo
 from localopen.core.store.library_db import list_models, touch
 from localopen.engine.errors import ContextTooLongError, EngineDied, ModelLoadError, NoTemplateError
-from localopen.engine.protocol import AnswerOptions, LoadOptions
 from localopen.ui import theme
 from localopen.ui.background import run_in_background
 from localopen.ui.chat_attachments import Attachments, pictures_in, thumbnail

@@ -49,10 +49,10 @@ from localopen.app.calibration import build_shift, llama_cpp_version
 from localopen.app.presets import preset_for
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
+from localopen.core.options import BenchParams
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report import bench_format
 from localopen.core.store.library_db import list_models
-from localopen.engine.protocol import BenchParams
 from localopen.ui import theme
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
