@@ -12,7 +12,7 @@ from cli_helpers import run
 from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.app.settings import SettingError, Settings
-from localopen.cli import engine_commands as engine_cli
+from localopen.cli import flags as cli_flags
 from localopen.cli.main import build_parser, run_cli
 from localopen.core.options import BenchParams
 
@@ -30,20 +30,20 @@ def test_a_setting_changed_with_localopen_settings_reaches_chat_serve_and_bench(
     capsys.readouterr()
     ctx = AppContext()
     for command in ("chat", "serve"):
-        options = engine_cli._load_options(ctx, _args(command, "some-model"))
+        options = cli_flags.load_options_from(ctx, _args(command, "some-model"))
         assert (options.n_ctx, options.n_threads, options.n_gpu_layers) == (1536, 3, -1), command
-    load, params = engine_cli._bench_options(ctx, _args("bench", "some-model"), Path("some-model.gguf"))
+    load, params = cli_flags.bench_options_from(ctx, _args("bench", "some-model"), Path("some-model.gguf"))
     assert (load.n_threads, load.n_gpu_layers, params.n_threads) == (3, -1, 3)
     assert load.n_ctx == engine_options.BENCH_LOAD_CTX  # a benchmark sizes its own context
     # A flag still wins over the setting.
-    options = engine_cli._load_options(ctx, _args("chat", "m", "--ctx", "512", "--ngl", "0", "-t", "0"))
+    options = cli_flags.load_options_from(ctx, _args("chat", "m", "--ctx", "512", "--ngl", "0", "-t", "0"))
     assert (options.n_ctx, options.n_threads, options.n_gpu_layers) == (512, None, 0)
 
 
 def test_sampling_defaults_live_in_one_place() -> None:
-    sampling = engine_cli._sampling(_args("chat", "m"))
+    sampling = cli_flags.sampling_from(_args("chat", "m"))
     assert sampling == engine_options.sampling() == type(sampling)()
-    assert engine_cli._sampling(_args("chat", "m", "--temperature", "0", "--stop", "X")).stop == ["X"]
+    assert cli_flags.sampling_from(_args("chat", "m", "--temperature", "0", "--stop", "X")).stop == ["X"]
 
 
 def test_settings_show_set_and_unset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,7 +159,7 @@ def test_every_load_option_round_trips_through_setting_preset_flag_and_load_opti
         else:
             assert option.key not in presets.KEYS
         if option.flags:
-            got = values_of(engine_cli._load_options(ctx, _args("chat", "some-model", option.flags[-1], text)))
+            got = values_of(cli_flags.load_options_from(ctx, _args("chat", "some-model", option.flags[-1], text)))
             assert got == defaults | {option.key: value}, option.key
 
 

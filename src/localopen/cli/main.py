@@ -21,8 +21,8 @@ log = logging.getLogger("localopen.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from localopen.cli import bench_commands, chat_commands, serve_commands, tools_commands
     from localopen.cli.catalog_commands import add_catalog_commands
-    from localopen.cli.engine_commands import add_engine_commands
     from localopen.cli.library_commands import add_library_commands
 
     parser = argparse.ArgumentParser(
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_catalog_commands(sub)
-    add_engine_commands(sub)
+    for commands in (chat_commands, tools_commands, serve_commands, bench_commands):
+        commands.add_commands(sub)
     add_library_commands(sub)
     sub.add_parser(
         "repair-db",
