@@ -682,7 +682,7 @@ def test_mcp_tools_in_the_chat_ask_before_each_call_and_survive_a_restart(
 def test_the_transcript_keeps_the_answers_line_breaks(window: MainWindow, tmp_path: Path) -> None:
     """A four-line poem stays four lines once the answer is rendered as Markdown; code stays exact."""
     from localopen.core.chat import conversations as conversations_db
-    from localopen.ui.chat_view import keep_line_breaks
+    from localopen.ui.chat.transcript import keep_line_breaks
 
     poem = "Roses are red,\nViolets are blue,\nWeights can be open,\nAnd so can you."
     code = "```python\nx = 1\ny = 2\n```"

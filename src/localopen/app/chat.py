@@ -76,6 +76,49 @@ def add_user_turn(
     convs.add_message(db, conversation.id, "user", text, images=names)
 
 
+def conversations(ctx: AppContext, search: str = "") -> list[convs.Conversation]:
+    return convs.list_all(ctx.db, search)
+
+
+def new_conversation(ctx: AppContext, model_path: str | None, settings: dict[str, Any]) -> convs.Conversation:
+    return convs.create(ctx.db, NEW_CHAT_TITLE, model_path, settings)
+
+
+def open_conversation(ctx: AppContext, conversation_id: int) -> convs.Conversation | None:
+    return convs.get(ctx.db, conversation_id)
+
+
+def rename_conversation(ctx: AppContext, conversation: convs.Conversation, title: str) -> None:
+    convs.rename(ctx.db, conversation.id, title)
+    conversation.title = title
+
+
+def delete_conversation(ctx: AppContext, conversation_id: int) -> None:
+    """The conversation and its pictures (unless another conversation shows them)."""
+    convs.delete(ctx.db, conversation_id)
+    chat_images.prune(ctx)
+
+
+def keep_settings(
+    ctx: AppContext, conversation: convs.Conversation, model_path: str | None, settings: dict[str, Any]
+) -> None:
+    """The conversation's model and settings (sampling, load values, template) as they are now."""
+    conversation.settings = settings
+    convs.update(ctx.db, conversation.id, model_path, settings)
+
+
+def save_answer(ctx: AppContext, conversation_id: int, content: str, stats: AnswerStats | None, reasoning: str) -> None:
+    convs.add_message(ctx.db, conversation_id, "assistant", content, stats, reasoning)
+
+
+def stored_messages(ctx: AppContext, conversation_id: int) -> list[convs.Message]:
+    return convs.messages(ctx.db, conversation_id)
+
+
+def message_at(ctx: AppContext, conversation_id: int, position: int) -> convs.Message | None:
+    return next((m for m in convs.messages(ctx.db, conversation_id) if m.position == position), None)
+
+
 def drop_last_answer(ctx: AppContext, conversation_id: int) -> bool:
     """Before a regeneration: the last answer goes; True when a message is left to answer."""
     history = convs.messages(ctx.db, conversation_id)

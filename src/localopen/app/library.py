@@ -122,6 +122,16 @@ def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | 
     return usability.verdict_here(ctx.db, str(model.path), profile.fingerprint, ctx.thresholds)
 
 
+def installed(ctx: AppContext) -> list[LibraryModel]:
+    """The library's models present on disk (the Chat view's list), newest use first as the store keeps them."""
+    return [m for m in core_library.list_models(ctx.db) if not m.missing]
+
+
+def mark_used(ctx: AppContext, path: Path | str) -> None:
+    """A model was just loaded: it is recently used."""
+    core_library.touch(ctx.db, Path(path))
+
+
 def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:
     """Installed catalog and Hub models by repo (present on disk): downloaded ones by their repo,
     files from elsewhere by the catalog model they are recognised as."""

@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
             library.bench_requested.connect(self.benchmark)
             return library
         if name == "Chat":
-            from localopen.ui.chat_view import ChatView
+            from localopen.ui.chat.view import ChatView
 
             return ChatView(s)
         if name == "Compare":

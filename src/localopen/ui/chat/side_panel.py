@@ -1,0 +1,203 @@
+"""The conversation's settings beside it: the system prompt, sampling, how the model loads (its
+preset's values unless changed here), drafting, thinking, tools, and how much of the context the
+conversation uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+
+from localopen.app import drafting, engine_options
+from localopen.app.context import AppContext
+from localopen.core.estimate.memory import KV_TYPES
+from localopen.core.options import LoadOptions, SamplingParams
+from localopen.core.records import LoadInfo
+from localopen.ui.background import run_in_background
+from localopen.ui.chat_tools import ChatTools
+from localopen.ui.widgets import button, dspin, kv_cache_box, spin
+
+# The load controls' keys, as load options and presets name them (core/options.OPTIONS).
+LOAD_KEYS = ("n_ctx", "n_threads", "n_gpu_layers", "kv_cache_type", "flash_attn", "draft")
+
+
+class ChatSettingsPanel(QWidget):
+    save_preset = Signal()
+
+    def __init__(self, ctx: AppContext, tools: ChatTools) -> None:
+        super().__init__()
+        self.ctx, self.tools = ctx, tools
+        s = ctx.settings
+        self.system = QPlainTextEdit()
+        self.system.setAccessibleName("System prompt")
+        self.system.setPlaceholderText("System prompt (optional)")
+        self.system.setMaximumHeight(90)
+        d = engine_options.sampling()  # the one set of sampling defaults
+        self.temperature = dspin(0, 2, d.temperature, "Temperature")
+        self.top_p = dspin(0, 1, d.top_p, "Top-p")
+        self.top_k = spin(0, 1000, d.top_k, "Top-k")
+        self.min_p = dspin(0, 1, d.min_p, "Min-p")
+        self.repeat = dspin(0.5, 2, d.repeat_penalty, "Repeat penalty")
+        self.max_tokens = spin(1, 32768, d.max_tokens, "Max tokens")
+        self.n_ctx = spin(256, 1 << 20, s.n_ctx, "Context size")
+        self.threads = spin(0, 256, s.n_threads, "Threads (0 = automatic)")
+        self.gpu_layers = spin(-1, 999, s.n_gpu_layers, "GPU layers (-1 = all)")
+        self.kv_type = kv_cache_box(s.kv_cache_type, "KV-cache type")
+        self.flash_attn = QCheckBox("Flash attention")
+        self.flash_attn.setAccessibleName("Flash attention")
+        self.flash_attn.setToolTip("Smaller compute buffers; a quantized V cache needs it")
+        self.flash_attn.setChecked(s.flash_attn)
+        self.draft_box = QComboBox()
+        self.draft_box.setAccessibleName("Drafting")
+        self.draft_box.setToolTip(
+            "Speculative decoding: tokens drafted cheaply and checked in one batch; at temperature 0 the same "
+            "text but where two tokens nearly tie. Prompt lookup helps when answers repeat the conversation "
+            "(quoting, editing code); a draft model (a small one of the same family) helps in general."
+        )
+        self._drafts_for: str | None = None
+        self.fill_drafts(None)
+        self.preset_button = button(
+            "Save as this model's preset",
+            "Save the context, KV cache, flash attention, threads, GPU layers and drafting as this model's preset",
+            self.save_preset.emit,
+        )
+        self.thinking = QCheckBox("Think before answering")
+        self.thinking.setAccessibleName("Thinking")
+        self.thinking.setChecked(True)
+        self.thinking.setEnabled(False)
+        self.thinking.setToolTip("Load a reasoning model whose chat template has a thinking switch to use this.")
+        self.context_meter = QProgressBar()
+        self.context_meter.setAccessibleName("Context used")
+        self.context_meter.setFormat("context %p%")
+        form = QFormLayout()
+        form.addRow("System prompt", self.system)
+        for label, w in (
+            ("Temperature", self.temperature),
+            ("Top-p", self.top_p),
+            ("Top-k", self.top_k),
+            ("Min-p", self.min_p),
+            ("Repeat penalty", self.repeat),
+            ("Max tokens", self.max_tokens),
+            ("Context", self.n_ctx),
+            ("Threads", self.threads),
+            ("GPU layers", self.gpu_layers),
+            ("KV cache", self.kv_type),
+            ("", self.flash_attn),
+            ("Drafting", self.draft_box),
+            ("", self.preset_button),
+            ("Thinking", self.thinking),
+            ("Tools", tools),
+        ):
+            form.addRow(label, w)
+        form.addRow("Context used", self.context_meter)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addStretch(1)
+
+    # -- a conversation's settings ------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """What a conversation keeps of these controls."""
+        return {
+            "system": self.system.toPlainText(),
+            "temperature": self.temperature.value(),
+            "top_p": self.top_p.value(),
+            "top_k": self.top_k.value(),
+            "min_p": self.min_p.value(),
+            "repeat_penalty": self.repeat.value(),
+            "max_tokens": self.max_tokens.value(),
+            **self.load_values(),
+            "thinking": self.thinking.isChecked(),
+        }
+
+    def apply(self, st: dict[str, Any]) -> None:
+        self.system.setPlainText(st.get("system", ""))
+        for key, w in (
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("top_k", self.top_k),
+            ("min_p", self.min_p),
+            ("repeat_penalty", self.repeat),
+            ("max_tokens", self.max_tokens),
+            ("n_ctx", self.n_ctx),
+            ("n_threads", self.threads),
+            ("n_gpu_layers", self.gpu_layers),
+        ):
+            if key in st:
+                w.setValue(st[key])
+        self.thinking.setChecked(bool(st.get("thinking", True)))
+        if st.get("kv_cache_type") in KV_TYPES:
+            self.kv_type.setCurrentIndex(self.kv_type.findData(st["kv_cache_type"]))
+        if "flash_attn" in st:
+            self.flash_attn.setChecked(bool(st["flash_attn"]))
+        if self.draft_box.findData(st.get("draft")) >= 0:
+            self.draft_box.setCurrentIndex(self.draft_box.findData(st.get("draft")))
+
+    def sampling(self) -> SamplingParams:
+        return engine_options.sampling(
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            top_k=self.top_k.value(),
+            min_p=self.min_p.value(),
+            repeat_penalty=self.repeat.value(),
+            max_tokens=self.max_tokens.value(),
+        )
+
+    # -- how the model loads ------------------------------------------------------------------
+    def load_values(self) -> dict[str, Any]:
+        """The load controls, by option key (what a preset saves, what a load is asked for)."""
+        return {
+            "n_ctx": self.n_ctx.value(),
+            "n_threads": self.threads.value(),
+            "n_gpu_layers": self.gpu_layers.value(),
+            "kv_cache_type": self.kv_type.currentData(),
+            "flash_attn": self.flash_attn.isChecked(),
+            "draft": self.draft_box.currentData(),
+        }
+
+    def show_options(self, path: str | None, options: LoadOptions) -> None:
+        """A model's load options (its preset over the settings) in the load controls."""
+        self.n_ctx.setValue(options.n_ctx)
+        self.threads.setValue(options.n_threads or 0)
+        self.gpu_layers.setValue(options.n_gpu_layers)
+        self.kv_type.setCurrentIndex(self.kv_type.findData(options.type_k))
+        self.flash_attn.setChecked(options.flash_attn)
+        self.fill_drafts(path, options.draft)
+
+    def fill_drafts(self, path: str | None, chosen: str | None = None) -> None:
+        """Off, prompt lookup and the chosen draft model at once; the installed models that could
+        draft for the model at path join the list from a background read of their headers."""
+        self._drafts_for = path
+        self.draft_box.clear()
+        self.draft_box.addItem("Off", "off")
+        self.draft_box.addItem("Prompt lookup", "lookup")
+        if chosen not in (None, "off", "lookup"):
+            self.draft_box.addItem(f"Draft model: {Path(str(chosen)).stem}", chosen)
+        self.draft_box.setCurrentIndex(max(0, self.draft_box.findData(chosen or "off")))
+        if path:
+            ctx = self.ctx
+            run_in_background(
+                lambda: drafting.candidates(ctx, path),
+                lambda found: self._add_drafts(path, found),
+                name="draft-candidates",
+                owner=self,
+            )
+
+    def _add_drafts(self, path: str, found: list[drafting.DraftCandidate]) -> None:
+        if path != self._drafts_for:
+            return  # another model was chosen meanwhile
+        for candidate in found:
+            if self.draft_box.findData(str(candidate.path)) < 0:
+                self.draft_box.addItem(f"Draft model: {candidate.name}", str(candidate.path))
+
+    def show_thinking_switch(self, info: LoadInfo) -> None:
+        self.thinking.setEnabled(info.thinking_switch is not None)
+        self.thinking.setToolTip(
+            f"This model's chat template turns thinking on or off ({info.thinking_switch}). Off: faster "
+            "answers without the reasoning."
+            if info.thinking_switch
+            else "This model's chat template has no thinking switch: a reasoning model still shows its "
+            "thinking apart from its answer."
+        )
