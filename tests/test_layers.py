@@ -222,3 +222,54 @@ def test_faces_do_not_compute_product_facts() -> None:
     assert any(_layer(p) == "cli" for p in faces) and any(_layer(p) == "api" for p in faces)
     offenders = [f"{p.relative_to(SRC)} imports {name}" for p in faces for name in _fact_imports(p)]
     assert offenders == []
+
+
+# Where core's operations live (the database's tables, conversations, the Hub): faces reach them
+# through app/, which owns what an operation means (core/store/db.py, opening and repairing the
+# database before any app context exists, is the one exception).
+OPERATION_MODULES = ("localopen.core.store", "localopen.core.chat.conversations", "localopen.core.hub")
+OPERATIONS_ALLOWED = ("localopen.core.store.db",)
+
+
+def _core_operations(path: Path) -> list[str]:
+    """What a file imports from core's operation modules that is not a type: functions, modules."""
+    import importlib
+    import inspect
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith(OPERATION_MODULES)]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module not in OPERATIONS_ALLOWED:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if (
+                    full.startswith(OPERATION_MODULES)
+                    and full not in OPERATIONS_ALLOWED
+                    and not node.module.startswith(OPERATION_MODULES)
+                ):
+                    found.append(full)  # the module itself, to call its functions
+                elif node.module.startswith(OPERATION_MODULES):
+                    obj = getattr(importlib.import_module(node.module), alias.name, None)
+                    if not inspect.isclass(obj):
+                        found.append(full)
+    return found
+
+
+def test_faces_reach_core_operations_through_app() -> None:
+    faces = [p for p in _sources() if _layer(p) in ("ui", "cli", "api")]
+    offenders = [f"{p.relative_to(SRC)} imports {name}" for p in faces for name in _core_operations(p)]
+    assert offenders == []
+
+
+def test_the_check_sees_a_face_calling_a_core_operation(tmp_path: Path) -> None:
+    face = tmp_path / "view.py"
+    face.write_text(
+        "from localopen.core.store.library_db import LibraryModel, import_file\n"
+        "def f():\n    from localopen.core.chat import conversations\n"
+        "    from localopen.core.store.db import connect\n"
+    )
+    assert sorted(_core_operations(face)) == [
+        "localopen.core.chat.conversations",
+        "localopen.core.store.library_db.import_file",
+    ]

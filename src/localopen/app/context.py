@@ -97,6 +97,13 @@ class AppContext:
         return Hub(offline=self.settings.offline)
 
     @property
+    def offline(self) -> bool:
+        """The Hub is not to be asked (the offline setting, or HF_HUB_OFFLINE)."""
+        from localopen.core.hub.client import is_offline
+
+        return is_offline(self.settings.offline)
+
+    @property
     def profile(self) -> HardwareProfile | None:
         """This machine, once read (None until then)."""
         return self._profile

@@ -122,6 +122,31 @@ def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | 
     return usability.verdict_here(ctx.db, str(model.path), profile.fingerprint, ctx.thresholds)
 
 
+def import_model(ctx: AppContext, path: Path) -> LibraryModel:
+    """A .gguf from anywhere, added by path (nothing copied); its header's problems said in words."""
+    return core_library.import_file(ctx.db, path)
+
+
+def find_model(ctx: AppContext, name: str) -> LibraryModel:
+    """A library model by name, path or sha256 prefix; LocalopenError in words when none or several."""
+    return core_library.find(ctx.db, name)
+
+
+def owns(ctx: AppContext, model: LibraryModel) -> bool:
+    """Whether the file is localopen's own (downloaded into its models folder), not one added by path."""
+    return core_library.owns_file(model, ctx.models_dir)
+
+
+def remove_model(ctx: AppContext, model: LibraryModel, delete_file: bool = False) -> str:
+    """Forget the model (and delete its file when asked and it is localopen's); what was done, in words."""
+    return core_library.remove(ctx.db, model, ctx.models_dir, delete_file)
+
+
+def remember_hub_files(ctx: AppContext, repo: str) -> None:
+    """Ask the Hub for a repository's files (names, sizes, hashes) and keep them (network work)."""
+    core_library.record_hub_files(ctx.db, ctx.hub().files(repo))
+
+
 def installed(ctx: AppContext) -> list[LibraryModel]:
     """The library's models present on disk (the Chat view's list), newest use first as the store keeps them."""
     return [m for m in core_library.list_models(ctx.db) if not m.missing]

@@ -20,6 +20,11 @@ from localopen.core.store import presets as store
 KEYS: dict[str, tuple[Any, str]] = {o.key: (o.default, o.words) for o in OPTIONS if o.preset}
 
 
+def all_presets(ctx: AppContext) -> list[store.Preset]:
+    """Every model's saved preset."""
+    return store.all_presets(ctx.db)
+
+
 def name_of(path: str | Path) -> str:
     """The name a preset is kept under: the model's name as the library and the API say it."""
     return model_name(Path(path).name)

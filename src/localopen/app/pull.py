@@ -9,7 +9,7 @@ from pathlib import Path
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.files import is_gguf, is_projector_name, matches_quant, split_part
 from localopen.core.hub.client import Hub, RemoteFile
-from localopen.core.hub.downloader import Progress, check_disk_space, download
+from localopen.core.hub.downloader import Progress, check_disk_space, download, unfinished_downloads
 from localopen.core.store.library_db import add_downloaded, record_hub_files
 
 DEFAULT_QUANT = "Q4_K_M"
@@ -107,6 +107,11 @@ def pull(
     first = target_path(models_dir, chosen[0])
     add_downloaded(conn, first, chosen[0], total)
     return first
+
+
+def unfinished(models_dir: Path) -> list[tuple[str, str]]:
+    """(repo, file name) of downloads an earlier run left unfinished, to offer resuming (disk work)."""
+    return unfinished_downloads(models_dir)
 
 
 def _named(on_progress: Callable[[str, Progress], None] | None, name: str) -> Callable[[Progress], None] | None:

@@ -135,3 +135,10 @@ def parse_value(key: str, text: str, default: Any) -> Any:
     if value < (-1 if key == "n_gpu_layers" else 0):
         raise SettingError(f"'{key}' cannot be {text}.")
     return value
+
+
+def save_hub_token(token: str) -> Path:
+    """The Hub token a person typed, kept where huggingface_hub keeps its login, private to this user."""
+    from localopen.core.hub.client import save_token
+
+    return save_token(token)

@@ -34,10 +34,9 @@ def cmd_preset(ctx: AppContext, args: argparse.Namespace) -> int:
 
     from localopen.app import presets
     from localopen.app.library import resolve_model
-    from localopen.core.store import presets as preset_store
 
     if args.model is None:  # every model's preset
-        saved = preset_store.all_presets(ctx.db)
+        saved = presets.all_presets(ctx)
         if args.json:
             print(json.dumps({p.model: {**p.settings, "note": p.note} for p in saved}, indent=2))
         for p in [] if args.json else saved:

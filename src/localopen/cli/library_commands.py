@@ -120,13 +120,13 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from localopen.core.store.library_db import import_file
+    from localopen.app import library
 
     if args.other_apps:
         return _import_other_apps(ctx)
     if not args.path:
         raise LocalopenError("Name a .gguf file to import, or --other-apps.")
-    model = import_file(ctx.db, Path(args.path))
+    model = library.import_model(ctx, Path(args.path))
     print(f"Imported {model.filename} ({model.quant}, {human_bytes(model.size)}); the file stays where it is.")
     return 0
 
@@ -152,8 +152,7 @@ def _import_other_apps(ctx: AppContext) -> int:
 
 
 def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.library import scan, verify
-    from localopen.core.store.library_db import find
+    from localopen.app.library import find_model, scan, verify
 
     scan(ctx)
     shown = [-1]
@@ -164,18 +163,17 @@ def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
             shown[0] = percent
             print(f"\rReading {part}: {percent}%", end="" if percent < 100 else "\n", file=sys.stderr, flush=True)
 
-    result = verify(ctx, find(ctx.db, args.model), progress)
+    result = verify(ctx, find_model(ctx, args.model), progress)
     print(result.message)
     return 0 if result.ok is not False else 1
 
 
 def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.library import scan
-    from localopen.core.store.library_db import find, owns_file, remove
+    from localopen.app.library import find_model, owns, remove_model, scan
 
     scan(ctx)
-    model = find(ctx.db, args.model)
-    owned = owns_file(model, ctx.models_dir)
+    model = find_model(ctx, args.model)
+    owned = owns(ctx, model)
     delete_file = owned or args.delete_file
     if not owned and not args.delete_file and not args.yes and sys.stdin.isatty():
         # A file localopen did not download (found in a shared folder, or imported): ask.
@@ -189,7 +187,7 @@ def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.")
             return 0
-    print(remove(ctx.db, model, ctx.models_dir, delete_file))
+    print(remove_model(ctx, model, delete_file))
     return 0
 
 
@@ -215,14 +213,14 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_refresh(ctx: AppContext, args: argparse.Namespace) -> int:
     """Fill exact file sizes and sha256 of catalog models from the Hub (cached for offline use)."""
+    from localopen.app import library
     from localopen.core.hub.client import HubError, OfflineError
-    from localopen.core.store.library_db import record_hub_files
 
-    hub, catalog = ctx.hub(), ctx.catalog
+    catalog = ctx.catalog
     failed = 0
     for m in catalog.models:
         try:
-            record_hub_files(ctx.db, hub.files(m.gguf_repo))
+            library.remember_hub_files(ctx, m.gguf_repo)
             print(f"ok     {m.gguf_repo}", file=sys.stderr)
         except OfflineError:
             raise  # no point asking for the others

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import draft_bench, drafting, engine_options
+from localopen.app import draft_bench, drafting, engine_options, library
 from localopen.app import tune as tuning
 from localopen.app.benchmark import (
     RERUN_PARAMS,
@@ -52,7 +52,6 @@ from localopen.core.estimate.memory import human_bytes
 from localopen.core.options import BenchParams
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report import bench_format
-from localopen.core.store.library_db import list_models
 from localopen.ui import theme
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
@@ -203,9 +202,7 @@ class CompareView(QWidget):
             if self.models.item(i).checkState() == Qt.CheckState.Checked
         }
         self.models.clear()
-        for m in list_models(self.services.ctx.db):
-            if m.missing:
-                continue
+        for m in library.installed(self.services.ctx):
             item = QListWidgetItem(f"{m.name} ({m.quant or '?'}, {human_bytes(m.size)})")
             item.setData(Qt.ItemDataRole.UserRole, str(m.path))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import capabilities, hub_search
+from localopen.app import capabilities, hub_search, library
 from localopen.app.context import AppContext
 from localopen.app.hub_search import HubResult
 from localopen.app.probe import ProbeReport, ProbeSession
@@ -35,11 +35,9 @@ from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.estimate.speed import Calibration
 from localopen.core.estimate.verdict import Verdict
-from localopen.core.hub.client import is_offline
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import COMPONENTS
 from localopen.core.records import LoadInfo
-from localopen.core.store.library_db import record_hub_files
 from localopen.ui import theme
 from localopen.ui.background import run_in_background
 from localopen.ui.engine_runner import EngineRunner
@@ -349,12 +347,12 @@ class ExploreView(QWidget):
         """Exact sizes and sha256 of a catalog model's files, fetched once in the background when
         online (never in offline mode) and cached, so estimates and recorded sizes give way to the Hub's."""
         ctx = self.services.ctx
-        if repo in self._asked_exact or is_offline(ctx.settings.offline):
+        if repo in self._asked_exact or ctx.offline:
             return
         self._asked_exact.add(repo)
 
         def work() -> None:
-            record_hub_files(ctx.db, ctx.hub().files(repo))
+            library.remember_hub_files(ctx, repo)
             ctx.refresh_catalog()
 
         # Offline or unreachable: the estimates stay, marked as such (the failure is logged).

@@ -19,12 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import library_listing
+from localopen.app import library, library_listing
 from localopen.app.library import verify
 from localopen.app.library_listing import LibraryEntry
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
-from localopen.core.store.library_db import LibraryModel, VerifyResult, import_file, owns_file, remove
+from localopen.core.store.library_db import LibraryModel, VerifyResult
 from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
@@ -174,12 +174,12 @@ class LibraryView(QWidget):
         ctx = self.services.ctx
         what = (
             f"delete {m.filename} ({human_bytes(m.size)}) and its partial downloads"
-            if owns_file(m, ctx.models_dir)
+            if library.owns(ctx, m)
             else f"forget this {m.source} model (localopen did not download it: the file stays)"
         )
         answer = QMessageBox.question(self, "Delete model", f"Really {what}?")
         if answer == QMessageBox.StandardButton.Yes:
-            self.status.setText(remove(self.services.ctx.db, m, self.services.ctx.models_dir))
+            self.status.setText(library.remove_model(ctx, m))
             self.services.library_changed.emit()
 
     def import_dialog(self) -> None:
@@ -199,4 +199,4 @@ class LibraryView(QWidget):
         def failed(error: LocalopenError) -> None:
             self.status.setText(f"Could not import {path.name}: {error}")
 
-        run_in_background(lambda: import_file(ctx.db, path), imported, failed, name="import", owner=self)
+        run_in_background(lambda: library.import_model(ctx, path), imported, failed, name="import", owner=self)

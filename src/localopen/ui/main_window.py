@@ -22,12 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import summary
+from localopen.app import pull, summary
 from localopen.app.benchmark import stale
 from localopen.app.calibration import llama_cpp_version
 from localopen.app.usable_here import MachineLine, MachineSnapshot, catalog_rows, machine_line
 from localopen.core.estimate.memory import human_bytes
-from localopen.core.hub.downloader import unfinished_downloads
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.ui.background import run_in_background
 from localopen.ui.chat_attachments import pictures_in
@@ -234,7 +233,7 @@ class MainWindow(QMainWindow):
         """Downloads left unfinished by an earlier run (closed or killed) can be resumed."""
         models_dir = self.services.ctx.models_dir
         run_in_background(
-            lambda: unfinished_downloads(models_dir), self._show_resume, name="unfinished-downloads", owner=self
+            lambda: pull.unfinished(models_dir), self._show_resume, name="unfinished-downloads", owner=self
         )
 
     def _show_resume(self, pending: list[tuple[str, str]]) -> None:

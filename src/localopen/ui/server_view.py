@@ -23,11 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import engine_options
+from localopen.app import engine_options, library
 from localopen.app.serving import ModelServer, RequestRecord
 from localopen.core.chat.template import template_options
 from localopen.core.errors import LocalopenError
-from localopen.core.store.library_db import list_models
 from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
@@ -124,9 +123,8 @@ class ServerView(QWidget):
         current = self.model_box.currentData()
         self.model_box.clear()
         self.model_box.addItem("none: the first request's model loads on demand", ON_DEMAND)
-        for m in list_models(self.services.ctx.db):
-            if not m.missing:
-                self.model_box.addItem(m.name, m.name)
+        for m in library.installed(self.services.ctx):
+            self.model_box.addItem(m.name, m.name)
         index = self.model_box.findData(current)
         self.model_box.setCurrentIndex(max(0, index))
 

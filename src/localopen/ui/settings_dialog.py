@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app.settings import save_hub_token
 from localopen.core.estimate.verdict import Thresholds
-from localopen.core.hub.client import save_token
 from localopen.ui.services import Services
 from localopen.ui.widgets import kv_cache_box
 
@@ -120,7 +120,7 @@ class SettingsDialog(QDialog):
             thresholds=Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}),
         )
         if self.token.text().strip():
-            save_token(self.token.text())
+            save_hub_token(self.token.text())
             self.token.clear()
         self.services.save_settings(settings)
         super().accept()

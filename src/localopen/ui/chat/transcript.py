@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 
 from localopen.app.tool_loop import ToolRun
-from localopen.core.chat import conversations as convs
+from localopen.core.chat.conversations import Message
 from localopen.core.records import AnswerPiece
 from localopen.ui import theme
 from localopen.ui.chat_attachments import thumbnail
@@ -33,14 +33,14 @@ class Transcript(QTextBrowser):
         self.setOpenLinks(False)
         self.anchorClicked.connect(self._on_anchor)
         self.expanded: set[int] = set()  # positions of answers whose Thinking section is open
-        self._messages: list[convs.Message] = []
+        self._messages: list[Message] = []
         self._hint = ""
         self._live = _LiveThinking()
         self.answer = ""  # the streamed answer so far
         self.reasoning = ""  # its reasoning so far
 
     # -- a whole conversation -----------------------------------------------------------------
-    def show_conversation(self, messages: list[convs.Message], empty_hint: str) -> None:
+    def show_conversation(self, messages: list[Message], empty_hint: str) -> None:
         """Render the whole conversation once (on load and after each answer, never per token)."""
         self._messages, self._hint = messages, empty_hint
         self.clear()
@@ -99,7 +99,7 @@ class Transcript(QTextBrowser):
         cursor.insertHtml("<p>" + "".join(tags) + "</p>")
         cursor.insertBlock()
 
-    def _insert_thinking(self, cursor: QTextCursor, m: convs.Message) -> None:
+    def _insert_thinking(self, cursor: QTextCursor, m: Message) -> None:
         """A stored answer's Thinking section: one line, opened and closed by a click."""
         expanded = m.position in self.expanded
         figures = [f"{m.stats.reasoning_tokens} tokens"] if m.stats and m.stats.reasoning_tokens else []

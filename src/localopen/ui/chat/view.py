@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox, QSplitter, QVBoxLayout,
 from localopen.app import chat, chat_images, engine_options, library, presets, tool_loop, vision
 from localopen.app.chat import ChatSession, needs_template
 from localopen.app.tool_loop import ToolRun, TurnOutcome
-from localopen.core.chat import conversations as convs
+from localopen.core.chat.conversations import Conversation, Message
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.options import AnswerOptions, LoadOptions
@@ -50,7 +50,7 @@ class ChatView(QWidget):
         ctx = services.ctx
         self.session = ChatSession(ctx)
         self.runner = EngineRunner("chat-engine")
-        self.conversation: convs.Conversation | None = None
+        self.conversation: Conversation | None = None
         self.streaming = False
         self._pending: list[AnswerPiece | ToolRun] = []
         self._queued_send: list[dict[str, Any]] | None = None
@@ -451,7 +451,9 @@ class ChatView(QWidget):
     def render_conversation(self) -> None:
         """Render the whole conversation once (on load and after each answer, never per token)."""
         c = self.conversation
-        self.transcript.show_conversation(chat.stored_messages(self.services.ctx, c.id) if c else [], self._empty_hint())
+        self.transcript.show_conversation(
+            chat.stored_messages(self.services.ctx, c.id) if c else [], self._empty_hint()
+        )
 
     def toggle_thinking(self, position: int) -> None:
         self.transcript.toggle_thinking(position)
@@ -459,7 +461,7 @@ class ChatView(QWidget):
     def _on_message_action(self, action: str, position: int) -> None:
         (self.copy_message if action == "copy" else self.edit_message)(position)
 
-    def _message_at(self, position: int) -> convs.Message | None:
+    def _message_at(self, position: int) -> Message | None:
         if self.conversation is None:
             return None
         return chat.message_at(self.services.ctx, self.conversation.id, position)
