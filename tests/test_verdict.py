@@ -60,6 +60,10 @@ def test_a_prediction_without_a_calibration_never_claims_one() -> None:
     assert rough.basis_words == "predicted roughly: this machine is not calibrated yet"
     calibrated = verdict.predicted(_fit("fits_ram", 100.0), T, speed=(30.0, 400.0))
     assert calibrated.basis_words == "predicted from this machine's calibration"
+    # A calibration taken while the cores were busy reads low: the verdict says so, same band rules.
+    busy = verdict.predicted(_fit("fits_ram", 100.0), T, speed=(30.0, 400.0), busy=True)
+    assert busy.band == calibrated.band and "kept the cores busy" in busy.basis_words
+    assert "may read low" in busy.reason
     assert verdict.probed(30.0, 400.0, T).basis_words.startswith("measured here on the Hub file's header")
 
 

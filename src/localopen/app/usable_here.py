@@ -168,7 +168,8 @@ def _verdict(
     if here.calibration is not None and features is not None and features.weight_bytes:
         predicted = here.calibration.predict(features)
         speed = (predicted.tg_tps, predicted.pp_tps)
-    return verdicts.predicted(fit, ctx.thresholds, speed)
+    busy = here.calibration is not None and bool(here.calibration.busy)
+    return verdicts.predicted(fit, ctx.thresholds, speed, busy)
 
 
 def _probe_of(

@@ -17,6 +17,8 @@ from localopen.core.estimate.memory import FitVerdict
 # Before this machine is calibrated: decode speed is well below the bandwidth bound.
 UNCALIBRATED_EFFICIENCY = 0.6
 ROUGH = "predicted roughly (this machine is not calibrated yet)"
+# A calibration taken while other programs kept the cores busy reads low: said wherever it is used.
+BUSY = "taken while other programs kept the cores busy: it may read low until measured again when calm"
 PROMPT_TOKENS = 512
 BASES = ("measured", "probed", "predicted")
 
@@ -64,6 +66,8 @@ class Verdict:
             return "measured here on the Hub file's header, before downloading"
         if self.reason.startswith(ROUGH) or self.tg_tps is None:
             return "predicted roughly: this machine is not calibrated yet"
+        if BUSY in self.reason:
+            return f"predicted from this machine's calibration, {BUSY}"
         return "predicted from this machine's calibration"
 
     @property
@@ -110,15 +114,19 @@ def probed(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
     return _speeds(tg_tps, pp_tps, t, "probed", "probed here on a zero-data replica of the Hub file")
 
 
-def predicted(fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] | None = None) -> Verdict:
-    """From the fit and, when this machine is calibrated, its predicted (tg, pp) tokens/s."""
+def predicted(
+    fit: FitVerdict | None, t: Thresholds, speed: tuple[float, float] | None = None, busy: bool = False
+) -> Verdict:
+    """From the fit and, when this machine is calibrated, its predicted (tg, pp) tokens/s; `busy`:
+    the calibration was taken while other programs kept the cores busy."""
     if fit is None:
         return Verdict("unknown", "this machine is not read yet", "predicted")
     if fit.code == "no_fit":
         return Verdict("does not fit", fit.detail, "predicted")
     tight = "; memory is tight" if fit.code == "tight" else ""
     if speed is not None:
-        return _speeds(speed[0], speed[1], t, "predicted", "predicted from this machine's calibration", tight)
+        how = "predicted from this machine's calibration" + (f" ({BUSY})" if busy else "")
+        return _speeds(speed[0], speed[1], t, "predicted", how, tight)
     if not fit.decode_bound_tps:
         return Verdict("unknown", "no bandwidth measurement yet", "predicted")
     expected = fit.decode_bound_tps * UNCALIBRATED_EFFICIENCY
