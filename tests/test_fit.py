@@ -163,6 +163,11 @@ def test_the_share_models_may_take_is_one_setting_said_in_words() -> None:
     assert strict.code == "tight" and relaxed.code == "fits_ram"
     assert "(85% of 5.9 GB available)" in strict.detail and "(95% of 5.9 GB available)" in relaxed.detail
     assert Budget(5).percent == 10 and Budget(150).percent == 100  # a share that leaves something, or all
+    from localopen.app.settings import SettingError, Settings
+
+    assert Settings().with_value("models_memory_percent", "95").budget == Budget(95)
+    with pytest.raises(SettingError, match="share of free memory models may take, 10 to 100"):
+        Settings().with_value("models_memory_percent", "150")
 
 
 def test_decode_bound_from_bandwidth() -> None:

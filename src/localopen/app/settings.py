@@ -16,6 +16,7 @@ from localopen.core.estimate.verdict import Thresholds
 from localopen.core.options import BY_KEY
 
 log = logging.getLogger("localopen.settings")
+MEMORY_PERCENT_RANGE = (10, 100)  # a share that leaves the system something, up to all of it
 
 
 @dataclass
@@ -63,6 +64,8 @@ class Settings:
                 ok = isinstance(value, bool)
             else:
                 ok = isinstance(value, int) and not isinstance(value, bool)
+                if f.name == "models_memory_percent" and ok:
+                    ok = MEMORY_PERCENT_RANGE[0] <= value <= MEMORY_PERCENT_RANGE[1]
             if ok:
                 values[f.name] = value
             else:
@@ -134,6 +137,11 @@ def parse_value(key: str, text: str, default: Any) -> Any:
         raise SettingError(f"'{key}' is {kind}, not '{text}'.") from None
     if value < (-1 if key == "n_gpu_layers" else 0):
         raise SettingError(f"'{key}' cannot be {text}.")
+    if key == "models_memory_percent" and not MEMORY_PERCENT_RANGE[0] <= value <= MEMORY_PERCENT_RANGE[1]:
+        low, high = MEMORY_PERCENT_RANGE
+        raise SettingError(
+            f"'{key}' is the share of free memory models may take, {low} to {high} (percent), not {text}."
+        )
     return value
 
 
