@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
-from localopen.api.host import ApiHost
+from localopen.api.host import ApiHost, answered
 from localopen.api.request_body import (
     IMAGE_HERE,
     bad,
@@ -235,6 +235,9 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 class AnthropicFace:
     """The Messages routes of one ApiHost."""
 
+    def error_response(self, error: ServingError) -> Response:
+        return _serving_error(error)
+
     def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
@@ -248,36 +251,25 @@ class AnthropicFace:
     def _unauthorized() -> Response:
         return error_response("invalid x-api-key", 401)
 
+    @answered
     async def count_tokens(self, request: Request) -> Response:
         if not self.app.authorized(request):
             return self._unauthorized()
-        try:
-            call, _stream = parse_messages(await read_json(request), count_only=True)
-            run = await AnswerRun.start(self.server, request, call)
-            await run.collect()
-            return JSONResponse({"input_tokens": run.stats.prompt_tokens})
-        except ServingError as exc:
-            return _serving_error(exc)
-        except ClientGone:
-            return Response(status_code=499)
+        call, _stream = parse_messages(await read_json(request), count_only=True)
+        run = await AnswerRun.start(self.server, request, call)
+        await run.collect()
+        return JSONResponse({"input_tokens": run.stats.prompt_tokens})
 
+    @answered
     async def messages(self, request: Request) -> Response:
         if not self.app.authorized(request):
             return self._unauthorized()
-        try:
-            call, stream = parse_messages(await read_json(request))
-            run = await AnswerRun.start(self.server, request, call)
-        except ServingError as exc:
-            return _serving_error(exc)
-        except ClientGone:
-            return Response(status_code=499)
+        call, stream = parse_messages(await read_json(request))
+        run = await AnswerRun.start(self.server, request, call)
         ident = f"msg_{uuid.uuid4().hex[:24]}"
         if stream:
             return event_stream(self._events(run, ident))
-        try:
-            pieces = await run.collect()
-        except ClientGone:
-            return Response(status_code=499)
+        pieces = await run.collect()
         if run.error is not None:
             return _serving_error(run.error)
         content: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun
-from localopen.api.host import ApiHost
+from localopen.api.host import ApiHost, answered
 from localopen.api.openai_api import parse_tools
 from localopen.api.request_body import bad, check_image_count, image_part, read_json, stop_list
 from localopen.app.serving import (
@@ -267,6 +267,9 @@ def _tool_call(piece: AnswerPiece) -> dict[str, Any]:
 class OllamaFace:
     """The /api routes of one ApiHost."""
 
+    def error_response(self, error: ServingError) -> Response:
+        return _serving_error(error)
+
     def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
@@ -298,6 +301,7 @@ class OllamaFace:
     async def _guard(self, request: Request) -> Response | None:
         return None if self.app.authorized(request) else error_response("unauthorized", 401)
 
+    @answered
     async def version(self, request: Request) -> Response:
         return await self._guard(request) or JSONResponse({"version": OLLAMA_API_VERSION})
 
@@ -321,6 +325,7 @@ class OllamaFace:
             )
         return out
 
+    @answered
     async def tags(self, request: Request) -> Response:
         return await self._guard(request) or JSONResponse({"models": await asyncio.to_thread(self._listing)})
 
@@ -337,17 +342,16 @@ class OllamaFace:
             out.append(entry | {"held_by": view.held_by, "busy": view.busy})  # localopen's own: who uses it
         return out
 
+    @answered
     async def ps(self, request: Request) -> Response:
         return await self._guard(request) or JSONResponse({"models": await asyncio.to_thread(self._running)})
 
+    @answered
     async def show(self, request: Request) -> Response:
         if denied := await self._guard(request):
             return denied
-        try:
-            name = _model_name(await read_json(request))
-            description = await asyncio.to_thread(lambda: self.server.describe(self._resolve(name).id))
-        except ServingError as exc:
-            return _serving_error(exc)
+        name = _model_name(await read_json(request))
+        description = await asyncio.to_thread(lambda: self.server.describe(self._resolve(name).id))
         modified = dt.datetime.fromtimestamp(description.model.path.stat().st_mtime, dt.timezone.utc)
         info = dict(description.metadata)
         info["general.parameter_count"] = description.parameters
@@ -363,74 +367,66 @@ class OllamaFace:
         }
         return JSONResponse(body)
 
+    @answered
     async def chat(self, request: Request) -> Response:
         if denied := await self._guard(request):
             return denied
-        try:
-            body = await read_json(request)
-            model = self._resolve(_model_name(body))
-            sampling, num_ctx = _options(body)
-            tools, choice = parse_tools({"tools": body.get("tools")})
-            call = ApiCall(
-                model.id,
-                _messages(body),
-                sampling,
-                thinking=_think(body),
-                endpoint="/api/chat",
-                tools=tools,
-                tool_choice=choice,
-                json_schema=_format(body),
-                n_ctx=num_ctx,
-                keep_alive=keep_alive_of(body),
-            )
-            if not call.messages:  # Ollama loads (or, keep_alive 0, unloads) the model and answers nothing
-                return await self._load_only(model, "/api/chat", num_ctx, call.keep_alive)
-            stream = _stream(body)
-            run = await AnswerRun.start(self.server, request, call)
-        except ServingError as exc:
-            return _serving_error(exc)
-        except ClientGone:
-            return Response(status_code=499)
+        body = await read_json(request)
+        model = self._resolve(_model_name(body))
+        sampling, num_ctx = _options(body)
+        tools, choice = parse_tools({"tools": body.get("tools")})
+        call = ApiCall(
+            model.id,
+            _messages(body),
+            sampling,
+            thinking=_think(body),
+            endpoint="/api/chat",
+            tools=tools,
+            tool_choice=choice,
+            json_schema=_format(body),
+            n_ctx=num_ctx,
+            keep_alive=keep_alive_of(body),
+        )
+        if not call.messages:  # Ollama loads (or, keep_alive 0, unloads) the model and answers nothing
+            return await self._load_only(model, "/api/chat", num_ctx, call.keep_alive)
+        stream = _stream(body)
+        run = await AnswerRun.start(self.server, request, call)
         return await self._respond(run, stream, chat=True)
 
+    @answered
     async def generate(self, request: Request) -> Response:
         if denied := await self._guard(request):
             return denied
-        try:
-            body = await read_json(request)
-            model = self._resolve(_model_name(body))
-            for key in ("suffix", "template", "context"):
-                if body.get(key):
-                    raise bad(f"'{key}' is not supported by localopen's Ollama API.")
-            sampling, num_ctx = _options(body)
-            prompt = body.get("prompt") or ""
-            if not isinstance(prompt, str):
-                raise bad("'prompt' must be a string.")
-            if not prompt:
-                return await self._load_only(model, "/api/generate", num_ctx, keep_alive_of(body))
-            raw = bool(body.get("raw"))
-            messages = [{"role": "user", "content": _with_pictures(prompt, body.get("images"))}]
-            check_image_count(messages)
-            if isinstance(body.get("system"), str) and body["system"] and not raw:
-                messages.insert(0, {"role": "system", "content": body["system"]})
-            call = ApiCall(
-                model.id,
-                messages,
-                sampling,
-                raw=raw,
-                thinking=_think(body),
-                endpoint="/api/generate",
-                tool_choice="none",
-                json_schema=_format(body),
-                n_ctx=num_ctx,
-                keep_alive=keep_alive_of(body),
-            )
-            stream = _stream(body)
-            run = await AnswerRun.start(self.server, request, call)
-        except ServingError as exc:
-            return _serving_error(exc)
-        except ClientGone:
-            return Response(status_code=499)
+        body = await read_json(request)
+        model = self._resolve(_model_name(body))
+        for key in ("suffix", "template", "context"):
+            if body.get(key):
+                raise bad(f"'{key}' is not supported by localopen's Ollama API.")
+        sampling, num_ctx = _options(body)
+        prompt = body.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise bad("'prompt' must be a string.")
+        if not prompt:
+            return await self._load_only(model, "/api/generate", num_ctx, keep_alive_of(body))
+        raw = bool(body.get("raw"))
+        messages = [{"role": "user", "content": _with_pictures(prompt, body.get("images"))}]
+        check_image_count(messages)
+        if isinstance(body.get("system"), str) and body["system"] and not raw:
+            messages.insert(0, {"role": "system", "content": body["system"]})
+        call = ApiCall(
+            model.id,
+            messages,
+            sampling,
+            raw=raw,
+            thinking=_think(body),
+            endpoint="/api/generate",
+            tool_choice="none",
+            json_schema=_format(body),
+            n_ctx=num_ctx,
+            keep_alive=keep_alive_of(body),
+        )
+        stream = _stream(body)
+        run = await AnswerRun.start(self.server, request, call)
         return await self._respond(run, stream, chat=False)
 
     async def _load_only(
@@ -442,10 +438,7 @@ class OllamaFace:
             await asyncio.to_thread(self.server.unload, model)
             reason = "unload"
         else:
-            try:
-                await self.app.run_job(LoadCall(model.id, endpoint, num_ctx, keep_alive))
-            except ServingError as exc:
-                return _serving_error(exc)
+            await self.app.run_job(LoadCall(model.id, endpoint, num_ctx, keep_alive))
             reason = "load"
         head = {"model": ollama_name(model), "created_at": _now(), "done": True, "done_reason": reason}
         if endpoint == "/api/chat":
@@ -456,10 +449,7 @@ class OllamaFace:
         name = f"{run.model_id}:latest"
         if stream:
             return StreamingResponse(self._lines(run, name, chat), media_type="application/x-ndjson")
-        try:
-            pieces = await run.collect()
-        except ClientGone:
-            return Response(status_code=499)
+        pieces = await run.collect()
         if run.error is not None:
             return _serving_error(run.error)
         text = "".join(p.text for p in pieces if not p.reasoning and p.tool_call is None)
@@ -513,23 +503,20 @@ class OllamaFace:
     async def _embed_texts(self, request: Request, legacy: bool) -> Response:
         if denied := await self._guard(request):
             return denied
-        try:
-            body = await read_json(request)
-            model = self._resolve(_model_name(body))
-            texts = body.get("prompt") if legacy else body.get("input")
-            if isinstance(texts, str):
-                texts = [texts]
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-                raise bad("'input' must be a non-empty string or a list of non-empty strings.")
-            if body.get("dimensions") is not None:
-                raise bad("'dimensions' is not supported: local models give their full vectors.")
-            truncate = body.get("truncate", True)
-            if not isinstance(truncate, bool):
-                raise bad("'truncate' must be true or false.")
-            call = EmbedCall(model.id, texts, request.url.path, truncate, keep_alive_of(body))
-            job = await self.app.run_job(call)
-        except ServingError as exc:
-            return _serving_error(exc)
+        body = await read_json(request)
+        model = self._resolve(_model_name(body))
+        texts = body.get("prompt") if legacy else body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            raise bad("'input' must be a non-empty string or a list of non-empty strings.")
+        if body.get("dimensions") is not None:
+            raise bad("'dimensions' is not supported: local models give their full vectors.")
+        truncate = body.get("truncate", True)
+        if not isinstance(truncate, bool):
+            raise bad("'truncate' must be true or false.")
+        call = EmbedCall(model.id, texts, request.url.path, truncate, keep_alive_of(body))
+        job = await self.app.run_job(call)
         assert job.vectors is not None and job.stats is not None
         if legacy:
             return JSONResponse({"embedding": job.vectors[0]})
@@ -538,8 +525,10 @@ class OllamaFace:
             body | {"total_duration": 0, "load_duration": 0, "prompt_eval_count": job.stats.prompt_tokens}
         )
 
+    @answered
     async def embed(self, request: Request) -> Response:
         return await self._embed_texts(request, legacy=False)
 
+    @answered
     async def embeddings(self, request: Request) -> Response:
         return await self._embed_texts(request, legacy=True)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
-from localopen.api.host import ApiHost
+from localopen.api.host import ApiHost, answered
 from localopen.api.request_body import bad, check_image_count, image_part, number, read_json
 from localopen.app.serving import MAX_TOKENS, ApiCall, EmbedCall, ServedModel, ServingError
 from localopen.core.options import SamplingParams
@@ -397,6 +397,9 @@ def parse_embed(body: dict[str, Any]) -> tuple[EmbedCall, str]:
 class OpenAIFace:
     """The OpenAI routes of one ApiHost."""
 
+    def error_response(self, error: ServingError) -> Response:
+        return serving_error(error)
+
     def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
@@ -426,6 +429,7 @@ class OpenAIFace:
             "input_modalities": ["text", "image"] if m.vision else ["text"],  # images: a projector pairs
         }
 
+    @answered
     async def list_models(self, request: Request) -> Response:
         if not self.app.authorized(request):
             return self.unauthorized()
@@ -434,6 +438,7 @@ class OpenAIFace:
         data = [self._model_object(m, loaded) for m in models]
         return JSONResponse({"object": "list", "data": data})
 
+    @answered
     async def get_model(self, request: Request) -> Response:
         """One model by its exact id (OpenAI's models.retrieve): 404 in OpenAI's words otherwise."""
         if not self.app.authorized(request):
@@ -445,20 +450,20 @@ class OpenAIFace:
             return error_response(f"The model '{wanted}' does not exist.", 404, code="model_not_found")
         return JSONResponse(self._model_object(found, {m.id for m, _view in self.server.resident()}))
 
+    @answered
     async def chat_completions(self, request: Request) -> Response:
         return await self._complete(request, "/v1/chat/completions")
 
+    @answered
     async def completions(self, request: Request) -> Response:
         return await self._complete(request, "/v1/completions")
 
+    @answered
     async def embeddings(self, request: Request) -> Response:
         if not self.app.authorized(request):
             return self.unauthorized()
-        try:
-            call, encoding = parse_embed(await read_json(request))
-            job = await self.app.run_job(call)
-        except ServingError as exc:
-            return serving_error(exc)
+        call, encoding = parse_embed(await read_json(request))
+        job = await self.app.run_job(call)
         assert job.vectors is not None and job.stats is not None and job.model is not None
         data = []
         for index, vector in enumerate(job.vectors):
@@ -473,13 +478,8 @@ class OpenAIFace:
     async def _complete(self, request: Request, endpoint: str) -> Response:
         if not self.app.authorized(request):
             return self.unauthorized()
-        try:
-            call, shape = parse_call(await read_json(request), endpoint)
-            run = await AnswerRun.start(self.server, request, call)
-        except ServingError as exc:
-            return serving_error(exc)
-        except ClientGone:
-            return Response(status_code=499)
+        call, shape = parse_call(await read_json(request), endpoint)
+        run = await AnswerRun.start(self.server, request, call)
         if shape.stream:
             return event_stream(self._events(run, shape))
         choices, total = [], None
@@ -487,16 +487,11 @@ class OpenAIFace:
             if index:  # the next answer: another seed when one was given, so the answers differ
                 seed = call.sampling.seed
                 sampling = dataclasses.replace(call.sampling, seed=seed + index if seed is not None else None)
-                try:
-                    run = await AnswerRun.start(self.server, request, dataclasses.replace(call, sampling=sampling))
-                except ServingError as exc:
-                    return serving_error(exc)
-                except ClientGone:
-                    return Response(status_code=499)
-            answered = await self._choice(run, index, shape.echo)
-            if isinstance(answered, Response):
-                return answered
-            choices.append(answered)
+                run = await AnswerRun.start(self.server, request, dataclasses.replace(call, sampling=sampling))
+            written = await self._choice(run, index, shape.echo)
+            if isinstance(written, Response):
+                return written
+            choices.append(written)
             stats = run.stats
             total = (
                 stats
@@ -515,10 +510,7 @@ class OpenAIFace:
     async def _choice(self, run: AnswerRun, index: int, echo: str) -> dict[str, Any] | Response:
         """One answer written whole. A client that leaves before it is written frees the server at
         once: its answer stops within one token, as a streamed one does."""
-        try:
-            pieces = await run.collect()
-        except ClientGone:
-            return Response(status_code=499)
+        pieces = await run.collect()
         if run.error is not None:
             return serving_error(run.error)
         stats, call = run.stats, run.call

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from localopen.api.answer_channel import ClientGone
 from localopen.api.answer_run import AnswerRun, event_stream
-from localopen.api.host import ApiHost
+from localopen.api.host import ApiHost, answered
 from localopen.api.openai_api import error_response, plain_tool_choice, serving_error
 from localopen.api.request_body import (
     IMAGE_HERE,
@@ -269,30 +269,26 @@ def _item(piece: AnswerPiece) -> dict[str, Any]:
 class ResponsesFace:
     """The /v1/responses route of one ApiHost."""
 
+    def error_response(self, error: ServingError) -> Response:
+        return serving_error(error)
+
     def __init__(self, app: ApiHost) -> None:
         self.app, self.server = app, app.server
 
     def routes(self) -> list[Route]:
         return [Route("/v1/responses", self.responses, methods=["POST"])]
 
+    @answered
     async def responses(self, request: Request) -> Response:
         if not self.app.authorized(request):
             return error_response("Incorrect API key provided.", 401, code="invalid_api_key")
-        try:
-            body = await read_json(request)
-            call, stream = parse_response_call(body)
-            run = await AnswerRun.start(self.server, request, call)
-        except ServingError as exc:
-            return serving_error(exc)
-        except ClientGone:
-            return Response(status_code=499)
+        body = await read_json(request)
+        call, stream = parse_response_call(body)
+        run = await AnswerRun.start(self.server, request, call)
         response = _Response(run, body)
         if stream:
             return event_stream(self._events(response))
-        try:
-            pieces = await run.collect()
-        except ClientGone:
-            return Response(status_code=499)
+        pieces = await run.collect()
         if run.error is not None:
             return serving_error(run.error)
         for piece in pieces:
