@@ -90,8 +90,8 @@ def main() -> int:
     os.environ.setdefault("LOCALOPEN_HOME", tempfile.mkdtemp(prefix="localopen-api-bench-"))
 
     from localopen.api.server import ApiApp, ServerConfig, ServerThread
-    from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
+    from localopen.app.conversation.chat import ChatSession
     from localopen.app.serving import ModelServer
     from localopen.core.options import LoadOptions, SamplingParams
     from localopen.core.store.library_db import import_file

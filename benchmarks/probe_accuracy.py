@@ -31,10 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from localopen.app import calibration as calibrations
-from localopen.app.benchmark import BenchmarkSession
 from localopen.app.context import AppContext
-from localopen.app.probe import probe_params
+from localopen.app.measure import calibration as calibrations
+from localopen.app.measure.benchmark import BenchmarkSession
+from localopen.app.measure.probe import probe_params
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.inputs import file_features
 from localopen.core.gguf.header import read_header

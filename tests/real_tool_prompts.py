@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from localopen.app.agent_check import function_tool
+from localopen.app.conversation.agent_check import function_tool
 
 TOOLS = [
     function_tool("get_weather", "The current weather in a city.", {"city": {"type": "string"}}, ["city"]),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from localopen.app import agent_check, capabilities
 from localopen.app.context import AppContext
+from localopen.app.conversation import agent_check, capabilities
 from localopen.core.options import LoadOptions
 from localopen.core.store.library_db import import_file
 from localopen.engine.errors import ToolsUnsupportedError

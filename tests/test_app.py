@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app import library, library_listing, summary, usable_here
 from localopen.app.context import AppContext
+from localopen.app.models import library, library_listing
 from localopen.app.settings import Settings
+from localopen.app.usable import summary, usable_here
 from localopen.core.paths import app_paths, save_settings
 from localopen.core.store.library_db import import_file
 from localopen.core.store.measurements import record_load_failure
@@ -134,7 +135,7 @@ def test_diagnostics_for_a_bug_report_never_show_the_hub_token() -> None:
 
 
 def test_recommendations_are_usable_here_the_most_open_first_and_follow_what_is_measured(tiny_gguf: Path) -> None:
-    from localopen.app.recommend import USABLE_BANDS, recommend
+    from localopen.app.usable.recommend import USABLE_BANDS, recommend
 
     ctx = AppContext()
     profile = ctx.read_profile()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import real_model
-from localopen.app import usable_here
 from localopen.app.context import AppContext
 from localopen.app.model_store import ModelStore, NoRoomError
+from localopen.app.usable import usable_here
 from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import GiB
 from localopen.core.gguf.header import GGUFTruncatedError, read_header

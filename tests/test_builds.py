@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from cli_helpers import run
-from localopen.app.benchmark import build_changes, stale
 from localopen.app.context import AppContext
+from localopen.app.measure.benchmark import build_changes, stale
 from localopen.core.records import BenchResult
 from localopen.core.report.builds import compare_builds
 from localopen.core.store import results as results_db
@@ -76,7 +76,7 @@ def test_results_compare_builds_from_the_command_line_and_what_to_measure_again(
 def test_the_calibrations_shift_from_the_previous_build_is_shown(tiny_gguf: Path) -> None:
     """A new llama.cpp is calibrated again; what moved since the previous build's calibration is
     said by `localopen calibrate` and by the build comparison."""
-    from localopen.app import calibration
+    from localopen.app.measure import calibration
     from localopen.core.estimate.speed import Calibration
 
     ctx = AppContext()

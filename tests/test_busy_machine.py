@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from localopen.app import calibration as calibrations
-from localopen.app.benchmark import BenchmarkSession
 from localopen.app.context import AppContext
+from localopen.app.measure import calibration as calibrations
+from localopen.app.measure.benchmark import BenchmarkSession
 from localopen.core.estimate.speed import Calibration
 from localopen.core.machine import hardware, load
 from localopen.core.machine.hardware import read_profile

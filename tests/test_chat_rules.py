@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from localopen.app import chat
 from localopen.app.context import AppContext
+from localopen.app.conversation import chat
 from localopen.core.chat import conversations as convs
 
 

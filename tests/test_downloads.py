@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import exe
-from localopen.app.pull import choose_files, pull
+from localopen.app.models.pull import choose_files, pull
 from localopen.core.hub import downloader
 from localopen.core.hub.client import GatedError, Hub, NotFoundError, OfflineError, RemoteFile
 from localopen.core.hub.downloader import ChecksumError, DiskSpaceError, DownloadError, download
@@ -340,7 +340,7 @@ def test_catalog_uses_exact_sizes_once_known(hub: FakeHub, tmp_path: Path) -> No
 
 
 def test_queue_runs_a_few_at_a_time_with_pause_resume_cancel(hub: FakeHub, tmp_path: Path) -> None:
-    from localopen.app.download_queue import DownloadQueue
+    from localopen.app.models.download_queue import DownloadQueue
 
     hub.bytes_per_second = 1024 * 1024
     db = app_paths().database

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app import drafting
-from localopen.app.benchmark import compare
 from localopen.app.context import AppContext
+from localopen.app.conversation import drafting
+from localopen.app.measure.benchmark import compare
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.vocabulary import could_draft_for, same_tokenizer
 from localopen.core.records import AnswerStats

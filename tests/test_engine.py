@@ -459,9 +459,9 @@ def test_the_engine_ends_with_its_app_even_killed_mid_prompt(gemma_path: Path, t
 def test_a_file_only_llama_cpp_rejects_is_damaged_in_every_face(tmp_path: Path) -> None:
     """Duplicate tensor names pass the header reader; llama.cpp's loader refuses them. verify says
     so in llama.cpp's words, and the verdict is 'damaged', never 'does not fit'."""
-    from localopen.app import library
-    from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
+    from localopen.app.conversation.chat import ChatSession
+    from localopen.app.models import library
     from localopen.core.store.library_db import find, import_file
 
     path = write_tiny_llama(tmp_path / "twin-tensors.gguf")

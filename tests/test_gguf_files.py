@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from localopen.app.pull import choose_files
+from localopen.app.models.pull import choose_files
 from localopen.core.gguf.files import is_first_part, is_gguf, matches_quant, model_name, parts_of, quant_of, split_part
 from localopen.core.hub.client import RemoteFile
 from localopen.core.store.library_db import list_models, scan

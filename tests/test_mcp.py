@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
-from localopen.app.mcp_tools import McpConnections, McpError, parse_config, read_config
-from localopen.app.tool_loop import answer_with_tools
+from localopen.app.conversation.chat import ChatSession
+from localopen.app.conversation.mcp_tools import McpConnections, McpError, parse_config, read_config
+from localopen.app.conversation.tool_loop import answer_with_tools
 from localopen.core.options import LoadOptions, SamplingParams
 from test_tool_use import ASK, caller  # noqa: F401 - the scripted model that calls get_weather
 

@@ -13,8 +13,8 @@ import ollama
 import psutil
 import pytest
 
-from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
+from localopen.app.conversation.chat import ChatSession
 from localopen.app.model_store import ModelStore, NoRoomError
 from localopen.core.estimate.budget import Budget
 from localopen.core.machine.devices import Device

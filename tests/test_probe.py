@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from localopen.app import calibration as calibrations
-from localopen.app.benchmark import BenchmarkSession
 from localopen.app.context import AppContext
-from localopen.app.probe import ProbeRefused, ProbeSession
-from localopen.app.usable_here import MachineSnapshot, catalog_row, quant_rows
+from localopen.app.measure import calibration as calibrations
+from localopen.app.measure.benchmark import BenchmarkSession
+from localopen.app.measure.probe import ProbeRefused, ProbeSession
+from localopen.app.usable.usable_here import MachineSnapshot, catalog_row, quant_rows
 from localopen.core.estimate.speed import Calibration, Features, Sample, fit
 from localopen.core.gguf.header import GGUFIncompleteError, parse_prefix, read_header
 from localopen.core.gguf.shapes import DenseShape, tensors, write_shape
@@ -350,7 +350,7 @@ def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch:
 def test_an_embedding_model_is_predicted_by_how_fast_it_reads() -> None:
     """Nomic Embed writes no text: its catalog row says how fast this machine would read with it
     (a calibration's prompt speed), never a generation speed, and it is not recommended for chat."""
-    from localopen.app.recommend import recommend
+    from localopen.app.usable.recommend import recommend
 
     ctx = _ctx_with_profile()
     calibrations.save(
@@ -528,9 +528,9 @@ def test_hub_search_rows_say_usable_here_with_their_basis(hub: FakeHub, tiny_ggu
     """A Hub repository outside the catalog: predicted from the Hub's parameter count (gguf.total)
     for the file a newcomer would pick, probed once a file of it was probed here; without a
     parameter count nothing is guessed."""
-    from localopen.app.hub_search import quant_rows as hub_quant_rows
-    from localopen.app.hub_search import search_hub
-    from localopen.app.pull import pull
+    from localopen.app.models.hub_search import quant_rows as hub_quant_rows
+    from localopen.app.models.hub_search import search_hub
+    from localopen.app.models.pull import pull
     from localopen.core.gguf.quant import estimate_file_bytes
     from localopen.core.store import results as results_db
 

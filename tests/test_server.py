@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from localopen.api.server import ApiApp, ServerConfig, ServerThread
-from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
+from localopen.app.conversation.chat import ChatSession
 from localopen.app.serving import ModelServer, RequestRecord
 from localopen.core.errors import LocalopenError
 from localopen.core.options import LoadOptions, SamplingParams

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app.tune import Candidate, MeasuredSetting, candidates, choose
+from localopen.app.measure.tune import Candidate, MeasuredSetting, candidates, choose
 
 BASE = Candidate(4, 512, False, "f16")
 

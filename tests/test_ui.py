@@ -425,7 +425,7 @@ def test_benchmark_fills_table_and_chart(window: MainWindow, qtbot, tiny_gguf: P
     assert "±" in compare.table.item(0, 3).text() and "±" in compare.table.item(0, 4).text()
     series = compare.chart_view.chart().series()
     assert len(series) == 1 and series[0].count() == 2
-    from localopen.app.benchmark import history
+    from localopen.app.measure.benchmark import history
 
     saved = history(window.services.ctx)
     assert [r.test for r in saved] == ["pp32", "tg8"] and all(r.sha256 and r.decode_bound_tps for r in saved)
@@ -578,7 +578,7 @@ def test_measure_here_probes_a_hub_file_before_download(
 def test_first_launch_calibrates_this_machine_in_the_background(window: MainWindow, qtbot, monkeypatch) -> None:
     import dataclasses
 
-    from localopen.app import calibration as calibrations
+    from localopen.app.measure import calibration as calibrations
     from localopen.core.gguf.shapes import DenseShape
     from localopen.core.options import BenchParams
 
@@ -632,7 +632,7 @@ def test_mcp_tools_in_the_chat_ask_before_each_call_and_survive_a_restart(
     import json
     import sys
 
-    from localopen.app import chat as chat_rules
+    from localopen.app.conversation import chat as chat_rules
     from localopen.ui.chat_tools import McpDialog
     from test_tool_use import CALL_SCRIPT, QWEN, SPECIAL
 
@@ -737,8 +737,8 @@ def test_the_first_screen_recommends_and_one_click_downloads_then_opens_a_chat(
 ) -> None:
     """A new user's first window: the application layer's recommendations (the most open first),
     and one click that downloads the file and opens a chat with it when done."""
-    from localopen.app.recommend import recommend
-    from localopen.app.usable_here import MachineSnapshot
+    from localopen.app.usable.recommend import recommend
+    from localopen.app.usable.usable_here import MachineSnapshot
 
     assert window.stack.currentIndex() == SECTIONS.index("Start")  # what a first launch opens on
     start = window.views["Start"]
@@ -978,7 +978,7 @@ def test_drafting_in_chat_and_compare(window: MainWindow, qtbot, tmp_path: Path)
 
 
 def test_after_a_llama_cpp_update_the_app_offers_to_measure_again(qtbot, tmp_path: Path, tiny_gguf: Path) -> None:
-    from localopen.app.calibration import llama_cpp_version
+    from localopen.app.measure.calibration import llama_cpp_version
     from localopen.core.store import results as results_db
     from test_builds import _result
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from localopen.app import vision
+from localopen.app.conversation import vision
 from localopen.core.gguf.header import read_header
 from localopen.core.gguf.projector import pairing_problem, read_projector
 

@@ -35,7 +35,7 @@ def main() -> int:
     app = QApplication(sys.argv)
     app.setOrganizationName("localopen-screenshots")
     QSettings().clear()
-    from localopen.app.mcp_tools import save_app_config
+    from localopen.app.conversation.mcp_tools import save_app_config
     from localopen.app.settings import Settings
     from localopen.core.paths import app_paths
     from localopen.core.store.library_db import import_file

@@ -38,11 +38,11 @@ def main() -> int:
     for repo, downloads in (("unsloth/gemma-3-270m-it-GGUF", 900), ("lmstudio-community/gemma-3-270m-it-GGUF", 500)):
         hub.add(Repo(repo, {"gemma-3-270m-it-Q4_K_M.gguf": data}, card=card, downloads=downloads, gguf=gguf))
 
-    from localopen.app import calibration as calibrations
-    from localopen.app.benchmark import BenchmarkSession
     from localopen.app.context import AppContext
-    from localopen.app.probe import ProbeSession
-    from localopen.app.pull import pull
+    from localopen.app.measure import calibration as calibrations
+    from localopen.app.measure.benchmark import BenchmarkSession
+    from localopen.app.measure.probe import ProbeSession
+    from localopen.app.models.pull import pull
     from localopen.core.options import BenchParams, LoadOptions
 
     ctx = AppContext()

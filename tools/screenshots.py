@@ -81,7 +81,7 @@ def main() -> int:
     state: dict = {"t": time.monotonic()}
 
     def calibration_done() -> bool:
-        from localopen.app.calibration import current
+        from localopen.app.measure.calibration import current
 
         return current(services.ctx) is not None
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from localopen.app import vision
+from localopen.app.conversation import vision
 from localopen.app.serving import ServingError
 
 MAX_BODY = 48 * 1024 * 1024  # bytes: a long conversation with a few photos fits; a runaway client gets 413

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from localopen.app import drafting
 from localopen.app.context import AppContext
+from localopen.app.conversation import drafting
 from localopen.app.settings import SettingError, parse_value
 from localopen.core.gguf.files import model_name
 from localopen.core.options import OPTIONS

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import capabilities, engine_options, library, library_listing, presets, vision
-from localopen.app.chat import ChatSession, template_for
+from localopen.app import engine_options, presets
 from localopen.app.context import AppContext
+from localopen.app.conversation import capabilities, vision
+from localopen.app.conversation.chat import ChatSession, template_for
 from localopen.app.model_store import NoRoomError, ResidentView
+from localopen.app.models import library, library_listing
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.header import read_header
 from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams

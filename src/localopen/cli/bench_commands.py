@@ -33,7 +33,7 @@ def cmd_preset(ctx: AppContext, args: argparse.Namespace) -> int:
     import dataclasses as dc
 
     from localopen.app import presets
-    from localopen.app.library import resolve_model
+    from localopen.app.models.library import resolve_model
 
     if args.model is None:  # every model's preset
         saved = presets.all_presets(ctx)
@@ -68,9 +68,9 @@ def cmd_tune(ctx: AppContext, args: argparse.Namespace) -> int:
     """Measure a model's load settings here and keep the measurably faster ones as its preset."""
     import dataclasses as dc
 
-    from localopen.app import tune
-    from localopen.app.benchmark import BenchmarkSession
-    from localopen.app.library import resolve_model
+    from localopen.app.measure import tune
+    from localopen.app.measure.benchmark import BenchmarkSession
+    from localopen.app.models.library import resolve_model
 
     path = resolve_model(ctx, args.model)
     session = BenchmarkSession(ctx)
@@ -114,8 +114,8 @@ def cmd_tune(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.benchmark import BenchmarkSession, BenchRun
-    from localopen.app.library import resolve_model
+    from localopen.app.measure.benchmark import BenchmarkSession, BenchRun
+    from localopen.app.models.library import resolve_model
 
     ctx.read_profile()  # the bandwidth bound saved with each result needs this machine's profile
     paths = [resolve_model(ctx, name) for name in args.models]
@@ -146,8 +146,8 @@ def cmd_bench(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def _bench_drafting(ctx: AppContext, args: argparse.Namespace, session: Any, paths: list[Path], progress: Any) -> int:
     """`bench --draft`: each model's tasks plainly and drafted (app/draft_bench), the speed-ups."""
-    from localopen.app import drafting
-    from localopen.app.benchmark import compare
+    from localopen.app.conversation import drafting
+    from localopen.app.measure.benchmark import compare
 
     draft = drafting.resolve(ctx, args.draft)
     assert draft is not None
@@ -182,7 +182,7 @@ def _bench_drafting(ctx: AppContext, args: argparse.Namespace, session: Any, pat
 
 
 def cmd_probe(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.probe import ProbeSession
+    from localopen.app.measure.probe import ProbeSession
 
     session = ProbeSession(ctx)
     ctx.read_profile()
@@ -210,8 +210,8 @@ def cmd_probe(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.benchmark import BenchmarkSession
-    from localopen.app.calibration import build_shift, calibrate, current
+    from localopen.app.measure.benchmark import BenchmarkSession
+    from localopen.app.measure.calibration import build_shift, calibrate, current
 
     existing = current(ctx)
     if existing is not None and not args.force and not existing.busy:
@@ -257,12 +257,12 @@ def _print_results(results: list[BenchResult], args: argparse.Namespace) -> None
 
 
 def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.benchmark import history
+    from localopen.app.measure.benchmark import history
 
     if args.compare_builds:
         return _compare_builds(ctx, args)
     if args.records:
-        from localopen.app.benchmark import records
+        from localopen.app.measure.benchmark import records
 
         for record in records(ctx, args.model):
             print(json.dumps(record.to_dict()))
@@ -278,8 +278,8 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
 def _compare_builds(ctx: AppContext, args: argparse.Namespace) -> int:
     """Each model's speeds on the previous llama.cpp build and this one; --rerun first measures
     again (short protocol) the installed models only the previous build has measured."""
-    from localopen.app.benchmark import RERUN_PARAMS, BenchmarkSession, build_changes, stale
-    from localopen.app.calibration import build_shift, llama_cpp_version
+    from localopen.app.measure.benchmark import RERUN_PARAMS, BenchmarkSession, build_changes, stale
+    from localopen.app.measure.calibration import build_shift, llama_cpp_version
 
     current = llama_cpp_version()
     waiting = stale(ctx, current)

@@ -25,7 +25,7 @@ def _size(size: int | None, estimate: bool) -> str:
 
 # --- catalog --------------------------------------------------------------------------------
 def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.usable_here import MachineSnapshot, catalog_rows
+    from localopen.app.usable.usable_here import MachineSnapshot, catalog_rows
 
     rows, out = [], []
     for r in catalog_rows(ctx, MachineSnapshot.read(ctx, ctx.read_profile(), args.n_ctx)):
@@ -91,7 +91,7 @@ def _speeds(verdict: Verdict | None) -> str:
 
 
 def _calibration_hint(ctx: AppContext) -> None:
-    from localopen.app.calibration import current
+    from localopen.app.measure.calibration import current
 
     if current(ctx) is None:
         print(
@@ -103,8 +103,14 @@ def _calibration_hint(ctx: AppContext) -> None:
 
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app import capabilities, drafting, vision
-    from localopen.app.usable_here import MachineSnapshot, catalog_largest_contexts, catalog_row, file_row, quant_rows
+    from localopen.app.conversation import capabilities, drafting, vision
+    from localopen.app.usable.usable_here import (
+        MachineSnapshot,
+        catalog_largest_contexts,
+        catalog_row,
+        file_row,
+        quant_rows,
+    )
 
     profile = ctx.read_profile()
     target = args.model
@@ -300,7 +306,7 @@ def _largest_line(largest: dict[str, int | None], what: str) -> str:
 
 # --- grade ----------------------------------------------------------------------------------
 def cmd_grade(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.grading import grade_card
+    from localopen.app.models.grading import grade_card
 
     try:
         info = json.loads(Path(args.card).read_text(encoding="utf-8"))
@@ -359,8 +365,8 @@ def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
 
 # --- summary --------------------------------------------------------------------------------
 def cmd_recommend(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.recommend import recommend
-    from localopen.app.usable_here import MachineSnapshot
+    from localopen.app.usable.recommend import recommend
+    from localopen.app.usable.usable_here import MachineSnapshot
 
     here = MachineSnapshot.read(ctx, ctx.read_profile())
     found = recommend(ctx, here, args.limit)
@@ -384,7 +390,7 @@ def cmd_recommend(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_summary(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.summary import render
+    from localopen.app.usable.summary import render
 
     print(render(ctx, "html" if args.html else "markdown", ctx.read_profile()))
     return 0

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localopen.app.chat import needs_template
+from localopen.app.conversation.chat import needs_template
 from localopen.cli.flags import (
     engine_flags,
     load_options_from,
@@ -22,10 +22,10 @@ from localopen.core.options import AnswerOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, LoadInfo, ToolCall
 
 if TYPE_CHECKING:  # the engine client and sessions load only for the commands that run a model
-    from localopen.app.chat import ChatSession
     from localopen.app.context import AppContext
-    from localopen.app.mcp_tools import McpConnections
-    from localopen.app.tool_loop import ToolRun
+    from localopen.app.conversation.chat import ChatSession
+    from localopen.app.conversation.mcp_tools import McpConnections
+    from localopen.app.conversation.tool_loop import ToolRun
 
 
 DIM, RESET = "\033[2m", "\033[0m"  # reasoning printed dim on a terminal
@@ -141,7 +141,7 @@ def _turn(
         if reasoning:
             added["reasoning_content"] = reasoning
         return [added], content, reasoning, stats, []
-    from localopen.app.tool_loop import answer_with_tools
+    from localopen.app.conversation.tool_loop import answer_with_tools
 
     connections, approve, choice, rounds = tools
     printer = _Printer(quiet, thinking)
@@ -165,7 +165,7 @@ def _turn(
 
 
 def _connect_mcp(path: str) -> McpConnections:
-    from localopen.app.mcp_tools import McpConnections, read_config
+    from localopen.app.conversation.mcp_tools import McpConnections, read_config
 
     connections = McpConnections(read_config(Path(path)))
     connections.connect()
@@ -179,9 +179,9 @@ def _connect_mcp(path: str) -> McpConnections:
 def cmd_chat(ctx: AppContext, args: argparse.Namespace) -> int:
     import dataclasses
 
-    from localopen.app import vision
-    from localopen.app.chat import ChatSession
-    from localopen.app.library import resolve_model
+    from localopen.app.conversation import vision
+    from localopen.app.conversation.chat import ChatSession
+    from localopen.app.models.library import resolve_model
     from localopen.engine.errors import EngineDied, EngineError
 
     path = resolve_model(ctx, args.model)
@@ -263,8 +263,8 @@ def _json_file(path: str, what: str, kind: type) -> Any:
 def cmd_template(ctx: AppContext, args: argparse.Namespace) -> int:
     """Print exactly the prompt the engine would feed: a model's own template (through the engine,
     with its special tokens), or a .jinja file rendered as transformers would."""
-    from localopen.app.chat import ChatSession
-    from localopen.app.library import resolve_model
+    from localopen.app.conversation.chat import ChatSession
+    from localopen.app.models.library import resolve_model
     from localopen.core.chat import template as chat_template
     from localopen.core.gguf.files import is_gguf
 

@@ -63,7 +63,7 @@ def load_options_from(ctx: AppContext, args: argparse.Namespace, path: Path | st
 def load_overrides(ctx: AppContext, args: argparse.Namespace) -> dict[str, Any]:
     """The load flags the person gave (None: not given), by option key; a draft model named by its
     library name is found."""
-    from localopen.app import drafting
+    from localopen.app.conversation import drafting
 
     flags = given(args)
     if "draft" in flags:

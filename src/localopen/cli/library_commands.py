@@ -42,7 +42,7 @@ class _Bar:
 
 
 def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.pull import pull
+    from localopen.app.models.pull import pull
     from localopen.core.hub.downloader import Paused
 
     repo, pattern, quant = args.repo, None, args.quant
@@ -76,7 +76,7 @@ def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app import library, library_listing
+    from localopen.app.models import library, library_listing
 
     library.scan(ctx)
     entries = library_listing.entries(ctx, ctx.read_profile(measure=False))
@@ -120,7 +120,7 @@ def cmd_models(ctx: AppContext, args: argparse.Namespace) -> int:
 def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from localopen.app import library
+    from localopen.app.models import library
 
     if args.other_apps:
         return _import_other_apps(ctx)
@@ -132,7 +132,7 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def _import_other_apps(ctx: AppContext) -> int:
-    from localopen.app import library_listing, other_apps
+    from localopen.app.models import library_listing, other_apps
 
     found = other_apps.not_in_library(ctx, other_apps.find())
     if not found:
@@ -152,7 +152,7 @@ def _import_other_apps(ctx: AppContext) -> int:
 
 
 def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.library import find_model, scan, verify
+    from localopen.app.models.library import find_model, scan, verify
 
     scan(ctx)
     shown = [-1]
@@ -169,7 +169,7 @@ def cmd_verify(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.library import find_model, owns, remove_model, scan
+    from localopen.app.models.library import find_model, owns, remove_model, scan
 
     scan(ctx)
     model = find_model(ctx, args.model)
@@ -192,7 +192,7 @@ def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localopen.app.hub_search import search_hub
+    from localopen.app.models.hub_search import search_hub
 
     rows = [r.to_dict() for r in search_hub(ctx, args.query, sort=args.sort, limit=args.limit)]
     if args.json:
@@ -213,7 +213,7 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_refresh(ctx: AppContext, args: argparse.Namespace) -> int:
     """Fill exact file sizes and sha256 of catalog models from the Hub (cached for offline use)."""
-    from localopen.app import library
+    from localopen.app.models import library
     from localopen.core.hub.client import HubError, OfflineError
 
     catalog = ctx.catalog

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # the engine client and sessions load only for the commands t
 
 def cmd_check_tools(ctx: AppContext, args: argparse.Namespace) -> int:
     """Usable as an agent here: five canned tasks through the model's own call format, scored and saved."""
-    from localopen.app import agent_check
-    from localopen.app.library import resolve_model
+    from localopen.app.conversation import agent_check
+    from localopen.app.models.library import resolve_model
 
     path = resolve_model(ctx, args.model)
     with_progress = None if args.json else (lambda message: print(f"  {message}", file=sys.stderr))

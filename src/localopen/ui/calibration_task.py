@@ -9,10 +9,10 @@ import time
 
 from PySide6.QtCore import QObject, Signal
 
-from localopen.app import calibration as calibrations
-from localopen.app.benchmark import BenchmarkSession
-from localopen.app.calibration import CalibrationStep
 from localopen.app.context import AppContext
+from localopen.app.measure import calibration as calibrations
+from localopen.app.measure.benchmark import BenchmarkSession
+from localopen.app.measure.calibration import CalibrationStep
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.speed import Calibration
 from localopen.ui.engine_runner import EngineRunner

@@ -9,7 +9,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSize, Qt,
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QToolButton, QWidget
 
-from localopen.app import vision
+from localopen.app.conversation import vision
 from localopen.core.errors import LocalopenError
 
 THUMBNAIL = 64

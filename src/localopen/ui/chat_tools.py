@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app.mcp_tools import (
+from localopen.app.conversation.mcp_tools import (
     EXAMPLE_CONFIG,
     McpConnections,
     McpError,

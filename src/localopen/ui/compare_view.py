@@ -33,9 +33,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import draft_bench, drafting, engine_options, library
-from localopen.app import tune as tuning
-from localopen.app.benchmark import (
+from localopen.app import engine_options
+from localopen.app.conversation import drafting
+from localopen.app.measure import draft_bench
+from localopen.app.measure import tune as tuning
+from localopen.app.measure.benchmark import (
     RERUN_PARAMS,
     BenchmarkSession,
     BenchRun,
@@ -45,7 +47,8 @@ from localopen.app.benchmark import (
     history,
     stale,
 )
-from localopen.app.calibration import build_shift, llama_cpp_version
+from localopen.app.measure.calibration import build_shift, llama_cpp_version
+from localopen.app.models import library
 from localopen.app.presets import preset_for
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from localopen.app.download_queue import QueuedDownload
+from localopen.app.models.download_queue import QueuedDownload
 from localopen.core.estimate.memory import human_bytes
 from localopen.ui.services import Services
 

@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
-from localopen.app.capabilities import Capabilities
+from localopen.app.conversation.capabilities import Capabilities
 from localopen.core.estimate.memory import FitVerdict, human_bytes
 from localopen.core.estimate.verdict import Verdict
 from localopen.core.gguf.files import is_projector_name

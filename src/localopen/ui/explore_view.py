@@ -26,11 +26,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import capabilities, hub_search, library
 from localopen.app.context import AppContext
-from localopen.app.hub_search import HubResult
-from localopen.app.probe import ProbeReport, ProbeSession
-from localopen.app.usable_here import MachineSnapshot, catalog_rows, quant_rows
+from localopen.app.conversation import capabilities
+from localopen.app.measure.probe import ProbeReport, ProbeSession
+from localopen.app.models import hub_search, library
+from localopen.app.models.hub_search import HubResult
+from localopen.app.usable.usable_here import MachineSnapshot, catalog_rows, quant_rows
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.estimate.speed import Calibration

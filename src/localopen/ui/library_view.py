@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import library, library_listing
-from localopen.app.library import verify
-from localopen.app.library_listing import LibraryEntry
+from localopen.app.models import library, library_listing
+from localopen.app.models.library import verify
+from localopen.app.models.library_listing import LibraryEntry
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.store.library_db import LibraryModel, VerifyResult

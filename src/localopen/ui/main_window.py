@@ -22,10 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import pull, summary
-from localopen.app.benchmark import stale
-from localopen.app.calibration import llama_cpp_version
-from localopen.app.usable_here import MachineLine, MachineSnapshot, catalog_rows, machine_line
+from localopen.app.measure.benchmark import stale
+from localopen.app.measure.calibration import llama_cpp_version
+from localopen.app.models import pull
+from localopen.app.usable import summary
+from localopen.app.usable.usable_here import MachineLine, MachineSnapshot, catalog_rows, machine_line
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.ui.background import run_in_background

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import engine_options, library
+from localopen.app import engine_options
+from localopen.app.models import library
 from localopen.app.serving import ModelServer, RequestRecord
 from localopen.core.chat.template import template_options
 from localopen.core.errors import LocalopenError

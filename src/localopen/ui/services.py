@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from localopen.app import library
 from localopen.app.context import AppContext
-from localopen.app.download_queue import DownloadQueue, QueuedDownload
+from localopen.app.models import library
+from localopen.app.models.download_queue import DownloadQueue, QueuedDownload
 from localopen.app.settings import Settings
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.store.db import connect

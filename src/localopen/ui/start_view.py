@@ -20,12 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app import other_apps
-from localopen.app.calibration import CalibrationStep
-from localopen.app.download_queue import QueuedDownload
-from localopen.app.other_apps import OtherAppModels
-from localopen.app.recommend import Recommendation, recommend
-from localopen.app.usable_here import MachineSnapshot
+from localopen.app.measure.calibration import CalibrationStep
+from localopen.app.models import other_apps
+from localopen.app.models.download_queue import QueuedDownload
+from localopen.app.models.other_apps import OtherAppModels
+from localopen.app.usable.recommend import Recommendation, recommend
+from localopen.app.usable.usable_here import MachineSnapshot
 from localopen.core.estimate.memory import human_bytes
 from localopen.ui.background import run_in_background
 from localopen.ui.services import Services

@@ -10,7 +10,7 @@ The attention term is what makes narrow models slower per parameter than wide on
 2-core machine it ran at ~70 GFLOP/s against the k-quant matrices' ~200, so it took ~30 % of a
 512-wide shape's prompt time and ~5 % of an 8B model's.
 The calibration measures bandwidth, a, b, the attention's and each quantization family's flops on
-zero-data model files written on this machine (app/calibration.py), so the figures are this
+zero-data model files written on this machine (app/measure/calibration.py), so the figures are this
 machine's and this llama.cpp build's. The fit itself is plain least squares on stored figures.
 """
 

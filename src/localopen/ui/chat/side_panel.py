@@ -10,8 +10,9 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
-from localopen.app import drafting, engine_options
+from localopen.app import engine_options
 from localopen.app.context import AppContext
+from localopen.app.conversation import drafting
 from localopen.core.estimate.memory import KV_TYPES
 from localopen.core.options import LoadOptions, SamplingParams
 from localopen.core.records import LoadInfo

@@ -13,7 +13,7 @@ from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QColor, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QTextBrowser
 
-from localopen.app.tool_loop import ToolRun
+from localopen.app.conversation.tool_loop import ToolRun
 from localopen.core.chat.conversations import Message
 from localopen.core.records import AnswerPiece
 from localopen.ui import theme

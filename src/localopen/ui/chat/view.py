@@ -2,7 +2,7 @@
 
 The chat owns its engine (a ChatSession on its own thread): nothing else loads or unloads it. Its
 parts render (ui/chat/: the conversation list, the model bar, the transcript, the composer, the
-settings beside it); what a conversation is and how it is kept is app/chat.py's.
+settings beside it); what a conversation is and how it is kept is app/conversation/chat.py's.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
-from localopen.app import chat, chat_images, engine_options, library, presets, tool_loop, vision
-from localopen.app.chat import ChatSession, needs_template
-from localopen.app.tool_loop import ToolRun, TurnOutcome
+from localopen.app import engine_options, presets
+from localopen.app.conversation import chat, chat_images, tool_loop, vision
+from localopen.app.conversation.chat import ChatSession, needs_template
+from localopen.app.conversation.tool_loop import ToolRun, TurnOutcome
+from localopen.app.models import library
 from localopen.core.chat.conversations import Conversation, Message
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import human_bytes

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import calibration as calibrations
-from localopen.app import library, vision
 from localopen.app.context import AppContext
+from localopen.app.conversation import vision
+from localopen.app.measure import calibration as calibrations
+from localopen.app.models import library
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.inputs import (

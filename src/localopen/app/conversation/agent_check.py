@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app.chat import ChatSession
 from localopen.app.context import AppContext
+from localopen.app.conversation.chat import ChatSession
 from localopen.core.chat.template import traits
 from localopen.core.gguf.header import read_header
 from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams

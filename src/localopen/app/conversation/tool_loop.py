@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from localopen.app.chat import ChatSession
-from localopen.app.mcp_tools import McpConnections, ToolResult
+from localopen.app.conversation.chat import ChatSession
+from localopen.app.conversation.mcp_tools import McpConnections, ToolResult
 from localopen.core.errors import LocalopenError
 from localopen.core.options import AnswerOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, ToolCall

@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from localopen.app import library
 from localopen.app.context import AppContext
+from localopen.app.models import library
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.vocabulary import could_draft_for
 from localopen.core.store import library_db

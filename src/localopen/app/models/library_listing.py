@@ -1,14 +1,15 @@
 """The library as the faces list it: every installed model with its grade, its verdict here and
-what it can do (its template's capabilities and the agent check). Above app/library.py, which
+what it can do (its template's capabilities and the agent check). Above app/models/library.py, which
 the capability checks themselves use."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from localopen.app import capabilities, library
-from localopen.app.capabilities import Capabilities
 from localopen.app.context import AppContext
+from localopen.app.conversation import capabilities
+from localopen.app.conversation.capabilities import Capabilities
+from localopen.app.models import library
 from localopen.core.estimate.verdict import Verdict
 from localopen.core.gguf.header import GGUFError
 from localopen.core.machine.hardware import HardwareProfile

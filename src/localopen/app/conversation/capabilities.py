@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app import agent_check, library, probed_headers, vision
 from localopen.app.context import AppContext
-from localopen.app.usable_here import MachineSnapshot
+from localopen.app.conversation import agent_check, vision
+from localopen.app.measure import probed_headers
+from localopen.app.models import library
+from localopen.app.usable.usable_here import MachineSnapshot
 from localopen.core.chat import tool_calls
 from localopen.core.chat.template import traits
 from localopen.core.store.tool_checks import ToolCheck

@@ -10,8 +10,8 @@ import logging
 import os
 from pathlib import Path
 
-from localopen.app import vision
 from localopen.app.context import AppContext
+from localopen.app.conversation import vision
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from localopen.app import engine_options, presets
-from localopen.app.benchmark import BenchmarkSession
 from localopen.app.context import AppContext
+from localopen.app.measure.benchmark import BenchmarkSession
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import ModelShape, estimate_memory
 from localopen.core.gguf.header import read_header

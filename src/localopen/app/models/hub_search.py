@@ -11,11 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from localopen.app import probed_headers, usable_here
 from localopen.app.context import AppContext
-from localopen.app.grading import grade_card
-from localopen.app.pull import DEFAULT_QUANT
-from localopen.app.usable_here import MachineSnapshot
+from localopen.app.measure import probed_headers
+from localopen.app.models.grading import grade_card
+from localopen.app.models.pull import DEFAULT_QUANT
+from localopen.app.usable import usable_here
+from localopen.app.usable.usable_here import MachineSnapshot
 from localopen.core.estimate.inputs import file_features, file_fit, params_features, params_fit
 from localopen.core.estimate.memory import FitVerdict
 from localopen.core.estimate.speed import Features

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localopen.app import engine_options, probed_headers
-from localopen.app.benchmark import BenchmarkSession
-from localopen.app.calibration import current as current_calibration
+from localopen.app import engine_options
 from localopen.app.context import AppContext
-from localopen.app.pull import choose_files, choose_projector
+from localopen.app.measure import probed_headers
+from localopen.app.measure.benchmark import BenchmarkSession
+from localopen.app.measure.calibration import current as current_calibration
+from localopen.app.models.pull import choose_files, choose_projector
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.inputs import file_features, file_fit

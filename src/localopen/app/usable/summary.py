@@ -3,8 +3,10 @@ The app's dialog and `localopen summary` print the same page."""
 
 from __future__ import annotations
 
-from localopen.app import capabilities, library_listing, usable_here
 from localopen.app.context import AppContext
+from localopen.app.conversation import capabilities
+from localopen.app.models import library_listing
+from localopen.app.usable import usable_here
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.report import summary_page as pages

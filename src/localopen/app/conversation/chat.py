@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localopen.app import chat_images, library, vision
 from localopen.app.context import AppContext
+from localopen.app.conversation import chat_images, vision
 from localopen.app.model_store import Resident
+from localopen.app.models import library
 from localopen.core.chat import conversations as convs
 from localopen.core.errors import LocalopenError
 from localopen.core.options import AnswerOptions, LoadOptions, SamplingParams

@@ -30,7 +30,7 @@ from localopen.core.options import BenchParams, LoadOptions
 from localopen.core.versions import package_version
 
 if TYPE_CHECKING:  # reading a calibration must not load the engine client
-    from localopen.app.benchmark import BenchmarkSession, BenchRun
+    from localopen.app.measure.benchmark import BenchmarkSession, BenchRun
 
 log = logging.getLogger("localopen.calibration")
 

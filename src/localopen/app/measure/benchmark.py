@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localopen.app import draft_bench, library, vision
 from localopen.app.context import AppContext
+from localopen.app.conversation import vision
+from localopen.app.measure import draft_bench
+from localopen.app.models import library
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.memory import ModelShape, decode_bound

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from localopen.app import capabilities
 from localopen.app.context import AppContext
-from localopen.app.usable_here import CatalogRow, MachineSnapshot, catalog_rows
+from localopen.app.conversation import capabilities
+from localopen.app.usable.usable_here import CatalogRow, MachineSnapshot, catalog_rows
 from localopen.core.estimate.memory import human_bytes
 
 USABLE_BANDS = ("fluent", "comfortable", "readable")

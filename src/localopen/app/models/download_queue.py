@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localopen.app.pull import choose_files, choose_projector, pull, target_path
+from localopen.app.models.pull import choose_files, choose_projector, pull, target_path
 from localopen.core.errors import LocalopenError
 from localopen.core.hub.client import Hub
 from localopen.core.hub.downloader import Paused, Progress, part_paths
