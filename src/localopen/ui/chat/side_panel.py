@@ -14,14 +14,11 @@ from localopen.app import engine_options
 from localopen.app.context import AppContext
 from localopen.app.conversation import drafting
 from localopen.core.estimate.memory import KV_TYPES
-from localopen.core.options import LoadOptions, SamplingParams
+from localopen.core.options import LoadOptions, SamplingParams, values_of
 from localopen.core.records import LoadInfo
 from localopen.ui.background import run_in_background
 from localopen.ui.chat_tools import ChatTools
 from localopen.ui.widgets import button, dspin, kv_cache_box, spin
-
-# The load controls' keys, as load options and presets name them (core/options.OPTIONS).
-LOAD_KEYS = ("n_ctx", "n_threads", "n_gpu_layers", "kv_cache_type", "flash_attn", "draft")
 
 
 class ChatSettingsPanel(QWidget):
@@ -160,12 +157,13 @@ class ChatSettingsPanel(QWidget):
 
     def show_options(self, path: str | None, options: LoadOptions) -> None:
         """A model's load options (its preset over the settings) in the load controls."""
-        self.n_ctx.setValue(options.n_ctx)
-        self.threads.setValue(options.n_threads or 0)
-        self.gpu_layers.setValue(options.n_gpu_layers)
-        self.kv_type.setCurrentIndex(self.kv_type.findData(options.type_k))
-        self.flash_attn.setChecked(options.flash_attn)
-        self.fill_drafts(path, options.draft)
+        values = values_of(options)
+        self.n_ctx.setValue(values["n_ctx"])
+        self.threads.setValue(values["n_threads"])
+        self.gpu_layers.setValue(values["n_gpu_layers"])
+        self.kv_type.setCurrentIndex(self.kv_type.findData(values["kv_cache_type"]))
+        self.flash_attn.setChecked(values["flash_attn"])
+        self.fill_drafts(path, values["draft"])
 
     def fill_drafts(self, path: str | None, chosen: str | None = None) -> None:
         """Off, prompt lookup and the chosen draft model at once; the installed models that could
