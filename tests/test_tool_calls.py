@@ -263,6 +263,11 @@ LOOSE_CASES = [
     ),
     (f"{LOOSE}\n{LOOSE}", "", [PARIS, PARIS]),
     (f'{{"type": "function", "function": {LOOSE}}}', "", [PARIS]),
+    # Inside the doubled braces of Qwen2.5-Coder's own example ({{"name": …}}), a stray brace after.
+    (f"{{{LOOSE}}}", "", [PARIS]),
+    (f"<tool_call>\n{{{LOOSE}}}\n</tool_call>", "", [PARIS]),
+    (f"{{{LOOSE}}}}}", "", [PARIS]),
+    ('{{"answer": 42}}', '{{"answer": 42}}', []),
     # Not a call: an unknown tool, arguments the schema refuses, JSON that is an answer, prose first.
     ('{"name": "get_stock", "arguments": {"s": "X"}}', '{"name": "get_stock", "arguments": {"s": "X"}}', []),
     ('{"name": "get_weather", "arguments": {"days": 3}}', '{"name": "get_weather", "arguments": {"days": 3}}', []),

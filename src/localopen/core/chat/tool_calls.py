@@ -36,9 +36,25 @@ def _loads(text: str) -> Any:
     return json.loads(text, strict=False)
 
 
+def _loads_call(text: str) -> Any:
+    """A call's JSON as small models write it: also inside the doubled braces some templates show as
+    their example (Qwen2.5-Coder's: {{"name": <function-name>, "arguments": <args-json-object>}}),
+    with the stray closing braces that come with them."""
+    try:
+        return _loads(text)
+    except ValueError:
+        inner = text.strip()
+        while inner.startswith("{") and inner[1:].lstrip().startswith("{"):
+            inner = inner[1:].lstrip()  # one opening brace too many
+            end = json_end(inner)
+            if end is not None and end > 0 and set(inner[end:].strip()) <= {"}"}:
+                return _loads(inner[:end])
+        raise
+
+
 def _json_calls(body: str, name_key: str = "name", args_keys: Sequence[str] = ("arguments", "parameters")) -> Parsed:
     """A JSON object or list of objects with a name and arguments (several formats share this)."""
-    value = _loads(body)
+    value = _loads_call(body)
     items = value if isinstance(value, list) else [value]
     out: Parsed = []
     for item in items:
@@ -208,7 +224,7 @@ def _functionary(body: str) -> Parsed:
 # schema accepts is a call. Anything else stays the text it was.
 _CALL_KEYS = ("name", "type", "function", "tool_name")  # a written call's first key
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n")
-_FIRST_KEY = re.compile(r'\s*\[?\s*\{\s*"((?:[^"\\]|\\.)*)"')
+_FIRST_KEY = re.compile(r'\s*\[?\s*(?:\{\s*)?\{\s*"((?:[^"\\]|\\.)*)"')  # {{"name" too: see _loads_call
 
 
 def json_end(text: str) -> int | None:
@@ -242,7 +258,7 @@ def could_be_call(text: str) -> bool:
     m = _FIRST_KEY.match(text)
     if m is None:
         # Not yet a first key: '{', '[{', blank space, or a key still being written.
-        return bool(re.fullmatch(r'\s*\[?\s*(\{\s*("(?:[^"\\]|\\.)*)?)?', text))
+        return bool(re.fullmatch(r'\s*\[?\s*(\{\s*(\{\s*)?("(?:[^"\\]|\\.)*)?)?', text))
     return m.group(1) in _CALL_KEYS
 
 
@@ -508,6 +524,7 @@ class ToolCallStream:
         self.opened = ""  # the marker that opened the call in progress
         self.calls = 0
         self.loose_calls = False  # calls were written outside the format (JSON at the start)
+        self.doubled = False  # the last of them was inside doubled braces: its stray closing braces are dropped
 
     def feed(self, text: str) -> list[AnswerPiece]:
         self.buf += text
@@ -556,7 +573,10 @@ class ToolCallStream:
                 continue
             if self.state == "after":
                 self.buf = self.buf.lstrip()
+                if self.doubled:  # the closing braces of a call written inside doubled braces
+                    self.buf = self.buf.lstrip("}").lstrip()
                 if self.buf:
+                    self.doubled = False
                     # Calls written as text come one after another, as JSON lines or fences.
                     again = self.loose_calls and self.buf.startswith(("{", "[", "`"))
                     self.state = "loose" if again else "text"
@@ -620,6 +640,8 @@ class ToolCallStream:
             return []
         self.calls += len(parsed)
         self.loose_calls = True
+        written = body[lead:]
+        self.doubled = written.startswith("{") and written[1:].lstrip().startswith("{")
         self.buf, self.state = rest, "after"
         return [AnswerPiece("", tool_call=call) for call in to_calls(parsed)]
 
