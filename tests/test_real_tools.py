@@ -135,3 +135,56 @@ def test_a_required_call_may_be_several_when_parallel_calls_are_allowed(qwen_ser
         max_tokens=160,
     )
     assert len(one.choices[0].message.tool_calls or []) == 1
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_api_agent_loop_ends_in_words_from_the_result_when_the_model_repeats_its_call(
+    qwen_server: tuple[Running, str], stream: bool
+) -> None:
+    """A client's agent loop, as LangChain's and the Agents SDK's run: the call, its result sent back.
+    Qwen2.5-Coder then writes the same call again (run forever, the loop never ends); localopen does
+    not return it, and the model answers in words from the result it has."""
+    running, model = qwen_server
+    ask = [{"role": "user", "content": "What is the weather in Paris right now? Use the tool."}]
+    first = running.client.chat.completions.create(
+        model=model,
+        messages=ask,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        temperature=0,
+        max_tokens=128,
+    )
+    [call] = first.choices[0].message.tool_calls or []
+    assert call.function.name == "weather" and json.loads(call.function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    result = "Paris: 18 degrees Celsius, light rain"
+    history = [
+        *ask,
+        {"role": "assistant", "content": "", "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": result},
+    ]
+    request = {"model": model, "messages": history, "tools": [WEATHER], "temperature": 0, "max_tokens": 128}
+    if stream:
+        text, calls, finish = "", 0, None
+        for chunk in running.client.chat.completions.create(**request, stream=True):  # type: ignore[call-overload]
+            delta = chunk.choices[0].delta if chunk.choices else None
+            text += (delta.content or "") if delta else ""
+            calls += len(delta.tool_calls or []) if delta else 0
+            finish = chunk.choices[0].finish_reason if chunk.choices else finish
+    else:
+        reply = running.client.chat.completions.create(**request)  # type: ignore[call-overload]
+        text, calls, finish = (
+            reply.choices[0].message.content or "",
+            len(reply.choices[0].message.tool_calls or []),
+            reply.choices[0].finish_reason,
+        )
+    assert calls == 0 and finish == "stop"
+    assert "18" in text, text

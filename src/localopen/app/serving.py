@@ -25,6 +25,7 @@ from localopen.app import engine_options, presets
 from localopen.app.context import AppContext
 from localopen.app.conversation import capabilities, vision
 from localopen.app.conversation.chat import ChatSession, template_for
+from localopen.app.conversation.repeats import CLOSING, answered_calls, call_key
 from localopen.app.model_store import NoRoomError, ResidentView
 from localopen.app.models import library, library_listing
 from localopen.core.errors import LocalopenError
@@ -567,16 +568,33 @@ class ModelServer:
             job.stats = AnswerStats(finish_reason="stop", prompt_tokens=tokens)
             return
 
+        # An agent loop over the API (LangChain's, the Agents SDK's…) asks again after each tool
+        # result; a small model then often writes the call it just had answered, and the loop runs
+        # it forever. Such a call is not returned: the model answers from the results in words.
+        answered = answered_calls(call.messages) if call.tools and call.tool_choice == "auto" else {}
+        held: list[AnswerPiece] = []  # repeated calls, not sent
+        sent_calls = 0
+
         def on_piece(piece: AnswerPiece) -> None:
+            nonlocal sent_calls
             # A cancel that came between the check above and the answer's start was cleared with
             # the engine's stop flag: ask again at the first piece.
             if job.cancelled:
                 session.stop()
                 return
+            if piece.tool_call is not None and call_key(piece.tool_call.name, piece.tool_call.arguments) in answered:
+                held.append(piece)
+                return
+            sent_calls += piece.tool_call is not None
             job.on_piece(piece)
 
         try:
             job.stats = session.answer(call.messages, call.sampling, template, on_piece, options)
+            if held and not sent_calls and not job.cancelled:
+                log.info("Request %s: the model repeated a call already answered; it answers in words", job.record.id)
+                closing = [*call.messages, {"role": "user", "content": CLOSING}]
+                words = dataclasses.replace(options, tool_choice="none", words_only=True)
+                job.stats = session.answer(closing, call.sampling, template, on_piece, words)
         except EngineError as exc:
             raise _engine_error(exc) from exc
         if self._closing and not job.cancelled:  # stopped by the shutdown, not finished: say so

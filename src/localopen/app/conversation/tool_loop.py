@@ -13,6 +13,7 @@ from typing import Any
 
 from localopen.app.conversation.chat import ChatSession
 from localopen.app.conversation.mcp_tools import McpConnections, ToolResult
+from localopen.app.conversation.repeats import CLOSING, answered_calls, call_key
 from localopen.core.errors import LocalopenError
 from localopen.core.options import AnswerOptions, SamplingParams
 from localopen.core.records import AnswerPiece, AnswerStats, ToolCall
@@ -20,7 +21,6 @@ from localopen.core.records import AnswerPiece, AnswerStats, ToolCall
 log = logging.getLogger("localopen.tools")
 
 MAX_ROUNDS = 5  # answers whose calls run in one turn; the answer after them has tools off
-CLOSING = "Now answer my question in words, using the tool results above. Do not call a tool."
 
 
 @dataclass(frozen=True)
@@ -72,27 +72,6 @@ class _Collected:
             self.on_piece(piece)
 
 
-def _key(name: str, arguments: str) -> tuple[str, str]:
-    """A call as the same call whatever its spacing or key order."""
-    try:
-        return name, json.dumps(json.loads(arguments), sort_keys=True)
-    except ValueError:
-        return name, arguments
-
-
-def _answered(messages: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
-    """The calls this conversation already made and the results they got."""
-    calls: dict[str, tuple[str, str]] = {}
-    out: dict[tuple[str, str], str] = {}
-    for m in messages:
-        for call in m.get("tool_calls") or []:
-            function = call.get("function") or {}
-            calls[str(call.get("id"))] = _key(str(function.get("name")), str(function.get("arguments", "")))
-        if m.get("role") == "tool" and str(m.get("tool_call_id")) in calls:
-            out[calls[str(m.get("tool_call_id"))]] = str(m.get("content", ""))
-    return out
-
-
 def answer_with_tools(
     session: ChatSession,
     messages: list[dict[str, Any]],
@@ -118,7 +97,7 @@ def answer_with_tools(
     history = list(messages)
     added: list[dict[str, Any]] = []
     runs: list[ToolRun] = []
-    done = _answered(history)
+    done = answered_calls(history)
     words_only = False  # the model repeated a call already answered: it answers from the results
     note = ""
     for round_ in range(max_rounds + 1):
@@ -149,7 +128,7 @@ def answer_with_tools(
             if note:  # said under the answer, in every face
                 stats.notice = f"{stats.notice} {note}" if stats.notice else note
             return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added, note)
-        fresh = [c for c in got.calls if _key(c.name, c.arguments) not in done]
+        fresh = [c for c in got.calls if call_key(c.name, c.arguments) not in done]
         if len(fresh) < len(got.calls):
             # A call already answered: not run again; the model answers from the results next.
             log.info("The model repeated calls already answered: it answers from their results")
@@ -161,7 +140,7 @@ def answer_with_tools(
         added.append(answer)
         history.append(answer)
         for call in fresh:
-            key = _key(call.name, call.arguments)
+            key = call_key(call.name, call.arguments)
             ran = False
             if allow(call):
                 try:
