@@ -267,6 +267,7 @@ LOOSE_CASES = [
     (f"{{{LOOSE}}}", "", [PARIS]),
     (f"<tool_call>\n{{{LOOSE}}}\n</tool_call>", "", [PARIS]),
     (f"{{{LOOSE}}}}}", "", [PARIS]),
+    (f"{{{LOOSE}", "", [PARIS]),  # closed one brace short as the answer ends: the call is whole
     ('{{"answer": 42}}', '{{"answer": 42}}', []),
     # Not a call: an unknown tool, arguments the schema refuses, JSON that is an answer, prose first.
     ('{"name": "get_stock", "arguments": {"s": "X"}}', '{"name": "get_stock", "arguments": {"s": "X"}}', []),

@@ -44,12 +44,17 @@ def _loads_call(text: str) -> Any:
         return _loads(text)
     except ValueError:
         inner = text.strip()
-        while inner.startswith("{") and inner[1:].lstrip().startswith("{"):
+        while _doubled(inner):
             inner = inner[1:].lstrip()  # one opening brace too many
             end = json_end(inner)
             if end is not None and end > 0 and set(inner[end:].strip()) <= {"}"}:
                 return _loads(inner[:end])
         raise
+
+
+def _doubled(text: str) -> bool:
+    """The text opens with doubled braces, as a template's example shows a call ({{"name": …}})."""
+    return text.startswith("{") and text[1:].lstrip().startswith("{")
 
 
 def _json_calls(body: str, name_key: str = "name", args_keys: Sequence[str] = ("arguments", "parameters")) -> Parsed:
@@ -623,6 +628,12 @@ class ToolCallStream:
         end = json_end(body[lead:])
         if end is None and not final:
             return None
+        if end is None and final and _doubled(body[lead:]):
+            # Doubled braces closed one short at the end of the answer ({{"name": …}}: the call
+            # itself is whole): read with the missing brace.
+            text = body = body + "}"
+            start, end = 0, json_end(body[lead:])
+            fenced = False
         if end is None or end < 0:
             self.state = "text"
             return []
@@ -640,8 +651,7 @@ class ToolCallStream:
             return []
         self.calls += len(parsed)
         self.loose_calls = True
-        written = body[lead:]
-        self.doubled = written.startswith("{") and written[1:].lstrip().startswith("{")
+        self.doubled = _doubled(body[lead:])
         self.buf, self.state = rest, "after"
         return [AnswerPiece("", tool_call=call) for call in to_calls(parsed)]
 
