@@ -113,7 +113,11 @@ def test_anthropic_tool_use_round_trip(claude: anthropic.Anthropic) -> None:
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 °C"}]},
     ]
     again = claude.messages.create(model="caller", max_tokens=64, tools=[PROMPT_TOOL], messages=follow_up)
-    assert again.stop_reason == "tool_use"  # the scripted model always calls; the turn was accepted
+    # The turn was accepted; the scripted model calls again with the same arguments, a call the
+    # conversation already answered: it is not returned (an agent loop would run it forever) and
+    # the answer is words.
+    assert again.stop_reason == "end_turn"
+    assert [block.type for block in again.content] == ["text"]
 
 
 def test_anthropic_errors_are_anthropic_error_objects(running: Running, claude: anthropic.Anthropic) -> None:

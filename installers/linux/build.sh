@@ -108,7 +108,8 @@ $PYTHON installers/linux/prune.py "$PKG/opt/localopen"
 # would pull Mesa and LLVM (some 150 MB) into a minimal system, for a window that paints without GL.
 # On a desktop the dispatcher finds the system's own driver (Mesa, NVIDIA) as it always does.
 for lib in libGL.so.1 libEGL.so.1 libGLX.so.0 libGLdispatch.so.0 libOpenGL.so.0; do
-  src=$(/sbin/ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64/ {print $NF; exit}')
+  # awk reads to the end: an early exit would end ldconfig by SIGPIPE, which pipefail makes fatal.
+  src=$(/sbin/ldconfig -p | awk -v l="$lib" '!found && $1 == l && /x86-64|AArch64/ {print $NF; found = 1}')
   [ -n "$src" ] || { echo "$lib is not installed here (apt install libgl1 libegl1 libopengl0)" >&2; exit 1; }
   install -m 644 "$(readlink -f "$src")" "$PKG/opt/localopen/_internal/$lib"
 done

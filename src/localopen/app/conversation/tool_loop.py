@@ -128,7 +128,12 @@ def answer_with_tools(
             if note:  # said under the answer, in every face
                 stats.notice = f"{stats.notice} {note}" if stats.notice else note
             return TurnOutcome("".join(got.text), "".join(got.reasoning), stats, runs, added, note)
-        fresh = [c for c in got.calls if call_key(c.name, c.arguments) not in done]
+        fresh, seen = [], set(done)  # a call written twice in one answer runs once
+        for c in got.calls:
+            if (key := call_key(c.name, c.arguments)) not in seen:
+                seen.add(key)
+                fresh.append(c)
+        log.info("Round %d (tools %s): %d calls, %d new", round_, choice, len(got.calls), len(fresh))
         if len(fresh) < len(got.calls):
             # A call already answered: not run again; the model answers from the results next.
             log.info("The model repeated calls already answered: it answers from their results")
