@@ -37,6 +37,12 @@ while time.time() < end:
 
 @pytest.fixture
 def busy_cores(tmp_path: Path) -> Iterator[int]:
+    with spinning_cores(tmp_path) as n:
+        yield n
+
+
+@contextlib.contextmanager
+def spinning_cores(tmp_path: Path) -> Iterator[int]:
     """A spinning process per core, started through a shell that exits at once: they belong to
     no process of this test (as another program's would)."""
     n = os.cpu_count() or 1
@@ -155,3 +161,31 @@ def test_a_calibration_shape_measured_calm_is_not_marked(tiny_gguf: Path, calm: 
         ctx, BenchmarkSession(ctx), tiny_gguf, LoadOptions(n_ctx=64), params, None, 1
     )
     assert run.results and busy is None
+
+
+def test_a_calibration_with_a_shape_measured_while_busy_is_saved_marked(tmp_path: Path, monkeypatch) -> None:
+    """The calibration itself carries what its shapes met: one shape measured (for real) while
+    other programs kept the cores busy (a real reading of spinning processes) marks it, so it is
+    measured again at the next launch and never replaces a calm one."""
+    from test_probe import TINY_SHAPES
+
+    with spinning_cores(tmp_path):
+        busy = load.sample(1.0)
+    assert busy.busy, busy
+    if load.wait_calm(30.0).busy:
+        pytest.skip("the machine stays busy: the shapes could not be measured calm")
+    measure = calibrations._measure_alone
+    first = [True]
+
+    def measured_while_busy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        run, _calm = measure(*args, **kwargs)
+        met, first[0] = (busy if first[0] else None), False  # the first shape met the busy reading
+        return run, met
+
+    monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
+    monkeypatch.setattr(calibrations, "_measure_alone", measured_while_busy)
+    monkeypatch.setattr(calibrations, "CALM_WAIT_S", 0.5)
+    ctx = AppContext()
+    kept = calibrations.calibrate(ctx, BenchmarkSession(ctx))
+    assert kept.busy == f"1 of {len(TINY_SHAPES)} shapes measured while {busy}"
+    assert (calibrations.current(ctx) or kept).busy  # saved marked: measured again at the next launch
