@@ -139,7 +139,7 @@ def test_every_load_option_round_trips_through_setting_preset_flag_and_load_opti
     """Each row of core/options.OPTIONS, set as a person sets it: with `localopen settings`, then a
     preset over it, then a command's flag over both; what the engine is asked for follows each."""
     from localopen.app import presets
-    from localopen.core.options import OPTIONS, load_options, values_of
+    from localopen.core.options import OPTIONS, from_values, values_of
 
     assert set(TYPED) == {o.key for o in OPTIONS}, "a new option needs a value here"
     ctx = AppContext()
@@ -147,7 +147,7 @@ def test_every_load_option_round_trips_through_setting_preset_flag_and_load_opti
     assert defaults == {o.key: o.default for o in OPTIONS}
     for option in OPTIONS:
         text, value = TYPED[option.key]
-        assert values_of(load_options({option.key: value}))[option.key] == value
+        assert values_of(from_values({option.key: value}))[option.key] == value
         if option.setting:
             assert getattr(Settings(), option.key) == option.default
             settings = Settings().with_value(option.key, text)

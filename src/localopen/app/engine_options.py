@@ -15,8 +15,7 @@ from typing import Any
 from localopen.app.settings import Settings
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.memory import kv_type
-from localopen.core.options import BY_KEY, OPTIONS, BenchParams, LoadOptions, SamplingParams
-from localopen.core.options import load_options as options_from
+from localopen.core.options import BY_KEY, OPTIONS, BenchParams, LoadOptions, SamplingParams, from_values
 
 # The context a benchmark loads with: just large enough for the load; llama-bench's protocol
 # makes its own context per test. The chat's context setting does not apply to it.
@@ -40,7 +39,7 @@ def load_options(settings: Settings, *, preset: dict[str, Any] | None = None, **
         elif option.setting:
             values[option.key] = getattr(settings, option.key)
     values["draft"] = _draft(values.get("draft") or "off")
-    return options_from(values)
+    return from_values(values)
 
 
 def _draft(value: str) -> str | None:

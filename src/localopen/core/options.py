@@ -173,7 +173,7 @@ OPTIONS: tuple[Option, ...] = (
 BY_KEY = {o.key: o for o in OPTIONS}
 
 
-def load_options(values: dict[str, Any], **engine: Any) -> LoadOptions:
+def from_values(values: dict[str, Any], **engine: Any) -> LoadOptions:
     """LoadOptions from one value per option key (what is missing: its default); `engine`: the
     fields no person sets (kernels, the projector…). A draft is given resolved: None, lookup or a
     draft model's path."""
@@ -196,7 +196,7 @@ def load_options(values: dict[str, Any], **engine: Any) -> LoadOptions:
 
 
 def values_of(options: LoadOptions) -> dict[str, Any]:
-    """The option values a LoadOptions carries, by key: load_options' inverse."""
+    """The option values a LoadOptions carries, by key: from_values' inverse."""
     return {
         "n_ctx": options.n_ctx,
         "n_threads": options.n_threads or 0,

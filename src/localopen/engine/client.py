@@ -206,12 +206,13 @@ class Engine:
                 options = dataclasses.replace(
                     options, kernels=kernels, cpu_variant=options.cpu_variant or choice.variant or None
                 )
-        try:
-            need: LoadNeed | None = load_need(path, options)
-        except LocalopenError:
-            need = None  # the engine's load says what is wrong with the file, in its own words
-        if need is not None:
-            check_room(path, need, Budget(options.memory_percent), ram_now())
+        if options.n_gpu_layers == 0:  # layers offloaded to a GPU: llama.cpp places them
+            try:
+                need: LoadNeed | None = load_need(path, options)
+            except LocalopenError:
+                need = None  # the engine's load says what is wrong with the file, in its own words
+            if need is not None:
+                check_room(path, need, Budget(options.memory_percent), ram_now())
         self.info = None
         self._loaded = None
         self._send(Load(str(path), options))

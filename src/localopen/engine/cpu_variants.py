@@ -94,13 +94,13 @@ def load(variant: str | None) -> str | None:
     its CPU backend linked in. A second call with another variant keeps the first: a process
     cannot swap its CPU backend."""
     global _loaded
-    files = variant_files()
-    if not files:
-        return None
     if _loaded is not None:
         if variant is not None and variant != _loaded:
             log.warning("CPU variant %s asked for, but this process already runs %s", variant, _loaded)
         return _loaded or None
+    files = variant_files()
+    if not files:
+        return None
     ggml = _ggml()
     folder = next(iter(files.values())).parent
     if variant is None or variant not in files:

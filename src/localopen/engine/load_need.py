@@ -61,8 +61,8 @@ def load_need(path: str | Path, options: LoadOptions) -> LoadNeed:
 def check_room(path: str | Path, need: LoadNeed, budget: Budget, ram: Device) -> None:
     """Refuse a load on the CPU that the budget has no room for, naming the context that fits."""
     room = budget.room(ram)
-    if need.options.n_gpu_layers != 0 or need.total <= room:
-        return  # layers offloaded to a GPU: llama.cpp places them
+    if need.total <= room:
+        return
     fitting = need.largest_context(room)
     hint = f" A context of {fitting} tokens would fit." if fitting else ""
     draft = need.options.draft_model

@@ -48,7 +48,7 @@ def _catalog_grade(ctx: AppContext, model: LibraryModel) -> Grade | None:
 
 def recognised(ctx: AppContext, model: LibraryModel) -> CatalogMatch | None:
     """The catalog model a file from elsewhere is (by its cached sha256, else by name), if any."""
-    checked = _checked(ctx, model.path)
+    checked = header_facts(ctx, model.path)
     if isinstance(checked, GGUFError):
         return None
     return match_file(ctx.catalog, checked[2], model.filename, known_sha256(ctx.db, model.path))
@@ -59,11 +59,11 @@ _NAMING = ("general.basename", "general.size_label", "general.finetune", "genera
 
 def _checked_grade(ctx: AppContext, path: Path) -> Grade | GGUFError:
     """The file's provisional grade, or why its header cannot be trusted (a truncated file, ...)."""
-    checked = _checked(ctx, path)
+    checked = header_facts(ctx, path)
     return checked if isinstance(checked, GGUFError) else checked[0]
 
 
-def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None, dict[str, Any]] | GGUFError:
+def header_facts(ctx: AppContext, path: Path) -> tuple[Grade, str | None, dict[str, Any]] | GGUFError:
     """What the header says (the provisional grade, the chat template, the naming metadata), read
     once per file version."""
     try:
@@ -88,7 +88,7 @@ def _checked(ctx: AppContext, path: Path) -> tuple[Grade, str | None, dict[str, 
 
 def chat_template_of(ctx: AppContext, path: Path) -> tuple[bool, str | None]:
     """(the header is readable, its chat template), from the header read once per file version."""
-    checked = _checked(ctx, path)
+    checked = header_facts(ctx, path)
     return (False, None) if isinstance(checked, GGUFError) else (True, checked[1])
 
 
@@ -160,7 +160,7 @@ def mark_used(ctx: AppContext, path: Path | str) -> None:
 def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:
     """Installed catalog and Hub models by repo (present on disk): downloaded ones by their repo,
     files from elsewhere by the catalog model they are recognised as."""
-    models = [m for m in core_library.list_models(ctx.db) if not m.missing]
+    models = installed(ctx)
     out = {m.repo: m for m in models if m.repo}
     for m in models:
         if not m.repo:

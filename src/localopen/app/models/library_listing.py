@@ -40,7 +40,7 @@ def entries(ctx: AppContext, profile: HardwareProfile | None = None) -> list[Lib
     profile = profile or ctx.profile
     out = []
     for m in core_library.list_models(ctx.db):
-        checked = None if m.missing else library._checked(ctx, m.path)
+        checked = None if m.missing else library.header_facts(ctx, m.path)
         caps, match = None, None
         if checked is None or isinstance(checked, GGUFError):
             grade_here, problem = None, (str(checked) if checked is not None else None)
