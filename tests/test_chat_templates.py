@@ -275,3 +275,32 @@ def test_suggestion_comes_from_the_files_metadata() -> None:
     assert ct.suggest("some-new-arch").name == "chatml"
     with pytest.raises(ct.TemplateNotChosenError, match="because its vocabulary"):
         ct.choose(None, None, s)
+
+
+WEATHER = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+        },
+    }
+]
+
+
+def _rendered(name: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    source = (TEMPLATES[0].parent / f"{name}.jinja").read_text()
+    return ct.render(ct.TemplateChoice(name, source, ()), messages, {"bos_token": "<s>"}, tools=tools)
+
+
+def test_tools_a_template_never_describes_are_described_as_its_makers_do() -> None:
+    # DeepSeek V3.1's template writes calls but never shows the tools: the system message does.
+    asked = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}]
+    with_tools = _rendered("deepseek-ai-DeepSeek-V3.1", asked, WEATHER)
+    assert "Be brief.\n\n## Tools\nYou have access to the following tools:\n\n### get_weather" in with_tools
+    assert 'Parameters: {"type": "object"' in with_tools and "<｜tool▁sep｜>tool_call_arguments" in with_tools
+    assert "## Tools" not in _rendered("deepseek-ai-DeepSeek-V3.1", asked, None)
+    # FireFunction v2 reads them as `functions` (JSON text) with today's date, as llama.cpp passes them.
+    fire = _rendered("fireworks-ai-llama-3-firefunction-v2", asked[1:], WEATHER)
+    assert '"name": "get_weather"' in fire and "Today is " in fire and " GMT." in fire

@@ -157,6 +157,38 @@ CASES: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
     ),
     ("nemotron", '<TOOLCALL>[{"name": "get_weather", "arguments": {"location": "Paris"}}]</TOOLCALL>', "", [PARIS]),
     (
+        "deepseek_v31",
+        'Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"location": "Paris"}'
+        '<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{"timezone": "Asia/Tokyo"}'
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+        "Checking.",
+        [PARIS, TOKYO],
+    ),
+    (
+        "deepseek_v32",
+        '\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+        '<｜DSML｜parameter name="location" string="true">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+        '<｜DSML｜invoke name="get_time">\n<｜DSML｜parameter name="timezone" string="true">Asia/Tokyo'
+        "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>",
+        "",
+        [PARIS, TOKYO],
+    ),
+    (
+        "deepseek_v4",
+        '<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n'
+        '<｜DSML｜parameter name="location" string="true">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+        "</｜DSML｜tool_calls>",
+        "",
+        [PARIS],
+    ),
+    (
+        "gemma4",
+        '<|tool_call>call:get_weather{location:<|"|>Paris<|"|>}<tool_call|>'
+        '<|tool_call>call:get_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|>',
+        "",
+        [PARIS, TOKYO],
+    ),
+    (
         "hermes",  # malformed: given back as the model wrote it, never dropped
         'Try <tool_call>{"name": broken</tool_call> done',
         'Try <tool_call>{"name": broken</tool_call>done',
@@ -243,7 +275,12 @@ def test_the_format_comes_from_the_template() -> None:
         "meetkai-functionary-medium-v3.1": "functionary",
         "openai-gpt-oss-120b": tool_calls.HARMONY,
         "google-gemma-2-2b-it": None,  # renders no tools
-        "google-gemma-4-31B-it": tool_calls.UNSUPPORTED,  # renders tools in a format not read here
+        "google-gemma-4-31B-it": "gemma4",
+        "deepseek-ai-DeepSeek-V3.1": "deepseek_v31",  # reads no tools: localopen describes them
+        "deepseek-ai-DeepSeek-V3.2": "deepseek_v32",
+        "deepseek-ai-DeepSeek-V4": "deepseek_v4",
+        "fireworks-ai-llama-3-firefunction-v2": "firefunction",  # its tools come as `functions`
+        "Kimi-K3": tool_calls.UNSUPPORTED,  # renders tools in a format not read here
     }
     for name, fmt in expected.items():
         assert ct.traits((TEMPLATES / f"{name}.jinja").read_text()).tool_format == fmt, name

@@ -23,7 +23,11 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "The weather in a city.",
-            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string", "description": "A city."}},
+                "required": ["location"],
+            },
         },
     }
 ]
@@ -126,6 +130,13 @@ CASES = {
         ],
         "<|END_OF_TURN_TOKEN|>",
     ),
+    "gemma4": (  # strings between <|"|> marks, keys bare
+        "google-gemma-4-31B-it",
+        "<channel|>",
+        ["<|tool_call>", 'call:get_weather{location:<|"|>Paris<|"|>}', "<tool_call|>", "<turn|>"],
+        ["<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>"],
+        "<turn|>",
+    ),
 }
 
 
@@ -177,6 +188,110 @@ FORCED = {
         "</s>",
     ),
     "granite": CASES["granite"],
+    "qwen3_coder": CASES["qwen3_coder"],
+    "glm": CASES["glm"],
+    "kimi": CASES["kimi"],
+    "command_r": CASES["command_r"],
+    "deepseek": (  # R1: the prompt opens its reasoning, which comes before the call
+        "llama-cpp-deepseek-r1",
+        "<0x0A>",
+        [
+            "Paris needs the tool.",
+            "</think>",
+            "\n\n",
+            "<｜tool▁calls▁begin｜>",
+            "<｜tool▁call▁begin｜>",
+            "function",
+            "<｜tool▁sep｜>",
+            "get_weather\n```json\n" + PARIS_JSON + "\n```",
+            "<｜tool▁call▁end｜>",
+            "<｜tool▁calls▁end｜>",
+            "<｜end▁of▁sentence｜>",
+        ],
+        [
+            "<｜begin▁of▁sentence｜>",
+            "<｜User｜>",
+            "<｜Assistant｜>",
+            "<｜end▁of▁sentence｜>",
+            "<｜tool▁calls▁begin｜>",
+            "<｜tool▁call▁begin｜>",
+            "<｜tool▁sep｜>",
+            "<｜tool▁call▁end｜>",
+            "<｜tool▁calls▁end｜>",
+        ],
+        "<｜end▁of▁sentence｜>",
+    ),
+    "minimax": (  # M2: reasoning opened by the prompt too
+        "MiniMax-M2",
+        "<0x0A>",
+        [
+            "Calling it.",
+            "</think>",
+            "\n\n",
+            "<minimax:tool_call>",
+            '\n<invoke name="get_weather">\n<parameter name="location">Paris</parameter>\n</invoke>\n',
+            "</minimax:tool_call>",
+            "[e~[",
+        ],
+        ["]~!b[", "]~b]", "[e~["],
+        "[e~[",
+    ),
+    "lfm2": (
+        "LFM2-8B-A1B",
+        "<0x0A>",
+        ["<|tool_call_start|>", '[get_weather(location="Paris")]', "<|tool_call_end|>", "<|im_end|>"],
+        ["<|startoftext|>", "<|im_start|>", "<|im_end|>", "<|tool_call_start|>", "<|tool_call_end|>"],
+        "<|im_end|>",
+    ),
+    "functionary": (
+        "meetkai-functionary-medium-v3.1",
+        "<0x0A>",
+        ["<function=get_weather>" + PARIS_JSON + "</function>", "<|eot_id|>"],
+        ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"],
+        "<|eot_id|>",
+    ),
+    "command_r_plus": (
+        "CohereForAI-c4ai-command-r-plus-tool_use",
+        "<|CHATBOT_TOKEN|>",
+        [
+            "Action:\n```json\n",
+            '[{"tool_name": "get_weather", "parameters": ' + PARIS_JSON + "}]",
+            "\n```",
+            "<|END_OF_TURN_TOKEN|>",
+        ],
+        ["<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|USER_TOKEN|>", "<|SYSTEM_TOKEN|>"],
+        "<|END_OF_TURN_TOKEN|>",
+    ),
+    "deepseek_v32": (  # its template writes blank lines before the block
+        "deepseek-ai-DeepSeek-V3.2",
+        "<0x3E>",
+        [
+            "\n\n",
+            "<｜DSML｜function_calls>",
+            '\n<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="location" string="true">Paris'
+            "</｜DSML｜parameter>\n</｜DSML｜invoke>\n",
+            "</｜DSML｜function_calls>",
+            "<｜end▁of▁sentence｜>",
+        ],
+        ["<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
+        "<｜end▁of▁sentence｜>",
+    ),
+    "gemma4": CASES["gemma4"],
+    "harmony": (  # gpt-oss: the message to the tool after <|start|>assistant; <|call|> ends it
+        "openai-gpt-oss-120b",
+        "<0x74>",
+        [
+            "<|channel|>",
+            "commentary to=functions.get_weather ",
+            "<|constrain|>",
+            "json",
+            "<|message|>",
+            PARIS_JSON,
+            "<|call|>",
+        ],  # fmt: skip
+        ["<|start|>", "<|end|>", "<|channel|>", "<|message|>", "<|constrain|>", "<|call|>", "<|return|>"],
+        "<|call|>",
+    ),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from localopen.core.chat import template as chat_template
 from localopen.core.chat import tool_calls
-from localopen.core.chat.answer_stream import AnswerStream
+from localopen.core.chat.answer_stream import AnswerStream, reasoning_opened_by
 from localopen.core.chat.tool_calls import ToolCallStream
 from localopen.core.errors import LocalopenError
 from localopen.core.options import AnswerOptions
@@ -67,9 +67,11 @@ def _check_grammar(gbnf: str, vocab: Any) -> None:
     grammar.check(vocab, gbnf)
 
 
-def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None, vocab: Any) -> Any:
-    """A llama.cpp grammar for a JSON answer or a required tool call, parsed by llama.cpp first;
-    None to decode freely."""
+def _grammar(
+    options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]] | None, vocab: Any, prompt: str
+) -> Any:
+    """A llama.cpp grammar for a JSON answer or a required tool call (after the reasoning the
+    prompt opened, if it did), parsed by llama.cpp first; None to decode freely."""
     from llama_cpp import LlamaGrammar
 
     if options.json_schema is not None:
@@ -80,6 +82,9 @@ def _grammar(options: AnswerOptions, fmt: str | None, tools: list[dict[str, Any]
         gbnf = grammar.WORDS_ONLY
     else:
         return None
+    opened = reasoning_opened_by(prompt) if not options.raw else None
+    if opened is not None:
+        gbnf = grammar.after_reasoning(gbnf, opened[1])
     _check_grammar(gbnf, vocab)
     return LlamaGrammar.from_string(gbnf, verbose=False)
 
@@ -116,6 +121,19 @@ def _lazy_grammar(
         return None
     marker = next(iter(calls.fmt.start), "")
     return grammar.lazy_tool_call_gbnf(fmt, marker, tools)
+
+
+def _loose_grammar(calls: ToolCallStream, tools: list[dict[str, Any]], vocab: Any) -> Any:
+    """tool_choice 'auto': the grammar a call written as bare JSON (or in a ```json fence) is
+    finished under once its opening names the start of an offered tool; None: not (yet) one."""
+    from llama_cpp import LlamaGrammar
+
+    opening = calls.loose_opening()
+    gbnf = grammar.loose_call_gbnf(opening[0], opening[1], tools) if opening is not None else None
+    if gbnf is None:
+        return None
+    _check_grammar(gbnf, vocab)
+    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def _logit_bias(bias: dict[int, float], n_vocab: int) -> Any:
@@ -233,16 +251,17 @@ class Generating(WorkerState):
         options = request.options
         choice, traits, switches, tools = self._prepare(request.template, options)
         calls = _tool_stream(traits.tool_format, tools)
-        grammar = _grammar(options, traits.tool_format, tools, llm._model.vocab)  # noqa: SLF001
         sampling = request.sampling
         n_ctx = llm.n_ctx()
         dropped, tokens, prompt, images = self._fit_messages(
             request.messages, choice, switches, sampling.max_tokens, n_ctx, options.drop_oldest, tools
         )
+        rendered = prompt if choice.source is not None else ""
+        grammar = _grammar(options, traits.tool_format, tools, llm._model.vocab, rendered)  # noqa: SLF001
         max_tokens = max(1, min(sampling.max_tokens, n_ctx - len(tokens)))
         stream = AnswerStream(
             [*sampling.stop, *choice.stop, *traits.end_markers],
-            prompt if choice.source is not None else "",
+            rendered,
             traits.harmony,
             reasoning=not options.raw,
             keep=calls.fmt.markers if calls is not None else (),
@@ -264,6 +283,9 @@ class Generating(WorkerState):
         lazy = _lazy_grammar(options, traits.tool_format, tools, calls) if grammar is None else None
         if lazy is not None:
             _check_grammar(lazy, llm._model.vocab)  # noqa: SLF001
+        # A call written outside the format may be finished under a grammar too (until one is used).
+        loose = bool(tools) and calls is not None and grammar is None and options.tool_choice == "auto"
+        loose = loose and options.json_schema is None
         generated: list[int] = []
 
         processors = _logit_bias(sampling.logit_bias, llama_cpp.llama_vocab_n_tokens(vocab))
@@ -322,7 +344,13 @@ class Generating(WorkerState):
                     # The model opened a call: the rest decodes under its grammar (the cache is reused).
                     generator.close()
                     generator = generate(tokens + generated, LlamaGrammar.from_string(lazy, verbose=False))
-                    lazy = None
+                    lazy, loose = None, False
+                elif loose and calls is not None and tools and calls.state == "loose":
+                    finish_under = _loose_grammar(calls, tools, vocab)
+                    if finish_under is not None:
+                        generator.close()
+                        generator = generate(tokens + generated, finish_under)
+                        lazy, loose = None, False
             generator.close()
             self._send_pieces(stream.feed(decoder.decode(b"", final=True)) + stream.finish(), stream, clock)
             if calls is not None:

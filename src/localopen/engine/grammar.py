@@ -4,13 +4,15 @@ a `response_format` JSON schema, and a tool call in the model's own format when 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from localopen.core.chat import json_schema
 from localopen.core.chat.tool_calls import CONSTRAINED, call_schema
+from localopen.engine import call_grammars
 from localopen.engine.errors import BadRequestError, ToolsUnsupportedError
 
 _BODY = "tool-call-body"
@@ -24,13 +26,12 @@ def _literal(text: str) -> str:
 WORDS_ONLY = "root ::= [^{[`<\\x00-\\x20] [^\\x00]*"
 
 
-def schema_gbnf(schema: Mapping[str, Any]) -> str:
-    """The GBNF of a JSON schema; a schema no grammar can be made from is a BadRequestError naming
-    what is wrong (never an engine error)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
+@contextlib.contextmanager
+def _schema_errors() -> Iterator[None]:
+    """A schema no grammar can be made from is a BadRequestError naming what is wrong (never an
+    engine error): llama.cpp's converter says so with assertions and lookups that fail."""
     try:
-        return str(json_schema_to_gbnf(json.dumps(json_schema.whole(dict(schema)))))
+        yield
     except json_schema.SchemaError as exc:
         raise BadRequestError(f"The JSON schema cannot be used: {exc}.") from exc
     except (AssertionError, KeyError, ValueError, TypeError, RecursionError, AttributeError, IndexError) as exc:
@@ -38,6 +39,31 @@ def schema_gbnf(schema: Mapping[str, Any]) -> str:
             f"The JSON schema uses something a grammar cannot express here ({type(exc).__name__}: {exc}): "
             "simplify that part of the schema."
         ) from exc
+
+
+def schema_gbnf(schema: Mapping[str, Any]) -> str:
+    """The GBNF of a JSON schema (its root rule: root)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    with _schema_errors():
+        return str(json_schema_to_gbnf(json.dumps(json_schema.whole(dict(schema)))))
+
+
+def value_rules(values: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    """GBNF rules named as `values`' keys, each for JSON its schema accepts (their references point
+    into `defs`), for grammars whose own root writes them where a format puts values."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    with _schema_errors():
+        whole = json.loads(json.dumps({"$defs": dict(defs), "anyOf": list(values.values())}))
+        converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        whole = converter.resolve_refs(whole, "tools")
+        aliases = []
+        for name, schema in zip(values, whole["anyOf"], strict=True):
+            made = converter.visit(schema, name)  # the converter may name (or share) the rule otherwise
+            if made != name:
+                aliases.append(f"{name} ::= {made}")
+        return "\n".join([converter.format_grammar().strip(), *aliases])
 
 
 def check(vocab: Any, gbnf: str) -> None:
@@ -51,10 +77,36 @@ def check(vocab: Any, gbnf: str) -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
+def _lifted(tools: Sequence[Mapping[str, Any]], only: str | None) -> list[call_grammars.Tool]:
+    """The tools a grammar may call (all, or the one tool_choice names), definitions lifted."""
+    try:
+        chosen = call_grammars.lifted(tools, only)
+    except json_schema.SchemaError as exc:
+        raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
+    if not chosen:
+        raise ToolsUnsupportedError(f"tool_choice names a tool that is not among 'tools' ({only!r}).")
+    return chosen
+
+
+def _written_calls(fmt_name: str, tools: Sequence[Mapping[str, Any]], only: str | None, parallel: bool,
+                   written: str = "") -> str:  # fmt: skip
+    """A call in one of the formats whose body is not one JSON object (engine/call_grammars)."""
+    try:
+        return call_grammars.calls_gbnf(fmt_name, _lifted(tools, only), parallel, value_rules, written)
+    except call_grammars.Unwritable as exc:
+        raise ToolsUnsupportedError(f"{exc}: use tool_choice 'auto'.") from exc
+
+
 def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str, Any]]) -> str | None:
     """For tool_choice 'auto': once the model has written a call's opening marker (free text before
     it is the model's own), the rest of the call, and any further calls, decode under this grammar
     (llama.cpp's server does the same with its lazy grammars). None for a format without one."""
+    writer = call_grammars.WRITERS.get(fmt_name)
+    if writer is not None and marker and writer.open.startswith(marker):
+        try:
+            return _written_calls(fmt_name, tools, None, fmt_name != "harmony", marker)
+        except ToolsUnsupportedError:
+            return None  # arguments its grammar cannot write: the call is read as the model writes it
     fmt = CONSTRAINED.get(fmt_name)
     if fmt is None or not marker or not fmt.prefix.startswith(marker):
         return None
@@ -69,45 +121,80 @@ def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str,
     return f"root ::= {one}{more}\n{body}"
 
 
+# A call written outside the template's format, opened as far as its name's first letters:
+# {"name": "get_w (or inside doubled braces, as some templates' examples show it).
+_LOOSE_OPENING = re.compile(r'\{\s*(\{\s*)?"name"\s*:\s*"([a-zA-Z0-9_-]*)')
+
+
+def loose_call_gbnf(written: str, fenced: bool, tools: Sequence[Mapping[str, Any]]) -> str | None:
+    """For tool_choice 'auto': once an answer opens with a call written as bare JSON (or in a
+    ```json fence) as far as the start of an offered tool's name, the rest of it decodes under
+    this grammar: that tool's name, arguments its schema accepts, the closing braces and fence,
+    and any further calls, one per line. None: the text is not such an opening (yet)."""
+    m = _LOOSE_OPENING.fullmatch(written)
+    if m is None:
+        return None
+    doubled, partial = m.group(1) is not None, m.group(2)
+    chosen = [t for t in _lifted(tools, None) if t[1].startswith(partial)]
+    if not chosen:
+        return None
+    defs: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    for i, _name, parameters, own in chosen:
+        defs.update(own)
+        values[f"t{i}-args"] = parameters
+    one_call = call_schema(tools, CONSTRAINED["hermes"])  # a further call: any of the tools
+    defs.update(one_call.pop("$defs", {}))
+    values["one-call"] = one_call
+    body = value_rules(values, defs)
+    ws = "[ \\t\\n]*"
+    closing = _literal("}}" if doubled else "}")
+    arguments = f'{ws} "," {ws} "\\"arguments\\"" {ws} ":" {ws}'
+    first = " | ".join(
+        f"{_literal(name[len(partial) :] + chr(34))} {arguments} t{i}-args {ws} {closing}"
+        for i, name, _parameters, _own in chosen
+    )
+    close = f' {ws} "```"' if fenced else ""
+    return f'root ::= ({first}) ("\\n" {ws} one-call)*{close}\n{body}'
+
+
 def _mistral_args_gbnf(tools: Sequence[Mapping[str, Any]], only: str | None, parallel: bool) -> str:
     """[TOOL_CALLS]NAME[ARGS]{json}, once or repeated: the name outside the JSON, so each tool's
     arguments are a rule of their own (lifted as a definition) and the call picks one by its name."""
+    chosen = _lifted(tools, only)
     defs: dict[str, Any] = {}
-    alternatives = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function", tool)
-        name = function.get("name")
-        if only is not None and name != only:
-            continue
-        try:
-            parameters, own = json_schema.lift(function.get("parameters") or {"type": "object"}, f"t{i}-")
-        except json_schema.SchemaError as exc:
-            raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
+    for _i, _name, _parameters, own in chosen:
         defs.update(own)
-        defs[f"t{i}-args"] = parameters
-        alternatives.append(f'{_literal(str(name))} "[ARGS]" t{i}-args')
-    if not alternatives:
-        raise ToolsUnsupportedError(f"tool_choice names a tool that is not among 'tools' ({only!r}).")
-    schema = {"$defs": defs, "anyOf": [{"$ref": f"#/$defs/t{i}-args"} for i in range(len(tools))
-                                        if f"t{i}-args" in defs]}  # fmt: skip
-    body = re.sub(r"^root ::=", "tool-call-arguments ::=", schema_gbnf(schema), flags=re.M)
+    body = value_rules({f"t{i}-args": parameters for i, _name, parameters, _own in chosen}, defs)
+    alternatives = [f'{_literal(name)} "[ARGS]" t{i}-args' for i, name, _parameters, _own in chosen]
     one = f'"[TOOL_CALLS]" ({" | ".join(alternatives)})'
     return f"root ::= {one}{f' ({one})*' if parallel else ''}\n{body}"
+
+
+def after_reasoning(gbnf: str, close: str) -> str:
+    """A grammar for an answer that starts inside reasoning the prompt opened (DeepSeek-R1,
+    MiniMax-M2): free reasoning up to its closing tag, then what `gbnf` allows."""
+    body = re.sub(r"^root ::=", "answer-after-reasoning ::=", gbnf, flags=re.M)
+    return f"root ::= reasoning-text {_literal(close)} [ \\t\\n]* answer-after-reasoning\n{body}\n" + (
+        call_grammars.text_without(close, "reasoning-text")
+    )
 
 
 def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choice: str, parallel: bool = True) -> str:
     """A call of the tools (any, or the one named by tool_choice), written as the format writes it;
     with parallel calls allowed, one or more ("Paris and Tokyo": two)."""
+    only = None if tool_choice == "required" else tool_choice
     if fmt_name == "mistral_args":
-        only = None if tool_choice == "required" else tool_choice
         return _mistral_args_gbnf(tools, only, parallel and only is None)
+    if fmt_name in call_grammars.WRITERS:
+        # gpt-oss's template writes one call per message.
+        return _written_calls(fmt_name, tools, only, parallel and only is None and fmt_name != "harmony")
     fmt = CONSTRAINED.get(fmt_name)
     if fmt is None:
         raise ToolsUnsupportedError(
             f"This model's tool-call format ({fmt_name}) cannot be decoded under a grammar here, so "
             "tool_choice 'required' or a named tool is not available for it: use tool_choice 'auto'."
         )
-    only = None if tool_choice == "required" else tool_choice
     parallel = parallel and only is None  # a named tool is one call of it, as OpenAI forces it
     try:
         schema = call_schema(tools, fmt, only)

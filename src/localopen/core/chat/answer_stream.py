@@ -136,6 +136,13 @@ class _TagReasoning:
         return [Piece(text.strip() if self.state == "start" else text, self.state == "reasoning")]
 
 
+def reasoning_opened_by(prompt: str) -> tuple[str, str] | None:
+    """The reasoning tags a template's generation prompt leaves open (DeepSeek-R1's '<think>\\n'):
+    the answer starts inside them."""
+    tail = prompt.rstrip()
+    return next((pair for pair in REASONING_TAGS if tail.endswith(pair[0])), None)
+
+
 class _Harmony:
     """gpt-oss: messages of the form <|channel|>NAME<|message|>TEXT<|end|>, then <|start|>assistant
     for the next. The final channel is the answer; analysis (and any other) is reasoning. A message
@@ -251,9 +258,7 @@ class AnswerStream:
         elif harmony:
             self._parser = _Harmony()
         else:
-            tail = prompt.rstrip()
-            opened = next((p for p in REASONING_TAGS if tail.endswith(p[0])), None)
-            self._parser = _TagReasoning(opened)
+            self._parser = _TagReasoning(reasoning_opened_by(prompt))
         self._tags = {t for pair in REASONING_TAGS for t in pair}
         self._structural = (
             {HARMONY_END, HARMONY_START, HARMONY_CHANNEL, HARMONY_MESSAGE, HARMONY_CALL} if harmony else set()

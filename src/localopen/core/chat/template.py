@@ -14,9 +14,9 @@ metadata.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +31,7 @@ from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from localopen.core.chat import tool_calls
+from localopen.core.chat import tool_calls, tool_preambles
 from localopen.core.errors import LocalopenError
 
 COMPLETION = "completion"  # no chat formatting: the model continues the text
@@ -205,15 +205,42 @@ def traits(source: str | None) -> TemplateTraits:
     """Read what a template supports from its text (a variable it reads, a marker it writes)."""
     if not source:
         return TemplateTraits(None, False, ())
-    try:
-        # The variables the template reads from its context (not message fields, not strings).
-        reads = jinja2.meta.find_undeclared_variables(_ENV.parse(source))
-    except (TemplateError, RecursionError):  # rendering it says what is wrong, in words
-        reads = set()
+    reads = _reads(source)
     switch = next((name for name in _THINKING_SWITCHES if name in reads), None)
     harmony = "<|channel|>" in source
     markers = tuple(m for m in END_MARKERS if m in source and not (harmony and m == "<|end|>"))
-    return TemplateTraits(switch, harmony, markers, tool_calls.detect(source, "tools" in reads))
+    # FireFunction v2's template reads its tools as `functions`, a JSON text.
+    return TemplateTraits(switch, harmony, markers, tool_calls.detect(source, bool({"tools", "functions"} & reads)))
+
+
+@lru_cache(maxsize=32)
+def _reads(source: str) -> frozenset[str]:
+    """The variables a template reads from its context (not message fields, not strings)."""
+    try:
+        return frozenset(jinja2.meta.find_undeclared_variables(_ENV.parse(source)))
+    except (TemplateError, RecursionError):  # rendering it says what is wrong, in words
+        return frozenset()
+
+
+def _with_tools(
+    source: str, messages: list[dict[str, Any]], tools: list[Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and variables that give a template its tools: as `tools`, as FireFunction's
+    `functions` text, or, for a template that writes calls but never describes the tools
+    (DeepSeek V3.1), described in the system message as the model's makers describe them."""
+    reads = _reads(source)
+    if "tools" in reads:
+        return messages, {"tools": tools}
+    if "functions" in reads:  # FireFunction v2, given as llama.cpp gives it (with today's date)
+        now = datetime.now(timezone.utc).strftime("%b %d %Y %H:%M:%S GMT")
+        return messages, {"functions": json.dumps(tools, indent=2, ensure_ascii=False), "datetime": now}
+    text = tool_preambles.describe(tool_calls.detect(source, False), tools)
+    if text is None:
+        return messages, {}
+    if messages and messages[0].get("role") == "system":
+        first = {**messages[0], "content": f"{messages[0].get('content') or ''}\n\n{text}".lstrip()}
+        return [first, *messages[1:]], {}
+    return [{"role": "system", "content": text}, *messages], {}
 
 
 # -- the environment ---------------------------------------------------------------------------
@@ -266,7 +293,21 @@ def _tojson(
     value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
 ) -> str:
     # transformers' tojson: no HTML escaping, and indent/separators honoured (jinja's escapes <>&').
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    # A filter's lazy result (`tools | map(attribute='function')`) is written as the list it yields.
+    return json.dumps(
+        value,
+        ensure_ascii=ensure_ascii,
+        indent=indent,
+        separators=separators,
+        sort_keys=sort_keys,
+        default=_as_list,
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, Iterator):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _strftime_now(fmt: str) -> str:
@@ -409,9 +450,12 @@ def render(
         return "\n\n".join(parts)
     try:
         template = _compile(choice.source)
+        read, given = _as_template_reads(messages), dict[str, Any]()
+        if tools:
+            read, given = _with_tools(choice.source, read, _plain(list(tools)))
         text = template.render(
-            messages=_as_template_reads(messages),
-            tools=_plain(list(tools)) if tools else None,
+            messages=read,
+            **{"tools": None, **given},
             documents=None,
             add_generation_prompt=add_generation_prompt,
             **_plain(dict(special_tokens or {})),

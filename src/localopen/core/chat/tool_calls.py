@@ -205,6 +205,58 @@ def _minimax(body: str, types: Callable[[str, str], str | None]) -> Parsed:
     return out
 
 
+_DSML_INVOKE = re.compile(r'<｜DSML｜invoke name="([^"]+)">(.*?)</｜DSML｜invoke>', re.S)
+_DSML_PARAMETER = re.compile(
+    r'<｜DSML｜parameter name="([^"]+)"(?: string="(true|false)")?>(.*?)</｜DSML｜parameter>', re.S
+)
+
+
+def _dsml(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    """DeepSeek V3.2 and V4: <｜DSML｜invoke name=…> with one <｜DSML｜parameter> per argument, its
+    string="true" saying the value is text as is (anything else is JSON)."""
+    out: Parsed = []
+    for name, params in _DSML_INVOKE.findall(body):
+        args = {}
+        for key, string, value in _DSML_PARAMETER.findall(params):
+            args[key] = value if string == "true" else _value(value.strip(), types(name, key))
+        out.append((name, args))
+    if not out:
+        raise ValueError("no <｜DSML｜invoke> in the tool call")
+    return out
+
+
+GEMMA_QUOTE = '<|"|>'
+_GEMMA4_CALL = re.compile(r"\s*call:([A-Za-z0-9_.-]+)\s*(\{.*\})\s*$", re.S)
+
+
+def _gemma4(body: str) -> Parsed:
+    """Gemma 4: call:NAME{key:value,…}, its strings between <|"|> marks and its keys bare (the
+    template's own syntax), read by turning it into JSON."""
+    m = _GEMMA4_CALL.match(body)
+    if m is None:
+        raise ValueError("a Gemma 4 tool call is call:NAME{…}")
+    out, i, text = [], 0, m.group(2)
+    while i < len(text):
+        if text.startswith(GEMMA_QUOTE, i):
+            end = text.find(GEMMA_QUOTE, i + len(GEMMA_QUOTE))
+            if end < 0:
+                raise ValueError("an unclosed string in a Gemma 4 tool call")
+            out.append(json.dumps(text[i + len(GEMMA_QUOTE) : end]))
+            i = end + len(GEMMA_QUOTE)
+            continue
+        key = re.match(r"([A-Za-z_][A-Za-z0-9_.-]*)\s*:", text[i:])
+        if key and out and out[-1].rstrip()[-1:] in ("{", ","):
+            out.append(json.dumps(key.group(1)) + ":")
+            i += key.end()
+            continue
+        out.append(text[i])
+        i += 1
+    args = _loads("".join(out))
+    if not isinstance(args, dict):
+        raise ValueError("a Gemma 4 tool call's arguments are an object")
+    return [(m.group(1), args)]
+
+
 def _pythonic(body: str) -> Parsed:
     """[get_weather(location="Paris"), …] (LFM2): keyword arguments with literal values only."""
     tree = ast.parse(body.strip(), mode="eval").body
@@ -213,8 +265,21 @@ def _pythonic(body: str) -> Parsed:
     for call in calls:
         if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.args:
             raise ValueError("a pythonic tool call is NAME(key=value, …)")
-        out.append((call.func.id, {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}))
+        out.append((call.func.id, {kw.arg: ast.literal_eval(_json_names(kw.value)) for kw in call.keywords if kw.arg}))
     return out
+
+
+_JSON_NAMES = {"true": True, "false": False, "null": None}
+
+
+def _json_names(node: ast.expr) -> ast.expr:
+    """JSON's true/false/null read as Python's constants (a value written as JSON, as a grammar writes it)."""
+
+    class Names(ast.NodeTransformer):
+        def visit_Name(self, name: ast.Name) -> ast.AST:  # noqa: N802 - ast's visitor naming
+            return ast.copy_location(ast.Constant(_JSON_NAMES[name.id]), name) if name.id in _JSON_NAMES else name
+
+    return Names().visit(node)
 
 
 def _functionary(body: str) -> Parsed:
@@ -367,6 +432,17 @@ FORMATS: dict[str, ToolFormat] = {
         ToolFormat("firefunction", ("functools",), None, _typed(_hermes)),
         ToolFormat("lfm2", ("<|tool_call_start|>",), "<|tool_call_end|>", _typed(_pythonic)),
         ToolFormat("minimax", ("<minimax:tool_call>",), "</minimax:tool_call>", _minimax),
+        # DeepSeek V3.1: NAME<｜tool▁sep｜>{json} (R1 wrote function<｜tool▁sep｜>NAME and a fence).
+        ToolFormat(
+            "deepseek_v31",
+            ("<｜tool▁calls▁begin｜>",),
+            "<｜tool▁calls▁end｜>",
+            _typed(_deepseek),
+            inner=("<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>"),
+        ),
+        ToolFormat("deepseek_v32", ("<｜DSML｜function_calls>",), "</｜DSML｜function_calls>", _dsml),
+        ToolFormat("deepseek_v4", ("<｜DSML｜tool_calls>",), "</｜DSML｜tool_calls>", _dsml),
+        ToolFormat("gemma4", ("<|tool_call>",), "<tool_call|>", _typed(_gemma4), inner=(GEMMA_QUOTE,)),
         ToolFormat("functionary", ("<function=",), "</function>", _typed(_functionary)),
     )
 }
@@ -400,6 +476,7 @@ CONSTRAINED: dict[str, Constrained] = {
         "<|START_ACTION|>", "<|END_ACTION|>", "tool_name", "parameters", as_list=True, leading=("tool_call_id",)
     ),
     "firefunction": Constrained(" functools", "", as_list=True),
+    "command_r_plus": Constrained("Action:\n```json\n", "\n```", "tool_name", "parameters", as_list=True),
     # Nemo: [TOOL_CALLS][{"name": …, "arguments": …, "id": "abc123def"}]
     "mistral": Constrained("[TOOL_CALLS]", "", as_list=True, call_id=True),
 }
@@ -458,13 +535,24 @@ def name_problem(tools: Sequence[Mapping[str, Any]] | None) -> str | None:
     return None
 
 
+# DeepSeek V3.1's template writes a call as NAME<｜tool▁sep｜>ARGUMENTS (R1's wrote the type first).
+_DEEPSEEK_V31 = re.compile(r"tool▁call▁begin｜>'\s*\+\s*tool\['function'\]\['name'\]\s*\+\s*'<｜tool▁sep｜>")
+
+
 def detect(source: str, reads_tools: bool) -> str | None:
     """The format a template's model calls tools in, from the markers the template writes; None for a
     template that does not render tools (its model was not trained to call them)."""
+    if _DEEPSEEK_V31.search(source):
+        return "deepseek_v31"  # its template does not describe the tools: localopen does (template.py)
     if not reads_tools:
         return None
     checks = (
         ("<|call|>", HARMONY),
+        ("｜DSML｜function_calls", "deepseek_v32"),
+        ("dsml_token + 'function_calls>", "deepseek_v32"),
+        ("｜DSML｜tool_calls", "deepseek_v4"),
+        ("dsml_token + 'tool_calls>", "deepseek_v4"),
+        ("<|tool_call>call:", "gemma4"),
         ("<|tool_calls_section_begin|>", "kimi"),
         ("tool▁calls▁begin", "deepseek"),
         ("<arg_key>", "glm"),
@@ -588,6 +676,16 @@ class ToolCallStream:
                 continue
             return out  # a call that runs to the end of the answer, or a bare JSON object: wait
         return out
+
+    def loose_opening(self) -> tuple[str, bool] | None:
+        """While the answer opens with JSON that may be a call written outside the format: that JSON
+        so far, and whether it is inside a ```json fence."""
+        if self.state != "loose":
+            return None
+        fence = _FENCE.match(self.buf)
+        if fence is not None:
+            return self.buf[fence.end() :].lstrip(), True
+        return None if self.buf.startswith("`") else (self.buf, False)
 
     def finish(self) -> list[AnswerPiece]:
         out: list[AnswerPiece] = []
