@@ -135,6 +135,48 @@ WRITTEN: dict[str, tuple[str, str | None, str]] = {
         '<｜DSML｜parameter name="location" string="false">5</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
         "</｜DSML｜tool_calls>",
     ),
+    "hy3": (
+        "<tool_calls:opensource>\n<tool_call:opensource>get_weather<tool_sep:opensource>\n"
+        "<arg_key:opensource>location</arg_key:opensource>\n<arg_value:opensource>Paris <3 </param>"
+        "</arg_value:opensource>\n<arg_key:opensource>days</arg_key:opensource>\n<arg_value:opensource>2"
+        "</arg_value:opensource>\n</tool_call:opensource>\n</tool_calls:opensource>",
+        None,
+        "<tool_calls:opensource>\n<tool_call:opensource>get_weather<tool_sep:opensource>\n"
+        "</tool_call:opensource>\n</tool_calls:opensource>",
+    ),
+    "minicpm5": (
+        '<function name="get_weather"><param name="location"><![CDATA[Paris <3 </param>]]></param>'
+        '<param name="days">2</param>'
+        "</function>",
+        '<function name="get_weather"><param name="location"><![CDATA[Paris <3 </param>]]></param>'
+        '<param name="days">2</param>'
+        '</function>\n<function name="send"><param name="to">{"city": "Tokyo"}</param>'
+        '<param name="urgent">true</param></function>',
+        '<function name="get_weather"><param name="days">2</param></function>',
+    ),
+    "solar": (
+        "<|tool_calls|><|tool_call:begin|>call_0<|tool_call:name|>get_weather<|tool_call:args|>"
+        '{"location": "Paris <3 </param>", "days": 2}<|tool_call:end|>',
+        "<|tool_calls|><|tool_call:begin|>call_0<|tool_call:name|>get_weather<|tool_call:args|>"
+        '{"location": "Paris <3 </param>", "days": 2}<|tool_call:end|><|tool_call:begin|>call_1'
+        '<|tool_call:name|>send<|tool_call:args|>{"to": {"city": "Tokyo"}, "urgent": true}<|tool_call:end|>',
+        "<|tool_calls|><|tool_call:begin|>call_0<|tool_call:name|>get_weather<|tool_call:args|>"
+        '{"location": ["Paris"]}<|tool_call:end|>',
+    ),
+    "apertus": (
+        '<|tools_prefix|>[{"get_weather": {"location": "Paris <3 </param>", "days": 2}}]<|tools_suffix|>',
+        '<|tools_prefix|>[{"get_weather": {"location": "Paris <3 </param>", "days": 2}}, '
+        '{"send": {"to": {"city": "Tokyo"}, "urgent": true}}]<|tools_suffix|>',
+        '<|tools_prefix|>[{"get_time": {}}]<|tools_suffix|>',
+    ),
+    "minimax_m3": (
+        ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<location>Paris <3 </param>'
+        "]<]minimax[>[</location>]<]minimax[>[<days>2]<]minimax[>[</days>]<]minimax[>[</invoke>\n"
+        "]<]minimax[>[</tool_call>",
+        None,
+        ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<days>two'
+        "]<]minimax[>[</days>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+    ),
     "functionary": (
         '<function=get_weather>{"location": "Paris <3 </param>", "days": 2}</function>',
         None,
@@ -200,7 +242,7 @@ def test_a_forced_call_is_written_as_the_family_writes_it(fmt: str, vocab_model:
         assert read_back(fmt, two) == [("get_weather", PARIS), ("send", TOKYO)]
 
 
-@pytest.mark.parametrize("fmt", sorted(set(WRITTEN) - {"command_r_plus"}))
+@pytest.mark.parametrize("fmt", sorted(set(WRITTEN) - {"command_r_plus", "solar"}))
 def test_a_call_the_model_opened_itself_is_finished_under_the_grammar(fmt: str, vocab_model: Any) -> None:
     marker = FORMATS[fmt].start[0]
     one, _two, refused = WRITTEN[fmt]

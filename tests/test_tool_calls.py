@@ -182,6 +182,43 @@ CASES: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
         [PARIS],
     ),
     (
+        "hy3",
+        "<tool_calls:opensource>\n<tool_call:opensource>get_weather<tool_sep:opensource>\n"
+        "<arg_key:opensource>location</arg_key:opensource>\n<arg_value:opensource>Paris</arg_value:opensource>\n"
+        "</tool_call:opensource>\n</tool_calls:opensource>",
+        "",
+        [PARIS],
+    ),
+    (
+        "minicpm5",
+        '<function name="get_weather"><param name="location">Paris</param></function>\n'
+        '<function name="get_time"><param name="timezone"><![CDATA[Asia/Tokyo]]></param></function>',
+        "",
+        [PARIS, TOKYO],
+    ),
+    (
+        "solar",
+        "<|tool_calls|><|tool_call:begin|>call_0<|tool_call:name|>get_weather<|tool_call:args|>"
+        '{"location": "Paris"}<|tool_call:end|><|calls|>',
+        "",
+        [PARIS],
+    ),
+    (
+        "apertus",
+        '<|tools_prefix|>[{"get_weather": {"location": "Paris"}}, {"get_time": {"timezone": "Asia/Tokyo"}}]'
+        "<|tools_suffix|>",
+        "",
+        [PARIS, TOKYO],
+    ),
+    ("gigachat", 'function call<|role_sep|>\n{"name": "get_weather", "arguments": {"location": "Paris"}}', "", [PARIS]),
+    (
+        "minimax_m3",
+        ']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="get_weather">]<]minimax[>[<location>Paris'
+        "]<]minimax[>[</location>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+        "",
+        [PARIS],
+    ),
+    (
         "gemma4",
         '<|tool_call>call:get_weather{location:<|"|>Paris<|"|>}<tool_call|>'
         '<|tool_call>call:get_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|>',
@@ -280,6 +317,12 @@ def test_the_format_comes_from_the_template() -> None:
         "deepseek-ai-DeepSeek-V3.2": "deepseek_v32",
         "deepseek-ai-DeepSeek-V4": "deepseek_v4",
         "fireworks-ai-llama-3-firefunction-v2": "firefunction",  # its tools come as `functions`
+        "tencent-Hy3": "hy3",
+        "openbmb-MiniCPM5-1B": "minicpm5",
+        "upstage-Solar-Open-100B": "solar",
+        "Apertus-8B-Instruct": "apertus",
+        "GigaChat3-10B-A1.8B": "gigachat",
+        "MiniMax-M3": "minimax_m3",
         "Kimi-K3": tool_calls.UNSUPPORTED,  # renders tools in a format not read here
     }
     for name, fmt in expected.items():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localopen.core.chat import json_schema
-from localopen.core.chat.tool_calls import GEMMA_QUOTE
+from localopen.core.chat.tool_calls import GEMMA_QUOTE, MINIMAX_SEP
 
 # index among the tools, name, parameters (references lifted), the definitions they refer to
 Tool = tuple[int, str, dict[str, Any], dict[str, Any]]
@@ -28,20 +28,24 @@ def literal(text: str) -> str:
 
 
 def text_without(end: str, name: str) -> str:
-    """Rules `name` for any text that does not contain `end` (a value the end marker closes): one
-    rule per prefix of `end` matched so far, as a string matcher's states."""
-    first = end[0]
+    """Rules `name` for any text that does not contain `end` (a value the end marker closes): the
+    states of a matcher for `end`, one rule per prefix of it matched so far."""
+    chars = sorted(set(end))
+
+    def state(k: int) -> str:
+        return f"{name}{k}" if k else name
+
+    def after(k: int, ch: str) -> int:  # the longest prefix of `end` that the text now ends with
+        text = end[:k] + ch
+        return next(n for n in range(len(text), -1, -1) if end.startswith(text[len(text) - n :]))
+
+    excluded = "".join(c if c.isalnum() or ord(c) > 127 else f"\\x{ord(c):02X}" for c in chars)
     rules = []
-    for k, ch in enumerate(end):
-        state = f"{name}{k}" if k else name
-        excluded = "".join(c if c.isalnum() or ord(c) > 127 else f"\\x{ord(c):02X}" for c in sorted({ch, first}))
+    for k in range(len(end)):
         options = [f"[^{excluded}] {name}"]
-        if k + 1 < len(end):
-            options.append(f"{literal(ch)} {name}{k + 1}")
-        if ch != first:
-            options.append(f"{literal(first)} {name}1")
-        options.append('""')
-        rules.append(f"{state} ::= {' | '.join(options)}")
+        options += [f"{literal(ch)} {state(after(k, ch))}" for ch in chars if after(k, ch) < len(end)]
+        options.append('""')  # the text may end here
+        rules.append(f"{state(k)} ::= {' | '.join(options)}")
     return "\n".join(rules)
 
 
@@ -188,6 +192,53 @@ def _dsml(tool: Tool, rules: Rules) -> str:
     return f'"<｜DSML｜invoke name=\\"" {literal(tool[1])} "\\">\\n" {params} "</｜DSML｜invoke>\\n"'
 
 
+def _hy3(tool: Tool, rules: Rules) -> str:
+    items = [
+        (
+            f'"<arg_key:opensource>" {literal(key)} "</arg_key:opensource>\\n<arg_value:opensource>" '
+            f'{rules.value(tool, j, s, "</arg_value:opensource>")} "</arg_value:opensource>\\n"',
+            req,
+        )
+        for j, key, s, req in _parameters(tool)
+    ]
+    params = ordered(tool, items, "", rules.extra)
+    return (
+        f'"<tool_call:opensource>" {literal(tool[1])} "<tool_sep:opensource>\\n" {params} "</tool_call:opensource>\\n"'
+    )
+
+
+def _minicpm(tool: Tool, rules: Rules) -> str:
+    """MiniCPM 5: a text value as it is, or inside <![CDATA[…]]> (which may hold anything)."""
+    items = []
+    for j, key, s, req in _parameters(tool):
+        value = rules.value(tool, j, s, "</param>")
+        if value.startswith("text-"):
+            value = f'("<![CDATA[" {rules.text("]]>")} "]]>" | {value})'
+        items.append((f'"<param name=\\"" {literal(key)} "\\">" {value} "</param>"', req))
+    return f'{literal(tool[1])} "\\">" {ordered(tool, items, "", rules.extra)}'
+
+
+def _solar(tool: Tool, rules: Rules) -> str:
+    return (
+        f'"<|tool_call:begin|>" [a-zA-Z0-9_-]+ "<|tool_call:name|>" {literal(tool[1])} "<|tool_call:args|>" '
+        f'{rules.arguments(tool)} "<|tool_call:end|>"'
+    )
+
+
+def _apertus(tool: Tool, rules: Rules) -> str:
+    return f'"{{" {literal(json.dumps(tool[1]) + ": ")} {rules.arguments(tool)} "}}"'
+
+
+def _minimax_m3(tool: Tool, rules: Rules) -> str:
+    sep = literal(MINIMAX_SEP)
+    items = [
+        (f"{sep} {literal(f'<{key}>')} {rules.value(tool, j, s, MINIMAX_SEP)} {sep} {literal(f'</{key}>')}", req)
+        for j, key, s, req in _parameters(tool)
+    ]
+    params = ordered(tool, items, "", rules.extra)
+    return f'{sep} "<invoke name=\\"" {literal(tool[1])} "\\">" {params} {sep} "</invoke>\\n"'
+
+
 class Unwritable(ValueError):
     """A tool whose arguments a format's grammar cannot write (said in words)."""
 
@@ -234,6 +285,12 @@ WRITERS: dict[str, Writer] = {
     "deepseek_v31": Writer("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "", True, _deepseek_v31),
     "deepseek_v32": Writer("<｜DSML｜function_calls>\n", "</｜DSML｜function_calls>", "", True, _dsml),
     "deepseek_v4": Writer("<｜DSML｜tool_calls>\n", "</｜DSML｜tool_calls>", "", True, _dsml),
+    "hy3": Writer("<tool_calls:opensource>\n", "</tool_calls:opensource>", "", True, _hy3),
+    "minicpm5": Writer('<function name="', "</function>", "\n", False, _minicpm),
+    # Solar's <|calls|> may end the turn (an end-of-generation token): the grammar ends before it.
+    "solar": Writer("<|tool_calls|>", "", "", True, _solar),
+    "apertus": Writer("<|tools_prefix|>[", "]<|tools_suffix|>", ", ", True, _apertus),
+    "minimax_m3": Writer(MINIMAX_SEP + "<tool_call>\n", MINIMAX_SEP + "</tool_call>", "", True, _minimax_m3),
     "gemma4": Writer("<|tool_call>", "<tool_call|>", "", False, _gemma4),
     "deepseek": Writer("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "", True, _deepseek),
     "kimi": Writer("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "", True, _kimi),

@@ -123,6 +123,11 @@ def _lazy_grammar(
     return grammar.lazy_tool_call_gbnf(fmt, marker, tools)
 
 
+def _reopened(fmt: str | None, marker: str, tools: list[dict[str, Any]] | None) -> str | None:
+    """The lazy grammar from the marker a call was actually opened with (None: no grammar for it)."""
+    return grammar.lazy_tool_call_gbnf(fmt or "", marker, tools or [])
+
+
 def _loose_grammar(calls: ToolCallStream, tools: list[dict[str, Any]], vocab: Any) -> Any:
     """tool_choice 'auto': the grammar a call written as bare JSON (or in a ```json fence) is
     finished under once its opening names the start of an offered tool; None: not (yet) one."""
@@ -341,9 +346,13 @@ class Generating(WorkerState):
                     break
                 generated.append(token)
                 if lazy is not None and calls is not None and calls.state == "call":
-                    # The model opened a call: the rest decodes under its grammar (the cache is reused).
-                    generator.close()
-                    generator = generate(tokens + generated, LlamaGrammar.from_string(lazy, verbose=False))
+                    # The model opened a call: the rest decodes under its grammar (the cache is reused),
+                    # from the marker it wrote (a format may open a call in more than one way).
+                    if calls.opened != calls.fmt.start[0]:
+                        lazy = _reopened(traits.tool_format, calls.opened, tools)
+                    if lazy is not None:
+                        generator.close()
+                        generator = generate(tokens + generated, LlamaGrammar.from_string(lazy, verbose=False))
                     lazy, loose = None, False
                 elif loose and calls is not None and tools and calls.state == "loose":
                     finish_under = _loose_grammar(calls, tools, vocab)

@@ -225,6 +225,79 @@ def _dsml(body: str, types: Callable[[str, str], str | None]) -> Parsed:
     return out
 
 
+_HY3_CALL = re.compile(r"<tool_call:opensource>(.*?)<tool_sep:opensource>(.*?)(?:</tool_call:opensource>|$)", re.S)
+_HY3_ARG = re.compile(
+    r"<arg_key:opensource>(.*?)</arg_key:opensource>\s*<arg_value:opensource>(.*?)</arg_value:opensource>", re.S
+)
+
+
+def _hy3(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    """Hunyuan 3: GLM's keys and values, in tags of its own (<arg_key:opensource>…)."""
+    out: Parsed = []
+    for name, params in _HY3_CALL.findall(body):
+        name = name.strip()
+        out.append((name, {k.strip(): _value(v, types(name, k.strip())) for k, v in _HY3_ARG.findall(params)}))
+    if not out:
+        raise ValueError("no <tool_call:opensource> in the tool call")
+    return out
+
+
+_MINICPM_PARAM = re.compile(r'<param name="([^"]+)">(<!\[CDATA\[.*?\]\]>|.*?)</param>', re.S)
+
+
+def _minicpm(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    """MiniCPM 5: <function name="NAME"><param name="KEY">VALUE</param>…</function>, a value over
+    several lines inside <![CDATA[…]]> (the opening marker is cut: NAME">…)."""
+    name, sep, params = body.partition('">')
+    if not sep or not name.strip():
+        raise ValueError("a MiniCPM tool call needs a name")
+    args = {}
+    for key, value in _MINICPM_PARAM.findall(params):
+        if value.startswith("<![CDATA[") and value.endswith("]]>"):
+            value = value[len("<![CDATA[") : -len("]]>")]
+        args[key] = _value(value, types(name.strip(), key))
+    return [(name.strip(), args)]
+
+
+_SOLAR_CALL = re.compile(r"<\|tool_call:name\|>(.*?)<\|tool_call:args\|>(.*?)<\|tool_call:end\|>", re.S)
+
+
+def _solar(body: str) -> Parsed:
+    """Solar Open: <|tool_call:begin|>ID<|tool_call:name|>NAME<|tool_call:args|>{json}<|tool_call:end|>."""
+    out: Parsed = [(name.strip(), _loads(args)) for name, args in _SOLAR_CALL.findall(body)]
+    if not out:
+        raise ValueError("no Solar tool call")
+    return out
+
+
+def _apertus(body: str) -> Parsed:
+    """Apertus: a JSON list of {"NAME": {arguments}} objects."""
+    value = _loads(body.strip())
+    items = value if isinstance(value, list) else [value]
+    out: Parsed = []
+    for item in items:
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ValueError("an Apertus tool call is {NAME: arguments}")
+        ((name, args),) = item.items()
+        out.append((name, args))
+    return out
+
+
+MINIMAX_SEP = "]<]minimax[>["  # MiniMax-M3's separator before each of its call's tags
+_M3_INVOKE = re.compile(r'<invoke name="([^"]+)">(.*?)</invoke>', re.S)
+_M3_PARAMETER = re.compile(r"<([^\s<>/]+)>(.*?)</\1>", re.S)
+
+
+def _minimax_m3(body: str, types: Callable[[str, str], str | None]) -> Parsed:
+    text = body.replace(MINIMAX_SEP, "")
+    out: Parsed = []
+    for name, params in _M3_INVOKE.findall(text):
+        out.append((name, {k: _value(v, types(name, k)) for k, v in _M3_PARAMETER.findall(params)}))
+    if not out:
+        raise ValueError("no <invoke> in the tool call")
+    return out
+
+
 GEMMA_QUOTE = '<|"|>'
 _GEMMA4_CALL = re.compile(r"\s*call:([A-Za-z0-9_.-]+)\s*(\{.*\})\s*$", re.S)
 
@@ -443,6 +516,19 @@ FORMATS: dict[str, ToolFormat] = {
         ToolFormat("deepseek_v32", ("<｜DSML｜function_calls>",), "</｜DSML｜function_calls>", _dsml),
         ToolFormat("deepseek_v4", ("<｜DSML｜tool_calls>",), "</｜DSML｜tool_calls>", _dsml),
         ToolFormat("gemma4", ("<|tool_call>",), "<tool_call|>", _typed(_gemma4), inner=(GEMMA_QUOTE,)),
+        ToolFormat("hy3", ("<tool_calls:opensource>",), "</tool_calls:opensource>", _hy3),
+        ToolFormat("minicpm5", ('<function name="',), "</function>", _minicpm),
+        ToolFormat("solar", ("<|tool_calls|>",), "<|calls|>", _typed(_solar)),
+        ToolFormat("apertus", ("<|tools_prefix|>",), "<|tools_suffix|>", _typed(_apertus)),
+        # GigaChat 3: the call is a message of its own role, `function call`, holding one JSON call.
+        ToolFormat("gigachat", ("function call<|role_sep|>",), None, _typed(_hermes)),
+        ToolFormat(
+            "minimax_m3",
+            (MINIMAX_SEP + "<tool_call>", "<tool_call>"),
+            MINIMAX_SEP + "</tool_call>",
+            _minimax_m3,
+            inner=(MINIMAX_SEP,),
+        ),
         ToolFormat("functionary", ("<function=",), "</function>", _typed(_functionary)),
     )
 }
@@ -476,6 +562,7 @@ CONSTRAINED: dict[str, Constrained] = {
         "<|START_ACTION|>", "<|END_ACTION|>", "tool_name", "parameters", as_list=True, leading=("tool_call_id",)
     ),
     "firefunction": Constrained(" functools", "", as_list=True),
+    "gigachat": Constrained("<|message_sep|>\n\nfunction call<|role_sep|>\n", ""),
     "command_r_plus": Constrained("Action:\n```json\n", "\n```", "tool_name", "parameters", as_list=True),
     # Nemo: [TOOL_CALLS][{"name": …, "arguments": …, "id": "abc123def"}]
     "mistral": Constrained("[TOOL_CALLS]", "", as_list=True, call_id=True),
@@ -553,6 +640,12 @@ def detect(source: str, reads_tools: bool) -> str | None:
         ("｜DSML｜tool_calls", "deepseek_v4"),
         ("dsml_token + 'tool_calls>", "deepseek_v4"),
         ("<|tool_call>call:", "gemma4"),
+        (MINIMAX_SEP, "minimax_m3"),
+        ("<tool_calls{}>", "hy3"),
+        ("<tool_calls:opensource>", "hy3"),
+        ("<|tool_call:begin|>", "solar"),
+        ("<|tools_prefix|>", "apertus"),
+        ("'function call'", "gigachat"),
         ("<|tool_calls_section_begin|>", "kimi"),
         ("tool▁calls▁begin", "deepseek"),
         ("<arg_key>", "glm"),
@@ -570,6 +663,7 @@ def detect(source: str, reads_tools: bool) -> str | None:
         ("<|tool_call_start|>", "lfm2"),
         ("<|tool_list_start|>", "lfm2"),
         ("<function=", "functionary"),
+        ('<function name="', "minicpm5"),
         ("<|python_tag|>", "llama3_json"),
         ('{"name": function name', "llama3_json"),  # Llama 3.2: a bare JSON object, no python tag
     )
