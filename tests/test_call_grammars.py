@@ -304,6 +304,9 @@ def test_a_call_written_as_bare_json_is_finished_under_the_grammar(
         + ("\n```" if fenced else "")
     )
     assert accepts(vocab_model, lazy, two)
+    # Laid out over lines, as Qwen2.5-Coder writes calls in a fence (llama.cpp's JSON whitespace).
+    laid_out = json.dumps({"name": "send", "arguments": {"to": {"city": "Tokyo"}}}, indent=2)
+    assert accepts(vocab_model, lazy, rest.replace("\n```", "") + "\n" + laid_out + ("\n```" if fenced else ""))
 
 
 def test_json_that_names_no_offered_tool_gets_no_grammar() -> None:

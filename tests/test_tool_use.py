@@ -291,7 +291,7 @@ def test_an_auto_call_is_finished_under_a_grammar_once_opened(tmp_path: Path) ->
         engine.load(str(sloppy), LoadOptions(n_ctx=2048))
         pieces: list = []
         options = AnswerOptions(tools=[STRICT_WEATHER])
-        engine.answer(ASK, SamplingParams(max_tokens=120, seed=3), None, pieces.append, options)
+        engine.answer(ASK, SamplingParams(max_tokens=400, seed=3), None, pieces.append, options)
     finally:
         engine.shutdown()
     calls = [p.tool_call for p in pieces if p.tool_call is not None]

@@ -41,12 +41,22 @@ def _schema_errors() -> Iterator[None]:
         ) from exc
 
 
+# llama.cpp's own converter lets JSON be laid out over lines (as models write it); the Python port
+# in llama-cpp-python allows one space only, which cut a model's second pretty-printed call short.
+_SPACE = re.compile(r"^space ::= .*$", re.M)
+SPACE_RULE = 'space ::= | " " | "\\n"{1,2} [ \\t]{0,20}'
+
+
+def _laid_out(gbnf: str) -> str:
+    return _SPACE.sub(lambda _m: SPACE_RULE, gbnf)
+
+
 def schema_gbnf(schema: Mapping[str, Any]) -> str:
     """The GBNF of a JSON schema (its root rule: root)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     with _schema_errors():
-        return str(json_schema_to_gbnf(json.dumps(json_schema.whole(dict(schema)))))
+        return _laid_out(str(json_schema_to_gbnf(json.dumps(json_schema.whole(dict(schema))))))
 
 
 def value_rules(values: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
@@ -63,7 +73,7 @@ def value_rules(values: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
             made = converter.visit(schema, name)  # the converter may name (or share) the rule otherwise
             if made != name:
                 aliases.append(f"{name} ::= {made}")
-        return "\n".join([converter.format_grammar().strip(), *aliases])
+        return "\n".join([_laid_out(converter.format_grammar().strip()), *aliases])
 
 
 def check(vocab: Any, gbnf: str) -> None:

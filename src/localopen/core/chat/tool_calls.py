@@ -712,6 +712,7 @@ class ToolCallStream:
         self.calls = 0
         self.loose_calls = False  # calls were written outside the format (JSON at the start)
         self.doubled = False  # the last of them was inside doubled braces: its stray closing braces are dropped
+        self.in_fence = False  # a ```json fence holds more than one call: its closing fence is no answer
 
     def feed(self, text: str) -> list[AnswerPiece]:
         self.buf += text
@@ -762,6 +763,10 @@ class ToolCallStream:
                 self.buf = self.buf.lstrip()
                 if self.doubled:  # the closing braces of a call written inside doubled braces
                     self.buf = self.buf.lstrip("}").lstrip()
+                if self.in_fence and self.buf.startswith("```"):  # the fence around several calls closes
+                    self.buf, self.in_fence = self.buf[3:].lstrip(), False
+                if self.in_fence and self.buf and "```".startswith(self.buf):
+                    return out  # may still be that closing fence
                 if self.buf:
                     self.doubled = False
                     # Calls written as text come one after another, as JSON lines or fences.
@@ -837,6 +842,8 @@ class ToolCallStream:
                 return None  # the fence may still close
             if closing.startswith("```"):
                 rest = closing[3:]
+            else:
+                self.in_fence = True
         parsed = offered_calls(text[start + lead : value_end], self.schemas)
         if parsed is None:
             self.state = "text"
