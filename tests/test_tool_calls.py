@@ -344,8 +344,8 @@ LOOSE_CASES = [
     (f"{LOOSE}\n{LOOSE}", "", [PARIS, PARIS]),
     # Two calls in one fence, laid out over lines (Qwen2.5-Coder 1.5B's "Paris and Tokyo"): the fence is no answer.
     (
-        f'```json\n{json.dumps(json.loads(LOOSE), indent=2)}\n{{"name": "get_time", "arguments": {{"timezone": "UTC"}}}}'
-        "\n```",
+        f"```json\n{json.dumps(json.loads(LOOSE), indent=2)}\n"
+        '{"name": "get_time", "arguments": {"timezone": "UTC"}}\n```',
         "",
         [PARIS, ("get_time", {"timezone": "UTC"})],
     ),
