@@ -188,3 +188,18 @@ def test_an_api_agent_loop_ends_in_words_from_the_result_when_the_model_repeats_
         )
     assert calls == 0 and finish == "stop"
     assert "18" in text, text
+
+
+def test_check_tools_scores_what_a_real_models_calls_deserve_and_says_how_they_were_written(
+    qwen_coder_05b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localopen.app.conversation import agent_check
+
+    monkeypatch.setenv("LOCALOPEN_HOME", str(tmp_path))
+    result = agent_check.check(AppContext(), qwen_coder_05b, LoadOptions(n_ctx=4096))
+    by_name = {o.task: o for o in result.outcomes}
+    # It writes its calls as bare JSON, not in <tool_call> tags: read as calls, and said so.
+    assert by_name["one call with typed arguments"].passed, by_name
+    assert "written outside the template's hermes format" in by_name["one call with typed arguments"].detail
+    assert by_name["no call when none is needed"].passed
+    assert sum(o.passed for o in result.outcomes) >= 3

@@ -380,3 +380,10 @@ def test_json_that_cannot_be_a_call_is_shown_at_once_not_held_to_its_end() -> No
     assert shown == '{"answer": "a long JSON answer'
     held = ToolCallStream(FORMATS["hermes"], TOOLS)
     assert held.feed('{"name": "get_wea') == []  # may still become a call
+
+
+def test_calls_written_outside_the_format_are_counted_apart() -> None:
+    stream = ToolCallStream(FORMATS["hermes"], TOOLS)
+    stream.feed(f"{LOOSE}\n<tool_call>\n{LOOSE}\n</tool_call>")
+    stream.finish()
+    assert (stream.calls, stream.loose_count) == (2, 1)

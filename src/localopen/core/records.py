@@ -174,6 +174,7 @@ class AnswerStats:
     max_tokens: int = 0
     reasoning_tokens: int = 0
     tool_calls: int = 0  # tools the model called in this answer
+    loose_tool_calls: int = 0  # of them, calls written outside the template's format (bare JSON, a fence)
     reasoning_ms: float | None = None  # from the first reasoning token to the first answer token (or the end)
     answer_ttft_ms: float | None = None  # to the first token of the answer proper
     answer_tps: float | None = None  # the answer's tokens alone

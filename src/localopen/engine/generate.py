@@ -396,6 +396,7 @@ class Generating(WorkerState):
             max_tokens=max_tokens,
             reasoning_tokens=clock.reasoning_tokens,
             tool_calls=self._n_calls,
+            loose_tool_calls=calls.loose_count if calls is not None else 0,
             reasoning_ms=clock.reasoning_ms(),
             answer_ttft_ms=clock.ms(clock.first_answer),
             answer_tps=clock.answer_tps(),

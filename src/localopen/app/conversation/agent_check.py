@@ -204,8 +204,11 @@ def check(
                 elif not piece.reasoning:
                     text.append(piece.text)
 
-            session.answer(task.messages, SAMPLING, None, collect, AnswerOptions(tools=task.tools))
+            stats = session.answer(task.messages, SAMPLING, None, collect, AnswerOptions(tools=task.tools))
             passed, detail = task.judge("".join(text), calls)
+            if stats.loose_tool_calls:
+                # Read as calls (as the API reads them), but a client reading only the format would not.
+                detail += f" (written outside the template's {fmt} format: {stats.loose_tool_calls} of the calls)"
             outcomes.append(TaskOutcome(task.name, passed, detail))
     finally:
         if own:

@@ -711,6 +711,7 @@ class ToolCallStream:
         self.opened = ""  # the marker that opened the call in progress
         self.calls = 0
         self.loose_calls = False  # calls were written outside the format (JSON at the start)
+        self.loose_count = 0  # how many
         self.doubled = False  # the last of them was inside doubled braces: its stray closing braces are dropped
         self.in_fence = False  # a ```json fence holds more than one call: its closing fence is no answer
 
@@ -849,6 +850,7 @@ class ToolCallStream:
             self.state = "text"
             return []
         self.calls += len(parsed)
+        self.loose_count += len(parsed)
         self.loose_calls = True
         self.doubled = _doubled(body[lead:])
         self.buf, self.state = rest, "after"
