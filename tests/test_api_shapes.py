@@ -269,3 +269,20 @@ def test_each_request_record_names_its_api(running: Running, claude: anthropic.A
     assert running.finished_at("/v1/messages", 1)[-1].api == "Anthropic"
     assert running.finished_at("/api/chat", 1)[-1].api == "Ollama"
     assert running.finished_at("/v1/responses", 1)[-1].api == "OpenAI Responses"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "said"),
+    [
+        ("/v1/chat/completions", {"chat_template_kwargs": 5}, "'chat_template_kwargs' must be an object"),
+        ("/api/chat", {"keep_alive": "nan"}, "'keep_alive' must be seconds"),  # the model then vanished from /api/ps
+        ("/api/chat", {"keep_alive": "infs"}, "'keep_alive' must be seconds"),
+        ("/api/generate", {"keep_alive": float("inf"), "prompt": "hi"}, "'keep_alive' must be seconds"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_a_400_in_words(running: Running, path: str, body: dict, said: str) -> None:
+    request = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": False, **body}
+    reply = httpx.post(f"{base(running)}{path}", content=json.dumps(request, allow_nan=True))
+    assert reply.status_code == 400, reply.text
+    assert said in reply.text
+    assert httpx.get(f"{base(running)}/api/ps").status_code == 200

@@ -72,6 +72,43 @@ def test_a_wrong_setting_is_one_plain_line(capsys: pytest.CaptureFixture[str]) -
         Settings().with_value("offline", "perhaps")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("n_ctx", "99999999999999999999999", "'n_ctx' is 0 to 16777216"),  # written before: 8.5e17 GB asked
+        ("n_threads", "-2", "'n_threads' is 0 to 1024"),
+        ("n_gpu_layers", "-5", "'n_gpu_layers' is -1 to 100000"),
+        ("keep_alive_s", "99999999999", "'keep_alive_s' is -1 to"),
+        ("max_parallel_downloads", "0", "'max_parallel_downloads' is 1 to 16"),
+        ("thresholds.fluent_tps", "nan", "'thresholds.fluent_tps' is a number"),
+    ],
+)
+def test_every_setting_has_a_range_checked_where_it_is_set(
+    key: str, value: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["settings", key, value]) == 1
+    assert said in capsys.readouterr().err
+    assert AppContext().settings.values()[key] == Settings().values()[key]  # nothing was written
+
+
+def test_a_saved_setting_out_of_its_range_falls_back_to_its_default(caplog: pytest.LogCaptureFixture) -> None:
+    from localopen.core import paths as paths_mod
+
+    paths = paths_mod.app_paths()
+    paths_mod.save_settings(paths, {"n_ctx": 10**23, "n_threads": 8})
+    loaded = Settings.load(paths)
+    assert (loaded.n_ctx, loaded.n_threads) == (Settings().n_ctx, 8)
+    assert "n_ctx has an unusable value" in caplog.text
+
+
+def test_a_preset_is_only_for_a_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    assert run_cli(["preset", str(tmp_path / "passwd"), "n_ctx", "512"]) == 1
+    assert "is not a GGUF model file" in capsys.readouterr().err
+    assert run_cli(["preset", "--json"]) == 0 and json.loads(capsys.readouterr().out) == {}
+    assert run_cli(["preset", "no-such-model", "n_ctx", "512"]) == 1
+
+
 def test_a_models_preset_sits_between_the_settings_and_a_commands_flags(tmp_path) -> None:
     """What a preset names wins over the settings; a flag the person gives wins over the preset;
     what the preset does not name comes from the settings."""

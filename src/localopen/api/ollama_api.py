@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,21 +145,19 @@ def keep_alive_of(body: dict[str, Any]) -> float | None:
     value = body.get("keep_alive")
     if value is None:
         return None
+    seconds: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         text = value.strip()
-        for unit in sorted(_UNITS, key=len, reverse=True):
-            if text.endswith(unit):
-                try:
-                    return float(text[: -len(unit)]) * _UNITS[unit]
-                except ValueError:
-                    break
+        unit = next((u for u in sorted(_UNITS, key=len, reverse=True) if text.endswith(u)), None)
         try:
-            return float(text)
+            seconds = float(text[: -len(unit)]) * _UNITS[unit] if unit else float(text)
         except ValueError:
-            pass
-    raise bad("'keep_alive' must be seconds or a duration such as \"5m\".")
+            seconds = None
+    if seconds is None or not math.isfinite(seconds):  # "nan" and "inf" read as numbers, but are none
+        raise bad("'keep_alive' must be seconds or a duration such as \"5m\".")
+    return seconds
 
 
 def _model_name(body: dict[str, Any]) -> str:

@@ -339,6 +339,8 @@ def parse_call(body: Any, endpoint: str) -> tuple[ApiCall, Shape]:
         messages = _messages(body)
         thinking = body.get("enable_thinking")
         kwargs = body.get("chat_template_kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise bad("'chat_template_kwargs' must be an object of the template's switches.", "invalid_value")
         if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
             thinking = kwargs["enable_thinking"]
         if thinking is not None and not isinstance(thinking, bool):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,12 @@ from localopen.core.estimate.verdict import Thresholds
 from localopen.core.options import BY_KEY
 
 log = logging.getLogger("localopen.settings")
-MEMORY_PERCENT_RANGE = (10, 100)  # a share that leaves the system something, up to all of it
+MEMORY_PERCENT_RANGE = BY_KEY["models_memory_percent"].bounds or (10, 100)  # a share that leaves the system some
+# The range of each whole-number setting: the load options' from their table, the others' here.
+BOUNDS: dict[str, tuple[int, int]] = {o.key: o.bounds for o in BY_KEY.values() if o.bounds is not None} | {
+    "max_parallel_downloads": (1, 16),
+    "keep_alive_s": (-1, 366 * 24 * 3600),  # -1: until memory is needed; at most a year
+}
 
 
 @dataclass
@@ -64,8 +70,8 @@ class Settings:
                 ok = isinstance(value, bool)
             else:
                 ok = isinstance(value, int) and not isinstance(value, bool)
-                if f.name == "models_memory_percent" and ok:
-                    ok = MEMORY_PERCENT_RANGE[0] <= value <= MEMORY_PERCENT_RANGE[1]
+                low, high = BOUNDS.get(f.name, (-(2**63), 2**63))
+                ok = ok and low <= value <= high
             if ok:
                 values[f.name] = value
             else:
@@ -135,13 +141,16 @@ def parse_value(key: str, text: str, default: Any) -> Any:
     except ValueError:
         kind = "a number" if isinstance(default, float) else "a whole number"
         raise SettingError(f"'{key}' is {kind}, not '{text}'.") from None
-    if value < (-1 if key == "n_gpu_layers" else 0):
-        raise SettingError(f"'{key}' cannot be {text}.")
+    if not math.isfinite(value):
+        raise SettingError(f"'{key}' is a number, not '{text}'.")
     if key == "models_memory_percent" and not MEMORY_PERCENT_RANGE[0] <= value <= MEMORY_PERCENT_RANGE[1]:
         low, high = MEMORY_PERCENT_RANGE
         raise SettingError(
             f"'{key}' is the share of free memory models may take, {low} to {high} (percent), not {text}."
         )
+    low, high = BOUNDS.get(key, (0, 2**63))
+    if not low <= value <= high:
+        raise SettingError(f"'{key}' is {low} to {high}, not {text}.")
     return value
 
 

@@ -128,6 +128,7 @@ class Option:
     flags: tuple[str, ...]  # the commands' flags (chat, serve, bench, info…); () none
     llama: str  # what llama.cpp (or llama-cpp-python) takes it as
     choices: tuple[str, ...] = ()  # the values a flag takes (a yes/no option: on, off)
+    bounds: tuple[int, int] | None = None  # the range a whole-number value must be in, where it is set
 
     @property
     def dest(self) -> str:
@@ -135,15 +136,22 @@ class Option:
         return self.flags[-1].lstrip("-").replace("-", "_")
 
 
+# The largest context any model here is trained for is far below this (llama.cpp takes a 32-bit
+# count); a value beyond it is a typing slip, not a wish.
+MAX_CTX = 1 << 24
+
 OPTIONS: tuple[Option, ...] = (
-    Option("n_ctx", DEFAULT_CTX, "context size in tokens", True, True, ("--ctx",), "llama_context_params.n_ctx"),
+    Option(
+        "n_ctx", DEFAULT_CTX, "context size in tokens", True, True, ("--ctx",), "llama_context_params.n_ctx",
+        bounds=(0, MAX_CTX),
+    ),
     Option(
         "n_threads", 0, "CPU threads, 0: physical cores", True, True, ("-t", "--threads"),
-        "llama_context_params.n_threads",
+        "llama_context_params.n_threads", bounds=(0, 1024),
     ),
     Option(
         "n_gpu_layers", 0, "layers offloaded to the GPU, -1: all", True, True, ("--ngl",),
-        "llama_model_params.n_gpu_layers",
+        "llama_model_params.n_gpu_layers", bounds=(-1, 100_000),
     ),
     Option(
         "kv_cache_type", "f16", "KV-cache type for K and V: f16, q8_0 (about half the memory), q4_0…", True, True,
@@ -153,8 +161,14 @@ OPTIONS: tuple[Option, ...] = (
         "flash_attn", False, "flash attention (a quantized V cache needs it)", True, True, ("--flash-attn",),
         "llama_context_params.flash_attn_type", ("on", "off"),
     ),
-    Option("n_batch", 512, "logical batch size for the prompt", False, True, (), "llama_context_params.n_batch"),
-    Option("n_ubatch", 512, "physical (micro-)batch size", False, True, (), "llama_context_params.n_ubatch"),
+    Option(
+        "n_batch", 512, "logical batch size for the prompt", False, True, (), "llama_context_params.n_batch",
+        bounds=(1, MAX_CTX),
+    ),
+    Option(
+        "n_ubatch", 512, "physical (micro-)batch size", False, True, (), "llama_context_params.n_ubatch",
+        bounds=(1, MAX_CTX),
+    ),
     Option(
         "use_mmap", True, "map the file instead of reading it into memory", False, True, (),
         "llama_model_params.use_mmap",
@@ -167,7 +181,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "models_memory_percent", DEFAULT_PERCENT,
         "the share of free memory (RAM, or a GPU's) models may take, in percent", True, False, (),
-        "localopen's check before a load (core/estimate/budget.py)",
+        "localopen's check before a load (core/estimate/budget.py)", bounds=(10, 100),
     ),
 )  # fmt: skip
 BY_KEY = {o.key: o for o in OPTIONS}

@@ -170,10 +170,21 @@ def installed_by_repo(ctx: AppContext) -> dict[str, LibraryModel]:
     return out
 
 
+def _gguf_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def resolve_model(ctx: AppContext, name: str) -> Path:
     """A path to a .gguf, or a model in the library (by path, file name, or part of its name or repo)."""
     path = Path(name).expanduser()
     if path.exists():
+        if not path.is_file() or (path.suffix.lower() != ".gguf" and not _gguf_magic(path)):
+            # A path names a model only when it is one (`preset ../../etc/passwd` is no model).
+            raise LocalopenError(f"{name} is not a GGUF model file: name an installed model or a .gguf file.")
         return path
     scan(ctx)
     model = core_library.find(ctx.db, name)
