@@ -673,6 +673,71 @@ def _() -> Outcome:
     return Outcome(ok, f"before: {broken.detail[:60]}; repair-db: {said}; kept aside: {[p.name for p in kept]}")
 
 
+# -- round 2 (#38, #41): tools, values out of range, folders ---------------------------------------
+def _chat_with(extra: str) -> bytes:
+    return (
+        '{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, ' + extra + "}"
+    ).encode()
+
+
+TOOL = '{"type": "function", "function": {"name": %s, "parameters": %s}}'
+
+
+@case("server: chat_template_kwargs that is no object")
+def _() -> Outcome:
+    return answered(*served().request("POST", "/v1/chat/completions", _chat_with('"chat_template_kwargs": 5')), 400)
+
+
+@case('server: Ollama keep_alive "nan"')
+def _() -> Outcome:
+    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": false, "keep_alive": "nan"}'
+    return answered(*served().request("POST", "/api/chat", body), 400, "keep_alive")
+
+
+@case("server: a double quote in a tool's name with tool_choice required")
+def _() -> Outcome:
+    tools = '"tools": [' + TOOL % ('"a\\"b"', '{"type": "object"}') + '], "tool_choice": "required"'
+    status, body = served().request("POST", "/v1/chat/completions", _chat_with(tools))
+    alive, _ = served().request("POST", "/v1/chat/completions", CHAT.encode())
+    return Outcome(status == 400 and alive == 200, f"{status}: {body[:100]}; the next request: {alive}")
+
+
+@case("server: a Pydantic-style tool schema ($defs/$ref) under required")
+def _() -> Outcome:
+    schema = (
+        '{"$defs": {"A": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}, '
+        '"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "required": ["a"]}'
+    )
+    tools = '"tools": [' + TOOL % ('"f"', schema) + '], "tool_choice": "required"'
+    status, body = served().request("POST", "/v1/chat/completions", _chat_with(tools))
+    return Outcome(status in (200, 400) and "Unexpected" not in body, f"{status}: {body[:100]}")
+
+
+@case("cli: settings n_ctx 99999999999999999999999")
+def _() -> Outcome:
+    return refused(cli("settings", "n_ctx", "99999999999999999999999"), "0 to")
+
+
+@case("cli: settings models_dir /")
+def _() -> Outcome:
+    return refused(cli("settings", "models_dir", "/"), "system's own folder")
+
+
+@case("cli: preset ../../etc/passwd n_ctx 512")
+def _() -> Outcome:
+    (ROOT / "passwd").write_text("root:x:0:0\n")
+    return refused(cli("preset", str(ROOT / "passwd"), "n_ctx", "512"), "not a GGUF model file")
+
+
+@case("cli: models_dir set by hand to / (the settings file edited)")
+def _() -> Outcome:
+    env = fresh_env()
+    settings = Path(env["LOCALOPEN_HOME"]) / "config" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text('{"models_dir": "/"}')
+    return refused(cli("models", env=env, timeout=300), "too large to search")
+
+
 # -- running -------------------------------------------------------------------------------------
 def run(selected: list[tuple[str, Callable[[], Outcome]]]) -> Iterator[tuple[str, Outcome]]:
     for name, fn in selected:

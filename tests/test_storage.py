@@ -181,3 +181,47 @@ def test_damaged_pages_behind_a_sound_first_page_are_found_at_start(tmp_path: Pa
     repaired = subprocess.run([*exe(), "repair-db"], env=env, capture_output=True, text=True)
     assert repaired.returncode == 0 and "kept as" in repaired.stdout
     assert subprocess.run([*exe(), "models"], env=env, capture_output=True).returncode == 0
+
+
+def test_a_models_folder_is_walked_safely(tmp_path: Path) -> None:
+    """Links that loop and links to nothing are passed over, a linked folder is searched once, the
+    system's own folders never; a folder too large to be a models folder is refused in words."""
+    from localopen.core.store import folders
+
+    models = tmp_path / "models"
+    (models / "org" / "repo").mkdir(parents=True)
+    (models / "org" / "repo" / "a.gguf").write_bytes(b"GGUF")
+    other = tmp_path / "other-disk"
+    other.mkdir()
+    (other / "b.gguf").write_bytes(b"GGUF")
+    (models / "linked").symlink_to(other)
+    (models / "loop").symlink_to(models)  # a link back to the folder itself
+    (models / "gone.gguf").symlink_to(tmp_path / "nowhere.gguf")
+    found = sorted(p.name for p in folders.files_under(models) if p.suffix == ".gguf")
+    assert found == ["a.gguf", "b.gguf", "gone.gguf"]  # each real folder once; the dangling link is named only
+    for n in range(8):
+        (tmp_path / "big" / f"d{n}").mkdir(parents=True)
+    with pytest.raises(folders.FolderTooLarge, match="too large to search for models"):
+        list(folders.files_under(tmp_path / "big", max_folders=5))
+    assert folders.system_folder(Path("/")) and folders.system_folder(Path("/proc"))
+    assert not folders.system_folder(models)
+
+
+def test_a_models_folder_set_to_the_disks_root_is_refused_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli_helpers import run
+    from localopen.core import paths as paths_mod
+    from localopen.core.store import folders
+
+    refused = run("settings", "models_dir", "/")
+    assert refused.returncode == 1 and "system's own folder" in refused.stderr
+    for n in range(8):
+        (tmp_path / "big" / f"d{n}").mkdir(parents=True)
+    paths_mod.save_settings(paths_mod.app_paths(), {"models_dir": str(tmp_path / "big")})
+    monkeypatch.setattr(folders, "MAX_FOLDERS", 5)
+    from localopen.app.context import AppContext
+    from localopen.app.models.library import scan
+
+    with pytest.raises(folders.FolderTooLarge, match="Choose the folder your models are in"):
+        scan(AppContext())

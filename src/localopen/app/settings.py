@@ -15,6 +15,7 @@ from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import KV_TYPES, kv_type
 from localopen.core.estimate.verdict import Thresholds
 from localopen.core.options import BY_KEY
+from localopen.core.store import folders
 
 log = logging.getLogger("localopen.settings")
 MEMORY_PERCENT_RANGE = BY_KEY["models_memory_percent"].bounds or (10, 100)  # a share that leaves the system some
@@ -122,6 +123,10 @@ def parse_value(key: str, text: str, default: Any) -> Any:
     """A setting's value from text, by the kind of its default (a model's preset parses the same way)."""
     text = text.strip()
     if key == "models_dir":
+        if text and folders.system_folder(Path(text)):
+            raise SettingError(
+                f"'{text}' is the system's own folder, not a models folder: choose the folder they are in."
+            )
         return text or None
     if key == "kv_cache_type":
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.files import is_first_part, is_gguf
-from localopen.core.store import library_db
+from localopen.core.store import folders, library_db
 
 log = logging.getLogger("localopen.library")
 
@@ -55,12 +55,12 @@ def _candidates(home: Path) -> list[tuple[str, Path]]:
 
 def _gguf_files(folder: Path, limit: int = 2000) -> list[tuple[Path, str]]:
     out = []
-    for root, _dirs, names in os.walk(folder):
-        for name in sorted(names):
-            if is_gguf(name) and is_first_part(name) and not name.lower().startswith("mmproj"):
-                out.append((Path(root) / name, name))
-                if len(out) >= limit:
-                    return out
+    for path in folders.files_under(folder):
+        name = path.name
+        if is_gguf(name) and is_first_part(name) and not name.lower().startswith("mmproj"):
+            out.append((path, name))
+            if len(out) >= limit:
+                return out
     return out
 
 

@@ -17,6 +17,7 @@ from localopen.core.gguf.files import is_first_part, is_gguf, is_projector_name,
 from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import is_projector
 from localopen.core.hub.client import RemoteFile
+from localopen.core.store import folders
 from localopen.core.store.hashing import cached_sha256, fresh_sha256
 
 
@@ -137,8 +138,14 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
         return 0
     known = {r["path"] for r in conn.execute("SELECT path FROM models")}
     added = 0
-    for p in models_dir.rglob("*"):
-        if not is_gguf(p.name) or not is_first_part(p.name) or str(p) in known or not p.is_file():
+    for p in folders.files_under(models_dir):
+        if not is_gguf(p.name) or not is_first_part(p.name) or str(p) in known:
+            continue
+        try:
+            if not p.is_file():
+                continue
+            size = p.stat().st_size
+        except OSError:  # gone or unreadable since the walk saw it
             continue
         if is_projector_name(p.name):  # a vision projector: used with the model beside it
             continue
@@ -148,7 +155,7 @@ def scan(conn: sqlite3.Connection, models_dir: Path) -> int:
             conn.execute(
                 "INSERT OR IGNORE INTO models(path, repo, filename, quant, size, source, added_at)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (str(p), repo, p.name, quant_of(p.name), p.stat().st_size, "found", _now()),
+                (str(p), repo, p.name, quant_of(p.name), size, "found", _now()),
             )
         added += 1
     return added
