@@ -479,3 +479,29 @@ def test_a_saved_hub_token_is_private_from_its_first_byte(tmp_path: Path, monkey
     assert path.read_text() == "hf_abcdefghijklmnop"
     assert os.listdir(path.parent) == ["token"]  # no temporary file left
     assert client.token() == "hf_abcdefghijklmnop"
+
+
+def test_verify_notices_bit_rot_in_an_imported_file(tmp_path: Path, tiny_gguf: Path) -> None:
+    """A byte flipped in the middle of an imported file, its size and modification time kept: the
+    sha256 recorded at import tells it apart (before, verify said only that the header checked out)."""
+    copy = tmp_path / "rot.gguf"
+    copy.write_bytes(tiny_gguf.read_bytes())
+    out = subprocess.run([*exe(), "import", str(copy)], capture_output=True, text=True)
+    assert out.returncode == 0 and "Recording its sha256" in out.stdout, out.stderr
+    conn = connect(app_paths().database)
+    first = verify(conn, find(conn, "rot"))
+    assert first.ok is True and "recorded when it was added" in first.message
+    before = copy.stat()
+    with copy.open("r+b") as fh:
+        fh.seek(before.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(before.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    out = subprocess.run([*exe(), "verify", "rot"], capture_output=True, text=True)
+    assert out.returncode != 0 and "bytes changed since its sha256 was recorded" in out.stdout + out.stderr
+    # A file rewritten on purpose (a new time) is said as rewritten, and recorded anew.
+    os.utime(copy, None)
+    again = verify(conn, find(conn, "rot"))
+    assert again.ok is None and "rewritten" in again.message
+    assert verify(conn, find(conn, "rot")).ok is True

@@ -128,6 +128,8 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
         raise LocalopenError("Name a .gguf file to import, or --other-apps.")
     model = library.import_model(ctx, Path(args.path))
     print(f"Imported {model.filename} ({model.quant}, {human_bytes(model.size)}); the file stays where it is.")
+    print("Recording its sha256, so that `localopen verify` notices if its bytes change later…", flush=True)
+    library.record_sha256(ctx, model)
     return 0
 
 

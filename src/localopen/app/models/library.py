@@ -14,13 +14,14 @@ from typing import Any
 from localopen.app.context import AppContext
 from localopen.core.errors import LocalopenError
 from localopen.core.estimate.verdict import DAMAGED, Verdict
+from localopen.core.gguf.files import parts_of
 from localopen.core.gguf.header import GGUFError, read_header
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.grade import Grade, evidence_from_header, grade
 from localopen.core.openness.recognise import CatalogMatch, match_file
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
-from localopen.core.store.hashing import known_sha256
+from localopen.core.store.hashing import cached_sha256, known_sha256
 from localopen.core.store.library_db import LibraryModel, VerifyResult
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
@@ -123,8 +124,17 @@ def verdict_of(ctx: AppContext, model: LibraryModel, profile: HardwareProfile | 
 
 
 def import_model(ctx: AppContext, path: Path) -> LibraryModel:
-    """A .gguf from anywhere, added by path (nothing copied); its header's problems said in words."""
+    """A .gguf from anywhere, added by path (nothing copied); its header's problems said in words.
+    Its sha256 is recorded next (record_sha256: long disk work, a task of its own)."""
     return core_library.import_file(ctx.db, path)
+
+
+def record_sha256(ctx: AppContext, model: LibraryModel) -> None:
+    """The sha256 of each part of a file added from elsewhere, as it is now (once: a cached one is
+    kept), so that `verify` notices when its bytes change later (bit rot keeps size and time)."""
+    for part in parts_of(model.path):
+        if part.exists():
+            cached_sha256(ctx.db, part)
 
 
 def find_model(ctx: AppContext, name: str) -> LibraryModel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -23,18 +24,13 @@ def sha256_file(path: Path, progress: Callable[[int, int], None] | None = None) 
     return digest.hexdigest()
 
 
-def fresh_sha256(conn: sqlite3.Connection, path: Path, progress: Callable[[int, int], None] | None = None) -> str:
-    """The sha256 of the bytes as they are now (never the cache: a flipped byte keeps the size and
-    the modification time); the cache is updated with it."""
-    path = path.resolve()
-    st = path.stat()
-    value = sha256_file(path, progress)
+def record(conn: sqlite3.Connection, path: Path, st: os.stat_result, value: str) -> None:
+    """Keep a file's sha256 as it was when `st` was taken."""
     with conn:
         conn.execute(
             "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-            (str(path), st.st_size, st.st_mtime_ns, value),
+            (str(path.resolve()), st.st_size, st.st_mtime_ns, value),
         )
-    return value
 
 
 def known_sha256(conn: sqlite3.Connection, path: Path) -> str | None:
@@ -61,3 +57,10 @@ def cached_sha256(conn: sqlite3.Connection, path: Path) -> str:
             (str(path), st.st_size, st.st_mtime_ns, value),
         )
     return value
+
+
+def recorded(conn: sqlite3.Connection, path: Path) -> sqlite3.Row | None:
+    """What was last recorded of the file (size, modification time, sha256), whatever it is now."""
+    return conn.execute(
+        "SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?", (str(path.resolve()),)
+    ).fetchone()

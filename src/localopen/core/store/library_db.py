@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import is_projector
 from localopen.core.hub.client import RemoteFile
 from localopen.core.store import folders
-from localopen.core.store.hashing import cached_sha256, fresh_sha256
+from localopen.core.store.hashing import cached_sha256, record, recorded, sha256_file
 
 
 def _now() -> str:
@@ -209,27 +210,56 @@ def verify(
     expected = {f.filename: f.sha256 for f in hub_files(conn, model.repo)} if model.repo else {}
     if model.expected_sha256:
         expected.setdefault(model.filename, model.expected_sha256)
-    checked = 0
+    checked = same = 0
+    notes: list[str] = []
     for part in parts:
         if not part.exists():
             return VerifyResult(False, f"Part {part.name} is missing.")
         want = expected.get(part.name)
+        before = recorded(conn, part)  # the sha256 recorded when the file was imported or last checked
         report = (lambda done, size, name=part.name: progress(name, done, size)) if progress else None
-        actual = fresh_sha256(conn, part, report)
+        st = part.stat()
+        actual = sha256_file(part, report)  # the bytes as they are now, never a cache
+        if not (before is not None and before["sha256"] != actual and _same_stat(before, st)):
+            record(conn, part, st, actual)  # a damaged file's record stays what the bytes were
         if want and actual != want:
             return VerifyResult(
                 False, f"{part.name} does not match the Hub's sha256: it is damaged; delete it and download again."
             )
         checked += bool(want)
+        if want or before is None:
+            continue
+        if before["sha256"] == actual:
+            same += 1
+        elif _same_stat(before, st):
+            return VerifyResult(
+                False,
+                f"{part.name}'s bytes changed since its sha256 was recorded, though its size and modification "
+                "time did not: it is damaged (bit rot or a failing disk). Restore it from a copy or download it again.",
+            )
+        else:
+            notes.append(f"{part.name} was rewritten since its sha256 was recorded (its size or time changed)")
     try:
         read_header(model.path)  # also checks that its tensor data fits in the file
     except LocalopenError as exc:
         return VerifyResult(False, str(exc))
     with conn:
         conn.execute("UPDATE models SET verified_at = ? WHERE path = ?", (_now(), str(model.path)))
+    if notes:
+        return VerifyResult(None, "; ".join(notes) + ": its new sha256 is recorded now. Its header and size check out.")
+    if same:
+        return VerifyResult(True, f"sha256 matches the one recorded when it was added, for {same} file(s).")
     if not checked:
-        return VerifyResult(None, "No sha256 from the Hub is known for this file; its header and size check out.")
+        return VerifyResult(
+            None,
+            "No sha256 from the Hub is known for this file; its sha256 is recorded now, so a later verify notices "
+            "any change. Its header and size check out.",
+        )
     return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
+
+
+def _same_stat(row: sqlite3.Row, st: os.stat_result) -> bool:
+    return bool((row["size"], row["mtime_ns"]) == (st.st_size, st.st_mtime_ns))
 
 
 def owns_file(model: LibraryModel, models_dir: Path) -> bool:
