@@ -483,3 +483,61 @@ def test_a_file_only_llama_cpp_rejects_is_damaged_in_every_face(tmp_path: Path) 
     good = write_tiny_llama(tmp_path / "fine.gguf")
     import_file(ctx.db, good)
     assert "llama.cpp loads fine.gguf" in library.verify(ctx, find(ctx.db, "fine")).message
+
+
+def test_what_llama_cpp_says_of_a_failed_load_is_read_as_memory_or_damage() -> None:
+    from localopen.engine.model_load import _load_error
+
+    path = Path("gemma.gguf")
+    listed = ["print_info: rope_finetuned        = unknown", "llama_model_loader: - kv 3: general.type str = model"]
+    out_of_memory = _load_error(
+        [*listed, "llama_model_load: error loading model: mmap failed: Cannot allocate memory",
+         "llama_model_load_from_file_impl: failed to load model"],
+        path,
+    )  # fmt: skip
+    assert "Not enough memory" in str(out_of_memory) and not out_of_memory.damaged
+    damaged = _load_error(
+        [*listed, "llama_model_load: error loading model: missing tensor 'blk.0.attn_q.weight'",
+         "llama_model_load_from_file_impl: failed to load model"],
+        path,
+    )  # fmt: skip
+    assert damaged.damaged and "missing tensor 'blk.0.attn_q.weight'" in str(damaged)  # never print_info's words
+
+
+@pytest.mark.parametrize("limit_mb", [300, 450, 500, 550, 600, 650])
+def test_a_process_short_of_memory_is_told_so_never_that_the_file_is_damaged(
+    gemma_path: Path, limit_mb: int, tmp_path: Path
+) -> None:
+    """A memory limit met at any step of a load (reading the header, mapping the file, a buffer, an
+    allocation ggml aborts on) is said as memory; the healthy file is never called damaged, and no
+    debugger backtrace or traceback reaches the terminal."""
+    import resource
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mb * 2**20, resource.RLIM_INFINITY))
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "localopen",
+            "chat",
+            str(gemma_path),
+            "--template",
+            "gemma",
+            "-p",
+            "hi",
+            "--max-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limited,
+        env={**os.environ, "LOCALOPEN_HOME": str(tmp_path)},
+    )
+    said = out.stderr
+    assert "damaged" not in said and "Traceback" not in said and "Inferior" not in said, said
+    assert out.returncode == 0 or "memory" in said.lower(), said

@@ -11,6 +11,12 @@ from typing import Any
 
 
 def main(conn: Any, stop_event: Any, pulse: Any = None) -> None:
+    import os
+
+    # ggml prints a backtrace through gdb when it aborts (a failed allocation, say): that is llama.cpp's
+    # debugging aid, and in the user's terminal only noise; the cause is said in words instead.
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+    _stderr_to_log()
     _end_with_parent()
     try:
         import llama_cpp  # noqa: F401 - load order matters, see above
@@ -21,6 +27,23 @@ def main(conn: Any, stop_event: Any, pulse: Any = None) -> None:
     from localopen.engine.worker import worker_main
 
     worker_main(conn, stop_event, pulse)
+
+
+def _stderr_to_log() -> None:
+    """What llama.cpp writes straight to stderr (an assertion's line as it aborts) goes to the log
+    folder's engine-stderr.log, not over the user's terminal: the client says what happened in words."""
+    import os
+
+    from localopen.core.paths import app_paths
+
+    try:
+        logs = app_paths().logs
+        logs.mkdir(parents=True, exist_ok=True)
+        fd = os.open(logs / "engine-stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        return  # no log folder to write: stderr stays where it was
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _end_with_parent() -> None:

@@ -35,6 +35,7 @@ from localopen.engine.protocol import (
     Event,
     Load,
     Loaded,
+    MemoryShort,
     Render,
     Rendered,
     Request,
@@ -65,6 +66,7 @@ class Engine:
         self._first_decode = False  # loaded with extra CPU kernels, nothing decoded yet
         self._ids = itertools.count(1)
         self._current = 0  # the request whose events are awaited
+        self._memory_short: str | None = None  # llama.cpp's last word that an allocation failed
 
     @property
     def model_path(self) -> str | None:
@@ -152,6 +154,9 @@ class Engine:
             process.join(1)
         code = process.exitcode if process is not None else None
         what = describe_exit(code)
+        if self._memory_short and code is not None and code != 0:
+            what = f"ran out of memory (llama.cpp: {self._memory_short}) and {what}"
+        self._memory_short = None
         self.kill()
         log.warning("Engine running %s %s", model, what)
         died = EngineDied(
@@ -175,6 +180,10 @@ class Engine:
                 event = event_from_bytes(self.conn.recv_bytes())
             except (EOFError, OSError) as exc:
                 raise self._died() from exc
+            if isinstance(event, MemoryShort):  # kept to say why, should the engine now abort
+                self._memory_short = event.line
+                log.warning("llama.cpp could not allocate memory: %s", event.line)
+                continue
             if getattr(event, "request_id", None) != self._current:
                 log.info("Dropped a late %s of request %s", type(event).__name__, getattr(event, "request_id", "?"))
                 continue

@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import logging
 import re
+from collections.abc import Callable
 
 from localopen.core.records import MemoryFigures
 
@@ -20,6 +21,22 @@ _LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERR
 MiB = 2**20
 
 
+# llama.cpp's and ggml's words for an allocation that failed (the process may abort right after).
+MEMORY_FAILURES = (
+    "failed to allocate",
+    "unable to allocate",
+    "out of memory",
+    "cannot allocate memory",
+    "insufficient memory",
+    "bad_alloc",
+)
+
+
+def is_memory_failure(line: str) -> bool:
+    low = line.lower()
+    return any(m in low for m in MEMORY_FAILURES)
+
+
 class LogCapture:
     """Collects llama.cpp log lines (for the memory report) and forwards them to logging."""
 
@@ -27,6 +44,7 @@ class LogCapture:
         self.lines: list[str] = []
         self._partial = ""
         self._last_level = logging.INFO
+        self.on_memory_failure: Callable[[str], None] | None = None  # told at once (an abort may follow)
 
     def handle(self, level: int, text: str) -> None:
         py_level = self._last_level if level == 5 else _LEVELS.get(level, logging.DEBUG)
@@ -36,6 +54,8 @@ class LogCapture:
             line, self._partial = self._partial.split("\n", 1)
             self.lines.append(line)
             log.log(py_level, "%s", line)
+            if self.on_memory_failure is not None and is_memory_failure(line):
+                self.on_memory_failure(line.strip())
 
     def clear(self) -> None:
         self.lines.clear()

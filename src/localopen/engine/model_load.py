@@ -74,7 +74,7 @@ def _load_error(lines: list[str], path: Path) -> ModelLoadError:
             )
     for line in reversed(lines):
         low = line.lower()
-        if "failed to allocate" in low or "unable to allocate" in low or "out of memory" in low:
+        if llama_log.is_memory_failure(line):  # "mmap failed: Cannot allocate memory" too: memory, never damage
             return ModelLoadError(f"Not enough memory to load {path.name}: {line.strip()}")
         if "not within the file bounds" in low or "tensor data" in low and "file" in low:
             return ModelLoadError(
@@ -94,8 +94,12 @@ def _load_error(lines: list[str], path: Path) -> ModelLoadError:
     # llama.cpp's own words for what is wrong, not its generic last lines ("failed to load model").
     marks = ("error", "failed", "invalid", "duplicate", "wrong", "unknown", "unsupported", "mismatch")
     generic = ("failed to load model", "failed to read tensor info", "error loading model")
-    said = [ln.strip() for ln in lines if any(m in ln.lower() for m in marks)]
-    specific = [ln for ln in said if not any(g in ln.lower() for g in generic)]
+    # Not the metadata llama.cpp lists as it reads (print_info: rope_finetuned = unknown is no error).
+    listed = ("print_info:", "llama_model_loader: -", "load:")
+    said = [ln.strip() for ln in lines if any(m in ln.lower() for m in marks) and not ln.strip().startswith(listed)]
+    # "error loading model: REASON" carries the reason after its generic words.
+    said = [ln.split("error loading model: ", 1)[1] if "error loading model: " in ln else ln for ln in said]
+    specific = [ln for ln in said if ln and not any(g in ln.lower() for g in generic)]
     reason = (specific[-1] if specific else said[-1] if said else "no reason given").split(": ", 1)[-1]
     return ModelLoadError(f"{path.name} is damaged: llama.cpp rejects it ({reason}).", damaged=True)
 

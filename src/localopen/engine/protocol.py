@@ -118,6 +118,14 @@ class Error(Event):
 
 
 @dataclass
+class MemoryShort(Event):
+    """llama.cpp said it could not allocate memory: sent as it is said, since ggml may abort the
+    process right after (then the client says the engine ran out of memory, not only that it died)."""
+
+    line: str
+
+
+@dataclass
 class Checked(Event):
     message: str
 

@@ -8,6 +8,7 @@ allocates in proportion to an unchecked length field.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -390,6 +391,11 @@ def read_header(path: str | Path) -> GGUFHeader:
     except PermissionError as exc:
         raise GGUFError(f"Cannot read {path}: permission denied.") from exc
     except OSError as exc:
+        if exc.errno == errno.ENOMEM:  # the file is mapped to be read: a process limited in memory cannot
+            raise GGUFError(
+                f"Not enough memory to read {path.name}: this process may not map a file of its size "
+                "(a memory limit is set for it). The file itself is not the problem."
+            ) from exc
         raise GGUFError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
 
 
