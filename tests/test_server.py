@@ -532,3 +532,47 @@ def test_each_served_model_loads_with_its_own_preset(models: dict[str, Path]) ->
         assert [v.n_ctx for v in ctx.models.residents()] == [256]
     finally:
         r.stop()
+
+
+def test_a_long_prompt_being_tokenised_is_progress_and_a_huge_one_is_refused_up_front(qwen_coder_05b: Path) -> None:
+    """Megabytes of text take seconds to tokenise: /health stays healthy meanwhile and the count comes
+    back (it was a 500 'did not answer in time' and a 503 'stuck'); text beyond what any context
+    holds is refused at once with its size."""
+    import threading
+
+    ctx = AppContext()
+    import_file(ctx.db, qwen_coder_05b)
+    served = Running(ctx, options=LoadOptions(n_ctx=2048))
+    try:
+        base = served.config.base_url.removesuffix("/v1")
+        served.server.stuck_after_s = 1.0
+        model = served.client.models.list().data[0].id
+        text = "words and more words, " * 150_000  # 3.3 million characters
+        body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": text}]}
+        small = {**body, "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{base}/v1/messages/count_tokens", json=small, timeout=120).status_code == 200  # loaded
+        seen: list[int] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                seen.append(httpx.get(f"{base}/health", timeout=10).status_code)
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        started = time.monotonic()
+        try:
+            counted = httpx.post(f"{base}/v1/messages/count_tokens", json=body, timeout=300)
+        finally:
+            done.set()
+            watcher.join()
+        took = time.monotonic() - started
+        assert counted.status_code == 200, counted.text
+        assert counted.json()["input_tokens"] > 500_000
+        assert took > 1.0 and 503 not in seen, (took, seen)  # longer than 'stuck' allows, and never stuck
+        huge = {**body, "messages": [{"role": "user", "content": "x" * 9_000_000}]}
+        refused = httpx.post(f"{base}/v1/messages/count_tokens", json=huge, timeout=30)
+        assert refused.status_code == 413 and "9.0 million characters" in refused.text
+    finally:
+        served.stop()

@@ -17,6 +17,9 @@ from localopen.app.serving import ServingError
 
 MAX_BODY = 48 * 1024 * 1024  # bytes: a long conversation with a few photos fits; a runaway client gets 413
 MAX_DEPTH = 64  # JSON nesting: tool schemas need a few levels, nothing needs more
+# Text in one request: about two million tokens, more than any model's context, and some 10 s of
+# tokenising on two cores. More would keep the engine busy for minutes before any answer: refused at once.
+MAX_TEXT = 8 * 1024 * 1024
 
 
 def bad(message: str, code: str | None = None) -> ServingError:
@@ -34,6 +37,20 @@ def _depth(value: Any) -> int:
                 return level
             stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
     return deepest
+
+
+def _text_size(value: Any) -> int:
+    """Characters of text a body holds, pictures (data: URLs, base64 sources) not counted."""
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += 0 if item.startswith("data:") else len(item)
+        elif isinstance(item, dict):
+            stack.extend(v for k, v in item.items() if k not in ("data", "images"))
+        elif isinstance(item, list):
+            stack.extend(item)
+    return total
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -80,6 +97,13 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise bad("The request body has text that is not valid Unicode (a lone surrogate).", "invalid_json")
     if not isinstance(body, dict):
         raise bad("The request body must be a JSON object.", "invalid_json")
+    text = _text_size(body)
+    if text > MAX_TEXT:
+        raise ServingError(
+            f"The request holds {text / 1e6:.1f} million characters of text; at most {MAX_TEXT / 1e6:.1f} million "
+            "are read in one request (about two million tokens, more than any model's context).",
+            413,
+        )
     return body
 
 

@@ -49,6 +49,9 @@ log = logging.getLogger("localopen.engine.client")
 __all__ = ["Engine", "EngineDied", "EngineError"]
 
 
+PROGRESS_GRACE_S = 5.0  # an engine whose last progress is older than this has stopped making any
+
+
 class Engine:
     """One engine process, owned by one caller (a chat, a benchmark). Not thread-safe: use it from
     one thread; only stop() and kill() may be called from another."""
@@ -202,7 +205,9 @@ class Engine:
             raise self._died() from exc
         if not self.alive:
             raise self._died()
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        # Past the deadline, an engine still showing progress (tokenising a long prompt) is waited for.
+        if now > deadline and (self.pulse is None or now - self.pulse.value > PROGRESS_GRACE_S):
             raise EngineTimeout("The engine did not answer in time.")
         return False
 

@@ -475,7 +475,8 @@ class Generating(WorkerState):
         if images:
             assert self.vision is not None
             return self.vision.tokens(prompt, images, self._special(prompt, special)), prompt, images
-        tokens = llm.tokenize(utf8(prompt), add_bos=False, special=special)
+        with self._beating():  # megabytes of prompt take seconds
+            tokens = llm.tokenize(utf8(prompt), add_bos=False, special=special)
         bos = llm.token_bos()
         if llm._model.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):  # noqa: SLF001
             tokens = [bos, *tokens]

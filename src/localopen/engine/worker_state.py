@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,25 @@ class WorkerState:
     def _beat(self) -> None:
         if self.pulse is not None:
             self.pulse.value = time.monotonic()
+
+    @contextlib.contextmanager
+    def _beating(self) -> Iterator[None]:
+        """Progress shown every half second through work of a known end that gives no sign of its
+        own (tokenising a long prompt: seconds for megabytes), so the client and /health do not
+        take it for a stuck engine. Only around such work: a stuck llama.cpp call must stay silent."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(0.5):
+                self._beat()
+
+        beater = threading.Thread(target=beat, name="engine-beat", daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beater.join()
 
     def send(self, event: Event) -> None:
         """Send an event tied to the request being handled."""
