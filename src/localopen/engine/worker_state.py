@@ -3,9 +3,9 @@ loaded model and its context, the request being answered (engine/worker.py puts 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
