@@ -90,7 +90,13 @@ def test_linux_bundle_deb_and_self_test(built: tuple[Path, str], tmp_path: Path)
     entry.optionxform = str  # keys are case-sensitive
     entry.read(desktop)
     d = entry["Desktop Entry"]
-    assert d["Type"] == "Application" and d["Exec"] == "localopen" and d["Icon"] == "localopen"
+    assert d["Type"] == "Application" and d["Exec"] == "localopen %f" and d["Icon"] == "localopen"
+    assert d["MimeType"] == "application/x-gguf;"  # a double-click on a .gguf opens it here
+    assert "application/x-gguf" in (root / "usr/share/mime/packages/localopen.xml").read_text()
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True)
+    sums = (control / "md5sums").read_text().splitlines()
+    assert any(line.endswith("  usr/share/applications/localopen.desktop") for line in sums)
     assert d["Name"] and d["Categories"].endswith(";") and d["Terminal"] == "false"
     for size in (16, 32, 48, 128, 256, 512):
         assert (root / f"usr/share/icons/hicolor/{size}x{size}/apps/localopen.png").stat().st_size > 100

@@ -1111,3 +1111,37 @@ def test_explores_model_list_fits_its_pane_without_sideways_scrolling(window: Ma
         assert hidden == sorted(hidden)  # a hidden column hides the ones after it: the order holds
         shown[size] = hidden.count(False)
     assert shown[(1920, 1080)] > shown[(1280, 800)]
+
+
+def test_a_gguf_opened_from_outside_is_added_then_chatted_with(
+    window: MainWindow, qtbot, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    """A double-click on a .gguf (`localopen FILE.gguf`): the file joins the library and its chat opens."""
+    from localopen.app.models import library
+    from localopen.ui.main_window import SECTIONS
+
+    copy = tmp_path / "opened.gguf"
+    copy.write_bytes(tiny_gguf.read_bytes())
+    window.open_file(copy)
+
+    def chatting() -> bool:
+        chat = window.views.get("Chat")
+        return chat is not None and chat.model_bar.path() == str(copy)  # type: ignore[attr-defined]
+
+    qtbot.waitUntil(chatting, timeout=30000)
+    assert SECTIONS[window.stack.currentIndex()] == "Chat"
+    assert [m.path for m in library.installed(window.services.ctx)].count(copy) == 1
+    window.goto("Library")
+    window.open_file(copy)  # opened again: straight to its chat, nothing added twice
+    assert SECTIONS[window.stack.currentIndex()] == "Chat"
+    assert [m.path for m in library.installed(window.services.ctx)].count(copy) == 1
+
+
+def test_localopen_with_a_gguf_file_opens_the_app_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import localopen.__main__ as entry
+    import localopen.ui.app as ui_app
+
+    opened: list[str | None] = []
+    monkeypatch.setattr(ui_app, "run_app", lambda argv=None, open_path=None: opened.append(open_path) or 0)
+    assert entry.main(["/models/Some Model.GGUF"]) == 0 and entry.main([]) == 0
+    assert opened == ["/models/Some Model.GGUF", None]

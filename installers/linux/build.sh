@@ -117,6 +117,9 @@ mkdir -p "$PKG/usr/share/man/man1"
 gzip -9n < installers/linux/localopen.1 > "$PKG/usr/share/man/man1/localopen.1.gz"
 ln -s /opt/localopen/localopen "$PKG/usr/bin/localopen"
 install -m 644 installers/linux/localopen.desktop "$PKG/usr/share/applications/localopen.desktop"
+# .gguf files as a type of their own (shared-mime-info's and desktop-file-utils' triggers index them).
+mkdir -p "$PKG/usr/share/mime/packages"
+install -m 644 installers/linux/localopen-gguf.xml "$PKG/usr/share/mime/packages/localopen.xml"
 for size in 16 24 32 48 64 128 256 512; do
   dir="$PKG/usr/share/icons/hicolor/${size}x${size}/apps"
   mkdir -p "$dir"
@@ -134,6 +137,8 @@ SIZE_KB=$(du -sk "$PKG" | cut -f1)
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE_KB/" -e "s/@DEPENDS@/$DEPENDS/" \
   installers/linux/control.in > "$PKG/DEBIAN/control"
 chmod -R u+rwX,go+rX,go-w "$PKG"
+# Every file's md5sum, as dpkg --verify and debsums read them.
+(cd "$PKG" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums)
 dpkg-deb --root-owner-group -Zxz -z1 --build "$PKG" "$DEB.partial" >/dev/null
 mv "$DEB.partial" "$DEB"
 echo "bundle: build/dist/localopen ($(du -sh build/dist/localopen | cut -f1))"

@@ -14,10 +14,11 @@ def main(argv: list[str] | None = None) -> int:
         from localopen.selftest import run_self_test
 
         return run_self_test()
-    if not args:
+    if not args or (len(args) == 1 and args[0].lower().endswith(".gguf")):
+        # `localopen FILE.gguf` (a double-click on a model file): the app opens with it.
         from localopen.ui.app import run_app
 
-        return run_app()
+        return run_app(open_path=args[0] if args else None)
     from localopen.cli.main import run_cli
 
     return run_cli(args)

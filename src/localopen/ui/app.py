@@ -76,7 +76,8 @@ def _offer_repair(exc: StorageError) -> Any:
     return Services()
 
 
-def run_app(argv: list[str] | None = None) -> int:
+def run_app(argv: list[str] | None = None, open_path: str | None = None) -> int:
+    """The desktop app; `open_path`: a model file to open in it (added to the library, then chatted with)."""
     from localopen import __version__
     from localopen.core.logs import setup_logging
     from localopen.ui.platform_check import import_problem, platform_problem
@@ -125,4 +126,6 @@ def run_app(argv: list[str] | None = None) -> int:
         return 1
     window = MainWindow(services)
     window.show()
+    if open_path is not None:
+        window.open_file(Path(open_path).expanduser())
     return int(app.exec())

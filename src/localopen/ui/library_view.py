@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, SignalInstance
@@ -187,14 +188,17 @@ class LibraryView(QWidget):
         if path:
             self.import_path(Path(path))
 
-    def import_path(self, path: Path) -> None:
-        """Import in the background: the first sha256 of a multi-GB file takes seconds."""
+    def import_path(self, path: Path, then: Callable[[LibraryModel], None] | None = None) -> None:
+        """Import in the background (its header is read; its sha256 is recorded afterwards); `then`
+        is called with the model once it is in the library (a file opened from outside: its chat)."""
         self.status.setText(f"Importing {path.name}…")
         ctx = self.services.ctx
 
         def imported(model: LibraryModel) -> None:
             self.status.setText(f"Imported {model.filename}; the file stays where it is.")
             self.services.library_changed.emit()
+            if then is not None:
+                then(model)
             # Its sha256 next, out of sight: `verify` compares with it later (a flipped byte keeps size and time).
             run_in_background(
                 lambda: library.record_sha256(ctx, model), lambda _none: None, recording_failed, name="record sha256",

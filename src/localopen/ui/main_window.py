@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from localopen.app.measure.benchmark import stale
 from localopen.app.measure.calibration import llama_cpp_version
-from localopen.app.models import pull
+from localopen.app.models import library, pull
 from localopen.app.usable import summary
 from localopen.app.usable.usable_here import MachineLine, MachineSnapshot, catalog_rows, machine_line
 from localopen.core.estimate.memory import human_bytes
@@ -181,6 +181,16 @@ class MainWindow(QMainWindow):
     def chat_with(self, path: str) -> None:
         chat = self.goto("Chat")
         chat.new_chat(path)  # type: ignore[attr-defined]
+
+    def open_file(self, path: Path) -> None:
+        """A model file opened from outside (a double-click, `localopen FILE.gguf`): chat with it at once
+        if the library has it, else add it to the library first (the Library view says so), then chat."""
+        known = {str(m.path): m for m in library.installed(self.services.ctx)}
+        if str(path.resolve()) in known or str(path) in known:
+            self.chat_with(str(path.resolve() if str(path.resolve()) in known else path))
+            return
+        view = self.goto("Library")
+        view.import_path(path, then=lambda model: self.chat_with(str(model.path)))  # type: ignore[attr-defined]
 
     def benchmark(self, path: str) -> None:
         compare = self.goto("Compare")
