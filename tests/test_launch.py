@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import run
+from cli_helpers import exe, run
 from localopen.core.machine.system_libraries import install_advice
 from localopen.ui.platform_check import xcb_plugin
 
@@ -193,3 +195,15 @@ def test_no_fonts_or_font_configuration_is_said_before_a_window_of_empty_boxes(t
     (tmp_path / "fonts" / "truetype").mkdir(parents=True)
     (tmp_path / "fonts" / "truetype" / "Sans.ttf").write_bytes(b"\0")
     assert platform_check.platform_problem() is None
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="no Xvfb here")
+def test_the_self_test_opens_its_window_on_the_display_it_has() -> None:
+    """With a display, the self-test checks the real X server the app will use, not offscreen."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", *exe(), "--self-test"],
+        capture_output=True, text=True, timeout=180, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "window: opened and closed on the display (xcb)" in out.stdout, out.stdout

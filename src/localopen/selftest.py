@@ -179,9 +179,18 @@ def _desktop_check(lines: list[str]) -> None:
 
 
 def _window_check(lines: list[str]) -> None:
+    """The main window opened where the app will open it: on this session's display when there is
+    one (so the real X or Wayland server is checked), offscreen only without one."""
     _desktop_check(lines)
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    if not os.environ.get("QT_QPA_PLATFORM") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from localopen.ui.platform_check import platform_problem
+
+    problem = platform_problem()
+    if problem is not None:  # Qt would abort without a word
+        raise RuntimeError(problem)
     from PySide6.QtCore import QSettings
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     from localopen.ui import qt_messages
@@ -203,7 +212,9 @@ def _window_check(lines: list[str]) -> None:
     shown = (time.perf_counter() - start) * 1000
     window.close()
     app.processEvents()
-    lines.append(f"window: opened and closed offscreen ({shown:.0f} ms to show, Qt {_qt_version()})")
+    platform = QGuiApplication.platformName()
+    where = "offscreen" if platform == "offscreen" else f"on the display ({platform})"
+    lines.append(f"window: opened and closed {where} ({shown:.0f} ms to show, Qt {_qt_version()})")
 
 
 def _qt_version() -> str:
