@@ -67,19 +67,22 @@ def test_linux_bundle_deb_and_self_test(built: tuple[Path, str], tmp_path: Path)
         ["dpkg-deb", "-f", str(deb), "Package", "Version", "Depends"], capture_output=True, text=True
     ).stdout
     assert "Package: localopen" in fields and f"Version: {version}" in fields
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+    # Nothing outside /usr of its own: removing the package leaves /opt (and everything else) as it was.
+    assert {line.split()[-1].split("/")[1] for line in listing.splitlines()} == {"", "usr"}, listing[:500]
     depends = next(line for line in fields.splitlines() if line.startswith("Depends:"))
     # What the bundle ships is not asked of the system; GL would pull Mesa and LLVM; fonts are needed.
     assert "libc6 (>= " in depends and "fontconfig-config" in depends and "fonts-dejavu-core" in depends
     for shipped in ("libgl1", "libegl1", "libllvm", "libglib2.0-0", "libfontconfig1", "libgomp1"):
         assert shipped not in depends, depends
-    bundle = root / "opt" / "localopen"
+    bundle = root / "usr" / "lib" / "localopen"
     names = {p.name.lower() for p in bundle.rglob("*")}
     assert not [n for n in names if n.split(".")[0] in TEST_ONLY], "test-only packages in the bundle"
     assert not [n for n in names if n.startswith(("libcudart", "libcublas"))], "a CUDA runtime in a CPU package"
 
-    launcher = root / "opt" / "localopen" / "localopen"
+    launcher = root / "usr" / "lib" / "localopen" / "localopen"
     assert os.access(launcher, os.X_OK)
-    assert os.readlink(root / "usr" / "bin" / "localopen") == "/opt/localopen/localopen"
+    assert os.readlink(root / "usr" / "bin" / "localopen") == "/usr/lib/localopen/localopen"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LOCALOPEN_HOME": str(tmp_path / "home")}
     out = subprocess.run([str(launcher), "--self-test"], capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -240,7 +243,7 @@ def _apt_install(base: Path, deb: Path) -> None:
     assert selftest.returncode == 0 and "self-test passed" in selftest.stdout, selftest.stdout + selftest.stderr
     chat = _in(
         base,
-        "LOCALOPEN_HOME=/tmp/home localopen chat /opt/localopen/_internal/localopen/resources/selftest-tiny.gguf "
+        "LOCALOPEN_HOME=/tmp/home localopen chat /usr/lib/localopen/_internal/localopen/resources/selftest-tiny.gguf "
         "-p hi --max-tokens 4 --template chatml --json",
     )
     assert chat.returncode == 0 and '"completion_tokens": 4' in chat.stdout, chat.stderr

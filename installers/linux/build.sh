@@ -38,7 +38,11 @@ DEB="build/localopen_${VERSION}_${ARCH}.deb"
 mkdir -p build
 rm -f "$DEB" "$DEB.partial"  # an older package must not pass for this build's
 
-LLAMA_VERSION=$($PYTHON -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
+LLAMA_VERSION=$($PYTHON -c "from importlib.metadata import version; print(version('llama-cpp-python'))" 2>/dev/null) || {
+  echo "$PYTHON has no llama-cpp-python: the build ships the llama.cpp version it names. Install it" >&2
+  echo "(pip install llama-cpp-python), or name a Python that has it: PYTHON=/path/to/python $0" >&2
+  exit 1
+}
 case "$LLAMA" in
   portable)
     CMAKE="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON"
@@ -73,16 +77,31 @@ for file in dist.files or []:
         shutil.copy2(source, site / file)
 PY
   else
-    echo "Compiling llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE' (many minutes)…"
-    rm -rf build/llama-build
-    CMAKE_ARGS="$CMAKE" $VENV/bin/pip install -q --no-cache-dir --no-binary llama-cpp-python \
-      -C build-dir="$ROOT/build/llama-build" "llama-cpp-python==$LLAMA_VERSION"
-    # llama-cpp-python installs the libraries it names, not the backends ggml builds as modules
-    # (libggml-cpu-haswell.so …): they go beside libggml.so, where the engine looks for them.
-    LIBS=$($VENV/bin/python -c 'import llama_cpp, pathlib; print(pathlib.Path(llama_cpp.__file__).parent / "lib")')
-    find build/llama-build -name 'libggml-*.so'\
-      -not -name 'libggml-base.so' -exec cp -n {} "$LIBS/" \;
-    ls "$LIBS"/libggml-cpu*.so >/dev/null || { echo "no CPU backend was built" >&2; exit 1; }
+    # llama-cpp-python compiled with these flags, kept once built: pip's own wheel cache would hand
+    # back a wheel built with other CMAKE_ARGS (it keys on the source only), so it is not used.
+    KEY=$(printf '%s %s' "$LLAMA_VERSION" "$CMAKE" | sha256sum | cut -c1-16)
+    BUILT="${LOCALOPEN_BUILD_CACHE:-$HOME/.cache/localopen-build}/llama-cpp-python-$LLAMA_VERSION-$KEY.tar"
+    SITE=$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    if [ -f "$BUILT" ]; then
+      echo "Reusing llama-cpp-python $LLAMA_VERSION built with CMAKE_ARGS='$CMAKE' ($BUILT)"
+      tar -xf "$BUILT" -C "$SITE"
+      $VENV/bin/python -c "from importlib.metadata import requires
+print('\\n'.join(r.split(';')[0] for r in requires('llama-cpp-python') or [] if 'extra ==' not in r))" \
+        | xargs -r $VENV/bin/pip install -q  # its own dependencies, as its metadata names them
+    else
+      echo "Compiling llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE' (many minutes, once)…"
+      rm -rf build/llama-build
+      CMAKE_ARGS="$CMAKE" $VENV/bin/pip install -q --no-cache-dir --no-binary llama-cpp-python \
+        -C build-dir="$ROOT/build/llama-build" "llama-cpp-python==$LLAMA_VERSION"
+      # llama-cpp-python installs the libraries it names, not the backends ggml builds as modules
+      # (libggml-cpu-haswell.so …): they go beside libggml.so, where the engine looks for them.
+      LIBS=$($VENV/bin/python -c 'import llama_cpp, pathlib; print(pathlib.Path(llama_cpp.__file__).parent / "lib")')
+      find build/llama-build -name 'libggml-*.so'\
+        -not -name 'libggml-base.so' -exec cp -n {} "$LIBS/" \;
+      ls "$LIBS"/libggml-cpu*.so >/dev/null || { echo "no CPU backend was built" >&2; exit 1; }
+      mkdir -p "$(dirname "$BUILT")"
+      (cd "$SITE" && tar -cf "$BUILT.partial" llama_cpp llama_cpp_python-*.dist-info) && mv "$BUILT.partial" "$BUILT"
+    fi
   fi
   $VENV/bin/pip install -q . "pyinstaller>=6.10"  # localopen's runtime dependencies only
   echo "$MADE" > $VENV/.made
@@ -93,17 +112,18 @@ $PYTHON tools/make_icons.py build/icons
 $PYTHON -m PyInstaller --noconfirm --log-level WARN --distpath build/dist --workpath build/pyinstaller \
   installers/localopen.spec
 
-# --- the .deb: /opt/localopen, a launcher on PATH, a menu entry and icons ---------------------
+# --- the .deb: /usr/lib/localopen, a launcher on PATH, a menu entry and icons (no folder outside /usr of its
+# own: removing the package leaves the system as it was, /opt included) ---------------------------
 PKG=build/deb/localopen_${VERSION}_${ARCH}
 rm -rf "$PKG"
-mkdir -p "$PKG/DEBIAN" "$PKG/opt" "$PKG/usr/bin" "$PKG/usr/share/applications" "$PKG/usr/share/doc/localopen"
-cp -a build/dist/localopen "$PKG/opt/localopen"
+mkdir -p "$PKG/DEBIAN" "$PKG/usr/lib" "$PKG/usr/bin" "$PKG/usr/share/applications" "$PKG/usr/share/doc/localopen"
+cp -a build/dist/localopen "$PKG/usr/lib/localopen"
 # Shared objects are not programs, and debug symbols only cost space in a release. Libraries that
 # auditwheel relocated into *.libs folders (numpy's OpenBLAS…) break when stripped: leave them be.
-find "$PKG/opt/localopen" -type f \( -name "*.so" -o -name "*.so.*" \) -exec chmod 644 {} +
-find "$PKG/opt/localopen" -type f \( -name "*.so" -o -name "*.so.*" \) -not -path "*.libs/*" \
+find "$PKG/usr/lib/localopen" -type f \( -name "*.so" -o -name "*.so.*" \) -exec chmod 644 {} +
+find "$PKG/usr/lib/localopen" -type f \( -name "*.so" -o -name "*.so.*" \) -not -path "*.libs/*" \
   -exec strip --strip-unneeded {} + 2>/dev/null || true
-$PYTHON installers/linux/prune.py "$PKG/opt/localopen"
+$PYTHON installers/linux/prune.py "$PKG/usr/lib/localopen"
 # Qt links glvnd's GL dispatch libraries (1 MB). Shipped, they need no GL package: Depends on libgl1
 # would pull Mesa and LLVM (some 150 MB) into a minimal system, for a window that paints without GL.
 # On a desktop the dispatcher finds the system's own driver (Mesa, NVIDIA) as it always does.
@@ -111,11 +131,11 @@ for lib in libGL.so.1 libEGL.so.1 libGLX.so.0 libGLdispatch.so.0 libOpenGL.so.0;
   # awk reads to the end: an early exit would end ldconfig by SIGPIPE, which pipefail makes fatal.
   src=$(/sbin/ldconfig -p | awk -v l="$lib" '!found && $1 == l && /x86-64|AArch64/ {print $NF; found = 1}')
   [ -n "$src" ] || { echo "$lib is not installed here (apt install libgl1 libegl1 libopengl0)" >&2; exit 1; }
-  install -m 644 "$(readlink -f "$src")" "$PKG/opt/localopen/_internal/$lib"
+  install -m 644 "$(readlink -f "$src")" "$PKG/usr/lib/localopen/_internal/$lib"
 done
 mkdir -p "$PKG/usr/share/man/man1"
 gzip -9n < installers/linux/localopen.1 > "$PKG/usr/share/man/man1/localopen.1.gz"
-ln -s /opt/localopen/localopen "$PKG/usr/bin/localopen"
+ln -s /usr/lib/localopen/localopen "$PKG/usr/bin/localopen"
 install -m 644 installers/linux/localopen.desktop "$PKG/usr/share/applications/localopen.desktop"
 # .gguf files as a type of their own (shared-mime-info's and desktop-file-utils' triggers index them).
 mkdir -p "$PKG/usr/share/mime/packages"
@@ -131,8 +151,8 @@ install -m 644 installers/linux/copyright "$PKG/usr/share/doc/localopen/copyrigh
 printf 'localopen (%s) stable; urgency=medium\n\n  * Release %s.\n\n -- localopen developers <dev@localopen.invalid>  %s\n' \
   "$VERSION" "$VERSION" "$(date -R)" | gzip -9n > "$PKG/usr/share/doc/localopen/changelog.gz"
 # The bundle loads a model through its engine process and opens its window, or no package is made.
-QT_QPA_PLATFORM=offscreen LOCALOPEN_HOME="$(mktemp -d)" "$PKG/opt/localopen/localopen" --self-test
-DEPENDS=$($PYTHON installers/linux/depends.py "$PKG/opt/localopen")
+QT_QPA_PLATFORM=offscreen LOCALOPEN_HOME="$(mktemp -d)" "$PKG/usr/lib/localopen/localopen" --self-test
+DEPENDS=$($PYTHON installers/linux/depends.py "$PKG/usr/lib/localopen")
 SIZE_KB=$(du -sk "$PKG" | cut -f1)
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE_KB/" -e "s/@DEPENDS@/$DEPENDS/" \
   installers/linux/control.in > "$PKG/DEBIAN/control"

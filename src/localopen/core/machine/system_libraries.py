@@ -53,7 +53,7 @@ INSTALLERS = (("Debian/Ubuntu", "sudo apt install"), ("Fedora", "sudo dnf instal
 def half_installed_deb() -> bool:
     """Whether localopen's own .deb was unpacked with `dpkg -i` but not configured, for want of the
     packages it depends on: apt then refuses to install anything else until `apt-get install -f`."""
-    if not sys.executable.startswith("/opt/localopen/") or not shutil.which("dpkg-query"):
+    if not sys.executable.startswith(("/usr/lib/localopen/", "/opt/localopen/")) or not shutil.which("dpkg-query"):
         return False
     try:
         out = subprocess.run(
