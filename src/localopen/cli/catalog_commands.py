@@ -96,7 +96,7 @@ def _calibration_hint(ctx: AppContext) -> None:
     if current(ctx) is None:
         print(
             "\nThis machine is not calibrated yet, so predicted speeds are rough: run `localopen calibrate` "
-            "(about a minute), or `localopen probe REPO` to measure one file before downloading it.",
+            "(a minute or two on idle cores), or `localopen probe REPO` to measure one file before downloading it.",
             file=sys.stderr,
         )
 

@@ -80,7 +80,9 @@ def run_cli(argv: list[str]) -> int:
     try:
         if args.command == "repair-db":  # before anything opens the damaged database
             return repair_db(paths.database)
-        return int(args.func(AppContext(paths), args))
+        code = int(args.func(AppContext(paths), args))
+        sys.stdout.flush()  # a reader that stopped early is met here, not in the interpreter's flush at exit
+        return code
     except LocalopenError as exc:
         log.info("Failed: %s", exc)
         print(f"localopen: {exc}", file=sys.stderr)

@@ -260,7 +260,7 @@ def _measure_shapes(
 
 
 def calibrate(ctx: AppContext, session: BenchmarkSession, on_progress: Progress | None = None) -> Calibration:
-    """Measure this machine on the calibration shapes (about a minute on two cores) and save it."""
+    """Measure this machine on the calibration shapes (a minute or two on two idle cores) and save it."""
     # The CPU is what a calibration measures: no layers offloaded whatever the setting.
     # llama-bench's defaults for the cache too: the prediction is of the default engine's speed.
     options = engine_options.load_options(
