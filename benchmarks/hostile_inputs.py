@@ -211,8 +211,9 @@ _served: Served | None = None
 
 
 def served() -> Served:
+    """The battery's server, started again after a case that stopped it (SIGTERM)."""
     global _served
-    if _served is None:
+    if _served is None or _served.proc.poll() is not None:
         _served = Served()
     return _served
 
