@@ -83,7 +83,7 @@ def test_linux_bundle_deb_and_self_test(built: tuple[Path, str], tmp_path: Path)
 
     launcher = root / "usr" / "lib" / "localopen" / "localopen"
     assert os.access(launcher, os.X_OK)
-    assert os.readlink(root / "usr" / "bin" / "localopen") == "/usr/lib/localopen/localopen"
+    assert os.readlink(root / "usr" / "bin" / "localopen") == "../lib/localopen/localopen"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LOCALOPEN_HOME": str(tmp_path / "home")}
     out = subprocess.run([str(launcher), "--self-test"], capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stdout + out.stderr

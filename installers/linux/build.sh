@@ -135,7 +135,7 @@ for lib in libGL.so.1 libEGL.so.1 libGLX.so.0 libGLdispatch.so.0 libOpenGL.so.0;
 done
 mkdir -p "$PKG/usr/share/man/man1"
 gzip -9n < installers/linux/localopen.1 > "$PKG/usr/share/man/man1/localopen.1.gz"
-ln -s /usr/lib/localopen/localopen "$PKG/usr/bin/localopen"
+ln -s ../lib/localopen/localopen "$PKG/usr/bin/localopen"  # relative: a link within /usr, as Debian makes them
 install -m 644 installers/linux/localopen.desktop "$PKG/usr/share/applications/localopen.desktop"
 # .gguf files as a type of their own (shared-mime-info's and desktop-file-utils' triggers index them).
 mkdir -p "$PKG/usr/share/mime/packages"
