@@ -16,11 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from localopen.core.chat import json_schema
-from localopen.core.chat.tool_calls import GEMMA_QUOTE, MINIMAX_SEP
-
-# index among the tools, name, parameters (references lifted), the definitions they refer to
-Tool = tuple[int, str, dict[str, Any], dict[str, Any]]
+from localopen.core.chat.tool_calls import GEMMA_QUOTE, MINIMAX_SEP, Tool
 
 
 def literal(text: str) -> str:
@@ -133,16 +129,21 @@ def _qwen3_coder(tool: Tool, rules: Rules) -> str:
     return f'"\\n<function=" {literal(tool[1])} ">\\n" {params} "</function>\\n"'
 
 
-def _glm(tool: Tool, rules: Rules) -> str:
+def _key_value_pairs(tool: Tool, rules: Rules, key_tag: str, value_tag: str) -> str:
+    """<KEY_TAG>key</KEY_TAG>, a new line, <VALUE_TAG>value</VALUE_TAG>, a new line, per parameter (GLM, Hunyuan)."""
     items = [
         (
-            f'"<arg_key>" {literal(key)} "</arg_key>\\n<arg_value>" '
-            f'{rules.value(tool, j, s, "</arg_value>")} "</arg_value>\\n"',
+            f"{literal(f'<{key_tag}>')} {literal(key)} {literal(f'</{key_tag}>' + chr(10) + f'<{value_tag}>')} "
+            f"{rules.value(tool, j, s, f'</{value_tag}>')} {literal(f'</{value_tag}>' + chr(10))}",
             req,
         )
         for j, key, s, req in _parameters(tool)
     ]
-    return f'{literal(tool[1])} "\\n" {ordered(tool, items, "", rules.extra)}'
+    return ordered(tool, items, "", rules.extra)
+
+
+def _glm(tool: Tool, rules: Rules) -> str:
+    return f'{literal(tool[1])} "\\n" {_key_value_pairs(tool, rules, "arg_key", "arg_value")}'
 
 
 def _minimax(tool: Tool, rules: Rules) -> str:
@@ -193,15 +194,8 @@ def _dsml(tool: Tool, rules: Rules) -> str:
 
 
 def _hy3(tool: Tool, rules: Rules) -> str:
-    items = [
-        (
-            f'"<arg_key:opensource>" {literal(key)} "</arg_key:opensource>\\n<arg_value:opensource>" '
-            f'{rules.value(tool, j, s, "</arg_value:opensource>")} "</arg_value:opensource>\\n"',
-            req,
-        )
-        for j, key, s, req in _parameters(tool)
-    ]
-    params = ordered(tool, items, "", rules.extra)
+    """Hunyuan 3: GLM's pairs in tags of its own."""
+    params = _key_value_pairs(tool, rules, "arg_key:opensource", "arg_value:opensource")
     return (
         f'"<tool_call:opensource>" {literal(tool[1])} "<tool_sep:opensource>\\n" {params} "</tool_call:opensource>\\n"'
     )
@@ -340,17 +334,3 @@ def calls_gbnf(
         lines.append(to_rules(rules.schemas, defs))
     lines += rules.extra.values()
     return "\n".join(lines)
-
-
-def lifted(tools: Sequence[Mapping[str, Any]], only: str | None) -> list[Tool]:
-    """The tools a grammar may call (all, or the named one), each tool's parameter schema with its
-    definitions lifted under a prefix of its own."""
-    out: list[Tool] = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function", tool)
-        name = function.get("name")
-        if only is not None and name != only:
-            continue
-        parameters, own = json_schema.lift(function.get("parameters") or {"type": "object"}, f"t{i}-")
-        out.append((i, str(name), parameters, own))
-    return out

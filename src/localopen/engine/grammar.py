@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from localopen.core.chat import json_schema
-from localopen.core.chat.tool_calls import CONSTRAINED, call_schema
+from localopen.core.chat.tool_calls import CONSTRAINED, Tool, call_schema, lifted
 from localopen.engine import call_grammars
 from localopen.engine.errors import BadRequestError, ToolsUnsupportedError
 
@@ -87,10 +87,10 @@ def check(vocab: Any, gbnf: str) -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
-def _lifted(tools: Sequence[Mapping[str, Any]], only: str | None) -> list[call_grammars.Tool]:
+def _lifted(tools: Sequence[Mapping[str, Any]], only: str | None) -> list[Tool]:
     """The tools a grammar may call (all, or the one tool_choice names), definitions lifted."""
     try:
-        chosen = call_grammars.lifted(tools, only)
+        chosen = lifted(tools, only)
     except json_schema.SchemaError as exc:
         raise BadRequestError(f"A tool's parameters cannot be used: {exc}.") from exc
     if not chosen:

@@ -569,18 +569,32 @@ CONSTRAINED: dict[str, Constrained] = {
 }
 
 
-def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str | None = None) -> dict[str, Any]:
-    """The JSON schema of one call of one of the tools (or of the named one), in the format's keys:
-    the arguments must satisfy that tool's own parameter schema (its definitions lifted to the
-    call schema's root, so its references still resolve)."""
-    options = []
-    defs: dict[str, Any] = {}
+# A tool a grammar may call: its index among the tools, its name, its parameter schema (references
+# lifted), the definitions they refer to (under the tool's own prefix, t{index}-).
+Tool = tuple[int, str, dict[str, Any], dict[str, Any]]
+
+
+def lifted(tools: Sequence[Mapping[str, Any]], only: str | None = None) -> list[Tool]:
+    """The tools a grammar may call (all, or the named one), each one's definitions lifted under a
+    prefix of its own, so that several tools' schemas share one grammar."""
+    out: list[Tool] = []
     for i, tool in enumerate(tools):
         function = tool.get("function", tool)
         name = function.get("name")
         if only is not None and name != only:
             continue
         parameters, own = json_schema.lift(function.get("parameters") or {"type": "object"}, f"t{i}-")
+        out.append((i, str(name), parameters, own))
+    return out
+
+
+def call_schema(tools: Sequence[Mapping[str, Any]], fmt: Constrained, only: str | None = None) -> dict[str, Any]:
+    """The JSON schema of one call of one of the tools (or of the named one), in the format's keys:
+    the arguments must satisfy that tool's own parameter schema (its definitions lifted to the
+    call schema's root, so its references still resolve)."""
+    options = []
+    defs: dict[str, Any] = {}
+    for _i, name, parameters, own in lifted(tools, only):
         defs.update(own)
         options.append(
             {
