@@ -505,3 +505,26 @@ def test_verify_notices_bit_rot_in_an_imported_file(tmp_path: Path, tiny_gguf: P
     again = verify(conn, find(conn, "rot"))
     assert again.ok is None and "rewritten" in again.message
     assert verify(conn, find(conn, "rot")).ok is True
+
+
+def test_a_file_found_in_the_models_folder_has_its_sha256_recorded_in_the_background(tiny_gguf: Path) -> None:
+    """What the Library view runs after listing: found files' sha256 recorded once, so bit rot in
+    them is told apart at the next verify too."""
+    from localopen.app.context import AppContext
+    from localopen.app.models import library
+
+    ctx = AppContext()
+    found = ctx.models_dir / "someone" / "repo" / "found.gguf"
+    found.parent.mkdir(parents=True)
+    found.write_bytes(tiny_gguf.read_bytes())
+    library.scan(ctx)
+    assert library.record_missing_sha256(ctx) == 1 and library.record_missing_sha256(ctx) == 0  # once
+    before = found.stat()
+    with found.open("r+b") as fh:
+        fh.seek(before.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(before.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(found, ns=(before.st_atime_ns, before.st_mtime_ns))
+    model = library.find_model(ctx, "found")
+    assert model.source == "found" and verify(ctx.db, model).ok is False

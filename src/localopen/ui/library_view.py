@@ -43,6 +43,7 @@ class LibraryView(QWidget):
         self.services = services
         self.models: list[LibraryModel] = []
         self._reloads = 0  # only the newest reload's entries are shown
+        self._recording = False  # a task recording found files' sha256 is under way
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setAccessibleName("Installed models")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -102,7 +103,25 @@ class LibraryView(QWidget):
     def _on_error(self, error: LocalopenError) -> None:
         self.status.setText(str(error))
 
+    def _record_hashes(self) -> None:
+        """Files found in the models folder get their sha256 recorded once, out of sight, so that
+        `verify` can tell later whether their bytes changed (one task at a time)."""
+        if self._recording:
+            return
+        self._recording = True
+
+        def done(_read: int) -> None:
+            self._recording = False
+
+        def failed(error: LocalopenError) -> None:
+            self._recording = False
+            self._on_error(error)
+
+        ctx = self.services.ctx
+        run_in_background(lambda: library.record_missing_sha256(ctx), done, failed, name="record sha256", owner=self)
+
     def _render(self, entries: list[LibraryEntry]) -> None:
+        self._record_hashes()
         self.models = [e.model for e in entries]
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(entries))

@@ -21,7 +21,7 @@ from localopen.core.openness.grade import Grade, evidence_from_header, grade
 from localopen.core.openness.recognise import CatalogMatch, match_file
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
-from localopen.core.store.hashing import cached_sha256, known_sha256
+from localopen.core.store.hashing import cached_sha256, known_sha256, recorded
 from localopen.core.store.library_db import LibraryModel, VerifyResult
 from localopen.engine.client import Engine
 from localopen.engine.errors import ContextTooLongError, EngineDied, EngineError, ModelLoadError
@@ -127,6 +127,21 @@ def import_model(ctx: AppContext, path: Path) -> LibraryModel:
     """A .gguf from anywhere, added by path (nothing copied); its header's problems said in words.
     Its sha256 is recorded next (record_sha256: long disk work, a task of its own)."""
     return core_library.import_file(ctx.db, path)
+
+
+def record_missing_sha256(ctx: AppContext) -> int:
+    """Record the sha256 of each file added from elsewhere (imported, or found in the models folder)
+    that has none recorded yet (long disk work, in the background); downloaded files are checked
+    against the Hub's. Returns how many files were read."""
+    read = 0
+    for model in installed(ctx):
+        if model.source == "downloaded":
+            continue
+        for part in parts_of(model.path):
+            if part.exists() and recorded(ctx.db, part) is None:
+                cached_sha256(ctx.db, part)
+                read += 1
+    return read
 
 
 def record_sha256(ctx: AppContext, model: LibraryModel) -> None:
