@@ -134,10 +134,14 @@ def _loose_grammar(calls: ToolCallStream, tools: list[dict[str, Any]], vocab: An
     from llama_cpp import LlamaGrammar
 
     opening = calls.loose_opening()
-    gbnf = grammar.loose_call_gbnf(opening[0], opening[1], tools) if opening is not None else None
-    if gbnf is None:
+    try:
+        gbnf = grammar.loose_call_gbnf(opening[0], opening[1], tools) if opening is not None else None
+        if gbnf is None:
+            return None
+        _check_grammar(gbnf, vocab)
+    except (BadRequestError, ToolsUnsupportedError):  # a schema no grammar expresses: read as written
+        log.info("A call written outside the format is decoded without a grammar", exc_info=True)
         return None
-    _check_grammar(gbnf, vocab)
     return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
