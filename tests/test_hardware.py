@@ -50,7 +50,12 @@ def test_a_day_old_bandwidth_is_measured_again_and_the_best_reading_kept(tmp_pat
     cache.write_text(json.dumps({"gbs": 1e6}))  # the format before measured_at: stale too
     kept = read_profile(tmp_path, tmp_path / "cache")
     assert not kept.bandwidth_cached and kept.bandwidth_gbs == 1e6
-    assert read_profile(tmp_path, tmp_path / "cache").bandwidth_cached  # fresh again: not re-measured
+    saved = json.loads(cache.read_text())
+    # Fresh again, unless other programs kept the cores busy while it measured (a suite's last engine
+    # winding down): then the old time is kept, so the next reading measures again.
+    calm = time.time() - saved["measured_at"] < 60
+    assert saved["gbs"] == 1e6 and (calm or saved["measured_at"] == 0)
+    assert read_profile(tmp_path, tmp_path / "cache").bandwidth_cached == calm
 
 
 def test_backends_read_without_importing_llama_cpp() -> None:
