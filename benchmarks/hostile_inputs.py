@@ -40,6 +40,7 @@ from cli_helpers import exe  # noqa: E402
 
 from tiny_gguf import (  # noqa: E402
     REASONING_SPECIAL,
+    rot,
     tiny_png,
     write_scripted_llama,
     write_tiny_llama,
@@ -751,13 +752,7 @@ def _() -> Outcome:
     env = fresh_env()
     path = tiny("rot.gguf")
     subprocess.run([*exe(), "import", str(path)], env=env, capture_output=True, check=True)
-    before = path.stat()
-    with path.open("r+b") as fh:
-        fh.seek(before.st_size // 2)
-        byte = fh.read(1)
-        fh.seek(before.st_size // 2)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rot(path)
     out = subprocess.run([*exe(), "verify", "rot"], env=env, capture_output=True, text=True, timeout=120)
     said = (out.stdout + out.stderr).strip().splitlines()[-1:] or [""]
     return Outcome(out.returncode != 0 and "bytes changed" in out.stdout + out.stderr, said[0][:150])

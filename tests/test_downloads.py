@@ -26,6 +26,7 @@ from localopen.core.store.db import connect
 from localopen.core.store.library_db import find, import_file, list_models, remove, verify
 
 from fake_hub import FakeHub, Repo
+from tiny_gguf import rot
 
 REPO = "org/Tiny-GGUF"
 
@@ -491,13 +492,7 @@ def test_verify_notices_bit_rot_in_an_imported_file(tmp_path: Path, tiny_gguf: P
     conn = connect(app_paths().database)
     first = verify(conn, find(conn, "rot"))
     assert first.ok is True and "recorded when it was added" in first.message
-    before = copy.stat()
-    with copy.open("r+b") as fh:
-        fh.seek(before.st_size // 2)
-        byte = fh.read(1)
-        fh.seek(before.st_size // 2)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rot(copy)
     out = subprocess.run([*exe(), "verify", "rot"], capture_output=True, text=True)
     assert out.returncode != 0 and "bytes changed since its sha256 was recorded" in out.stdout + out.stderr
     # A file rewritten on purpose (a new time) is said as rewritten, and recorded anew.
@@ -519,12 +514,6 @@ def test_a_file_found_in_the_models_folder_has_its_sha256_recorded_in_the_backgr
     found.write_bytes(tiny_gguf.read_bytes())
     library.scan(ctx)
     assert library.record_missing_sha256(ctx) == 1 and library.record_missing_sha256(ctx) == 0  # once
-    before = found.stat()
-    with found.open("r+b") as fh:
-        fh.seek(before.st_size // 2)
-        byte = fh.read(1)
-        fh.seek(before.st_size // 2)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-    os.utime(found, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rot(found)
     model = library.find_model(ctx, "found")
     assert model.source == "found" and verify(ctx.db, model).ok is False

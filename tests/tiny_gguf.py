@@ -281,3 +281,17 @@ def tiny_png(width: int = 64, height: int = 48, seed: int = 1) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def rot(path: Path) -> None:
+    """Flip one byte in the middle of a file, its size and modification time kept: bit rot, which
+    no size or time check notices."""
+    import os
+
+    before = path.stat()
+    with path.open("r+b") as fh:
+        fh.seek(before.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(before.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))

@@ -39,36 +39,25 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _text_size(value: Any) -> int:
-    """Characters of text a body holds, pictures (data: URLs, base64 sources) not counted."""
-    total, stack = 0, [value]
+def _text(value: Any) -> tuple[int, bool]:
+    """In one walk over the body: the characters of text it holds (pictures, as data: URLs or
+    base64 sources, not counted), and whether any string is no valid Unicode (JSON's \\ud800 escapes
+    decode to a lone surrogate no UTF-8 encoder accepts: the engine would fail on it)."""
+    total, stack = 0, [(value, True)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += 0 if item.startswith("data:") else len(item)
-        elif isinstance(item, dict):
-            stack.extend(v for k, v in item.items() if k not in ("data", "images"))
-        elif isinstance(item, list):
-            stack.extend(item)
-    return total
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """JSON's \\ud800 escapes decode to text no UTF-8 encoder accepts (the engine would fail on it)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
+        item, counted = stack.pop()
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                return True
+                return total, True
+            total += len(item) if counted and not item.startswith("data:") else 0
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            stack.extend((k, False) for k in item)
+            stack.extend((v, counted and k not in ("data", "images")) for k, v in item.items())
         elif isinstance(item, list):
-            stack.extend(item)
-    return False
+            stack.extend((v, counted) for v in item)
+    return total, False
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -93,11 +82,11 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise bad("The request body nests JSON too deeply.", "invalid_json") from exc
     if _depth(body) > MAX_DEPTH:
         raise bad(f"The request body nests JSON deeper than {MAX_DEPTH} levels.", "invalid_json")
-    if _has_lone_surrogate(body):
+    text, broken = _text(body)
+    if broken:
         raise bad("The request body has text that is not valid Unicode (a lone surrogate).", "invalid_json")
     if not isinstance(body, dict):
         raise bad("The request body must be a JSON object.", "invalid_json")
-    text = _text_size(body)
     if text > MAX_TEXT:
         raise ServingError(
             f"The request holds {text / 1e6:.1f} million characters of text; at most {MAX_TEXT / 1e6:.1f} million "

@@ -56,6 +56,7 @@ class Writer:
     between: str  # between two calls
     block: bool  # all calls between one open and one close
     call: Callable[[Tool, Rules], str]  # one call of a tool, without open and close
+    one_only: bool = False  # the template writes one call per message (gpt-oss): never parallel
 
 
 class Rules:
@@ -290,7 +291,7 @@ WRITERS: dict[str, Writer] = {
     "kimi": Writer("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "", True, _kimi),
     "lfm2": Writer("<|tool_call_start|>[", "]<|tool_call_end|>", ", ", True, _lfm2),
     # The call ends with <|call|>, an end-of-generation token: the grammar ends before it.
-    "harmony": Writer("", "", "", False, _harmony),
+    "harmony": Writer("", "", "", False, _harmony, one_only=True),
 }
 
 
@@ -305,6 +306,7 @@ def calls_gbnf(
     `written`: the opening marker the model has already written (the grammar starts after it).
     `to_rules` makes a GBNF rule of each named JSON schema (llama.cpp's converter)."""
     writer = WRITERS[fmt]
+    parallel = parallel and not writer.one_only
     rules = Rules()
     one = " | ".join(f"({writer.call(tool, rules)})" for tool in tools)
     one = f"({one})"

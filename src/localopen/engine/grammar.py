@@ -114,7 +114,7 @@ def lazy_tool_call_gbnf(fmt_name: str, marker: str, tools: Sequence[Mapping[str,
     writer = call_grammars.WRITERS.get(fmt_name)
     if writer is not None and marker and writer.open.startswith(marker):
         try:
-            return _written_calls(fmt_name, tools, None, fmt_name != "harmony", marker)
+            return _written_calls(fmt_name, tools, None, True, marker)
         except ToolsUnsupportedError:
             return None  # arguments its grammar cannot write: the call is read as the model writes it
     fmt = CONSTRAINED.get(fmt_name)
@@ -197,8 +197,7 @@ def tool_call_gbnf(fmt_name: str, tools: Sequence[Mapping[str, Any]], tool_choic
     if fmt_name == "mistral_args":
         return _mistral_args_gbnf(tools, only, parallel and only is None)
     if fmt_name in call_grammars.WRITERS:
-        # gpt-oss's template writes one call per message.
-        return _written_calls(fmt_name, tools, only, parallel and only is None and fmt_name != "harmony")
+        return _written_calls(fmt_name, tools, only, parallel and only is None)
     fmt = CONSTRAINED.get(fmt_name)
     if fmt is None:
         raise ToolsUnsupportedError(

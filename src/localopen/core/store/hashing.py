@@ -33,34 +33,33 @@ def record(conn: sqlite3.Connection, path: Path, st: os.stat_result, value: str)
         )
 
 
-def known_sha256(conn: sqlite3.Connection, path: Path) -> str | None:
-    """The cached sha256 of the file as it is now (same size and time), never computed here."""
-    try:
-        resolved = path.resolve()
-        st = resolved.stat()
-    except OSError:
-        return None
-    row = conn.execute("SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?", (str(resolved),)).fetchone()
-    return row["sha256"] if row and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns else None
-
-
-def cached_sha256(conn: sqlite3.Connection, path: Path) -> str:
-    path = path.resolve()
-    st = path.stat()
-    row = conn.execute("SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?", (str(path),)).fetchone()
-    if row and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
-        return row["sha256"]
-    value = sha256_file(path)
-    with conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-            (str(path), st.st_size, st.st_mtime_ns, value),
-        )
-    return value
-
-
 def recorded(conn: sqlite3.Connection, path: Path) -> sqlite3.Row | None:
     """What was last recorded of the file (size, modification time, sha256), whatever it is now."""
     return conn.execute(
         "SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?", (str(path.resolve()),)
     ).fetchone()
+
+
+def same_file(row: sqlite3.Row, st: os.stat_result) -> bool:
+    """A record still describes the file: the same size and modification time."""
+    return bool((row["size"], row["mtime_ns"]) == (st.st_size, st.st_mtime_ns))
+
+
+def known_sha256(conn: sqlite3.Connection, path: Path) -> str | None:
+    """The cached sha256 of the file as it is now (same size and time), never computed here."""
+    try:
+        st = path.resolve().stat()
+    except OSError:
+        return None
+    row = recorded(conn, path)
+    return row["sha256"] if row is not None and same_file(row, st) else None
+
+
+def cached_sha256(conn: sqlite3.Connection, path: Path) -> str:
+    st = path.resolve().stat()
+    row = recorded(conn, path)
+    if row is not None and same_file(row, st):
+        return str(row["sha256"])
+    value = sha256_file(path)
+    record(conn, path, st, value)
+    return value

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from localopen.core.gguf.header import GGUFHeader, read_header
 from localopen.core.gguf.projector import is_projector
 from localopen.core.hub.client import RemoteFile
 from localopen.core.store import folders
-from localopen.core.store.hashing import cached_sha256, record, recorded, sha256_file
+from localopen.core.store.hashing import cached_sha256, record, recorded, same_file, sha256_file
 
 
 def _now() -> str:
@@ -220,7 +219,7 @@ def verify(
         report = (lambda done, size, name=part.name: progress(name, done, size)) if progress else None
         st = part.stat()
         actual = sha256_file(part, report)  # the bytes as they are now, never a cache
-        if not (before is not None and before["sha256"] != actual and _same_stat(before, st)):
+        if not (before is not None and before["sha256"] != actual and same_file(before, st)):
             record(conn, part, st, actual)  # a damaged file's record stays what the bytes were
         if want and actual != want:
             return VerifyResult(
@@ -231,7 +230,7 @@ def verify(
             continue
         if before["sha256"] == actual:
             same += 1
-        elif _same_stat(before, st):
+        elif same_file(before, st):
             return VerifyResult(
                 False,
                 f"{part.name}'s bytes changed since its sha256 was recorded, though its size and modification "
@@ -256,10 +255,6 @@ def verify(
             "any change. Its header and size check out.",
         )
     return VerifyResult(True, f"sha256 matches the Hub for {checked} file(s).")
-
-
-def _same_stat(row: sqlite3.Row, st: os.stat_result) -> bool:
-    return bool((row["size"], row["mtime_ns"]) == (st.st_size, st.st_mtime_ns))
 
 
 def owns_file(model: LibraryModel, models_dir: Path) -> bool:
