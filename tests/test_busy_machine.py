@@ -167,7 +167,7 @@ def test_a_calibration_with_a_shape_measured_while_busy_is_saved_marked(tmp_path
     """The calibration itself carries what its shapes met: one shape measured (for real) while
     other programs kept the cores busy (a real reading of spinning processes) marks it, so it is
     measured again at the next launch and never replaces a calm one."""
-    from test_probe import TINY_SHAPES
+    from calibration_shapes import TINY_SHAPES
 
     with spinning_cores(tmp_path):
         busy = load.sample(1.0)

@@ -29,23 +29,14 @@ from localopen.core.gguf.writer import GGML_TYPES
 from localopen.core.hub.client import RemoteFile
 from localopen.core.hub.replica import ReplicaError, check_size, fetch_header, supports_sparse, write_replica
 from localopen.core.openness.catalog import CatalogModel
-from localopen.core.options import BenchParams, LoadOptions
+from localopen.core.options import LoadOptions
 from localopen.core.records import BenchResult
 from localopen.core.store import measurements as usability
 from localopen.engine.client import Engine
 
+from calibration_shapes import TINY_PARAMS, TINY_SHAPES
 from fake_hub import FakeHub, Repo
 from tiny_gguf import write_tiny_llama
-
-# Small and quick, but the largest (~60 MB as Q4_K_M) is well beyond a CPU cache: with every shape
-# cache-resident, generation time followed layer count alone and the fit found no bandwidth term
-# (a clean-clone CI run failed so: 7 MB read faster than 2.7 MB).
-TINY_SHAPES = [
-    (DenseShape("cal-a", 2, 256, 512, 4, 4, 1024), "Q4_K_M"),
-    (DenseShape("cal-b", 6, 256, 512, 4, 4, 1024), "Q4_K_M"),
-    (DenseShape("cal-c", 2, 2048, 5632, 16, 4, 1024), "Q4_K_M"),
-    (DenseShape("cal-c", 2, 2048, 5632, 16, 4, 1024), "Q8_0"),
-]
 
 
 @pytest.fixture
@@ -320,9 +311,6 @@ def test_cli_probe_json(hub: FakeHub, tiny_gguf: Path) -> None:
 
 
 # --- calibration and the three bases ------------------------------------------------------------
-# Short, but not so short that one disturbed millisecond decides a shape's figures (the fit then
-# rejects them as inconsistent): three repetitions of a 128-token prompt.
-TINY_PARAMS = BenchParams(n_prompt=128, n_gen=16, reps=3)
 
 
 def test_calibration_is_measured_saved_and_used_by_every_prediction(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -579,16 +579,11 @@ def test_first_launch_calibrates_this_machine_in_the_background(window: MainWind
     import dataclasses
 
     from localopen.app.measure import calibration as calibrations
-    from localopen.core.gguf.shapes import DenseShape
-    from localopen.core.options import BenchParams
 
-    shapes = [
-        (DenseShape("cal-a", 2, 256, 512, 4, 4, 1024), "Q4_K_M"),
-        (DenseShape("cal-b", 6, 256, 512, 4, 4, 1024), "Q4_K_M"),
-        (DenseShape("cal-c", 4, 512, 1024, 8, 8, 1024), "Q4_K_M"),
-    ]
-    monkeypatch.setattr(calibrations, "SHAPES", shapes)
-    monkeypatch.setattr(calibrations, "PARAMS", BenchParams(n_prompt=32, n_gen=8, reps=1))
+    from calibration_shapes import TINY_PARAMS, TINY_SHAPES
+
+    monkeypatch.setattr(calibrations, "SHAPES", TINY_SHAPES)
+    monkeypatch.setattr(calibrations, "PARAMS", TINY_PARAMS)
     ctx = window.services.ctx
     ctx.save_settings(dataclasses.replace(ctx.settings, calibrate_automatically=True))
     ex = _explore(window, qtbot, "smollm2-135m-instruct")
