@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated app home, the tiny GGUF, and the real Gemma 3 270M file."""
+"""Shared fixtures: an isolated app home, the tiny GGUF, the real models and the app's window."""
 
 from __future__ import annotations
 
@@ -69,3 +69,22 @@ def real_model(name: str) -> Path:
 def qwen_coder_05b() -> Path:
     """Qwen2.5-Coder 0.5B Instruct Q4_K_M: a real tool-trained model (Hermes <tool_call> in its template)."""
     return real_model("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The app's main window, shown (offscreen), with its own Qt settings, once the machine is read."""
+    from PySide6.QtCore import QSettings
+
+    from localopen.ui.main_window import MainWindow
+    from localopen.ui.services import Services
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    services = Services()
+    w = MainWindow(services)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: services.profile is not None, timeout=30000)
+    yield w
+    w.close()

@@ -36,6 +36,7 @@ from localopen.engine.protocol import (
     Load,
     Loaded,
     MemoryShort,
+    PromptRead,
     Render,
     Rendered,
     Request,
@@ -70,6 +71,9 @@ class Engine:
         self._ids = itertools.count(1)
         self._current = 0  # the request whose events are awaited
         self._memory_short: str | None = None  # llama.cpp's last word that an allocation failed
+        # The answer in progress's prompt: tokens evaluated and in all, until its first token (None
+        # when short or done). Set on the thread that streams, read by a face that shows the wait.
+        self.prompt_read: tuple[int, int] | None = None
 
     @property
     def model_path(self) -> str | None:
@@ -272,9 +276,17 @@ class Engine:
         options: AnswerOptions | None = None,
     ) -> Iterator[Token | Done]:
         request = Chat(messages, sampling or SamplingParams(), template, options or AnswerOptions())
-        for event in self._requested(request, clear_stop=True):
-            assert isinstance(event, (Token, Done))
-            yield event
+        self.prompt_read = None
+        try:
+            for event in self._requested(request, clear_stop=True):
+                if isinstance(event, PromptRead):
+                    self.prompt_read = (event.done, event.total)
+                    continue
+                self.prompt_read = None
+                assert isinstance(event, (Token, Done))
+                yield event
+        finally:
+            self.prompt_read = None
 
     def render(
         self,

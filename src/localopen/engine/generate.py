@@ -34,7 +34,7 @@ from localopen.engine.errors import (
     ToolsUnsupportedError,
     VisionUnsupportedError,
 )
-from localopen.engine.protocol import Chat, Token
+from localopen.engine.protocol import Chat, PromptRead, Token
 from localopen.engine.worker_state import WorkerState, utf8
 
 log = logging.getLogger("localopen.engine")
@@ -251,6 +251,22 @@ class _AnswerClock:
 
 
 class Generating(WorkerState):
+    def _report_prompt(self, llm: Any) -> None:
+        """The prompt's next evaluation (what the cache does not hold of it) done a batch at a time
+        with a PromptRead after each, so a long prompt's wait can be shown; one batch says nothing."""
+        evaluate = type(llm).eval.__get__(llm)
+
+        def eval_reporting(tokens: list[int]) -> None:
+            step = max(1, llm.n_batch)
+            if len(tokens) <= step:
+                evaluate(tokens)
+                return
+            for start in range(0, len(tokens), step):
+                evaluate(tokens[start : start + step])
+                self.send(PromptRead(min(len(tokens), start + step), len(tokens)))
+
+        llm.eval = eval_reporting
+
     def _chat(self, request: Chat) -> AnswerStats:
         import llama_cpp
         from llama_cpp import LlamaGrammar
@@ -323,11 +339,13 @@ class Generating(WorkerState):
                 assert self.vision is not None
                 special = self._special(prompt, choice.source is not None)
                 tokens = self.vision.evaluate(llm, prompt, images, special, self._check_stop)
+            self._report_prompt(llm)
             generator = generate(tokens, grammar)
             prompt_in = False
             while (token := next(generator, None)) is not None:
                 if not prompt_in:
                     self._abortable(False)  # from here one token at a time
+                    llm.__dict__.pop("eval", None)  # the class's own again: one token (or a draft) at a time
                     prompt_in = True
                 # A stop request drops the token in hand: the stream ends within one token.
                 if self.stop_event.is_set():
@@ -375,6 +393,8 @@ class Generating(WorkerState):
             if not self.stop_event.is_set():
                 raise EngineError(f"Generation failed: {exc}") from exc
             self._clear_cache()  # llama_decode was aborted mid-prompt by the abort callback
+        finally:
+            llm.__dict__.pop("eval", None)
         if self.stop_event.is_set():
             finish = "cancelled"
         elif self._n_calls and finish == "stop":

@@ -95,6 +95,15 @@ class Token(Event):
 
 
 @dataclass
+class PromptRead(Event):
+    """How much of a long prompt the engine has evaluated (sent after each batch, before the
+    first token): what the Chat view shows while the answer has not begun."""
+
+    done: int
+    total: int
+
+
+@dataclass
 class Done(Event):
     stats: AnswerStats
 

@@ -185,6 +185,7 @@ class ChatSession:
         self.loaded: LoadInfo | None = None
         self._loaded_for: LoadRequest | None = None
         self._resident: Resident | None = None
+        self._answering: Engine | None = None  # the engine while it answers for this session
 
     @property
     def engine_pid(self) -> int | None:
@@ -260,7 +261,17 @@ class ChatSession:
     ) -> AnswerStats:
         """Stream one answer from the loaded model; on_piece gets each piece of reasoning or answer."""
         with self._turn() as engine:
-            return engine.answer(messages, sampling, template, on_piece, options)
+            self._answering = engine
+            try:
+                return engine.answer(messages, sampling, template, on_piece, options)
+            finally:
+                self._answering = None
+
+    @property
+    def prompt_read(self) -> tuple[int, int] | None:
+        """This session's answer's prompt: tokens evaluated and in all, while a long one is read."""
+        engine = self._answering
+        return engine.prompt_read if engine is not None else None
 
     def embed(self, texts: list[str], truncate: bool = False) -> tuple[list[list[float]], int]:
         """Embedding vectors of the texts from the loaded model, and their tokens in all."""

@@ -75,6 +75,12 @@ class Composer(QWidget):
 
     def answering(self, on: bool) -> None:
         """While an answer streams: Stop on, Send and Regenerate off."""
+        self.stop_button.setText("Stop")
         self.stop_button.setEnabled(on)
         self.send_button.setEnabled(not on)
         self.regen_button.setEnabled(not on)
+
+    def stopping(self) -> None:
+        """Stop was asked: said on the button until the answer has ended."""
+        self.stop_button.setText("Stopping…")
+        self.stop_button.setEnabled(False)

@@ -72,6 +72,7 @@ class ChatView(QWidget):
         self.tools = ChatTools(services)  # its switch sits with the settings, its question above the input
         self.transcript = Transcript(lambda name: chat_images.load(ctx, name))
         self.transcript.message_action.connect(self._on_message_action)
+        self.transcript.said.connect(self.model_bar.status.setText)
         self.composer = Composer(self.tools.approval)
         self.composer.send.connect(self.send)
         self.composer.stop.connect(self.stop)
@@ -361,6 +362,7 @@ class ChatView(QWidget):
 
     def stop(self) -> None:
         if self.streaming:
+            self.composer.stopping()
             self.tools.cancel()  # a call waiting for permission is not run
             self.session.stop()
 
@@ -379,6 +381,10 @@ class ChatView(QWidget):
 
     def _flush(self) -> None:
         if not self._pending:
+            read = self.session.prompt_read
+            if read is not None:
+                done, total = read
+                self.transcript.show_wait(f"Reading the prompt: {done:,} of {total:,} tokens ({done / total:.0%})…")
             return
         pieces, self._pending = self._pending, []
         thinking_grew, answer_grew = self.transcript.add_pieces(pieces)
