@@ -229,6 +229,7 @@ def test_a_reasoning_models_thinking_is_shown_apart_and_stored_apart(window: Mai
     model = write_scripted_llama(tmp_path / "thinker.gguf", REASONING_SCRIPT, REASONING_SPECIAL)
     chat = _chat_with(window, model)
     chat.n_ctx.setValue(512)
+    assert not chat.thinking.isVisibleTo(chat)  # not before a model that can be told not to think loads
     chat.input.setPlainText("What is 2 + 2?")
     thinking: list[str] = []
     answers: list[str] = []
@@ -236,7 +237,7 @@ def test_a_reasoning_models_thinking_is_shown_apart_and_stored_apart(window: Mai
     chat.answer_text.connect(answers.append)
     with qtbot.waitSignal(chat.answer_finished, timeout=30000) as answered:
         chat.send()
-    assert chat.thinking.isEnabled()  # the template has a switch (enable_thinking)
+    assert chat.thinking.isVisibleTo(chat)  # the template has a switch (enable_thinking)
     stats = answered.args[0]
     assert stats.reasoning_tokens == 3 and stats.answer_tokens == 3
     # Streamed apart: the Thinking section got the reasoning, the answer never saw it.
@@ -392,7 +393,12 @@ def test_engine_killed_mid_answer_keeps_partial_and_offers_reload(window: MainWi
     msgs = _messages(window, chat)
     assert msgs[-1].role == "assistant" and "Interrupted" in msgs[-1].content and len(msgs[-1].content) > 20
     assert chat.notice.isVisible() and chat.reload_button.isVisible()
-    assert "was killed" in chat.status.text()
+    assert not chat.use_template_button.isVisible() and not chat.template_box.isVisible()
+    # Said once, in words, without file paths: what happened, that the conversation is kept, what Reload does.
+    said = chat.notice_text.text()
+    assert "gemma-3-270m-q4_k_m.gguf was killed" in said and "conversation is kept" in said and "Reload" in said
+    assert str(gemma_path.parent) not in said and "was killed" not in chat.status.text()
+    assert "loads when you send" in chat.status.text()
     with qtbot.waitSignal(chat.model_loaded, timeout=30000):
         chat.reload_button.click()
     assert "loaded in" in chat.status.text()
@@ -471,7 +477,7 @@ def test_a_model_that_fails_to_load_is_marked_does_not_fit(window: MainWindow, q
     chat = _chat_with(window, alien)
     with qtbot.waitSignal(chat.failed, timeout=30000):
         chat.load_model()
-    assert "alienformer" in chat.status.text()
+    assert "alienformer" in chat.notice_text.text() and "did not load" in chat.status.text()
     library = window.goto("Library")
     qtbot.waitUntil(
         lambda: library.table.rowCount() == 1 and library.table.item(0, 4).text() == "does not fit (measured)",

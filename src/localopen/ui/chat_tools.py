@@ -9,7 +9,7 @@ import html
 import threading
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -46,6 +46,8 @@ class _Question:
     answered: threading.Event = field(default_factory=threading.Event)
     allowed: bool = False
 
+
+REMEMBERED = "chat/use-mcp-tools"  # the switch, as the person left it
 
 class McpDialog(QDialog):
     """Edit the MCP servers as JSON; saved only when it is valid."""
@@ -106,6 +108,8 @@ class ChatTools(QWidget):
         self.enabled.setAccessibleName("Use MCP tools")
         self.enabled.setToolTip("Offer the MCP servers' tools to the model (asks before each call)")
         self.enabled.toggled.connect(self._on_toggled)
+        # The person's choice is remembered (clicked: not a switch-off after servers failed to start).
+        self.enabled.clicked.connect(lambda on: QSettings().setValue(REMEMBERED, on))
         self.configure = button("MCP servers…", "Edit the MCP servers (Claude Desktop's JSON)", self.edit_config)
         self.status = QLabel("")
         self.status.setAccessibleName("Tools status")
@@ -133,6 +137,11 @@ class ChatTools(QWidget):
             bar.addWidget(b)
         self.approval.hide()
         self.asked.connect(self._show_question)
+
+    def restore(self) -> None:
+        """Tools on again if they were on when the app last closed (their servers connect now)."""
+        if QSettings().value(REMEMBERED, False, type=bool):
+            self.enabled.setChecked(True)
 
     # -- servers ---------------------------------------------------------------------------------
     def active(self) -> McpConnections | None:

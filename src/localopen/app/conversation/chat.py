@@ -72,7 +72,8 @@ def add_user_turn(
     if edit_from is not None:
         convs.truncate_from(db, conversation.id, edit_from)
     if not convs.messages(db, conversation.id) and conversation.title == NEW_CHAT_TITLE:
-        conversation.title = (text or "Picture")[:TITLE_LENGTH]
+        taken = {c.title for c in convs.list_all(db) if c.id != conversation.id}
+        conversation.title = title_from(text, taken)
         convs.rename(db, conversation.id, conversation.title)
     convs.add_message(db, conversation.id, "user", text, images=names)
 
@@ -81,7 +82,27 @@ def conversations(ctx: AppContext, search: str = "") -> list[convs.Conversation]
     return convs.list_all(ctx.db, search)
 
 
+def title_from(text: str, taken: set[str]) -> str:
+    """A chat's title from its first message: the first line with words, cut at a word near
+    TITLE_LENGTH, told apart from the titles already taken by a number (as files are)."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or "Picture"
+    if len(line) > TITLE_LENGTH:
+        cut = line[:TITLE_LENGTH]
+        line = (cut.rsplit(" ", 1)[0] if " " in cut[TITLE_LENGTH // 2 :] else cut).rstrip(" ,.;:-") + "…"
+    title, n = line, 2
+    while title in taken:
+        title, n = f"{line} ({n})", n + 1
+    return title
+
+
 def new_conversation(ctx: AppContext, model_path: str | None, settings: dict[str, Any]) -> convs.Conversation:
+    """A new chat; an empty one already there is used again rather than a second "New chat"."""
+    for c in convs.list_all(ctx.db):
+        if c.title == NEW_CHAT_TITLE and not convs.messages(ctx.db, c.id):
+            convs.update(ctx.db, c.id, model_path, settings)
+            found = convs.get(ctx.db, c.id)
+            assert found is not None
+            return found
     return convs.create(ctx.db, NEW_CHAT_TITLE, model_path, settings)
 
 

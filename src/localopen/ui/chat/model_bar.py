@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.store.library_db import LibraryModel
 from localopen.ui.widgets import button
+
+PASSING_MS = 6000  # how long a passing word stays in the status line
 
 
 class ModelBar(QWidget):
@@ -25,9 +27,14 @@ class ModelBar(QWidget):
         self.model_box.setMinimumContentsLength(30)
         self.model_box.activated.connect(lambda _i: self.picked.emit())
         self.load_button = button("Load", "Load the model", self.load.emit)
-        self.status = QLabel("Choose an installed model, or download one in Explore.")
+        self.status = QLabel("")
         self.status.setAccessibleName("Model status")
         self.status.setWordWrap(True)
+        self.state = ""  # what is true of the model now: the status line whenever nothing passing is said
+        self._passing = QTimer(self)
+        self._passing.setSingleShot(True)
+        self._passing.setInterval(PASSING_MS)
+        self._passing.timeout.connect(lambda: self.status.setText(self.state))
         self.notice = QFrame()
         self.notice.setFrameShape(QFrame.Shape.StyledPanel)
         self.notice_text = QLabel()
@@ -52,6 +59,17 @@ class ModelBar(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.status)
         layout.addWidget(self.notice)
+
+    def show_state(self, text: str) -> None:
+        """What is true of the chosen model now (to load, loading, loaded, failed)."""
+        self.state = text
+        self._passing.stop()
+        self.status.setText(text)
+
+    def say(self, text: str) -> None:
+        """A passing word (copied, saved, editing): shown a few seconds, then the model's state again."""
+        self.status.setText(text)
+        self._passing.start()
 
     def fill(self, models: list[LibraryModel]) -> None:
         """The installed models (present on disk), the chosen one kept."""
@@ -87,12 +105,14 @@ class ModelBar(QWidget):
             self.template_box.addItem(option, option)
         self.template_box.setCurrentIndex(max(0, self.template_box.findData(suggestion)))
         self.template_box.show()
+        self.use_template_button.show()
         self.reload_button.hide()
         self.notice.show()
 
-    def offer_reload(self, message: str) -> None:
-        """A load that failed or an engine that ended: said, with Reload model beside it."""
-        self.notice_text.setText(f"<b>{html.escape(message)}</b>")
+    def offer_reload(self, headline: str, what_next: str = "") -> None:
+        """A load that failed or an engine that ended: said once, with Reload model beside it."""
+        self.notice_text.setText(f"<b>{html.escape(headline)}</b> {html.escape(what_next)}")
         self.template_box.hide()
+        self.use_template_button.hide()
         self.reload_button.show()
         self.notice.show()

@@ -1,14 +1,25 @@
-"""The conversation's settings beside it: the system prompt, sampling, how the model loads (its
-preset's values unless changed here), drafting, thinking, tools, and how much of the context the
-conversation uses."""
+"""The conversation's settings beside it: the system prompt, then (under Advanced, closed until
+opened) sampling, how the model loads (its preset's values unless changed here) and drafting;
+thinking for a model that can be told not to, tools, and how much of the context the conversation
+uses."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from localopen.app import engine_options
 from localopen.app.context import AppContext
@@ -16,9 +27,12 @@ from localopen.app.conversation import drafting
 from localopen.core.estimate.memory import KV_TYPES
 from localopen.core.options import LoadOptions, SamplingParams, values_of
 from localopen.core.records import LoadInfo
+from localopen.ui import theme
 from localopen.ui.background import run_in_background
 from localopen.ui.chat_tools import ChatTools
 from localopen.ui.widgets import button, dspin, kv_cache_box, spin
+
+ADVANCED_OPEN = "chat/advanced-open"  # whether the person left Advanced open
 
 
 class ChatSettingsPanel(QWidget):
@@ -64,13 +78,25 @@ class ChatSettingsPanel(QWidget):
         self.thinking = QCheckBox("Think before answering")
         self.thinking.setAccessibleName("Thinking")
         self.thinking.setChecked(True)
-        self.thinking.setEnabled(False)
-        self.thinking.setToolTip("Load a reasoning model whose chat template has a thinking switch to use this.")
         self.context_meter = QProgressBar()
         self.context_meter.setAccessibleName("Context used")
         self.context_meter.setFormat("context %p%")
-        form = QFormLayout()
-        form.addRow("System prompt", self.system)
+        self.loads_with = QLabel("")
+        self.loads_with.setAccessibleName("How the model loads")
+        self.loads_with.setWordWrap(True)
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced: sampling, context, threads, drafting")
+        self.advanced_button.setAccessibleName("Advanced settings")
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.toggled.connect(self._show_advanced)
+
+        top = QFormLayout()
+        top.addRow("System prompt", self.system)
+        self.advanced = QWidget()
+        advanced = QFormLayout(self.advanced)
+        advanced.setContentsMargins(0, 0, 0, 0)
         for label, w in (
             ("Temperature", self.temperature),
             ("Top-p", self.top_p),
@@ -85,15 +111,28 @@ class ChatSettingsPanel(QWidget):
             ("", self.flash_attn),
             ("Drafting", self.draft_box),
             ("", self.preset_button),
-            ("Thinking", self.thinking),
-            ("Tools", tools),
         ):
-            form.addRow(label, w)
-        form.addRow("Context used", self.context_meter)
+            advanced.addRow(label, w)
+        self.bottom = QFormLayout()
+        self.bottom.addRow("Thinking", self.thinking)
+        self.bottom.addRow("Tools", tools)
+        self.bottom.addRow("Context used", self.context_meter)
+        self.bottom.setRowVisible(self.thinking, False)  # until a model that can be told not to think loads
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(form)
+        layout.addLayout(top)
+        layout.addWidget(self.advanced_button)
+        layout.addWidget(self.loads_with)
+        layout.addWidget(self.advanced)
+        layout.addLayout(self.bottom)
         layout.addStretch(1)
+        self.advanced_button.setChecked(bool(QSettings().value(ADVANCED_OPEN, False, type=bool)))
+        self._show_advanced(self.advanced_button.isChecked())
+
+    def _show_advanced(self, on: bool) -> None:
+        self.advanced.setVisible(on)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        QSettings().setValue(ADVANCED_OPEN, on)
 
     # -- a conversation's settings ------------------------------------------------------------
     def values(self) -> dict[str, Any]:
@@ -155,9 +194,16 @@ class ChatSettingsPanel(QWidget):
             "draft": self.draft_box.currentData(),
         }
 
-    def show_options(self, path: str | None, options: LoadOptions) -> None:
-        """A model's load options (its preset over the settings) in the load controls."""
+    def show_options(self, path: str | None, options: LoadOptions, preset: str | None = None) -> None:
+        """A model's load options (its preset over the settings) in the load controls, and whose
+        they are said above them."""
         values = values_of(options)
+        muted = theme.muted_colour()
+        if path:
+            whose = f"the preset “{preset}”" if preset else "the app's settings (no preset for this model)"
+            self.loads_with.setText(f"<small style='color:{muted}'>Loads with {whose}.</small>")
+        else:
+            self.loads_with.setText("")
         self.n_ctx.setValue(values["n_ctx"])
         self.threads.setValue(values["n_threads"])
         self.gpu_layers.setValue(values["n_gpu_layers"])
@@ -191,12 +237,13 @@ class ChatSettingsPanel(QWidget):
             if self.draft_box.findData(str(candidate.path)) < 0:
                 self.draft_box.addItem(f"Draft model: {candidate.name}", str(candidate.path))
 
-    def show_thinking_switch(self, info: LoadInfo) -> None:
-        self.thinking.setEnabled(info.thinking_switch is not None)
-        self.thinking.setToolTip(
-            f"This model's chat template turns thinking on or off ({info.thinking_switch}). Off: faster "
-            "answers without the reasoning."
-            if info.thinking_switch
-            else "This model's chat template has no thinking switch: a reasoning model still shows its "
-            "thinking apart from its answer."
-        )
+    def show_thinking_switch(self, info: LoadInfo | None) -> None:
+        """Thinking on or off, only for a loaded model whose template can be told (a reasoning model
+        without a switch still shows its thinking apart from its answer)."""
+        switch = info.thinking_switch if info is not None else None
+        self.bottom.setRowVisible(self.thinking, switch is not None)
+        if switch:
+            self.thinking.setToolTip(
+                f"This model's chat template turns thinking on or off ({switch}). Off: faster answers "
+                "without the reasoning."
+            )

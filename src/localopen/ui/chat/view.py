@@ -58,6 +58,7 @@ class ChatView(QWidget):
         self._queued_send: list[dict[str, Any]] | None = None
         self._edit_position: int | None = None
         self._loading = False  # a load is under way: a send waits for it instead of loading again
+        self._loaded_text = ""  # the status line's words for the loaded model
 
         self.conversations = ConversationList()
         self.conversations.new_chat.connect(lambda: self.new_chat())
@@ -68,16 +69,17 @@ class ChatView(QWidget):
         self.model_bar = ModelBar()
         self.model_bar.load.connect(self.load_model)
         self.model_bar.picked.connect(self.show_preset)
+        self.model_bar.picked.connect(self.show_model_state)
         self.model_bar.use_template.connect(lambda: self.use_template())
         self.tools = ChatTools(services)  # its switch sits with the settings, its question above the input
         self.transcript = Transcript(lambda name: chat_images.load(ctx, name))
         self.transcript.message_action.connect(self._on_message_action)
-        self.transcript.said.connect(self.model_bar.status.setText)
+        self.transcript.said.connect(self.model_bar.say)
         self.composer = Composer(self.tools.approval)
         self.composer.send.connect(self.send)
         self.composer.stop.connect(self.stop)
         self.composer.regenerate.connect(self.regenerate)
-        self.composer.attachments.refused.connect(self.model_bar.status.setText)
+        self.composer.attachments.refused.connect(self.model_bar.say)
         self.panel = ChatSettingsPanel(ctx, self.tools)
         self.panel.save_preset.connect(self.save_preset)
         self._name_the_controls()
@@ -104,6 +106,7 @@ class ChatView(QWidget):
         services.library_changed.connect(self.reload_models)
         self.reload_models()
         self.reload_conversations()
+        self.tools.restore()
 
     def _name_the_controls(self) -> None:
         """The parts' controls by the names the rest of the app (and its tests) use."""
@@ -135,9 +138,27 @@ class ChatView(QWidget):
     # -- models -------------------------------------------------------------------------------
     def reload_models(self) -> None:
         self.model_bar.fill(library.installed(self.services.ctx))
+        self.show_model_state()
 
     def select_model(self, path: str) -> None:
         self.model_bar.select(path)
+        self.show_model_state()
+
+    def show_model_state(self) -> None:
+        """The status line says what is true of the chosen model: loaded (how), or that it loads on
+        the first message (and which one is loaded meanwhile), or that there is none."""
+        path, loaded = self.model_bar.path(), self.session.loaded
+        if path is None:
+            self.model_bar.show_state(
+                "No model installed yet: download one in Explore (Start recommends some), or drop a .gguf "
+                "file on the window."
+            )
+        elif loaded is not None and Path(loaded.path) == Path(path) and self._loaded_text:
+            self.model_bar.show_state(self._loaded_text)
+        else:
+            name = html.escape(self.model_box.currentText())
+            meanwhile = f" (loaded now: {html.escape(loaded.name)})" if loaded is not None else ""
+            self.model_bar.show_state(f"<b>{name}</b> loads when you send a message, or press Load{meanwhile}.")
 
     def load_options(self) -> LoadOptions:
         return engine_options.load_options(
@@ -149,10 +170,9 @@ class ChatView(QWidget):
     def show_preset(self) -> None:
         """The chosen model's preset (what it does not name: the settings) in the load controls."""
         path = self.model_bar.path()
-        options = engine_options.load_options(
-            self.services.ctx.settings, preset=presets.preset_for(self.services.ctx, path)
-        )
-        self.panel.show_options(path, options)
+        preset = presets.preset_for(self.services.ctx, path)
+        options = engine_options.load_options(self.services.ctx.settings, preset=preset)
+        self.panel.show_options(path, options, presets.name_of(path) if preset and path else None)
 
     def save_preset(self) -> None:
         path = self.model_bar.path()
@@ -161,17 +181,18 @@ class ChatView(QWidget):
         try:
             presets.save(self.services.ctx, presets.name_of(path), self.panel.load_values(), "saved in the Chat view")
         except LocalopenError as exc:
-            self.status.setText(str(exc))
+            self.model_bar.say(html.escape(str(exc)))
             return
-        self.status.setText(f"Saved as {presets.name_of(path)}'s preset: every face loads it this way now.")
+        self.show_preset()
+        self.model_bar.say(f"Saved as {presets.name_of(path)}'s preset: every face loads it this way now.")
 
     def load_model(self) -> None:
         path = self.model_bar.path()
         if not path:
-            self.status.setText("No model installed yet: download one in Explore, or drop a .gguf on the window.")
+            self.show_model_state()
             return
         self.notice.hide()
-        self.status.setText(f"Loading {Path(path).name}…")
+        self.model_bar.show_state(f"Loading {html.escape(Path(path).name)}…")
         self.load_button.setEnabled(False)
         self._loading = True
         options, session = self.load_options(), self.session
@@ -194,7 +215,8 @@ class ChatView(QWidget):
             text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
         if info.vision is not None:
             text += f" Sees images ({html.escape(Path(info.vision['projector']).name)}): attach pictures below."
-        self.status.setText(text)
+        self._loaded_text = text
+        self.show_model_state()
         self.panel.show_thinking_switch(info)
         self.model_loaded.emit(info)
         template = self.conversation.settings.get("template") if self.conversation else None
@@ -282,7 +304,7 @@ class ChatView(QWidget):
             return
         model = self.model_bar.path()
         if self.attachments.pictures and model and vision.pairing(model).projector is None:
-            self.status.setText(html.escape(vision.no_vision(model)))  # the pictures stay attached
+            self.model_bar.say(html.escape(vision.no_vision(model)))  # the pictures stay attached
             return
         if self.conversation is None:
             self.new_chat()
@@ -292,7 +314,7 @@ class ChatView(QWidget):
         try:
             chat.add_user_turn(self.services.ctx, c, text, self._edit_position, self.attachments.pictures)
         except LocalopenError as exc:
-            self.status.setText(html.escape(str(exc)))
+            self.model_bar.say(html.escape(str(exc)))
             return
         self.attachments.take()
         self._edit_position = None
@@ -433,11 +455,28 @@ class ChatView(QWidget):
                 self.composer.answering(False)
                 self.render_conversation()
             return
-        if self.streaming:
-            self._finish(None, note=f"Interrupted: {message}")
-        self.status.setText(f"<span style='color:#c62828'>{html.escape(message)}</span>")
-        if isinstance(error, (EngineDied, ModelLoadError, ContextTooLongError)):
-            self.model_bar.offer_reload(message)
+        if isinstance(error, EngineDied):  # said once, in words: what happened, what is kept, what Reload does
+            name = Path(self.model_bar.path() or "").name or "the model"
+            if self.streaming:
+                self._finish(None, note=f"Interrupted: the engine {error.how}.")
+            self.model_bar.offer_reload(
+                f"The engine running {name} {error.how}.",
+                "Your conversation is kept, with the answer as far as it got. Reload model starts the engine "
+                "again; if it stops again, the log (About) says more.",
+            )
+            self.show_model_state()
+        elif isinstance(error, (ModelLoadError, ContextTooLongError)):
+            if self.streaming:
+                self._finish(None, note=f"Interrupted: {message}")
+            self.model_bar.offer_reload(message, "Change the settings (Advanced) if need be, then reload the model.")
+            self.show_model_state()
+            if isinstance(error, ModelLoadError):
+                name = html.escape(self.model_box.currentText())
+                self.model_bar.show_state(f"<span style='color:#c62828'><b>{name}</b> did not load (below).</span>")
+        else:
+            if self.streaming:
+                self._finish(None, note=f"Interrupted: {message}")
+            self.model_bar.show_state(f"<span style='color:#c62828'>{html.escape(message)}</span>")
         self.failed.emit(message)
 
     def _history_messages(self) -> list[dict[str, Any]] | None:
@@ -478,7 +517,7 @@ class ChatView(QWidget):
         msg = self._message_at(position)
         if msg is not None:
             QGuiApplication.clipboard().setText(msg.content)
-            self.status.setText("Copied.")
+            self.model_bar.say("Copied.")
 
     def edit_message(self, position: int) -> None:
         """Put a message of yours back in the input: sending replaces it and everything after it."""
@@ -487,4 +526,4 @@ class ChatView(QWidget):
             self.input.setPlainText(msg.content)
             self._edit_position = msg.position
             self.input.setFocus()
-            self.status.setText("Editing: sending replaces this message and everything after it.")
+            self.model_bar.say("Editing: sending replaces this message and everything after it.")
