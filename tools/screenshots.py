@@ -60,7 +60,6 @@ def main() -> int:
     services = Services()
     import_file(services.ctx.db, model)
     window = MainWindow(services)
-    window.resize(app.primaryScreen().availableGeometry().size())  # the whole screen: 1280x800 is a laptop's
     window.show()
 
     def shot(name: str, widget=None) -> None:

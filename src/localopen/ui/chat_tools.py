@@ -49,6 +49,7 @@ class _Question:
 
 REMEMBERED = "chat/use-mcp-tools"  # the switch, as the person left it
 
+
 class McpDialog(QDialog):
     """Edit the MCP servers as JSON; saved only when it is valid."""
 

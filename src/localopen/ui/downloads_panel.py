@@ -81,6 +81,8 @@ class DownloadsPanel(QWidget):
         self.layout_.addStretch(1)
         # Worker threads emit; Qt queues the call onto the UI thread.
         services.job_changed.connect(self.on_job, Qt.ConnectionType.QueuedConnection)
+        for job in list(services.downloads.jobs):  # asked for (and maybe failed) before this panel was made
+            self.on_job(job)
 
     def on_job(self, job: QueuedDownload) -> None:
         row = self.rows.get(job.id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QKeySequence, QShortcut
+from PySide6.QtCore import QRect, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -34,6 +34,7 @@ from localopen.ui.chat_attachments import pictures_in
 from localopen.ui.explore_view import ExploreView
 from localopen.ui.services import Services
 
+SMALL_SCREEN = QSize(1440, 900)  # up to this free area, the window opens maximised
 SECTIONS = ["Start", "Explore", "Library", "Chat", "Compare", "Local server", "This machine"]
 
 
@@ -367,11 +368,15 @@ class MainWindow(QMainWindow):
     # -- state ------------------------------------------------------------------------------------------
     def _restore(self) -> None:
         settings = QSettings()
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        area = screen.availableGeometry()
         geometry = settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 800)
+        # Qt's restore keeps a remembered geometry on the screen's free area (one from a larger screen shrinks).
+        if geometry is None or not self.restoreGeometry(geometry):
+            rect, maximised = first_geometry(area)  # never larger than the screen it opens on
+            self.setGeometry(rect)
+            if maximised:
+                self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
         last = settings.value("window/section", "Start")
         self.show_section(SECTIONS.index(last) if last in SECTIONS else 0)
 
@@ -391,6 +396,21 @@ class MainWindow(QMainWindow):
                 shutdown()
         self.services.ctx.close_models()  # models still loaded for a keep-alive end with the app
         super().closeEvent(event)
+
+
+def first_geometry(area: QRect) -> tuple[QRect, bool]:
+    """Where the window opens the first time on a screen with this free area (without panels and
+    docks), and whether maximised: a laptop's screen (up to 1440x900) is used whole, a larger one
+    gets a large centred window (LM Studio's and Jan's way), never less than 1280x800 and never
+    more than the screen with room for the window's frame."""
+    if area.width() <= SMALL_SCREEN.width() or area.height() <= SMALL_SCREEN.height():
+        return QRect(area), True
+    frame = 40  # a title bar and borders, which the geometry does not include
+    width = min(area.width() - frame, max(1280, int(area.width() * 0.8)))
+    height = min(area.height() - frame, max(800, int(area.height() * 0.85)))
+    rect = QRect(0, 0, width, height)
+    rect.moveCenter(area.center())
+    return rect, False
 
 
 class SummaryDialog(QDialog):

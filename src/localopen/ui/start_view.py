@@ -31,6 +31,9 @@ from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
 from localopen.ui.theme import grade_colour
 
+CARD_WIDTH = 640  # a card's width at least, for two columns of them
+WHAT_TO_DO = "Check the network (or turn off offline mode in Settings), then try again; Library lists the download."
+
 
 class StartView(QWidget):
     download_requested = Signal(str, str)  # repo, file pattern
@@ -44,6 +47,8 @@ class StartView(QWidget):
         self.recommendations: list[Recommendation] = []
         self.buttons: dict[str, QPushButton] = {}  # catalog id -> its action
         self._waiting: dict[str, str] = {}  # repo -> catalog id, downloads that open a chat when done
+        self._failed: dict[str, str] = {}  # repo -> why its last download failed, said on its card
+        self.messages: dict[str, QLabel] = {}  # catalog id -> its card's message
 
         title = QLabel("Open models that work on this machine")
         title.setStyleSheet("font-size: 18px; font-weight: bold;")
@@ -62,22 +67,27 @@ class StartView(QWidget):
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(self.progress_text)
         box.addWidget(self.progress)
+        self.retry = QPushButton("Calibrate again")
+        self.retry.setAccessibleName("Calibrate this machine again")
+        self.retry.clicked.connect(self._retry)
+        self.retry.hide()
+        box.addWidget(self.retry, 0, Qt.AlignmentFlag.AlignLeft)
         self.calibration_box.hide()
 
-        self.grid = QGridLayout()
-        self.grid.setColumnStretch(1, 1)
-        self.grid.setHorizontalSpacing(16)
+        self.grid = QGridLayout()  # one card per model: two columns where the window is wide
+        self.grid.setHorizontalSpacing(12)
         self.grid.setVerticalSpacing(10)
+        self.cards: list[QFrame] = []
+        self.columns = 1
         holder = QWidget()
-        holder.setMaximumWidth(1100)  # on a wide screen each action stays beside its model
         holder_layout = QVBoxLayout(holder)
+        holder_layout.setContentsMargins(0, 0, 0, 0)
         holder_layout.addLayout(self.grid)
         holder_layout.addStretch(1)
-        scroll = QScrollArea()
+        self.cards_area = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
-        scroll.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.other_apps = QLabel()  # models the user has from other apps, offered once found
         self.other_apps.setWordWrap(True)
         self.add_other_apps = QPushButton("Add them to the library")
@@ -113,7 +123,7 @@ class StartView(QWidget):
         calibration = services.calibration
         calibration.step.connect(self._on_step)
         calibration.calibrated.connect(lambda _c: self._calibration_ended("This machine is calibrated."))
-        calibration.failed.connect(lambda e: self._calibration_ended(f"Calibration failed: {e}"))
+        calibration.failed.connect(self._calibration_failed)
         services.profile_ready.connect(lambda _hw: self.reload())
         services.library_changed.connect(self.reload)
         services.results_changed.connect(self.reload)
@@ -136,12 +146,10 @@ class StartView(QWidget):
 
     def _show(self, found: list[Recommendation]) -> None:
         self.recommendations = found
-        while self.grid.count():
-            item = self.grid.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.deleteLater()
-        self.buttons = {}
+        for card in self.cards:
+            self.grid.removeWidget(card)
+            card.deleteLater()
+        self.cards, self.buttons, self.messages = [], {}, {}
         if not found:
             self.empty.setText(
                 "No catalog chat model is usable here yet: none fits this machine's memory, or each would "
@@ -150,20 +158,26 @@ class StartView(QWidget):
             self.empty.show()
         else:
             self.empty.hide()
-        for row, rec in enumerate(found):
-            self._add_row(row, rec)
+        for rec in found:
+            self.cards.append(self._card(rec))
+        self._lay_out(force=True)
         self.shown.emit()
 
-    def _add_row(self, row: int, rec: Recommendation) -> None:
-        grade = QLabel(f"<b style='color:{grade_colour(rec.letter)}'>{html.escape(rec.grade)}</b>")
+    def _card(self, rec: Recommendation) -> QFrame:
+        """A model: its grade and name, how usable here and how that is known, what it can do and
+        its size, the one action, and what went wrong with it (a download that failed)."""
+        card = QFrame()
+        card.setFrameShape(QFrame.Shape.StyledPanel)
+        grade = QLabel(f"<b style='color:{grade_colour(rec.letter)}; font-size:15px'>{html.escape(rec.grade)}</b>")
         grade.setToolTip("Openness grade (A most open) and transparency tier, from the catalog's evidence")
-        name = QLabel(
-            f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)} — {html.escape(rec.basis_words)}"
-            if rec.basis_words
-            else f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)}"
-        )
+        known = f"<br><small>{html.escape(rec.basis_words)}</small>" if rec.basis_words else ""
+        name = QLabel(f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)}{known}")
         name.setWordWrap(True)
         name.setToolTip(rec.reason)
+        message = QLabel()
+        message.setWordWrap(True)
+        message.setStyleSheet("color: #c62828")
+        message.hide()
         action = QPushButton("Chat" if rec.installed_path else "Download and chat")
         action.setAccessibleName(f"{action.text()}: {rec.id}")
         action.setMinimumWidth(170)
@@ -171,10 +185,36 @@ class StartView(QWidget):
         if rec.repo in self._waiting:
             action.setEnabled(False)
             action.setText("Downloading…")
-        self.buttons[rec.id] = action
-        self.grid.addWidget(grade, row, 0, Qt.AlignmentFlag.AlignTop)
-        self.grid.addWidget(name, row, 1)
-        self.grid.addWidget(action, row, 2, Qt.AlignmentFlag.AlignTop)
+        failed = self._failed.get(rec.repo)
+        if failed:
+            message.setText(failed)
+            message.show()
+            action.setText("Try again")
+        self.buttons[rec.id], self.messages[rec.id] = action, message
+        layout = QGridLayout(card)
+        layout.setColumnStretch(1, 1)
+        layout.addWidget(grade, 0, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(name, 0, 1)
+        layout.addWidget(action, 0, 2, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(message, 1, 1, 1, 2)
+        return card
+
+    def _lay_out(self, force: bool = False) -> None:
+        """The cards in one column, or two where each still gets a laptop's width (LM Studio's grid)."""
+        columns = 2 if self.cards_area.viewport().width() >= 2 * CARD_WIDTH else 1
+        if columns == self.columns and not force:
+            return
+        self.columns = columns
+        for card in self.cards:
+            self.grid.removeWidget(card)
+        for i, card in enumerate(self.cards):
+            self.grid.addWidget(card, i // columns, i % columns)
+        for column in range(2):
+            self.grid.setColumnStretch(column, 1 if column < columns else 0)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._lay_out()
 
     # -- actions -----------------------------------------------------------------------------------
     def act(self, rec: Recommendation) -> None:
@@ -182,6 +222,9 @@ class StartView(QWidget):
             self.chat_requested.emit(rec.installed_path)
             return
         self._waiting[rec.repo] = rec.id
+        self._failed.pop(rec.repo, None)
+        if rec.id in self.messages:
+            self.messages[rec.id].hide()
         button = self.buttons.get(rec.id)
         if button is not None:
             button.setEnabled(False)
@@ -200,10 +243,15 @@ class StartView(QWidget):
             self.chat_requested.emit(str(job.path))  # the library refresh makes this row say "Chat"
         elif job.state in ("failed", "cancelled"):
             del self._waiting[job.repo]
+            if job.state == "failed":  # said on the model's card, with what to do (the Library lists it too)
+                self._failed[job.repo] = f"The download did not start or stopped: {job.message} {WHAT_TO_DO}"
+            message = self.messages.get(wanted)
+            if message is not None and job.state == "failed":
+                message.setText(self._failed[job.repo])
+                message.show()
             if button is not None:
                 button.setEnabled(True)
-                button.setText("Download and chat")
-                button.setToolTip(job.message)
+                button.setText("Try again" if job.state == "failed" else "Download and chat")
 
     # -- models from other apps --------------------------------------------------------------------
     def _offer(self, found: list[OtherAppModels]) -> None:
@@ -233,6 +281,9 @@ class StartView(QWidget):
     # -- the calibration ---------------------------------------------------------------------------
     def _on_step(self, step: CalibrationStep) -> None:
         self.calibration_box.show()
+        self.progress.show()
+        self.retry.hide()
+        self.progress_text.setStyleSheet("")
         self.progress.setRange(0, step.total)
         self.progress.setValue(step.index - 1)
         left = self.services.calibration.remaining_s()
@@ -245,6 +296,23 @@ class StartView(QWidget):
         self.progress_text.setText(said)
         self.calibration_box.hide()
         self.reload()
+
+    def _calibration_failed(self, error: str) -> None:
+        """Said where it was shown, and kept there with a way to try again."""
+        self.progress.hide()
+        self.progress_text.setStyleSheet("color: #c62828")
+        self.progress_text.setText(
+            f"The calibration of this machine did not finish: {error} Predicted speeds stay rough."
+        )
+        self.retry.show()
+        self.calibration_box.show()
+        self.reload()
+
+    def _retry(self) -> None:
+        if self.services.calibration.start_if_needed():
+            self.retry.hide()
+            self.progress_text.setStyleSheet("")
+            self.progress_text.setText("Calibrating this machine again…")
 
     def state(self) -> dict[str, Any]:
         """What is on screen, for tests and screenshots."""
