@@ -79,10 +79,11 @@ def run_bench(
     progress: Callable[[str], None] | None = None,
     log_lines: list[str] | None = None,
     weights: int = 0,
+    finished: Callable[[BenchResult], None] | None = None,
 ) -> tuple[list[BenchResult], bool]:
     """Run pp{n_prompt} and tg{n_gen} as llama-bench does: (one result per finished test, aborted).
     log_lines: llama.cpp's log as it grows; each test's context's buffers are read from it and
-    reported with the model's weights (bytes)."""
+    reported with the model's weights (bytes). finished hears each test's result as it ends."""
     import llama_cpp
 
     model = llm.model
@@ -189,4 +190,6 @@ def run_bench(
                 memory={k: v for k, v in buffers.to_dict().items() if k in BENCH_MEMORY} if buffers else None,
             )
         )
+        if finished is not None:
+            finished(results[-1])
     return results, False

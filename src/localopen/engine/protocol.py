@@ -111,6 +111,7 @@ class Done(Event):
 @dataclass
 class BenchProgress(Event):
     message: str
+    result: BenchResult | None = None  # a test that just finished (a face shows it at once)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from localopen.core.errors import LocalopenError
+from localopen.core.records import BenchResult
 from localopen.engine.bench_runner import run_bench
 from localopen.engine.embed import Embedding
 from localopen.engine.errors import EngineError
@@ -95,11 +96,19 @@ class Worker(Loading, Generating, Embedding):
         elif isinstance(request, Bench):
             self._require_model()
             assert self.load_info is not None
+            info = self.load_info
+
+            def finished(result: BenchResult) -> None:
+                result.stamp_load(info)
+                result.peak_rss_bytes = peak_rss()
+                self.send(BenchProgress(f"{result.test}: done", result))
+
             results, aborted = run_bench(
                 self.llm,
                 request.params,
                 self.stop_event,
                 progress=lambda msg: self.send(BenchProgress(msg)),
+                finished=finished,
                 log_lines=self.capture.lines,
                 # the weights as the load holds them (a repacked tensor's mapped pages once)
                 weights=self.load_info.memory_actual.weights - self.load_info.memory_actual.mapped_repacked,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -55,7 +57,6 @@ from localopen.core.estimate.memory import human_bytes
 from localopen.core.options import BenchParams
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report import bench_format
-from localopen.ui import theme
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
@@ -64,6 +65,17 @@ COLUMNS = [
     "Model", "Quant", "Openness", "pp t/s", "tg t/s", "Drafting speed-up", "TTFT", "Image encode", "Load",
     "Peak memory", "Efficiency", "Verdict",
 ]  # fmt: skip
+HEADER_TIPS = {
+    "Efficiency": (
+        "Measured generation speed as a share of this machine's bound for the file: the tokens per second "
+        "reachable if each token only read the model's weights once at the memory bandwidth measured here"
+    ),
+    "TTFT": "Time to first token: how long the prompt of the pp test takes before an answer could begin",
+    "Peak memory": "The engine process's peak resident memory during the test",
+    "Verdict": "How usable the generation speed is for chat, by the thresholds in Settings",
+    "Openness": "Openness grade (A most open) from the catalog's evidence",
+}
+CHART_NAME_CHARS = 26  # a model's name under its bars, elided in the middle beyond this
 # Shown only when a result fills them (a drafting run, a vision model): the table stays within its pane.
 OPTIONAL_COLUMNS = ("Drafting speed-up", "Image encode")
 # The Drafting choice: llama-bench's tests, or each model's drafting tasks plainly and drafted.
@@ -86,6 +98,8 @@ class CompareView(QWidget):
         self.queue: list[str] = []
         self.running = False
         self.shown: list[BenchResult] = []  # results in the table, in order
+        self._finished: list[BenchResult] = []  # this run's results of the models done
+        self._began = 0.0  # when this run began (time.monotonic())
 
         self.models = QListWidget()
         self.models.setAccessibleName("Installed models to compare")
@@ -144,8 +158,16 @@ class CompareView(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long name keeps its quant at the end
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the name takes what the figures leave
+        header.setStretchLastSection(False)
+        for name, tip in HEADER_TIPS.items():
+            item = self.table.horizontalHeaderItem(COLUMNS.index(name))
+            if item is not None:
+                item.setToolTip(tip)
+        self.rows: list[ComparisonRow] = []  # what the table and the chart show
         self.chart_view = self._make_chart_view()
         exports = QHBoxLayout()
         for label, fmt in (
@@ -184,7 +206,9 @@ class CompareView(QWidget):
         layout.addWidget(self.splitter)
 
         services.library_changed.connect(self.reload_models)
+        QGuiApplication.styleHints().colorSchemeChanged.connect(lambda _scheme: self._chart(self.rows))
         self.reload_models()
+        self._chart([])  # an empty chart in the window's colours, not QtCharts' white box
         self.show_history()
 
     @staticmethod
@@ -225,13 +249,18 @@ class CompareView(QWidget):
             self.progress_text.setText("Check at least one model." if not paths else "A benchmark is running.")
             return
         self.queue = paths
-        self.shown = []
+        self.shown, self._finished = [], []
         self.running = True
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        per_model = 2 * (self.reps.value() * len(draft_bench.TASKS) + 1) if self.drafting.currentData() else 0
-        self.progress.setRange(0, len(paths) * (per_model or 2 * (self.reps.value() + 1)))
+        if self.drafting.currentData():  # each task plainly and drafted, each repetition a step
+            per_model = 2 * self.reps.value() * len(draft_bench.TASKS)
+        else:  # each test's warm-up and repetitions, then the file's checksum
+            tests = (self.n_prompt.value() > 0) + (self.n_gen.value() > 0)
+            per_model = tests * (self.reps.value() + 1) + 1
+        self.progress.setRange(0, len(paths) * per_model)
         self.progress.setValue(0)
+        self._began = time.monotonic()
         self.table.setRowCount(0)
         self._next()
 
@@ -250,7 +279,8 @@ class CompareView(QWidget):
             n_gpu_layers=self.ngl.value() if self.ngl.value() != settings.n_gpu_layers else None,
             preset=preset_for(self.services.ctx, path),
         )
-        bench, work = self.bench, lambda emit: self.bench.run(Path(path), options, params, emit)
+        bench = self.bench
+        work = lambda emit: bench.run(Path(path), options, params, emit, on_result=emit)  # noqa: E731
         if self.drafting.currentData():
             draft = self._draft_for(path)
             if draft is None:
@@ -333,15 +363,28 @@ class CompareView(QWidget):
         self.progress.setValue(self.progress.maximum())
         self.run_finished.emit(text)
 
-    def _on_progress(self, event: LoadInfo | str) -> None:
+    def _on_progress(self, event: LoadInfo | BenchResult | str) -> None:
         if isinstance(event, LoadInfo):
             self.progress_text.setText(f"{event.name}: loaded in {event.load_time_ms:.0f} ms on {event.backend}")
             return
+        if isinstance(event, BenchResult):  # a test ended: its row now, the model's other tests to come
+            self.shown.append(event)
+            self._fill(self.shown)
+            return
         self.progress.setValue(self.progress.value() + 1)
-        self.progress_text.setText(event)
+        self.progress_text.setText(f"{html.escape(event)}{self._time_left()}")
+
+    def _time_left(self) -> str:
+        """About how long the run still takes, from the pace of the steps so far."""
+        done, total = self.progress.value(), self.progress.maximum()
+        if done < 2 or done >= total:
+            return ""
+        left = (time.monotonic() - self._began) / done * (total - done)
+        return f" · about {_duration(left)} left"
 
     def _on_done(self, run: BenchRun) -> None:
-        self.shown.extend(run.results)
+        self.shown = self._finished + run.results  # the finished tests again, as saved
+        self._finished = list(self.shown)
         self._fill(self.shown)
         self.services.results_changed.emit()
         if run.aborted:
@@ -359,12 +402,13 @@ class CompareView(QWidget):
     # -- table, chart, history, export -------------------------------------------------------------
     def _fill(self, results: list[BenchResult]) -> None:
         rows = compare(results, self.services.ctx.thresholds)
+        self.rows = rows
         self.table.setRowCount(len(rows))
         self.empty_hint.setVisible(not rows)
         for i, row in enumerate(rows):
             pp, tg, base = row.pp, row.tg, row.base
             efficiency = (
-                f"{row.efficiency:.0%} of {tg.decode_bound_tps:.0f}"
+                f"{row.efficiency:.0%} of {tg.decode_bound_tps:.0f} t/s"
                 if row.efficiency is not None and tg and tg.decode_bound_tps
                 else ""
             )
@@ -383,7 +427,10 @@ class CompareView(QWidget):
                 row.verdict.label if row.verdict else "",
             ]
             for c, v in enumerate(values):
-                self.table.setItem(i, c, QTableWidgetItem(v))
+                cell = QTableWidgetItem(v)
+                if c == 0:
+                    cell.setToolTip(v)  # the whole name, however the column elides it
+                self.table.setItem(i, c, cell)
         for name in OPTIONAL_COLUMNS:
             c = COLUMNS.index(name)
             filled = any((item := self.table.item(i, c)) is not None and item.text() for i in range(len(rows)))
@@ -391,32 +438,42 @@ class CompareView(QWidget):
         self._chart(rows)
 
     def _chart(self, rows: list[ComparisonRow]) -> None:
+        """Prompt and generation speed per model, in the window's colours, on an axis whose ticks
+        are round numbers each written once."""
         from PySide6.QtCharts import QBarCategoryAxis, QBarSeries, QBarSet, QChart, QValueAxis
 
         chart = QChart()
-        if theme.is_dark():  # QtCharts draws its own light background otherwise
-            chart.setTheme(QChart.ChartTheme.ChartThemeDark)
+        palette = self.palette()
+        text = palette.color(QPalette.ColorRole.WindowText)
+        chart.setBackgroundBrush(palette.color(QPalette.ColorRole.Base))
+        chart.setTitleBrush(text)
+        chart.legend().setLabelColor(text)
         chart.setTitle("Throughput on this machine (tokens/s)")
         series = QBarSeries()
         pp_set, tg_set = QBarSet("prompt (pp)"), QBarSet("generation (tg)")
-        names = []
+        names, top = [], 0.0
         for row in rows:
-            names.append(row.name.removesuffix(".gguf")[:28])
+            names.append(elide_middle(row.name.removesuffix(".gguf"), CHART_NAME_CHARS))
             pp_set.append(row.pp.avg_ts if row.pp else 0.0)
             tg_set.append(row.tg.avg_ts if row.tg else 0.0)
+            top = max(top, row.pp.avg_ts if row.pp else 0.0, row.tg.avg_ts if row.tg else 0.0)
         series.append(pp_set)
         series.append(tg_set)
         chart.addSeries(series)
         axis_x = QBarCategoryAxis()
         axis_x.append(names)
-        chart.addAxis(axis_x, Qt.AlignmentFlag.AlignBottom)
-        series.attachAxis(axis_x)
         axis_y = QValueAxis()
-        axis_y.setLabelFormat("%.0f")
-        chart.addAxis(axis_y, Qt.AlignmentFlag.AlignLeft)
-        series.attachAxis(axis_y)
+        axis_y.setRange(0, top or 1.0)
+        axis_y.applyNiceNumbers()  # round ticks: 0, 5, 10… rather than 0, 0.8, 1.6…
+        step = (axis_y.max() - axis_y.min()) / max(1, axis_y.tickCount() - 1)
+        axis_y.setLabelFormat("%.0f" if step >= 1 else "%.1f" if step >= 0.1 else "%.2f")
+        for axis, side in ((axis_x, Qt.AlignmentFlag.AlignBottom), (axis_y, Qt.AlignmentFlag.AlignLeft)):
+            axis.setLabelsColor(text)
+            chart.addAxis(axis, side)
+            series.attachAxis(axis)
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
         self.chart_view.setChart(chart)
+        self.chart_view.setBackgroundBrush(palette.color(QPalette.ColorRole.Base))
 
     def show_history(self) -> None:
         machine = self.services.profile.fingerprint if self.services.profile else None
@@ -496,6 +553,22 @@ class CompareView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export results", f"results.{fmt}")
         if path:
             Path(path).write_text(text, encoding="utf-8")
+
+
+def elide_middle(text: str, chars: int) -> str:
+    """A name shortened in its middle, so its start and its quant at the end stay readable."""
+    if len(text) <= chars:
+        return text
+    head = (chars - 1) // 2
+    return text[:head] + "…" + text[-(chars - 1 - head) :]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _image_encode(result: BenchResult) -> str:

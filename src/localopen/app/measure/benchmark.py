@@ -108,18 +108,20 @@ class BenchmarkSession:
         params: BenchParams,
         on_progress: Progress | None = None,
         reset_stop: bool = True,
+        on_result: Callable[[BenchResult], None] | None = None,
     ) -> BenchRun:
-        """Benchmark an installed file: the outcome of its load is noted, its results saved."""
+        """Benchmark an installed file: the outcome of its load is noted, its results saved.
+        on_result hears each test as it ends (described, not yet saved)."""
         try:
             note = lambda exc: library.note_load(self.ctx, path, exc)  # noqa: E731
             with self.ctx.activity.busy():
-                run = self.measure(path, options, params, on_progress, reset_stop, on_load=note)
+                run = self.measure(path, options, params, on_progress, reset_stop, on_load=note, on_result=on_result)
         except EngineDied as exc:  # a crash while benchmarking says the same as a failed load
             library.note_load(self.ctx, path, exc)
             raise
         if on_progress is not None:
             on_progress(f"{Path(path).name}: checking the file's sha256…")
-        self._describe(run)
+        self._describe(run.path, run.results)
         for r in run.results:
             r.id = results_db.save(self.ctx.db, r)
         return run
@@ -153,7 +155,7 @@ class BenchmarkSession:
             self._engine = None
             for engine in engines:
                 engine.shutdown()
-        self._describe(run)
+        self._describe(run.path, run.results)
         for r in run.results:
             r.id = results_db.save(self.ctx.db, r)
         return run
@@ -166,9 +168,10 @@ class BenchmarkSession:
         on_progress: Progress | None = None,
         reset_stop: bool = True,
         on_load: Callable[[LocalopenError | None], None] | None = None,
+        on_result: Callable[[BenchResult], None] | None = None,
     ) -> BenchRun:
         """Load `path` in a fresh engine and run the protocol on it; nothing is saved.
-        on_load hears how the load went (None: it worked)."""
+        on_load hears how the load went (None: it worked); on_result each test as it ends."""
         if reset_stop:
             self._stopped.clear()
         run = BenchRun(Path(path))
@@ -189,7 +192,11 @@ class BenchmarkSession:
                 run.aborted = True
                 return run
             for event in engine.bench(params):
-                if isinstance(event, BenchProgress) and on_progress is not None:
+                if isinstance(event, BenchProgress) and event.result is not None:
+                    if on_result is not None:
+                        self._describe(run.path, [event.result])
+                        on_result(event.result)
+                elif isinstance(event, BenchProgress) and on_progress is not None:
                     on_progress(event.message)
                 elif isinstance(event, BenchDone):
                     run.results, run.aborted = event.results, event.aborted or self._interrupted.is_set()
@@ -198,17 +205,17 @@ class BenchmarkSession:
             engine.shutdown()
         return run
 
-    def _describe(self, run: BenchRun) -> None:
+    def _describe(self, path: Path, results: list[BenchResult]) -> None:
         """What each result says about the file (sha256, quantization, grade, the machine's bandwidth
         bound for it) and about this machine."""
         ctx = self.ctx
         profile = ctx.profile
-        headers = read_part_headers(run.path)
+        headers = read_part_headers(path)
         header, total_bytes = headers[0], sum(h.tensor_bytes for h in headers)
-        grade = library.grade_of_path(ctx, run.path)
+        grade = library.grade_of_path(ctx, path)
         bound = decode_bound(ModelShape.from_header(header, total_bytes), profile.bandwidth_gbs if profile else None)
-        sha256 = cached_sha256(ctx.db, run.path)
-        for r in run.results:
+        sha256 = cached_sha256(ctx.db, path)
+        for r in results:
             r.sha256 = sha256
             r.quantization = header.quantization
             r.model_name = header.name
