@@ -261,6 +261,20 @@ def test_a_disk_that_fills_up_mid_download_is_said_and_the_download_resumes(hub:
     assert Path(resumed.stdout.strip()).read_bytes() == hub.repos[REPO].files["big-Q6_K.gguf"]
 
 
+def test_no_network_is_said_at_once_as_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a network huggingface_hub retries for some 24 s before it says so; the Hub's host not
+    taking a connection is said at once, in words, before any request."""
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    for endpoint in ("http://127.0.0.1:9", "https://no-such-host.invalid"):  # refused; no name
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        began = time.monotonic()
+        with pytest.raises(OfflineError, match="Offline: the Hub could not be reached"):
+            Hub().search("tiny")
+        assert time.monotonic() - began < 4
+
+
 def test_offline_makes_no_connection(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError):

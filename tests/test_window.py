@@ -46,3 +46,19 @@ def test_every_section_fits_a_laptops_free_area(window: MainWindow, qtbot) -> No
         qtbot.wait(20)
         hint = window.minimumSizeHint()
         assert hint.width() <= LAPTOP.width() and hint.height() <= LAPTOP.height() - 30, (name, hint)
+
+
+def test_an_empty_table_says_what_it_waits_for(window: MainWindow, qtbot) -> None:
+    explore = window.goto("Explore")
+    qtbot.waitUntil(lambda: explore.settled, timeout=20000)
+    explore.model.set_rows([])  # as when Explore first opens
+    explore.reload()
+    assert explore.loading.isVisibleTo(explore) and "Reading the catalog" in explore.loading.text()
+    qtbot.waitUntil(lambda: explore.settled and explore.proxy.rowCount() > 0, timeout=20000)
+    assert not explore.loading.isVisibleTo(explore)
+    library = window.goto("Library")
+    library.reload()
+    assert library.loading.isVisibleTo(library)  # nothing installed yet: the note until the answer comes
+    with qtbot.waitSignal(library.reloaded, timeout=20000):
+        pass
+    assert not library.loading.isVisibleTo(library)

@@ -44,6 +44,7 @@ from localopen.ui.background import run_in_background
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.explore_model import ALWAYS_SHOWN, OPENNESS_COLUMN, ROW_ROLE, ExploreFilter, ExploreModel, ExploreRow
 from localopen.ui.services import Services
+from localopen.ui.widgets import LoadingNote
 
 QUANT_COLUMNS = ["Quantization", "Size", "Usable here", "", ""]
 USABLE_COLUMN, MEASURE_COLUMN, DOWNLOAD_COLUMN = 2, 3, 4
@@ -132,6 +133,7 @@ class ExploreView(QWidget):
         self.table = QTableView()
         self.table.setAccessibleName("Models")
         self.table.setModel(self.proxy)
+        self.loading = LoadingNote(self.table, "Reading the catalog and what fits this machine…")
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(OPENNESS_COLUMN, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
@@ -228,6 +230,7 @@ class ExploreView(QWidget):
         ctx, profile, results = self.services.ctx, self.services.profile, list(self._hub_results)
         self._reloads += 1
         serial = self._reloads
+        self.loading.waiting(True)
         run_in_background(
             lambda: explore_rows(ctx, profile, results),
             lambda out: self._on_rows(serial, out),
@@ -240,6 +243,7 @@ class ExploreView(QWidget):
         if serial != self._reloads:
             return  # a newer reload is on its way
         self._reloads_shown = serial
+        self.loading.waiting(False)
         selected = self.selected_row()
         self._here, rows = out
         self.model.set_rows(rows)
@@ -249,6 +253,7 @@ class ExploreView(QWidget):
         self.rows_ready.emit()
 
     def _on_rows_failed(self, error: LocalopenError) -> None:
+        self.loading.waiting(False)
         self._reloads_shown, self._details_shown = self._reloads, self._details
         self.hub_status.setText(f"The list could not be refreshed: {error}")
 

@@ -29,6 +29,7 @@ from localopen.core.store.library_db import LibraryModel, VerifyResult
 from localopen.ui.background import run_in_background
 from localopen.ui.downloads_panel import DownloadsPanel
 from localopen.ui.services import Services
+from localopen.ui.widgets import LoadingNote
 
 COLUMNS = ["Model", "Quantization", "Size", "Openness", "Usable here", "Can", "Last used", "Source"]
 
@@ -54,6 +55,7 @@ class LibraryView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setSortingEnabled(True)
+        self.loading = LoadingNote(self.table, "Reading the library (each new file's header)…")
         self.table.doubleClicked.connect(lambda _: self._emit(self.chat_requested))
         buttons = QHBoxLayout()
         for text, slot, name in (
@@ -91,6 +93,7 @@ class LibraryView(QWidget):
         ctx, profile = self.services.ctx, self.services.profile
         self._reloads += 1
         number = self._reloads
+        self.loading.waiting(True)
 
         def render(entries: list[LibraryEntry]) -> None:
             if number == self._reloads:
@@ -101,6 +104,7 @@ class LibraryView(QWidget):
         )
 
     def _on_error(self, error: LocalopenError) -> None:
+        self.loading.waiting(False)
         self.status.setText(str(error))
 
     def _record_hashes(self) -> None:
@@ -121,6 +125,7 @@ class LibraryView(QWidget):
         run_in_background(lambda: library.record_missing_sha256(ctx), done, failed, name="record sha256", owner=self)
 
     def _render(self, entries: list[LibraryEntry]) -> None:
+        self.loading.waiting(False)
         self._record_hashes()
         self.models = [e.model for e in entries]
         self.table.setSortingEnabled(False)

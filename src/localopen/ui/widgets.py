@@ -1,10 +1,13 @@
-"""Small constructors for the controls every view makes: always with an accessible name."""
+"""Small constructors for the controls every view makes (always with an accessible name), and the
+note an empty table shows while its rows are computed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QPushButton, QSpinBox
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox
 
 from localopen.core.estimate.memory import KV_TYPES
 
@@ -38,3 +41,28 @@ def kv_cache_box(current: str, name: str) -> QComboBox:
         w.addItem(kind, kind)
     w.setCurrentIndex(w.findData(current))
     return w
+
+
+class LoadingNote(QLabel):
+    """What an empty table waits for, written over it while its rows are computed in the
+    background (a table that stays blank for seconds looks broken)."""
+
+    def __init__(self, view: QAbstractItemView, text: str) -> None:
+        super().__init__(text, view.viewport())
+        self.view = view
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setWordWrap(True)
+        self.setEnabled(False)  # the palette's muted text
+        view.viewport().installEventFilter(self)
+        self.hide()
+
+    def eventFilter(self, watched: QObject, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Resize:
+            self.setGeometry(self.view.viewport().rect())
+        return False
+
+    def waiting(self, on: bool) -> None:
+        """Shown while `on` and the table has no rows yet."""
+        model = self.view.model()
+        self.setVisible(on and (model is None or model.rowCount() == 0))
+        self.setGeometry(self.view.viewport().rect())

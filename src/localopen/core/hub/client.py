@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,33 @@ log = logging.getLogger("localopen.hub")
 _T = TypeVar("_T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+# Before a request, the Hub's host must take a connection within this: without a network
+# huggingface_hub retries five times with back-off (some 24 s) before it says so.
+REACH_TIMEOUT_S = 3.0
+REACHED_FOR_S = 60.0  # a host that answered is not asked again for this long
+_reached: dict[tuple[str, int], float] = {}  # host and port -> when it last took a connection
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
+
+
+def unreachable(address: str, timeout: float = REACH_TIMEOUT_S) -> str | None:
+    """Why the host of `address` cannot be reached now, in words (None: it took a connection, or
+    requests go through a proxy, which is then the one to say)."""
+    if any(os.environ.get(v) or os.environ.get(v.upper()) for v in PROXY_VARIABLES):
+        return None
+    parts = urllib.parse.urlsplit(address)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    if time.monotonic() - _reached.get((host, port), -REACHED_FOR_S) < REACHED_FOR_S:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            _reached[(host, port)] = time.monotonic()
+            return None
+    except socket.gaierror:
+        return f"{host} could not be looked up: no network, or no name server"
+    except TimeoutError:
+        return f"{host} did not answer within {timeout:.0f} s"
+    except OSError as exc:
+        return f"{host}: {exc.strerror or type(exc).__name__}"
 
 
 class HubError(LocalopenError):
@@ -169,6 +198,11 @@ class Hub:
         )
 
         self._check_online()
+        address = endpoint()
+        why = unreachable(address)
+        if why is not None:
+            log.info("Hub unreachable for %s: %s", what, why)
+            raise OfflineError(f"Offline: the Hub could not be reached ({why}). Check the connection, or work offline.")
         try:
             return call()
         except GatedRepoError as exc:  # before RepositoryNotFoundError: it is one
