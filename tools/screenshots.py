@@ -114,7 +114,6 @@ def main() -> int:
         shot("4-chat")
         # A reasoning model: a scripted tiny one (tests/tiny_gguf.py) that thinks, then answers.
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny_gguf import REASONING_SPECIAL, write_scripted_llama
 
         script = [
             "<think>",
@@ -126,13 +125,20 @@ def main() -> int:
             " Two plus two equals 4.",
             "<|im_end|>",
         ]
-        thinker = write_scripted_llama(out / "tiny-thinker.gguf", script, REASONING_SPECIAL)
-        import_file(services.ctx.db, thinker)
+        scripted_chat("tiny-thinker", script, "What is 2 + 2?", "thought")
+
+    def scripted_chat(name: str, script: list[str], question: str, flag: str) -> None:
+        """A chat with a scripted tiny model (tests/tiny_gguf.py) that answers `script`; `flag` is
+        set in the state once it has."""
+        from tiny_gguf import REASONING_SPECIAL, write_scripted_llama
+
+        scripted = write_scripted_llama(out / f"{name}.gguf", script, REASONING_SPECIAL)
+        import_file(services.ctx.db, scripted)
         services.library_changed.emit()
         chat = window.views["Chat"]
-        chat.answer_finished.connect(lambda _stats: state.update(thought=True))
-        chat.new_chat(str(thinker))
-        chat.input.setPlainText("What is 2 + 2?")
+        chat.answer_finished.connect(lambda _stats: state.update({flag: True}))
+        chat.new_chat(str(scripted))
+        chat.input.setPlainText(question)
         chat.send()
 
     def chat_thinking_done() -> None:
@@ -143,6 +149,27 @@ def main() -> int:
         last = convs.messages(services.ctx.db, chat.conversation.id)[-1]
         chat.toggle_thinking(last.position)
         shot("4c-chat-thinking-open")
+
+    def chat_code_start() -> None:
+        # An answer in markdown with code (a scripted tiny model writes it): rendered as it streams.
+        script = [
+            "Here is the function with `total` renamed to **amount**:\n\n",
+            "```python\n",
+            "def add(items: list[int]) -> int:\n",
+            "    amount = 0  # the running sum\n",
+            "    for item in items:\n",
+            "        amount += item\n",
+            "    return amount\n",
+            "```\n\n",
+            "What changed:\n",
+            "1. The variable's name, in *three* places.\n",
+            "2. Nothing else: see [PEP 8](https://peps.python.org/pep-0008/).\n\n",
+            "| before | after |\n",
+            "|---|---|\n",
+            "| total | amount |\n",
+            "<|im_end|>",
+        ]
+        scripted_chat("tiny-coder", script, "Rename total to amount in add().", "coded")
 
     def chat_picture_start() -> None:
         # A vision model: Gemma 3 270M with a tiny random projector beside it (tests/tiny_gguf.py);
@@ -307,6 +334,8 @@ def main() -> int:
     when(lambda: window.views["Chat"].notice.isVisible(), chat_notice)
     when(lambda: bool(state.get("answered")), chat_done)
     when(lambda: bool(state.get("thought")), chat_thinking_done)
+    when(lambda: True, chat_code_start)
+    when(lambda: bool(state.get("coded")), lambda: shot("4f-chat-code"))
     when(lambda: True, chat_picture_start)
     when(lambda: bool(state.get("saw")), chat_picture_done)
     when(lambda: True, compare_start)

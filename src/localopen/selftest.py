@@ -210,11 +210,26 @@ def _window_check(lines: list[str]) -> None:
     if not window.isVisible():
         raise RuntimeError("the main window did not open")
     shown = (time.perf_counter() - start) * 1000
+    _rich_text_check()
     window.close()
     app.processEvents()
     platform = QGuiApplication.platformName()
     where = "offscreen" if platform == "offscreen" else f"on the display ({platform})"
-    lines.append(f"window: opened and closed {where} ({shown:.0f} ms to show, Qt {_qt_version()})")
+    lines.append(
+        f"window: opened and closed {where} ({shown:.0f} ms to show, Qt {_qt_version()}); "
+        "an answer's markdown and code rendered"
+    )
+
+
+def _rich_text_check() -> None:
+    """An answer with code renders: the markdown reader and Pygments' lexers (loaded by name, which
+    a bundle can miss) are there."""
+    from localopen.ui.chat import rich_text
+
+    rendered = rich_text.render("# Title\n\n```python\ndef f():\n    return 1\n```", rich_text.LIGHT)
+    highlighted = "font-weight: bold" in rendered.html  # Pygments' python lexer marked `def`
+    if "<h1>" not in rendered.html or not highlighted or rendered.code != ["def f():\n    return 1"]:
+        raise RuntimeError("answers cannot be rendered: the markdown reader or Pygments' lexers are missing")
 
 
 def _qt_version() -> str:
