@@ -146,3 +146,18 @@ def test_creative_commons_nc_and_nd_flags() -> None:
     assert flags_of("cc-by-nc-nd-4.0") == {"noncommercial", "no_derivatives"}
     assert flags_of("cc-by-nd-4.0") == {"no_derivatives"}
     assert flags_of("cc-by-4.0") == set() and flags_of("cc-by-sa-4.0") == set()
+
+
+def test_a_grades_evidence_in_one_line() -> None:
+    """What a Start card says beside the grade: the licence that decides it, what of the training is out."""
+    from localopen.core.openness.grade import Evidence, LicenseSource, in_one_line
+
+    science = Evidence(
+        licenses=[LicenseSource("apache-2.0")], data_pretrain="open", data_posttrain="open", training_code="open"
+    )
+    assert in_one_line(science) == "apache-2.0 · open: pre-training data, fine-tuning data, training code"
+    # The most restrictive licence found decides, as it decides the grade.
+    mixed = Evidence(licenses=[LicenseSource("apache-2.0"), LicenseSource("llama3.1", origin="base-model(1)")])
+    mixed.training_code = "partial"
+    assert in_one_line(mixed) == "llama3.1 · partly open: training code"
+    assert in_one_line(Evidence()) == "no licence found · training data and code not published"

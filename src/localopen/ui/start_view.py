@@ -171,7 +171,8 @@ class StartView(QWidget):
         grade = QLabel(f"<b style='color:{grade_colour(rec.letter)}; font-size:15px'>{html.escape(rec.grade)}</b>")
         grade.setToolTip("Openness grade (A most open) and transparency tier, from the catalog's evidence")
         known = f"<br><small>{html.escape(rec.basis_words)}</small>" if rec.basis_words else ""
-        name = QLabel(f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)}{known}")
+        evidence = f"<br><small>Openness: {html.escape(rec.openness)}</small>" if rec.openness else ""
+        name = QLabel(f"<b>{html.escape(rec.id)}</b><br>{html.escape(rec.summary)}{known}{evidence}")
         name.setWordWrap(True)
         name.setToolTip(rec.reason)
         message = QLabel()

@@ -16,6 +16,7 @@ from localopen.app.context import AppContext
 from localopen.app.conversation import capabilities
 from localopen.app.usable.usable_here import CatalogRow, MachineSnapshot, catalog_rows
 from localopen.core.estimate.memory import human_bytes
+from localopen.core.openness.grade import in_one_line
 
 USABLE_BANDS = ("fluent", "comfortable", "readable")
 _BASIS_ORDER = ("measured", "probed", "predicted")
@@ -36,6 +37,7 @@ class Recommendation:
     can: tuple[str, ...]  # thinking, tools (when known from a template)
     installed_path: str | None  # set when the file is in the library: chat at once
     basis_words: str = ""  # how the verdict is known, in words (core/estimate/verdict.py)
+    openness: str = ""  # the grade's evidence in one line (core/openness/grade.in_one_line)
 
     @property
     def size_text(self) -> str:
@@ -110,6 +112,7 @@ def recommend(ctx: AppContext, here: MachineSnapshot | None = None, limit: int =
                 can=can,
                 installed_path=str(installed.path) if installed is not None and not installed.missing else None,
                 basis_words=row.verdict.basis_words,
+                openness=in_one_line(row.model.evidence),
             )
         )
     return out

@@ -180,6 +180,26 @@ _NAMES = {
 }
 
 
+_SHORT = {"data_pretrain": "pre-training data", "data_posttrain": "fine-tuning data", "training_code": "training code"}
+
+
+def in_one_line(ev: Evidence) -> str:
+    """A grade's evidence in one line (a Start card): the licence that decides it, then which parts
+    of the training are published ("apache-2.0 · open: pre-training data, training code")."""
+    stated = [s for s in ev.licenses if s.key]
+    licence = min(stated, key=lambda s: rights_of(s.key).level).key if stated else "no licence found"
+    published = [name for c, name in _SHORT.items() if getattr(ev, c) == "open"]
+    partial = [name for c, name in _SHORT.items() if getattr(ev, c) == "partial"]
+    parts = [str(licence)]
+    if published:
+        parts.append("open: " + ", ".join(published))
+    if partial:
+        parts.append("partly open: " + ", ".join(partial))
+    if not published and not partial:
+        parts.append("training data and code not published")
+    return " · ".join(parts)
+
+
 def _describe(component: str, value: str) -> str:
     name = _NAMES[component]
     if component == "report":
