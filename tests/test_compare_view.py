@@ -77,9 +77,18 @@ def test_the_chart_and_table_read_well(window: MainWindow, qtbot, tiny_gguf: Pat
     # Efficiency explained where it is read, a name's whole text in its tooltip.
     header = compare.table.horizontalHeaderItem(COLUMNS.index("Efficiency"))
     assert "bandwidth" in header.toolTip()
-    assert compare.table.item(0, 0).toolTip() == compare.table.item(0, 0).text()
+    tip = compare.table.item(0, 0).toolTip()
+    assert tip.startswith(compare.table.item(0, 0).text()) and "Efficiency:" in tip and "Load:" in tip
     assert elide_middle("Qwen2.5-Coder-1.5B-Instruct-Q4_K_M", 20) == "Qwen2.5-C…uct-Q4_K_M"
-    # At a laptop's 1280x800 the table fits its pane: no sideways scrolling.
+    # At a laptop's 1280x800 the table fits its pane, even with a vision model's column: no sideways scrolling,
+    # and the name keeps a readable width.
+    from PySide6.QtWidgets import QTableWidgetItem
+
+    compare.table.setItem(0, COLUMNS.index("Image"), QTableWidgetItem("0.3 ms (4 tokens)"))
+    compare.table.item(0, 0).setText("gemma-3-270m-vision-q4_k_m.gguf")
     window.resize(1280, 800)
-    qtbot.wait(100)
+    qtbot.wait(200)
+    compare.fit_columns()
+    assert not compare.table.isColumnHidden(COLUMNS.index("Image"))
     assert compare.table.horizontalScrollBar().maximum() == 0
+    assert compare.table.columnWidth(0) >= 120

@@ -950,9 +950,9 @@ def test_drafting_in_chat_and_compare(window: MainWindow, qtbot, tmp_path: Path)
         compare.run_button.click()
     from localopen.ui.compare_view import COLUMNS
 
-    column = COLUMNS.index("Drafting speed-up")
+    column = COLUMNS.index("Drafting")
     assert not compare.table.isColumnHidden(column)
-    assert compare.table.isColumnHidden(COLUMNS.index("Image encode"))  # no vision model measured
+    assert compare.table.isColumnHidden(COLUMNS.index("Image"))  # no vision model measured
     assert compare.table.rowCount() == 1, compare.progress_text.text()
     said = compare.table.item(0, column).text()
     assert said.startswith("lookup: quote ") and "code" in said and "chat" in said

@@ -62,8 +62,8 @@ from localopen.ui.services import Services
 from localopen.ui.widgets import button, spin
 
 COLUMNS = [
-    "Model", "Quant", "Openness", "pp t/s", "tg t/s", "Drafting speed-up", "TTFT", "Image encode", "Load",
-    "Peak memory", "Efficiency", "Verdict",
+    "Model", "Quant", "Grade", "pp t/s", "tg t/s", "Drafting", "TTFT", "Image", "Load", "Memory", "Efficiency",
+    "Verdict",
 ]  # fmt: skip
 HEADER_TIPS = {
     "Efficiency": (
@@ -71,13 +71,20 @@ HEADER_TIPS = {
         "reachable if each token only read the model's weights once at the memory bandwidth measured here"
     ),
     "TTFT": "Time to first token: how long the prompt of the pp test takes before an answer could begin",
-    "Peak memory": "The engine process's peak resident memory during the test",
+    "Memory": "The engine process's peak resident memory during the test",
     "Verdict": "How usable the generation speed is for chat, by the thresholds in Settings",
-    "Openness": "Openness grade (A most open) from the catalog's evidence",
+    "Grade": "Openness grade (A most open) from the catalog's evidence",
+    "Drafting": "Speculative decoding's speed-up on each drafting task (the same text as plain decoding, or said)",
+    "Image": "A vision model's time to encode the benchmark's picture (896x896), and its tokens",
 }
+LEFT_PANE = 290  # the models and the settings, in pixels: the results table needs the rest at 1280
 CHART_NAME_CHARS = 26  # a model's name under its bars, elided in the middle beyond this
 # Shown only when a result fills them (a drafting run, a vision model): the table stays within its pane.
-OPTIONAL_COLUMNS = ("Drafting speed-up", "Image encode")
+OPTIONAL_COLUMNS = ("Drafting", "Image")
+# Hidden in this order when the pane has no room for them beside a readable name (the name's tooltip
+# and the exports keep every figure): never a sideways scroll at 1280x800.
+SPARED_FIRST = ("Load", "TTFT", "Memory", "Quant", "Grade")
+NAME_WIDTH = 170  # the least a model's name keeps, in pixels
 # The Drafting choice: llama-bench's tests, or each model's drafting tasks plainly and drafted.
 DRAFT_CHOICES = [
     ("Off: llama-bench's tests", None),
@@ -103,6 +110,8 @@ class CompareView(QWidget):
 
         self.models = QListWidget()
         self.models.setAccessibleName("Installed models to compare")
+        self.models.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # the pane stays narrow; the name's ends show
+        self.models.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.n_prompt = spin(0, 16384, 512, "Prompt tokens (pp)")
         self.n_gen = spin(0, 4096, 128, "Generated tokens (tg)")
         self.reps = spin(1, 50, 5, "Repetitions")
@@ -202,6 +211,7 @@ class CompareView(QWidget):
         self.splitter.addWidget(left)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([LEFT_PANE, 4 * LEFT_PANE])  # the results get the width (a kept state wins)
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -416,8 +426,8 @@ class CompareView(QWidget):
                 row.name,
                 base.quantization,
                 base.grade,
-                f"{pp.avg_ts:.1f} ± {pp.stddev_ts:.1f}" if pp else "",
-                f"{tg.avg_ts:.1f} ± {tg.stddev_ts:.1f}" if tg else "",
+                _speed(pp) if pp else "",
+                _speed(tg) if tg else "",
                 row.drafting_summary(),
                 f"{pp.ttft_ms:.0f} ms" if pp and pp.ttft_ms else "",
                 _image_encode(base),
@@ -426,16 +436,37 @@ class CompareView(QWidget):
                 efficiency,
                 row.verdict.label if row.verdict else "",
             ]
+            figures = "\n".join(f"{name}: {v}" for name, v in zip(COLUMNS[1:], values[1:]) if v)
             for c, v in enumerate(values):
                 cell = QTableWidgetItem(v)
-                if c == 0:
-                    cell.setToolTip(v)  # the whole name, however the column elides it
+                if c == 0:  # the whole name, however the column elides it, and every figure shown or not
+                    cell.setToolTip(f"{v}\n{figures}")
                 self.table.setItem(i, c, cell)
-        for name in OPTIONAL_COLUMNS:
-            c = COLUMNS.index(name)
-            filled = any((item := self.table.item(i, c)) is not None and item.text() for i in range(len(rows)))
-            self.table.setColumnHidden(c, not filled)
+        self.fit_columns()
         self._chart(rows)
+
+    def fit_columns(self) -> None:
+        """Every column a result fills, less those spared first where the pane is too narrow for
+        them beside a readable name."""
+        header, table = self.table.horizontalHeader(), self.table
+        shown = []
+        for c, name in enumerate(COLUMNS):
+            filled = any((item := table.item(i, c)) is not None and item.text() for i in range(table.rowCount()))
+            table.setColumnHidden(c, name in OPTIONAL_COLUMNS and not filled)
+            if c and not table.isColumnHidden(c):
+                shown.append(c)
+        widths = {c: max(header.sectionSizeHint(c), table.sizeHintForColumn(c)) for c in shown}
+        room = table.viewport().width() - NAME_WIDTH
+        for name in SPARED_FIRST:
+            if sum(widths.values()) <= room:
+                break
+            c = COLUMNS.index(name)
+            table.setColumnHidden(c, True)
+            widths.pop(c, None)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self.fit_columns()
 
     def _chart(self, rows: list[ComparisonRow]) -> None:
         """Prompt and generation speed per model, in the window's colours, on an axis whose ticks
@@ -553,6 +584,12 @@ class CompareView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export results", f"results.{fmt}")
         if path:
             Path(path).write_text(text, encoding="utf-8")
+
+
+def _speed(result: BenchResult) -> str:
+    """Tokens per second with their spread, to three figures (826 ± 64, 29.7 ± 6.6)."""
+    digits = 0 if result.avg_ts >= 100 else 1
+    return f"{result.avg_ts:.{digits}f} ± {result.stddev_ts:.{digits}f}"
 
 
 def elide_middle(text: str, chars: int) -> str:
