@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from localopen.core.store.library_db import import_file
 from localopen.ui.main_window import MainWindow
@@ -92,3 +93,4 @@ def test_the_chart_and_table_read_well(window: MainWindow, qtbot, tiny_gguf: Pat
     assert not compare.table.isColumnHidden(COLUMNS.index("Image"))
     assert compare.table.horizontalScrollBar().maximum() == 0
     assert compare.table.columnWidth(0) >= 120
+    assert not compare.table.wordWrap() and compare.table.textElideMode() == Qt.TextElideMode.ElideMiddle

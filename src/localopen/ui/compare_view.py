@@ -168,6 +168,7 @@ class CompareView(QWidget):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long name keeps its quant at the end
+        self.table.setWordWrap(False)  # wrapped at its dashes, a name would be cut at its end instead
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the name takes what the figures leave
