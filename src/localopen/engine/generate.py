@@ -23,7 +23,7 @@ from localopen.core.chat.tool_calls import ToolCallStream
 from localopen.core.errors import LocalopenError
 from localopen.core.options import AnswerOptions
 from localopen.core.records import AnswerPiece, AnswerStats
-from localopen.engine import grammar
+from localopen.engine import backend_sampling, grammar
 from localopen.engine.errors import (
     BadRequestError,
     ContextTooLongError,
@@ -320,6 +320,10 @@ class Generating(WorkerState):
             self._clear_cache()
 
         def generate(prefix: list[int], constraint: Any) -> Any:
+            # The vocabulary cut in the graph where the host would choose the same (engine/backend_sampling).
+            exact = constraint is None and processors is None and llm.draft_model is None
+            cut = backend_sampling.candidates_needed(sampling, llm.last_n_tokens_size) if exact else None
+            self.backend_sampler.use(llm.ctx, cut)
             return llm.generate(
                 prefix,
                 top_k=sampling.top_k,

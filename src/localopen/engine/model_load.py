@@ -157,6 +157,8 @@ class Loading(WorkerState):
             self.vision.close()  # before the model it encodes for
             self.vision = None
         if self.llm is not None:
+            self.backend_sampler.use(self.llm.ctx, None)  # detached and freed before its context goes
+            self.backend_sampler.forget()
             try:
                 _close(self.llm)
             except Exception:  # noqa: BLE001 - unloading must not fail; the process may end anyway

@@ -16,6 +16,7 @@ from localopen.core.chat.tool_calls import ToolCallStream
 from localopen.core.gguf.header import GGUFHeader
 from localopen.core.records import LoadInfo
 from localopen.engine import llama_log
+from localopen.engine.backend_sampling import BackendSampler
 from localopen.engine.errors import BadRequestError, ModelLoadError
 from localopen.engine.protocol import Event, MemoryShort, event_bytes
 from localopen.engine.threadpool import Threadpool
@@ -40,6 +41,7 @@ class WorkerState:
         self._pool: Threadpool | None = None  # the loaded context's threadpool
         self._request_id = 0
         self.capture.on_memory_failure = lambda line: self.send(MemoryShort(line, request_id=self._request_id))
+        self.backend_sampler = BackendSampler()  # the loaded context's in-graph cut of the vocabulary
         self._calls: ToolCallStream | None = None  # the answer in progress's tool-call parser
         self._logprobs: list[dict[str, Any]] = []  # asked for: tokens' log probabilities not sent yet
         self._n_calls = 0
