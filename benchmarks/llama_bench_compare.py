@@ -49,18 +49,27 @@ def run_llama_bench(binary: Path, model: str, args: argparse.Namespace) -> dict[
     return {("pp" if r["n_prompt"] else "tg") + str(r["n_prompt"] or r["n_gen"]): r for r in rows}
 
 
-def chat_rate(engine: Any, n_gen: int, reps: int) -> dict[str, float]:
+def chat_rate(engine: Any, n_gen: int, reps: int, sampling: str = "greedy") -> dict[str, float]:
     """Generation as the Chat view receives it (the engine's answer stream, sampling included):
-    tokens/s from the first piece to the last, the median of reps answers at temperature 0."""
+    tokens/s from the first piece to the last, the median of reps answers, at temperature 0 (greedy)
+    or with the Chat view's own defaults (app: temperature 0.8, top-k 40, repeat penalty 1.1; seeded)."""
+    import dataclasses
+
+    from localopen.app import engine_options
     from localopen.core.options import SamplingParams
 
+    chosen = (
+        SamplingParams(max_tokens=n_gen, temperature=0, repeat_penalty=1.0)
+        if sampling == "greedy"
+        else dataclasses.replace(engine_options.sampling(), max_tokens=n_gen, seed=1)
+    )
     rates = []
     prompt = [{"role": "user", "content": "Counting from one to a thousand: 1, 2, 3, 4, 5,"}]
     for _ in range(reps + 1):  # the first answer warms up
         times: list[float] = []
         stats = engine.answer(
             prompt,
-            SamplingParams(max_tokens=n_gen, temperature=0, repeat_penalty=1.0),
+            chosen,
             "completion",
             lambda _piece, times=times: times.append(time.perf_counter()),
         )
@@ -85,7 +94,7 @@ def run_localopen(model: str, args: argparse.Namespace) -> dict[str, dict]:
             if isinstance(event, BenchDone):
                 results = {r.test: r.to_dict() for r in event.results}
                 if args.chat:
-                    results[f"chat{args.n}"] = chat_rate(engine, args.n, args.r)
+                    results[f"chat{args.n}"] = chat_rate(engine, args.n, args.r, args.chat_sampling)
                 return results
     finally:
         engine.shutdown()
@@ -110,6 +119,12 @@ def main() -> int:
         "kernels crash, llama-bench cannot run otherwise",
     )
     parser.add_argument("--chat", action="store_true", help="also the chat's answer stream against llama-bench's tg")
+    parser.add_argument(
+        "--chat-sampling",
+        choices=("greedy", "app"),
+        default="greedy",
+        help="the chat's sampling: greedy, or its defaults",
+    )
     args = parser.parse_args()
     if args.llama_bench:
         binary = Path(args.llama_bench)

@@ -4,8 +4,8 @@
 A long answer (paragraphs, a list, a table and a 150-line Python block, about 3,000 tokens) is fed
 to the Chat view's transcript as the 30 Hz refresh feeds it, a few tokens at a time, and each
 refresh is timed: the worst and the mean, overall and while the code block is still open (it is
-re-rendered, highlighted, at every refresh until it closes). Target: the worst refresh under 16 ms
-(one frame at 60 Hz), so the transcript stays smooth at any token rate.
+re-rendered, plain, at every refresh until it closes, then highlighted once). Target: the worst
+refresh under 16 ms (one frame at 60 Hz), so the transcript stays smooth at any token rate.
 
     QT_QPA_PLATFORM=offscreen python benchmarks/transcript_render.py [--tokens-per-refresh 4]
 """

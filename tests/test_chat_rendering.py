@@ -205,3 +205,17 @@ def test_the_wait_for_a_long_prompt_says_how_far_it_is(window: MainWindow, qtbot
     progress = [text for text in seen if text.startswith("Reading the prompt: ")]
     assert progress, seen
     assert any(" of " in text and "tokens" in text for text in progress)
+
+
+def test_a_code_block_still_being_written_is_plain_until_it_closes() -> None:
+    """Highlighting costs the block's whole length at every refresh: the open block is shown plain,
+    highlighted once it is closed; its Copy link is there from the start."""
+    open_block = "Here:\n\n```python\ndef f():\n    return 1\n"
+    shown = rich_text.render(open_block, rich_text.LIGHT)
+    assert rich_text.fence_open(open_block) and "font-weight: bold" not in shown.html
+    assert shown.code == ["def f():\n    return 1"] and "copycode:0" in shown.html
+    closed = rich_text.render(open_block + "```\n", rich_text.LIGHT)
+    assert not rich_text.fence_open(open_block + "```\n") and "font-weight: bold" in closed.html
+    # A closed block before an open one is highlighted already.
+    both = rich_text.render(open_block + "```\n\n```sh\nls -l\n", rich_text.LIGHT)
+    assert "font-weight: bold" in both.html and both.code[1] == "ls -l"

@@ -5,6 +5,7 @@ fetched: raw HTML is shown as text, and an image is a link to its address, never
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ class Rendered:
 def render(text: str, colours: Colours, first_code: int = 0) -> Rendered:
     """`text` (markdown) as HTML; its code blocks' Copy links are numbered from `first_code`."""
     out = Rendered("")
-    env = {"colours": colours, "first_code": first_code, "code": out.code}
+    # A code block still being written is shown plain: highlighting it again at every refresh costs
+    # its whole length each time (20 ms for 150 lines), and its language may still be half-written.
+    env = {"colours": colours, "first_code": first_code, "code": out.code, "open_fence": fence_open(text)}
     out.html = _MD.renderer.render(_MD.parse(text, env), _MD.options, env)
     return out
 
@@ -64,12 +67,16 @@ def _code(_self: Any, tokens: Sequence[Token], idx: int, _options: Any, env: dic
     code.append(source)
     c: Colours = env["colours"]
     label = html.escape(language) if language else "code"
+    still_written = (
+        env["open_fence"] and token.type == "fence" and not any(t.type == "fence" for t in tokens[idx + 1 :])
+    )
+    shown = html.escape(source) if still_written else highlighted(source, language, c.pygments_style)
     return (
         f"<table width='100%' cellspacing='0' cellpadding='6' bgcolor='{c.code_background}' "
         "style='margin-top:6px; margin-bottom:6px'>"
         f"<tr><td bgcolor='{c.code_bar}'><small style='color:{c.muted}'>{label}</small>"
         f"&nbsp;&nbsp;&nbsp;<a href='{COPY_CODE}:{index}'><small>Copy</small></a></td></tr>"
-        f"<tr><td><pre style='margin:0'>{highlighted(source, language, c.pygments_style)}</pre></td></tr>"
+        f"<tr><td><pre style='margin:0'>{shown}</pre></td></tr>"
         "</table>\n"
     )
 
@@ -117,14 +124,40 @@ _MD = _parser()
 def highlighted(source: str, language: str, style: str) -> str:
     """Code as HTML spans coloured by Pygments (its inline styles: Qt has no stylesheet classes);
     a language Pygments does not know is shown plain."""
-    try:
-        lexer = get_lexer_by_name(language) if language else None
-    except ClassNotFound:
-        lexer = None
+    lexer = _lexer(language.lower())
     if lexer is None:
         return html.escape(source)
-    formatter = HtmlFormatter(nowrap=True, noclasses=True, style=style)
-    return highlight(source, lexer, formatter).removesuffix("\n")
+    return highlight(source, lexer, _formatter(style)).removesuffix("\n")
+
+
+@functools.cache
+def _lexer(language: str) -> Any:
+    """Pygments' lexer for a language name, or None; remembered, misses too (an unknown name makes
+    Pygments look through every lexer it has)."""
+    if not language:
+        return None
+    try:
+        return get_lexer_by_name(language)
+    except ClassNotFound:
+        return None
+
+
+@functools.cache
+def _formatter(style: str) -> HtmlFormatter:
+    return HtmlFormatter(nowrap=True, noclasses=True, style=style)
+
+
+def fence_open(text: str) -> bool:
+    """Whether the text ends inside a code fence (one opened and not yet closed)."""
+    fence = ""
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        if fence:
+            if stripped.startswith(fence) and not stripped[len(fence) :].strip(fence[0]).strip():
+                fence = ""
+        elif stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+    return bool(fence)
 
 
 def settled_end(text: str, start: int) -> int:
