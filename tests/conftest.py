@@ -71,9 +71,8 @@ def qwen_coder_05b() -> Path:
     return real_model("qwen2.5-coder-0.5b")
 
 
-@pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """The app's main window, shown (offscreen), with its own Qt settings, once the machine is read."""
+def open_window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The app's main window, shown (offscreen), with its own Qt settings under tmp_path."""
     from PySide6.QtCore import QSettings
 
     from localopen.ui.main_window import MainWindow
@@ -81,10 +80,16 @@ def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
 
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    services = Services()
-    w = MainWindow(services)
+    w = MainWindow(Services())
     qtbot.addWidget(w)
     w.show()
-    qtbot.waitUntil(lambda: services.profile is not None, timeout=30000)
+    return w
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The app's main window once the machine is read."""
+    w = open_window(qtbot, tmp_path)
+    qtbot.waitUntil(lambda: w.services.profile is not None, timeout=30000)
     yield w
     w.close()

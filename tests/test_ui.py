@@ -818,12 +818,10 @@ def test_the_first_screen_offers_the_models_of_other_apps(qtbot, tmp_path: Path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.delenv("OLLAMA_MODELS", raising=False)
     monkeypatch.delenv("LLAMA_CACHE", raising=False)
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    services = Services()
-    window = MainWindow(services)
-    qtbot.addWidget(window)
-    window.show()
+    from conftest import open_window
+
+    window = open_window(qtbot, tmp_path)
+    services = window.services
     start = window.views["Start"]
     qtbot.waitUntil(lambda: start.offer.isVisible(), timeout=20000)
     assert "1 model(s) from LM Studio" in start.other_apps.text()
