@@ -219,3 +219,18 @@ def test_a_code_block_still_being_written_is_plain_until_it_closes() -> None:
     # A closed block before an open one is highlighted already.
     both = rich_text.render(open_block + "```\n\n```sh\nls -l\n", rich_text.LIGHT)
     assert "font-weight: bold" in both.html and both.code[1] == "ls -l"
+
+
+def test_words_before_and_after_a_tool_call_in_one_refresh_are_all_shown(window: MainWindow) -> None:
+    from localopen.app.conversation.mcp_tools import ToolResult
+    from localopen.app.conversation.tool_loop import ToolRun
+    from localopen.core.records import ToolCall
+
+    chat = window.goto("Chat")
+    chat.new_chat()
+    transcript = chat.transcript
+    transcript.begin_answer()
+    run = ToolRun(ToolCall("call_1", "get_time", '{"zone": "Asia/Tokyo"}'), ToolResult("17:05", False, 3.0))
+    transcript.add_pieces([AnswerPiece("Let me **check**."), run, AnswerPiece("It is 17:05.")])
+    shown = transcript.toPlainText()
+    assert shown.index("Let me check.") < shown.index("Tool call: get_time") < shown.index("It is 17:05.")

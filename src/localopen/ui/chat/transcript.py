@@ -199,6 +199,8 @@ class Transcript(QTextBrowser):
             if isinstance(piece, ToolRun):
                 if self._live.start is not None and not self._live.collapsed:
                     self._live.collapse(cursor)
+                if self._markdown is not None:  # the words before the call, shown before it
+                    self._markdown.show(self)
                 self._markdown = None  # the answer goes on below the call, as a new piece of text
                 cursor.movePosition(QTextCursor.MoveOperation.End)
                 cursor.insertBlock()
