@@ -81,14 +81,21 @@ def test_other_programs_are_seen_and_this_processs_own_children_are_not(busy_cor
 
 
 def test_this_processs_own_work_is_not_other_programs(calm: None) -> None:
-    own = subprocess.Popen([sys.executable, "-c", "import time\nend=time.time()+3\nwhile time.time()<end: pass"])
+    """A child of this process spinning a core is this process's work. Up to three readings while it
+    spins: a program elsewhere busy for a moment (a CI run beside others) spoils one reading, while
+    counting the child would show in every one."""
+    own = subprocess.Popen([sys.executable, "-c", "import time\nend=time.time()+8\nwhile time.time()<end: pass"])
+    readings = []
     try:
         time.sleep(0.3)
-        reading = load.sample(1.0)
+        for _ in range(3):
+            readings.append(load.sample(1.0))
+            if readings[-1].others_cores < 0.5:
+                break
     finally:
         own.kill()
         own.wait()
-    assert reading.others_cores < 0.5, reading
+    assert min(r.others_cores for r in readings) < 0.5, readings
 
 
 def test_a_bandwidth_taken_while_busy_is_marked_and_not_kept_over_a_calm_one(
