@@ -29,7 +29,7 @@ from localopen.app.usable.usable_here import MachineSnapshot
 from localopen.core.estimate.memory import human_bytes
 from localopen.ui.background import run_in_background
 from localopen.ui.services import Services
-from localopen.ui.theme import grade_colour
+from localopen.ui.theme import band_colour, grade_colour
 
 CARD_WIDTH = 640  # a card's width at least, for two columns of them
 WHAT_TO_DO = "Check the network (or turn off offline mode in Settings), then try again; Library lists the download."
@@ -177,7 +177,7 @@ class StartView(QWidget):
         name.setToolTip(rec.reason)
         message = QLabel()
         message.setWordWrap(True)
-        message.setStyleSheet("color: #c62828")
+        message.setStyleSheet(f"color: {band_colour('bad')}")  # readable on a light or dark window
         message.hide()
         action = QPushButton("Chat" if rec.installed_path else "Download and chat")
         action.setAccessibleName(f"{action.text()}: {rec.id}")
@@ -195,9 +195,10 @@ class StartView(QWidget):
         layout = QGridLayout(card)
         layout.setColumnStretch(1, 1)
         layout.addWidget(grade, 0, 0, Qt.AlignmentFlag.AlignTop)
-        layout.addWidget(name, 0, 1)
+        layout.addWidget(name, 0, 1, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(action, 0, 2, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(message, 1, 1, 1, 2)
+        layout.setRowStretch(2, 1)  # a card as tall as its neighbour keeps its text at the top
         return card
 
     def _lay_out(self, force: bool = False) -> None:
@@ -301,7 +302,7 @@ class StartView(QWidget):
     def _calibration_failed(self, error: str) -> None:
         """Said where it was shown, and kept there with a way to try again."""
         self.progress.hide()
-        self.progress_text.setStyleSheet("color: #c62828")
+        self.progress_text.setStyleSheet(f"color: {band_colour('bad')}")
         self.progress_text.setText(
             f"The calibration of this machine did not finish: {error} Predicted speeds stay rough."
         )
