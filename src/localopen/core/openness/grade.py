@@ -113,11 +113,16 @@ def effective_rights(licenses: list[LicenseSource]) -> tuple[Rights, str]:
 
     An unrecognised licence counts as the worst (R0): the app never overclaims.
     """
-    stated = [s for s in licenses if s.key]
-    if not stated:
+    worst = deciding_licence(licenses)
+    if worst is None:
         return rights_of(""), "none in the GGUF repo, its header or its lineage"
-    worst = min(stated, key=lambda s: rights_of(s.key).level)
     return rights_of(worst.key), worst.origin
+
+
+def deciding_licence(licenses: list[LicenseSource]) -> LicenseSource | None:
+    """The most restrictive licence stated anywhere (None when none is)."""
+    stated = [s for s in licenses if s.key]
+    return min(stated, key=lambda s: rights_of(s.key).level) if stated else None
 
 
 def transparency_level(ev: Evidence) -> int:
@@ -186,8 +191,8 @@ _SHORT = {"data_pretrain": "pre-training data", "data_posttrain": "fine-tuning d
 def in_one_line(ev: Evidence) -> str:
     """A grade's evidence in one line (a Start card): the licence that decides it, then which parts
     of the training are published ("apache-2.0 · open: pre-training data, training code")."""
-    stated = [s for s in ev.licenses if s.key]
-    licence = min(stated, key=lambda s: rights_of(s.key).level).key if stated else "no licence found"
+    deciding = deciding_licence(ev.licenses)
+    licence = deciding.key if deciding is not None else "no licence found"
     published = [name for c, name in _SHORT.items() if getattr(ev, c) == "open"]
     partial = [name for c, name in _SHORT.items() if getattr(ev, c) == "partial"]
     parts = [str(licence)]

@@ -151,13 +151,18 @@ def fence_open(text: str) -> bool:
     """Whether the text ends inside a code fence (one opened and not yet closed)."""
     fence = ""
     for line in text.split("\n"):
-        stripped = line.lstrip()
-        if fence:
-            if stripped.startswith(fence) and not stripped[len(fence) :].strip(fence[0]).strip():
-                fence = ""
-        elif stripped.startswith(("```", "~~~")):
-            fence = stripped[:3]
+        fence = _fence_after(fence, line)
     return bool(fence)
+
+
+def _fence_after(fence: str, line: str) -> str:
+    """The code fence open after `line` ("" outside one), given the one open before it: a fence
+    closes on a line of its own characters alone."""
+    stripped = line.lstrip()
+    if fence:
+        closes = stripped.startswith(fence) and not stripped[len(fence) :].strip(fence[0]).strip()
+        return "" if closes else fence
+    return stripped[:3] if stripped.startswith(("```", "~~~")) else ""
 
 
 def settled_end(text: str, start: int) -> int:
@@ -168,13 +173,8 @@ def settled_end(text: str, start: int) -> int:
     lines = text[start:].split("\n")
     for i, line in enumerate(lines[:-1]):  # the last line is still being written
         offset += len(line) + 1
-        stripped = line.lstrip()
-        if fence:
-            if stripped.startswith(fence):
-                fence = ""
-            continue
-        if stripped.startswith(("```", "~~~")):
-            fence = stripped[:3]
+        before, fence = fence, _fence_after(fence, line)
+        if before or fence:  # inside a code block, or its opening or closing line
             continue
         following = lines[i + 1]
         if not line.strip() and following[:1] not in ("", " ", "\t"):

@@ -58,7 +58,6 @@ class ChatView(QWidget):
         self._queued_send: list[dict[str, Any]] | None = None
         self._edit_position: int | None = None
         self._loading = False  # a load is under way: a send waits for it instead of loading again
-        self._loaded_text = ""  # the status line's words for the loaded model
 
         self.conversations = ConversationList()
         self.conversations.new_chat.connect(lambda: self.new_chat())
@@ -153,8 +152,8 @@ class ChatView(QWidget):
                 "No model installed yet: download one in Explore (Start recommends some), or drop a .gguf "
                 "file on the window."
             )
-        elif loaded is not None and Path(loaded.path) == Path(path) and self._loaded_text:
-            self.model_bar.show_state(self._loaded_text)
+        elif loaded is not None and Path(loaded.path) == Path(path):
+            self.model_bar.show_state(loaded_words(loaded))
         else:
             name = html.escape(self.model_box.currentText())
             meanwhile = f" (loaded now: {html.escape(loaded.name)})" if loaded is not None else ""
@@ -205,17 +204,6 @@ class ChatView(QWidget):
         self.load_button.setEnabled(True)
         library.mark_used(self.services.ctx, info.path)
         self.services.results_changed.emit()  # a model that failed here before now loads
-        err = info.estimate_error
-        text = (
-            f"{info.name} ({info.quantization}) loaded in {info.load_time_ms:.0f} ms on "
-            f"<b>{info.backend}</b>; memory {human_bytes(info.memory_actual.total)} (estimated "
-            f"{human_bytes(info.memory_estimate.total)}{f', {err:+.1%}' if err is not None else ''})."
-        )
-        if info.gpu_warning:
-            text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
-        if info.vision is not None:
-            text += f" Sees images ({html.escape(Path(info.vision['projector']).name)}): attach pictures below."
-        self._loaded_text = text
         self.show_model_state()
         self.panel.show_thinking_switch(info)
         self.model_loaded.emit(info)
@@ -469,10 +457,11 @@ class ChatView(QWidget):
             if self.streaming:
                 self._finish(None, note=f"Interrupted: {message}")
             self.model_bar.offer_reload(message, "Change the settings (Advanced) if need be, then reload the model.")
-            self.show_model_state()
             if isinstance(error, ModelLoadError):
                 name = html.escape(self.model_box.currentText())
                 self.model_bar.show_state(f"<span style='color:#c62828'><b>{name}</b> did not load (below).</span>")
+            else:
+                self.show_model_state()
         else:
             if self.streaming:
                 self._finish(None, note=f"Interrupted: {message}")
@@ -527,3 +516,19 @@ class ChatView(QWidget):
             self._edit_position = msg.position
             self.input.setFocus()
             self.model_bar.say("Editing: sending replaces this message and everything after it.")
+
+
+def loaded_words(info: LoadInfo) -> str:
+    """The status line's words for a loaded model: how long it took, on what, its memory against
+    the estimate, and what to know (a GPU that was not used, pictures it can see)."""
+    err = info.estimate_error
+    text = (
+        f"{info.name} ({info.quantization}) loaded in {info.load_time_ms:.0f} ms on "
+        f"<b>{info.backend}</b>; memory {human_bytes(info.memory_actual.total)} (estimated "
+        f"{human_bytes(info.memory_estimate.total)}{f', {err:+.1%}' if err is not None else ''})."
+    )
+    if info.gpu_warning:
+        text += f" <span style='color:#c62828'>{html.escape(info.gpu_warning)}</span>"
+    if info.vision is not None:
+        text += f" Sees images ({html.escape(Path(info.vision['projector']).name)}): attach pictures below."
+    return text
