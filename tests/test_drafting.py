@@ -31,9 +31,10 @@ SPECIAL = {"<|im_start|>": 3, "<|im_end|>": 3, **{w: 4 for w in [*WORDS, " Wrong
 
 @pytest.fixture
 def pair(tmp_path: Path) -> tuple[Path, Path]:
-    """A model that says the Greek letters, and a draft that says them with ' Wrong' for ' Gamma'."""
+    """A model that says the Greek letters, and a draft that says them with ' Wrong' for ' Eta' (the
+    drafter decodes a few tokens plainly first, to measure what drafting is held against)."""
     model = write_scripted_llama(tmp_path / "letters.gguf", [*WORDS, "<|im_end|>"], SPECIAL)
-    wrong = [w if w != " Gamma" else " Wrong" for w in WORDS]
+    wrong = [w if w != " Eta" else " Wrong" for w in WORDS]
     draft = write_scripted_llama(tmp_path / "letters-draft.gguf", [*wrong, "<|im_end|>"], SPECIAL)
     return model, draft
 

@@ -168,7 +168,7 @@ def _bench_drafting(ctx: AppContext, args: argparse.Namespace, session: Any, pat
     for row in compare(results, ctx.thresholds):
         for gain in row.drafting:
             same = {True: "yes", False: "NO", None: "?"}[gain.same_text]
-            kept = f"{gain.kept:.0%}" if gain.kept is not None else "?"
+            kept = f"{gain.kept:.0%}" if gain.kept is not None else "none drafted"
             rows.append([Path(row.model_filename).name, gain.task, gain.draft, f"{gain.plain_ts:.1f}",
                          f"{gain.drafted_ts:.1f}", f"{gain.speedup:.2f}x", kept, same])  # fmt: skip
     print(table(rows, ["model", "task", "draft", "plain t/s", "drafted t/s", "speed-up", "drafts kept", "same text"]))

@@ -295,7 +295,7 @@ class Generating(WorkerState):
         self._logprobs = []
         llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(llm.ctx)  # the client cleared stop_event before sending
-        drafter = llm.draft_model  # engine/drafting's CountingDrafter, or None
+        drafter = llm.draft_model  # engine/drafting's Drafter, or None
         if drafter is not None:
             drafter.reset()
         vocab = llm._model.vocab  # noqa: SLF001 - token attributes and pieces
@@ -430,6 +430,7 @@ class Generating(WorkerState):
             answer_tps=clock.answer_tps(),
             draft_proposed=drafter.proposed if drafter is not None else None,
             draft_accepted=drafter.accepted if drafter is not None else None,
+            notice=drafter.stopped_why if drafter is not None else None,
         )
 
     def _prepare(

@@ -27,14 +27,31 @@ _PASSAGE = (
     "wakes drawing pale lines across the darkening water. He trimmed the wick, polished the brass, and "
     "wrote the time in the log book before the first beam swept out over the rocks."
 )
-_CODE = """def total_price(items, tax_rate):
+_CODE = """def summarise_orders(orders, tax_rate, discount_codes):
     total = 0.0
-    for item in items:
-        if item.quantity <= 0:
+    count = 0
+    skipped = []
+    for order in orders:
+        if order.status == "cancelled":
+            skipped.append(order.id)
             continue
-        total += item.price * item.quantity
+        subtotal = 0.0
+        for line in order.lines:
+            if line.quantity <= 0:
+                continue
+            subtotal += line.price * line.quantity
+        code = order.discount_code
+        if code in discount_codes:
+            subtotal -= subtotal * discount_codes[code]
+        total += subtotal
+        count += 1
+    if count == 0:
+        return {"total": 0.0, "count": 0, "skipped": skipped}
     total = total * (1 + tax_rate)
-    return round(total, 2)
+    average = total / count
+    return {
+        "total": round(total, 2), "count": count, "average": round(average, 2), "skipped": skipped,
+    }
 """
 
 TASKS: dict[str, str] = {
@@ -118,6 +135,7 @@ def measure(
     plain_texts: dict[str, str] = {}
     results: list[BenchResult] = []
     first_load = None
+    said: set[str] = set()
     for way in (None, draft):
         engine = start_engine()
         try:
@@ -132,6 +150,9 @@ def measure(
                     label = f"drafting with {draft_label(way)}" if way else "plain"
                     say(f"{path.name}: {task}, {label} ({rep + 1}/{reps})")
                     text, stats = run_task(engine, prompt, n_gen)
+                    if way and stats.notice and stats.notice not in said:
+                        said.add(stats.notice)  # drafting stopped for this load: why, once
+                        say(f"{path.name}: {stats.notice}")
                     tps = generation_tps(stats)
                     if tps is None:
                         continue
