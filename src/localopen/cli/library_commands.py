@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localopen.core.errors import LocalopenError
@@ -214,7 +215,13 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(ctx: AppContext, args: argparse.Namespace) -> int:
-    """Fill exact file sizes and sha256 of catalog models from the Hub (cached for offline use)."""
+    """Fill exact file sizes and sha256 of catalog models from the Hub (cached for offline use);
+    with --audit, check every entry against its repository instead."""
+    if args.audit:
+        return _audit(ctx, args)
+    if args.write_seen or args.catalog:
+        print("localopen: --catalog and --write-seen go with --audit.", file=sys.stderr)
+        return 2
     from localopen.app.models import library
     from localopen.core.hub.client import HubError, OfflineError
 
@@ -231,6 +238,34 @@ def cmd_refresh(ctx: AppContext, args: argparse.Namespace) -> int:
             print(f"failed {m.gguf_repo}: {exc}", file=sys.stderr)
     print(f"{len(catalog.models) - failed} of {len(catalog.models)} repositories refreshed.")
     return 0 if not failed else 1
+
+
+def _audit(ctx: AppContext, args: argparse.Namespace) -> int:
+    """`refresh --audit`: each entry's drifts from its repository, grouped by entry; status 1 when any."""
+    from localopen.app.models import catalog_audit
+    from localopen.core.openness.audit import KINDS
+
+    catalog_path = Path(args.catalog) if args.catalog else None
+    data = catalog_audit.read_catalog(catalog_path)
+
+    def show(model_id: str, drifts: list) -> None:
+        if not drifts:
+            print(f"ok     {model_id}", file=sys.stderr)
+        for d in sorted(drifts, key=lambda d: KINDS.index(d.kind)):
+            print(f"{d.kind:17}  {model_id}: {d.words}")
+
+    audit, facts = catalog_audit.audit(ctx, data, show)
+    where = args.catalog or "the built-in catalog"
+    counts = ", ".join(f"{len(audit.of_kind(k))} {k}" for k in KINDS if audit.of_kind(k))
+    print(
+        f"\n{len(data['models'])} entries of {where}, {audit.checked} checked against the Hub: "
+        + (counts if counts else "no drift")
+        + "."
+    )
+    if args.write_seen:
+        n = catalog_audit.write_seen(data, facts, Path(args.write_seen))
+        print(f"files_seen of {n} entries written to {args.write_seen}.")
+    return 1 if audit.drifts else 0
 
 
 def add_library_commands(sub: argparse._SubParsersAction) -> None:
@@ -274,4 +309,14 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("refresh", help="fetch exact sizes and sha256 of catalog files from the Hub")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="check every catalog entry against its Hub repository: patterns matching no file, files gone or "
+        "changed, new quantizations, licence tags, gated repositories (status 1 when anything differs)",
+    )
+    p.add_argument("--catalog", metavar="FILE", help="audit this catalog.json instead of the built-in one")
+    p.add_argument(
+        "--write-seen", metavar="FILE", help="with --audit: write the catalog with files_seen as the Hub shows them"
+    )
     p.set_defaults(func=cmd_refresh)

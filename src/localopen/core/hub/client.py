@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.files import quant_of
+from localopen.core.openness.audit import HubFile, RepoFacts
 
 log = logging.getLogger("localopen.hub")
 _T = TypeVar("_T")
@@ -242,6 +243,23 @@ class Hub:
                 )
             )
         return out
+
+    def repo_facts(self, repo: str) -> RepoFacts:
+        """A repository's files (sizes, sha256), licence tag and gating, in one request (the audit's)."""
+        info = self._call(repo, lambda: self._api().model_info(repo, files_metadata=True, timeout=self.timeout))
+        card = getattr(info, "card_data", None)
+        licence = card.get("license") if card is not None else None
+        files = []
+        for s in info.siblings or []:
+            lfs = getattr(s, "lfs", None)
+            files.append(
+                HubFile(
+                    s.rfilename, getattr(s, "size", None) or (lfs.size if lfs else None), lfs.sha256 if lfs else None
+                )
+            )
+        return RepoFacts(
+            repo, files, licence if isinstance(licence, str) else None, info.gated or False, info.sha or "main"
+        )
 
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
         sort_key = {
