@@ -251,3 +251,20 @@ def test_a_kind_that_contradicts_chat_is_refused(tmp_path: Path) -> None:
     bad = dict(good, id="chatty-embedder", kind="embedding")  # chat: true
     with pytest.raises(CatalogError, match="'kind' must be one of"):
         load_catalog(_write(tmp_path, [bad]))
+
+
+def test_real_qwen_coder_files_are_recognised_as_their_entries() -> None:
+    """Qwen2.5-Coder's own files (the most used small coding models) are the catalog's entries,
+    not an unrated '?': the 0.5B by its file name though its header calls it '… Instruct AWQ'."""
+    from cli_helpers import run
+    from conftest import real_model
+
+    for size in ("0.5b", "1.5b"):
+        out = run("info", str(real_model(f"qwen2.5-coder-{size}")), timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert f"Openness: C · T1, the catalog's qwen2.5-coder-{size}-instruct" in out.stdout
+    # The recorded size of the recommended file is the real file's: no estimate.
+    model = load_catalog().get("qwen2.5-coder-1.5b-instruct")
+    assert model is not None
+    assert model.recommended.size_bytes == real_model("qwen2.5-coder-1.5b").stat().st_size
+    assert not model.recommended.size_is_estimate

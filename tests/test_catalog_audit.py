@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from fake_hub import FakeHub, Repo, sha256_of
 from localopen.core.openness.catalog import load_catalog
+
+from fake_hub import FakeHub, Repo, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,11 @@ def _entry(model_id: str, repo: str, files_seen: dict) -> dict:
     return raw
 
 
-FILES = {"m-q4_k_m.gguf": b"GGUF" + b"4" * 300, "m-q8_0.gguf": b"GGUF" + b"8" * 500, "m-fp16.gguf": b"GGUF" + b"f" * 900}
+FILES = {
+    "m-q4_k_m.gguf": b"GGUF" + b"4" * 300,
+    "m-q8_0.gguf": b"GGUF" + b"8" * 500,
+    "m-fp16.gguf": b"GGUF" + b"f" * 900,
+}
 
 
 def _seen(files: dict[str, bytes]) -> dict:

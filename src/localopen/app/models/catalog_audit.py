@@ -64,7 +64,7 @@ def write_seen(data: dict[str, Any], facts_by_repo: dict[str, RepoFacts], out: P
         if facts is not None:
             raw["files_seen"] = seen_record(raw, facts, today)
             updated += 1
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"  # as resources/catalog.json is laid out
     tmp = out.with_name(out.name + ".part")
     try:
         tmp.write_text(text, encoding="utf-8")
