@@ -21,8 +21,9 @@ class Oracle(LlamaDraftModel):
     """Drafts the model's own next tokens, except where `wrong(position)` says it guesses wrong
     (everything after a wrong guess is wrong too: it is cut there)."""
 
-    def __init__(self, n_draft: int, wrong: Callable[[int], bool], machine: Machine) -> None:
+    def __init__(self, n_draft: int, wrong: Callable[[int], bool], machine: Machine, adapts: bool) -> None:
         self.n_draft = n_draft
+        self.adapts_length = adapts  # as prompt lookup (True) or a draft model (False)
         self.wrong = wrong
         self.machine = machine
         self.calls = 0
@@ -76,7 +77,7 @@ def cheap_checks() -> Machine:
 
 def test_drafting_that_cannot_pay_here_stops_and_says_why() -> None:
     machine = two_cores()
-    oracle = Oracle(10, lambda _: False, machine)  # every draft right: still slower here
+    oracle = Oracle(10, lambda _: False, machine, adapts=False)  # every draft right: still slower here
     drafter = Drafter(oracle, clock=machine.clock)
     drafter.reset()
     seconds = generate(drafter, machine, 300)
@@ -91,7 +92,7 @@ def test_drafting_that_cannot_pay_here_stops_and_says_why() -> None:
 
 def test_drafting_that_pays_goes_on_with_longer_drafts() -> None:
     machine = cheap_checks()
-    oracle = Oracle(4, lambda at: at % 40 == 0, machine)  # a miss now and then
+    oracle = Oracle(4, lambda at: at % 40 == 0, machine, adapts=True)  # a miss now and then
     drafter = Drafter(oracle, clock=machine.clock)
     drafter.reset()
     seconds = generate(drafter, machine, 300)
@@ -104,7 +105,7 @@ def test_drafting_that_pays_goes_on_with_longer_drafts() -> None:
 def test_drafts_the_text_keeps_missing_are_paused_then_tried_again() -> None:
     machine = cheap_checks()
     misses = True
-    oracle = Oracle(8, lambda _: misses, machine)  # new words: every draft wrong
+    oracle = Oracle(8, lambda _: misses, machine, adapts=True)  # new words: every draft wrong
     drafter = Drafter(oracle, clock=machine.clock)
     drafter.reset()
     generate(drafter, machine, 120)

@@ -31,7 +31,7 @@ class LoadOptions:
     # answer repeats, as quoting or editing code does), a path: that small model (the same
     # vocabulary) drafts; None: plain decoding.
     draft: str | None = None
-    draft_tokens: int = 10  # tokens drafted at a time
+    draft_tokens: int = 10  # tokens drafted at a time, at most
     mmproj: str | None = None  # the vision projector loaded beside the model (its images are read)
     # llama.cpp's CPU extra buffer types this load may use (engine/cpu_kernels.py): None, as this
     # machine's kernel canary allows (the engine's client fills it in); () none: plain kernels.
