@@ -51,7 +51,7 @@ class ModelDraft(LlamaDraftModel):
 
     def __init__(self, llm: Any, n_draft: int) -> None:
         self.llm = llm
-        self.n_draft = n_draft  # at most this many tokens a call (the drafter adapts it)
+        self.n_draft = n_draft  # at most this many tokens a call
         self.catch_up_s = 0.0  # the last call's time spent reading more than its usual one or two tokens
         self._n_vocab = llm.n_vocab()
         self._end = {t for t in (llm.token_eos(), llm._model.token_eot()) if t >= 0}
@@ -147,7 +147,7 @@ class Drafter(LlamaDraftModel):
         self.longest = max(1, int(inner.n_draft))
         self.clock = clock
         self.proposed = self.accepted = 0
-        self.plain_tokens = 0  # tokens of this answer decoded plainly because drafting did not pay
+        self.plain_tokens = 0  # tokens of this answer decoded without drafts (the first ones, paused, stopped)
         self.stopped_why: str | None = None  # why drafting stopped for this load, in words
         self._drafted, self._ceiling, self._plain = _Rate(), _Rate(), _Rate()
         self._full_rounds = 0  # rounds measured with a long draft (the ceiling's basis)
