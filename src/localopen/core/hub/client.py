@@ -227,39 +227,23 @@ class Hub:
 
     def files(self, repo: str, revision: str | None = None) -> list[RemoteFile]:
         """Every file of a repo with exact size and sha256 (LFS)."""
+        facts = self.repo_facts(repo, revision)
+        return [RemoteFile(repo, f.name, f.size, f.sha256, facts.revision) for f in facts.files]
+
+    def repo_facts(self, repo: str, revision: str | None = None) -> RepoFacts:
+        """A repository's files (sizes, sha256 of LFS files), licence tag and gating, in one request."""
         info = self._call(
             repo, lambda: self._api().model_info(repo, revision=revision, files_metadata=True, timeout=self.timeout)
         )
-        out = []
-        for s in info.siblings or []:
-            lfs = getattr(s, "lfs", None)
-            out.append(
-                RemoteFile(
-                    repo,
-                    s.rfilename,
-                    getattr(s, "size", None) or (lfs.size if lfs else None),
-                    lfs.sha256 if lfs else None,
-                    info.sha or revision or "main",
-                )
-            )
-        return out
-
-    def repo_facts(self, repo: str) -> RepoFacts:
-        """A repository's files (sizes, sha256), licence tag and gating, in one request (the audit's)."""
-        info = self._call(repo, lambda: self._api().model_info(repo, files_metadata=True, timeout=self.timeout))
         card = getattr(info, "card_data", None)
         licence = card.get("license") if card is not None else None
         files = []
         for s in info.siblings or []:
             lfs = getattr(s, "lfs", None)
-            files.append(
-                HubFile(
-                    s.rfilename, getattr(s, "size", None) or (lfs.size if lfs else None), lfs.sha256 if lfs else None
-                )
-            )
-        return RepoFacts(
-            repo, files, licence if isinstance(licence, str) else None, info.gated or False, info.sha or "main"
-        )
+            size = getattr(s, "size", None) or (lfs.size if lfs else None)
+            files.append(HubFile(s.rfilename, size, lfs.sha256 if lfs else None))
+        licence = licence if isinstance(licence, str) else None
+        return RepoFacts(repo, files, licence, info.gated or False, info.sha or revision or "main")
 
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
         sort_key = {
