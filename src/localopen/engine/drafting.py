@@ -33,12 +33,12 @@ VOCAB_CHECK_FROM = 5
 DRAFT_P_MIN = 0.75
 # Whether drafting pays is measured as it runs: plain tokens first (what a drafted token's cost is
 # held against), then paused for 4, 8 … 64 plain tokens each time a drafted token costs more; it
-# stops for the load after 3 long drafts whose cost, had every draft been kept, was still higher.
+# stops for the load after 2 long drafts whose cost, had every draft been kept, was still higher.
 PLAIN_FIRST = 3
 FIRST_LENGTH = 4  # an answer's first drafts: short, until the text shows it repeats (then +2 a round)
 FIRST_PAUSE = 4
 LONGEST_PAUSE = 64
-ROUNDS_TO_STOP = 3
+ROUNDS_TO_STOP = 2
 RATE_MEMORY = 0.7  # a round's weight in the next round's rate (the last few rounds count)
 
 
