@@ -777,6 +777,24 @@ def _() -> Outcome:
     return Outcome(ok, outcome.detail)
 
 
+@case("cli: refresh --audit of a catalog that is not JSON")
+def _() -> Outcome:
+    (ROOT / "broken-catalog.json").write_text('{"models": [')
+    return refused(cli("refresh", "--audit", "--catalog", str(ROOT / "broken-catalog.json")), "not valid JSON")
+
+
+@case("cli: refresh --audit of a catalog whose entry lacks its fields")
+def _() -> Outcome:
+    (ROOT / "thin-catalog.json").write_text('{"models": [{"id": "x"}]}')
+    return refused(cli("refresh", "--audit", "--catalog", str(ROOT / "thin-catalog.json")), "misses 'gguf_repo'")
+
+
+@case("cli: refresh --audit with the Hub out of reach")
+def _() -> Outcome:
+    env = {**fresh_env(), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    return refused(cli("refresh", "--audit", env=env), "could not be reached")
+
+
 @case("cli: localopen catalog | head (the reader stops early)")
 def _() -> Outcome:
     shell = f"{' '.join(exe())} catalog | head -2"
