@@ -268,3 +268,25 @@ def test_real_qwen_coder_files_are_recognised_as_their_entries() -> None:
     assert model is not None
     assert model.recommended.size_bytes == real_model("qwen2.5-coder-1.5b").stat().st_size
     assert not model.recommended.size_is_estimate
+
+
+def test_models_wanted_but_not_listed_say_what_is_missing(tmp_path: Path) -> None:
+    """Open models the catalog cannot list yet (no GGUF file seen) are kept as wanted, each with what
+    is missing and where that was looked at; `localopen catalog` names them under the table."""
+    from cli_helpers import run
+
+    wanted = {w.repo: w for w in load_catalog().wanted}
+    assert "almanach/Gaperon-1125-8B" in wanted and "utter-project/EuroLLM-22B-Instruct-2512" in wanted
+    assert all(w.missing and w.source.startswith("https://") for w in wanted.values())
+    out = run("catalog", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Wanted, not listed yet:" in out.stdout and "Gaperon 1125" in out.stdout
+    assert "missing a GGUF file" in out.stdout
+    assert "Wanted" not in run("catalog", "--search", "qwen", timeout=120).stdout  # a search shows its matches only
+    # A wanted entry without what is missing is refused, as a malformed model entry is.
+    data = json.loads(resources.files("localopen.resources").joinpath("catalog.json").read_text(encoding="utf-8"))
+    data["wanted"] = [{"name": "X", "repo": "org/x", "source": "https://example.org"}]
+    bad = tmp_path / "catalog.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(CatalogError, match="wanted #1: needs a name, repo, what is missing and a source"):
+        load_catalog(bad)

@@ -77,6 +77,10 @@ def cmd_catalog(ctx: AppContext, args: argparse.Namespace) -> int:
         "T0–T3 = transparency. '~' sizes are estimates. Usable here: measured (a benchmark of the file here), "
         "probed (its Hub header, benchmarked here before any download) or predicted (this machine's calibration)."
     )
+    if ctx.catalog.wanted and not (args.search or args.grade or args.fits):
+        print("\nWanted, not listed yet:")
+        for w in ctx.catalog.wanted:
+            print(f"  {w.name} ({w.repo}): missing {w.missing}")
     _calibration_hint(ctx)
     return 0
 

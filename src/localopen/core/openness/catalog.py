@@ -247,11 +247,22 @@ def _validate(index: int, raw: Any, seen: set[str]) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """An open model the catalog would list but cannot yet: what is missing, and where that was seen."""
+
+    name: str
+    repo: str
+    missing: str
+    source: str
+
+
 @dataclass
 class Catalog:
     models: list[CatalogModel]
     checked: str
     credits: list[dict[str, Any]]
+    wanted: list[Wanted] = field(default_factory=list)
 
     def get(self, key: str) -> CatalogModel | None:
         """By catalog id, GGUF repo or base model repo (case-insensitive)."""
@@ -314,7 +325,16 @@ def load_catalog(
             f"{where} has {len(errors)} malformed entr{'y' if len(errors) == 1 else 'ies'}:\n"
             + "\n".join(f"  - {e}" for e in errors)
         )
-    return Catalog(models=models, checked=str(data.get("checked", "")), credits=data.get("credits", []))
+    wanted: list[Wanted] = []
+    for index, raw in enumerate(data.get("wanted") or []):
+        fields = ("name", "repo", "missing", "source")
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(f), str) and raw[f] for f in fields):
+            errors.append(f"wanted #{index + 1}: needs a name, repo, what is missing and a source")
+            continue
+        wanted.append(Wanted(*(raw[f] for f in fields)))
+    if errors:
+        raise CatalogError(f"{where}: " + "; ".join(errors))
+    return Catalog(models, str(data.get("checked", "")), data.get("credits", []), wanted)
 
 
 def exact_from_hub(
