@@ -38,17 +38,15 @@ def start(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """One server, plain or with its draft model, ready: (its process, its port)."""
     port = free_port()
-    if name == "llama-server":
+    if name == "llama-server" and draft is None:
         process = start_llama_server(binary, model, port, args)
-        if draft is not None:
-            process.terminate()
-            process.wait(15)
-            # -md alone loads the draft model but does not draft: the type must be named.
-            cmd = [str(binary), "-m", str(model), "-md", str(draft), "--spec-type", "draft-simple"]
-            cmd += ["--host", "127.0.0.1", "--port", str(port)]
-            cmd += ["-c", str(args.ctx), "-np", "1", "-t", str(args.threads), "-tb", str(args.threads)]
-            cmd += ["-ngl", "0", "-ngld", "0", "--no-warmup", "-fa", "off", "--spec-draft-n-max", "16"]
-            process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif name == "llama-server":
+        # -md alone loads the draft model but does not draft: the type must be named.
+        cmd = [str(binary), "-m", str(model), "-md", str(draft), "--spec-type", "draft-simple"]
+        cmd += ["--host", "127.0.0.1", "--port", str(port), "-c", str(args.ctx), "-np", "1"]
+        cmd += ["-t", str(args.threads), "-tb", str(args.threads), "-ngl", "0", "-ngld", "0", "--no-warmup"]
+        cmd += ["-fa", "off", "--spec-draft-n-max", "16"]
+        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     else:
         cmd = [sys.executable, "-m", "localopen", "serve", str(model), "--port", str(port)]
         cmd += ["--ctx", str(args.ctx), "--threads", str(args.threads)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ class Drafter(LlamaDraftModel):
     length follows the acceptance seen (as Hugging Face's assisted generation: two more after a round
     all kept, fewer after a miss); a draft model drafts its whole length and stops where unsure."""
 
-    def __init__(self, inner: Any, clock: Any = time.perf_counter) -> None:
+    def __init__(self, inner: Any, clock: Callable[[], float] = time.perf_counter) -> None:
         self.inner = inner
         self.longest = max(1, int(inner.n_draft))
         self.clock = clock

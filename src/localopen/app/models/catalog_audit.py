@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from localopen.app.context import AppContext
-from localopen.core.hub.client import HubError, OfflineError
-from localopen.core.openness.audit import Audit, Drift, RepoFacts, audit_entry, seen_record
-from localopen.core.openness.catalog import CatalogError, load_catalog
+from localopen.core.hub.client import HubError, OfflineError, RepoFacts
+from localopen.core.openness.audit import Audit, Drift, audit_entry, seen_record
+from localopen.core.openness.catalog import CatalogError, catalog_from_data, read_catalog_data
 
 log = logging.getLogger("localopen.app.catalog_audit")
 
 
 def read_catalog(path: Path | None) -> dict[str, Any]:
-    """The catalog's JSON (the built-in one without a path), checked as the app loads it."""
-    catalog = load_catalog(path)  # CatalogError in words when malformed
-    if path is None:
-        return {"models": [m.raw for m in catalog.models]}
-    data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The catalog's JSON as written (the built-in one without a path), checked as the app loads it."""
+    data, where = read_catalog_data(path)
+    catalog_from_data(data, where)  # CatalogError in words when malformed
     return data
 
 
@@ -56,7 +54,7 @@ def audit(
 
 def write_seen(data: dict[str, Any], facts_by_repo: dict[str, RepoFacts], out: Path) -> int:
     """The catalog with each answered entry's files_seen as the Hub shows it, written to `out`
-    (never half-written: a temporary file renamed); how many entries were updated."""
+    (checked first, never half-written: a temporary file renamed); how many entries were updated."""
     today = dt.date.today().isoformat()
     updated = 0
     for raw in data["models"]:
@@ -64,11 +62,11 @@ def write_seen(data: dict[str, Any], facts_by_repo: dict[str, RepoFacts], out: P
         if facts is not None:
             raw["files_seen"] = seen_record(raw, facts, today)
             updated += 1
+    catalog_from_data(data, str(out))  # it must load as the app loads it, or nothing is written
     text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"  # as resources/catalog.json is laid out
     tmp = out.with_name(out.name + ".part")
     try:
         tmp.write_text(text, encoding="utf-8")
-        load_catalog(tmp)  # it must load as the app loads it, or nothing is written
         tmp.replace(out)
     except OSError as exc:
         raise CatalogError(f"Cannot write {out}: {exc.strerror or exc}.") from exc

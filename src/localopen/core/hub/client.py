@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 from localopen.core.errors import LocalopenError
 from localopen.core.gguf.files import quant_of
-from localopen.core.openness.audit import HubFile, RepoFacts
 
 log = logging.getLogger("localopen.hub")
 _T = TypeVar("_T")
@@ -85,6 +84,17 @@ class RemoteFile:
     @property
     def quant(self) -> str | None:
         return quant_of(self.filename)
+
+
+@dataclass(frozen=True)
+class RepoFacts:
+    """What the Hub says of one repository now: its files, its card's licence tag, its gating."""
+
+    repo: str
+    files: list[RemoteFile]
+    license: str | None
+    gated: bool | str  # False, or how access is granted ("auto", "manual")
+    revision: str = "main"
 
 
 def is_offline(offline_setting: bool = False) -> bool:
@@ -227,23 +237,22 @@ class Hub:
 
     def files(self, repo: str, revision: str | None = None) -> list[RemoteFile]:
         """Every file of a repo with exact size and sha256 (LFS)."""
-        facts = self.repo_facts(repo, revision)
-        return [RemoteFile(repo, f.name, f.size, f.sha256, facts.revision) for f in facts.files]
+        return self.repo_facts(repo, revision).files
 
     def repo_facts(self, repo: str, revision: str | None = None) -> RepoFacts:
         """A repository's files (sizes, sha256 of LFS files), licence tag and gating, in one request."""
         info = self._call(
             repo, lambda: self._api().model_info(repo, revision=revision, files_metadata=True, timeout=self.timeout)
         )
-        card = getattr(info, "card_data", None)
-        licence = card.get("license") if card is not None else None
+        at = info.sha or revision or "main"
         files = []
         for s in info.siblings or []:
             lfs = getattr(s, "lfs", None)
             size = getattr(s, "size", None) or (lfs.size if lfs else None)
-            files.append(HubFile(s.rfilename, size, lfs.sha256 if lfs else None))
-        licence = licence if isinstance(licence, str) else None
-        return RepoFacts(repo, files, licence, info.gated or False, info.sha or revision or "main")
+            files.append(RemoteFile(repo, s.rfilename, size, lfs.sha256 if lfs else None, at))
+        card = getattr(info, "card_data", None)
+        licence = card.get("license") if card is not None else None
+        return RepoFacts(repo, files, licence if isinstance(licence, str) else None, info.gated or False, at)
 
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
         sort_key = {

@@ -1,34 +1,17 @@
 """The catalog checked against the Hub: what one entry says of its GGUF repository (the offered
 quantizations' file patterns, the files recorded as seen with their sizes and sha256, the licence
-tag) against what the repository holds now. Pure: the Hub's answer comes in as RepoFacts."""
+tag) against what the repository holds now. Pure: the Hub's answer comes in as RepoFacts (core/hub/client)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from localopen.core.gguf.files import is_first_part, is_projector_name, matches_quant, quant_of
+from localopen.core.gguf.files import is_first_part, is_projector_name, matches_quant
+from localopen.core.hub.client import RemoteFile, RepoFacts
 
 # The kinds of drift, in the order they are printed.
 KINDS = ("unreachable", "gated", "licence", "pattern", "gone", "changed", "new quantization")
-
-
-@dataclass(frozen=True)
-class HubFile:
-    name: str
-    size: int | None
-    sha256: str | None
-
-
-@dataclass(frozen=True)
-class RepoFacts:
-    """What the Hub says of one repository now."""
-
-    repo: str
-    files: list[HubFile]
-    license: str | None  # the card's licence tag
-    gated: bool | str  # False, or how access is granted ("auto", "manual")
-    revision: str = "main"
 
 
 @dataclass(frozen=True)
@@ -49,9 +32,9 @@ class Audit:
         return [d for d in self.drifts if d.kind == kind]
 
 
-def _model_files(facts: RepoFacts) -> list[HubFile]:
+def _model_files(facts: RepoFacts) -> list[RemoteFile]:
     """The repository's GGUF model files (a vision projector is no model file)."""
-    return [f for f in facts.files if f.name.lower().endswith(".gguf") and not is_projector_name(f.name)]
+    return [f for f in facts.files if f.filename.lower().endswith(".gguf") and not is_projector_name(f.filename)]
 
 
 def audit_entry(raw: dict[str, Any], facts: RepoFacts) -> list[Drift]:
@@ -70,9 +53,9 @@ def audit_entry(raw: dict[str, Any], facts: RepoFacts) -> list[Drift]:
         now = f"'{facts.license}'" if facts.license else "no licence tag"
         say("licence", f"{facts.repo} has {now} on the Hub; the catalog says {said}")
     files = _model_files(facts)
-    by_name = {f.name: f for f in files}
+    by_name = {f.filename: f for f in files}
     for q in raw["quants"]:
-        if not any(matches_quant(f.name, q["pattern"]) for f in files):
+        if not any(matches_quant(f.filename, q["pattern"]) for f in files):
             say("pattern", f"{q['type']}: the pattern {q['pattern']} matches no file of {facts.repo}")
     seen = raw.get("files_seen") or {}
     sizes, hashes = seen.get("sizes") or {}, seen.get("sha256") or {}
@@ -88,9 +71,9 @@ def audit_entry(raw: dict[str, Any], facts: RepoFacts) -> list[Drift]:
     offered = {q["type"].upper() for q in raw["quants"]}
     new: dict[str, list[str]] = {}
     for f in files:
-        quant = quant_of(f.name)
-        if quant is not None and quant.upper() not in offered and is_first_part(f.name):
-            new.setdefault(quant, []).append(f.name)
+        quant = f.quant
+        if quant is not None and quant.upper() not in offered and is_first_part(f.filename):
+            new.setdefault(quant, []).append(f.filename)
     for quant, names in sorted(new.items()):
         say("new quantization", f"{quant} is offered in {facts.repo} ({names[0]}) but not by the catalog")
     return out
@@ -103,11 +86,11 @@ def seen_record(raw: dict[str, Any], facts: RepoFacts, today: str) -> dict[str, 
     names: list[str] = []
     unseen: list[str] = []
     for q in raw["quants"]:
-        hits = [f.name for f in files if matches_quant(f.name, q["pattern"])]
+        hits = [f.filename for f in files if matches_quant(f.filename, q["pattern"])]
         names.extend(n for n in hits if n not in names)
         if not hits:
             unseen.append(q["type"])
-    by_name = {f.name: f for f in files}
+    by_name = {f.filename: f for f in files}
     record: dict[str, Any] = {
         "names": names,
         "sizes": {n: by_name[n].size for n in names if by_name[n].size is not None},

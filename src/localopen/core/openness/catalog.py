@@ -291,6 +291,13 @@ def load_catalog(
     `exact` maps "repo/filename-pattern" style keys to exact Hub sizes when known (the download
     layer fills it); otherwise sizes are estimates from parameters × bits per weight.
     """
+    data, where = read_catalog_data(path)
+    return catalog_from_data(data, where, exact, files_by_repo)
+
+
+def read_catalog_data(path: str | Path | None = None) -> tuple[dict[str, Any], str]:
+    """The catalog's JSON as written (the built-in one without a path) and how to name it in words;
+    CatalogError when it cannot be read or is no catalog."""
     if path is None:
         text = resources.files("localopen.resources").joinpath("catalog.json").read_text(encoding="utf-8")
         where = "the built-in catalog"
@@ -306,6 +313,16 @@ def load_catalog(
         raise CatalogError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}).") from exc
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CatalogError(f"{where} must be an object with a 'models' list.")
+    return data, where
+
+
+def catalog_from_data(
+    data: dict[str, Any],
+    where: str,
+    exact: dict[str, dict] | None = None,
+    files_by_repo: dict[str, list[tuple[str, int, str | None]]] | None = None,
+) -> Catalog:
+    """The catalog `data` holds, every entry validated (CatalogError naming each bad one)."""
     if exact is None and files_by_repo:
         exact = exact_from_hub([m for m in data["models"] if isinstance(m, dict) and "quants" in m], files_by_repo)
     exact = exact or {}
