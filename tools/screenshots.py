@@ -258,6 +258,7 @@ def main() -> int:
 
     def explore_new_model() -> None:
         shot("8c-explore-ministral-3")
+        window.view("Explore").select("qwen2.5-coder-1.5b-instruct")
 
     def server() -> None:
         import openai
@@ -328,6 +329,7 @@ def main() -> int:
     when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_calibrated)
     when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_embedding)
     when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, explore_new_model)
+    when(lambda: explore_view.settled and explore_view.quants.rowCount() > 0, lambda: shot("8d-explore-qwen-coder"))
     when(lambda: True, library_open)
     when(lambda: bool(state.get("library_shown")), library)
     when(lambda: True, chat_start)
