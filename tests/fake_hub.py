@@ -2,7 +2,11 @@
 
 Routes: HEAD/GET /{repo}/resolve/{rev}/{path} (X-Repo-Commit, ETag/X-Linked-Etag = sha256,
 Content-Length/X-Linked-Size, Range -> 206 + Content-Range), GET /api/models/{repo}[/revision/{rev}],
-GET /api/models/{repo}/tree/{rev}, GET /api/models?search=... . Failure modes are switches on the
+GET /api/models/{repo}/tree/{rev}, GET /api/models?search=... . Dataset repositories (add_dataset):
+GET /api/datasets/{repo}/tree/{rev}/{path} (one folder's entries), /datasets/{repo}/resolve/...,
+and what huggingface_hub's create_commit sends: POST /api/validate-yaml, /api/datasets/{repo}/preupload/{rev}
+(every file "regular") and /api/datasets/{repo}/commit/{rev} (NDJSON; with create_pr=1 a pull request
+that is kept apart, as the Hub does, until merge_pull_request()). Failure modes are switches on the
 server object so tests can script a 500, a 401, corrupted bytes, a stall, or slow streaming.
 
 With use_cdn(), /resolve/ answers as the Hub does for Xet-stored files: 302 to a signed URL on a
@@ -45,9 +49,19 @@ class Repo:
     gguf: dict[str, Any] | None = None  # what the Hub reads from the GGUF header: total, architecture…
 
 
+@dataclass
+class PullRequest:
+    number: int
+    title: str
+    description: str
+    files: dict[str, bytes]
+    token: str | None  # the Authorization header's bearer token
+
+
 class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
+        self.pull_requests: dict[str, list[PullRequest]] = {}  # by dataset repository
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.responses: list[tuple[str, str, int]] = []  # method, path, status code
         self.fail_next: list[int] = []  # status codes to answer before serving normally
@@ -64,6 +78,15 @@ class FakeHub:
     def add(self, repo: Repo) -> Repo:
         self.repos[repo.id] = repo
         return repo
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes] | None = None) -> Repo:
+        """A dataset repository (kept beside models under "datasets/", as its URLs are)."""
+        self.pull_requests.setdefault(repo_id, [])
+        return self.add(Repo(f"datasets/{repo_id}", dict(files or {})))
+
+    def merge_pull_request(self, repo_id: str, number: int) -> None:
+        pr = next(p for p in self.pull_requests[repo_id] if p.number == number)
+        self.repos[f"datasets/{repo_id}"].files.update(pr.files)
 
     @property
     def endpoint(self) -> str:
@@ -84,6 +107,9 @@ class FakeHub:
 
             def do_GET(self) -> None:  # noqa: N802
                 hub._handle(self, head=False)
+
+            def do_POST(self) -> None:  # noqa: N802
+                hub._post(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -114,6 +140,9 @@ class FakeHub:
             m = re.match(r"^/api/models/(.+?)/tree/([^/]+)/?(.*)$", url.path)
             if m:
                 return self._tree(h, unquote(m.group(1)), head)
+            m = re.match(r"^/api/datasets/(.+?)/tree/([^/]+)/?(.*)$", url.path)
+            if m:
+                return self._folder(h, unquote(m.group(1)), unquote(m.group(3)).strip("/"), head)
             m = re.match(r"^/api/models/(.+?)(?:/revision/([^/]+))?$", url.path)
             if m and url.path != "/api/models":
                 return self._model_info(h, unquote(m.group(1)), parse_qs(url.query), head)
@@ -125,6 +154,81 @@ class FakeHub:
             self._send(h, 404, b'{"error": "not found"}', head)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def _post(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlparse(h.path)
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        self.requests.append((h.command, url.path, dict(h.headers)))
+        try:
+            if self.fail_next:
+                return self._send(h, self.fail_next.pop(0), b'{"error": "scripted failure"}', False)
+            if url.path == "/api/validate-yaml":
+                return self._send(h, 200, b'{"errors": [], "warnings": []}', False)
+            m = re.match(r"^/api/datasets/(.+?)/(preupload|commit)/([^/]+)$", url.path)
+            if not m or f"datasets/{unquote(m.group(1))}" not in self.repos:
+                return self._repo_not_found(h, False)
+            repo_id = unquote(m.group(1))
+            if not h.headers.get("Authorization"):
+                return self._send(h, 401, b'{"error": "Invalid credentials"}', False, {"X-Error-Code": "Unauthorized"})
+            if m.group(2) == "preupload":
+                files = json.loads(body)["files"]
+                modes = [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
+                ]
+                return self._send(h, 200, json.dumps({"files": modes}).encode(), False)
+            return self._commit(h, repo_id, body, parse_qs(url.query).get("create_pr") == ["1"])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _commit(self, h: BaseHTTPRequestHandler, repo_id: str, body: bytes, create_pr: bool) -> None:
+        import base64
+
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        header = next(item["value"] for item in lines if item["key"] == "header")
+        files = {
+            item["value"]["path"]: base64.b64decode(item["value"]["content"]) for item in lines if item["key"] == "file"
+        }
+        base = f"{self.endpoint}/datasets/{repo_id}"
+        if not create_pr:
+            self.repos[f"datasets/{repo_id}"].files.update(files)
+            answer = {"commitUrl": f"{base}/commit/{COMMIT}", "commitOid": COMMIT}
+            return self._send(h, 200, json.dumps(answer).encode(), False)
+        number = len(self.pull_requests[repo_id]) + 1
+        bearer = (h.headers.get("Authorization") or "").removeprefix("Bearer ") or None
+        self.pull_requests[repo_id].append(
+            PullRequest(number, header["summary"], header.get("description", ""), files, bearer)
+        )
+        answer = {
+            "commitUrl": f"{base}/commit/{COMMIT}",
+            "commitOid": COMMIT,
+            "pullRequestUrl": f"{base}/discussions/{number}",
+        }
+        self._send(h, 200, json.dumps(answer).encode(), False)
+
+    def _folder(self, h: BaseHTTPRequestHandler, repo_id: str, path: str, head: bool) -> None:
+        """One folder of a dataset: its files and subfolders (the Hub's tree, not recursive)."""
+        repo = self.repos.get(f"datasets/{repo_id}")
+        if repo is None:
+            return self._repo_not_found(h, head)
+        prefix = f"{path}/" if path else ""
+        entries: dict[str, dict[str, Any]] = {}
+        for name, data in repo.files.items():
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :]
+            if "/" in rest:
+                folder = prefix + rest.split("/")[0]
+                entries[folder] = {
+                    "type": "directory",
+                    "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                    "size": 0,
+                    "path": folder,
+                }
+            else:
+                entries[name] = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name}
+        if not entries and path:
+            return self._send(h, 404, b'{"error": "Entry not found"}', head, {"X-Error-Code": "EntryNotFound"})
+        self._send(h, 200, json.dumps(list(entries.values())).encode(), head)
 
     def _send(
         self,

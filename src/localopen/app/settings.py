@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ from localopen.core.errors import LocalopenError
 from localopen.core.estimate.budget import Budget
 from localopen.core.estimate.memory import KV_TYPES, kv_type
 from localopen.core.estimate.verdict import Thresholds
+from localopen.core.index.layout import DEFAULT_REPO as DEFAULT_INDEX_REPO
 from localopen.core.options import BY_KEY
 from localopen.core.store import folders
 
 log = logging.getLogger("localopen.settings")
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")  # a Hub repository id, owner/name
 MEMORY_PERCENT_RANGE = BY_KEY["models_memory_percent"].bounds or (10, 100)  # a share that leaves the system some
 # The range of each whole-number setting: the load options' from their table, the others' here.
 BOUNDS: dict[str, tuple[int, int]] = {o.key: o.bounds for o in BY_KEY.values() if o.bounds is not None} | {
@@ -43,6 +46,9 @@ class Settings:
     keep_alive_s: int = 300
     # Host names the local server answers to beyond loopback and its own address (api/guard.py).
     allowed_hosts: list[str] = field(default_factory=list)
+    # The Hub dataset of the open usability index: results shared to it (by pull request, only when
+    # the user says so) and read from it ("measured on N machines like this one").
+    index_repo: str = DEFAULT_INDEX_REPO
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
@@ -65,6 +71,8 @@ class Settings:
                 ok = value is None or isinstance(value, str)
             elif f.name == "kv_cache_type":
                 ok = isinstance(value, str) and value in KV_TYPES
+            elif f.name == "index_repo":
+                ok = isinstance(value, str) and REPO_ID.fullmatch(value) is not None
             elif isinstance(default, list):
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             elif isinstance(default, bool):
@@ -128,6 +136,10 @@ def parse_value(key: str, text: str, default: Any) -> Any:
                 f"'{text}' is the system's own folder, not a models folder: choose the folder they are in."
             )
         return text or None
+    if key == "index_repo":
+        if not REPO_ID.fullmatch(text):
+            raise SettingError(f"'{key}' is a Hub dataset's id, owner/name, not '{text}'.")
+        return text
     if key == "kv_cache_type":
         try:
             return kv_type(text)

@@ -261,6 +261,8 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
 
     if args.compare_builds:
         return _compare_builds(ctx, args)
+    if args.share:
+        return _share(ctx, args)
     if args.records:
         from localopen.app.measure.benchmark import records
 
@@ -273,6 +275,29 @@ def cmd_results(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     _print_results(results, args)
     return 0
+
+
+def _share(ctx: AppContext, args: argparse.Namespace) -> int:
+    """Show exactly what would be sent to the open index, then send it only when the user says so
+    (an answer at the terminal, or --yes); never from a script that did not ask."""
+    from localopen.app.index import share
+
+    submission = share.prepare(ctx, args.model)
+    if submission.empty:
+        print("Nothing new to share: every result here is shared already, or none was measured (`localopen bench`).")
+        return 0
+    print(submission.text())
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("\nNothing sent: add --yes to send what is shown above.", file=sys.stderr)
+            return 1
+        answer = input(f"\nSend these {len(submission.records)} record(s) to {submission.repo}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing sent.")
+            return 0
+    published = share.publish(ctx, submission)
+    print(published.words())
+    return 1 if published.waiting and not published.offline else 0
 
 
 def _compare_builds(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -388,5 +413,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="this machine's results as versioned records, one JSON object a line (what a shared index reads)",
     )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="show the records not shared yet, then (when you say so) send them to the open usability index "
+        "as a pull request to its Hub dataset (the index_repo setting), with your Hugging Face token",
+    )
+    p.add_argument("--yes", action="store_true", help="with --share: send what is shown without asking")
     output_flags(p)
     p.set_defaults(func=cmd_results)

@@ -108,6 +108,7 @@ def _calibration_hint(ctx: AppContext) -> None:
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.conversation import capabilities, drafting, vision
+    from localopen.app.index import read as index_reader
     from localopen.app.usable.usable_here import (
         MachineSnapshot,
         catalog_largest_contexts,
@@ -123,6 +124,15 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         raise LocalopenError(
             f"'{target}' is neither a file nor a model in the catalog (try `localopen catalog --search WORD`)."
         )
+    # The open index's records of this model's files (when online; else what is cached).
+    unread = (
+        index_reader.refresh_models(ctx, [entry], learn_hashes=True)
+        if entry
+        else index_reader.refresh_file(ctx, Path(target).expanduser())
+    )
+    if unread:
+        print(f"The open index could not be read now ({unread}): its cached records are used.", file=sys.stderr)
+    entry = ctx.catalog.get(target)  # with the Hub's exact sizes and sha256 once read
     # One reading of this machine for every row below, the fit for the context and cache asked.
     flags = given(args)
     here = MachineSnapshot.read(ctx, profile, flags["n_ctx"], flags["kv_cache_type"], flags["flash_attn"])
@@ -369,10 +379,15 @@ def cmd_hw(ctx: AppContext, args: argparse.Namespace) -> int:
 
 # --- summary --------------------------------------------------------------------------------
 def cmd_recommend(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localopen.app.index import read as index_reader
     from localopen.app.usable.recommend import recommend
     from localopen.app.usable.usable_here import MachineSnapshot
 
-    here = MachineSnapshot.read(ctx, ctx.read_profile())
+    profile = ctx.read_profile()
+    unread = index_reader.refresh_models(ctx, ctx.catalog.models)  # the open index's records of known files
+    if unread:
+        print(f"The open index could not be read now ({unread}): its cached records are used.", file=sys.stderr)
+    here = MachineSnapshot.read(ctx, profile)
     found = recommend(ctx, here, args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in found], indent=2))

@@ -244,7 +244,7 @@ LLAMA_BENCH_FIELDS = (
 LOCALOPEN_FIELDS = (
     "test", "load_time_ms", "ttft_ms", "peak_rss_bytes", "sha256", "grade", "quantization", "machine",
     "llama_cpp_version", "model_name", "decode_bound_tps", "basis", "repo", "task", "draft", "same_text",
-    "draft_kept", "memory", "image_encode_ms", "image_tokens",
+    "draft_kept", "memory", "image_encode_ms", "image_tokens", "kernels",
 )  # fmt: skip
 
 
@@ -309,6 +309,7 @@ class BenchResult:
     # the test's repetitions, and the tokens it became (engine/vision's BENCH_IMAGE_SIDE)
     image_encode_ms: float | None = None
     image_tokens: int | None = None
+    kernels: list[str] = field(default_factory=list)  # the load's CPU weight layouts (LoadInfo.kernels)
     id: int | None = None  # the row id once saved
 
     @property
@@ -322,6 +323,7 @@ class BenchResult:
         self.n_gpu_layers = load.n_gpu_layers
         self.llama_cpp_version = load.llama_cpp_version
         self.build_commit = f"llama-cpp-python {load.llama_cpp_version}"
+        self.kernels = list(load.kernels)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from localopen.app import engine_options
 from localopen.app.conversation import drafting
+from localopen.app.index import share
 from localopen.app.measure import draft_bench
 from localopen.app.measure import tune as tuning
 from localopen.app.measure.benchmark import (
@@ -57,8 +58,10 @@ from localopen.core.estimate.memory import human_bytes
 from localopen.core.options import BenchParams
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report import bench_format
+from localopen.ui.background import run_in_background
 from localopen.ui.engine_runner import EngineRunner
 from localopen.ui.services import Services
+from localopen.ui.share_dialog import ShareDialog
 from localopen.ui.widgets import button, spin
 
 COLUMNS = [
@@ -192,6 +195,12 @@ class CompareView(QWidget):
             "llama.cpp builds…", "Each model's speeds on the previous llama.cpp build and this one", self.show_builds
         )
         exports.addWidget(self.builds_button)
+        self.share_button = button(
+            "Share results…",
+            "Show this machine's results not shared yet, then publish them to the open usability index",
+            self.show_share,
+        )
+        exports.addWidget(self.share_button)
         exports.addStretch(1)
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -559,6 +568,22 @@ class CompareView(QWidget):
         dialog.resize(760, 420)
         self.builds_dialog = dialog
         dialog.open()
+
+    def show_share(self) -> None:
+        """What a share would send (prepared off the UI thread), in a dialog that sends only on Publish."""
+        ctx = self.services.ctx
+        self.share_button.setEnabled(False)
+
+        def shown(submission: share.Submission) -> None:
+            self.share_button.setEnabled(True)
+            self.share_dialog = ShareDialog(self.services, submission, self)
+            self.share_dialog.open()
+
+        def failed(error: LocalopenError) -> None:
+            self.share_button.setEnabled(True)
+            self.progress_text.setText(f"Results could not be read for sharing: {error}")
+
+        run_in_background(lambda: share.prepare(ctx), shown, failed, name="share-prepare", owner=self)
 
     def measure_again(self, paths: list[Path]) -> None:
         """The short protocol on these models (enough repetitions to flag a change)."""

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from localopen.app.context import AppContext
 from localopen.app.conversation import capabilities
+from localopen.app.index import read as index_reader
 from localopen.app.measure.probe import ProbeReport, ProbeSession
 from localopen.app.models import hub_search, library
 from localopen.app.models.hub_search import HubResult
@@ -360,6 +361,8 @@ class ExploreView(QWidget):
         def work() -> None:
             library.remember_hub_files(ctx, repo)
             ctx.refresh_catalog()
+            # now that the files' sha256 are known: the open index's records of them
+            index_reader.refresh_models(ctx, [m for m in ctx.catalog.models if m.gguf_repo == repo])
 
         # Offline or unreachable: the estimates stay, marked as such (the failure is logged).
         run_in_background(
@@ -537,6 +540,7 @@ def explore_rows(
 ) -> tuple[MachineSnapshot, list[ExploreRow]]:
     """Catalog models, then Hub results outside the catalog, as this machine sees them now (a probe,
     a download or a benchmark changes them): disk and SQLite work, run off the UI thread."""
+    index_reader.refresh_models(ctx, ctx.catalog.models)  # the open index's records of known files (a day's cache)
     here = MachineSnapshot.read(ctx, profile)
     rows = [
         ExploreRow(

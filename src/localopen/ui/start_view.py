@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localopen.app.index import read as index_reader
 from localopen.app.measure.calibration import CalibrationStep
 from localopen.app.models import other_apps
 from localopen.app.models.download_queue import QueuedDownload
@@ -140,9 +141,12 @@ class StartView(QWidget):
         ctx, profile = self.services.ctx, self.services.profile
         if profile is None:
             return
-        run_in_background(
-            lambda: recommend(ctx, MachineSnapshot.read(ctx, profile)), self._show, name="recommend", owner=self
-        )
+
+        def work() -> list[Recommendation]:
+            index_reader.refresh_models(ctx, ctx.catalog.models)  # the open index's records of known files
+            return recommend(ctx, MachineSnapshot.read(ctx, profile))
+
+        run_in_background(work, self._show, name="recommend", owner=self)
 
     def _show(self, found: list[Recommendation]) -> None:
         self.recommendations = found

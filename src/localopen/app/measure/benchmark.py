@@ -23,8 +23,8 @@ from localopen.core.estimate.memory import ModelShape, decode_bound
 from localopen.core.options import BenchParams, LoadOptions
 from localopen.core.records import BenchResult, LoadInfo
 from localopen.core.report.builds import BuildChange, compare_builds
-from localopen.core.report.result_record import MachineClass, ResultRecord
-from localopen.core.store import library_db
+from localopen.core.report.result_record import DraftSpeedup, MachineClass, ResultRecord, ToolCheckResult
+from localopen.core.store import library_db, tool_checks
 from localopen.core.store import results as results_db
 from localopen.core.store.hashing import cached_sha256
 from localopen.core.store.library_db import read_part_headers
@@ -344,11 +344,20 @@ def history(ctx: AppContext, model: str | None = None, machine: str | None = Non
 
 def records(ctx: AppContext, model: str | None = None) -> list[ResultRecord]:
     """This machine's saved llama-bench results as versioned records (core/report/result_record):
-    per file, settings and llama.cpp build, its newest prompt test with its newest generation test."""
+    per file, settings and llama.cpp build, its newest prompt test with its newest generation test,
+    with what else was measured of the same file here (drafting, a picture's encoding, the
+    tool-calling check)."""
+    import localopen
+
     profile = ctx.profile or ctx.read_profile()  # with the measured bandwidth (cached once measured)
+    machine_id = ctx.machine_id()
     newest: dict[tuple[object, ...], dict[str, BenchResult]] = {}
-    for r in results_db.query(ctx.db, model, ctx.machine_id()):
-        if r.task or r.basis not in ("measured", "probed"):  # drafting tasks are not llama-bench's tests
+    tasks: dict[str, dict[tuple[str, str], BenchResult]] = {}  # file -> (task, draft) -> newest
+    for r in results_db.query(ctx.db, model, machine_id):
+        if r.task:  # drafting tasks are not llama-bench's tests: their speed-ups go with the file's record
+            tasks.setdefault(r.sha256 or r.model_filename, {})[(r.task, r.draft)] = r
+            continue
+        if r.basis not in ("measured", "probed"):
             continue
         file, settings = r.sha256 or r.model_filename, (r.n_threads, r.n_gpu_layers, r.type_k, r.type_v, r.flash_attn)
         key = (file, r.basis, *settings, r.backends, r.llama_cpp_version)
@@ -359,6 +368,15 @@ def records(ctx: AppContext, model: str | None = None) -> list[ResultRecord]:
     out = []
     for pair in newest.values():
         if "pp" in pair and "tg" in pair:
-            tg = pair["tg"]
-            out.append(ResultRecord.of(pair["pp"], tg, MachineClass.of(profile, tg.backends, tg.llama_cpp_version)))
+            pp, tg = pair["pp"], pair["tg"]
+            file = tg.sha256 or tg.model_filename
+            drafting = tuple(
+                DraftSpeedup(g.task, Path(g.draft).name, round(g.speedup, 3), g.same_text)
+                for g in _draft_gains(tasks.get(file, {}))
+            )
+            check = tool_checks.latest(ctx.db, machine_id, tg.sha256) if tg.sha256 and tg.basis == "measured" else None
+            tools = ToolCheckResult(check.passed, check.total, check.tool_format) if check and check.total else None
+            machine = MachineClass.of(profile, tg.backends, tg.llama_cpp_version)
+            image_ms = pp.image_encode_ms or tg.image_encode_ms
+            out.append(ResultRecord.of(pp, tg, machine, drafting, image_ms, tools, localopen.__version__))
     return sorted(out, key=lambda rec: rec.measured_at)

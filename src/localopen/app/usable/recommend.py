@@ -15,11 +15,12 @@ from typing import Any
 from localopen.app.context import AppContext
 from localopen.app.conversation import capabilities
 from localopen.app.usable.usable_here import CatalogRow, MachineSnapshot, catalog_rows
+from localopen.core.estimate import verdict as verdicts
 from localopen.core.estimate.memory import human_bytes
 from localopen.core.openness.grade import in_one_line
 
 USABLE_BANDS = ("fluent", "comfortable", "readable")
-_BASIS_ORDER = ("measured", "probed", "predicted")
+_BASIS_ORDER = verdicts.BASES
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Recommendation:
     grade: str  # "A · T3"
     letter: str
     band: str
-    basis: str  # measured | probed | predicted
+    basis: str  # measured | probed | shared | predicted
     reason: str
     size_bytes: int | None
     can: tuple[str, ...]  # thinking, tools (when known from a template)

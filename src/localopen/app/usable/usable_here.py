@@ -6,7 +6,9 @@ Every answer starts from one `MachineSnapshot` of what this machine knows (its p
 installed files, the probed files, the calibration), read once per refresh, off any UI thread.
 The usable-here verdict says how it was obtained: measured where this machine has measured the
 installed file (a benchmark, or a load that failed), else probed where the Hub file was probed
-here before a download, else predicted from the file's shape and this machine's calibration.
+here before a download, else shared where the open index holds records of the exact file (by
+sha256) from machines like this one, else predicted from the file's shape and this machine's
+calibration. A remote record never overrides a measurement made here, nor the fit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from localopen.app.context import AppContext
 from localopen.app.conversation import vision
+from localopen.app.index import read as index_reader
 from localopen.app.measure import calibration as calibrations
 from localopen.app.models import library
 from localopen.core.estimate import verdict as verdicts
@@ -33,11 +36,14 @@ from localopen.core.estimate.memory import FitVerdict, ModelShape, cache_args
 from localopen.core.estimate.speed import Calibration, Features
 from localopen.core.gguf.files import matches_quant, model_name
 from localopen.core.gguf.header import GGUFHeader
+from localopen.core.index.likeness import SharedSpeed, shared_speed
+from localopen.core.index.trust import Checked
 from localopen.core.machine.devices import devices
 from localopen.core.machine.hardware import HardwareProfile
 from localopen.core.openness.catalog import CatalogModel, Quant
 from localopen.core.openness.grade import Evidence, Grade, evidence_from_header, grade
 from localopen.core.openness.recognise import CatalogMatch, match_file
+from localopen.core.report.result_record import MachineClass
 from localopen.core.store import library_db as core_library
 from localopen.core.store import measurements as usability
 from localopen.core.store import presets as preset_store
@@ -65,6 +71,16 @@ class MachineSnapshot:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     asked: tuple[int | None, str | None, bool | None] = (None, None, None)
     budget: Budget = field(default_factory=Budget)  # the share of memory models may take
+    index: dict[str, Checked] = field(default_factory=dict)  # the open index's cached records, by sha256
+
+    def shared_speed(self, sha256: str, fit: FitVerdict | None) -> SharedSpeed | None:
+        """What the open index says of this file on machines like this one (None: nothing, or it
+        does not fit here: a remote record never answers for memory)."""
+        checked = self.index.get(sha256) if sha256 else None
+        if checked is None or self.profile is None or (fit is not None and fit.code not in FITTING + ("tight",)):
+            return None
+        gpu = self.profile.gpus[0].name if fit is not None and fit.code == "fits_gpu" and self.profile.gpus else None
+        return shared_speed(checked, MachineClass.of(self.profile, "CPU", ""), gpu)
 
     def fit_settings(self, model: str | None) -> tuple[int, dict[str, Any]]:
         """The context and KV cache a model's fit is computed for: what the caller asked, else the
@@ -103,6 +119,7 @@ class MachineSnapshot:
             {p.model: p.settings for p in preset_store.all_presets(ctx.db)},
             (n_ctx, kv_cache_type, flash_attn),
             ctx.settings.budget,
+            index_reader.cached(ctx),
         )
 
 
@@ -143,9 +160,10 @@ def verdict(
     probe: usability.MeasuredSpeed | None = None,
     features: Features | None = None,
     embeds: bool = False,
+    sha256: str = "",
 ) -> verdicts.Verdict | None:
-    """Measured beats probed beats predicted; an embedding model is judged by how fast it reads."""
-    found = _verdict(ctx, here, fit, installed, probe, features)
+    """Measured beats probed beats shared beats predicted; an embedding model is judged by how fast it reads."""
+    found = _verdict(ctx, here, fit, installed, probe, features, sha256)
     return verdicts.for_embeddings(found, ctx.thresholds) if embeds and found is not None else found
 
 
@@ -156,6 +174,7 @@ def _verdict(
     installed: LibraryModel | None,
     probe: usability.MeasuredSpeed | None,
     features: Features | None,
+    sha256: str,
 ) -> verdicts.Verdict | None:
     if installed is not None:
         measured = library.verdict_of(ctx, installed, here.profile)
@@ -163,6 +182,9 @@ def _verdict(
             return measured
     if probe is not None:
         return verdicts.probed(probe.tg_tps, probe.pp_tps, ctx.thresholds)
+    shared = here.shared_speed(sha256, fit)
+    if shared is not None:
+        return verdicts.shared(shared.tg_tps, shared.pp_tps, ctx.thresholds, shared.describe(), shared.machines)
     if fit is None:
         return None
     speed = None
@@ -194,7 +216,8 @@ def quant_rows(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> l
         n_ctx, cache = here.fit_settings(mine.name if mine else None)
         fit = catalog_fit(model, here.profile, q, n_ctx, cache, here.budget) if here.profile else None
         probe = _probe_of(ctx, here, model, q)
-        answer = verdict(ctx, here, fit, mine, probe, catalog_features(model, q), model.kind == "embedding")
+        features = catalog_features(model, q)
+        answer = verdict(ctx, here, fit, mine, probe, features, model.kind == "embedding", q.sha256 or "")
         rows.append(QuantRow(q, fit, answer))
     return rows
 
@@ -206,7 +229,8 @@ def catalog_row(ctx: AppContext, here: MachineSnapshot, model: CatalogModel) -> 
     n_ctx, cache = here.fit_settings(installed.name if installed else None)
     fit = catalog_fit(model, here.profile, n_ctx=n_ctx, cache=cache, budget=here.budget) if here.profile else None
     probe = _probe_of(ctx, here, model, quant)
-    answer = verdict(ctx, here, fit, installed, probe, catalog_features(model, quant), model.kind == "embedding")
+    features = catalog_features(model, quant)
+    answer = verdict(ctx, here, fit, installed, probe, features, model.kind == "embedding", quant.sha256 or "")
     return CatalogRow(model, quant, fit, answer, installed)
 
 
@@ -273,8 +297,9 @@ def file_row(ctx: AppContext, here: MachineSnapshot, path: Path) -> FileRow:
         probe = usability.latest_probe(
             ctx.db, here.machine_id, installed.repo, [installed.filename], installed.expected_sha256
         )
-    answer = verdict(ctx, here, fit, installed, probe, file_features(header, total), header.embeds_only)
-    known = match_file(ctx.catalog, header.metadata, path.name, known_sha256(ctx.db, path))
+    sha = known_sha256(ctx.db, path)
+    answer = verdict(ctx, here, fit, installed, probe, file_features(header, total), header.embeds_only, sha or "")
+    known = match_file(ctx.catalog, header.metadata, path.name, sha)
     largest = largest_contexts(
         here,
         ModelShape.from_header(header, total),

@@ -2,9 +2,10 @@
 
 Bands people recognise, from generation speed and time to first token (for a 512-token prompt).
 Each verdict says how it was obtained: measured (a benchmark of the real file, or a load that
-failed here), probed (a benchmark of a zero-data replica of the Hub file, before any download)
-or predicted (this machine's calibration applied to the file's shape; without a calibration, a
-rough share of the memory-bandwidth bound that says so).
+failed here), probed (a benchmark of a zero-data replica of the Hub file, before any download),
+shared (the open index's records of the exact file from machines like this one) or predicted
+(this machine's calibration applied to the file's shape; without a calibration, a rough share
+of the memory-bandwidth bound that says so).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ROUGH = "predicted roughly (this machine is not calibrated yet)"
 # A calibration taken while other programs kept the cores busy reads low: said wherever it is used.
 BUSY = "taken while other programs kept the cores busy: it may read low until measured again when calm"
 PROMPT_TOKENS = 512
-BASES = ("measured", "probed", "predicted")
+BASES = ("measured", "probed", "shared", "predicted")
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class Thresholds:
 class Verdict:
     band: str
     reason: str
-    basis: str  # measured | probed | predicted
+    basis: str  # measured | probed | shared | predicted
     tg_tps: float | None = None
     pp_tps: float | None = None
+    machines: int = 0  # shared: the independent submissions from machines like this one
 
     @property
     def predicted(self) -> bool:
@@ -64,6 +66,8 @@ class Verdict:
             return "measured on this machine"
         if self.basis == "probed":
             return "measured here on the Hub file's header, before downloading"
+        if self.basis == "shared":
+            return f"measured on {self.machines} machine{'s' if self.machines != 1 else ''} like this one (open index)"
         if self.reason.startswith(ROUGH) or self.tg_tps is None:
             return "predicted roughly: this machine is not calibrated yet"
         if BUSY in self.reason:
@@ -73,6 +77,8 @@ class Verdict:
     @property
     def label(self) -> str:
         """The band with how it was obtained, as every face shows it."""
+        if self.basis == "shared":
+            return f"{self.band} ({self.machines} like this)"
         return f"{self.band} ({self.basis})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +89,7 @@ class Verdict:
             "pp_tps": round(self.pp_tps, 2) if self.pp_tps else None,
             "ttft_s": self.ttft_s,
             "reason": self.reason,
+            **({"machines": self.machines} if self.basis == "shared" else {}),
         }
 
 
@@ -112,6 +119,14 @@ def measured(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
 
 def probed(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
     return _speeds(tg_tps, pp_tps, t, "probed", "probed here on a zero-data replica of the Hub file")
+
+
+def shared(tg_tps: float, pp_tps: float, t: Thresholds, words: str, machines: int) -> Verdict:
+    """From the open index: the median of machines like this one (`words` says how many, the
+    spread and whether they agree)."""
+    v = _speeds(tg_tps, pp_tps, t, "shared", words.split(":")[0])
+    reason = words + (f", first token after {v.ttft_s:.1f} s for a {PROMPT_TOKENS}-token prompt" if v.ttft_s else "")
+    return Verdict(v.band, reason, "shared", tg_tps, pp_tps, machines)
 
 
 def predicted(

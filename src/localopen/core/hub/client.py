@@ -254,6 +254,49 @@ class Hub:
         licence = card.get("license") if card is not None else None
         return RepoFacts(repo, files, licence if isinstance(licence, str) else None, info.gated or False, at)
 
+    def open_pull_request(self, repo: str, files: dict[str, bytes], title: str, description: str) -> str:
+        """Files added to a dataset repository as a pull request (a contributor needs no write
+        access, and every contribution is reviewed before it is merged); its address."""
+        if not token():
+            raise HubError(
+                "Publishing needs a Hugging Face token (HF_TOKEN, or `hf auth login`): the pull request is "
+                "opened in your name. localopen never shows or logs the token."
+            )
+        from huggingface_hub import CommitOperationAdd
+
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+        info = self._call(
+            repo,
+            lambda: self._api().create_commit(
+                repo,
+                operations,
+                commit_message=title,
+                commit_description=description,
+                repo_type="dataset",
+                create_pr=True,
+            ),
+        )
+        return str(info.pr_url or info.commit_url)
+
+    def dataset_folder(self, repo: str, path: str) -> list[tuple[str, str]]:
+        """The files in one folder of a dataset repository, with their blob ids (a file changed is
+        a new id); a folder that does not exist raises NotFoundError."""
+        from huggingface_hub.hf_api import RepoFile
+
+        def call() -> list[tuple[str, str]]:
+            tree = self._api().list_repo_tree(repo, path_in_repo=path, repo_type="dataset")
+            return [(e.path, e.blob_id) for e in tree if isinstance(e, RepoFile)]
+
+        return self._call(f"{repo}/{path}", call)
+
+    def dataset_file(self, repo: str, path: str, cache_dir: Path) -> bytes:
+        """One file of a dataset repository (through huggingface_hub's download cache in `cache_dir`)."""
+        local = self._call(
+            f"{repo}/{path}",
+            lambda: self._api().hf_hub_download(repo, path, repo_type="dataset", cache_dir=cache_dir),
+        )
+        return Path(local).read_bytes()
+
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
         sort_key = {
             "downloads": "downloads",

@@ -6,7 +6,14 @@ from a newer schema is refused in words, never half read.
 
 The machine is described by what decides speed and can be compared across machines (its CPU
 model and widest vector instructions, cores, RAM, measured memory bandwidth, GPUs, the backend
-and the llama.cpp build), never by anything that names the person or the host.
+and the llama.cpp build), never by anything that names the person or the host: no host or user
+name, no path, no address, no serial or fingerprint, and the day of the measurement, never its
+time (a time of day with a time zone narrows down where someone lives).
+
+Version 2 adds what else was measured with the same file and settings: the file's architecture,
+the load's time, kernels and peak memory, the first-token time, the drafting speed-ups, a vision
+model's picture encoding and the tool-calling check; and the llama.cpp build number and localopen's
+version. A version 1 record still reads (those fields then empty).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -25,7 +33,7 @@ from localopen.core.machine.kernels import simd_level
 from localopen.core.records import BenchResult
 
 SCHEMA = "localopen.result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Band(str, Enum):
@@ -85,6 +93,25 @@ class MachineClass:
 
 
 @dataclass(frozen=True)
+class DraftSpeedup:
+    """A drafting task's speed against the same task decoded plainly (app/measure/draft_bench)."""
+
+    task: str  # "copy", "code", "chat"
+    draft: str  # "lookup", or the draft model's file name
+    speedup: float
+    same_text: bool | None
+
+
+@dataclass(frozen=True)
+class ToolCheckResult:
+    """The "usable as an agent" check: tasks passed of those run, and the tool-call format used."""
+
+    passed: int
+    total: int
+    format: str
+
+
+@dataclass(frozen=True)
 class ResultRecord:
     model_file: str
     sha256: str  # "" when the file's hash is not known
@@ -106,8 +133,27 @@ class ResultRecord:
     type_v: str
     flash_attn: str
     machine: MachineClass
-    measured_at: str  # ISO 8601, UTC
+    measured_at: str  # the day, UTC (YYYY-MM-DD); version 1 records carry the time too
     version: int = SCHEMA_VERSION
+    # Version 2: the file's architecture; the rest of the protocol; what else was measured
+    architecture: str = ""
+    n_batch: int = 0
+    n_ubatch: int = 0
+    kernels: tuple[str, ...] = ()  # llama.cpp's CPU weight layouts chosen ("CPU_REPACK", "AMX")
+    load_time_ms: float | None = None
+    ttft_ms: float | None = None  # the prompt test's time to its first token
+    peak_rss_bytes: int | None = None
+    decode_bound_tps: float | None = None  # the machine's memory-bandwidth bound for this file
+    drafting: tuple[DraftSpeedup, ...] = ()
+    image_encode_ms: float | None = None
+    tools: ToolCheckResult | None = None
+    build_number: int = 0  # llama.cpp's build number, when known
+    localopen: str = ""  # localopen's version
+
+    @property
+    def id(self) -> str:
+        """The record's content hash: the same measurement sent twice is one record."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:32]
 
     @property
     def band(self) -> Band:
@@ -116,8 +162,19 @@ class ResultRecord:
         return Band(band_for(self.tg_ts, ttft, Thresholds()))
 
     @classmethod
-    def of(cls, pp: BenchResult, tg: BenchResult, machine: MachineClass) -> ResultRecord:
-        """One model's prompt and generation tests, measured together on `machine`."""
+    def of(
+        cls,
+        pp: BenchResult,
+        tg: BenchResult,
+        machine: MachineClass,
+        drafting: tuple[DraftSpeedup, ...] = (),
+        image_encode_ms: float | None = None,
+        tools: ToolCheckResult | None = None,
+        localopen: str = "",
+    ) -> ResultRecord:
+        """One model's prompt and generation tests, measured together on `machine`, with what else
+        was measured of the same file there."""
+        peaks = [r.peak_rss_bytes for r in (pp, tg) if r.peak_rss_bytes]
         return cls(
             model_file=tg.model_filename.split("/")[-1],
             sha256=tg.sha256,
@@ -139,13 +196,28 @@ class ResultRecord:
             type_v=tg.type_v,
             flash_attn=tg.flash_attn,
             machine=machine,
-            measured_at=max(pp.test_time, tg.test_time),
+            measured_at=max(pp.test_time, tg.test_time)[:10],
+            architecture=tg.model_type.split(" ")[0] if tg.model_type else "",
+            n_batch=tg.n_batch,
+            n_ubatch=tg.n_ubatch,
+            kernels=tuple(tg.kernels),
+            load_time_ms=_rounded(tg.load_time_ms or pp.load_time_ms, 1),
+            ttft_ms=_rounded(pp.ttft_ms, 1),
+            peak_rss_bytes=max(peaks) if peaks else None,
+            decode_bound_tps=_rounded(tg.decode_bound_tps, 2),
+            drafting=drafting,
+            image_encode_ms=_rounded(image_encode_ms, 1),
+            tools=tools,
+            build_number=tg.build_number,
+            localopen=localopen,
         )
 
     def to_dict(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)
         fields.pop("version")
         fields["machine"]["gpus"] = list(self.machine.gpus)
+        fields["kernels"] = list(self.kernels)
+        fields["drafting"] = [dataclasses.asdict(d) for d in self.drafting]
         return {"schema": SCHEMA, "version": self.version, "band": self.band.value, **fields}
 
     @classmethod
@@ -164,8 +236,16 @@ class ResultRecord:
         try:
             machine = dict(data["machine"])
             machine["gpus"] = tuple(str(g) for g in machine["gpus"])
-            fields = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name not in ("machine", "version")}
+            fields = {
+                f.name: data[f.name]
+                for f in dataclasses.fields(cls)
+                if f.name not in ("machine", "version") and (f.name in _VERSION_1 or f.name in data)
+            }
             fields["basis"] = Basis(fields["basis"])
+            fields["kernels"] = tuple(str(k) for k in fields.get("kernels", ()))
+            fields["drafting"] = tuple(DraftSpeedup(**d) for d in fields.get("drafting", ()))
+            if fields.get("tools") is not None:
+                fields["tools"] = ToolCheckResult(**fields["tools"])
             record = cls(**fields, machine=MachineClass(**machine), version=version)
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"A result record with a missing or wrong field: {exc}.") from exc
@@ -173,21 +253,35 @@ class ResultRecord:
         return record
 
 
+# The fields every version has (those without a default): a later field may be missing from an older record.
+_VERSION_1 = frozenset(f.name for f in dataclasses.fields(ResultRecord) if f.default is dataclasses.MISSING)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
 def _schema_of(data: Any) -> Any:
     return data.get("schema") if isinstance(data, dict) else type(data).__name__
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_types(record: ResultRecord) -> None:
-    """Numbers are numbers and texts are texts, as the fields say (a record may come from anyone)."""
-    for value, f in [(getattr(record, f.name), f) for f in dataclasses.fields(record)] + [
-        (getattr(record.machine, f.name), f) for f in dataclasses.fields(record.machine)
-    ]:
-        kind = str(f.type)
-        ok = {
-            "str": isinstance(value, str),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "float | None": value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),
-        }.get(kind, True)
-        if not ok:
-            raise RecordError(f"A result record whose {f.name} is {value!r}, not a {kind}.")
+    """Numbers are finite numbers and texts are texts, as the fields say (a record may come from anyone)."""
+    parts: list[Any] = [record, record.machine, *record.drafting, *([record.tools] if record.tools else [])]
+    for part in parts:
+        for f in dataclasses.fields(part):
+            value, kind = getattr(part, f.name), str(f.type)
+            ok = {
+                "str": isinstance(value, str),
+                "int": isinstance(value, int) and not isinstance(value, bool),
+                "int | None": value is None or (isinstance(value, int) and not isinstance(value, bool)),
+                "float": _number(value),
+                "float | None": value is None or _number(value),
+                "bool | None": value is None or isinstance(value, bool),
+            }.get(kind, True)
+            if not ok:
+                raise RecordError(f"A result record whose {f.name} is {value!r}, not a {kind}.")

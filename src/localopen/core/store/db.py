@@ -243,6 +243,21 @@ MIGRATIONS = [
     """
     ALTER TABLE messages ADD COLUMN images TEXT NOT NULL DEFAULT '';
     """,
+    # 10: results shared with the open usability index: each submission exactly as the user saw it
+    # (kept until the Hub took it: offline, it waits), and the records it holds (never offered twice)
+    """
+    CREATE TABLE IF NOT EXISTS index_submissions (
+        id TEXT PRIMARY KEY,
+        created_on TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        files TEXT NOT NULL,
+        sent_to TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE IF NOT EXISTS index_shared (
+        record_id TEXT PRIMARY KEY,
+        submission TEXT NOT NULL REFERENCES index_submissions(id)
+    );
+    """,
 ]
 
 
