@@ -101,11 +101,14 @@ their weight; treat a figure from one submission as one person's word.
 
 ## Query it in place
 
-The Hub converts the files to Parquet; DuckDB reads them where they are:
+DuckDB (0.10.3 and later) reads the files where they are, through `hf://` paths:
 
 ```sql
 SELECT model_file, machine.cpu_model, median(tg_ts) AS tg, count(*) AS n
 FROM 'hf://datasets/{repo}/{RECORDS_DIR}/**/*.jsonl'
 GROUP BY ALL ORDER BY n DESC;
 ```
+
+The Hub also converts a public dataset to Parquet (its `refs/convert/parquet` revision):
+`FROM 'hf://datasets/{repo}@~parquet/**/*.parquet'` reads that conversion instead.
 """
