@@ -795,6 +795,75 @@ def _() -> Outcome:
     return refused(cli("refresh", "--audit", env=env), "could not be reached")
 
 
+MINISTRAL_3B_Q4 = "9ed150d4367e68df0ac8e1540f6ddc65b42d0ee26378329d1ecbca60f93fc5f8"  # its sha256 is in the catalog
+
+
+@case("index: a hostile folder of the open index (not JSON, NaN, wrong kinds, not UTF-8, too deep, too large)")
+def _() -> Outcome:
+    from localopen.core.index.layout import DEFAULT_REPO, partition
+
+    from fake_hub import FakeHub
+
+    folder = partition(MINISTRAL_3B_Q4)
+    record = {"schema": "localopen.result", "version": 2, "machine": "x", "drafting": [1], "tools": "y"}
+    hub = FakeHub().start()
+    hub.add_dataset(
+        DEFAULT_REPO,
+        {
+            f"{folder}/a.jsonl": b"{not json\n",
+            f"{folder}/b.jsonl": b'{"schema": "localopen.result", "version": 2, "tg_ts": NaN}\n',
+            f"{folder}/c.jsonl": json.dumps(record).encode(),
+            f"{folder}/d.jsonl": b"\xff\xfe\x00 not text",
+            f"{folder}/e.jsonl": b"[" * 100_000 + b"]" * 100_000,
+            f"{folder}/f.jsonl": b"{}\n" * 200_000,
+        },
+    )
+    try:
+        env = fresh_env(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0")
+        out = cli("info", "ministral-3-3b-instruct-2512", "--json", env=env)
+        fetched = [path for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path]
+    finally:
+        hub.stop()
+    large = sum(path.endswith("/f.jsonl") for path in fetched)
+    ok = out.passed and out.detail.startswith("exit 0 ") and len(fetched) == 5 and not large
+    return Outcome(ok, f"{out.detail}; {len(fetched)} files read, the large one: {bool(large)}")
+
+
+def _benched_home(**extra: str) -> dict[str, str]:
+    env = fresh_env(**extra)
+    subprocess.run(
+        [*exe(), "bench", str(tiny("share.gguf")), "-p", "16", "-n", "4", "-r", "3"], env=env, capture_output=True
+    )
+    return env
+
+
+@case("index: results --share --yes with the Hub out of reach (kept, said)")
+def _() -> Outcome:
+    env = _benched_home(HF_HUB_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_x")
+    out = subprocess.run([*exe(), "results", "--share", "--yes"], env=env, capture_output=True, text=True, timeout=120)
+    said = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-150:]
+    ok = out.returncode == 0 and "kept and sent with your next share" in said and "Traceback" not in out.stderr
+    return Outcome(ok, f"exit {out.returncode}: {said[:150]}")
+
+
+@case("index: results --share --yes to a dataset that does not exist")
+def _() -> Outcome:
+    from fake_hub import FakeHub
+
+    hub = FakeHub().start()
+    try:
+        env = _benched_home(HF_HUB_OFFLINE="0", HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_x")
+        subprocess.run([*exe(), "settings", "index_repo", "nobody/no-such-index"], env=env, capture_output=True)
+        out = subprocess.run(
+            [*exe(), "results", "--share", "--yes"], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        hub.stop()
+    said = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-150:]
+    ok = out.returncode == 1 and "not found" in said and "Traceback" not in out.stderr
+    return Outcome(ok, f"exit {out.returncode}: {said[:150]}")
+
+
 @case("cli: localopen catalog | head (the reader stops early)")
 def _() -> Outcome:
     shell = f"{' '.join(exe())} catalog | head -2"

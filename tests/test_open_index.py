@@ -279,6 +279,7 @@ def test_machines_like_this_one_give_the_verdict_before_a_download(hub: FakeHub,
             + b"not json\n"
             + json.dumps({**_record(same, t).to_dict(), "version": SCHEMA_VERSION + 1}).encode()
             + b"\n",
+            f"{folder}/2026-12-05-ffff.jsonl": b"{}\n" * 100_000,  # 300 KB: no submission is that large
             "records/00/" + "00" * 32 + "/2026-12-01-eeee.jsonl": _lines(_record(same, t, sha256="00" * 32)),
         },
     )
@@ -298,9 +299,15 @@ def test_machines_like_this_one_give_the_verdict_before_a_download(hub: FakeHub,
     )
     assert verdict.basis_words == "measured on 3 machines like this one (open index)"
     assert "they agree" in verdict.reason and "scaled to this machine's memory bandwidth" in verdict.reason
-    assert "6 records ignored: 3 implausible" in verdict.reason
+    assert "7 records ignored: 3 implausible" in verdict.reason
     ignored = index_reader.cached(ctx)[SHA].ignored
-    assert ignored == {"implausible": 3, "duplicate": 1, "malformed": 1, "of a newer schema": 1}
+    assert ignored == {
+        "implausible": 3,
+        "duplicate": 1,
+        "malformed": 1,
+        "of a newer schema": 1,
+        "file too large to be a submission": 1,
+    }
     q4 = next(q for q in quant_rows(ctx, snapshot, entry) if q.quant.type == "Q4_K_M")
     assert q4.verdict == verdict  # the file's row says the same
 

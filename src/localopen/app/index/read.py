@@ -26,6 +26,10 @@ from localopen.core.store.library_db import cached_files_by_repo
 log = logging.getLogger("localopen.index")
 
 FRESH_FOR_S = 24 * 3600  # a file's folder is listed again after a day
+# A submission holds a few records of one file (a few KB): a larger file is not one, and is not
+# downloaded (an index must not make its readers fetch what someone chose to make large).
+MAX_SUBMISSION_BYTES = 256 * 1024
+TOO_LARGE = "file too large to be a submission"
 SHA256_LENGTH = 64
 
 
@@ -58,9 +62,11 @@ def refresh(ctx: AppContext, sha256s: Iterable[str], fresh_for_s: float = FRESH_
             return str(exc)
         files = {}
         try:
-            for path, blob in listing:
+            for path, blob, size in listing:
                 if path in old and old[path].get("blob") == blob:
                     files[path] = old[path]
+                elif size > MAX_SUBMISSION_BYTES:
+                    files[path] = {"blob": blob, "skipped": TOO_LARGE}
                 else:
                     text = hub.dataset_file(ctx.settings.index_repo, path, folder / "hub").decode("utf-8", "replace")
                     files[path] = {"blob": blob, "text": text}
@@ -107,7 +113,9 @@ def cached(ctx: AppContext) -> dict[str, Checked]:
     for path in folder.glob("*.json") if folder.is_dir() else []:
         files = _read_cache(folder, path.stem).get("files", {})
         lines = [(source, line) for source, f in files.items() for line in str(f.get("text", "")).splitlines()]
-        out[path.stem] = check(lines)
+        checked = check(lines)
+        checked.ignored.update(str(f["skipped"]) for f in files.values() if f.get("skipped"))
+        out[path.stem] = checked
     return out
 
 

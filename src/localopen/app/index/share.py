@@ -120,6 +120,6 @@ def publish(ctx: AppContext, submission: Submission) -> Published:
 def _has_card(hub: Hub, repo: str) -> bool:
     """Whether the dataset already has its card (the first contribution brings it)."""
     try:
-        return any(path == CARD_PATH for path, _ in hub.dataset_folder(repo, ""))
+        return any(path == CARD_PATH for path, _, _ in hub.dataset_folder(repo, ""))
     except NotFoundError:
         return False

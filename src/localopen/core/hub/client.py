@@ -278,14 +278,14 @@ class Hub:
         )
         return str(info.pr_url or info.commit_url)
 
-    def dataset_folder(self, repo: str, path: str) -> list[tuple[str, str]]:
-        """The files in one folder of a dataset repository, with their blob ids (a file changed is
-        a new id); a folder that does not exist raises NotFoundError."""
+    def dataset_folder(self, repo: str, path: str) -> list[tuple[str, str, int]]:
+        """The files in one folder of a dataset repository: path, blob id (a file changed is a new
+        id) and size; a folder that does not exist raises NotFoundError."""
         from huggingface_hub.hf_api import RepoFile
 
-        def call() -> list[tuple[str, str]]:
+        def call() -> list[tuple[str, str, int]]:
             tree = self._api().list_repo_tree(repo, path_in_repo=path, repo_type="dataset")
-            return [(e.path, e.blob_id) for e in tree if isinstance(e, RepoFile)]
+            return [(e.path, e.blob_id, e.size) for e in tree if isinstance(e, RepoFile)]
 
         return self._call(f"{repo}/{path}", call)
 

@@ -88,7 +88,7 @@ def check(lines: Iterable[tuple[str, str]]) -> Checked:
             continue
         try:
             record = ResultRecord.from_dict(json.loads(line))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             out.ignored["malformed"] += 1
             continue
         except RecordError as exc:
