@@ -57,7 +57,7 @@ def _posts(hub: FakeHub) -> list[str]:
     return [path for method, path, _ in hub.requests if method == "POST"]
 
 
-def _save_bench(ctx: AppContext, sha: str, tg_ts: float = 12.0, name: str = "m-Q4_K_M.gguf") -> None:
+def _save_bench(ctx: AppContext, sha: str, tg_ts: float = 12.0, name: str = "m-Q4_K_M.gguf", reps: int = 3) -> None:
     """A pp and a tg result of this machine, as a benchmark saves them."""
     for n_prompt, n_gen, ts in ((512, 0, tg_ts * 9), (0, 128, tg_ts)):
         results_db.save(
@@ -73,8 +73,8 @@ def _save_bench(ctx: AppContext, sha: str, tg_ts: float = 12.0, name: str = "m-Q
                 stddev_ns=0,
                 avg_ts=ts,
                 stddev_ts=ts * 0.02,
-                samples_ns=[1, 1, 1],
-                samples_ts=[ts, ts, ts],
+                samples_ns=[1] * reps,
+                samples_ts=[ts] * reps,
                 test_time="2026-12-07T21:43:10+00:00",
                 n_threads=2,
                 test="pp512" if n_prompt else "tg128",
@@ -90,8 +90,11 @@ def _save_bench(ctx: AppContext, sha: str, tg_ts: float = 12.0, name: str = "m-Q
 def test_nothing_is_sent_until_the_user_says_so_then_one_pull_request_with_the_card(hub: FakeHub) -> None:
     ctx = AppContext()
     _save_bench(ctx, "ab" * 32)
+    _save_bench(ctx, "99" * 32, name="two-runs.gguf", reps=2)  # what every reader would leave out
     shown = run("results", "--share")  # not a terminal, no --yes: shown, never sent
     assert shown.returncode == 1 and "Nothing sent: add --yes" in shown.stderr
+    assert "1 record(s) left out: fewer than 3 repetitions (every reader leaves such a record out)." in shown.stdout
+    assert "- m-Q4_K_M.gguf (abababababab…): pp512 108 and tg128 12 tokens/s, 3 repetitions" in shown.stdout
     assert f"To the Hub dataset {DATASET}" in shown.stdout
     record_line = next(line for line in shown.stdout.splitlines() if line.startswith("{"))
     assert ResultRecord.from_dict(json.loads(record_line)).sha256 == "ab" * 32
@@ -109,7 +112,7 @@ def test_nothing_is_sent_until_the_user_says_so_then_one_pull_request_with_the_c
     assert "license: cc-by-4.0" in card and "hf://datasets/" in card and "cannot stop" in card
 
     again = run("results", "--share")
-    assert again.returncode == 0 and "Nothing new to share" in again.stdout
+    assert again.returncode == 0 and "Nothing new to share" in again.stdout and "left out" in again.stdout
     hub.merge_pull_request(DATASET, 1)
     _save_bench(ctx, "cd" * 32)
     assert run("results", "--share", "--yes").returncode == 0

@@ -28,6 +28,40 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+# Ministral 3 8B Instruct 2512's Q4_K_M (its sha256 is in the catalog), shown in shot 8c.
+INDEXED_SHA256 = "33e7a72cf5e6e2cfc2f2847075acc013d68bba023e35310cef86b5cf8fdca761"
+
+
+def _seed_index(ctx) -> None:  # type: ignore[no-untyped-def]
+    """For the shots only: the open index's cache holds three submissions of one catalog file from
+    machines of this one's class (the app reads it as it would after fetching them)."""
+    import dataclasses
+    import json
+
+    from localopen.app.index import read as index_reader
+    from localopen.core.index.layout import partition
+    from localopen.core.report.result_record import Basis, MachineClass, ResultRecord
+
+    mine = MachineClass.of(ctx.read_profile(), "CPU", "0.3.36")
+    bound = (mine.bandwidth_gbs or 20.0) * 1e9 / 5_198_911_904
+    files = {}
+    for i, (share, bandwidth) in enumerate(((0.55, 1.0), (0.5, 1.3), (0.58, 0.8))):
+        machine = dataclasses.replace(mine, bandwidth_gbs=round((mine.bandwidth_gbs or 20.0) * bandwidth, 1))
+        tg = round(share * bound * bandwidth, 2)
+        record = ResultRecord(
+            "Ministral-3-8B-Instruct-2512-Q4_K_M.gguf", INDEXED_SHA256, "mistralai/Ministral-3-8B-Instruct-2512-GGUF",
+            "Q4_K_M", 8_900_000_000, 5_198_911_904, Basis.MEASURED, 512, tg * 9, tg * 0.4, 128, tg, tg * 0.03, 5,
+            mine.cores_physical, 0, "f16", "f16", "auto", machine, f"2026-12-0{i + 1}",
+        )  # fmt: skip
+        files[f"{partition(INDEXED_SHA256)}/2026-12-0{i + 1}-demo{i}.jsonl"] = {
+            "blob": str(i),
+            "text": json.dumps(record.to_dict()) + "\n",
+        }
+    folder = index_reader.cache_dir(ctx)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{INDEXED_SHA256}.json").write_text(json.dumps({"listed_at": time.time(), "files": files}))
+
+
 def main() -> int:
     out = Path(sys.argv[1]).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -59,6 +93,7 @@ def main() -> int:
 
     services = Services()
     import_file(services.ctx.db, model)
+    _seed_index(services.ctx)
     window = MainWindow(services)
     window.show()
 
@@ -207,7 +242,7 @@ def main() -> int:
         cmp_.check(str(Path(state["seeing"]).resolve()))
         cmp_.n_prompt.setValue(128)
         cmp_.n_gen.setValue(32)
-        cmp_.reps.setValue(2)
+        cmp_.reps.setValue(3)  # the fewest repetitions a shared record may have (the share dialog's shot)
         cmp_.run()
 
     def compare_done() -> None:
@@ -225,6 +260,12 @@ def main() -> int:
 
     def compare_drafting_done() -> None:
         shot("5b-compare-drafting")
+        window.views["Compare"].share_button.click()
+
+    def compare_share() -> None:
+        dialog = window.views["Compare"].share_dialog
+        shot("5c-compare-share", dialog)
+        dialog.reject()
 
     def offer_after_update() -> None:
         # What a llama.cpp update brings at the next start: a result of an earlier build (0.3.30).
@@ -343,6 +384,7 @@ def main() -> int:
     when(lambda: True, compare_start)
     when(lambda: not window.views["Compare"].running, compare_done)
     when(lambda: not window.views["Compare"].running, compare_drafting_done)
+    when(lambda: getattr(window.views["Compare"], "share_dialog", None) is not None, compare_share)
     when(lambda: True, offer_after_update)
     when(lambda: "rerun" in window.offer_rows, lambda: shot("0c-offer-after-update"))
     when(lambda: True, server)

@@ -22,7 +22,10 @@ class ShareDialog(QDialog):
         self.setWindowTitle("Share results with the open usability index")
         layout = QVBoxLayout(self)
         if submission.empty:
-            intro = "Nothing new to share: every result here is shared already, or none was measured yet."
+            intro = " ".join(
+                ["Nothing new to share: every result here is shared already, or none was measured yet.",
+                 *submission.left_out_lines()]
+            )  # fmt: skip
         else:
             intro = (
                 f"<b>{len(submission.records)} record(s)</b> of this machine's benchmarks would be sent, exactly as "

@@ -13,12 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from localopen.app.context import AppContext
 from localopen.app.measure import benchmark
 from localopen.core.hub.client import Hub, HubError, NotFoundError, OfflineError
 from localopen.core.index.layout import CARD_PATH, dataset_card, submission_files
+from localopen.core.index.trust import implausible
 from localopen.core.report.result_record import ResultRecord
 from localopen.core.store import index_submissions as store
 
@@ -33,16 +35,26 @@ class Submission:
     repo: str
     records: tuple[ResultRecord, ...]
     files: dict[str, bytes]
-    left_out: int  # records of files whose sha256 is not known (they cannot be tied to a file)
+    left_out: dict[str, int]  # records not sent, by why (no sha256; what every reader would reject)
     waiting: int  # earlier submissions kept while offline, sent with this one
 
     @property
     def empty(self) -> bool:
         return not self.records and not self.waiting
 
+    def left_out_lines(self) -> list[str]:
+        return [f"{count} record(s) left out: {why}." for why, count in self.left_out.items()]
+
     def text(self) -> str:
         """Everything that would be sent, as the faces show it before asking."""
         lines = [f"To the Hub dataset {self.repo}, as a pull request in your name (reviewed before it is merged):"]
+        for r in self.records:
+            lines.append(
+                f"- {r.model_file} ({r.sha256[:12]}…): pp{r.pp_tokens} {r.pp_ts:g} and tg{r.tg_tokens} {r.tg_ts:g} "
+                f"tokens/s, {r.reps} repetitions, {r.n_threads} threads, on {r.machine.cpu_model or r.machine.arch} "
+                f"({r.machine.simd}, {r.machine.cores_physical} cores, {r.machine.ram_gib} GiB), {r.measured_at}"
+            )
+        lines += ["", "The files, byte for byte:"]
         for path, data in self.files.items():
             lines += ["", f"{path}:", data.decode().rstrip("\n")]
         lines.append("")
@@ -50,8 +62,7 @@ class Submission:
             f"The dataset card ({CARD_PATH}: licence CC-BY-4.0, the schema, the protocol) goes with it if the "
             "dataset has none yet."
         )
-        if self.left_out:
-            lines.append(f"{self.left_out} record(s) left out: their file's sha256 is not known.")
+        lines += self.left_out_lines()
         if self.waiting:
             lines.append(f"{self.waiting} earlier submission(s) kept while offline are sent with it.")
         lines.append(
@@ -78,11 +89,20 @@ class Published:
 def prepare(ctx: AppContext, model: str | None = None) -> Submission:
     """This machine's records not shared yet, as the files a share would send."""
     done = store.shared_ids(ctx.db)
-    fresh = [r for r in benchmark.records(ctx, model) if r.id not in done]
-    tied = tuple(r for r in fresh if r.sha256)
+    kept: list[ResultRecord] = []
+    left_out: Counter[str] = Counter()
+    for record in benchmark.records(ctx, model):
+        if record.id in done:
+            continue
+        why = "their file's sha256 is not known" if not record.sha256 else implausible(record)
+        if why is None:
+            kept.append(record)
+        else:  # what every reader would leave out is not sent
+            left_out[f"{why} (every reader leaves such a record out)" if record.sha256 else why] += 1
     sid = uuid.uuid4().hex[:12]  # names the file: random, never derived from the machine or person
-    repo = ctx.settings.index_repo
-    return Submission(sid, repo, tied, submission_files(tied, sid), len(fresh) - len(tied), len(store.waiting(ctx.db)))
+    records = tuple(kept)
+    files = submission_files(records, sid)
+    return Submission(sid, ctx.settings.index_repo, records, files, dict(left_out), len(store.waiting(ctx.db)))
 
 
 def publish(ctx: AppContext, submission: Submission) -> Published:
