@@ -57,13 +57,18 @@ def _posts(hub: FakeHub) -> list[str]:
     return [path for method, path, _ in hub.requests if method == "POST"]
 
 
-def _save_bench(ctx: AppContext, sha: str, tg_ts: float = 12.0, name: str = "m-Q4_K_M.gguf", reps: int = 3) -> None:
-    """A pp and a tg result of this machine, as a benchmark saves them."""
+def _save_bench(
+    ctx: AppContext, sha: str, tg_ts: float = 12.0, name: str = "m-Q4_K_M.gguf", reps: int = 3, probed: str = ""
+) -> None:
+    """A pp and a tg result of this machine, as a benchmark saves them (`probed`: a probe of this
+    Hub repository's file, before any download)."""
     for n_prompt, n_gen, ts in ((512, 0, tg_ts * 9), (0, 128, tg_ts)):
         results_db.save(
             ctx.db,
             BenchResult(
-                model_filename=f"/home/someone/models/{name}",
+                model_filename=f"hub:{probed}/{name}" if probed else f"/home/someone/models/{name}",
+                basis="probed" if probed else "measured",
+                repo=probed,
                 model_type="llama 1B Q4_K - Medium",
                 model_size=800_000_000,
                 model_n_params=1_000_000_000,
@@ -345,6 +350,10 @@ def test_a_measurement_here_and_the_fit_are_never_overridden(hub: FakeHub, here)
     assert verdict is not None and verdict.band == "does not fit" and verdict.basis == "predicted"
     one = catalog_row(ctx, MachineSnapshot.read(ctx, profile), entry).verdict
     assert one is not None and one.basis == "shared" and "one person's word" in one.reason
+    # Probed here: this machine's own measurement of the file answers, whatever the index says.
+    _save_bench(ctx, SHA, tg_ts=3.0, name=entry.quants[0].pattern.strip("*"), probed=entry.gguf_repo)
+    own = catalog_row(ctx, MachineSnapshot.read(ctx, profile), entry).verdict
+    assert own is not None and own.basis == "probed" and own.tg_tps == pytest.approx(3.0)
 
 
 def test_a_version_1_record_still_reads() -> None:

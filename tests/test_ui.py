@@ -463,9 +463,13 @@ def test_settings_are_saved(window: MainWindow, qtbot) -> None:
     dialog.ctx.setValue(8192)
     dialog.offline.setChecked(True)
     dialog.thresholds["fluent_tps"][1].setValue(25)
+    dialog.index_repo.setText("not a dataset id")
+    dialog.accept()  # refused in words, nothing saved
+    assert "owner/name" in dialog.note.text() and load_settings(window.services.ctx.paths)["n_ctx"] != 8192
+    dialog.index_repo.setText("someone/their-index")
     dialog.accept()
     saved = load_settings(window.services.ctx.paths)
-    assert saved["n_ctx"] == 8192 and saved["offline"] is True
+    assert saved["n_ctx"] == 8192 and saved["offline"] is True and saved["index_repo"] == "someone/their-index"
     assert saved["verdict_thresholds"]["fluent_tps"] == 25
     assert window.services.ctx.thresholds.fluent_tps == 25
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from localopen.app.settings import save_hub_token
+from localopen.app.settings import SettingError, parse_value, save_hub_token
 from localopen.core.estimate.verdict import Thresholds
 from localopen.ui.services import Services
 from localopen.ui.widgets import kv_cache_box
@@ -89,6 +89,12 @@ class SettingsDialog(QDialog):
         for label, box in self.thresholds.values():
             form.addRow(label, box)
         form.addRow("Hugging Face token", self.token)
+        self.index_repo = QLineEdit(s.index_repo)
+        self.index_repo.setAccessibleName("The open usability index's Hub dataset")
+        self.index_repo.setToolTip(
+            "Where Compare's Share results… sends a pull request, and where verdicts read others' results"
+        )
+        form.addRow("Open index dataset", self.index_repo)
         self.note = QLabel("")
         self.note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -105,6 +111,11 @@ class SettingsDialog(QDialog):
             self.models_dir.setText(folder)
 
     def accept(self) -> None:
+        try:
+            index_repo = parse_value("index_repo", self.index_repo.text(), "")
+        except SettingError as exc:
+            self.note.setText(str(exc))
+            return
         folder = self.models_dir.text().strip()
         settings = dataclasses.replace(
             self.services.ctx.settings,
@@ -118,6 +129,7 @@ class SettingsDialog(QDialog):
             offline=self.offline.isChecked(),
             calibrate_automatically=self.calibrate.isChecked(),
             thresholds=Thresholds(**{k: box.value() for k, (_, box) in self.thresholds.items()}),
+            index_repo=index_repo,
         )
         if self.token.text().strip():
             save_hub_token(self.token.text())
