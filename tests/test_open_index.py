@@ -414,3 +414,23 @@ def test_compare_shares_in_two_clicks_and_explore_shows_the_basis(seeded: FakeHu
     assert ex.proxy.index(rows[MODEL_ID], 0).data(ROW_ROLE).verdict.basis == "shared"
     assert ex.select(MODEL_ID)
     qtbot.waitUntil(lambda: "machines like this one" in ex.detail.toPlainText(), timeout=20000)
+
+
+def test_a_much_measured_file_costs_its_newest_submissions_only(hub: FakeHub, here, monkeypatch) -> None:
+    ctx, _profile, mine = here
+    monkeypatch.setattr(index_reader, "NEWEST_SUBMISSIONS", 2)
+    folder = partition(SHA)
+    days = ["2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03"]
+    hub.add_dataset(
+        DATASET,
+        {
+            f"{folder}/{day}-s{i}.jsonl": _lines(_record(mine, _speed_at(mine, 0.3 + i / 100)))
+            for i, day in enumerate(days)
+        },
+    )
+    assert index_reader.refresh(ctx, [SHA]) is None
+    fetched = sorted(
+        path.rsplit("/", 1)[1] for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path
+    )
+    assert fetched == ["2026-12-02-s2.jsonl", "2026-12-03-s3.jsonl"]
+    assert len(index_reader.cached(ctx)[SHA].kept) == 2

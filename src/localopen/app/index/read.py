@@ -30,6 +30,9 @@ FRESH_FOR_S = 24 * 3600  # a file's folder is listed again after a day
 # downloaded (an index must not make its readers fetch what someone chose to make large).
 MAX_SUBMISSION_BYTES = 256 * 1024
 TOO_LARGE = "file too large to be a submission"
+# A much-measured file's folder can hold thousands of submissions: the newest are read (their names
+# start with the day), enough for a median, so a reader's cost stays bounded per file shown.
+NEWEST_SUBMISSIONS = 200
 SHA256_LENGTH = 64
 
 
@@ -62,7 +65,7 @@ def refresh(ctx: AppContext, sha256s: Iterable[str], fresh_for_s: float = FRESH_
             return str(exc)
         files = {}
         try:
-            for path, blob, size in listing:
+            for path, blob, size in sorted(listing, reverse=True)[:NEWEST_SUBMISSIONS]:
                 if path in old and old[path].get("blob") == blob:
                     files[path] = old[path]
                 elif size > MAX_SUBMISSION_BYTES:
