@@ -196,8 +196,8 @@ class CompareView(QWidget):
         )
         exports.addWidget(self.builds_button)
         self.share_button = button(
-            "Share results…",
-            "Show this machine's results not shared yet, then publish them to the open usability index",
+            "Share…",
+            "Share results: see this machine's results not shared yet, then publish them to the open usability index",
             self.show_share,
         )
         exports.addWidget(self.share_button)

@@ -92,7 +92,7 @@ class SettingsDialog(QDialog):
         self.index_repo = QLineEdit(s.index_repo)
         self.index_repo.setAccessibleName("The open usability index's Hub dataset")
         self.index_repo.setToolTip(
-            "Where Compare's Share results… sends a pull request, and where verdicts read others' results"
+            "Where Compare's Share… sends a pull request, and where verdicts read others' results"
         )
         form.addRow("Open index dataset", self.index_repo)
         self.note = QLabel("")

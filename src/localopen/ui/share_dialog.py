@@ -1,4 +1,4 @@
-"""Compare's "Share results…": what would be sent to the open usability index, shown whole before
+"""Compare's "Share…": what would be sent to the open usability index, shown whole before
 anything leaves the machine; one click on Publish sends it (app/index/share) and says where."""
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class Recommendation:
     can: tuple[str, ...]  # thinking, tools (when known from a template)
     installed_path: str | None  # set when the file is in the library: chat at once
     basis_words: str = ""  # how the verdict is known, in words (core/estimate/verdict.py)
+    label: str = ""  # the band with its basis as every face shows it ("comfortable (3 like this)")
     openness: str = ""  # the grade's evidence in one line (core/openness/grade.in_one_line)
 
     @property
@@ -48,7 +49,7 @@ class Recommendation:
     def summary(self) -> str:
         """One line: how usable, how known, how big, what it can do."""
         can = f" · {', '.join(self.can)}" if self.can else ""
-        return f"{self.band} ({self.basis}) · {self.size_text}{can}"
+        return f"{self.label or f'{self.band} ({self.basis})'} · {self.size_text}{can}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +114,7 @@ def recommend(ctx: AppContext, here: MachineSnapshot | None = None, limit: int =
                 can=can,
                 installed_path=str(installed.path) if installed is not None and not installed.missing else None,
                 basis_words=row.verdict.basis_words,
+                label=row.verdict.label,
                 openness=in_one_line(row.model.evidence),
             )
         )
