@@ -119,7 +119,7 @@ def publish(ctx: AppContext, submission: Submission) -> Published:
             files = dict(kept.files)
             if not _has_card(hub, kept.repo):
                 files[CARD_PATH] = dataset_card(kept.repo).encode()
-            count = sum(data.count(b"\n") for path, data in kept.files.items())
+            count = sum(data.count(b"\n") for data in kept.files.values())
             address = hub.open_pull_request(
                 kept.repo,
                 files,
