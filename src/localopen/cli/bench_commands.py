@@ -284,9 +284,7 @@ def _share(ctx: AppContext, args: argparse.Namespace) -> int:
 
     submission = share.prepare(ctx, args.model)
     if submission.empty:
-        print("Nothing new to share: every result here is shared already, or none was measured (`localopen bench`).")
-        for line in submission.left_out_lines():
-            print(line)
+        print("\n".join(submission.nothing_lines()))
         return 0
     print(submission.text())
     if not args.yes:

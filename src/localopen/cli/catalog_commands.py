@@ -105,6 +105,12 @@ def _calibration_hint(ctx: AppContext) -> None:
         )
 
 
+def _say_unread(unread: str | None) -> None:
+    """Why the open index could not be read now, when it could not (its cache answers then)."""
+    if unread:
+        print(f"The open index could not be read now ({unread}): its cached records are used.", file=sys.stderr)
+
+
 # --- info -----------------------------------------------------------------------------------
 def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.conversation import capabilities, drafting, vision
@@ -130,8 +136,7 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
         if entry
         else index_reader.refresh_file(ctx, Path(target).expanduser())
     )
-    if unread:
-        print(f"The open index could not be read now ({unread}): its cached records are used.", file=sys.stderr)
+    _say_unread(unread)
     entry = ctx.catalog.get(target)  # with the Hub's exact sizes and sha256 once read
     # One reading of this machine for every row below, the fit for the context and cache asked.
     flags = given(args)
@@ -384,9 +389,7 @@ def cmd_recommend(ctx: AppContext, args: argparse.Namespace) -> int:
     from localopen.app.usable.usable_here import MachineSnapshot
 
     profile = ctx.read_profile()
-    unread = index_reader.refresh_models(ctx, ctx.catalog.models)  # the open index's records of known files
-    if unread:
-        print(f"The open index could not be read now ({unread}): its cached records are used.", file=sys.stderr)
+    _say_unread(index_reader.refresh_models(ctx, ctx.catalog.models))  # the open index's records of known files
     here = MachineSnapshot.read(ctx, profile)
     found = recommend(ctx, here, args.limit)
     if args.json:

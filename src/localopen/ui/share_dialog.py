@@ -22,10 +22,7 @@ class ShareDialog(QDialog):
         self.setWindowTitle("Share results with the open usability index")
         layout = QVBoxLayout(self)
         if submission.empty:
-            intro = " ".join(
-                ["Nothing new to share: every result here is shared already, or none was measured yet.",
-                 *submission.left_out_lines()]
-            )  # fmt: skip
+            intro = " ".join(submission.nothing_lines())
         else:
             intro = (
                 f"<b>{len(submission.records)} record(s)</b> of this machine's benchmarks would be sent, exactly as "
@@ -41,6 +38,7 @@ class ShareDialog(QDialog):
         self.records.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.records.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         layout.addWidget(self.records, 1)
+        self.records.setVisible(not submission.empty)  # nothing to show: the words above say why
         self.outcome = QLabel("")
         self.outcome.setWordWrap(True)
         self.outcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # the address, to copy
@@ -55,7 +53,7 @@ class ShareDialog(QDialog):
             self.publish_button.setAccessibleName("Publish these records to the open usability index")
             self.publish_button.clicked.connect(self.publish)
         layout.addWidget(self.buttons)
-        self.resize(860, 560)
+        self.resize(860, 560 if not submission.empty else 160)
 
     def publish(self) -> None:
         """Send what is shown (the user clicked Publish)."""

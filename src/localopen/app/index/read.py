@@ -71,7 +71,7 @@ def refresh(ctx: AppContext, sha256s: Iterable[str], fresh_for_s: float = FRESH_
                 elif size > MAX_SUBMISSION_BYTES:
                     files[path] = {"blob": blob, "skipped": TOO_LARGE}
                 else:
-                    text = hub.dataset_file(ctx.settings.index_repo, path, folder / "hub").decode("utf-8", "replace")
+                    text = hub.dataset_file(ctx.settings.index_repo, path).decode("utf-8", "replace")
                     files[path] = {"blob": blob, "text": text}
         except HubError as exc:
             log.warning("An index file of %s could not be read: %s", sha[:12], exc)

@@ -42,6 +42,13 @@ class Submission:
     def empty(self) -> bool:
         return not self.records and not self.waiting
 
+    def nothing_lines(self) -> list[str]:
+        """What an empty share says: nothing new, and what was left out and why."""
+        return [
+            "Nothing new to share: every result here is shared already, or none was measured yet.",
+            *self.left_out_lines(),
+        ]
+
     def left_out_lines(self) -> list[str]:
         return [f"{count} record(s) left out: {why}." for why, count in self.left_out.items()]
 
@@ -126,12 +133,9 @@ def publish(ctx: AppContext, submission: Submission) -> Published:
                 f"{count} result record(s) from localopen",
                 "Measured with localopen (llama-bench's protocol). Records follow the schema in the dataset card.",
             )
-        except OfflineError as exc:
+        except HubError as exc:  # offline, or refused: kept, and sent with the next share
             log.info("Index submission %s kept: %s", kept.id, exc)
-            return Published(sent, len(waiting) - i, str(exc), offline=True)
-        except HubError as exc:
-            log.warning("Index submission %s kept: %s", kept.id, exc)
-            return Published(sent, len(waiting) - i, str(exc))
+            return Published(sent, len(waiting) - i, str(exc), offline=isinstance(exc, OfflineError))
         store.mark_sent(ctx.db, kept.id, address)
         sent.append(address)
     return Published(sent, 0)

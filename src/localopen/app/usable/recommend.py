@@ -20,7 +20,6 @@ from localopen.core.estimate.memory import human_bytes
 from localopen.core.openness.grade import in_one_line
 
 USABLE_BANDS = ("fluent", "comfortable", "readable")
-_BASIS_ORDER = verdicts.BASES
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,8 @@ class Recommendation:
     size_bytes: int | None
     can: tuple[str, ...]  # thinking, tools (when known from a template)
     installed_path: str | None  # set when the file is in the library: chat at once
+    label: str  # the band with its basis as every face shows it ("comfortable (3 like this)")
     basis_words: str = ""  # how the verdict is known, in words (core/estimate/verdict.py)
-    label: str = ""  # the band with its basis as every face shows it ("comfortable (3 like this)")
     openness: str = ""  # the grade's evidence in one line (core/openness/grade.in_one_line)
 
     @property
@@ -49,7 +48,7 @@ class Recommendation:
     def summary(self) -> str:
         """One line: how usable, how known, how big, what it can do."""
         can = f" · {', '.join(self.can)}" if self.can else ""
-        return f"{self.label or f'{self.band} ({self.basis})'} · {self.size_text}{can}"
+        return f"{self.label} · {self.size_text}{can}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +74,7 @@ def _order(row: CatalogRow) -> tuple[str, int, int, int, float]:
         grade.letter,
         -grade.transparency,
         USABLE_BANDS.index(verdict.band),
-        _BASIS_ORDER.index(verdict.basis) if verdict.basis in _BASIS_ORDER else len(_BASIS_ORDER),
+        verdicts.BASES.index(verdict.basis) if verdict.basis in verdicts.BASES else len(verdicts.BASES),
         -row.model.params_b,
     )
 

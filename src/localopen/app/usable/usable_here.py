@@ -77,7 +77,7 @@ class MachineSnapshot:
         """What the open index says of this file on machines like this one (None: nothing, or it
         does not fit here: a remote record never answers for memory)."""
         checked = self.index.get(sha256) if sha256 else None
-        if checked is None or self.profile is None or (fit is not None and fit.code not in FITTING + ("tight",)):
+        if checked is None or self.profile is None or (fit is not None and fit.code == "no_fit"):
             return None
         gpu = self.profile.gpus[0].name if fit is not None and fit.code == "fits_gpu" and self.profile.gpus else None
         return shared_speed(checked, MachineClass.of(self.profile, "CPU", ""), gpu)

@@ -124,9 +124,9 @@ def probed(tg_tps: float, pp_tps: float | None, t: Thresholds) -> Verdict:
 def shared(tg_tps: float, pp_tps: float, t: Thresholds, words: str, machines: int) -> Verdict:
     """From the open index: the median of machines like this one (`words` says how many, the
     spread and whether they agree)."""
-    v = _speeds(tg_tps, pp_tps, t, "shared", words.split(":")[0])
-    reason = words + (f", first token after {v.ttft_s:.1f} s for a {PROMPT_TOKENS}-token prompt" if v.ttft_s else "")
-    return Verdict(v.band, reason, "shared", tg_tps, pp_tps, machines)
+    ttft = PROMPT_TOKENS / pp_tps if pp_tps else None
+    reason = words + (f", first token after {ttft:.1f} s for a {PROMPT_TOKENS}-token prompt" if ttft else "")
+    return Verdict(band_for(tg_tps, ttft, t), reason, "shared", tg_tps, pp_tps, machines)
 
 
 def predicted(

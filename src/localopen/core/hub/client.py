@@ -289,13 +289,16 @@ class Hub:
 
         return self._call(f"{repo}/{path}", call)
 
-    def dataset_file(self, repo: str, path: str, cache_dir: Path) -> bytes:
-        """One file of a dataset repository (through huggingface_hub's download cache in `cache_dir`)."""
-        local = self._call(
-            f"{repo}/{path}",
-            lambda: self._api().hf_hub_download(repo, path, repo_type="dataset", cache_dir=cache_dir),
-        )
-        return Path(local).read_bytes()
+    def dataset_file(self, repo: str, path: str) -> bytes:
+        """One file of a dataset repository, read whole (the caller keeps what it needs of it)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="localopen-hub-") as scratch:
+            local = self._call(
+                f"{repo}/{path}",
+                lambda: self._api().hf_hub_download(repo, path, repo_type="dataset", cache_dir=scratch),
+            )
+            return Path(local).read_bytes()
 
     def search(self, query: str, sort: str = "downloads", limit: int = 20) -> list[dict[str, Any]]:
         sort_key = {
